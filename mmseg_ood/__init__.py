@@ -1,0 +1,11 @@
+"""mmseg_ood: out-of-distribution scoring, training and evaluation for
+MMSegmentation.
+
+Importing the package registers its modules into mmseg's registries and does
+nothing else; ``custom_imports = dict(imports=['mmseg_ood'])`` in a config is
+all a user adds.
+"""
+from . import datasets  # noqa: F401  (registers datasets)
+from .version import __version__
+
+__all__ = ['__version__']

@@ -1,0 +1,73 @@
+"""Test a checkpoint with the Runner, as mmseg's ``tools/test.py`` does,
+plus safe checkpoint loading and readable unknown-type errors."""
+from __future__ import annotations
+
+from typing import Optional
+
+from ..utils import explain_unknown_types, load_config, safe_checkpoint_loading
+from .train import build_runner
+
+
+def enable_visualization(cfg, show: bool = False,
+                         show_dir: Optional[str] = None,
+                         wait_time: float = 2) -> None:
+    """Make the ``visualization`` hook draw (and save to ``show_dir``)."""
+    hooks = cfg.default_hooks
+    if 'visualization' not in hooks:
+        raise ValueError(
+            '`--show` / `--show-dir` need default_hooks.visualization in the '
+            "config, e.g. visualization=dict(type='SegVisualizationHook')")
+    hooks.visualization['draw'] = True
+    if show:
+        hooks.visualization['show'] = True
+        hooks.visualization['wait_time'] = wait_time
+    if show_dir:
+        cfg.visualizer['save_dir'] = show_dir
+
+
+def enable_tta(cfg) -> None:
+    """Test with ``cfg.tta_pipeline`` and ``cfg.tta_model`` (mmseg's TTA)."""
+    for key in ('tta_pipeline', 'tta_model'):
+        if key not in cfg:
+            raise ValueError(f'`--tta` needs `{key}` in the config')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
+
+
+def test(config: str,
+         checkpoint: str,
+         work_dir: Optional[str] = None,
+         out: Optional[str] = None,
+         show: bool = False,
+         show_dir: Optional[str] = None,
+         wait_time: float = 2,
+         tta: bool = False,
+         cfg_options: Optional[dict] = None,
+         launcher: str = 'none',
+         unsafe_load: bool = False) -> dict:
+    """Evaluate ``checkpoint`` on the config's test set; return the metrics.
+
+    Args:
+        config: Path of an mmseg config.
+        checkpoint: Checkpoint file (loaded safely unless ``unsafe_load``).
+        work_dir: Where the metrics JSON and logs go.
+        out: Directory for the predictions (``test_evaluator.output_dir``).
+        show / show_dir / wait_time: Visualization, as in mmseg.
+        tta: Test-time augmentation with ``tta_pipeline`` / ``tta_model``.
+        cfg_options: Overrides merged into the config.
+        launcher: ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``.
+        unsafe_load: Load the checkpoint with full pickle (trusted files only).
+    """
+    cfg = load_config(config, cfg_options, work_dir, launcher)
+    cfg.load_from = checkpoint
+    if show or show_dir:
+        enable_visualization(cfg, show, show_dir, wait_time)
+    if tta:
+        enable_tta(cfg)
+    if out is not None:
+        cfg.test_evaluator['output_dir'] = out
+        cfg.test_evaluator['keep_results'] = True
+    runner = build_runner(cfg)
+    with safe_checkpoint_loading(unsafe_load), explain_unknown_types():
+        return runner.test()

@@ -1,0 +1,149 @@
+"""Safe loading of checkpoints written by mmengine / mmseg.
+
+torch >= 2.6 loads with ``weights_only=True`` by default, which refuses every
+pickled global outside torch's own allow-list. A checkpoint written by
+mmengine's Runner holds, besides tensors, its ``meta`` and ``message_hub``
+(HistoryBuffer, numpy arrays and scalars), so plain ``torch.load`` - and
+hence mmengine 0.10.7's ``load_checkpoint`` - fails on it.
+
+This module keeps ``weights_only=True`` and allows exactly the globals in
+:data:`SAFE_GLOBALS`. A checkpoint that needs anything else is refused with
+:class:`UnsafeCheckpointError`, naming the global and the ``--unsafe-load``
+flag; only that flag (``unsafe=True``) loads with full pickle.
+
+:func:`safe_checkpoint_loading` routes mmengine's local-file loader (used by
+``Runner`` for ``load_from`` / ``resume`` and by
+``mmengine.runner.load_checkpoint``) through :func:`load_checkpoint_file`
+for the duration of a ``with`` block, so ``tools/test.py`` and
+``tools/train.py`` get the same behaviour as the plugin's own tools.
+"""
+from __future__ import annotations
+
+import _codecs
+import collections
+import contextlib
+import os.path as osp
+import pickle
+import re
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from mmengine.logging.history_buffer import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+__all__ = [
+    'SAFE_GLOBALS', 'UnsafeCheckpointError', 'load_checkpoint_file',
+    'safe_checkpoint_loading'
+]
+
+UNSAFE_FLAG = '--unsafe-load'
+
+
+def _numpy_core_global(name: str):
+    # numpy 2 pickles arrays via numpy._core; numpy 1 via numpy.core.
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # numpy < 2
+        from numpy.core import multiarray
+    return getattr(multiarray, name)
+
+
+def _numpy_dtype_classes() -> list:
+    # numpy >= 1.25 pickles a dtype's class (e.g. numpy.dtypes.Float64DType)
+    # when an array's dtype is pickled on its own.
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is None:
+        return []
+    return [
+        getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')
+        and isinstance(getattr(dtypes, n), type)
+    ]
+
+
+#: Globals a Runner-written checkpoint pickles besides tensors. Each is a
+#: plain container or a numpy reconstructor; none runs code on its own.
+#: ``builtins.getattr`` is not here: pickle uses it to rebuild bound methods
+#: and enum members, which a checkpoint never needs.
+SAFE_GLOBALS = [
+    collections.OrderedDict,
+    HistoryBuffer,
+    np.dtype,
+    np.ndarray,
+    _numpy_core_global('_reconstruct'),
+    _numpy_core_global('scalar'),
+    _codecs.encode,
+] + _numpy_dtype_classes()
+
+_UNSUPPORTED = re.compile(r'GLOBAL (\S+) was not an allowed global')
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint needs a global outside :data:`SAFE_GLOBALS`."""
+
+
+def load_checkpoint_file(filename: str,
+                         map_location: Any = 'cpu',
+                         unsafe: bool = False) -> Any:
+    """Load a checkpoint file with ``weights_only=True`` and the allow-list.
+
+    Args:
+        filename: Path of a file written by ``torch.save``.
+        map_location: As in ``torch.load``.
+        unsafe: Load with full pickle (``weights_only=False``). Only for
+            checkpoints from a trusted source: unpickling can run any code.
+
+    Returns:
+        Whatever the file holds (usually a dict with ``state_dict``, ``meta``
+        and, for Runner checkpoints, ``message_hub`` and ``optimizer``).
+
+    Raises:
+        FileNotFoundError: ``filename`` does not exist.
+        UnsafeCheckpointError: The file needs a global outside the allow-list;
+            the message names it and the ``--unsafe-load`` flag.
+    """
+    filename = osp.expanduser(filename)
+    if not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint file not found: {filename}')
+    if unsafe:
+        return torch.load(filename, map_location=map_location,
+                          weights_only=False)
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(filename, map_location=map_location,
+                              weights_only=True)
+    except pickle.UnpicklingError as e:
+        match = _UNSUPPORTED.search(str(e))
+        what = (f'the global `{match.group(1)}`' if match else
+                f'an object the safe loader refuses ({str(e).splitlines()[0]})')
+        raise UnsafeCheckpointError(
+            f'checkpoint {filename} needs {what}, which is not on '
+            "mmseg_ood's allow-list of safe globals "
+            '(mmseg_ood.utils.checkpoint.SAFE_GLOBALS). Unpickling it could '
+            'run arbitrary code. If you trust the file, pass '
+            f'{UNSAFE_FLAG} to load it with full pickle.') from None
+
+
+@contextlib.contextmanager
+def safe_checkpoint_loading(unsafe: bool = False) -> Iterator[None]:
+    """Route mmengine's local checkpoint loader through the safe loader.
+
+    Inside the block, ``Runner.load_checkpoint`` (``load_from``, ``resume``),
+    ``mmengine.runner.load_checkpoint`` and ``CheckpointLoader`` load local
+    files with :func:`load_checkpoint_file`. The previous loader is restored
+    on exit.
+
+    Args:
+        unsafe: Passed on to :func:`load_checkpoint_file`.
+    """
+    schemes = CheckpointLoader._schemes
+    previous = schemes['']
+
+    def load_local(filename, map_location):
+        return load_checkpoint_file(filename, map_location, unsafe=unsafe)
+
+    schemes[''] = load_local
+    try:
+        yield
+    finally:
+        schemes[''] = previous

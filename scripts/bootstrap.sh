@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Create the project's virtual environment and install everything mmseg_ood
+# needs, step by step. Each finished step leaves a stamp in $VENV/.stamps, so
+# a second run skips it (pip's wheel cache makes even a fresh venv fast: the
+# mmcv wheel built from source is reused).
+#
+# Usage: scripts/bootstrap.sh            (VENV=.venv PYTHON=python3 by default)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV=${VENV:-$here/.venv}
+PYTHON=${PYTHON:-python3}
+STAMPS=$VENV/.stamps
+
+# Pins, and why.
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}   # the local CPU wheel; CUDA users: see README
+MMCV_SPEC='mmcv==2.1.0'                   # mmseg 1.2.2 rejects mmcv >= 2.2.0; mmcv-lite lacks mmcv.ops
+MMENGINE_SPEC='mmengine==0.10.7'
+MMSEG_SPEC='mmsegmentation==1.2.2'
+# pkg_resources must exist: mmcv 2.1.0's setup.py imports it, and so does
+# mmengine 0.10.7 at run time (resolving `mmseg::` config paths). torch 2.13
+# requires setuptools >= 77.0.3; setuptools 81 removed pkg_resources.
+SETUPTOOLS_SPEC='setuptools>=77.0.3,<81'
+
+log() { printf '\n[bootstrap] %s\n' "$*"; }
+
+step() {  # step NAME COMMAND...: run COMMAND once per venv
+    local name=$1; shift
+    if [[ -f $STAMPS/$name ]]; then
+        log "$name: done already (remove $STAMPS/$name to redo)"
+        return
+    fi
+    log "$name ..."
+    local t0=$SECONDS
+    "$@"
+    mkdir -p "$STAMPS"
+    touch "$STAMPS/$name"
+    log "$name: finished in $((SECONDS - t0)) s"
+}
+
+pip() { "$VENV/bin/python" -m pip --disable-pip-version-check "$@"; }
+
+make_venv() { "$PYTHON" -m venv "$VENV"; }
+torch() { pip install "$TORCH_SPEC"; }
+# After torch, which would otherwise pull the newest setuptools.
+build_tools() { pip install -U pip wheel ninja "$SETUPTOOLS_SPEC"; }
+mmengine() { pip install "$MMENGINE_SPEC" 'opencv-python' 'numpy' 'packaging'; }
+mmcv() {
+    # Ops are compiled against the installed torch: no build isolation.
+    # pip caches the resulting wheel, so later venvs reuse it.
+    MMCV_WITH_OPS=1 MAX_JOBS=${MAX_JOBS:-$(nproc)} \
+        pip install --no-build-isolation "$MMCV_SPEC"
+    "$VENV/bin/python" -c 'import mmcv.ops' \
+        || { echo "mmcv was installed without its compiled ops" >&2; return 1; }
+}
+mmseg() { pip install "$MMSEG_SPEC" ftfy regex; }
+project() {
+    # Dependencies not pinned above come from setup.cfg (extras: dev).
+    pip install --no-build-isolation -e "$here[dev]"
+}
+
+[[ -x $VENV/bin/python ]] || rm -rf "$STAMPS"
+step venv make_venv
+step torch torch
+step build-tools build_tools
+step mmengine mmengine
+step mmcv mmcv
+step mmseg mmseg
+# The project step reruns when setup.cfg changes.
+cfg_hash=$(sha1sum "$here/setup.cfg" | cut -c1-12)
+step "project-$cfg_hash" project
+log "environment ready: $VENV"
