@@ -102,3 +102,24 @@ def test_test_tool_refuses_foreign_checkpoint(tmp_path, synthetic_root,
     assert 'UnsafeCheckpointError' in proc.stderr
     assert 'argparse.Namespace' in proc.stderr
     run_tool('test.py', *args, '--unsafe-load', env=env)  # opt-in works
+
+
+
+@pytest.mark.parametrize('target', ['OrderedDict.fromkeys',
+                                    'HistoryBuffer.__init__'])
+def test_getattr_is_allowed_only_on_history_buffer_methods(tmp_path, target):
+    import collections
+
+    from mmengine.logging.history_buffer import HistoryBuffer
+    owner, name = target.split('.')
+    obj = {'OrderedDict': collections.OrderedDict,
+           'HistoryBuffer': HistoryBuffer}[owner]
+
+    class Payload:  # pickles as getattr(obj, name); both globals allowed
+        def __reduce__(self):
+            return (getattr, (obj, name))
+
+    path = str(tmp_path / 'getattr.pth')
+    torch.save({'x': Payload()}, path)
+    with pytest.raises(UnsafeCheckpointError, match=f'getattr.*{name}'):
+        load_checkpoint_file(path)

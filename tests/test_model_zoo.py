@@ -60,6 +60,8 @@ def test_model_zoo_config_with_custom_imports_builds_and_runs(tmp_path):
     assert grad is not None and grad.abs().sum() > 0
 
     model.eval()
+    data = model.data_preprocessor(
+        dict(inputs=list(inputs), data_samples=samples), training=False)
     with torch.no_grad():
         out = model.predict(data['inputs'], data['data_samples'])
     assert len(out) == 2

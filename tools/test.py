@@ -28,8 +28,8 @@ def parse_args(argv=None):
         '--show', action='store_true', help='show prediction results')
     parser.add_argument(
         '--show-dir',
-        help='directory where painted images are saved (under '
-        'work_dir/timestamp/)')
+        help='directory where painted images are saved (a relative path is '
+        'taken under --work-dir)')
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(

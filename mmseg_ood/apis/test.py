@@ -2,6 +2,7 @@
 plus safe checkpoint loading and readable unknown-type errors."""
 from __future__ import annotations
 
+import os.path as osp
 from typing import Optional
 
 from ..utils import explain_unknown_types, load_config, safe_checkpoint_loading
@@ -11,7 +12,11 @@ from .train import build_runner
 def enable_visualization(cfg, show: bool = False,
                          show_dir: Optional[str] = None,
                          wait_time: float = 2) -> None:
-    """Make the ``visualization`` hook draw (and save to ``show_dir``)."""
+    """Make the ``visualization`` hook draw (and save to ``show_dir``).
+
+    A relative ``show_dir`` is taken under ``cfg.work_dir`` (mmseg documents
+    this but mmengine resolves it against the current directory).
+    """
     hooks = cfg.default_hooks
     if 'visualization' not in hooks:
         raise ValueError(
@@ -22,7 +27,7 @@ def enable_visualization(cfg, show: bool = False,
         hooks.visualization['show'] = True
         hooks.visualization['wait_time'] = wait_time
     if show_dir:
-        cfg.visualizer['save_dir'] = show_dir
+        cfg.visualizer['save_dir'] = osp.join(cfg.work_dir, show_dir)
 
 
 def enable_tta(cfg) -> None:

@@ -61,11 +61,29 @@ def _numpy_dtype_classes() -> list:
     ]
 
 
+def _history_buffer_getattr(obj, name: str):
+    """``getattr`` restricted to HistoryBuffer's statistics methods.
+
+    A HistoryBuffer pickles its ``statistics_methods`` dict of bound methods
+    as ``getattr(HistoryBuffer, 'min')`` etc. Plain ``builtins.getattr``
+    would let a crafted file reach any attribute of any allowed object, so
+    this stand-in is registered under that name and allows only public
+    attributes of HistoryBuffer.
+    """
+    if obj is not HistoryBuffer or not isinstance(name, str) \
+            or name.startswith('_'):
+        raise pickle.UnpicklingError(
+            f'refusing getattr({obj!r}, {name!r}): the safe loader allows '
+            'getattr only for the public statistics methods of '
+            'mmengine HistoryBuffer')
+    return getattr(obj, name)
+
+
 #: Globals a Runner-written checkpoint pickles besides tensors. Each is a
 #: plain container or a numpy reconstructor; none runs code on its own.
-#: ``builtins.getattr`` is not here: pickle uses it to rebuild bound methods
-#: and enum members, which a checkpoint never needs.
+#: ``builtins.getattr`` is allowed only as :func:`_history_buffer_getattr`.
 SAFE_GLOBALS = [
+    (_history_buffer_getattr, 'builtins.getattr'),
     collections.OrderedDict,
     HistoryBuffer,
     np.dtype,
@@ -76,6 +94,7 @@ SAFE_GLOBALS = [
 ] + _numpy_dtype_classes()
 
 _UNSUPPORTED = re.compile(r'GLOBAL (\S+) was not an allowed global')
+_UNPICKLER_REASON = re.compile(r'WeightsUnpickler error:\s*(.*?)\s*(?:\n\n|$)', re.S)
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -114,8 +133,10 @@ def load_checkpoint_file(filename: str,
                               weights_only=True)
     except pickle.UnpicklingError as e:
         match = _UNSUPPORTED.search(str(e))
+        reason = _UNPICKLER_REASON.search(str(e))
         what = (f'the global `{match.group(1)}`' if match else
-                f'an object the safe loader refuses ({str(e).splitlines()[0]})')
+                'an object the safe loader refuses '
+                f'({reason.group(1) if reason else e})')
         raise UnsafeCheckpointError(
             f'checkpoint {filename} needs {what}, which is not on '
             "mmseg_ood's allow-list of safe globals "

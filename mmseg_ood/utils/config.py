@@ -16,7 +16,8 @@ __all__ = [
 ]
 
 # mmengine's build_from_cfg: "<type> is not in the <scope>::<name> registry."
-_UNKNOWN_TYPE = re.compile(r'(\S+) is not in the (\w+)::(\w+) registry')
+_UNKNOWN_TYPE = re.compile(
+    r'([^\s\'"`]+) is not in the (\w+)::(\w+) registry')
 
 
 class UnknownTypeError(KeyError):
