@@ -6,6 +6,9 @@ nothing else; ``custom_imports = dict(imports=['mmseg_ood'])`` in a config is
 all a user adds.
 """
 from . import datasets  # noqa: F401  (registers datasets)
+from . import engine  # noqa: F401  (registers hooks)
+from . import models  # noqa: F401  (registers models)
+from . import scorers  # noqa: F401  (fills OOD_SCORERS)
 from .version import __version__
 
 __all__ = ['__version__']

@@ -7,21 +7,23 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-.venv/bin/python}
 DATA=${MMSEG_OOD_DATA:-data/synthetic}
 export MMSEG_OOD_DATA=$DATA
-CONFIG=configs/synthetic/deeplabv3plus_r18-d8_1xb8-2k_synthetic-street-128x256.py
+CONFIG=configs/synthetic/deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py
 WORK=${DEMO_WORK_DIR:-work_dirs/demo}
 
 t0=$SECONDS
 echo "[demo] generating the synthetic benchmark in $DATA"
 $PY tools/make_synthetic.py "$DATA"
 
-ckpt=$WORK/iter_2000.pth
-if [[ -f $ckpt && -z ${FORCE_TRAIN:-} ]]; then
+# The Runner records its final checkpoint in last_checkpoint.
+ckpt=$(cat "$WORK/last_checkpoint" 2>/dev/null || true)
+if [[ -n $ckpt && -f $ckpt && -z ${FORCE_TRAIN:-} ]]; then
     echo "[demo] reusing the trained model $ckpt (FORCE_TRAIN=1 retrains)"
 else
     echo "[demo] training $CONFIG"
     t1=$SECONDS
     $PY tools/train.py "$CONFIG" --work-dir "$WORK"
     echo "[demo] training took $((SECONDS - t1)) s"
+    ckpt=$(cat "$WORK/last_checkpoint")
 fi
 
 echo "[demo] evaluating $ckpt on the val split"

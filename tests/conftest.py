@@ -8,7 +8,7 @@ import pytest
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 STREET_CONFIG = osp.join(
     REPO, 'configs', 'synthetic',
-    'deeplabv3plus_r18-d8_1xb8-2k_synthetic-street-128x256.py')
+    'deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py')
 
 # A few Runner iterations on a handful of images, in one CPU process.
 QUICK_OPTIONS = [
@@ -20,6 +20,16 @@ QUICK_OPTIONS = [
     'test_dataloader.num_workers=0',
     'test_dataloader.persistent_workers=False'
 ]
+
+
+def zoo_config_path(name):
+    """Path of a model-zoo config shipped in the mmseg wheel
+    (``mmseg::fcn/...`` or ``fcn/...``)."""
+    import mmseg
+    rel = name.split('::', 1)[-1]
+    path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', rel)
+    assert osp.isfile(path), f'model-zoo config missing from the wheel: {path}'
+    return path
 
 
 def run_tool(script, *args, env=None, check=True):

@@ -1,5 +1,6 @@
-"""High-level entry points used by ``tools/``."""
+"""High-level entry points used by ``tools/`` and users."""
+from .score import score_image
 from .test import test
 from .train import train
 
-__all__ = ['train', 'test']
+__all__ = ['train', 'test', 'score_image']

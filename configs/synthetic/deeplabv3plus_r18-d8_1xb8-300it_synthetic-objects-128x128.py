@@ -6,7 +6,7 @@ _base_ = [
     'mmseg::_base_/models/deeplabv3plus_r50-d8.py',
     '../_base_/datasets/synthetic_objects.py',
     'mmseg::_base_/default_runtime.py',
-    '../_base_/schedules/synthetic_2k.py',
+    '../_base_/schedules/synthetic_300it.py',
 ]
 custom_imports = dict(imports=['mmseg_ood'], allow_failed_imports=False)
 crop_size = (128, 128)
@@ -25,5 +25,7 @@ model = dict(
         norm_cfg=norm_cfg),
     auxiliary_head=dict(
         in_channels=256, channels=64, num_classes=6, norm_cfg=norm_cfg))
+# Test-time augmentation that also merges OOD score maps (see README).
+tta_model = dict(type='OODSegTTAModel')
 env_cfg = dict(cudnn_benchmark=False)
 randomness = dict(seed=0)

@@ -1,0 +1,67 @@
+"""Runner hook: attach OOD scorers to the model for val / test."""
+from __future__ import annotations
+
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from mmseg.models import SegTTAModel
+from mmseg.registry import HOOKS
+
+from ..models import OODScoring, OODSegTTAModel
+
+
+@HOOKS.register_module()
+class OODScoringHook(Hook):
+    """Fill ``data_sample.ood_scores`` during validation and/or testing.
+
+    Args:
+        scorers: Scorer names or config dicts (see
+            :class:`mmseg_ood.models.OODScoring`).
+        strict: Raise if a scorer cannot run on the model (else skip it with
+            a warning).
+        val: Score during validation too (not only testing).
+
+    Example:
+        >>> custom_hooks = [dict(type='OODScoringHook',
+        ...                      scorers=['msp', 'energy', 'n_energy'])]
+    """
+    priority = 'NORMAL'
+
+    def __init__(self, scorers, strict: bool = True, val: bool = False):
+        self.scorers = scorers
+        self.strict = strict
+        self.val = val
+        self._scoring: Optional[OODScoring] = None
+
+    def _attach(self, runner) -> None:
+        model = runner.model
+        if is_model_wrapper(model):
+            model = model.module
+        if isinstance(model, SegTTAModel) and not isinstance(
+                model, OODSegTTAModel):
+            raise ValueError(
+                'OODScoringHook with test-time augmentation needs '
+                "tta_model = dict(type='OODSegTTAModel'); mmseg's "
+                'SegTTAModel drops the OOD scores when merging')
+        self._scoring = OODScoring(model, self.scorers, strict=self.strict)
+        self._scoring.attach()
+
+    def _detach(self) -> None:
+        if self._scoring is not None:
+            self._scoring.detach()
+            self._scoring = None
+
+    def before_test(self, runner) -> None:
+        self._attach(runner)
+
+    def after_test(self, runner) -> None:
+        self._detach()
+
+    def before_val(self, runner) -> None:
+        if self.val:
+            self._attach(runner)
+
+    def after_val(self, runner) -> None:
+        self._detach()

@@ -1,0 +1,23 @@
+"""OOD scorers: one class per score, registered in :data:`OOD_SCORERS`.
+
+Every scorer maps :class:`ScoreInputs` to one float32 value per pixel,
+higher = more OOD.
+"""
+from .background import BackgroundProbability
+from .base import (OOD_SCORERS, BaseScorer, ScoreInputs,
+                   UnsupportedScorerError, build_scorer)
+from .energy import Energy
+from .entropy import Entropy
+from .max_logit import MaxLogit
+from .msp import MaxSoftmax
+from .n_energy import NormalizedEnergy
+from .n_max_logit import NormalizedMaxLogit
+from .norm import EmbeddingNorm
+from .sml import StandardizedMaxLogit
+
+__all__ = [
+    'OOD_SCORERS', 'BaseScorer', 'ScoreInputs', 'UnsupportedScorerError',
+    'build_scorer', 'MaxSoftmax', 'Entropy', 'MaxLogit',
+    'StandardizedMaxLogit', 'Energy', 'EmbeddingNorm', 'NormalizedMaxLogit',
+    'NormalizedEnergy', 'BackgroundProbability'
+]

@@ -1,0 +1,194 @@
+"""Inputs, base class and registry shared by every OOD scorer.
+
+Conventions (see ``DESIGN.md``): a scorer maps :class:`ScoreInputs` to one
+float32 value per pixel, **higher = more OOD**; no caller inverts later.
+Shapes: logits ``(N, C, H, W)`` -> ``(N, H, W)``, or ``(N, C)`` -> ``(N,)``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import torch
+from mmengine.registry import Registry
+from torch import Tensor
+
+#: The package's scorer registry: ``build_scorer(dict(type='msp'))``.
+OOD_SCORERS = Registry('ood_scorer', scope='mmseg_ood')
+
+HEAD_KINDS = ('softmax', 'ibe', 'scribe', 'mask')
+
+
+@dataclass
+class ScoreInputs:
+    """Everything a scorer may read, captured from one forward pass.
+
+    Args:
+        logits: Class scores ``s = W z + b``, ``(N, C, H, W)`` or ``(N, C)``.
+            For IBE / SCrIBE heads the full C-vector, implicit background
+            included.
+        embeddings: ``z``, the input of the final 1x1 classifier,
+            ``(N, D, H, W)`` or ``(N, D)``; ``None`` for heads without a
+            linear classifier.
+        cls_weight: Classifier weight ``W``, ``(C, D)``.
+        cls_bias: Classifier bias ``b``, ``(C,)``, or ``None``.
+        head_kind: ``'softmax'`` (plain linear head), ``'ibe'``, ``'scribe'``
+            or ``'mask'`` (mask classification, logits only).
+        background_index: Index of the (implicit) background class, for
+            ``'ibe'`` / ``'scribe'`` heads.
+
+    Shape:
+        ``embeddings`` has the batch and spatial shape of ``logits``.
+    """
+    logits: Tensor
+    embeddings: Optional[Tensor] = None
+    cls_weight: Optional[Tensor] = None
+    cls_bias: Optional[Tensor] = None
+    head_kind: str = 'softmax'
+    background_index: Optional[int] = None
+
+    def __post_init__(self):
+        if not isinstance(self.logits, Tensor):
+            raise TypeError('`logits` must be a torch.Tensor, got '
+                            f'{type(self.logits).__name__}')
+        if self.logits.dim() not in (2, 4):
+            raise ValueError('`logits` must be (N, C) or (N, C, H, W), got '
+                             f'shape {tuple(self.logits.shape)}')
+        if self.head_kind not in HEAD_KINDS:
+            raise ValueError(f'`head_kind` must be one of {HEAD_KINDS}, got '
+                             f'{self.head_kind!r}')
+        n, c = self.logits.shape[:2]
+        spatial = tuple(self.logits.shape[2:])
+        if self.embeddings is not None:
+            e = self.embeddings
+            if e.dim() != self.logits.dim() or e.shape[0] != n or tuple(
+                    e.shape[2:]) != spatial:
+                raise ValueError(
+                    '`embeddings` must be (N, D' + ', H, W' * bool(spatial) +
+                    f') matching logits {tuple(self.logits.shape)}, got '
+                    f'{tuple(e.shape)}')
+        if self.cls_weight is not None:
+            w = self.cls_weight
+            if w.dim() == 4 and w.shape[2:] == (1, 1):  # a 1x1 conv weight
+                self.cls_weight = w = w.flatten(1)
+            if w.dim() != 2:
+                raise ValueError('`cls_weight` must be (C, D), got '
+                                 f'{tuple(w.shape)}')
+            if self.embeddings is not None and w.shape[1] != \
+                    self.embeddings.shape[1]:
+                raise ValueError(
+                    f'`cls_weight` {tuple(w.shape)} does not match the '
+                    f'embedding dimension D={self.embeddings.shape[1]}')
+        if self.cls_bias is not None and self.cls_weight is not None and \
+                self.cls_bias.shape != (self.cls_weight.shape[0], ):
+            raise ValueError(f'`cls_bias` must be ({self.cls_weight.shape[0]},'
+                             f'), got {tuple(self.cls_bias.shape)}')
+        if self.head_kind in ('ibe', 'scribe'):
+            if self.background_index is None or not \
+                    0 <= self.background_index < c:
+                raise ValueError(
+                    f"`background_index` must be in [0, {c}) for an "
+                    f"'{self.head_kind}' head, got {self.background_index!r}")
+
+    def per_class(self, values: Tensor) -> Tensor:
+        """Reshape a ``(C,)`` vector to broadcast against ``logits``."""
+        return values.view(1, -1, *([1] * (self.logits.dim() - 2)))
+
+
+class BaseScorer:
+    """One OOD score; subclasses implement :meth:`score`.
+
+    Class attributes:
+        requires_embeddings: The score reads ``embeddings`` (and possibly the
+            classifier), so it needs a head that ends in a linear classifier.
+        requires_background: The score needs an IBE / SCrIBE head.
+    """
+    requires_embeddings = False
+    requires_background = False
+    name = ''
+
+    def __call__(self, inputs: ScoreInputs) -> Tensor:
+        self.check_supported(inputs)
+        out = self.score(inputs)
+        return out.float()
+
+    def check_supported(self, inputs: ScoreInputs) -> None:
+        """Raise :class:`UnsupportedScorerError` if ``inputs`` lack what the
+        score needs."""
+        reason = self.unsupported_reason(inputs.embeddings is not None,
+                                         inputs.head_kind)
+        if reason:
+            raise UnsupportedScorerError(reason)
+
+    def unsupported_reason(self, has_embeddings: bool,
+                           head_kind: str) -> Optional[str]:
+        """Why this scorer cannot run on such a model, or ``None``."""
+        if self.requires_embeddings and not has_embeddings:
+            return (f"scorer '{self.name}' needs the embeddings of a final "
+                    'linear classifier (conv_seg), which this model\'s '
+                    f"decode head ('{head_kind}') does not have")
+        if self.requires_background and head_kind not in ('ibe', 'scribe'):
+            return (f"scorer '{self.name}' needs an IBE or SCrIBE head with "
+                    f"an implicit background class, got a '{head_kind}' head")
+        return None
+
+    def score(self, inputs: ScoreInputs) -> Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f'{type(self).__name__}()'
+
+
+class UnsupportedScorerError(ValueError):
+    """The model cannot provide what a scorer needs."""
+
+
+def embedding_norm(inputs: ScoreInputs, eps: float = 1e-12) -> Tensor:
+    """``||z||_2`` over the embedding dimension, ``(N, 1, ...)``."""
+    return inputs.embeddings.norm(dim=1, keepdim=True).clamp_min(eps)
+
+
+def logits_without_bias(inputs: ScoreInputs) -> Tensor:
+    """``W z``: the logits with the classifier bias removed (``s - b``)."""
+    if inputs.cls_bias is None:
+        return inputs.logits
+    return inputs.logits - inputs.per_class(inputs.cls_bias)
+
+
+def check_number(name: str, value, low: Optional[float] = None,
+                 low_open: bool = False) -> float:
+    """Validate a real-valued constructor argument; return it as float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f'`{name}` must be a number, got '
+                        f'{type(value).__name__}')
+    value = float(value)
+    if value != value or value in (float('inf'), float('-inf')):
+        raise ValueError(f'`{name}` must be finite, got {value}')
+    if low is not None and (value < low or (low_open and value == low)):
+        op = '>' if low_open else '>='
+        raise ValueError(f'`{name}` must be {op} {low}, got {value}')
+    return value
+
+
+def build_scorer(cfg: Union[dict, str]) -> BaseScorer:
+    """Build a scorer from ``dict(type=NAME, **params)`` or a bare name.
+
+    Raises:
+        ValueError: unknown ``type``; the message lists the registered names.
+    """
+    if isinstance(cfg, str):
+        cfg = dict(type=cfg)
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        raise TypeError('a scorer config must be a dict with a `type` key or '
+                        f'a name, got {cfg!r}')
+    name = cfg['type']
+    if isinstance(name, str) and name not in OOD_SCORERS.module_dict:
+        raise ValueError(f'unknown scorer {name!r}; registered scorers: '
+                         f'{", ".join(sorted(OOD_SCORERS.module_dict))}')
+    return OOD_SCORERS.build(cfg)
+
+
+def softmax_stable(logits: Tensor) -> Tensor:
+    """Softmax over the class dimension in float32 or wider."""
+    return torch.softmax(logits.float() if logits.dtype in (
+        torch.float16, torch.bfloat16) else logits, dim=1)

@@ -1,0 +1,365 @@
+"""Embedding capture and OOD scoring on real model-zoo heads."""
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmengine.config import Config, ConfigDict
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+
+from conftest import zoo_config_path
+from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.registry import MODELS
+from mmseg.structures import SegDataSample
+from mmseg_ood.models import EmbeddingCapture, OODScoring, final_decode_head
+from mmseg_ood.scorers import UnsupportedScorerError
+
+SCORERS = ['msp', 'entropy', 'max_logit', 'energy', 'norm', 'n_max_logit',
+           'n_energy']
+ZOO = {
+    'fcn': 'mmseg::fcn/fcn_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'psp': 'mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'aspp': 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'deeplabv3plus': 'mmseg::deeplabv3plus/'
+    'deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'upernet': 'mmseg::upernet/upernet_r50_4xb2-40k_cityscapes-512x1024.py',
+    'ocrnet': 'mmseg::ocrnet/ocrnet_hr18s_4xb2-40k_cityscapes-512x1024.py',
+    'segformer': 'mmseg::segformer/'
+    'segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py',
+    'dpt': 'mmseg::dpt/dpt_vit-b16_8xb2-160k_ade20k-512x512.py',
+}
+
+
+def _bn(cfg):
+    if isinstance(cfg, dict):
+        if cfg.get('type') == 'SyncBN':
+            cfg['type'] = 'BN'
+        for v in cfg.values():
+            _bn(v)
+    elif isinstance(cfg, (list, tuple)):
+        for v in cfg:
+            _bn(v)
+
+
+def build(cfg_model):
+    init_default_scope('mmseg')
+    _bn(cfg_model)
+    torch.manual_seed(0)
+    model = MODELS.build(ConfigDict(cfg_model))
+    model.init_weights()
+    return model.eval()
+
+
+def zoo_model(key, **test_cfg):
+    cfg = Config.fromfile(zoo_config_path(ZOO[key]))
+    cfg.model.pretrained = None
+    if cfg.model.backbone.get('init_cfg'):
+        cfg.model.backbone.init_cfg = None
+    cfg.model.data_preprocessor.pop('size', None)
+    cfg.model.data_preprocessor['test_cfg'] = dict(size_divisor=32)
+    if test_cfg:
+        cfg.model.test_cfg = test_cfg
+    return build(cfg.model.to_dict())
+
+
+def batch(h, w, n=1, seed=0, flip=False):
+    g = torch.Generator().manual_seed(seed)
+    imgs = [torch.randint(0, 256, (3, h, w), generator=g).to(torch.uint8)
+            for _ in range(n)]
+    if flip:
+        imgs = [im.flip(-1) for im in imgs]
+    samples = [
+        SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
+                                    img_path=f'img{i}.png'))
+        for i in range(n)
+    ]
+    return dict(inputs=imgs, data_samples=samples)
+
+
+@pytest.fixture(scope='module', params=list(ZOO))
+def zoo(request):
+    return request.param, zoo_model(request.param)
+
+
+def test_capture_reconstructs_logits(zoo):
+    """s = W z + b holds for the captured z on every head family."""
+    key, model = zoo
+    head = final_decode_head(model)
+    cap = EmbeddingCapture(head.conv_seg)
+    out = {}
+    handle = head.conv_seg.register_forward_hook(
+        lambda m, a, o: out.setdefault('s', o.clone()))
+    data = model.data_preprocessor(batch(64, 96), False)
+    with torch.no_grad():
+        model.predict(data['inputs'], data['data_samples'])
+    handle.remove()
+    z, s = cap.embeddings, out['s']
+    assert z.shape[1] == head.conv_seg.in_channels
+    recon = torch.einsum('cd,ndhw->nchw', cap.weight, z) + \
+        cap.bias.view(1, -1, 1, 1)
+    # float32 sums in another order: tolerance relative to the logit scale
+    torch.testing.assert_close(recon, s, rtol=1e-4,
+                               atol=1e-5 * float(s.abs().max()))
+    cap.remove()
+
+
+def test_scoring_keeps_predictions_and_fills_scores(zoo):
+    key, model = zoo
+    h, w = 61, 93  # padded to 64x96 by size_divisor=32
+    with torch.no_grad():
+        plain = model.test_step(batch(h, w, n=2))
+        with OODScoring(model, SCORERS) as scoring:
+            scored = model.test_step(batch(h, w, n=2))
+    assert scoring.names == SCORERS
+    for a, b in zip(plain, scored):
+        assert torch.equal(a.pred_sem_seg.data, b.pred_sem_seg.data), key
+        torch.testing.assert_close(a.seg_logits.data, b.seg_logits.data)
+        assert set(b.ood_scores) == set(SCORERS)
+        for name, m in b.ood_scores.items():
+            assert m.shape == (h, w), (key, name)
+            assert torch.isfinite(m).all(), (key, name)
+    # hooks are gone after the block
+    with torch.no_grad():
+        again = model.test_step(batch(h, w))
+    assert 'ood_scores' not in again[0]
+    assert model.out_channels == plain[0].seg_logits.data.shape[0]
+
+
+def test_score_maps_are_resized_like_the_logits():
+    model = zoo_model('fcn')
+    head = final_decode_head(model)
+    data = batch(64, 96)
+    with torch.no_grad():
+        inputs = model.data_preprocessor(data, False)['inputs']
+        s = head.forward(model.extract_feat(inputs))
+        with OODScoring(model, ['max_logit', 'energy']):
+            out = model.test_step(data)[0]
+    for name, score in (('max_logit', -s.amax(1)),
+                        ('energy', -torch.logsumexp(s, 1))):
+        expected = F.interpolate(score[:, None], size=(64, 96),
+                                 mode='bilinear', align_corners=False)[0, 0]
+        torch.testing.assert_close(out.ood_scores[name], expected)
+
+
+def test_slide_inference_scores_have_ori_shape():
+    model = zoo_model('deeplabv3plus', mode='slide', crop_size=(32, 32),
+                      stride=(21, 21))
+    h, w = 61, 93
+    with torch.no_grad():
+        plain = model.test_step(batch(h, w))[0]
+        with OODScoring(model, SCORERS):
+            scored = model.test_step(batch(h, w))[0]
+    assert torch.equal(plain.pred_sem_seg.data, scored.pred_sem_seg.data)
+    for m in scored.ood_scores.values():
+        assert m.shape == (h, w) and torch.isfinite(m).all()
+
+
+def test_unsupported_scorers_are_refused_or_skipped():
+    class NoClassifierHead(BaseDecodeHead):  # e.g. mask classification
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            del self.conv_seg
+            self.proj = nn.Conv2d(self.in_channels, self.num_classes, 3,
+                                  padding=1)
+
+        def forward(self, inputs):
+            return self.proj(self._transform_inputs(inputs))
+
+    MODELS.register_module('NoClassifierHeadForTest', module=NoClassifierHead,
+                           force=True)
+    cfg = Config.fromfile(zoo_config_path(ZOO['fcn']))
+    cfg.model.pretrained = None
+    cfg.model.decode_head = dict(
+        type='NoClassifierHeadForTest', in_channels=2048, in_index=3,
+        channels=8, num_classes=5, init_cfg=None)
+    cfg.model.auxiliary_head = None
+    model = build(cfg.model.to_dict())
+    with pytest.raises(UnsupportedScorerError, match="'n_energy' needs"):
+        OODScoring(model, ['msp', 'n_energy'])
+    with pytest.warns(UserWarning, match="skipping scorer 'n_energy'"):
+        scoring = OODScoring(model, ['msp', 'energy', 'n_energy'],
+                             strict=False)
+    assert scoring.names == ['msp', 'energy']
+    with torch.no_grad(), scoring:
+        out = model.test_step(batch(40, 56))[0]
+    logits = out.seg_logits.data
+    torch.testing.assert_close(out.ood_scores['energy'],
+                               -torch.logsumexp(logits, 0))
+
+
+# --- flip / TTA on a flip-equivariant model ---------------------------------
+class PointwiseNet(nn.Module):
+    """1x1 convs and 2x2 average pooling: exactly flip-equivariant."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 1), nn.ReLU(),
+                                  nn.AvgPool2d(2), nn.Conv2d(16, 32, 1),
+                                  nn.ReLU(), nn.AvgPool2d(2))
+
+    def forward(self, x):
+        return [self.stem(x)]
+
+
+def symmetric_model():
+    MODELS.register_module('PointwiseNetForTest', module=PointwiseNet,
+                           force=True)
+    return build(
+        dict(type='EncoderDecoder',
+             data_preprocessor=dict(type='SegDataPreProcessor',
+                                    mean=[123.675, 116.28, 103.53],
+                                    std=[58.395, 57.12, 57.375],
+                                    bgr_to_rgb=True),
+             backbone=dict(type='PointwiseNetForTest'),
+             decode_head=dict(type='FCNHead', in_channels=32, channels=16,
+                              num_convs=1, kernel_size=1, concat_input=False,
+                              num_classes=4, dropout_ratio=0.0,
+                              norm_cfg=dict(type='BN')),
+             test_cfg=dict(mode='whole')))
+
+
+def test_flipped_image_gives_flipped_scores():
+    model = symmetric_model()
+    with torch.no_grad(), OODScoring(model, SCORERS):
+        a = model.test_step(batch(32, 48))[0]
+        b = model.test_step(batch(32, 48, flip=True))[0]
+    for name in SCORERS:
+        torch.testing.assert_close(b.ood_scores[name],
+                                   a.ood_scores[name].flip(-1),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_flip_metainfo_is_undone_for_scores():
+    """A flipped input with flip=True in its metainfo is mapped back."""
+    model = symmetric_model()
+    data = batch(32, 48, flip=True)
+    data['data_samples'][0].set_metainfo(
+        dict(flip=True, flip_direction='horizontal'))
+    with torch.no_grad(), OODScoring(model, ['energy', 'n_energy']):
+        plain = model.test_step(batch(32, 48))[0]
+        undone = model.test_step(data)[0]
+    for name in ('energy', 'n_energy'):
+        torch.testing.assert_close(undone.ood_scores[name],
+                                   plain.ood_scores[name], rtol=1e-4,
+                                   atol=1e-5)
+
+
+def test_tta_merges_scores_over_scales_and_flips():
+    from mmseg_ood.models import OODSegTTAModel
+    model = symmetric_model()
+    tta = OODSegTTAModel(module=model)
+    h, w = 32, 48
+    views = []
+    for scale in (1.0, 1.5):
+        for flip in (False, True):
+            hh, ww = int(h * scale), int(w * scale)
+            d = batch(hh, ww, flip=flip)
+            s = d['data_samples'][0]
+            s.set_metainfo(dict(ori_shape=(h, w), flip=flip,
+                                flip_direction='horizontal'))
+            views.append(d)
+    data = dict(inputs=[v['inputs'] for v in views],
+                data_samples=[v['data_samples'] for v in views])
+    with torch.no_grad(), OODScoring(tta, SCORERS):
+        merged = tta.test_step(data)[0]
+        singles = [model.test_step(v)[0] for v in views]
+    for name in SCORERS:
+        m = merged.ood_scores[name]
+        assert m.shape == (h, w)
+        expected = torch.stack([s.ood_scores[name] for s in singles]).mean(0)
+        torch.testing.assert_close(m, expected)
+    # a symmetric model: the flipped views agree with the plain ones
+    torch.testing.assert_close(singles[1].ood_scores['energy'],
+                               singles[0].ood_scores['energy'], rtol=1e-4,
+                               atol=1e-5)
+
+
+def _options(strings):
+    import argparse
+
+    from mmengine.config import DictAction
+    p = argparse.ArgumentParser()
+    p.add_argument('--o', nargs='+', action=DictAction)
+    return p.parse_args(['--o', *strings]).o
+
+
+def test_runner_hook_attaches_scores_in_test_and_tta(tmp_path, synthetic_root,
+                                                     trained_work_dir,
+                                                     monkeypatch):
+    """OODScoringHook in a Runner test loop, plain and with --tta."""
+    import os
+
+    from mmengine.evaluator import BaseMetric
+    from mmengine.runner import Runner
+
+    from conftest import QUICK_OPTIONS, STREET_CONFIG
+    from mmseg.registry import METRICS
+    from mmseg_ood.apis.test import enable_tta
+    from mmseg_ood.utils import load_config, safe_checkpoint_loading
+
+    seen = []
+
+    class RecordScores(BaseMetric):
+        def process(self, data_batch, data_samples):
+            for s in data_samples:
+                seen.append({k: tuple(v.shape)
+                             for k, v in s['ood_scores'].items()})
+                seen[-1]['ori'] = tuple(s['ori_shape'])
+
+        def compute_metrics(self, results):
+            return {}
+
+    METRICS.register_module('RecordScoresForTest', module=RecordScores,
+                            force=True)
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    ckpt = open(os.path.join(trained_work_dir, 'last_checkpoint')).read()
+    options = _options(QUICK_OPTIONS)
+    for tta in (False, True):
+        seen.clear()
+        cfg = load_config(STREET_CONFIG, options,
+                          str(tmp_path / f'w{int(tta)}'))
+        cfg.load_from = ckpt.strip()
+        cfg.custom_hooks = [dict(type='OODScoringHook',
+                                 scorers=['msp', 'n_energy'])]
+        cfg.test_evaluator = dict(type='RecordScoresForTest')
+        if tta:
+            enable_tta(cfg)
+        runner = Runner.from_cfg(cfg)
+        with safe_checkpoint_loading():
+            runner.test()
+        assert len(seen) == 2
+        for rec in seen:
+            assert rec['msp'] == rec['n_energy'] == rec['ori'] == (128, 256)
+
+
+def test_score_image_on_a_trained_checkpoint(synthetic_root, trained_work_dir,
+                                             monkeypatch):
+    import os
+
+    import cv2
+    import numpy as np
+
+    from conftest import STREET_CONFIG
+    from mmseg.apis import init_model
+    from mmseg_ood.apis import score_image
+    from mmseg_ood.utils import safe_checkpoint_loading
+
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    ckpt = open(os.path.join(trained_work_dir, 'last_checkpoint')).read()
+    with safe_checkpoint_loading():
+        model = init_model(STREET_CONFIG, ckpt.strip(), device='cpu')
+    img = os.path.join(synthetic_root, 'street', 'ood', 'images',
+                       '0000.png')
+    h, w = cv2.imread(img).shape[:2]
+    maps, result = score_image(model, img, ['msp', 'entropy', 'n_energy'],
+                               return_result=True)
+    assert set(maps) == {'msp', 'entropy', 'n_energy'}
+    for m in maps.values():
+        assert isinstance(m, np.ndarray) and m.dtype == np.float32
+        assert m.shape == (h, w)
+    assert result.pred_sem_seg.data.shape == (1, h, w)
+    assert 0 <= maps['entropy'].min() and maps['entropy'].max() <= 1
+    with pytest.raises(TypeError, match='one image'):
+        score_image(model, [img, img], ['msp'])
