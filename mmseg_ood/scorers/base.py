@@ -181,11 +181,16 @@ def build_scorer(cfg: Union[dict, str]) -> BaseScorer:
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise TypeError('a scorer config must be a dict with a `type` key or '
                         f'a name, got {cfg!r}')
-    name = cfg['type']
-    if isinstance(name, str) and name not in OOD_SCORERS.module_dict:
+    args = dict(cfg)
+    name = args.pop('type')
+    if isinstance(name, type) and issubclass(name, BaseScorer):
+        return name(**args)
+    if name not in OOD_SCORERS.module_dict:
         raise ValueError(f'unknown scorer {name!r}; registered scorers: '
                          f'{", ".join(sorted(OOD_SCORERS.module_dict))}')
-    return OOD_SCORERS.build(cfg)
+    # Looked up in this registry directly: scorers have no scope hierarchy,
+    # and mmengine's scope switching would warn under mmseg's default scope.
+    return OOD_SCORERS.module_dict[name](**args)
 
 
 def softmax_stable(logits: Tensor) -> Tensor:
