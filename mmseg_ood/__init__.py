@@ -7,6 +7,7 @@ all a user adds.
 """
 from . import datasets  # noqa: F401  (registers datasets)
 from . import engine  # noqa: F401  (registers hooks)
+from . import evaluation  # noqa: F401  (registers metrics)
 from . import models  # noqa: F401  (registers models)
 from . import scorers  # noqa: F401  (fills OOD_SCORERS)
 from .version import __version__

@@ -1,0 +1,158 @@
+"""Calibration: binned expected calibration error and non-distinctiveness."""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+from mmengine.dist import all_gather_object
+from mmengine.evaluator import BaseMetric
+
+from mmseg.registry import METRICS
+from .inputs import to_numpy
+
+
+class CalibrationAccumulator:
+    """Streaming ECE and expected non-distinctiveness over ID pixels.
+
+    ECE (Guo et al. 2017): confidences ``max_c p_c`` are put into
+    ``num_bins`` equal-width bins on [0, 1];
+    ``ECE = sum_b (n_b / N) |acc_b - conf_b|``, with accuracy the fraction
+    of correctly predicted pixels in the bin. Pixels labelled
+    ``ignore_index`` are excluded.
+
+    Expected non-distinctiveness (IBE eq. 4), for models with a background
+    class: ``E[mu_BG * mu_ID]`` with ``mu_BG = p_BG`` and
+    ``mu_ID = max_{c != BG} p_c`` over all non-ignored pixels.
+
+    Memory: three float64 vectors of ``num_bins`` plus two scalars.
+
+    Args:
+        num_bins: Number of confidence bins (> 0).
+        background_index: Background class for non-distinctiveness, or
+            ``None`` to skip it.
+        ignore_index: Label excluded from both.
+    """
+
+    def __init__(self, num_bins: int = 15,
+                 background_index: Optional[int] = None,
+                 ignore_index: int = 255):
+        if not isinstance(num_bins, int) or num_bins < 1:
+            raise ValueError(f'`num_bins` must be an int >= 1, got {num_bins!r}')
+        self.num_bins = num_bins
+        self.background_index = background_index
+        self.ignore_index = ignore_index
+        self.reset()
+
+    def reset(self) -> None:
+        b = self.num_bins
+        self.count = np.zeros(b, np.float64)
+        self.conf_sum = np.zeros(b, np.float64)
+        self.correct_sum = np.zeros(b, np.float64)
+        self.nd_sum = 0.0
+        self.nd_count = 0
+
+    def update(self, probs, labels) -> 'CalibrationAccumulator':
+        """Add ``probs`` ``(C, H, W)`` (softmax probabilities) and ``labels``
+        ``(H, W)`` class indices."""
+        p = torch.as_tensor(to_numpy(probs)).float()
+        y = torch.as_tensor(to_numpy(labels)).long()
+        if p.dim() != 3 or tuple(p.shape[1:]) != tuple(y.shape):
+            raise ValueError(f'probs must be (C, H, W) and labels (H, W) '
+                             f'with the same H, W; got {tuple(p.shape)} and '
+                             f'{tuple(y.shape)}')
+        valid = y != self.ignore_index
+        p = p[:, valid]                          # (C, n)
+        y = y[valid]
+        if y.numel() == 0:
+            return self
+        if int(y.max()) >= p.shape[0] or int(y.min()) < 0:
+            raise ValueError(f'labels must be in [0, {p.shape[0]}) or '
+                             f'{self.ignore_index}, got {int(y.min())}..'
+                             f'{int(y.max())}')
+        conf, pred = p.max(dim=0)
+        correct = (pred == y).double().numpy()
+        conf = conf.double().numpy()
+        bins = np.minimum((conf * self.num_bins).astype(np.int64),
+                          self.num_bins - 1)
+        self.count += np.bincount(bins, minlength=self.num_bins)
+        self.conf_sum += np.bincount(bins, conf, self.num_bins)
+        self.correct_sum += np.bincount(bins, correct, self.num_bins)
+        bg = self.background_index
+        if bg is not None:
+            mu_bg = p[bg]
+            mu_id = torch.cat([p[:bg], p[bg + 1:]]).max(dim=0).values
+            self.nd_sum += float((mu_bg * mu_id).double().sum())
+            self.nd_count += int(y.numel())
+        return self
+
+    def load_state_dict(self, state: dict) -> 'CalibrationAccumulator':
+        """Add another accumulator's state (e.g. another rank's)."""
+        self.count += state['count']
+        self.conf_sum += state['conf_sum']
+        self.correct_sum += state['correct_sum']
+        self.nd_sum += state['nd_sum']
+        self.nd_count += state['nd_count']
+        return self
+
+    def state_dict(self) -> dict:
+        return dict(count=self.count.copy(), conf_sum=self.conf_sum.copy(),
+                    correct_sum=self.correct_sum.copy(), nd_sum=self.nd_sum,
+                    nd_count=self.nd_count)
+
+    def compute(self) -> Dict[str, float]:
+        n = self.count.sum()
+        out = {}
+        if n == 0:
+            out['ece'] = float('nan')
+        else:
+            nz = self.count > 0
+            gap = np.abs(self.correct_sum[nz] - self.conf_sum[nz])
+            out['ece'] = float(gap.sum() / n)
+        if self.background_index is not None:
+            out['non_distinctiveness'] = (self.nd_sum / self.nd_count
+                                          if self.nd_count else float('nan'))
+        return out
+
+
+@METRICS.register_module()
+class CalibrationMetric(BaseMetric):
+    """ECE (and non-distinctiveness for background models) on ID data.
+
+    Reads ``seg_logits`` (softmax over classes; IBE heads give the full
+    k-vector with the implicit background) and ``gt_sem_seg`` of each
+    sample; see :class:`CalibrationAccumulator` for the definitions.
+    Accumulators are merged across ranks.
+
+    Args:
+        num_bins: ECE bins (15 as in Guo et al. 2017 and the IBE paper).
+        background_index: Background class for IBE eq. 4, or ``None``.
+        ignore_index: Label excluded.
+        collect_device / prefix: As in mmengine's ``BaseMetric``.
+    """
+    default_prefix = 'calibration'
+
+    def __init__(self, num_bins: int = 15,
+                 background_index: Optional[int] = None,
+                 ignore_index: int = 255, collect_device: str = 'cpu',
+                 prefix: Optional[str] = None, **kwargs):
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        self._args = (num_bins, background_index, ignore_index)
+        self._acc = CalibrationAccumulator(*self._args)
+
+    def process(self, data_batch, data_samples) -> None:
+        for sample in data_samples:
+            logits = torch.as_tensor(to_numpy(sample['seg_logits']['data']))
+            label = to_numpy(sample['gt_sem_seg']['data']).squeeze(0)
+            self._acc.update(torch.softmax(logits.float(), dim=0), label)
+
+    def evaluate(self, size: int) -> dict:
+        merged = CalibrationAccumulator(*self._args)
+        for state in all_gather_object(self._acc.state_dict()):
+            merged.load_state_dict(state)
+        self._acc = CalibrationAccumulator(*self._args)
+        pre = f'{self.prefix}/' if self.prefix else ''
+        return {pre + k: v for k, v in merged.compute().items()}
+
+    def compute_metrics(self, results):  # pragma: no cover
+        raise NotImplementedError('CalibrationMetric computes in evaluate()')

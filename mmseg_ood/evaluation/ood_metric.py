@@ -1,0 +1,252 @@
+"""The mmseg metric: every scorer's OOD metrics in one evaluation."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import shutil
+import tempfile
+import warnings
+from collections import OrderedDict
+from typing import Dict, Optional, Sequence, Union
+
+import numpy as np
+from mmengine.dist import all_gather_object, get_rank
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
+
+from mmseg.registry import METRICS
+from .components import SIZE_PRESETS, ComponentAccumulator
+from .inputs import to_numpy
+from .streaming import StreamingOODMetric
+
+TABLE_COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'),
+                 ('siou', 'sIoU'), ('ppv', 'PPV'), ('mean_f1', 'mean F1'))
+
+
+def format_table(results: Dict[str, Dict[str, float]]) -> str:
+    """A text table, one row per scorer, metrics in percent; undefined
+    values (NaN) print as ``n/a``."""
+    from prettytable import PrettyTable
+    cols = [(k, t) for k, t in TABLE_COLUMNS
+            if any(k in r for r in results.values())]
+    table = PrettyTable(['scorer'] + [t for _, t in cols])
+    for name, r in results.items():
+        row = []
+        for k, _ in cols:
+            v = r.get(k, float('nan'))
+            row.append('n/a' if v != v else f'{100 * v:.2f}')
+        table.add_row([name] + row)
+    return table.get_string()
+
+
+@METRICS.register_module()
+class OODMetric(BaseMetric):
+    """Pixel and component OOD metrics for all scorers, distributed-safe.
+
+    Reads ``data_sample['ood_scores'][name]`` (filled by
+    :class:`~mmseg_ood.engine.OODScoringHook`) and the OOD label map
+    ``data_sample[label_key]`` (0 ID, 1 OOD, 255 void). Pixel metrics stream
+    into one :class:`StreamingOODMetric` per scorer (16 MiB each at
+    ``bits=20``); under distributed evaluation the accumulators are gathered
+    and merged on every rank, so the result equals a single process's.
+
+    Component metrics (SMIYC sIoU, PPV, mean F1) need a threshold per
+    scorer. ``component_threshold='best_f1'`` uses the best pixel-F1
+    threshold, known only after all pixels are seen: each rank then keeps its
+    score maps in a temporary directory on disk (float32, removed after
+    evaluation), not in memory. A float or a ``{scorer: float}`` dict uses
+    fixed thresholds; ``None`` skips component metrics.
+
+    Returned keys are ``<scorer>/<metric>`` (fractions in [0, 1]; NaN where
+    undefined, shown as ``n/a`` in the logged table).
+
+    Args:
+        scorers: Names to evaluate; ``None`` = every name in ``ood_scores``.
+        bits: Histogram resolution of :class:`StreamingOODMetric`.
+        ignore_index: Void label.
+        tpr_points: TPR levels for ``fpr@tpr<p>``.
+        component_threshold: ``'best_f1'``, a float, a dict or ``None``.
+        component_preset: ``'anomaly_track'`` (500 / 100 px) or
+            ``'obstacle_track'`` (50 / 10 px) size filters.
+        label_key: Data-sample field holding the OOD label map.
+        collect_device / prefix: As in mmengine's ``BaseMetric``.
+    """
+    default_prefix = 'ood'
+
+    def __init__(self,
+                 scorers: Optional[Sequence[str]] = None,
+                 bits: int = 20,
+                 ignore_index: int = 255,
+                 tpr_points: Sequence[float] = (0.95, ),
+                 component_threshold: Union[str, float, dict,
+                                            None] = 'best_f1',
+                 component_preset: str = 'anomaly_track',
+                 label_key: str = 'gt_sem_seg',
+                 collect_device: str = 'cpu',
+                 prefix: Optional[str] = None,
+                 **kwargs):
+        super().__init__(collect_device=collect_device, prefix=prefix)
+        if component_preset not in SIZE_PRESETS:
+            raise ValueError(f'`component_preset` must be one of '
+                             f'{sorted(SIZE_PRESETS)}, got '
+                             f'{component_preset!r}')
+        if isinstance(component_threshold, str) and \
+                component_threshold != 'best_f1':
+            raise ValueError("`component_threshold` must be 'best_f1', a "
+                             'number, a dict or None, got '
+                             f'{component_threshold!r}')
+        StreamingOODMetric(bits=bits, tpr_points=tpr_points)  # validates
+        self.scorers = list(scorers) if scorers is not None else None
+        self.bits = bits
+        self.ignore_index = ignore_index
+        self.tpr_points = tuple(tpr_points)
+        self.component_threshold = component_threshold
+        self.component_preset = component_preset
+        self.label_key = label_key
+        self._reset_state()
+
+    # state ------------------------------------------------------------------
+    def _reset_state(self) -> None:
+        self._pixel: 'OrderedDict[str, StreamingOODMetric]' = OrderedDict()
+        self._fixed: Dict[str, ComponentAccumulator] = {}
+        self._spill_dir: Optional[str] = None
+        self._spilled = 0
+
+    def _metric_for(self, name: str) -> StreamingOODMetric:
+        if name not in self._pixel:
+            self._pixel[name] = StreamingOODMetric(
+                self.bits, self.ignore_index, self.tpr_points, name)
+        return self._pixel[name]
+
+    # mmengine interface --------------------------------------------------
+    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
+        for sample in data_samples:
+            if 'ood_scores' not in sample:
+                raise KeyError(
+                    'OODMetric: data sample has no `ood_scores`; add '
+                    "custom_hooks=[dict(type='OODScoringHook', "
+                    "scorers=[...])] to the config")
+            if self.label_key not in sample:
+                raise KeyError(
+                    f'OODMetric: data sample has no {self.label_key!r} OOD '
+                    'label map (0 ID, 1 OOD, 255 void); is LoadAnnotations '
+                    'in the test pipeline?')
+            labels = sample[self.label_key]
+            labels = to_numpy(labels['data'] if isinstance(labels, dict)
+                              else labels.data).squeeze(0)
+            scores = sample['ood_scores']
+            names = self.scorers if self.scorers is not None else list(scores)
+            missing = [n for n in names if n not in scores]
+            if missing:
+                raise KeyError(f'OODMetric: scorers {missing} are not in '
+                               f'ood_scores (have {sorted(scores)})')
+            maps = {}
+            for name in names:
+                s = to_numpy(scores[name])
+                if s.shape != labels.shape:
+                    raise ValueError(
+                        f'scorer {name!r}: score map {s.shape} and OOD labels '
+                        f"{labels.shape} differ ({sample.get('img_path')})")
+                self._metric_for(name).update(s, labels)
+                t = self._requested_threshold(name)
+                if t == 'best_f1':
+                    maps[name] = s.astype(np.float32)
+                elif t is not None:
+                    self._fixed_for(name, t).update(s, labels)
+            if maps:
+                self._spill(maps, labels)
+        # nothing goes to self.results: the accumulators are the state
+
+    def _requested_threshold(self, name: str):
+        t = self.component_threshold
+        return t.get(name) if isinstance(t, dict) else t
+
+    def _new_components(self, threshold: float) -> ComponentAccumulator:
+        return ComponentAccumulator(threshold, preset=self.component_preset,
+                                    ignore_index=self.ignore_index)
+
+    def _fixed_for(self, name: str, threshold) -> ComponentAccumulator:
+        if name not in self._fixed:
+            self._fixed[name] = self._new_components(float(threshold))
+        return self._fixed[name]
+
+    def _spill(self, maps, labels) -> None:
+        if self._spill_dir is None:
+            self._spill_dir = tempfile.mkdtemp(prefix='mmseg_ood_maps_')
+        path = osp.join(self._spill_dir, f'{self._spilled:07d}.npz')
+        np.savez(path, labels=labels.astype(np.uint8), **maps)
+        self._spilled += 1
+
+    def _best_f1_states(self, thresholds: Dict[str, float]) -> dict:
+        """Component states of this rank's spilled maps at ``thresholds``."""
+        accs = {n: self._new_components(t) for n, t in thresholds.items()}
+        if self._spill_dir is not None:
+            for f in sorted(os.listdir(self._spill_dir)):
+                with np.load(osp.join(self._spill_dir, f)) as d:
+                    for n, acc in accs.items():
+                        acc.update(d[n], d['labels'])
+        return {n: a.state_dict() for n, a in accs.items()}
+
+    def evaluate(self, size: int) -> dict:
+        """Merge across ranks and compute; the same result on every rank."""
+        try:
+            return self._evaluate()
+        finally:
+            if self._spill_dir is not None:
+                shutil.rmtree(self._spill_dir, ignore_errors=True)
+            self._reset_state()
+
+    def _evaluate(self) -> dict:
+        # 1. pixel metrics: gather every rank's (sparse) histograms
+        gathered = all_gather_object(
+            {n: m.state_dict() for n, m in self._pixel.items()})
+        names = list(OrderedDict.fromkeys(n for part in gathered
+                                          for n in part))
+        if not names:
+            warnings.warn('OODMetric got no samples')
+            return {}
+        results = OrderedDict()
+        for n in names:
+            merged = StreamingOODMetric(self.bits, self.ignore_index,
+                                        self.tpr_points, n)
+            for part in gathered:
+                if n in part:
+                    merged.load_state_dict(part[n])
+            results[n] = merged.compute()
+        # 2. component metrics at the best pixel-F1 threshold (second pass
+        #    over the spilled maps) and at fixed thresholds (streamed)
+        best = {}
+        for n in names:
+            if self._requested_threshold(n) == 'best_f1':
+                t = results[n]['best_f1_threshold']
+                if t == t:  # undefined without OOD or ID pixels
+                    best[n] = float(t)
+        parts = all_gather_object(
+            dict(best=self._best_f1_states(best),
+                 fixed={n: (a.threshold, a.state_dict())
+                        for n, a in self._fixed.items()}))
+        for n in names:
+            acc = None
+            if n in best:
+                acc = self._new_components(best[n])
+                for part in parts:
+                    acc.load_state_dict(part['best'][n])
+            elif any(n in part['fixed'] for part in parts):
+                for part in parts:
+                    if n in part['fixed']:
+                        t, state = part['fixed'][n]
+                        acc = acc or self._new_components(t)
+                        acc.load_state_dict(state)
+            if acc is not None:
+                results[n].update(acc.compute())
+        if get_rank() == 0:
+            print_log('\n' + format_table(results), logger='current')
+        self.last_results = results
+        pre = f'{self.prefix}/' if self.prefix else ''
+        return {
+            f'{pre}{n}/{k}': v
+            for n, r in results.items() for k, v in r.items()
+        }
+
+    def compute_metrics(self, results: list) -> dict:  # pragma: no cover
+        raise NotImplementedError('OODMetric computes in evaluate()')
