@@ -1,5 +1,4 @@
 """Calibration (ECE, non-distinctiveness) and open-set mIoU."""
-import numpy as np
 import pytest
 import torch
 

@@ -1,5 +1,6 @@
 """Embedding capture and OOD scoring on real model-zoo heads."""
-import copy
+
+import numpy as np
 
 import pytest
 import torch
@@ -7,7 +8,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
-from mmengine.structures import PixelData
 
 from conftest import zoo_config_path
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
@@ -363,3 +363,22 @@ def test_score_image_on_a_trained_checkpoint(synthetic_root, trained_work_dir,
     assert 0 <= maps['entropy'].min() and maps['entropy'].max() <= 1
     with pytest.raises(TypeError, match='one image'):
         score_image(model, [img, img], ['msp'])
+
+
+def test_sml_fit_model_uses_the_head_logits():
+    from mmseg_ood.scorers import StandardizedMaxLogit
+    model = symmetric_model()
+    head = final_decode_head(model)
+    batches = [batch(32, 48, seed=i) for i in range(3)]
+    captured = []
+    handle = head.conv_seg.register_forward_hook(
+        lambda m, a, o: captured.append(o.clone()))
+    sml = StandardizedMaxLogit().fit_model(model, batches)
+    handle.remove()
+    ref = StandardizedMaxLogit().fit(captured)
+    assert len(captured) == 3
+    np.testing.assert_allclose(sml.mean, ref.mean)
+    np.testing.assert_allclose(sml.std, ref.std)
+    with torch.no_grad(), OODScoring(model, [sml]):
+        out = model.test_step(batch(32, 48))[0]
+    assert out.ood_scores['sml'].shape == (32, 48)

@@ -129,6 +129,11 @@ class CalibrationMetric(BaseMetric):
         background_index: Background class for IBE eq. 4, or ``None``.
         ignore_index: Label excluded.
         collect_device / prefix: As in mmengine's ``BaseMetric``.
+
+    References:
+        Guo, Pleiss, Sun & Weinberger, "On Calibration of Modern Neural
+        Networks", ICML 2017 (ECE); "Implicit Background Estimation for
+        Semantic Segmentation", eq. 4 (non-distinctiveness).
     """
     default_prefix = 'calibration'
 

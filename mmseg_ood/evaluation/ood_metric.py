@@ -70,6 +70,11 @@ class OODMetric(BaseMetric):
             ``'obstacle_track'`` (50 / 10 px) size filters.
         label_key: Data-sample field holding the OOD label map.
         collect_device / prefix: As in mmengine's ``BaseMetric``.
+
+    References:
+        Chan et al., "SegmentMeIfYouCan: A Benchmark for Anomaly
+        Segmentation", NeurIPS Datasets and Benchmarks 2021 (pixel and
+        component metrics).
     """
     default_prefix = 'ood'
 

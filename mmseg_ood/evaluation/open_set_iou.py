@@ -4,7 +4,6 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-import torch
 from mmengine.dist import all_gather_object
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
@@ -37,6 +36,11 @@ class OpenSetIoUMetric(BaseMetric):
     Returns (from ``evaluate``):
         ``mIoU@t=<t>`` (percent, as mmseg's ``IoUMetric``) for each ``t``,
         and ``mIoU`` for ``t = None``.
+
+    References:
+        Chan, Rottmann & Gottschalk, "Entropy Maximization and Meta
+        Classification for Out-of-Distribution Detection in Semantic
+        Segmentation", ICCV 2021, sec. 6.3 and Fig. 5.
     """
     default_prefix = 'open_set'
 

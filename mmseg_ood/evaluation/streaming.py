@@ -1,7 +1,7 @@
 """Streaming pixel-level OOD metrics in memory independent of pixel count."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 

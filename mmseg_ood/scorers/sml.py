@@ -120,6 +120,30 @@ class StandardizedMaxLogit(BaseScorer):
             self.partial_fit(logits)
         return self
 
+    def fit_model(self, model, dataloader,
+                  max_batches: Optional[int] = None) -> 'StandardizedMaxLogit':
+        """Fit on a model's logits over an ID dataloader, streaming.
+
+        The logits are taken where every scorer reads them (the decode
+        head's output, before resizing), so the statistics match what
+        :meth:`score` sees. Runs ``model.test_step`` per batch.
+
+        Args:
+            model: An mmseg segmentor.
+            dataloader: Iterable of mmseg data batches (ID data).
+            max_batches: Stop after this many batches.
+        """
+        import torch
+
+        from ..models import OODScoring
+        recorder = _LogitRecorder(self)
+        with torch.no_grad(), OODScoring(model, {'_sml_fit': recorder}):
+            for i, data in enumerate(dataloader):
+                if max_batches is not None and i >= max_batches:
+                    break
+                model.test_step(data)
+        return self
+
     @property
     def mean(self) -> np.ndarray:
         return self._fitted().mean.copy()
@@ -189,3 +213,15 @@ class StandardizedMaxLogit(BaseScorer):
     def __repr__(self) -> str:
         fitted = self.stats is not None and bool(self.stats.count.any())
         return f'StandardizedMaxLogit(fitted={fitted})'
+
+
+class _LogitRecorder(BaseScorer):
+    """Feeds the logits it is given to an SML fit; scores zeros."""
+    name = '_sml_fit'
+
+    def __init__(self, sml: StandardizedMaxLogit):
+        self.sml = sml
+
+    def score(self, inputs: ScoreInputs) -> Tensor:
+        self.sml.partial_fit(inputs.logits)
+        return inputs.logits.new_zeros(inputs.logits[:, 0].shape)
