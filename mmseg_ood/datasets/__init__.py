@@ -1,4 +1,16 @@
-"""Datasets registered into ``mmseg.registry.DATASETS``."""
+"""Datasets and transforms registered into mmseg's registries."""
+from .ood_datasets import (FishyscapesLAFDataset, FishyscapesStaticDataset,
+                           LostAndFoundDataset, OODFolderDataset,
+                           OODSegDataset, RoadAnomaly21Dataset,
+                           RoadAnomalyDataset, RoadObstacle21Dataset,
+                           SyntheticOODDataset, value_lut)
 from .synthetic import SyntheticObjectsDataset, SyntheticStreetDataset
+from .transforms import LoadOODAnnotations
 
-__all__ = ['SyntheticStreetDataset', 'SyntheticObjectsDataset']
+__all__ = [
+    'SyntheticStreetDataset', 'SyntheticObjectsDataset', 'OODSegDataset',
+    'SyntheticOODDataset', 'RoadAnomaly21Dataset', 'RoadObstacle21Dataset',
+    'LostAndFoundDataset', 'FishyscapesLAFDataset',
+    'FishyscapesStaticDataset', 'RoadAnomalyDataset', 'OODFolderDataset',
+    'LoadOODAnnotations', 'value_lut'
+]

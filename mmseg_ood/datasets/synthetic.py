@@ -5,13 +5,12 @@ Generate the data with ``python tools/make_synthetic.py data/synthetic`` or
 """
 from __future__ import annotations
 
-import os.path as osp
-
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
 
 from ..synthetic import (OBJECTS_CLASSES, OBJECTS_PALETTE, STREET_CLASSES,
                          STREET_PALETTE)
+from .layout import check_data_dirs
 
 _LAYOUT = """\
 {root}/
@@ -30,17 +29,11 @@ class _SyntheticSegDataset(BaseSegDataset):
             img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, **kwargs)
 
     def load_data_list(self):
-        for field in ('img_path', 'seg_map_path'):
-            path = self.data_prefix.get(field)
-            if path and not osp.isdir(path):
-                raise FileNotFoundError(
-                    f'{type(self).__name__}: data_prefix.{field} directory '
-                    f'{path!r} does not exist (data_root={self.data_root!r}).'
-                    ' Expected layout:\n' +
-                    _LAYOUT.format(root=self.data_root or '<data_root>') +
-                    '\nGenerate it with: python tools/make_synthetic.py '
-                    f'<out_dir> --variants {self.variant} and set data_root '
-                    f'to <out_dir>/{self.variant}.')
+        check_data_dirs(
+            self, _LAYOUT,
+            'Generate it with: python tools/make_synthetic.py <out_dir> '
+            f'--variants {self.variant} and set data_root to '
+            f'<out_dir>/{self.variant}.')
         return super().load_data_list()
 
 

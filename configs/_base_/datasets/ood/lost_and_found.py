@@ -1,0 +1,5 @@
+# LostAndFound test with the SMIYC label mapping (1 -> ID, 2..200 -> OOD).
+# Root: $LAF_ROOT (leftImg8bit/test/<scene>/..., gtCoarse/test/<scene>/...).
+ood_dataset = dict(
+    type='LostAndFoundDataset',
+    data_root='{{$LAF_ROOT:data/lost_and_found}}')

@@ -1,0 +1,18 @@
+"""Readable errors for datasets whose files are not where expected."""
+from __future__ import annotations
+
+import os.path as osp
+
+
+def check_data_dirs(dataset, layout: str, hint: str = '') -> None:
+    """Raise ``FileNotFoundError`` naming the missing directory, the
+    dataset's expected layout and (optionally) how to obtain it."""
+    for field in ('img_path', 'seg_map_path'):
+        path = dataset.data_prefix.get(field)
+        if path and not osp.isdir(path):
+            raise FileNotFoundError(
+                f'{type(dataset).__name__}: data_prefix.{field} directory '
+                f'{path!r} does not exist (data_root={dataset.data_root!r}).'
+                ' Expected layout:\n' +
+                layout.format(root=dataset.data_root or '<data_root>') +
+                (f'\n{hint}' if hint else ''))

@@ -1,0 +1,223 @@
+"""OOD test datasets, each mapped into 0 = ID, 1 = OOD, 255 = void.
+
+Every class lists the file layout it expects; a missing directory or an
+empty listing raises ``FileNotFoundError`` with that layout. The raw label
+values are mapped by :class:`~mmseg_ood.datasets.LoadOODAnnotations` through
+the dataset's ``value_map`` (raw value -> 0 / 1; every other value -> 255).
+Label values follow the Segment-Me-If-You-Can benchmark's conversions.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Dict, Optional
+
+import numpy as np
+
+from mmseg.datasets import BaseSegDataset
+from mmseg.registry import DATASETS
+from .layout import check_data_dirs
+
+OOD_METAINFO = dict(
+    classes=('in-distribution', 'out-of-distribution'),
+    palette=[[0, 0, 0], [255, 255, 255]])
+
+
+def value_lut(value_map: Dict, void: int = 255) -> np.ndarray:
+    """256-entry uint8 lookup table: raw label -> 0 / 1 / ``void``.
+
+    Keys are ints or ``(low, high)`` inclusive ranges."""
+    lut = np.full(256, void, np.uint8)
+    for raw, new in value_map.items():
+        if new not in (0, 1, void):
+            raise ValueError(f'`value_map` targets must be 0, 1 or {void}, '
+                             f'got {raw!r} -> {new!r}')
+        if isinstance(raw, (tuple, list)):
+            lo, hi = raw
+            lut[int(lo):int(hi) + 1] = new
+        else:
+            lut[int(raw)] = new
+    return lut
+
+
+class OODSegDataset(BaseSegDataset):
+    """Base of the OOD datasets: images with OOD label maps.
+
+    Args:
+        value_map: Raw label value (or ``(low, high)`` range) -> 0 (ID) or
+            1 (OOD); other values become 255 (void). Defaults to the
+            class's ``VALUE_MAP``.
+        require_labels: Drop images without a label file (e.g. the
+            unlabelled test part of a benchmark) instead of failing.
+        **kwargs: mmseg ``BaseSegDataset`` arguments (``data_root``,
+            ``data_prefix``, ``img_suffix``, ``seg_map_suffix``,
+            ``pipeline``...).
+    """
+    METAINFO = OOD_METAINFO
+    VALUE_MAP: Dict = {0: 0, 1: 1}
+    LAYOUT = ''
+    HINT = ''
+
+    def __init__(self, value_map: Optional[Dict] = None,
+                 require_labels: bool = True, **kwargs):
+        self.value_map = dict(self.VALUE_MAP if value_map is None else
+                              value_map)
+        self.ood_lut = value_lut(self.value_map)
+        self.require_labels = require_labels
+        super().__init__(**kwargs)
+
+    def load_data_list(self):
+        check_data_dirs(self, self.LAYOUT, self.HINT)
+        infos = super().load_data_list()
+        if self.require_labels:
+            infos = [i for i in infos if osp.isfile(i['seg_map_path'])]
+        if not infos:
+            raise FileNotFoundError(
+                f'{type(self).__name__}: no labelled images found under '
+                f'{self.data_prefix.get("img_path")!r} (image suffix '
+                f'{self.img_suffix!r}, label suffix {self.seg_map_suffix!r})'
+                '. Expected layout:\n' +
+                self.LAYOUT.format(root=self.data_root or '<data_root>'))
+        for info in infos:
+            info['ood_lut'] = self.ood_lut
+        return sorted(infos, key=lambda i: i['img_path'])
+
+
+@DATASETS.register_module()
+class SyntheticOODDataset(OODSegDataset):
+    """The OOD split of the synthetic benchmark (SMIYC format)."""
+    LAYOUT = ('{root}/\n    images/NNNN.png\n'
+              '    labels_masks/NNNN_labels_semantic.png')
+    HINT = ('Generate it with: python tools/make_synthetic.py <out_dir>; '
+            'data_root is <out_dir>/street/ood (or objects/ood).')
+
+    def __init__(self, img_suffix='.png',
+                 seg_map_suffix='_labels_semantic.png',
+                 data_prefix=dict(img_path='images',
+                                  seg_map_path='labels_masks'),
+                 **kwargs):
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         data_prefix=data_prefix, **kwargs)
+
+
+@DATASETS.register_module()
+class RoadAnomaly21Dataset(OODSegDataset):
+    """SMIYC AnomalyTrack (RoadAnomaly21); labelled part = validation.
+
+    Labels are already 0 / 1 / 255.
+    """
+    LAYOUT = ('{root}/   (dataset_AnomalyTrack)\n    images/*.jpg\n'
+              '    labels_masks/*_labels_semantic.png')
+
+    def __init__(self, img_suffix='.jpg',
+                 seg_map_suffix='_labels_semantic.png',
+                 data_prefix=dict(img_path='images',
+                                  seg_map_path='labels_masks'),
+                 **kwargs):
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         data_prefix=data_prefix, **kwargs)
+
+
+@DATASETS.register_module()
+class RoadObstacle21Dataset(OODSegDataset):
+    """SMIYC ObstacleTrack (RoadObstacle21); labelled part = validation.
+
+    Labels are already 0 / 1 / 255 (void off the road).
+    """
+    LAYOUT = ('{root}/   (dataset_ObstacleTrack)\n    images/*.webp\n'
+              '    labels_masks/*_labels_semantic.png')
+
+    def __init__(self, img_suffix='.webp',
+                 seg_map_suffix='_labels_semantic.png',
+                 data_prefix=dict(img_path='images',
+                                  seg_map_path='labels_masks'),
+                 **kwargs):
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         data_prefix=data_prefix, **kwargs)
+
+
+@DATASETS.register_module()
+class LostAndFoundDataset(OODSegDataset):
+    """LostAndFound with the SMIYC mapping of ``gtCoarse_labelIds``.
+
+    Raw 1 (free road) -> 0, raw 2..200 (obstacles) -> 1, everything else
+    (0 = off the road, 201..255) -> 255: the region of interest is the
+    drivable road.
+    """
+    VALUE_MAP = {1: 0, (2, 200): 1}
+    LAYOUT = ('{root}/   (dataset_LostAndFound)\n'
+              '    leftImg8bit/test/<scene>/<fid>_leftImg8bit.png\n'
+              '    gtCoarse/test/<scene>/<fid>_gtCoarse_labelIds.png')
+
+    def __init__(self, img_suffix='_leftImg8bit.png',
+                 seg_map_suffix='_gtCoarse_labelIds.png',
+                 data_prefix=dict(img_path='leftImg8bit/test',
+                                  seg_map_path='gtCoarse/test'),
+                 **kwargs):
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         data_prefix=data_prefix, **kwargs)
+
+
+@DATASETS.register_module()
+class FishyscapesLAFDataset(OODSegDataset):
+    """Fishyscapes LostAndFound (validation, 100 frames).
+
+    Labels (0 / 1 / 255) as released by Fishyscapes; the images are the
+    LostAndFound frames, copied or linked next to them.
+    """
+    LAYOUT = ('{root}/   (fishyscapes_lost_and_found)\n'
+              '    images/<fid>_leftImg8bit.png\n'
+              '    labels/<fid>_fishy-labels.png')
+
+    def __init__(self, img_suffix='_leftImg8bit.png',
+                 seg_map_suffix='_fishy-labels.png',
+                 data_prefix=dict(img_path='images', seg_map_path='labels'),
+                 **kwargs):
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         data_prefix=data_prefix, **kwargs)
+
+
+@DATASETS.register_module()
+class FishyscapesStaticDataset(OODSegDataset):
+    """Fishyscapes Static (validation): Cityscapes images with pasted
+    objects; labels 0 / 1 / 255."""
+    LAYOUT = ('{root}/   (fishyscapes_static)\n    <id>_rgb.png\n'
+              '    <id>_labels.png')
+
+    def __init__(self, img_suffix='_rgb.png', seg_map_suffix='_labels.png',
+                 data_prefix=dict(img_path='', seg_map_path=''), **kwargs):
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         data_prefix=data_prefix, **kwargs)
+
+
+@DATASETS.register_module()
+class RoadAnomalyDataset(OODSegDataset):
+    """The original RoadAnomaly (Lis et al. 2019).
+
+    ``labels_semantic.png``: raw 0 -> 0 (ID), raw 2 (anomaly) -> 1, other
+    values -> 255. (SMIYC has no loader for it; this is the mapping its
+    companion code uses for value 2, with other values kept as void.)
+    """
+    VALUE_MAP = {0: 0, 2: 1}
+    LAYOUT = ('{root}/   (RoadAnomaly_jpg)\n    frames/<name>.jpg\n'
+              '    frames/<name>.labels/labels_semantic.png')
+
+    def __init__(self, img_suffix='.jpg',
+                 seg_map_suffix='.labels/labels_semantic.png',
+                 data_prefix=dict(img_path='frames', seg_map_path='frames'),
+                 **kwargs):
+        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
+                         data_prefix=data_prefix, **kwargs)
+
+
+@DATASETS.register_module()
+class OODFolderDataset(OODSegDataset):
+    """Any folder of images and masks, with a configurable value mapping.
+
+    Example:
+        >>> dict(type='OODFolderDataset', data_root='my_data',
+        ...      data_prefix=dict(img_path='img', seg_map_path='mask'),
+        ...      img_suffix='.jpg', seg_map_suffix='.png',
+        ...      value_map={0: 0, 255: 1})
+    """
+    LAYOUT = ('{root}/\n    <img_path>/<name><img_suffix>\n'
+              '    <seg_map_path>/<name><seg_map_suffix>')
