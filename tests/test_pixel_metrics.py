@@ -27,6 +27,9 @@ def distributions():
         'binary_ties': (rng.random(n) < 0.3 + 0.4 * y).astype(np.float64),
         'constant': np.full(n, 0.25),
         'probabilities': 1 / (1 + np.exp(-(rng.normal(0, 2, n) + 2 * y))),
+        # an untrained model's MSP: all scores within 1e-5 of 0.8333
+        'tight_cluster': (0.8333 + 1e-6 * (rng.normal(0, 2, n) + 2 * y)
+                          ).astype(np.float32).astype(np.float64),
         'huge_range': np.exp(rng.normal(0, 8, n) + 3 * y) *
         np.where(rng.random(n) < 0.5, -1, 1),
     }
@@ -149,6 +152,20 @@ def test_fpr_at_chosen_tpr_points():
         i = np.searchsorted(tpr, p)
         assert r[f'fpr@tpr{p:g}'] == pytest.approx(fpr[i], abs=1e-12)
         assert r[f'threshold@tpr{p:g}'] == pytest.approx(thr[i])
+
+
+def test_clusters_are_refined_to_float32_resolution():
+    s, y = DISTS['tight_cluster']
+    coarse = StreamingOODMetric(max_refined=0).update(s, y).compute()
+    fine = StreamingOODMetric().update(s, y).compute()
+    ref = sklearn_reference(s, y)
+    assert abs(coarse['auroc'] - ref['auroc']) > 0.1   # one bin: all ties
+    assert abs(fine['auroc'] - ref['auroc']) < 1e-6
+    # merging a refined and an unrefined accumulator refines the bin
+    a = StreamingOODMetric().update(s[:30000], y[:30000])
+    b = StreamingOODMetric(max_refined=0).update(s[30000:], y[30000:])
+    merged = a.merge(b)
+    assert merged.refined and merged.compute()['num_id'] == (y == 0).sum()
 
 
 def test_accumulator_memory_is_independent_of_pixels():

@@ -58,7 +58,9 @@ class OODMetric(BaseMetric):
     fixed thresholds; ``None`` skips component metrics.
 
     Returned keys are ``<scorer>/<metric>`` (fractions in [0, 1]; NaN where
-    undefined, shown as ``n/a`` in the logged table).
+    undefined, shown as ``n/a`` in the logged table). After ``evaluate``,
+    ``last_results`` holds the per-scorer dicts and ``last_pixel`` the merged
+    :class:`StreamingOODMetric` of each scorer (for curves).
 
     Args:
         scorers: Names to evaluate; ``None`` = every name in ``ood_scores``.
@@ -211,6 +213,7 @@ class OODMetric(BaseMetric):
             warnings.warn('OODMetric got no samples')
             return {}
         results = OrderedDict()
+        self.last_pixel = OrderedDict()
         for n in names:
             merged = StreamingOODMetric(self.bits, self.ignore_index,
                                         self.tpr_points, n)
@@ -218,6 +221,7 @@ class OODMetric(BaseMetric):
                 if n in part:
                     merged.load_state_dict(part[n])
             results[n] = merged.compute()
+            self.last_pixel[n] = merged
         # 2. component metrics at the best pixel-F1 threshold (second pass
         #    over the spilled maps) and at fixed thresholds (streamed)
         best = {}

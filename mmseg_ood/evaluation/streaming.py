@@ -36,23 +36,32 @@ class StreamingOODMetric:
     Scores of any float range (energies are unbounded) are binned by the top
     ``bits`` bits of an order-preserving integer key of their float32 value:
     a histogram with constant *relative* resolution over the whole float
-    range, no range to know in advance. Each bin keeps ID and OOD counts;
-    the metrics are then computed exactly as for scores rounded down to
-    their bin's lower edge (ties within a bin count one half for AUROC).
+    range, no range to know in advance. Each bin keeps ID and OOD counts.
 
-    Accuracy: the bins have relative width ``2^-(bits - 9)`` (``bits=20``:
-    about 5e-4 of the score's magnitude); only ID/OOD pairs closer than that
-    become ties. Exact ties in the data stay ties, as in sklearn.
+    Bins that hold at least ``refine_fraction`` of an update's pixels (a
+    cluster of nearly equal scores, as an untrained or saturated model
+    gives) are *refined*: from then on their pixels are counted at full
+    float32 resolution in a sub-histogram of ``2^(32 - bits)`` bins. Pixels
+    a bin received before it was refined stay at the bin's lower edge.
 
-    Memory: ``2 * 2^bits`` int64 counts, 16 MiB at ``bits=20``, whatever
-    the number of pixels. ``merge`` adds counts, so results computed per
-    worker and merged equal one worker's.
+    The metrics are then exact for the scores rounded to their (sub-)bin:
+    ``bits=20`` resolves about 5e-4 of a score's magnitude, refined bins
+    float32 precision; exact ties stay ties, as in sklearn.
+
+    Memory: ``2 * 2^bits`` int64 counts (16 MiB at ``bits=20``) plus at most
+    ``max_refined`` sub-histograms of ``2 * 2^(32 - bits)`` counts (64 KiB
+    each at ``bits=20``): at most 32 MiB, whatever the number of pixels.
+    ``merge`` adds counts (a bin refined on either side is refined in the
+    result), so workers merged equal one worker.
 
     Args:
         bits: Histogram resolution, 12 to 24.
         ignore_index: Void label, excluded.
         tpr_points: TPR levels for ``fpr@tpr<p>`` (0.95 always included).
         name: Scorer name, used in messages.
+        refine_fraction: Share of an update's pixels that makes a bin
+            refined (in (0, 1]).
+        max_refined: Most refined bins kept.
 
     Example:
         >>> m = StreamingOODMetric(name='energy')
@@ -63,23 +72,44 @@ class StreamingOODMetric:
 
     def __init__(self, bits: int = 20, ignore_index: int = 255,
                  tpr_points: Sequence[float] = (0.95, ),
-                 name: str = 'scores'):
+                 name: str = 'scores', refine_fraction: float = 0.01,
+                 max_refined: int = 256):
         if not isinstance(bits, int) or not 12 <= bits <= 24:
             raise ValueError(f'`bits` must be an int in [12, 24], got {bits!r}')
         for p in tpr_points:
             if not 0.0 < p <= 1.0:
                 raise ValueError(f'`tpr_points` must be in (0, 1], got {p}')
+        if not 0.0 < refine_fraction <= 1.0:
+            raise ValueError('`refine_fraction` must be in (0, 1], got '
+                             f'{refine_fraction}')
+        if not isinstance(max_refined, int) or max_refined < 0:
+            raise ValueError('`max_refined` must be an int >= 0, got '
+                             f'{max_refined!r}')
         self.bits = bits
         self.ignore_index = ignore_index
         self.tpr_points = tuple(tpr_points)
         self.name = name
+        self.refine_fraction = refine_fraction
+        self.max_refined = max_refined
         self._shift = np.uint32(32 - bits)
         self.counts = np.zeros((2, 1 << bits), np.int64)  # [ID, OOD]
+        self.refined: Dict[int, np.ndarray] = {}  # bin -> (2, 2^(32-bits))
 
     @property
     def nbytes(self) -> int:
         """Accumulator memory in bytes."""
-        return self.counts.nbytes
+        return self.counts.nbytes + sum(f.nbytes
+                                        for f in self.refined.values())
+
+    def _add_dense(self, idx, y, size):
+        if idx.size * 8 < size:
+            # few pixels: sparse add beats a dense bincount over every bin
+            flat, cnt = np.unique(idx + y * size, return_counts=True)
+            out = np.zeros(2 * size, np.int64)
+            np.add.at(out, flat, cnt)
+            return out.reshape(2, size)
+        return np.bincount(idx + y * size, minlength=2 * size).reshape(
+            2, size)
 
     def update(self, scores, labels) -> 'StreamingOODMetric':
         """Add one image (or batch): scores and 0/1/void labels of one shape.
@@ -91,17 +121,34 @@ class StreamingOODMetric:
                                        self.name)
         if s.size == 0:
             return self
-        idx = (_order_keys(s) >> self._shift).astype(np.int64)
+        keys = _order_keys(s)
+        idx = (keys >> self._shift).astype(np.int64)
+        y = y.astype(np.int64)
         nbins = self.counts.shape[1]
-        if s.size * 8 < nbins:
-            # few pixels: sparse add beats a dense bincount over every bin
-            flat, cnt = np.unique(idx + y.astype(np.int64) * nbins,
-                                  return_counts=True)
-            np.add.at(self.counts.reshape(-1), flat, cnt)
+        # bins this update concentrates on get float32 resolution from now
+        heavy_bins, heavy_counts = np.unique(idx, return_counts=True) \
+            if idx.size < nbins else (None, None)
+        if heavy_bins is None:
+            per_bin = np.bincount(idx, minlength=nbins)
+            heavy = np.flatnonzero(per_bin >= self.refine_fraction * s.size)
         else:
-            self.counts += np.bincount(
-                idx + y.astype(np.int64) * nbins,
-                minlength=2 * nbins).reshape(2, nbins)
+            heavy = heavy_bins[heavy_counts >= self.refine_fraction * s.size]
+        sub_size = 1 << (32 - self.bits)
+        for b in heavy.tolist():
+            if b not in self.refined and len(self.refined) < self.max_refined:
+                self.refined[b] = np.zeros((2, sub_size), np.int64)
+        if self.refined:
+            fine = np.isin(idx, np.fromiter(self.refined, np.int64))
+            if fine.any():
+                sub = (keys[fine] & np.uint32(sub_size - 1)).astype(np.int64)
+                fb, fy = idx[fine], y[fine]
+                for b in np.unique(fb).tolist():
+                    m = fb == b
+                    self.refined[b] += self._add_dense(sub[m], fy[m],
+                                                       sub_size)
+                idx, y = idx[~fine], y[~fine]
+        if idx.size:
+            self.counts += self._add_dense(idx, y, nbins)
         return self
 
     def merge(self, other: 'StreamingOODMetric') -> 'StreamingOODMetric':
@@ -110,14 +157,17 @@ class StreamingOODMetric:
                 other.bits != self.bits:
             raise ValueError('can only merge a StreamingOODMetric with the '
                              f'same `bits` ({self.bits})')
-        self.counts += other.counts
-        return self
+        return self.load_state_dict(other.state_dict())
 
     def state_dict(self) -> dict:
         """Compact state: the nonzero bins only (for gathering across ranks)."""
         nz = np.flatnonzero(self.counts.reshape(-1))
+        refined = {}
+        for b, f in self.refined.items():
+            fz = np.flatnonzero(f.reshape(-1))
+            refined[b] = (fz, f.reshape(-1)[fz])
         return dict(bits=self.bits, index=nz,
-                    count=self.counts.reshape(-1)[nz])
+                    count=self.counts.reshape(-1)[nz], refined=refined)
 
     def load_state_dict(self, state: dict) -> 'StreamingOODMetric':
         """Add a :meth:`state_dict` into this accumulator."""
@@ -125,18 +175,67 @@ class StreamingOODMetric:
             raise ValueError(f"state has bits={state['bits']}, this metric "
                              f'{self.bits}')
         np.add.at(self.counts.reshape(-1), state['index'], state['count'])
+        sub_size = 1 << (32 - self.bits)
+        for b, (index, count) in state.get('refined', {}).items():
+            if b not in self.refined:
+                self.refined[b] = np.zeros((2, sub_size), np.int64)
+            np.add.at(self.refined[b].reshape(-1), index, count)
         return self
 
     def reset(self) -> None:
         self.counts[:] = 0
+        self.refined = {}
+
+    def _distinct(self):
+        """(values ascending, OOD counts, ID counts) over every occupied
+        (sub-)bin; a refined bin's coarse counts join its lowest sub-bin."""
+        counts = self.counts.copy()
+        keys, pos, neg = [], [], []
+        sub_size = 1 << (32 - self.bits)
+        for b, f in self.refined.items():
+            f = f.copy()
+            f[:, 0] += counts[:, b]
+            counts[:, b] = 0
+            used = np.flatnonzero(f.sum(axis=0))
+            keys.append((np.uint64(b) * np.uint64(sub_size) +
+                         used.astype(np.uint64)))
+            neg.append(f[0, used])
+            pos.append(f[1, used])
+        used = np.flatnonzero(counts.sum(axis=0))
+        keys.append(used.astype(np.uint64) << np.uint64(self._shift))
+        neg.append(counts[0, used])
+        pos.append(counts[1, used])
+        keys = np.concatenate(keys)
+        order = np.argsort(keys, kind='stable')
+        values = _keys_to_values(keys[order].astype(np.uint32))
+        return (values.astype(np.float64), np.concatenate(pos)[order],
+                np.concatenate(neg)[order])
+
+    def curve(self, max_points: int = 2000) -> Dict[str, np.ndarray]:
+        """ROC and precision-recall points (thresholds descending), for
+        plotting; thinned to at most ``max_points`` (the end points kept).
+
+        Returns:
+            dict of arrays ``fpr``, ``tpr`` (= recall), ``precision``,
+            ``threshold``; empty arrays if a class is missing.
+        """
+        values, pos, neg = self._distinct()
+        tp = np.cumsum(pos[::-1]).astype(np.float64)
+        fp = np.cumsum(neg[::-1]).astype(np.float64)
+        if tp.size == 0 or tp[-1] == 0 or fp[-1] == 0:
+            empty = np.zeros(0)
+            return dict(fpr=empty, tpr=empty, precision=empty,
+                        threshold=empty)
+        keep = np.unique(np.linspace(0, tp.size - 1,
+                                     min(max_points, tp.size)).astype(int))
+        return dict(fpr=fp[keep] / fp[-1], tpr=tp[keep] / tp[-1],
+                    precision=tp[keep] / (tp[keep] + fp[keep]),
+                    threshold=values[::-1][keep])
 
     def compute(self) -> Dict[str, float]:
         """AUROC, AP, FPR@95, best F1 and its threshold, FPR / threshold at
         each TPR point, and the ID / OOD pixel counts (see
         :func:`~mmseg_ood.evaluation.curves.curve_metrics`). Thresholds are
-        bin lower edges."""
-        used = np.flatnonzero(self.counts.sum(axis=0))
-        values = _keys_to_values(
-            used.astype(np.uint32) << self._shift).astype(np.float64)
-        return curve_metrics(self.counts[1, used], self.counts[0, used],
-                             values, self.tpr_points, self.name)
+        (sub-)bin lower edges."""
+        values, pos, neg = self._distinct()
+        return curve_metrics(pos, neg, values, self.tpr_points, self.name)

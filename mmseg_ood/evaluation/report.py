@@ -1,0 +1,116 @@
+"""Result files of ``tools/ood_test.py``: JSON, CSV, Markdown, curves."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import os.path as osp
+from typing import Dict
+
+COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'),
+           ('siou', 'sIoU'), ('ppv', 'PPV'), ('mean_f1', 'mean F1'))
+
+
+def _pct(v) -> str:
+    return 'n/a' if v is None or (isinstance(v, float) and math.isnan(v)) \
+        else f'{100 * v:.2f}'
+
+
+def _atomic_write(path: str, text: str) -> None:
+    tmp = path + '.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def markdown_table(results: Dict[str, Dict[str, dict]],
+                   id_miou: Dict[str, float] = None) -> str:
+    """Rows: scorer; columns: per dataset AUROC, AP, FPR95, sIoU, PPV,
+    mean F1 (percent; ``n/a`` where undefined)."""
+    datasets = list(results)
+    scorers = list(dict.fromkeys(s for d in datasets for s in results[d]))
+    head = ['scorer'] + [f'{d} {t}' for d in datasets for _, t in COLUMNS]
+    lines = ['| ' + ' | '.join(head) + ' |',
+             '|' + '---|' * len(head)]
+    for s in scorers:
+        row = [s]
+        for d in datasets:
+            r = results[d].get(s, {})
+            row += [_pct(r.get(k)) for k, _ in COLUMNS]
+        lines.append('| ' + ' | '.join(row) + ' |')
+    text = '\n'.join(lines)
+    if id_miou:
+        text += '\n\nIn-distribution mIoU: ' + ', '.join(
+            f'{k}: {v:.2f}' for k, v in id_miou.items())
+    return text
+
+
+def write_results(work_dir: str, payload: dict) -> Dict[str, str]:
+    """Write ``results.json``, ``results.csv`` and ``results.md``.
+
+    Each file is written to a temporary name and renamed, so a file named
+    ``results.*`` is always complete.
+    """
+    os.makedirs(work_dir, exist_ok=True)
+    paths = {k: osp.join(work_dir, f'results.{k}')
+             for k in ('json', 'csv', 'md')}
+    results = payload['results']
+    _atomic_write(paths['json'], json.dumps(payload, indent=2,
+                                            allow_nan=True))
+    rows = []
+    for d, per in results.items():
+        for s, r in per.items():
+            rows.append(dict(dataset=d, scorer=s,
+                             **{k: r.get(k, float('nan'))
+                                for k, _ in COLUMNS},
+                             best_f1=r.get('best_f1'),
+                             best_f1_threshold=r.get('best_f1_threshold'),
+                             num_ood=r.get('num_ood'), num_id=r.get('num_id')))
+    with open(paths['csv'] + '.tmp', 'w', newline='') as f:
+        if rows:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    os.replace(paths['csv'] + '.tmp', paths['csv'])
+    md = '# OOD results\n\n' + markdown_table(results, payload.get('id_miou'))
+    if payload.get('tuning'):
+        md += '\n\n## Tuning\n\n' + json.dumps(payload['tuning'], indent=2)
+    _atomic_write(paths['md'], md + '\n')
+    return paths
+
+
+def plot_curves(out_dir: str, dataset: str, pixel_metrics: dict,
+                results: dict) -> Dict[str, str]:
+    """ROC and precision-recall curves of all scorers on one plot each."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {}
+    for kind in ('roc', 'pr'):
+        fig, ax = plt.subplots(figsize=(6, 5))
+        for name, metric in pixel_metrics.items():
+            c = metric.curve()
+            if c['tpr'].size == 0:
+                continue
+            r = results.get(name, {})
+            if kind == 'roc':
+                ax.plot(c['fpr'], c['tpr'],
+                        label=f'{name} (AUROC {_pct(r.get("auroc"))})')
+            else:
+                ax.plot(c['tpr'], c['precision'],
+                        label=f'{name} (AP {_pct(r.get("ap"))})')
+        if kind == 'roc':
+            ax.set(xlabel='false positive rate', ylabel='true positive rate',
+                   title=f'ROC - {dataset}')
+        else:
+            ax.set(xlabel='recall', ylabel='precision',
+                   title=f'precision-recall - {dataset}')
+        ax.legend(fontsize=7, loc='best')
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        paths[kind] = osp.join(out_dir, f'{dataset}_{kind}.png')
+        fig.savefig(paths[kind], dpi=100)
+        plt.close(fig)
+    return paths

@@ -1,0 +1,201 @@
+"""tools/ood_test.py end to end, and its pieces."""
+import glob
+import json
+import os
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import QUICK_OPTIONS, STREET_CONFIG, run_tool
+
+SCORERS = ['msp', 'entropy', 'max_logit', 'energy', 'norm', 'n_max_logit',
+           'n_energy']
+
+
+def _ckpt(work_dir):
+    return open(osp.join(work_dir, 'last_checkpoint')).read().strip()
+
+
+@pytest.fixture(scope='module')
+def ood_run(tmp_path_factory, synthetic_root, trained_work_dir):
+    out = tmp_path_factory.mktemp('ood_test')
+    proc = run_tool(
+        'ood_test.py', STREET_CONFIG, _ckpt(trained_work_dir), '--work-dir',
+        str(out), '--datasets', 'synthetic_ood', '--show-dir',
+        str(out / 'heat'), '--show-num', '2', '--export-smiyc',
+        str(out / 'smiyc'), '--cfg-options', *QUICK_OPTIONS,
+        env={'MMSEG_OOD_DATA': synthetic_root})
+    return out, proc
+
+
+def test_writes_every_output(ood_run):
+    out, proc = ood_run
+    res = json.load(open(out / 'results.json'))
+    assert res['complete'] is True
+    assert set(res['results']['synthetic_ood']) == set(SCORERS)
+    assert 0 <= res['id_miou']['test_set'] <= 100
+    assert (out / 'results.csv').read_text().count('\n') == len(SCORERS) + 1
+    md = (out / 'results.md').read_text()
+    assert '| scorer |' in md and 'n_energy' in md
+    assert not (out / 'results.partial.json').exists()
+    for kind in ('roc', 'pr'):
+        assert (out / 'curves' / f'synthetic_ood_{kind}.png').stat().st_size
+    assert len(os.listdir(out / 'heat' / 'synthetic_ood')) == 2
+    files = glob.glob(str(out / 'smiyc' / 'anomaly_p' / '*' /
+                          'synthetic_ood' / '*.hdf5'))
+    assert len(files) == 3 * len(SCORERS)
+    # skipped default scorer is reported, not silently dropped
+    assert "skipping scorer 'background'" in proc.stderr
+    assert '[ood_test] synthetic_ood' in proc.stdout   # progress bar title
+
+
+def test_smiyc_export_format(ood_run, synthetic_root):
+    import h5py
+    out, _ = ood_run
+    path = out / 'smiyc' / 'anomaly_p' / 'energy' / 'synthetic_ood' / \
+        '0001.hdf5'
+    with h5py.File(path, 'r') as f:
+        value = f['value'][:]
+    img = cv2.imread(osp.join(synthetic_root, 'street', 'ood', 'images',
+                              '0001.png'))
+    assert value.dtype == np.float16 and value.shape == img.shape[:2]
+
+
+def test_numbers_equal_the_evaluation_api(ood_run, synthetic_root,
+                                          trained_work_dir, monkeypatch):
+    """Score the same images with score_image and evaluate directly."""
+    from mmseg.apis import init_model
+    from mmseg_ood.apis import score_image
+    from mmseg_ood.evaluation import (ComponentAccumulator,
+                                      StreamingOODMetric, pixel_ood_metrics)
+    from mmseg_ood.utils import safe_checkpoint_loading
+
+    out, _ = ood_run
+    res = json.load(open(out / 'results.json'))['results']['synthetic_ood']
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    with safe_checkpoint_loading():
+        model = init_model(STREET_CONFIG, _ckpt(trained_work_dir), 'cpu')
+    root = osp.join(synthetic_root, 'street', 'ood')
+    maps = {s: [] for s in SCORERS}
+    labels = []
+    for name in sorted(os.listdir(osp.join(root, 'images'))):
+        scores = score_image(model, osp.join(root, 'images', name), SCORERS)
+        for s in SCORERS:
+            maps[s].append(scores[s])
+        labels.append(cv2.imread(
+            osp.join(root, 'labels_masks',
+                     name[:-4] + '_labels_semantic.png'),
+            cv2.IMREAD_UNCHANGED))
+    y = np.concatenate([lab.ravel() for lab in labels])
+    for s in SCORERS:
+        stream = StreamingOODMetric(name=s)
+        for m, lab in zip(maps[s], labels):   # image by image, as the tool
+            stream.update(m, lab)
+        direct = stream.compute()
+        for k in ('auroc', 'ap', 'fpr95', 'best_f1', 'best_f1_threshold'):
+            assert res[s][k] == pytest.approx(direct[k]), (s, k)
+        exact = pixel_ood_metrics(np.concatenate([m.ravel()
+                                                  for m in maps[s]]), y)
+        assert abs(res[s]['auroc'] - exact['auroc']) <= 1e-3, s
+        comp = ComponentAccumulator(res[s]['component_threshold'],
+                                    preset='obstacle_track')
+        for m, lab in zip(maps[s], labels):
+            comp.update(m, lab)
+        c = comp.compute()
+        for k in ('siou', 'ppv', 'mean_f1'):
+            assert res[s][k] == pytest.approx(c[k], nan_ok=True), (s, k)
+
+
+def test_checkpoint_config_mismatch_names_both(tmp_path, synthetic_root,
+                                               trained_work_dir):
+    ckpt = _ckpt(trained_work_dir)
+    proc = run_tool('ood_test.py', STREET_CONFIG, ckpt, '--work-dir',
+                    str(tmp_path), '--cfg-options',
+                    'model.decode_head.num_classes=19',
+                    env={'MMSEG_OOD_DATA': synthetic_root}, check=False)
+    assert proc.returncode != 0
+    err = proc.stderr
+    assert ckpt in err and STREET_CONFIG in err
+    assert 'decode_head.conv_seg.weight' in err and 'num_classes' in err
+
+
+def test_requested_unsupported_scorer_is_an_error(tmp_path, synthetic_root,
+                                                  trained_work_dir):
+    proc = run_tool('ood_test.py', STREET_CONFIG, _ckpt(trained_work_dir),
+                    '--work-dir', str(tmp_path), '--scorers', 'msp',
+                    'background', '--no-id-eval', '--cfg-options',
+                    *QUICK_OPTIONS, env={'MMSEG_OOD_DATA': synthetic_root},
+                    check=False)
+    assert proc.returncode != 0
+    assert "'background' needs an IBE or SCrIBE head" in proc.stderr
+    assert not (tmp_path / 'results.json').exists()
+
+
+def test_failed_run_is_never_presented_as_complete(tmp_path, synthetic_root,
+                                                   trained_work_dir):
+    (tmp_path / 'results.json').write_text('{"stale": true}')
+    proc = run_tool('ood_test.py', STREET_CONFIG, _ckpt(trained_work_dir),
+                    '--work-dir', str(tmp_path), '--datasets',
+                    'synthetic_ood', 'road_anomaly21', '--no-id-eval',
+                    '--cfg-options', *QUICK_OPTIONS,
+                    env={'MMSEG_OOD_DATA': synthetic_root,
+                         'SMIYC_ROOT': str(tmp_path / 'nowhere')},
+                    check=False)
+    assert proc.returncode != 0
+    assert 'dataset_AnomalyTrack' in proc.stderr   # names the missing root
+    assert not (tmp_path / 'results.json').exists()  # stale one removed
+    partial = json.load(open(tmp_path / 'results.partial.json'))
+    assert partial['complete'] is False
+    assert list(partial['results']) == ['synthetic_ood']
+
+
+def test_unknown_dataset_lists_presets():
+    from mmseg_ood.apis.ood_test import resolve_dataset
+    with pytest.raises(ValueError, match='road_anomaly21'):
+        resolve_dataset('road_anomaly_2021')
+
+
+def test_tuning_picks_the_known_best_point():
+    """OOD pixels share the ID embeddings' direction but have small norms:
+    only the raw logits separate them, so delta = 1 must win."""
+    from mmseg_ood.apis.ood_test import (best_of_grid, restrict_grid,
+                                         tuning_scorers)
+    from mmseg_ood.evaluation import StreamingOODMetric
+    from mmseg_ood.scorers import ScoreInputs, build_scorer
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(5, 8, generator=g)
+    z = torch.randn(1, 8, 40, 40, generator=g)
+    z = z / z.norm(dim=1, keepdim=True)
+    ood = torch.zeros(40, 40, dtype=torch.bool)
+    ood[10:20, 10:20] = True
+    z = z * torch.where(ood, 0.2, 3.0)             # OOD: small norm
+    x = ScoreInputs(torch.einsum('cd,ndhw->nchw', w, z), z, w, None)
+    grid = restrict_grid(tuning_scorers(), ['delta'])
+    assert all(c.get('eta', 1.0) == 1.0 for c in grid.values())
+    results = {}
+    for name, cfg in grid.items():
+        m = StreamingOODMetric().update(build_scorer(cfg)(x)[0],
+                                        ood.to(torch.uint8))
+        results[name] = m.compute()
+    best = best_of_grid(results, grid)
+    assert best['n_max_logit']['params']['delta'] == 1.0
+    assert best['n_energy']['params']['delta'] == 1.0
+    assert best['n_max_logit']['ap'] > results[
+        'n_max_logit[eta=1,delta=0]']['ap']
+
+
+def test_tune_flag_runs_one_grid_pass(tmp_path, synthetic_root,
+                                      trained_work_dir):
+    run_tool('ood_test.py', STREET_CONFIG, _ckpt(trained_work_dir),
+             '--work-dir', str(tmp_path), '--tune', 'temperature',
+             '--no-id-eval', '--cfg-options', *QUICK_OPTIONS,
+             env={'MMSEG_OOD_DATA': synthetic_root})
+    res = json.load(open(tmp_path / 'results.json'))
+    tuning = res['tuning']
+    assert tuning['dataset'] == 'synthetic_ood'
+    assert set(tuning['best']) == {'energy', 'n_energy'}
+    assert len(tuning['grid']) == 8   # 4 temperatures x 2 scorers
+    assert 'energy*' in res['results']['synthetic_ood']

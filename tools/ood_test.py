@@ -1,0 +1,73 @@
+"""Score a checkpoint on OOD datasets with every scorer in one pass.
+
+    python tools/ood_test.py CONFIG CHECKPOINT --work-dir DIR \
+        [--datasets road_anomaly21 road_obstacle21 fs_lost_and_found ...] \
+        [--scorers msp energy n_energy ...] \
+        [--tune eta delta temperature --tune-on DATASET] \
+        [--show-dir DIR --show-num N] [--export-smiyc DIR] [--tta] \
+        [--cfg-options ...] [--launcher none|pytorch|slurm] [--unsafe-load]
+
+Writes DIR/results.json, results.csv, results.md and DIR/curves/*.png.
+Dataset names are the presets in configs/_base_/datasets/ood/ (or paths to
+preset files); their data roots come from environment variables named in
+each preset.
+"""
+import argparse
+import os
+
+from mmengine.config import DictAction
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description='OOD evaluation of a segmentation checkpoint')
+    p.add_argument('config', help='model config file')
+    p.add_argument('checkpoint', help='checkpoint file')
+    p.add_argument('--work-dir', help='directory for results and logs')
+    p.add_argument('--datasets', nargs='+', default=['synthetic_ood'],
+                   help='OOD dataset presets or preset files')
+    p.add_argument('--scorers', nargs='+',
+                   help='scorer names (default: every scorer the model '
+                   'supports)')
+    p.add_argument('--tune', nargs='+', default=[],
+                   choices=['eta', 'delta', 'temperature'],
+                   help='grid-search these parameters (maximizing AP)')
+    p.add_argument('--tune-on', help='dataset to tune on (default: first)')
+    p.add_argument('--show-dir', help='directory for per-image heatmaps')
+    p.add_argument('--show-num', type=int, default=10,
+                   help='number of heatmaps per dataset')
+    p.add_argument('--export-smiyc', help='directory for SMIYC submission '
+                   'files (anomaly_p/<method>/<dataset>/<frame>.hdf5)')
+    p.add_argument('--tta', action='store_true',
+                   help='test-time augmentation')
+    p.add_argument('--no-id-eval', action='store_true',
+                   help="skip the mIoU of the config's own test set")
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override settings of the config, key=value pairs')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                   default='none', help='job launcher')
+    p.add_argument('--unsafe-load', action='store_true',
+                   help='load the checkpoint with full pickle; only for '
+                   'trusted files')
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = p.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmseg_ood.apis import ood_test
+    return ood_test(
+        args.config, args.checkpoint, work_dir=args.work_dir,
+        datasets=args.datasets, scorers=args.scorers, tune=args.tune,
+        tune_on=args.tune_on, show_dir=args.show_dir,
+        show_num=args.show_num, export_smiyc=args.export_smiyc,
+        tta=args.tta, id_eval=not args.no_id_eval,
+        cfg_options=args.cfg_options, launcher=args.launcher,
+        unsafe_load=args.unsafe_load)
+
+
+if __name__ == '__main__':
+    main()
