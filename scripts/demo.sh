@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the embedded synthetic benchmark: generate the data (kept
 # if a matching copy exists), train the demo model (reused if its checkpoint
-# exists), and evaluate it. Set FORCE_TRAIN=1 to retrain.
+# exists), then score it with every OOD scorer on the synthetic OOD split
+# (tools/ood_test.py: table, curves, heatmaps, ID mIoU). FORCE_TRAIN=1
+# retrains.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-.venv/bin/python}
@@ -26,6 +28,9 @@ else
     ckpt=$(cat "$WORK/last_checkpoint")
 fi
 
-echo "[demo] evaluating $ckpt on the val split"
-$PY tools/test.py "$CONFIG" "$ckpt" --work-dir "$WORK/test"
+echo "[demo] OOD evaluation of $ckpt on the synthetic OOD split"
+$PY tools/ood_test.py "$CONFIG" "$ckpt" --work-dir "$WORK/ood" \
+    --datasets synthetic_ood --show-dir "$WORK/ood/heatmaps" --show-num 4
+echo "[demo] results: $WORK/ood/results.md, curves: $WORK/ood/curves/," \
+    "heatmaps: $WORK/ood/heatmaps/synthetic_ood/"
 echo "[demo] finished in $((SECONDS - t0)) s"

@@ -78,18 +78,17 @@ def image_component_stats(scores, labels, threshold: float,
         void |= small[gt_cc]
         gt_cc[small[gt_cc]] = 0
     roi = ~void
-    g, p = gt_cc[roi], pred_cc[roi]
-    # relabel surviving components consecutively
-    g_ids, g = np.unique(g, return_inverse=True)
-    p_ids, p = np.unique(p, return_inverse=True)
-    if g_ids.size == 0 or g_ids[0] != 0:
-        g, g_ids = g + 1, np.r_[0, g_ids]
-    if p_ids.size == 0 or p_ids[0] != 0:
-        p, p_ids = p + 1, np.r_[0, p_ids]
-    ng, npd = g_ids.size, p_ids.size
-    # inter[i, j]: pixels in gt component i and predicted component j
-    inter = np.bincount(g * npd + p, minlength=ng * npd).reshape(ng, npd)
-    inter = inter.astype(np.float64)
+    g = gt_cc[roi].astype(np.int64)
+    p = pred_cc[roi].astype(np.int64)
+    # inter[i, j]: pixels in gt component i and predicted component j (0 =
+    # none), by one bincount over pairs: no sorting of the pixels
+    npd = n_pred + 1
+    inter = np.bincount(g * npd + p, minlength=(n_gt + 1) * npd)
+    inter = inter.reshape(n_gt + 1, npd).astype(np.float64)
+    # keep the components that survived the filters and the ROI
+    keep_g = np.r_[True, inter[1:].sum(axis=1) > 0]
+    keep_p = np.r_[True, inter[:, 1:].sum(axis=0) > 0]
+    inter = inter[keep_g][:, keep_p]
     gt_size = inter.sum(axis=1)[1:]
     pred_size = inter.sum(axis=0)[1:]
     hits = inter[1:, 1:]                       # (gt comps, pred comps)

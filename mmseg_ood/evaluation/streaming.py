@@ -48,9 +48,10 @@ class StreamingOODMetric:
     ``bits=20`` resolves about 5e-4 of a score's magnitude, refined bins
     float32 precision; exact ties stay ties, as in sklearn.
 
-    Memory: ``2 * 2^bits`` int64 counts (16 MiB at ``bits=20``) plus at most
-    ``max_refined`` sub-histograms of ``2 * 2^(32 - bits)`` counts (64 KiB
-    each at ``bits=20``): at most 32 MiB, whatever the number of pixels.
+    Memory: ``2 * 2^bits`` int64 counts (16 MiB at ``bits=20``), a
+    ``2^bits`` bool mask (1 MiB) and at most ``max_refined`` sub-histograms
+    of ``2 * 2^(32 - bits)`` counts (64 KiB each at ``bits=20``): at most
+    33 MiB, whatever the number of pixels.
     ``merge`` adds counts (a bin refined on either side is refined in the
     result), so workers merged equal one worker.
 
@@ -94,22 +95,20 @@ class StreamingOODMetric:
         self._shift = np.uint32(32 - bits)
         self.counts = np.zeros((2, 1 << bits), np.int64)  # [ID, OOD]
         self.refined: Dict[int, np.ndarray] = {}  # bin -> (2, 2^(32-bits))
+        self._is_refined = np.zeros(1 << bits, bool)
 
     @property
     def nbytes(self) -> int:
         """Accumulator memory in bytes."""
-        return self.counts.nbytes + sum(f.nbytes
-                                        for f in self.refined.values())
+        return self.counts.nbytes + self._is_refined.nbytes + sum(
+            f.nbytes for f in self.refined.values())
 
-    def _add_dense(self, idx, y, size):
-        if idx.size * 8 < size:
-            # few pixels: sparse add beats a dense bincount over every bin
-            flat, cnt = np.unique(idx + y * size, return_counts=True)
-            out = np.zeros(2 * size, np.int64)
-            np.add.at(out, flat, cnt)
-            return out.reshape(2, size)
-        return np.bincount(idx + y * size, minlength=2 * size).reshape(
-            2, size)
+    def _refine(self, bins) -> None:
+        sub_size = 1 << (32 - self.bits)
+        for b in bins:
+            if b not in self.refined and len(self.refined) < self.max_refined:
+                self.refined[b] = np.zeros((2, sub_size), np.int64)
+                self._is_refined[b] = True
 
     def update(self, scores, labels) -> 'StreamingOODMetric':
         """Add one image (or batch): scores and 0/1/void labels of one shape.
@@ -119,36 +118,44 @@ class StreamingOODMetric:
         """
         s, y = valid_scores_and_labels(scores, labels, self.ignore_index,
                                        self.name)
-        if s.size == 0:
+        n = s.size
+        if n == 0:
             return self
         keys = _order_keys(s)
         idx = (keys >> self._shift).astype(np.int64)
         y = y.astype(np.int64)
         nbins = self.counts.shape[1]
-        # bins this update concentrates on get float32 resolution from now
-        heavy_bins, heavy_counts = np.unique(idx, return_counts=True) \
-            if idx.size < nbins else (None, None)
-        if heavy_bins is None:
-            per_bin = np.bincount(idx, minlength=nbins)
-            heavy = np.flatnonzero(per_bin >= self.refine_fraction * s.size)
-        else:
-            heavy = heavy_bins[heavy_counts >= self.refine_fraction * s.size]
-        sub_size = 1 << (32 - self.bits)
-        for b in heavy.tolist():
-            if b not in self.refined and len(self.refined) < self.max_refined:
-                self.refined[b] = np.zeros((2, sub_size), np.int64)
+        pair = idx + y * nbins
+        if n * 8 >= nbins:  # dense: one bincount over all (class, bin)
+            coarse = np.bincount(pair, minlength=2 * nbins).reshape(2, nbins)
+            heavy = np.flatnonzero(coarse.sum(axis=0) >=
+                                   self.refine_fraction * n)
+        else:  # few pixels: sparse counts
+            flat, cnt = np.unique(pair, return_counts=True)
+            bins, inv = np.unique(flat % nbins, return_inverse=True)
+            heavy = bins[np.bincount(inv, cnt) >= self.refine_fraction * n]
+        self._refine(heavy.tolist())
         if self.refined:
-            fine = np.isin(idx, np.fromiter(self.refined, np.int64))
+            fine = self._is_refined[idx]
             if fine.any():
+                sub_size = 1 << (32 - self.bits)
                 sub = (keys[fine] & np.uint32(sub_size - 1)).astype(np.int64)
                 fb, fy = idx[fine], y[fine]
                 for b in np.unique(fb).tolist():
                     m = fb == b
-                    self.refined[b] += self._add_dense(sub[m], fy[m],
-                                                       sub_size)
-                idx, y = idx[~fine], y[~fine]
-        if idx.size:
-            self.counts += self._add_dense(idx, y, nbins)
+                    self.refined[b] += np.bincount(
+                        sub[m] + fy[m] * sub_size,
+                        minlength=2 * sub_size).reshape(2, sub_size)
+                # these pixels are counted in the fine histograms only
+                if n * 8 >= nbins:
+                    coarse[:, self._is_refined] = 0
+                else:
+                    keep = ~self._is_refined[flat % nbins]
+                    flat, cnt = flat[keep], cnt[keep]
+        if n * 8 >= nbins:
+            self.counts += coarse
+        else:
+            np.add.at(self.counts.reshape(-1), flat, cnt)
         return self
 
     def merge(self, other: 'StreamingOODMetric') -> 'StreamingOODMetric':
@@ -177,14 +184,16 @@ class StreamingOODMetric:
         np.add.at(self.counts.reshape(-1), state['index'], state['count'])
         sub_size = 1 << (32 - self.bits)
         for b, (index, count) in state.get('refined', {}).items():
-            if b not in self.refined:
+            if b not in self.refined:  # merged in beyond max_refined too
                 self.refined[b] = np.zeros((2, sub_size), np.int64)
+                self._is_refined[b] = True
             np.add.at(self.refined[b].reshape(-1), index, count)
         return self
 
     def reset(self) -> None:
         self.counts[:] = 0
         self.refined = {}
+        self._is_refined[:] = False
 
     def _distinct(self):
         """(values ascending, OOD counts, ID counts) over every occupied

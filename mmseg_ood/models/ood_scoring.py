@@ -235,7 +235,13 @@ class OODScoring:
                 with torch.no_grad():
                     maps = self.score(self._inputs(logits[None]))[0]
             if num_classes > 1:
-                pred = logits.argmax(dim=0, keepdim=True)
+                pred = sample.pred_sem_seg.data
+                # mmseg took the argmax over logits and score channels; only
+                # pixels where a score channel won need the argmax again
+                won = pred >= num_classes
+                if won.any():
+                    pred = pred.clone()
+                    pred[won] = logits[:, won[0]].argmax(dim=0).to(pred.dtype)
             else:  # mmseg's binary rule; logits are then probabilities
                 logits = logits.sigmoid() if self.classifier is not None \
                     else logits

@@ -144,8 +144,13 @@ class UnsupportedScorerError(ValueError):
 
 
 def embedding_norm(inputs: ScoreInputs, eps: float = 1e-12) -> Tensor:
-    """``||z||_2`` over the embedding dimension, ``(N, 1, ...)``."""
-    return inputs.embeddings.norm(dim=1, keepdim=True).clamp_min(eps)
+    """``||z||_2`` over the embedding dimension, ``(N, 1, ...)``; computed
+    once per :class:`ScoreInputs` and shared by the scorers that need it."""
+    cached = inputs.__dict__.get('_embedding_norm')
+    if cached is None or cached[0] != eps:
+        norm = inputs.embeddings.norm(dim=1, keepdim=True).clamp_min(eps)
+        inputs.__dict__['_embedding_norm'] = cached = (eps, norm)
+    return cached[1]
 
 
 def logits_without_bias(inputs: ScoreInputs) -> Tensor:

@@ -1,7 +1,7 @@
 """Embedding norm (Norm-N)."""
 from torch import Tensor
 
-from .base import OOD_SCORERS, BaseScorer, ScoreInputs
+from .base import OOD_SCORERS, BaseScorer, ScoreInputs, embedding_norm
 
 
 @OOD_SCORERS.register_module('norm')
@@ -23,4 +23,4 @@ class EmbeddingNorm(BaseScorer):
     requires_embeddings = True
 
     def score(self, inputs: ScoreInputs) -> Tensor:
-        return -inputs.embeddings.float().norm(dim=1)
+        return -embedding_norm(inputs)[:, 0].float()

@@ -1,0 +1,125 @@
+"""tools/ood_test.py (all scorers, OODMetric) vs tools/test.py alone.
+
+Same model (DeepLabV3+ R18 of the synthetic config, random weights saved
+as a checkpoint), same images (the synthetic OOD split generated at
+``--size``), same test pipeline, inference at the images' full resolution
+(as Cityscapes models are deployed). Each variant runs in its own process
+(so that its peak memory is its own), alternating plain / ood / plain /
+ood ..., and reports images/s of the Runner's test loop and the process'
+peak resident memory; the ratios of the medians are printed.
+
+    python benchmarks/ood_test_throughput.py [--images 16]
+        [--size 512 1024] [--repeats 2]
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG = osp.join(REPO, 'configs', 'synthetic',
+                  'deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py')
+
+
+def worker(kind, ckpt, data_root, work_dir, size):
+    from mmseg_ood.apis.ood_test import OODTester, resolve_dataset
+    tester = OODTester(CONFIG, ckpt, work_dir)
+    h, w = map(int, size.split('x'))
+    for t in tester.cfg.test_dataloader.dataset.pipeline:
+        if t['type'] == 'Resize':  # infer at full resolution, as deployed
+            t['scale'] = (w, h)
+    _, ds = resolve_dataset('synthetic_ood')
+    ds['data_root'] = data_root
+    if kind == 'ood':
+        cfg = tester._pass_cfg('bench', ds, [
+            'msp', 'entropy', 'max_logit', 'energy', 'norm', 'n_max_logit',
+            'n_energy'
+        ], True, [], dict(type='OODMetric', component_threshold='best_f1',
+                          component_preset='obstacle_track'))
+    else:  # what tools/test.py runs: the model and mmseg's IoUMetric
+        cfg = tester._pass_cfg('bench', ds, ['msp'], True, [],
+                               dict(type='IoUMetric', iou_metrics=['mIoU']))
+        cfg.custom_hooks = [h for h in cfg.custom_hooks
+                            if h['type'] != 'OODScoringHook']
+    cfg.test_dataloader.num_workers = 0
+    cfg.default_hooks.logger.interval = 1000
+    from mmseg_ood.apis.train import build_runner
+    from mmseg_ood.utils import safe_checkpoint_loading
+    runner = build_runner(cfg)
+    n = len(runner.test_dataloader.dataset)
+    with safe_checkpoint_loading():
+        t0 = time.perf_counter()
+        runner.test()
+        dt = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(dict(kind=kind, images=n, seconds=dt,
+                          images_per_s=n / dt, peak_mib=peak)))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--images', type=int, default=16)
+    p.add_argument('--size', type=int, nargs=2, default=[512, 1024])
+    p.add_argument('--repeats', type=int, default=2)
+    p.add_argument('--worker', nargs=5,
+                   metavar=('KIND', 'CKPT', 'ROOT', 'WORK', 'HxW'))
+    args = p.parse_args()
+    if args.worker:
+        return worker(*args.worker)
+
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import mmseg_ood  # noqa: F401
+    from mmseg.registry import MODELS
+    from mmseg_ood.synthetic import make_synthetic_benchmark
+    tmp = tempfile.mkdtemp(prefix='mmseg_ood_bench_')
+    roots = make_synthetic_benchmark(
+        tmp, variants='street', num_train=0, num_val=2,
+        num_ood=args.images, num_image_ood=0, size=tuple(args.size))
+    cfg = Config.fromfile(CONFIG)
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    ckpt = osp.join(tmp, 'random.pth')
+    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    env = dict(os.environ, MMSEG_OOD_DATA=tmp)
+    runs = {'plain': [], 'ood': []}
+    for _ in range(args.repeats):
+        for kind in ('plain', 'ood'):
+            out = subprocess.run(
+                [sys.executable, __file__, '--worker', kind, ckpt,
+                 osp.join(roots['street'], 'ood'),
+                 osp.join(tmp, f'work_{kind}'),
+                 f'{args.size[0]}x{args.size[1]}'],
+                capture_output=True, text=True, env=env, cwd=REPO)
+            if out.returncode:
+                sys.exit(out.stderr[-3000:])
+            line = [ln for ln in out.stdout.splitlines()
+                    if ln.startswith('{"kind"')][-1]
+            runs[kind].append(json.loads(line))
+    print(f'images: {args.images} at {args.size[0]}x{args.size[1]} (full-resolution inference), '
+          f'model: DeepLabV3+ R18 (random weights), CPU threads: '
+          f'{torch.get_num_threads()}, repeats: {args.repeats}')
+    med = {}
+    for kind, rs in runs.items():
+        ips = statistics.median(r['images_per_s'] for r in rs)
+        mem = statistics.median(r['peak_mib'] for r in rs)
+        med[kind] = (ips, mem)
+        print(f'{kind:6s} images/s {ips:7.3f}   peak RSS {mem:8.1f} MiB   '
+              f'(runs: ' + ', '.join(f"{r['images_per_s']:.3f}"
+                                     for r in rs) + ')')
+    print(f'ratio images/s (ood_test / test)  {med["ood"][0] / med["plain"][0]:.3f}')
+    print(f'ratio peak memory                 {med["ood"][1] / med["plain"][1]:.3f}')
+
+
+if __name__ == '__main__':
+    main()
