@@ -22,6 +22,18 @@ QUICK_OPTIONS = [
 ]
 
 
+def to_bn(cfg):
+    """SyncBN -> BN everywhere in a (nested) config, for one CPU process."""
+    if isinstance(cfg, dict):
+        if cfg.get('type') == 'SyncBN':
+            cfg['type'] = 'BN'
+        for v in cfg.values():
+            to_bn(v)
+    elif isinstance(cfg, (list, tuple)):
+        for v in cfg:
+            to_bn(v)
+
+
 def zoo_config_path(name):
     """Path of a model-zoo config shipped in the mmseg wheel
     (``mmseg::fcn/...`` or ``fcn/...``)."""

@@ -4,22 +4,11 @@ from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
+from conftest import to_bn
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 ZOO = 'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py'
-
-
-def _bn(cfg):
-    """SyncBN -> BN everywhere in a (nested) config."""
-    if isinstance(cfg, dict):
-        if cfg.get('type') == 'SyncBN':
-            cfg['type'] = 'BN'
-        for v in cfg.values():
-            _bn(v)
-    elif isinstance(cfg, (list, tuple)):
-        for v in cfg:
-            _bn(v)
 
 
 def test_model_zoo_config_with_custom_imports_builds_and_runs(tmp_path):
@@ -32,7 +21,7 @@ def test_model_zoo_config_with_custom_imports_builds_and_runs(tmp_path):
     cfg = Config.fromfile(str(child))
     assert 'mmseg_ood' in cfg.custom_imports['imports']
     assert cfg.model.decode_head.type == 'DepthwiseSeparableASPPHead'
-    _bn(cfg.model)
+    to_bn(cfg.model)
     init_default_scope('mmseg')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mmengine.config import Config, ConfigDict
 from mmengine.registry import init_default_scope
 
-from conftest import zoo_config_path
+from conftest import to_bn, zoo_config_path
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
@@ -32,20 +32,9 @@ ZOO = {
 }
 
 
-def _bn(cfg):
-    if isinstance(cfg, dict):
-        if cfg.get('type') == 'SyncBN':
-            cfg['type'] = 'BN'
-        for v in cfg.values():
-            _bn(v)
-    elif isinstance(cfg, (list, tuple)):
-        for v in cfg:
-            _bn(v)
-
-
 def build(cfg_model):
     init_default_scope('mmseg')
-    _bn(cfg_model)
+    to_bn(cfg_model)
     torch.manual_seed(0)
     model = MODELS.build(ConfigDict(cfg_model))
     model.init_weights()

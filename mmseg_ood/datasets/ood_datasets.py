@@ -8,6 +8,7 @@ Label values follow the Segment-Me-If-You-Can benchmark's conversions.
 """
 from __future__ import annotations
 
+import copy
 import os.path as osp
 from typing import Dict, Optional
 
@@ -56,6 +57,9 @@ class OODSegDataset(BaseSegDataset):
     VALUE_MAP: Dict = {0: 0, 1: 1}
     LAYOUT = ''
     HINT = ''
+    #: Defaults of ``img_suffix``, ``seg_map_suffix`` and ``data_prefix``
+    #: that encode each dataset's layout; config values override them.
+    DEFAULTS: Dict = dict(img_suffix='.png', seg_map_suffix='.png')
 
     def __init__(self, value_map: Optional[Dict] = None,
                  require_labels: bool = True, **kwargs):
@@ -63,7 +67,7 @@ class OODSegDataset(BaseSegDataset):
                               value_map)
         self.ood_lut = value_lut(self.value_map)
         self.require_labels = require_labels
-        super().__init__(**kwargs)
+        super().__init__(**{**copy.deepcopy(self.DEFAULTS), **kwargs})
 
     def load_data_list(self):
         check_data_dirs(self, self.LAYOUT, self.HINT)
@@ -90,13 +94,10 @@ class SyntheticOODDataset(OODSegDataset):
     HINT = ('Generate it with: python tools/make_synthetic.py <out_dir>; '
             'data_root is <out_dir>/street/ood (or objects/ood).')
 
-    def __init__(self, img_suffix='.png',
-                 seg_map_suffix='_labels_semantic.png',
-                 data_prefix=dict(img_path='images',
-                                  seg_map_path='labels_masks'),
-                 **kwargs):
-        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         data_prefix=data_prefix, **kwargs)
+    DEFAULTS = dict(
+        img_suffix='.png',
+        seg_map_suffix='_labels_semantic.png',
+        data_prefix=dict(img_path='images', seg_map_path='labels_masks'))
 
 
 @DATASETS.register_module()
@@ -108,13 +109,10 @@ class RoadAnomaly21Dataset(OODSegDataset):
     LAYOUT = ('{root}/   (dataset_AnomalyTrack)\n    images/*.jpg\n'
               '    labels_masks/*_labels_semantic.png')
 
-    def __init__(self, img_suffix='.jpg',
-                 seg_map_suffix='_labels_semantic.png',
-                 data_prefix=dict(img_path='images',
-                                  seg_map_path='labels_masks'),
-                 **kwargs):
-        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         data_prefix=data_prefix, **kwargs)
+    DEFAULTS = dict(
+        img_suffix='.jpg',
+        seg_map_suffix='_labels_semantic.png',
+        data_prefix=dict(img_path='images', seg_map_path='labels_masks'))
 
 
 @DATASETS.register_module()
@@ -126,13 +124,10 @@ class RoadObstacle21Dataset(OODSegDataset):
     LAYOUT = ('{root}/   (dataset_ObstacleTrack)\n    images/*.webp\n'
               '    labels_masks/*_labels_semantic.png')
 
-    def __init__(self, img_suffix='.webp',
-                 seg_map_suffix='_labels_semantic.png',
-                 data_prefix=dict(img_path='images',
-                                  seg_map_path='labels_masks'),
-                 **kwargs):
-        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         data_prefix=data_prefix, **kwargs)
+    DEFAULTS = dict(
+        img_suffix='.webp',
+        seg_map_suffix='_labels_semantic.png',
+        data_prefix=dict(img_path='images', seg_map_path='labels_masks'))
 
 
 @DATASETS.register_module()
@@ -148,13 +143,11 @@ class LostAndFoundDataset(OODSegDataset):
               '    leftImg8bit/test/<scene>/<fid>_leftImg8bit.png\n'
               '    gtCoarse/test/<scene>/<fid>_gtCoarse_labelIds.png')
 
-    def __init__(self, img_suffix='_leftImg8bit.png',
-                 seg_map_suffix='_gtCoarse_labelIds.png',
-                 data_prefix=dict(img_path='leftImg8bit/test',
-                                  seg_map_path='gtCoarse/test'),
-                 **kwargs):
-        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         data_prefix=data_prefix, **kwargs)
+    DEFAULTS = dict(
+        img_suffix='_leftImg8bit.png',
+        seg_map_suffix='_gtCoarse_labelIds.png',
+        data_prefix=dict(
+            img_path='leftImg8bit/test', seg_map_path='gtCoarse/test'))
 
 
 @DATASETS.register_module()
@@ -168,12 +161,10 @@ class FishyscapesLAFDataset(OODSegDataset):
               '    images/<fid>_leftImg8bit.png\n'
               '    labels/<fid>_fishy-labels.png')
 
-    def __init__(self, img_suffix='_leftImg8bit.png',
-                 seg_map_suffix='_fishy-labels.png',
-                 data_prefix=dict(img_path='images', seg_map_path='labels'),
-                 **kwargs):
-        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         data_prefix=data_prefix, **kwargs)
+    DEFAULTS = dict(
+        img_suffix='_leftImg8bit.png',
+        seg_map_suffix='_fishy-labels.png',
+        data_prefix=dict(img_path='images', seg_map_path='labels'))
 
 
 @DATASETS.register_module()
@@ -183,10 +174,10 @@ class FishyscapesStaticDataset(OODSegDataset):
     LAYOUT = ('{root}/   (fishyscapes_static)\n    <id>_rgb.png\n'
               '    <id>_labels.png')
 
-    def __init__(self, img_suffix='_rgb.png', seg_map_suffix='_labels.png',
-                 data_prefix=dict(img_path='', seg_map_path=''), **kwargs):
-        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         data_prefix=data_prefix, **kwargs)
+    DEFAULTS = dict(
+        img_suffix='_rgb.png',
+        seg_map_suffix='_labels.png',
+        data_prefix=dict(img_path='', seg_map_path=''))
 
 
 @DATASETS.register_module()
@@ -201,12 +192,10 @@ class RoadAnomalyDataset(OODSegDataset):
     LAYOUT = ('{root}/   (RoadAnomaly_jpg)\n    frames/<name>.jpg\n'
               '    frames/<name>.labels/labels_semantic.png')
 
-    def __init__(self, img_suffix='.jpg',
-                 seg_map_suffix='.labels/labels_semantic.png',
-                 data_prefix=dict(img_path='frames', seg_map_path='frames'),
-                 **kwargs):
-        super().__init__(img_suffix=img_suffix, seg_map_suffix=seg_map_suffix,
-                         data_prefix=data_prefix, **kwargs)
+    DEFAULTS = dict(
+        img_suffix='.jpg',
+        seg_map_suffix='.labels/labels_semantic.png',
+        data_prefix=dict(img_path='frames', seg_map_path='frames'))
 
 
 @DATASETS.register_module()
