@@ -33,7 +33,9 @@ def valid_scores_and_labels(scores, labels, ignore_index: int = 255,
         found = sorted(set(np.unique(y[bad]).tolist()))[:10]
         raise ValueError(f'{name}: OOD labels must be 0 (ID), 1 (OOD) or '
                          f'{ignore_index} (void), found {found}')
-    s, y = s[valid], y[valid].astype(np.uint8)
+    if not valid.all():
+        s, y = s[valid], y[valid]
+    y = y.astype(np.uint8, copy=False)
     if not np.issubdtype(s.dtype, np.floating):
         s = s.astype(np.float64)
     finite = np.isfinite(s)

@@ -18,8 +18,9 @@ def _order_keys(values: np.ndarray) -> np.ndarray:
     """
     f = np.ascontiguousarray(values, dtype=np.float32) + np.float32(0.0)
     bits = f.view(np.uint32)
-    neg = (bits >> np.uint32(31)).astype(bool)
-    return np.where(neg, ~bits, bits | np.uint32(0x80000000))
+    # negative: flip all bits; positive: flip the sign bit only
+    mask = (np.uint32(0) - (bits >> np.uint32(31))) | np.uint32(0x80000000)
+    return bits ^ mask
 
 
 def _keys_to_values(keys: np.ndarray) -> np.ndarray:
@@ -42,16 +43,17 @@ class StreamingOODMetric:
     cluster of nearly equal scores, as an untrained or saturated model
     gives) are *refined*: from then on their pixels are counted at full
     float32 resolution in a sub-histogram of ``2^(32 - bits)`` bins. Pixels
-    a bin received before it was refined stay at the bin's lower edge.
+    a bin received before it was refined join the bin's most frequent exact
+    value.
 
     The metrics are then exact for the scores rounded to their (sub-)bin:
     ``bits=20`` resolves about 5e-4 of a score's magnitude, refined bins
     float32 precision; exact ties stay ties, as in sklearn.
 
     Memory: ``2 * 2^bits`` int64 counts (16 MiB at ``bits=20``), a
-    ``2^bits`` bool mask (1 MiB) and at most ``max_refined`` sub-histograms
-    of ``2 * 2^(32 - bits)`` counts (64 KiB each at ``bits=20``): at most
-    33 MiB, whatever the number of pixels.
+    ``2^bits`` bool mask and int32 slot table (5 MiB) and at most
+    ``max_refined`` sub-histograms of ``2 * 2^(32 - bits)`` counts (64 KiB
+    each at ``bits=20``): at most 37 MiB, whatever the number of pixels.
     ``merge`` adds counts (a bin refined on either side is refined in the
     result), so workers merged equal one worker.
 
@@ -96,19 +98,23 @@ class StreamingOODMetric:
         self.counts = np.zeros((2, 1 << bits), np.int64)  # [ID, OOD]
         self.refined: Dict[int, np.ndarray] = {}  # bin -> (2, 2^(32-bits))
         self._is_refined = np.zeros(1 << bits, bool)
+        self._slot = np.zeros(1 << bits, np.int32)  # bin -> refined index
 
     @property
     def nbytes(self) -> int:
         """Accumulator memory in bytes."""
-        return self.counts.nbytes + self._is_refined.nbytes + sum(
-            f.nbytes for f in self.refined.values())
+        return self.counts.nbytes + self._is_refined.nbytes + \
+            self._slot.nbytes + sum(f.nbytes for f in self.refined.values())
+
+    def _add_refined(self, b: int) -> None:
+        self._slot[b] = len(self.refined)
+        self.refined[b] = np.zeros((2, 1 << (32 - self.bits)), np.int64)
+        self._is_refined[b] = True
 
     def _refine(self, bins) -> None:
-        sub_size = 1 << (32 - self.bits)
         for b in bins:
             if b not in self.refined and len(self.refined) < self.max_refined:
-                self.refined[b] = np.zeros((2, sub_size), np.int64)
-                self._is_refined[b] = True
+                self._add_refined(b)
 
     def update(self, scores, labels) -> 'StreamingOODMetric':
         """Add one image (or batch): scores and 0/1/void labels of one shape.
@@ -125,36 +131,32 @@ class StreamingOODMetric:
         idx = (keys >> self._shift).astype(np.int64)
         y = y.astype(np.int64)
         nbins = self.counts.shape[1]
-        pair = idx + y * nbins
-        if n * 8 >= nbins:  # dense: one bincount over all (class, bin)
-            coarse = np.bincount(pair, minlength=2 * nbins).reshape(2, nbins)
-            heavy = np.flatnonzero(coarse.sum(axis=0) >=
-                                   self.refine_fraction * n)
-        else:  # few pixels: sparse counts
-            flat, cnt = np.unique(pair, return_counts=True)
-            bins, inv = np.unique(flat % nbins, return_inverse=True)
-            heavy = bins[np.bincount(inv, cnt) >= self.refine_fraction * n]
-        self._refine(heavy.tolist())
+        # bins holding >= refine_fraction of the pixels, found on a sample
+        # of at most ~32k pixels (a sort that small is cheap)
+        sample = idx[::max(1, n // 32768)]
+        cand, cnt = np.unique(sample, return_counts=True)
+        self._refine(
+            cand[cnt >= self.refine_fraction * sample.size].tolist())
         if self.refined:
             fine = self._is_refined[idx]
             if fine.any():
                 sub_size = 1 << (32 - self.bits)
+                bins = list(self.refined)  # insertion order = slot order
                 sub = (keys[fine] & np.uint32(sub_size - 1)).astype(np.int64)
-                fb, fy = idx[fine], y[fine]
-                for b in np.unique(fb).tolist():
-                    m = fb == b
-                    self.refined[b] += np.bincount(
-                        sub[m] + fy[m] * sub_size,
-                        minlength=2 * sub_size).reshape(2, sub_size)
-                # these pixels are counted in the fine histograms only
-                if n * 8 >= nbins:
-                    coarse[:, self._is_refined] = 0
-                else:
-                    keep = ~self._is_refined[flat % nbins]
-                    flat, cnt = flat[keep], cnt[keep]
-        if n * 8 >= nbins:
-            self.counts += coarse
-        else:
+                flat = (self._slot[idx[fine]].astype(np.int64) * 2 +
+                        y[fine]) * sub_size + sub
+                per = np.bincount(flat, minlength=len(bins) * 2 * sub_size)
+                per = per.reshape(len(bins), 2, sub_size)
+                for i in np.flatnonzero(per.reshape(len(bins), -1).any(1)):
+                    self.refined[bins[i]] += per[i]
+                # the other pixels go to the coarse histogram
+                idx, y = idx[~fine], y[~fine]
+        pair = idx + y * nbins
+        if pair.size * 8 >= nbins:  # dense: one bincount over (class, bin)
+            self.counts += np.bincount(pair, minlength=2 * nbins).reshape(
+                2, nbins)
+        elif pair.size:  # few pixels: sparse counts
+            flat, cnt = np.unique(pair, return_counts=True)
             np.add.at(self.counts.reshape(-1), flat, cnt)
         return self
 
@@ -182,11 +184,9 @@ class StreamingOODMetric:
             raise ValueError(f"state has bits={state['bits']}, this metric "
                              f'{self.bits}')
         np.add.at(self.counts.reshape(-1), state['index'], state['count'])
-        sub_size = 1 << (32 - self.bits)
         for b, (index, count) in state.get('refined', {}).items():
             if b not in self.refined:  # merged in beyond max_refined too
-                self.refined[b] = np.zeros((2, sub_size), np.int64)
-                self._is_refined[b] = True
+                self._add_refined(b)
             np.add.at(self.refined[b].reshape(-1), index, count)
         return self
 
@@ -197,13 +197,15 @@ class StreamingOODMetric:
 
     def _distinct(self):
         """(values ascending, OOD counts, ID counts) over every occupied
-        (sub-)bin; a refined bin's coarse counts join its lowest sub-bin."""
+        (sub-)bin; a refined bin's coarse counts join its fullest sub-bin."""
         counts = self.counts.copy()
         keys, pos, neg = [], [], []
         sub_size = 1 << (32 - self.bits)
         for b, f in self.refined.items():
             f = f.copy()
-            f[:, 0] += counts[:, b]
+            # pixels counted before the bin was refined: known only to lie
+            # in the bin; put them with its most frequent exact value
+            f[:, int(np.argmax(f.sum(axis=0)))] += counts[:, b]
             counts[:, b] = 0
             used = np.flatnonzero(f.sum(axis=0))
             keys.append((np.uint64(b) * np.uint64(sub_size) +
