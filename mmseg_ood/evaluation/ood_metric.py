@@ -46,8 +46,8 @@ class OODMetric(BaseMetric):
     Reads ``data_sample['ood_scores'][name]`` (filled by
     :class:`~mmseg_ood.engine.OODScoringHook`) and the OOD label map
     ``data_sample[label_key]`` (0 ID, 1 OOD, 255 void). Pixel metrics stream
-    into one :class:`StreamingOODMetric` per scorer (16 MiB each at
-    ``bits=20``); under distributed evaluation the accumulators are gathered
+    into one :class:`StreamingOODMetric` per scorer (21 to 37 MiB each
+    at ``bits=20``); under distributed evaluation the accumulators are gathered
     and merged on every rank, so the result equals a single process's.
 
     Component metrics (SMIYC sIoU, PPV, mean F1) need a threshold per
