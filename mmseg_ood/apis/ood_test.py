@@ -23,6 +23,7 @@ from mmengine.dist import get_rank
 
 from ..utils import (explain_unknown_types, load_checkpoint_file,
                      load_config, safe_checkpoint_loading)
+from .test import enable_tta
 from .train import build_runner
 
 DEFAULT_SCORERS = ('msp', 'entropy', 'max_logit', 'energy', 'norm',
@@ -86,10 +87,16 @@ def ood_pipeline(pipeline):
     return out
 
 
-def check_checkpoint_matches(cfg, checkpoint: str, config_path: str,
-                             unsafe: bool = False) -> None:
+def check_checkpoint_matches(cfg, ckpt: dict, checkpoint: str,
+                             config_path: str) -> None:
     """Raise ``ValueError`` naming config and checkpoint if their parameter
-    names or shapes differ (e.g. another number of classes)."""
+    names or shapes differ (e.g. another number of classes).
+
+    Args:
+        cfg: The loaded config.
+        ckpt: The loaded checkpoint (a dict, with or without ``state_dict``).
+        checkpoint / config_path: File names for the message.
+    """
     from mmengine.registry import init_default_scope
 
     from mmseg.registry import MODELS
@@ -99,7 +106,6 @@ def check_checkpoint_matches(cfg, checkpoint: str, config_path: str,
     with explain_unknown_types():
         model = MODELS.build(model_cfg)
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    ckpt = load_checkpoint_file(checkpoint, unsafe=unsafe)
     state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
     theirs = {k.replace('module.', '', 1) if k.startswith('module.') else k:
               tuple(v.shape) for k, v in state.items() if hasattr(v, 'shape')}
@@ -177,12 +183,13 @@ class OODTester:
         self.work_dir = self.cfg.work_dir
         self.unsafe_load, self.tta = unsafe_load, tta
         self.stamp = datetime.datetime.now().strftime('%Y%m%d_%H%M%S')
-        self.palette = self._id_palette()
+        ckpt = load_checkpoint_file(checkpoint, unsafe=unsafe_load)
+        check_checkpoint_matches(self.cfg, ckpt, checkpoint, config)
+        self.palette = self._id_palette(ckpt)
 
-    def _id_palette(self):
+    def _id_palette(self, ckpt):
         """Colours of the model's (ID) classes: the checkpoint's
         dataset_meta, else the config's test dataset class."""
-        ckpt = load_checkpoint_file(self.checkpoint, unsafe=self.unsafe_load)
         meta = ckpt.get('meta', {}) if isinstance(ckpt, dict) else {}
         palette = (meta.get('dataset_meta') or {}).get('palette')
         if palette is None:
@@ -196,15 +203,10 @@ class OODTester:
         cfg = copy.deepcopy(self.cfg)
         cfg.load_from = self.checkpoint
         cfg.experiment_name = f'ood_{tag}_{self.stamp}'
-        pipeline = cfg.test_dataloader.dataset.pipeline
         if self.tta:
-            if 'tta_pipeline' not in cfg or 'tta_model' not in cfg:
-                raise ValueError('--tta needs `tta_pipeline` and `tta_model` '
-                                 'in the config')
-            pipeline = cfg.tta_pipeline
-            cfg.tta_model.type = 'OODSegTTAModel'
-            cfg.tta_model.module = cfg.model
-            cfg.model = cfg.tta_model
+            enable_tta(cfg)
+            cfg.model.type = 'OODSegTTAModel'  # merges the score maps too
+        pipeline = cfg.test_dataloader.dataset.pipeline
         dataset = dict(dataset, pipeline=ood_pipeline(pipeline))
         cfg.test_dataloader = dict(
             batch_size=1, num_workers=cfg.test_dataloader.get(
@@ -292,7 +294,6 @@ def ood_test(config: str,
     tester = OODTester(config, checkpoint, work_dir, cfg_options, launcher,
                        unsafe_load, tta)
     work_dir = tester.work_dir
-    check_checkpoint_matches(tester.cfg, checkpoint, config, unsafe_load)
     resolved = [resolve_dataset(d) for d in datasets]
     names = [n for n, _ in resolved]
     if tune and tune_on is None:
@@ -328,12 +329,8 @@ def ood_test(config: str,
                           auroc=metric.last_results[n]['auroc'],
                           fpr95=metric.last_results[n]['fpr95'])
                   for n in grid})
-        tuned = {
-            f'{t}*': {k: v for k, v in b['params'].items()}
-            for t, b in best.items()
-        }
-        scorer_list = [s for s in scorer_list] + [
-            dict(v, name=k) for k, v in tuned.items()
+        scorer_list += [
+            dict(b['params'], name=f'{t}*') for t, b in best.items()
         ]
 
     for name, ds in resolved:

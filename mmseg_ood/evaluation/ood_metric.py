@@ -17,25 +17,18 @@ from mmengine.logging import print_log
 from mmseg.registry import METRICS
 from .components import SIZE_PRESETS, ComponentAccumulator
 from .inputs import to_numpy
+from .report import COLUMNS, percent
 from .streaming import StreamingOODMetric
-
-TABLE_COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'),
-                 ('siou', 'sIoU'), ('ppv', 'PPV'), ('mean_f1', 'mean F1'))
-
 
 def format_table(results: Dict[str, Dict[str, float]]) -> str:
     """A text table, one row per scorer, metrics in percent; undefined
     values (NaN) print as ``n/a``."""
     from prettytable import PrettyTable
-    cols = [(k, t) for k, t in TABLE_COLUMNS
+    cols = [(k, t) for k, t in COLUMNS
             if any(k in r for r in results.values())]
     table = PrettyTable(['scorer'] + [t for _, t in cols])
     for name, r in results.items():
-        row = []
-        for k, _ in cols:
-            v = r.get(k, float('nan'))
-            row.append('n/a' if v != v else f'{100 * v:.2f}')
-        table.add_row([name] + row)
+        table.add_row([name] + [percent(r.get(k)) for k, _ in cols])
     return table.get_string()
 
 

@@ -12,7 +12,8 @@ COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'),
            ('siou', 'sIoU'), ('ppv', 'PPV'), ('mean_f1', 'mean F1'))
 
 
-def _pct(v) -> str:
+def percent(v) -> str:
+    """A metric in percent with two decimals; ``n/a`` for None / NaN."""
     return 'n/a' if v is None or (isinstance(v, float) and math.isnan(v)) \
         else f'{100 * v:.2f}'
 
@@ -37,7 +38,7 @@ def markdown_table(results: Dict[str, Dict[str, dict]],
         row = [s]
         for d in datasets:
             r = results[d].get(s, {})
-            row += [_pct(r.get(k)) for k, _ in COLUMNS]
+            row += [percent(r.get(k)) for k, _ in COLUMNS]
         lines.append('| ' + ' | '.join(row) + ' |')
     text = '\n'.join(lines)
     if id_miou:
@@ -97,10 +98,10 @@ def plot_curves(out_dir: str, dataset: str, pixel_metrics: dict,
             r = results.get(name, {})
             if kind == 'roc':
                 ax.plot(c['fpr'], c['tpr'],
-                        label=f'{name} (AUROC {_pct(r.get("auroc"))})')
+                        label=f'{name} (AUROC {percent(r.get("auroc"))})')
             else:
                 ax.plot(c['tpr'], c['precision'],
-                        label=f'{name} (AP {_pct(r.get("ap"))})')
+                        label=f'{name} (AP {percent(r.get("ap"))})')
         if kind == 'roc':
             ax.set(xlabel='false positive rate', ylabel='true positive rate',
                    title=f'ROC - {dataset}')
