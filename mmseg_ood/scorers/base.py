@@ -13,6 +13,8 @@ import torch
 from mmengine.registry import Registry
 from torch import Tensor
 
+from ..implicit_background import foreground_logits
+
 #: The package's scorer registry: ``build_scorer(dict(type='msp'))``.
 OOD_SCORERS = Registry('ood_scorer', scope='mmseg_ood')
 
@@ -153,11 +155,22 @@ def embedding_norm(inputs: ScoreInputs, eps: float = 1e-12) -> Tensor:
     return cached[1]
 
 
+def linear_logits(inputs: ScoreInputs) -> Tensor:
+    """The logits the linear classifier computes, ``s = W z + b``: all C for
+    a plain head; the C-1 foreground logits for IBE / SCrIBE heads, whose
+    background logit ``-logsumexp(v_FG)`` is not linear in ``z``."""
+    if inputs.head_kind in ('ibe', 'scribe'):
+        return foreground_logits(inputs.logits, inputs.background_index)
+    return inputs.logits
+
+
 def logits_without_bias(inputs: ScoreInputs) -> Tensor:
-    """``W z``: the logits with the classifier bias removed (``s - b``)."""
+    """``W z``: the linear logits (:func:`linear_logits`) with the classifier
+    bias removed (``s - b``)."""
+    logits = linear_logits(inputs)
     if inputs.cls_bias is None:
-        return inputs.logits
-    return inputs.logits - inputs.per_class(inputs.cls_bias)
+        return logits
+    return logits - inputs.per_class(inputs.cls_bias)
 
 
 def check_number(name: str, value, low: Optional[float] = None,

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from .base import (ScoreInputs, check_number, embedding_norm,
+from ..implicit_background import implicit_background_logits
+from .base import (ScoreInputs, check_number, embedding_norm, linear_logits,
                    logits_without_bias)
 
 
@@ -39,7 +40,8 @@ def decoupled_logits(inputs: ScoreInputs, eta: float = 1.0,
     """
     if inputs.embeddings is None:
         raise ValueError('decoupled scores need `embeddings`')
-    scores = inputs.logits if use_bias else logits_without_bias(inputs)
+    scores = linear_logits(inputs) if use_bias else logits_without_bias(
+        inputs)
     scores = scores.float()
     if delta != 1.0:
         scores = scores / embedding_norm(inputs).float()**(1.0 - delta)
@@ -53,4 +55,6 @@ def decoupled_logits(inputs: ScoreInputs, eta: float = 1.0,
                 f'logits have {scores.shape[1]} classes')
         w = inputs.cls_weight.float().norm(dim=1)
         scores = scores * inputs.per_class(w**(eta - 1.0))
+    if inputs.head_kind in ('ibe', 'scribe'):
+        scores = implicit_background_logits(scores, inputs.background_index)
     return scores

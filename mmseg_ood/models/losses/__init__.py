@@ -1,0 +1,8 @@
+"""Losses registered into ``mmseg.registry.MODELS``."""
+from .entropy_maximization_loss import EntropyMaximizationLoss
+from .uoi_loss import IoULoss, UOILoss, expected_intersection_union
+
+__all__ = [
+    'EntropyMaximizationLoss', 'IoULoss', 'UOILoss',
+    'expected_intersection_union'
+]

@@ -1,0 +1,176 @@
+"""Union-over-Intersection and IoU losses from expected intersection and
+union of softmax probabilities (segnet paper, eq. 6-8, 24, 28, 47, 60)."""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from mmseg.registry import MODELS
+from torch import Tensor
+
+
+def _target_probabilities(target: Tensor, num_classes: int,
+                          ignore_index: int) -> Tuple[Tensor, Tensor]:
+    """One-hot (or given soft) labels ``(N, C, H, W)`` and the valid mask
+    ``(N, H, W)``."""
+    if target.is_floating_point():  # soft labels, (N, C, H, W)
+        if target.shape[1] != num_classes:
+            raise ValueError(f'soft labels have {target.shape[1]} classes, '
+                             f'the prediction {num_classes}')
+        if (target < 0).any() or not torch.isfinite(target).all():
+            raise ValueError('soft labels must be finite and >= 0')
+        return target, target.sum(dim=1) > 0
+    valid = target != ignore_index
+    labels = target[valid]
+    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)][0].item()
+        raise ValueError(
+            f'label {bad} is neither a class in [0, {num_classes}) nor '
+            f'ignore_index={ignore_index}')
+    safe = torch.where(valid, target, torch.zeros_like(target)).long()
+    onehot = F.one_hot(safe, num_classes).movedim(-1, 1).to(torch.float32)
+    return onehot, valid
+
+
+def expected_intersection_union(pred: Tensor,
+                                target: Tensor,
+                                ignore_index: int = 255,
+                                weight: Optional[Tensor] = None):
+    """Per-class expected intersection, union and label mass over the batch.
+
+    ``E[I_k] = sum_i p^_ik p_ik`` (eq. 24) and
+    ``E[U_k] = sum_i (p^_ik + p_ik - p^_ik p_ik)`` (eq. 28), summed over
+    every valid pixel ``i`` of the minibatch, with ``p^ = softmax(pred)``
+    (eq. 20) and ``p`` the one-hot (or soft) labels.
+
+    Args:
+        pred: Logits ``(N, C, H, W)`` (or ``(N, C)``).
+        target: Class indices ``(N, H, W)`` with ``ignore_index`` for void,
+            or soft labels ``(N, C, H, W)`` (float; pixels whose labels sum
+            to 0 are void).
+        ignore_index: Void label of hard targets.
+        weight: Optional per-pixel weight ``(N, H, W)``.
+
+    Returns:
+        tuple: ``E[I]``, ``E[U]`` and the label mass ``sum_i p_ik``, each
+        ``(C,)`` float32 (float64 for float64 logits).
+    """
+    if pred.dim() < 2:
+        raise ValueError(f'pred must be (N, C, ...), got {tuple(pred.shape)}')
+    soft = target.is_floating_point()
+    expected = tuple(pred.shape) if soft else (pred.shape[0], ) + tuple(
+        pred.shape[2:])
+    if tuple(target.shape) != expected:
+        raise ValueError(f'target {tuple(target.shape)} does not match pred '
+                         f'{tuple(pred.shape)}: expected {expected}')
+    dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
+    prob = pred.to(dtype).softmax(dim=1)
+    labels, valid = _target_probabilities(target, pred.shape[1], ignore_index)
+    labels = labels.to(dtype)
+    mask = valid.to(dtype)
+    if weight is not None:
+        mask = mask * weight.to(dtype)
+    mask = mask.unsqueeze(1)
+    dims = [0] + list(range(2, pred.dim()))
+    inter = (prob * labels * mask).sum(dims)
+    union = ((prob + labels - prob * labels) * mask).sum(dims)
+    return inter, union, (labels * mask).sum(dims)
+
+
+class _ExpectedOverlapLoss(nn.Module):
+    """Shared mmseg loss plumbing of :class:`UOILoss` and :class:`IoULoss`."""
+    default_name = ''
+
+    def __init__(self,
+                 loss_weight: float = 1.0,
+                 eps: float = 1e-6,
+                 loss_name: Optional[str] = None):
+        super().__init__()
+        if eps <= 0:
+            raise ValueError(f'`eps` must be > 0, got {eps}')
+        self.loss_weight = float(loss_weight)
+        self.eps = float(eps)
+        self._loss_name = loss_name or self.default_name
+
+    def forward(self,
+                pred: Tensor,
+                target: Tensor,
+                weight: Optional[Tensor] = None,
+                ignore_index: int = 255,
+                **kwargs) -> Tensor:
+        inter, union, mass = expected_intersection_union(
+            pred, target, ignore_index, weight)
+        present = mass > 0
+        if not present.any():  # every pixel void: no signal, keep the graph
+            return pred.sum() * 0.0
+        ratio = self.per_class(inter[present], union[present])
+        return self.loss_weight * ratio.mean().to(pred.dtype)
+
+    def per_class(self, inter: Tensor, union: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def loss_name(self) -> str:
+        return self._loss_name
+
+
+@MODELS.register_module()
+class UOILoss(_ExpectedOverlapLoss):
+    """Union over Intersection: ``(1/K') sum_k E[U_k] / E[I_k]``.
+
+    Eq. 6-8 / 60 of the SegNet structured-loss paper with expectations over
+    the softmax probabilities of every pixel of the minibatch (eq. 24, 28).
+    It is >= 1 and equals 1 only for a perfect, confident prediction; its
+    gradient grows with the number of mistakes (eq. 9-10), unlike IoU's.
+    The gradient w.r.t. the logits is eq. 67 divided by ``K'``.
+
+    Classes absent from the batch's labels (``sum_i p_ik = 0``) are left
+    out: their expected intersection is 0, so ``E[U]/E[I]`` is undefined;
+    ``K'`` counts the classes present. False positives of an absent class
+    are still penalised through the union of the classes that are present
+    (their probability mass is taken from those), and by the cross entropy
+    usually combined with it (the paper's best: 0.7 UOI + 0.3 CE, through
+    mmseg's list of ``loss_decode``). ``E[I_k]`` is clamped at ``eps``.
+    A batch with no valid pixel gives 0.
+
+    Args:
+        loss_weight: Factor of the loss.
+        eps: Lower bound of the expected intersection.
+        loss_name: Key in the loss dict (must start with ``loss_``).
+
+    Example:
+        >>> loss_decode = [dict(type='UOILoss', loss_weight=0.7),
+        ...                dict(type='CrossEntropyLoss', loss_weight=0.3)]
+
+    References:
+        "Combining the Best of Graphical Models and ConvNets for Semantic
+        Segmentation", eq. 6-10; supplement eq. 24, 28, 60, 67.
+    """
+    default_name = 'loss_uoi'
+
+    def per_class(self, inter: Tensor, union: Tensor) -> Tensor:
+        return union / inter.clamp_min(self.eps)
+
+
+@MODELS.register_module()
+class IoULoss(_ExpectedOverlapLoss):
+    """Expected IoU loss for comparison: ``1 - (1/K') sum_k E[I_k]/E[U_k]``.
+
+    Eq. 47 of the supplement (negated, as a loss); its gradient is eq. 59
+    divided by ``-K'``. Absent classes are left out as in :class:`UOILoss`.
+
+    Args:
+        loss_weight: Factor of the loss.
+        eps: Lower bound of the expected union.
+        loss_name: Key in the loss dict (must start with ``loss_``).
+
+    References:
+        "Combining the Best of Graphical Models and ConvNets for Semantic
+        Segmentation", eq. 1-5; supplement eq. 47, 59.
+    """
+    default_name = 'loss_iou'
+
+    def per_class(self, inter: Tensor, union: Tensor) -> Tensor:
+        return 1.0 - inter / union.clamp_min(self.eps)
