@@ -64,7 +64,7 @@ def synthetic_root(tmp_path_factory):
     from mmseg_ood.synthetic import make_synthetic_benchmark
     out = tmp_path_factory.mktemp('synthetic')
     make_synthetic_benchmark(str(out), seed=0, num_train=4, num_val=2,
-                             num_ood=3, num_image_ood=1)
+                             num_ood=3, num_image_ood=1, num_proxy=3)
     return str(out)
 
 

@@ -11,7 +11,8 @@ from mmseg_ood.synthetic import (OBJECTS_CLASSES, STREET_CLASSES,
                                  SyntheticSpec, make_synthetic_benchmark,
                                  render_ood)
 
-SMALL = dict(num_train=3, num_val=2, num_ood=4, num_image_ood=1)
+SMALL = dict(num_train=3, num_val=2, num_ood=4, num_image_ood=1,
+             num_proxy=2)
 
 
 def _files(root):
@@ -26,7 +27,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path):
     for variant in a:
         files = _files(a[variant])
         assert files == _files(b[variant])
-        assert len(files) == 2 * 3 + 2 * 2 + 2 * 4 + 2 + 1
+        assert len(files) == 2 * 3 + 2 * 2 + 2 * 4 + 2 + 2 * 2 + 1
         _, mismatch, errors = filecmp.cmpfiles(a[variant], b[variant], files,
                                                shallow=False)
         assert mismatch == [] and errors == []

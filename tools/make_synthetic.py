@@ -2,7 +2,7 @@
 
     python tools/make_synthetic.py OUT_DIR [--seed 0]
         [--variants street objects] [--num-train N] [--num-val N]
-        [--num-ood N] [--num-image-ood N] [--overwrite]
+        [--num-ood N] [--num-image-ood N] [--num-proxy N] [--overwrite]
 
 See mmseg_ood/synthetic/benchmark.py for the layout it writes.
 """
@@ -22,6 +22,8 @@ def parse_args(argv=None):
     parser.add_argument('--num-val', type=int, default=100)
     parser.add_argument('--num-ood', type=int, default=50)
     parser.add_argument('--num-image-ood', type=int, default=20)
+    parser.add_argument('--num-proxy', type=int, default=100,
+                        help='outlier-proxy images (for OOD training)')
     parser.add_argument('--overwrite', action='store_true',
                         help='regenerate even if a matching copy exists')
     return parser.parse_args(argv)
@@ -35,7 +37,7 @@ def main(argv=None):
         args.out_dir, seed=args.seed, variants=args.variants,
         overwrite=args.overwrite, num_train=args.num_train,
         num_val=args.num_val, num_ood=args.num_ood,
-        num_image_ood=args.num_image_ood)
+        num_image_ood=args.num_image_ood, num_proxy=args.num_proxy)
     for variant, root in roots.items():
         print(f'{variant}: {root}')
     print(f'done in {time.time() - t0:.1f} s')

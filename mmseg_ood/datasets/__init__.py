@@ -4,6 +4,7 @@ from .ood_datasets import (FishyscapesLAFDataset, FishyscapesStaticDataset,
                            OODSegDataset, RoadAnomaly21Dataset,
                            RoadAnomalyDataset, RoadObstacle21Dataset,
                            SyntheticOODDataset, value_lut)
+from .outlier_proxy import OutlierMixDataset, OutlierProxyDataset
 from .synthetic import SyntheticObjectsDataset, SyntheticStreetDataset
 from .transforms import LoadOODAnnotations
 
@@ -12,5 +13,6 @@ __all__ = [
     'SyntheticOODDataset', 'RoadAnomaly21Dataset', 'RoadObstacle21Dataset',
     'LostAndFoundDataset', 'FishyscapesLAFDataset',
     'FishyscapesStaticDataset', 'RoadAnomalyDataset', 'OODFolderDataset',
-    'LoadOODAnnotations', 'value_lut'
+    'LoadOODAnnotations', 'value_lut', 'OutlierProxyDataset',
+    'OutlierMixDataset'
 ]

@@ -9,6 +9,8 @@ Layout of ``OUT/<variant>/`` (``variant`` is ``street`` or ``objects``)::
                                          SMIYC labels: 0 ID, 1 OOD, 255 void
     image_ood/gwn/NNNN.png               Gaussian white noise images
     image_ood/textures/NNNN.png          procedural textures
+    outlier_proxy/images/NNNN.png        outlier proxy for OOD training
+    outlier_proxy/annotations/NNNN.png   254 on proxy objects, 255 elsewhere
     meta.json                            generator version, seed, counts,
                                          classes and palette
 
@@ -29,13 +31,21 @@ import numpy as np
 
 from . import textures as tx
 from .objects import OBJECTS_CLASSES, OBJECTS_PALETTE, render_objects
+from .outlier_proxy import render_outlier_proxy
 from .street import (STREET_CLASSES, STREET_PALETTE, apply_camera,
                      place_unseen_objects, render_street)
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 VARIANTS = ('street', 'objects')
 OOD_ID, OOD_OUT, OOD_VOID = 0, 1, 255
-_SPLIT_IDS = {'train': 0, 'val': 1, 'ood': 2, 'gwn': 3, 'textures': 4}
+_SPLIT_IDS = {
+    'train': 0,
+    'val': 1,
+    'ood': 2,
+    'gwn': 3,
+    'textures': 4,
+    'proxy': 5
+}
 
 
 @dataclass
@@ -47,13 +57,15 @@ class SyntheticSpec:
     num_val: int = 100
     num_ood: int = 50
     num_image_ood: int = 20
+    num_proxy: int = 100
     size: tuple = field(default=None)
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
             raise ValueError(f'`variant` must be one of {VARIANTS}, '
                              f'got {self.variant!r}')
-        for name in ('num_train', 'num_val', 'num_ood', 'num_image_ood'):
+        for name in ('num_train', 'num_val', 'num_ood', 'num_image_ood',
+                     'num_proxy'):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f'`{name}` must be an int >= 0, got {value!r}')
@@ -147,6 +159,13 @@ def render_image_ood(spec: SyntheticSpec, kind: str, index: int):
     return apply_camera(rng, img)
 
 
+def render_proxy(spec: SyntheticSpec, index: int):
+    """Image and label (254 objects, 255 void) of the outlier proxy."""
+    rng = _rng(spec, 'proxy', index)
+    img, label = render_outlier_proxy(rng, *spec.size)
+    return apply_camera(rng, img), label
+
+
 def _meta(spec: SyntheticSpec) -> dict:
     classes, palette = ((STREET_CLASSES, STREET_PALETTE)
                         if spec.variant == 'street' else
@@ -177,7 +196,8 @@ def write_variant(out_dir: str, spec: SyntheticSpec,
         os.remove(meta_path)  # incomplete until rewritten
     for sub in ('images/train', 'images/val', 'annotations/train',
                 'annotations/val', 'ood/images', 'ood/labels_masks',
-                'image_ood/gwn', 'image_ood/textures'):
+                'image_ood/gwn', 'image_ood/textures',
+                'outlier_proxy/images', 'outlier_proxy/annotations'):
         os.makedirs(osp.join(root, sub), exist_ok=True)
     for split, count in (('train', spec.num_train), ('val', spec.num_val)):
         for i in range(count):
@@ -194,6 +214,11 @@ def write_variant(out_dir: str, spec: SyntheticSpec,
         for i in range(spec.num_image_ood):
             _write_rgb(osp.join(root, 'image_ood', kind, f'{i:04d}.png'),
                        render_image_ood(spec, kind, i))
+    for i in range(spec.num_proxy):
+        img, lbl = render_proxy(spec, i)
+        name = f'{i:04d}.png'
+        _write_rgb(osp.join(root, 'outlier_proxy', 'images', name), img)
+        _write_label(osp.join(root, 'outlier_proxy', 'annotations', name), lbl)
     with open(meta_path, 'w') as f:
         json.dump(meta, f, indent=2)
     return root
@@ -211,8 +236,8 @@ def make_synthetic_benchmark(out_dir: str, seed: int = 0,
         variants: Any of ``'street'`` (Cityscapes-like, 6 classes) and
             ``'objects'`` (VOC-like, background 0 plus 5 object classes).
         overwrite: Regenerate even if a complete, matching copy exists.
-        **counts: ``num_train``, ``num_val``, ``num_ood``, ``num_image_ood``
-            and ``size`` as in :class:`SyntheticSpec`.
+        **counts: ``num_train``, ``num_val``, ``num_ood``, ``num_image_ood``,
+            ``num_proxy`` and ``size`` as in :class:`SyntheticSpec`.
 
     Returns:
         dict: variant name -> its root directory.
