@@ -47,6 +47,40 @@ def markdown_table(results: Dict[str, Dict[str, dict]],
     return text
 
 
+def comparison_table(runs: Dict[str, dict], dataset: str,
+                     scorers=('msp', 'entropy', 'max_logit', 'energy',
+                              'background'),
+                     columns=('auroc', 'ap', 'fpr95')) -> str:
+    """One table over several models: rows (model, scorer), columns ID mIoU
+    and the pixel metrics on ``dataset``.
+
+    Args:
+        runs: Model name -> the payload of its ``results.json``.
+        dataset: The OOD dataset to report.
+        scorers: Scorers to list, where a model has them.
+        columns: Metric keys of :data:`COLUMNS`.
+    """
+    titles = dict(COLUMNS)
+    head = ['model', 'ID mIoU', 'scorer'] + [titles[c] for c in columns]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for model, payload in runs.items():
+        if not payload.get('complete', True):
+            raise ValueError(f'the results of {model!r} are incomplete '
+                             '(results.partial.json); rerun its evaluation')
+        per = payload.get('results', {}).get(dataset)
+        if per is None:
+            raise ValueError(f'{model!r} has no results on {dataset!r}; it '
+                             f"has {sorted(payload.get('results', {}))}")
+        miou = (payload.get('id_miou') or {}).get('test_set')
+        miou = 'n/a' if miou is None else f'{miou:.2f}'
+        for s in scorers:
+            if s in per:
+                lines.append('| ' + ' | '.join(
+                    [model, miou, s] +
+                    [percent(per[s].get(c)) for c in columns]) + ' |')
+    return '\n'.join(lines)
+
+
 def write_results(work_dir: str, payload: dict) -> Dict[str, str]:
     """Write ``results.json``, ``results.csv`` and ``results.md``.
 
