@@ -6,8 +6,17 @@ import sys
 def test_import_registers_datasets():
     import mmseg_ood  # noqa: F401
     from mmseg.registry import DATASETS
-    for name in ('SyntheticStreetDataset', 'SyntheticObjectsDataset'):
+    for name in ('SyntheticStreetDataset', 'SyntheticObjectsDataset',
+                 'OutlierProxyDataset', 'OutlierMixDataset'):
         assert DATASETS.get(name) is not None, name
+
+
+def test_import_registers_heads_and_losses():
+    import mmseg_ood  # noqa: F401
+    from mmseg.registry import MODELS
+    for name in ('IBEHead', 'SCrIBEHead', 'UOILoss', 'IoULoss',
+                 'EntropyMaximizationLoss'):
+        assert MODELS.get(name) is not None, name
 
 
 def test_import_has_no_other_side_effect():

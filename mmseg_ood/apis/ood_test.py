@@ -38,6 +38,7 @@ SMIYC_NAMES = {
     'fs_lost_and_found': ('obstacle_track', 'LostAndFound-test'),
     # small synthetic images (128x256): the small-object size filters
     'synthetic_ood': ('obstacle_track', 'synthetic_ood'),
+    'synthetic_objects_ood': ('obstacle_track', 'synthetic_objects_ood'),
 }
 TUNE_GRID = dict(eta=(0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
                  delta=(0.0, 0.25, 0.5, 0.75, 1.0),

@@ -1,0 +1,104 @@
+"""Training-step time of the OOD training variants relative to baseline CE.
+
+Builds the synthetic objects configs (baseline, IBE, SCrIBE, entropy
+maximization, UOI + CE: DeepLabV3+ R18, batch 8 of 128x128) and times one
+full training step (data preprocessor, forward, losses, backward, AdamW
+step) on the same random batch; entropy maximization's batch carries
+outlier pixels (254) like a mixed batch. Variants run interleaved in one
+process, round after round, so machine noise hits all alike; the ratio of
+medians to the baseline is printed (issue 6 goal: <= 1.03).
+
+    python benchmarks/training_step_time.py [--rounds 15] [--batch 8]
+"""
+import argparse
+import os.path as osp
+import statistics
+import time
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+VARIANTS = ('baseline', 'ibe', 'scribe', 'entropy-max', 'uoi-ce')
+
+
+def config_path(variant):
+    tag = '' if variant == 'baseline' else f'-{variant}'
+    return osp.join(
+        REPO, 'configs', 'synthetic',
+        f'deeplabv3plus_r18-d8{tag}_1xb8-300it_synthetic-objects-128x128.py')
+
+
+def build(variant):
+    import torch
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+
+    import mmseg_ood  # noqa: F401
+    from mmseg.registry import MODELS
+    cfg = Config.fromfile(config_path(variant))
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    return model, build_optim_wrapper(model, cfg.optim_wrapper)
+
+
+def make_batch(batch, size, outliers):
+    import torch
+    from mmengine.structures import PixelData
+
+    from mmseg.structures import SegDataSample
+    g = torch.Generator().manual_seed(0)
+    inputs, samples = [], []
+    for i in range(batch):
+        inputs.append(torch.randint(0, 256, (3, size, size), generator=g,
+                                    dtype=torch.uint8))
+        label = torch.randint(0, 6, (1, size, size), generator=g)
+        if outliers and i == 0:  # ~1 in 10 images is a proxy image
+            label[:] = 255
+            label[:, :size // 3, :size // 3] = 254
+        s = SegDataSample(metainfo=dict(img_shape=(size, size),
+                                        ori_shape=(size, size),
+                                        pad_shape=(size, size)))
+        s.gt_sem_seg = PixelData(data=label)
+        samples.append(s)
+    return dict(inputs=inputs, data_samples=samples)
+
+
+def step(model, optim, data):
+    model.train_step(data, optim)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--rounds', type=int, default=15)
+    parser.add_argument('--batch', type=int, default=8)
+    parser.add_argument('--size', type=int, default=128)
+    parser.add_argument('--warmup', type=int, default=2)
+    args = parser.parse_args(argv)
+    import torch
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    runs = {}
+    for v in VARIANTS:
+        model, optim = build(v)
+        data = make_batch(args.batch, args.size, v == 'entropy-max')
+        for _ in range(args.warmup):
+            step(model, optim, data)
+        runs[v] = (model, optim, data, [])
+    for _ in range(args.rounds):
+        for v, (model, optim, data, times) in runs.items():
+            t0 = time.perf_counter()
+            step(model, optim, data)
+            times.append(time.perf_counter() - t0)
+    base = statistics.median(runs['baseline'][3])
+    print(f'training step, DeepLabV3+ R18, batch {args.batch} x '
+          f'{args.size}x{args.size}, {args.rounds} interleaved rounds, '
+          f'{torch.get_num_threads()} threads')
+    print(f"{'variant':<12} {'median s':>9} {'min s':>7} {'ratio':>6}")
+    for v, (_, _, _, times) in runs.items():
+        med = statistics.median(times)
+        print(f'{v:<12} {med:9.3f} {min(times):7.3f} {med / base:6.3f}')
+
+
+if __name__ == '__main__':
+    main()

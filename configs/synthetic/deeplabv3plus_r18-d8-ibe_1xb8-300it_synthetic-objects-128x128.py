@@ -1,0 +1,8 @@
+# IBE: the baseline's decode head with an implicit background (class 0).
+_base_ = './deeplabv3plus_r18-d8_1xb8-300it_synthetic-objects-128x128.py'
+model = dict(
+    decode_head=dict(
+        _delete_=True,
+        type='IBEHead',
+        background_index=0,
+        head={{_base_.model.decode_head}}))

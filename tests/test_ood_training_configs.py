@@ -1,0 +1,134 @@
+"""The papers' configs and their synthetic counterparts: they load, build,
+train through tools/train.py and score through tools/ood_test.py."""
+import glob
+import json
+import os.path as osp
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+
+from conftest import QUICK_OPTIONS, REPO, run_tool, to_bn
+from mmseg.registry import MODELS
+
+CONFIGS = osp.join(REPO, 'configs')
+SYNTHETIC = 'deeplabv3plus_r18-d8{}_1xb8-300it_synthetic-objects-128x128.py'
+
+
+def _synthetic(variant):
+    tag = '' if variant == 'baseline' else f'-{variant}'
+    return osp.join(CONFIGS, 'synthetic', SYNTHETIC.format(tag))
+
+
+def _build(cfg):
+    model_cfg = cfg.model
+    model_cfg.pretrained = None
+    to_bn(model_cfg)
+    init_default_scope('mmseg')
+    return MODELS.build(model_cfg)
+
+
+def test_voc_recipe_configs_wrap_the_zoo_head():
+    root = osp.join(CONFIGS, 'scribe')
+    base = Config.fromfile(
+        osp.join(root, 'deeplabv3plus_r50-d8_2xb15-20k_voc12aug-224x224.py'))
+    # scribe sec. 4: 224 crops, batch 2 x 15, lr 0.01 / 0.1, wd 5e-5
+    assert base.crop_size == (224, 224)
+    assert base.train_dataloader.batch_size == 15
+    assert base.optim_wrapper.optimizer.lr == 0.01
+    assert base.optim_wrapper.optimizer.weight_decay == 5e-5
+    assert base.optim_wrapper.paramwise_cfg.custom_keys[
+        'decode_head'].lr_mult == 10.0
+    for ds in base.train_dataloader.dataset.datasets:
+        crop = [t for t in ds.pipeline if t['type'] == 'RandomCrop'][0]
+        assert crop['crop_size'] == (224, 224)
+    for kind, name in (('IBEHead', 'ibe'), ('SCrIBEHead', 'scribe')):
+        cfg = Config.fromfile(osp.join(
+            root, f'deeplabv3plus_r50-d8-{name}_2xb15-20k_voc12aug-'
+            '224x224.py'))
+        head = cfg.model.decode_head
+        assert head.type == kind and head.background_index == 0
+        assert head.head == base.model.decode_head
+        assert cfg.optim_wrapper == base.optim_wrapper
+        model = _build(cfg)
+        assert model.decode_head.num_classes == 21
+        assert model.decode_head.head.conv_seg.out_channels == 20
+        assert model.auxiliary_head.conv_seg.out_channels == 21
+
+
+def test_entropy_max_cityscapes_config_is_the_papers_setting():
+    cfg = Config.fromfile(glob.glob(
+        osp.join(CONFIGS, 'entropy_max', '*cityscapes*.py'))[0])
+    assert cfg.load_from.endswith('.pth')
+    assert cfg.optim_wrapper.optimizer == dict(type='Adam', lr=1e-5)
+    assert cfg.train_cfg.max_epochs == 4
+    mix = cfg.train_dataloader.dataset
+    assert mix.type == 'OutlierMixDataset'
+    assert mix.ratio == pytest.approx(297 / 2975)
+    assert mix.outlier.img_suffix == '.jpg'
+    crop = [t for t in mix.dataset.pipeline if t['type'] == 'RandomCrop'][0]
+    assert crop['crop_size'] == (480, 480)
+    assert cfg.model.decode_head.loss_decode == dict(
+        type='EntropyMaximizationLoss', ood_weight=0.9)
+    model = _build(cfg)
+    assert model.decode_head.loss_decode.ood_weight == 0.9
+    assert model.auxiliary_head.loss_decode.loss_name == 'loss_entropy_max'
+
+
+def test_uoi_ce_config_combines_the_losses():
+    cfg = Config.fromfile(glob.glob(osp.join(CONFIGS, 'uoi', '*.py'))[0])
+    model = _build(cfg)
+    names = [(type(x).__name__, x.loss_weight)
+             for x in model.decode_head.loss_decode]
+    assert names == [('UOILoss', 0.7), ('CrossEntropyLoss', 0.3)]
+
+
+@pytest.mark.parametrize('variant', ['ibe', 'scribe', 'uoi-ce',
+                                     'entropy-max'])
+def test_synthetic_variants_differ_from_the_baseline_only_as_named(variant):
+    base = Config.fromfile(_synthetic('baseline'))
+    cfg = Config.fromfile(_synthetic(variant))
+    assert cfg.optim_wrapper == base.optim_wrapper
+    assert cfg.train_cfg == base.train_cfg
+    assert cfg.model.backbone == base.model.backbone
+    if variant in ('ibe', 'scribe'):
+        assert cfg.model.decode_head.head == base.model.decode_head
+    model = _build(cfg)
+    model.train()
+    x = torch.rand(2, 3, 64, 64) * 255
+    assert model(x, mode='tensor').shape[1] == 6
+
+
+def test_ibe_and_entropy_max_train_and_score_end_to_end(synthetic_root,
+                                                        tmp_path):
+    env = {'MMSEG_OOD_DATA': synthetic_root}
+    # entropy maximization: the mixed dataset and the 254 labels train
+    work = tmp_path / 'entropy_max'
+    proc = run_tool('train.py', _synthetic('entropy-max'), '--work-dir',
+                    str(work), '--cfg-options', *QUICK_OPTIONS, env=env)
+    assert 'decode.loss_entropy_max' in proc.stdout + proc.stderr
+    # IBE: train, then score with the background scorer by default
+    work = tmp_path / 'ibe'
+    run_tool('train.py', _synthetic('ibe'), '--work-dir', str(work),
+             '--cfg-options', *QUICK_OPTIONS, env=env)
+    ckpt = (work / 'last_checkpoint').read_text().strip()
+    run_tool('ood_test.py', _synthetic('ibe'), ckpt, '--work-dir',
+             str(tmp_path / 'ood'), '--datasets', 'synthetic_objects_ood',
+             '--no-id-eval', '--cfg-options', *QUICK_OPTIONS, env=env)
+    results = json.loads((tmp_path / 'ood' / 'results.json').read_text())
+    per = results['results']['synthetic_objects_ood']
+    assert {'background', 'msp', 'n_energy'} <= set(per)
+    assert 0.0 <= per['background']['auroc'] <= 1.0
+    # a baseline checkpoint does not load into the IBE config
+    work = tmp_path / 'base'
+    run_tool('train.py', _synthetic('baseline'), '--work-dir', str(work),
+             '--cfg-options', *QUICK_OPTIONS, 'train_cfg.max_iters=1',
+             env=env)
+    base_ckpt = (work / 'last_checkpoint').read_text().strip()
+    proc = run_tool('ood_test.py', _synthetic('ibe'), base_ckpt,
+                    '--work-dir', str(tmp_path / 'bad'), '--no-id-eval',
+                    '--datasets', 'synthetic_objects_ood', env=env,
+                    check=False)
+    assert proc.returncode != 0
+    assert base_ckpt in proc.stderr and 'decode_head.head' in proc.stderr
