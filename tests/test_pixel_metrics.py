@@ -168,10 +168,65 @@ def test_clusters_are_refined_to_float32_resolution():
     assert merged.refined and merged.compute()['num_id'] == (y == 0).sum()
 
 
-def test_accumulator_memory_is_independent_of_pixels():
+def test_accumulator_memory_is_independent_of_pixels_and_bounded():
     m = StreamingOODMetric()
-    before = m.nbytes
-    for i in range(5):
-        m.update(np.random.default_rng(i).normal(size=200000),
-                 np.random.default_rng(i).integers(0, 2, 200000))
-    assert m.nbytes == before <= 64 * 2**20
+    assert m.nbytes == 0  # pages are allocated where scores fall
+    rng = np.random.default_rng(0)
+    s = rng.normal(size=200000).astype(np.float32)
+    y = rng.integers(0, 2, 200000)
+    m.update(s, y)
+    one = m.nbytes
+    for _ in range(5):  # the same values again: more pixels, no more memory
+        m.update(rng.permutation(s), y)
+    assert m.nbytes == one < 2 * 2**20  # 40 binades of N(0, 1)
+    # worst case: every binade of both signs (all pages) and more clusters
+    # than max_refined: 512 pages of 2 x 2^11 and 256 sub-histograms of
+    # 2 x 2^12 int64 counts, 32 MiB
+    every = np.ldexp(1.0, np.arange(-149, 128)).astype(np.float32)
+    wide = StreamingOODMetric()
+    wide.update(np.r_[every, -every, 0.0], np.zeros(2 * every.size + 1))
+    for i in range(4):
+        clusters = np.repeat(np.arange(90) + 100.0 * i + 1, 1000)
+        wide.update(clusters, np.arange(clusters.size) % 2)
+    assert len(wide.refined) == wide.max_refined == 256
+    assert len(wide._pages) <= 512
+    assert wide.nbytes <= 32 * 2**20
+
+
+def test_images_larger_than_a_chunk_and_wide_ranges():
+    """Updates work through pixels in chunks; the counts do not depend on
+    how the pixels arrive, and clusters are refined across chunks."""
+    rng = np.random.default_rng(1)
+    n = 300000  # several chunks of 2^16 pixels
+    y = (rng.random(n) < 0.1).astype(np.uint8)
+    s = np.where(rng.random(n) < 0.5, 0.8333 + 1e-6 * (rng.normal(0, 2, n)
+                                                       + 2 * y),
+                 rng.normal(0, 1, n) + y).astype(np.float32)
+    one = StreamingOODMetric(max_refined=0).update(s, y)
+    many = StreamingOODMetric(max_refined=0)
+    for a, b in zip(np.array_split(s, 37), np.array_split(y, 37)):
+        many.update(a, b)
+    assert np.array_equal(one.counts, many.counts)
+    ref = sklearn_reference(s, y)
+    fine = StreamingOODMetric().update(s, y).compute()
+    for k in ('auroc', 'ap', 'fpr95'):
+        assert abs(fine[k] - ref[k]) <= 1e-4, k
+    # energies over ~2^19 bins: the chunks grow with the span
+    wide = np.exp(rng.normal(0, 8, n)) * np.where(y, 1, -1)
+    m = StreamingOODMetric().update(wide, y)
+    assert m.compute()['auroc'] == pytest.approx(roc_auc_score(y, wide),
+                                                 abs=1e-6)
+
+
+def test_update_valid_skips_void_label_and_equals_update():
+    s, y = DISTS['heavy_ties']
+    y_void = y.copy()
+    y_void[::5] = 255
+    s_void = s.copy()
+    s_void[::5] = np.inf  # non-finite scores on void pixels are ignored
+    ref = StreamingOODMetric().update(s[y_void != 255], y[y_void != 255])
+    a = StreamingOODMetric().update(s_void, y_void)
+    y2 = np.where(y_void == 255, 2, y_void).astype(np.uint8)
+    b = StreamingOODMetric().update_valid(s, y2)
+    assert a.compute() == ref.compute() == b.compute()
+    assert np.array_equal(a.counts, ref.counts)

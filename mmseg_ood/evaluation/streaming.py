@@ -6,7 +6,12 @@ from typing import Dict, Sequence
 import numpy as np
 
 from .curves import curve_metrics
-from .inputs import valid_scores_and_labels
+from .inputs import flat_scores_and_labels
+
+#: Sign and exponent bits of a float32: a page of coarse bins is one binade.
+_PAGE_LEVEL_BITS = 9
+#: Pixels per chunk of an update (temporaries of a few hundred KiB).
+_CHUNK = 1 << 16
 
 
 def _order_keys(values: np.ndarray) -> np.ndarray:
@@ -31,6 +36,52 @@ def _keys_to_values(keys: np.ndarray) -> np.ndarray:
     return bits.view(np.float32)
 
 
+class _FineCounts:
+    """Full-resolution counts of one update's pixels in some refined bins.
+
+    Args:
+        bins: The refined bins (sorted, within ``[base, base + span)``).
+        base / span: The update's first bin and number of bins.
+        bits: The histogram's ``bits``.
+    """
+
+    def __init__(self, bins: np.ndarray, base: int, span: int, bits: int):
+        self.bins, self.base = bins, base
+        self.sub_size = 1 << (32 - bits)
+        self.counts = None  # (bins, 3, sub_size) once a pixel is counted
+        self._lut = None
+        if bins.size > 1:  # bin -> slot; one bin needs only a comparison
+            self._lut = np.full(span, -1, np.int32)
+            self._lut[bins - base] = np.arange(bins.size, dtype=np.int32)
+
+    def add(self, keys: np.ndarray, rel: np.ndarray,
+            labels: np.ndarray) -> None:
+        """Count the pixels (order keys, bins minus ``base``, labels 0 / 1 /
+        2) that fall in the refined bins."""
+        if self.bins.size == 0:
+            return
+        if self._lut is None:
+            fine = rel == np.uint32(self.bins[0] - self.base)
+        else:
+            slot = self._lut[rel]
+            fine = slot >= 0
+        if not fine.any():
+            return
+        every = fine.all()
+        sub = keys if every else keys[fine]
+        sub = (sub & np.uint32(self.sub_size - 1)).astype(np.intp)
+        sub += (labels if every else labels[fine]) * np.intp(self.sub_size)
+        if self._lut is not None:
+            sub += (slot if every else slot[fine]) * np.intp(
+                3 * self.sub_size)
+        per = np.bincount(sub, minlength=self.bins.size * 3 * self.sub_size)
+        per = per.reshape(self.bins.size, 3, self.sub_size)
+        if self.counts is None:
+            self.counts = per
+        else:
+            self.counts += per
+
+
 class StreamingOODMetric:
     """Pixel AUROC / AP / FPR@95 over a stream of images, mergeable.
 
@@ -50,12 +101,16 @@ class StreamingOODMetric:
     ``bits=20`` resolves about 5e-4 of a score's magnitude, refined bins
     float32 precision; exact ties stay ties, as in sklearn.
 
-    Memory: ``2 * 2^bits`` int64 counts (16 MiB at ``bits=20``), a
-    ``2^bits`` bool mask and int32 slot table (5 MiB) and at most
-    ``max_refined`` sub-histograms of ``2 * 2^(32 - bits)`` counts (64 KiB
-    each at ``bits=20``): at most 37 MiB, whatever the number of pixels.
-    ``merge`` adds counts (a bin refined on either side is refined in the
-    result), so workers merged equal one worker.
+    Memory: the histogram is stored in *pages* of ``2^(bits - 9)`` bins (one
+    binade of float32 values, ID and OOD int64 counts: 32 KiB at
+    ``bits=20``), allocated when a score first falls in them; refined bins
+    add ``2 * 2^(32 - bits)`` counts each (64 KiB at ``bits=20``). Scores
+    that span a few binades take well under 1 MiB; the most, whatever the
+    number of pixels, is 512 pages and ``max_refined`` sub-histograms:
+    32 MiB at ``bits=20``. ``merge`` adds counts (a bin refined on either
+    side is refined in the result), so workers merged equal one worker.
+    An update costs a few passes over its pixels and a ``bincount`` over
+    the bins between its smallest and largest score.
 
     Args:
         bits: Histogram resolution, 12 to 24.
@@ -95,26 +150,29 @@ class StreamingOODMetric:
         self.refine_fraction = refine_fraction
         self.max_refined = max_refined
         self._shift = np.uint32(32 - bits)
-        self.counts = np.zeros((2, 1 << bits), np.int64)  # [ID, OOD]
+        self._page_bits = bits - _PAGE_LEVEL_BITS
+        self._pages: Dict[int, np.ndarray] = {}  # page -> (2, 2^page_bits)
         self.refined: Dict[int, np.ndarray] = {}  # bin -> (2, 2^(32-bits))
-        self._is_refined = np.zeros(1 << bits, bool)
-        self._slot = np.zeros(1 << bits, np.int32)  # bin -> refined index
 
     @property
     def nbytes(self) -> int:
         """Accumulator memory in bytes."""
-        return self.counts.nbytes + self._is_refined.nbytes + \
-            self._slot.nbytes + sum(f.nbytes for f in self.refined.values())
+        return sum(p.nbytes for p in self._pages.values()) + \
+            sum(f.nbytes for f in self.refined.values())
+
+    @property
+    def counts(self) -> np.ndarray:
+        """The coarse histogram as one dense ``(2, 2^bits)`` array [ID, OOD]
+        (a copy, 16 MiB at ``bits=20``; for inspection). A refined bin's
+        entry holds the pixels it received before it was refined."""
+        size = 1 << self._page_bits
+        dense = np.zeros((2, 1 << self.bits), np.int64)
+        for page, c in self._pages.items():
+            dense[:, page * size:(page + 1) * size] = c
+        return dense
 
     def _add_refined(self, b: int) -> None:
-        self._slot[b] = len(self.refined)
         self.refined[b] = np.zeros((2, 1 << (32 - self.bits)), np.int64)
-        self._is_refined[b] = True
-
-    def _refine(self, bins) -> None:
-        for b in bins:
-            if b not in self.refined and len(self.refined) < self.max_refined:
-                self._add_refined(b)
 
     def update(self, scores, labels) -> 'StreamingOODMetric':
         """Add one image (or batch): scores and 0/1/void labels of one shape.
@@ -122,43 +180,91 @@ class StreamingOODMetric:
         Raises:
             ValueError: shapes differ, unknown labels, NaN/Inf scores.
         """
-        s, y = valid_scores_and_labels(scores, labels, self.ignore_index,
-                                       self.name)
-        n = s.size
+        s, y = flat_scores_and_labels(scores, labels, self.ignore_index,
+                                      self.name)
+        return self.update_valid(s, y)
+
+    def update_valid(self, scores: np.ndarray,
+                     labels: np.ndarray) -> 'StreamingOODMetric':
+        """Add pixels that are already validated.
+
+        Args:
+            scores: 1-D float scores, finite wherever ``labels`` is 0 or 1.
+            labels: 1-D uint8 of the same length: 0 ID, 1 OOD, 2 skipped
+                (void pixels, so that callers need not copy the valid ones
+                out).
+
+        :meth:`update` validates with
+        :func:`~mmseg_ood.evaluation.inputs.flat_scores_and_labels`, then
+        calls this.
+        """
+        n = scores.size
         if n == 0:
             return self
-        keys = _order_keys(s)
-        idx = (keys >> self._shift).astype(np.int64)
-        y = y.astype(np.int64)
-        nbins = self.counts.shape[1]
-        # bins holding >= refine_fraction of the pixels, found on a sample
-        # of at most ~32k pixels (a sort that small is cheap)
-        sample = idx[::max(1, n // 32768)]
-        cand, cnt = np.unique(sample, return_counts=True)
-        self._refine(
-            cand[cnt >= self.refine_fraction * sample.size].tolist())
-        if self.refined:
-            fine = self._is_refined[idx]
-            if fine.any():
-                sub_size = 1 << (32 - self.bits)
-                bins = list(self.refined)  # insertion order = slot order
-                sub = (keys[fine] & np.uint32(sub_size - 1)).astype(np.int64)
-                flat = (self._slot[idx[fine]].astype(np.int64) * 2 +
-                        y[fine]) * sub_size + sub
-                per = np.bincount(flat, minlength=len(bins) * 2 * sub_size)
-                per = per.reshape(len(bins), 2, sub_size)
-                for i in np.flatnonzero(per.reshape(len(bins), -1).any(1)):
-                    self.refined[bins[i]] += per[i]
-                # the other pixels go to the coarse histogram
-                idx, y = idx[~fine], y[~fine]
-        pair = idx + y * nbins
-        if pair.size * 8 >= nbins:  # dense: one bincount over (class, bin)
-            self.counts += np.bincount(pair, minlength=2 * nbins).reshape(
-                2, nbins)
-        elif pair.size:  # few pixels: sparse counts
-            flat, cnt = np.unique(pair, return_counts=True)
-            np.add.at(self.counts.reshape(-1), flat, cnt)
+        # the bins this update spans, page-aligned: keys preserve order, so
+        # the extreme scores give the extreme bins
+        lo, hi = (int(k) >> int(self._shift) for k in _order_keys(
+            np.array([scores.min(), scores.max()], np.float32)))
+        size = 1 << self._page_bits
+        base = lo >> self._page_bits << self._page_bits
+        span = ((hi - base) // size + 1) * size
+        refined = np.fromiter(self.refined, np.int64, len(self.refined))
+        fine = _FineCounts(np.sort(refined[(refined >= base) &
+                                           (refined < base + span)]),
+                           base, span, self.bits)
+        # one bincount per chunk of pixels over (class, bin): chunks keep
+        # the temporaries small and cached instead of page-faulted in
+        # (at least twice as many pixels as bins, so that wide spans are
+        # not zeroed and added once per few pixels)
+        cnt = np.zeros(3 * span, np.int64)
+        step = max(_CHUNK, 2 * span)
+        for i in range(0, n, step):
+            keys = _order_keys(scores[i:i + step])
+            rel = keys >> self._shift
+            rel -= np.uint32(base)
+            flat = rel.astype(np.intp)
+            flat += labels[i:i + step] * np.intp(span)
+            cnt += np.bincount(flat, minlength=3 * span)
+            fine.add(keys, rel, labels[i:i + step])
+        cnt = cnt.reshape(3, span)[:2]  # row 2: skipped pixels
+        valid = int(cnt.sum())
+        self._add_fine(fine, cnt)
+        # refine the bins holding >= refine_fraction of this update; their
+        # pixels of this update are counted finely in a second pass
+        if len(self.refined) < self.max_refined and valid:
+            heavy = np.flatnonzero(cnt[0] + cnt[1] >=
+                                   self.refine_fraction * valid) + base
+            new = [b for b in heavy.tolist() if b not in self.refined]
+            new = new[:self.max_refined - len(self.refined)]
+            if new:
+                for b in new:
+                    self._add_refined(b)
+                fine = _FineCounts(np.array(new, np.int64), base, span,
+                                   self.bits)
+                for i in range(0, n, _CHUNK):
+                    keys = _order_keys(scores[i:i + _CHUNK])
+                    rel = keys >> self._shift
+                    rel -= np.uint32(base)
+                    fine.add(keys, rel, labels[i:i + _CHUNK])
+                self._add_fine(fine, cnt)
+        # add the coarse counts page by page (pages allocated on first use)
+        per_page = cnt.reshape(2, span // size, size)
+        for j in np.flatnonzero(per_page.any(axis=(0, 2))).tolist():
+            page = (base >> self._page_bits) + j
+            if page in self._pages:
+                self._pages[page] += per_page[:, j]
+            else:
+                self._pages[page] = per_page[:, j].copy()
         return self
+
+    def _add_fine(self, fine: '_FineCounts', cnt: np.ndarray) -> None:
+        """Add the full-resolution counts of refined bins; remove their
+        pixels from the coarse counts ``cnt`` of the same update."""
+        if fine.counts is None:
+            return
+        for b, c in zip(fine.bins.tolist(), fine.counts):
+            self.refined[b] += c[:2]
+        cnt[:, fine.bins - fine.base] = 0
 
     def merge(self, other: 'StreamingOODMetric') -> 'StreamingOODMetric':
         """Add another accumulator's counts (same ``bits``) into this one."""
@@ -169,21 +275,43 @@ class StreamingOODMetric:
         return self.load_state_dict(other.state_dict())
 
     def state_dict(self) -> dict:
-        """Compact state: the nonzero bins only (for gathering across ranks)."""
-        nz = np.flatnonzero(self.counts.reshape(-1))
+        """Compact state: the nonzero bins only (for gathering across ranks):
+        ``index`` into the flattened ``(2, 2^bits)`` histogram (ascending)
+        and ``count``, and each refined bin's nonzero sub-bins."""
+        size = 1 << self._page_bits
+        index, count = [], []
+        for page in sorted(self._pages):
+            c = self._pages[page]
+            for cls in (0, 1):
+                nz = np.flatnonzero(c[cls])
+                index.append(nz + (cls << self.bits) + page * size)
+                count.append(c[cls, nz])
+        order = np.argsort(np.concatenate(index + [np.zeros(0, np.int64)]),
+                           kind='stable')
         refined = {}
         for b, f in self.refined.items():
             fz = np.flatnonzero(f.reshape(-1))
             refined[b] = (fz, f.reshape(-1)[fz])
-        return dict(bits=self.bits, index=nz,
-                    count=self.counts.reshape(-1)[nz], refined=refined)
+        return dict(
+            bits=self.bits,
+            index=np.concatenate(index + [np.zeros(0, np.int64)])[order],
+            count=np.concatenate(count + [np.zeros(0, np.int64)])[order],
+            refined=refined)
 
     def load_state_dict(self, state: dict) -> 'StreamingOODMetric':
         """Add a :meth:`state_dict` into this accumulator."""
         if state['bits'] != self.bits:
             raise ValueError(f"state has bits={state['bits']}, this metric "
                              f'{self.bits}')
-        np.add.at(self.counts.reshape(-1), state['index'], state['count'])
+        index = np.asarray(state['index'], np.int64)
+        count = np.asarray(state['count'], np.int64)
+        cls, b = index >> self.bits, index & ((1 << self.bits) - 1)
+        page, off = b >> self._page_bits, b & ((1 << self._page_bits) - 1)
+        for p in np.unique(page).tolist():
+            m = page == p
+            if p not in self._pages:
+                self._pages[p] = np.zeros((2, 1 << self._page_bits), np.int64)
+            np.add.at(self._pages[p], (cls[m], off[m]), count[m])
         for b, (index, count) in state.get('refined', {}).items():
             if b not in self.refined:  # merged in beyond max_refined too
                 self._add_refined(b)
@@ -191,37 +319,45 @@ class StreamingOODMetric:
         return self
 
     def reset(self) -> None:
-        self.counts[:] = 0
+        self._pages = {}
         self.refined = {}
-        self._is_refined[:] = False
 
     def _distinct(self):
         """(values ascending, OOD counts, ID counts) over every occupied
         (sub-)bin; a refined bin's coarse counts join its fullest sub-bin."""
-        counts = self.counts.copy()
+        size = 1 << self._page_bits
+        bins, coarse = [np.zeros(0, np.int64)], [np.zeros((2, 0), np.int64)]
+        for page in sorted(self._pages):
+            c = self._pages[page]
+            used = np.flatnonzero(c.sum(axis=0))
+            bins.append(used + page * size)
+            coarse.append(c[:, used])
+        bins, coarse = np.concatenate(bins), np.concatenate(coarse, axis=1)
         keys, pos, neg = [], [], []
         sub_size = 1 << (32 - self.bits)
+        drop = np.zeros(bins.size, bool)
         for b, f in self.refined.items():
             f = f.copy()
             # pixels counted before the bin was refined: known only to lie
             # in the bin; put them with its most frequent exact value
-            f[:, int(np.argmax(f.sum(axis=0)))] += counts[:, b]
-            counts[:, b] = 0
+            j = int(np.searchsorted(bins, b))
+            if j < bins.size and bins[j] == b:
+                f[:, int(np.argmax(f.sum(axis=0)))] += coarse[:, j]
+                drop[j] = True
             used = np.flatnonzero(f.sum(axis=0))
             keys.append((np.uint64(b) * np.uint64(sub_size) +
                          used.astype(np.uint64)))
             neg.append(f[0, used])
             pos.append(f[1, used])
-        used = np.flatnonzero(counts.sum(axis=0))
-        keys.append(used.astype(np.uint64) << np.uint64(self._shift))
-        neg.append(counts[0, used])
-        pos.append(counts[1, used])
+        keep = ~drop
+        keys.append(bins[keep].astype(np.uint64) << np.uint64(self._shift))
+        neg.append(coarse[0, keep])
+        pos.append(coarse[1, keep])
         keys = np.concatenate(keys)
         order = np.argsort(keys, kind='stable')
         values = _keys_to_values(keys[order].astype(np.uint32))
         return (values.astype(np.float64), np.concatenate(pos)[order],
                 np.concatenate(neg)[order])
-
     def curve(self, max_points: int = 2000) -> Dict[str, np.ndarray]:
         """ROC and precision-recall points (thresholds descending), for
         plotting; thinned to at most ``max_points`` (the end points kept).
