@@ -4,6 +4,7 @@ import pytest
 
 from mmseg_ood.evaluation import (DEFAULT_TAUS, ComponentAccumulator,
                                   image_component_stats)
+from mmseg_ood.evaluation.components import GroundTruthComponents
 
 
 def example():
@@ -91,3 +92,71 @@ def test_bad_arguments():
         ComponentAccumulator(float('nan'))
     with pytest.raises(ValueError, match=r'\(H, W\)'):
         image_component_stats(np.zeros((2, 3)), np.zeros((3, 2)), 0.5)
+
+
+def reference_stats(score, lab, threshold, min_pred_size, min_gt_size):
+    """The module docstring, literally: masks per component, no tables."""
+    from scipy import ndimage
+    eight = np.ones((3, 3), bool)
+    void = lab == 255
+    pred_cc, n_pred = ndimage.label((score >= threshold) & ~void, eight)
+    gt_cc, n_gt = ndimage.label(lab == 1, eight)
+    for j in range(1, n_pred + 1):
+        if (pred_cc == j).sum() < min_pred_size:
+            pred_cc[pred_cc == j] = 0
+    for i in range(1, n_gt + 1):
+        if (gt_cc == i).sum() < min_gt_size:
+            void |= gt_cc == i
+            gt_cc[gt_cc == i] = 0
+    roi = ~void
+    gts = [gt_cc == i for i in range(1, n_gt + 1) if (gt_cc == i).any()]
+    preds = [(pred_cc == j) & roi for j in range(1, n_pred + 1)
+             if ((pred_cc == j) & roi).any()]
+    siou = []
+    for k in gts:
+        hit = [p for p in preds if (p & k).any()]
+        union = np.any(hit, axis=0) if hit else np.zeros_like(k)
+        others = np.any([g for g in gts if g is not k] or [np.zeros_like(k)],
+                        axis=0)
+        denom = ((k | union) & ~others).sum()
+        siou.append((k & union).sum() / denom if hit else 0.0)
+    any_gt = np.any(gts or [np.zeros_like(roi)], axis=0)
+    ppv = [(p & any_gt).sum() / p.sum() for p in preds]
+    return np.array(siou), np.array(ppv)
+
+
+def test_random_images_equal_the_literal_definition():
+    from scipy import ndimage
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        h, w = rng.integers(8, 40, 2)
+        blob = ndimage.gaussian_filter(rng.random((h, w)), 1.5)
+        lab = np.where(blob > np.quantile(blob, 0.8), 1, 0).astype(np.uint8)
+        lab[rng.random((h, w)) < 0.1] = 255
+        score = ndimage.gaussian_filter(rng.random((h, w)), 1.0) + \
+            0.2 * (lab == 1)
+        t = float(np.quantile(score, 0.7))
+        mp, mg = int(rng.integers(0, 8)), int(rng.integers(0, 8))
+        st = image_component_stats(score, lab, t, mp, mg)
+        siou, ppv = reference_stats(score, lab, t, mp, mg)
+        np.testing.assert_allclose(st['siou'], siou, err_msg=str(trial))
+        np.testing.assert_allclose(st['ppv'], ppv, err_msg=str(trial))
+        # the ground-truth side computed once serves every scorer
+        gt = GroundTruthComponents(lab, mg)
+        for s in (score, -score, rng.random((h, w))):
+            a = image_component_stats(s, lab, t, mp, mg)
+            b = image_component_stats(s, None, t, mp, mg, gt=gt)
+            for k in a:
+                assert np.array_equal(a[k], b[k]), k
+
+
+def test_shared_ground_truth_must_match():
+    score, lab = example()
+    gt = GroundTruthComponents(lab, min_gt_size=5)
+    with pytest.raises(ValueError, match='min_gt_size'):
+        image_component_stats(score, None, 0.5, 0, 0, gt=gt)
+    with pytest.raises(ValueError, match='shape'):
+        image_component_stats(score[:, :5], None, 0.5, 0, 5, gt=gt)
+    acc = ComponentAccumulator(0.5, min_pred_size=0, min_gt_size=5)
+    assert acc.update(score, None, gt=gt).compute() == \
+        ComponentAccumulator(0.5, 0, 5).update(score, lab).compute()

@@ -43,48 +43,96 @@ SIZE_PRESETS = {'anomaly_track': (500, 100), 'obstacle_track': (50, 10)}
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
+class GroundTruthComponents:
+    """The ground-truth side of :func:`image_component_stats` for one label
+    map: computed once, shared by every scorer and threshold of the image.
+
+    Args:
+        labels: ``(H, W)`` 0 / 1 / ``ignore_index``.
+        min_gt_size: Ground-truth components smaller than this become void.
+        ignore_index: Void label.
+
+    Attributes:
+        shape: ``(H, W)``.
+        valid: ``(H, W)`` bool, not void (before the size filter).
+        num: Number of ground-truth components (before the size filter).
+        index: Flat indices of the OOD pixels.
+        component: Their component, 1 to ``num`` (int64).
+        small: ``(num + 1,)`` bool, the components the filter makes void
+            (entry 0, no component, is False).
+    """
+
+    def __init__(self, labels, min_gt_size: int = 100,
+                 ignore_index: int = 255):
+        lab = to_numpy(labels)
+        if lab.ndim != 2:
+            raise ValueError(f'labels must be (H, W), got {lab.shape}')
+        self.shape = lab.shape
+        self.min_gt_size = int(min_gt_size)
+        self.valid = lab != ignore_index
+        ood = lab == 1
+        cc, self.num = ndimage.label(ood, structure=_EIGHT)
+        self.index = np.flatnonzero(ood)
+        self.component = cc.reshape(-1)[self.index].astype(np.int64)
+        sizes = np.bincount(self.component, minlength=self.num + 1)
+        self.small = sizes < min_gt_size
+        self.small[0] = False
+
+
 def image_component_stats(scores, labels, threshold: float,
                           min_pred_size: int = 500, min_gt_size: int = 100,
                           ignore_index: int = 255,
-                          taus: Sequence[float] = DEFAULT_TAUS) -> dict:
+                          taus: Sequence[float] = DEFAULT_TAUS,
+                          gt: Optional[GroundTruthComponents] = None) -> dict:
     """Per-image sums behind sIoU, PPV and F1 (see the module docstring).
 
     Args:
         scores: ``(H, W)`` OOD scores.
-        labels: ``(H, W)`` 0 / 1 / ``ignore_index``.
+        labels: ``(H, W)`` 0 / 1 / ``ignore_index``; not read if ``gt`` is
+            given.
         threshold: Predict OOD where ``scores >= threshold``.
+        gt: ``GroundTruthComponents(labels, min_gt_size, ignore_index)``,
+            if already computed for another scorer of the image.
 
     Returns:
         dict with ``siou`` (per ground-truth component), ``ppv`` (per
         predicted component), and ``tp``, ``fn``, ``fp`` arrays over ``taus``.
     """
-    s, lab = to_numpy(scores), to_numpy(labels).copy()
-    if s.shape != lab.shape or s.ndim != 2:
-        raise ValueError(f'scores {s.shape} and labels {lab.shape} must be '
+    s = to_numpy(scores)
+    if gt is None:
+        lab = to_numpy(labels)
+        if s.shape != lab.shape or s.ndim != 2:
+            raise ValueError(f'scores {s.shape} and labels {lab.shape} must '
+                             'be the same (H, W) shape')
+        gt = GroundTruthComponents(lab, min_gt_size, ignore_index)
+    elif s.shape != gt.shape:
+        raise ValueError(f'scores {s.shape} and labels {gt.shape} must be '
                          'the same (H, W) shape')
-    void = lab == ignore_index
-    pred = (s >= threshold) & ~void
-    gt_cc, n_gt = ndimage.label(lab == 1, structure=_EIGHT)
+    elif gt.min_gt_size != min_gt_size:
+        raise ValueError(f'`gt` was computed with min_gt_size='
+                         f'{gt.min_gt_size}, not {min_gt_size}')
+    pred = s >= threshold
+    pred &= gt.valid  # predictions on void pixels are dropped
     pred_cc, n_pred = ndimage.label(pred, structure=_EIGHT)
-    if n_pred:
-        sizes = np.bincount(pred_cc.ravel(), minlength=n_pred + 1)
-        small = sizes < min_pred_size
-        small[0] = False
-        pred_cc[small[pred_cc]] = 0
-    if n_gt:
-        sizes = np.bincount(gt_cc.ravel(), minlength=n_gt + 1)
-        small = sizes < min_gt_size
-        small[0] = False
-        void |= small[gt_cc]
-        gt_cc[small[gt_cc]] = 0
-    roi = ~void
-    g = gt_cc[roi].astype(np.int64)
-    p = pred_cc[roi].astype(np.int64)
-    # inter[i, j]: pixels in gt component i and predicted component j (0 =
-    # none), by one bincount over pairs: no sorting of the pixels
     npd = n_pred + 1
-    inter = np.bincount(g * npd + p, minlength=(n_gt + 1) * npd)
-    inter = inter.reshape(n_gt + 1, npd).astype(np.float64)
+    # inter[i, j]: pixels of ground-truth component i and predicted
+    # component j (0 = none), before the size filters. Row 0 is the
+    # predicted sizes minus the rows of the OOD pixels (only those are
+    # visited); inter[0, 0] also holds the void pixels and is never read.
+    pred_cc = pred_cc.reshape(-1)
+    sizes = np.bincount(pred_cc, minlength=npd)
+    inter = np.bincount(gt.component * npd + pred_cc[gt.index],
+                        minlength=(gt.num + 1) * npd).reshape(gt.num + 1, npd)
+    inter[0] = sizes - inter.sum(axis=0)
+    # small predicted components are removed (their pixels count as not
+    # predicted); small ground-truth components become void (their pixels
+    # leave the region of interest)
+    small = sizes < min_pred_size
+    small[0] = False
+    if small.any():
+        inter[:, 0] += inter[:, small].sum(axis=1)
+        inter = inter[:, ~small]
+    inter = inter[~gt.small].astype(np.float64)
     # keep the components that survived the filters and the ROI
     keep_g = np.r_[True, inter[1:].sum(axis=1) > 0]
     keep_p = np.r_[True, inter[:, 1:].sum(axis=0) > 0]
@@ -151,10 +199,21 @@ class ComponentAccumulator:
         k = len(self.taus)
         self.tp, self.fn, self.fp = (np.zeros(k, np.int64) for _ in range(3))
 
-    def update(self, scores, labels) -> 'ComponentAccumulator':
+    def update(self, scores, labels,
+               gt: Optional[GroundTruthComponents] = None
+               ) -> 'ComponentAccumulator':
+        """Add one image.
+
+        Args:
+            scores: ``(H, W)`` OOD scores.
+            labels: ``(H, W)`` 0 / 1 / ``ignore_index``; not read if ``gt``
+                is given.
+            gt: The labels' :class:`GroundTruthComponents` (same
+                ``min_gt_size``), shared with other scorers of the image.
+        """
         st = image_component_stats(scores, labels, self.threshold,
                                    self.min_pred_size, self.min_gt_size,
-                                   self.ignore_index, self.taus)
+                                   self.ignore_index, self.taus, gt)
         self.siou_sum += float(st['siou'].sum())
         self.ppv_sum += float(st['ppv'].sum())
         self.num_gt += st['siou'].size
