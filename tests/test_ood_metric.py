@@ -88,6 +88,20 @@ def test_metric_errors_are_clear():
         OODMetric(component_threshold='best_iou')
 
 
+def test_non_finite_scores_on_void_pixels_are_ignored():
+    clean, dirty = (OODMetric(component_preset='obstacle_track')
+                    for _ in range(2))
+    for i in (1, 3):  # odd samples have void rows
+        s = make_sample(i)
+        clean.process({}, [s])
+        s = make_sample(i)
+        s['ood_scores']['energy'][30:, :] = float('inf')
+        dirty.process({}, [s])
+    out = dirty.evaluate(2)
+    assert out == clean.evaluate(2)
+    assert out['ood/energy/num_pred_components'] > 0
+
+
 def test_all_void_and_no_ood_images_give_nan_not_a_crash():
     m = OODMetric()
     s = make_sample(0)

@@ -1,13 +1,12 @@
 """The mmseg metric: every scorer's OOD metrics in one evaluation."""
 from __future__ import annotations
 
-import os
 import os.path as osp
 import shutil
 import tempfile
 import warnings
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dist import all_gather_object, get_rank
@@ -15,8 +14,9 @@ from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from mmseg.registry import METRICS
-from .components import SIZE_PRESETS, ComponentAccumulator
-from .inputs import to_numpy
+from .components import (SIZE_PRESETS, ComponentAccumulator,
+                         GroundTruthComponents)
+from .inputs import VOID, check_finite, flat_ood_labels, to_numpy
 from .report import COLUMNS, percent
 from .streaming import StreamingOODMetric
 
@@ -38,17 +38,21 @@ class OODMetric(BaseMetric):
 
     Reads ``data_sample['ood_scores'][name]`` (filled by
     :class:`~mmseg_ood.engine.OODScoringHook`) and the OOD label map
-    ``data_sample[label_key]`` (0 ID, 1 OOD, 255 void). Pixel metrics stream
-    into one :class:`StreamingOODMetric` per scorer (21 to 37 MiB each
-    at ``bits=20``); under distributed evaluation the accumulators are gathered
-    and merged on every rank, so the result equals a single process's.
+    ``data_sample[label_key]`` (0 ID, 1 OOD, 255 void); the labels are
+    checked once per image for all scorers. Pixel metrics stream into one
+    :class:`StreamingOODMetric` per scorer (pages allocated where scores
+    fall: usually under 1 MiB each, at most 32 MiB at ``bits=20``); under
+    distributed evaluation the accumulators are gathered and merged on every
+    rank, so the result equals a single process's.
 
     Component metrics (SMIYC sIoU, PPV, mean F1) need a threshold per
     scorer. ``component_threshold='best_f1'`` uses the best pixel-F1
-    threshold, known only after all pixels are seen: each rank then keeps its
-    score maps in a temporary directory on disk (float32, removed after
-    evaluation), not in memory. A float or a ``{scorer: float}`` dict uses
-    fixed thresholds; ``None`` skips component metrics.
+    threshold, known only after all pixels are seen: each rank then appends
+    its score maps to a file in a temporary directory (raw float32 and
+    uint8 labels, removed after evaluation), not to memory, and reads them
+    back once, labelling each image's ground-truth components once for all
+    scorers. A float or a ``{scorer: float}`` dict uses fixed thresholds;
+    ``None`` skips component metrics.
 
     Returned keys are ``<scorer>/<metric>`` (fractions in [0, 1]; NaN where
     undefined, shown as ``n/a`` in the logged table). After ``evaluate``,
@@ -110,7 +114,7 @@ class OODMetric(BaseMetric):
         self._pixel: 'OrderedDict[str, StreamingOODMetric]' = OrderedDict()
         self._fixed: Dict[str, ComponentAccumulator] = {}
         self._spill_dir: Optional[str] = None
-        self._spilled = 0
+        self._spilled: List[tuple] = []  # scorer names of each spilled image
 
     def _metric_for(self, name: str) -> StreamingOODMetric:
         if name not in self._pixel:
@@ -140,21 +144,34 @@ class OODMetric(BaseMetric):
             if missing:
                 raise KeyError(f'OODMetric: scorers {missing} are not in '
                                f'ood_scores (have {sorted(scores)})')
-            maps = {}
+            y = flat_ood_labels(labels, self.ignore_index,
+                                f"OODMetric ({sample.get('img_path')})")
+            valid = None
+            maps, gt = {}, None
             for name in names:
                 s = to_numpy(scores[name])
                 if s.shape != labels.shape:
                     raise ValueError(
                         f'scorer {name!r}: score map {s.shape} and OOD labels '
                         f"{labels.shape} differ ({sample.get('img_path')})")
-                self._metric_for(name).update(s, labels)
+                flat = s.reshape(-1)
+                if check_finite(flat, y, name):
+                    self._metric_for(name).update_valid(flat, y)
+                else:  # NaN / Inf only on void pixels: leave those out
+                    valid = y != VOID if valid is None else valid
+                    self._metric_for(name).update_valid(flat[valid],
+                                                        y[valid])
                 t = self._requested_threshold(name)
                 if t == 'best_f1':
-                    maps[name] = s.astype(np.float32)
+                    maps[name] = s
                 elif t is not None:
-                    self._fixed_for(name, t).update(s, labels)
+                    if gt is None:
+                        gt = GroundTruthComponents(
+                            y.reshape(labels.shape), self._min_gt_size,
+                            VOID)
+                    self._fixed_for(name, t).update(s, None, gt=gt)
             if maps:
-                self._spill(maps, labels)
+                self._spill(maps, y.reshape(labels.shape))
         # nothing goes to self.results: the accumulators are the state
 
     def _requested_threshold(self, name: str):
@@ -170,21 +187,33 @@ class OODMetric(BaseMetric):
             self._fixed[name] = self._new_components(float(threshold))
         return self._fixed[name]
 
-    def _spill(self, maps, labels) -> None:
+    @property
+    def _min_gt_size(self) -> int:
+        return SIZE_PRESETS[self.component_preset][1]
+
+    def _spill(self, maps: Dict[str, np.ndarray], labels: np.ndarray) -> None:
+        """Append one image's labels (0 / 1 / VOID, uint8) and float32 maps
+        to the spill file (``np.save`` records, read back in order)."""
         if self._spill_dir is None:
             self._spill_dir = tempfile.mkdtemp(prefix='mmseg_ood_maps_')
-        path = osp.join(self._spill_dir, f'{self._spilled:07d}.npz')
-        np.savez(path, labels=labels.astype(np.uint8), **maps)
-        self._spilled += 1
+        with open(osp.join(self._spill_dir, 'maps.npy'), 'ab') as f:
+            np.save(f, labels)
+            for m in maps.values():
+                np.save(f, np.ascontiguousarray(m, dtype=np.float32))
+        self._spilled.append(tuple(maps))
 
     def _best_f1_states(self, thresholds: Dict[str, float]) -> dict:
         """Component states of this rank's spilled maps at ``thresholds``."""
         accs = {n: self._new_components(t) for n, t in thresholds.items()}
-        if self._spill_dir is not None:
-            for f in sorted(os.listdir(self._spill_dir)):
-                with np.load(osp.join(self._spill_dir, f)) as d:
-                    for n, acc in accs.items():
-                        acc.update(d[n], d['labels'])
+        if self._spilled:
+            with open(osp.join(self._spill_dir, 'maps.npy'), 'rb') as f:
+                for names in self._spilled:
+                    gt = GroundTruthComponents(np.load(f),
+                                               self._min_gt_size, VOID)
+                    for n in names:
+                        m = np.load(f)
+                        if n in accs:
+                            accs[n].update(m, None, gt=gt)
         return {n: a.state_dict() for n, a in accs.items()}
 
     def evaluate(self, size: int) -> dict:
