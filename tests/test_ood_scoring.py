@@ -132,6 +132,46 @@ def test_score_maps_are_resized_like_the_logits():
         torch.testing.assert_close(out.ood_scores[name], expected)
 
 
+def test_maps_at_ori_shape_equal_the_same_size_resize_mmseg_skips():
+    """Where the maps already have ``ori_shape`` the resize is skipped: it
+    would be the identity (bilinear weights 1 and 0)."""
+    x = torch.randn(1, 7, 64, 96) * 1e3
+    for ac in (False, True):
+        assert torch.equal(F.interpolate(x, size=(64, 96), mode='bilinear',
+                                         align_corners=ac), x)
+
+
+def test_own_postprocess_result_also_treats_the_maps():
+    """A segmentor overriding postprocess_result post-processes the maps
+    too; its predictions stay those of the plain model."""
+    model = zoo_model('fcn')
+    base = type(model)
+
+    class Own(base):
+        def postprocess_result(self, seg_logits, data_samples=None):
+            return super().postprocess_result(seg_logits, data_samples)
+
+    h, w = 61, 93  # padded to 64x96, resized back
+    with torch.no_grad():
+        with OODScoring(model, SCORERS):
+            ref = model.test_step(batch(h, w, n=2))
+        model.__class__ = Own
+        plain = model.test_step(batch(h, w, n=2))
+        with OODScoring(model, SCORERS):
+            own = model.test_step(batch(h, w, n=2))
+        with OODScoring(model, ['energy']):  # one map: not binary logits
+            single = model.test_step(batch(h, w))[0]
+    model.__class__ = base
+    for a, b, p in zip(ref, own, plain):
+        assert torch.equal(b.pred_sem_seg.data, p.pred_sem_seg.data)
+        assert torch.equal(b.seg_logits.data, p.seg_logits.data)
+        for name in SCORERS:
+            assert torch.equal(a.ood_scores[name], b.ood_scores[name]), name
+    # (fewer channels to resize: float rounding may differ in the last bit)
+    torch.testing.assert_close(single.ood_scores['energy'],
+                               ref[0].ood_scores['energy'])
+
+
 def test_slide_inference_scores_have_ori_shape():
     model = zoo_model('deeplabv3plus', mode='slide', crop_size=(32, 32),
                       stride=(21, 21))

@@ -9,17 +9,21 @@ score at the head's resolution from ``s`` and the embeddings ``z`` captured
 by a forward hook on ``conv_seg``, and appends the K score maps to the
 logits as extra channels. mmseg itself then treats them exactly like
 the logits - resize to the input, slide-window stitching (the segmentor's
-``out_channels`` is raised by K meanwhile), padding removal, un-flipping,
-resize to ``ori_shape``. A forward hook on the segmentor splits the channels
-again, restores ``seg_logits`` / ``pred_sem_seg`` and stores
-``data_sample.ood_scores = {name: Tensor (H, W)}``.
+``out_channels`` is raised by K meanwhile). The segmentor's
+``postprocess_result`` is wrapped too: it splits the channels again, so that
+mmseg post-processes the logits alone (``seg_logits`` and ``pred_sem_seg``
+are exactly those of the plain model, with no argmax over score channels),
+and gives the score maps the same padding removal, un-flipping and resize
+to ``ori_shape`` (skipped where the size already is ``ori_shape``: a
+bilinear resize to the same size is the identity). A forward hook on the
+segmentor stores ``data_sample.ood_scores = {name: Tensor (H, W)}``.
 
 Heads without a linear classifier (MaskFormer, Mask2Former) are scored from
 their final ``seg_logits`` at ``ori_shape``; only logit scorers apply.
 
 Cost: the scorers run on ``(N, C, h, w)`` at the head's resolution (1/4 or
-1/8 of the input for most heads); the extra channels add K/C to the resize
-and stitching work.
+1/8 of the input for most heads); the extra channels add K/C to the
+upsampling and stitching work.
 """
 from __future__ import annotations
 
@@ -29,7 +33,10 @@ from typing import Iterable, Mapping, Union
 
 import torch
 import torch.nn as nn
-from mmengine.structures import PixelData
+
+from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.models.utils import resize
+from mmseg.structures import SegDataSample
 
 from ..scorers import (BaseScorer, ScoreInputs, UnsupportedScorerError,
                        build_scorer)
@@ -127,6 +134,7 @@ class OODScoring:
         self._capture = None
         self._active = False
         self._channels = None
+        self._maps = None  # per sample (K, H, W), from postprocess_result
 
     @property
     def names(self) -> list:
@@ -145,6 +153,7 @@ class OODScoring:
         if self.classifier is not None:
             self._capture = EmbeddingCapture(self.classifier)
             self._wrap_predict_by_feat()
+            self._wrap_postprocess_result()
         return self
 
     def _wrap_predict_by_feat(self) -> None:
@@ -157,6 +166,70 @@ class OODScoring:
         # Instance attribute shadowing the class method; removed on detach.
         head.predict_by_feat = predict_by_feat
         self._handles.append(_InstanceAttr(head, 'predict_by_feat'))
+
+    def _wrap_postprocess_result(self) -> None:
+        seg = self.segmentor
+        original = seg.postprocess_result
+
+        def postprocess_result(seg_logits, data_samples=None):
+            c = self._channels
+            if not self._active or not isinstance(seg_logits, torch.Tensor) \
+                    or seg_logits.shape[1] != c + len(self.scorers):
+                return original(seg_logits, data_samples)
+            maps = seg_logits[:, c:]
+            if type(seg).postprocess_result is \
+                    BaseSegmentor.postprocess_result:
+                self._maps = self._postprocess_maps(maps, data_samples)
+            else:  # another post-processing: let it treat the maps too
+                self._maps = self._postprocess_maps_by(original, maps,
+                                                       data_samples)
+            return original(seg_logits[:, :c], data_samples)
+
+        seg.postprocess_result = postprocess_result
+        self._handles.append(_InstanceAttr(seg, 'postprocess_result'))
+
+    def _postprocess_maps(self, maps, data_samples) -> list:
+        """Score maps ``(N, K, H, W)`` -> per sample ``(K, h, w)``, as
+        mmseg's ``BaseSegmentor.postprocess_result`` treats ``seg_logits``
+        (padding removal, un-flipping, bilinear resize to ``ori_shape``)."""
+        if data_samples is None:
+            return list(maps)
+        _, _, h, w = maps.shape
+        out = []
+        for i, sample in enumerate(data_samples):
+            meta = sample.metainfo
+            if 'img_padding_size' not in meta:
+                padding = meta.get('padding_size', [0] * 4)
+            else:
+                padding = meta['img_padding_size']
+            left, right, top, bottom = padding
+            m = maps[i:i + 1, :, top:h - bottom, left:w - right]
+            if meta.get('flip', None):
+                direction = meta.get('flip_direction', None)
+                if direction not in ('horizontal', 'vertical'):
+                    raise ValueError(f'unknown flip_direction {direction!r}')
+                m = m.flip(dims=(3, ) if direction == 'horizontal' else (2, ))
+            # at the same size, bilinear weights are 1 and 0: the identity
+            if tuple(m.shape[2:]) != tuple(meta['ori_shape']):
+                m = resize(m, size=meta['ori_shape'], mode='bilinear',
+                           align_corners=self.segmentor.align_corners,
+                           warning=False)
+            out.append(m[0])
+        return out
+
+    @staticmethod
+    def _postprocess_maps_by(postprocess, maps, data_samples) -> list:
+        """Score maps through a segmentor's own ``postprocess_result``, on
+        copies of the samples' metainfo (an extra zero channel keeps a
+        single map from being taken for binary logits)."""
+        k = maps.shape[1]
+        if k == 1:
+            maps = torch.cat([maps, torch.zeros_like(maps)], dim=1)
+        samples = None if data_samples is None else [
+            SegDataSample(metainfo=s.metainfo) for s in data_samples
+        ]
+        out = postprocess(maps, samples)
+        return [s.seg_logits.data[:k] for s in out]
 
     def detach(self) -> None:
         for h in self._handles:
@@ -208,6 +281,7 @@ class OODScoring:
         if self._active and self._channels is not None:
             self.segmentor.out_channels = self._channels
         self._active = False
+        self._maps = None
 
     def _append_scores(self, logits):
         if not self._active or not isinstance(logits, torch.Tensor):
@@ -216,41 +290,35 @@ class OODScoring:
             raise RuntimeError(
                 f'{type(self.head).__name__}.conv_seg did not run before '
                 'predict_by_feat; cannot capture the embeddings')
+        n, c = logits.shape[:2]
+        # the maps are written straight after the logits: no stacked copy
+        out = logits.new_empty((n, c + len(self.scorers)) + logits.shape[2:])
+        out[:, :c] = logits
         with torch.no_grad():
-            maps = self.score(self._inputs(logits, self._capture.embeddings))
+            inputs = self._inputs(logits, self._capture.embeddings)
+            for k, scorer in enumerate(self.scorers.values()):
+                out[:, c + k] = scorer(inputs)
         self._capture.embeddings = None
-        return torch.cat([logits, maps.to(logits.dtype)], dim=1)
+        return out
 
     def _after_forward(self, module, args, kwargs, output):
         if not self._active:
             return None
-        num_classes = self._channels
+        maps = self._maps
         self._end_predict()
-        for sample in output:
-            full = sample.seg_logits.data
-            if self.classifier is not None:
-                logits, maps = full[:num_classes], full[num_classes:]
-            else:
-                logits = full
+        if self.classifier is not None and maps is None:
+            raise RuntimeError(
+                f'{type(self.segmentor).__name__}.predict did not call '
+                'postprocess_result with the score channels appended; '
+                'cannot split the OOD scores')
+        for i, sample in enumerate(output):
+            if maps is not None:
+                scores = maps[i]
+            else:  # no linear classifier: score the final logits
                 with torch.no_grad():
-                    maps = self.score(self._inputs(logits[None]))[0]
-            if num_classes > 1:
-                pred = sample.pred_sem_seg.data
-                # mmseg took the argmax over logits and score channels; only
-                # pixels where a score channel won need the argmax again
-                won = pred >= num_classes
-                if won.any():
-                    pred = pred.clone()
-                    pred[won] = logits[:, won[0]].argmax(dim=0).to(pred.dtype)
-            else:  # mmseg's binary rule; logits are then probabilities
-                logits = logits.sigmoid() if self.classifier is not None \
-                    else logits
-                pred = (logits > self.head.threshold).to(logits)
-            sample.set_data({
-                'seg_logits': PixelData(data=logits),
-                'pred_sem_seg': PixelData(data=pred)
-            })
+                    scores = self.score(
+                        self._inputs(sample.seg_logits.data[None]))[0]
             sample.set_field(
-                {n: maps[k].float()
+                {n: scores[k].float()
                  for k, n in enumerate(self.scorers)}, 'ood_scores')
         return output
