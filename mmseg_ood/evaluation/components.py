@@ -4,7 +4,9 @@ For one image with OOD labels ``L`` (0 ID, 1 OOD, 255 void) and a binary
 prediction ``score >= threshold``:
 
 1. Predictions on void pixels are dropped; connected components of the
-   prediction and of ``L == 1`` use 8-connectivity (``scipy.ndimage``).
+   prediction and of ``L == 1`` use 8-connectivity (OpenCV's
+   ``connectedComponents``: the components of ``scipy.ndimage.label`` with
+   a 3x3 structure, several times faster, numbered in another order).
 2. Predicted components smaller than ``min_pred_size`` pixels are removed;
    ground-truth components smaller than ``min_gt_size`` become void.
 3. Everything below is counted inside the region of interest (non-void).
@@ -29,18 +31,33 @@ threshold is exactly the best-F1 pixel threshold.
 """
 from __future__ import annotations
 
+import math
 import warnings
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
+import cv2
 import numpy as np
-from scipy import ndimage
 
 from .curves import UndefinedMetricWarning
 from .inputs import to_numpy
 
 DEFAULT_TAUS = tuple(np.round(np.linspace(0.25, 0.75, 11), 10).tolist())
 SIZE_PRESETS = {'anomaly_track': (500, 100), 'obstacle_track': (50, 10)}
-_EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def label_components(mask: np.ndarray) -> Tuple[np.ndarray, int]:
+    """8-connected components of a bool ``(H, W)`` mask.
+
+    Returns:
+        tuple: int32 ``(H, W)`` labels (0 = background, components 1 to n)
+        and n.
+    """
+    if mask.size == 0:
+        return np.zeros(mask.shape, np.int32), 0
+    n, cc = cv2.connectedComponents(
+        np.ascontiguousarray(mask, dtype=bool).view(np.uint8),
+        connectivity=8, ltype=cv2.CV_32S)
+    return cc, n - 1
 
 
 class GroundTruthComponents:
@@ -71,7 +88,7 @@ class GroundTruthComponents:
         self.min_gt_size = int(min_gt_size)
         self.valid = lab != ignore_index
         ood = lab == 1
-        cc, self.num = ndimage.label(ood, structure=_EIGHT)
+        cc, self.num = label_components(ood)
         self.index = np.flatnonzero(ood)
         self.component = cc.reshape(-1)[self.index].astype(np.int64)
         sizes = np.bincount(self.component, minlength=self.num + 1)
@@ -97,6 +114,7 @@ def image_component_stats(scores, labels, threshold: float,
     Returns:
         dict with ``siou`` (per ground-truth component), ``ppv`` (per
         predicted component), and ``tp``, ``fn``, ``fp`` arrays over ``taus``.
+        Components are in the labelling's order, not sorted.
     """
     s = to_numpy(scores)
     if gt is None:
@@ -113,7 +131,7 @@ def image_component_stats(scores, labels, threshold: float,
                          f'{gt.min_gt_size}, not {min_gt_size}')
     pred = s >= threshold
     pred &= gt.valid  # predictions on void pixels are dropped
-    pred_cc, n_pred = ndimage.label(pred, structure=_EIGHT)
+    pred_cc, n_pred = label_components(pred)
     npd = n_pred + 1
     # inter[i, j]: pixels of ground-truth component i and predicted
     # component j (0 = none), before the size filters. Row 0 is the
@@ -214,8 +232,9 @@ class ComponentAccumulator:
         st = image_component_stats(scores, labels, self.threshold,
                                    self.min_pred_size, self.min_gt_size,
                                    self.ignore_index, self.taus, gt)
-        self.siou_sum += float(st['siou'].sum())
-        self.ppv_sum += float(st['ppv'].sum())
+        # correctly rounded sums: independent of the components' order
+        self.siou_sum += math.fsum(st['siou'].tolist())
+        self.ppv_sum += math.fsum(st['ppv'].tolist())
         self.num_gt += st['siou'].size
         self.num_pred += st['ppv'].size
         self.tp += st['tp']
