@@ -161,6 +161,13 @@ def test_clusters_are_refined_to_float32_resolution():
     ref = sklearn_reference(s, y)
     assert abs(coarse['auroc'] - ref['auroc']) > 0.1   # one bin: all ties
     assert abs(fine['auroc'] - ref['auroc']) < 1e-6
+    # later images inside the refined bins are counted at full resolution
+    # only: the same counts as one update
+    many = StreamingOODMetric()
+    for a, b in zip(np.array_split(s, 9), np.array_split(y, 9)):
+        many.update(a, b)
+    assert many.compute() == fine and many.nbytes == \
+        StreamingOODMetric().update(s, y).nbytes
     # merging a refined and an unrefined accumulator refines the bin
     a = StreamingOODMetric().update(s[:30000], y[:30000])
     b = StreamingOODMetric(max_refined=0).update(s[30000:], y[30000:])

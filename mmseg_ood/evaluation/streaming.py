@@ -39,47 +39,63 @@ def _keys_to_values(keys: np.ndarray) -> np.ndarray:
 class _FineCounts:
     """Full-resolution counts of one update's pixels in some refined bins.
 
+    The bins are grouped into runs of nearby bins; a run is counted with one
+    ``bincount`` over the 32-bit keys it covers (no per-pixel lookup of the
+    bin). Unrefined bins inside a run are counted too and then dropped:
+    their pixels are in the coarse counts.
+
     Args:
-        bins: The refined bins (sorted, within ``[base, base + span)``).
-        base / span: The update's first bin and number of bins.
+        bins: The refined bins, sorted.
         bits: The histogram's ``bits``.
     """
+    #: Most unrefined bins between two refined bins of a run.
+    GAP = 4
+    #: Most bins in a run (its bincount has ``3 * bins * 2^(32 - bits)``
+    #: entries).
+    RUN = 16
 
-    def __init__(self, bins: np.ndarray, base: int, span: int, bits: int):
-        self.bins, self.base = bins, base
-        self.sub_size = 1 << (32 - bits)
-        self.counts = None  # (bins, 3, sub_size) once a pixel is counted
-        self._lut = None
-        if bins.size > 1:  # bin -> slot; one bin needs only a comparison
-            self._lut = np.full(span, -1, np.int32)
-            self._lut[bins - base] = np.arange(bins.size, dtype=np.int32)
+    def __init__(self, bins: np.ndarray, bits: int):
+        self.bins = bins
+        self.shift = 32 - bits
+        self.runs = []  # (first bin, number of bins)
+        for b in bins.tolist():
+            if self.runs and b - sum(self.runs[-1]) < self.GAP and \
+                    b - self.runs[-1][0] < self.RUN:
+                self.runs[-1][1] = b - self.runs[-1][0] + 1
+            else:
+                self.runs.append([b, 1])
+        self.counts = [None] * len(self.runs)  # (3, bins, 2^(32 - bits))
 
-    def add(self, keys: np.ndarray, rel: np.ndarray,
-            labels: np.ndarray) -> None:
-        """Count the pixels (order keys, bins minus ``base``, labels 0 / 1 /
-        2) that fall in the refined bins."""
-        if self.bins.size == 0:
-            return
-        if self._lut is None:
-            fine = rel == np.uint32(self.bins[0] - self.base)
-        else:
-            slot = self._lut[rel]
-            fine = slot >= 0
-        if not fine.any():
-            return
-        every = fine.all()
-        sub = keys if every else keys[fine]
-        sub = (sub & np.uint32(self.sub_size - 1)).astype(np.intp)
-        sub += (labels if every else labels[fine]) * np.intp(self.sub_size)
-        if self._lut is not None:
-            sub += (slot if every else slot[fine]) * np.intp(
-                3 * self.sub_size)
-        per = np.bincount(sub, minlength=self.bins.size * 3 * self.sub_size)
-        per = per.reshape(self.bins.size, 3, self.sub_size)
-        if self.counts is None:
-            self.counts = per
-        else:
-            self.counts += per
+    def add(self, keys: np.ndarray, labels: np.ndarray) -> None:
+        """Count the pixels (order keys, labels 0 / 1 / 2) that fall in the
+        refined bins."""
+        for r, (first, num) in enumerate(self.runs):
+            size = num << self.shift
+            sub = keys - np.uint32(first << self.shift)  # wraps below first
+            inside = sub < np.uint32(size)
+            k = np.count_nonzero(inside)
+            if k == 0:
+                continue
+            lab = labels
+            if k < sub.size:
+                sub, lab = sub[inside], labels[inside]
+            sub = sub.astype(np.intp)
+            sub += lab * np.intp(size)
+            per = np.bincount(sub, minlength=3 * size)
+            if self.counts[r] is None:
+                self.counts[r] = per
+            else:
+                self.counts[r] += per
+
+    def items(self):
+        """``(bin, (2, 2^(32 - bits)) counts)`` of every refined bin."""
+        for (first, num), c in zip(self.runs, self.counts):
+            if c is None:
+                continue
+            c = c.reshape(3, num, -1)
+            for b in self.bins[(self.bins >= first) &
+                               (self.bins < first + num)].tolist():
+                yield b, c[:2, b - first]
 
 
 class StreamingOODMetric:
@@ -205,13 +221,24 @@ class StreamingOODMetric:
         # the extreme scores give the extreme bins
         lo, hi = (int(k) >> int(self._shift) for k in _order_keys(
             np.array([scores.min(), scores.max()], np.float32)))
+        if hi - lo < _FineCounts.RUN and \
+                all(b in self.refined for b in range(lo, hi + 1)):
+            # every pixel falls in refined bins (a cluster already seen):
+            # full resolution only, no coarse counts to take them out of
+            fine = _FineCounts(np.arange(lo, hi + 1), self.bits)
+            for i in range(0, n, _CHUNK):
+                fine.add(_order_keys(scores[i:i + _CHUNK]),
+                         labels[i:i + _CHUNK])
+            for b, c in fine.items():
+                self.refined[b] += c
+            return self
         size = 1 << self._page_bits
         base = lo >> self._page_bits << self._page_bits
         span = ((hi - base) // size + 1) * size
         refined = np.fromiter(self.refined, np.int64, len(self.refined))
         fine = _FineCounts(np.sort(refined[(refined >= base) &
                                            (refined < base + span)]),
-                           base, span, self.bits)
+                           self.bits)
         # one bincount per chunk of pixels over (class, bin): chunks keep
         # the temporaries small and cached instead of page-faulted in
         # (at least twice as many pixels as bins, so that wide spans are
@@ -225,10 +252,10 @@ class StreamingOODMetric:
             flat = rel.astype(np.intp)
             flat += labels[i:i + step] * np.intp(span)
             cnt += np.bincount(flat, minlength=3 * span)
-            fine.add(keys, rel, labels[i:i + step])
+            fine.add(keys, labels[i:i + step])
         cnt = cnt.reshape(3, span)[:2]  # row 2: skipped pixels
         valid = int(cnt.sum())
-        self._add_fine(fine, cnt)
+        self._add_fine(fine, cnt, base)
         # refine the bins holding >= refine_fraction of this update; their
         # pixels of this update are counted finely in a second pass
         if len(self.refined) < self.max_refined and valid:
@@ -239,14 +266,11 @@ class StreamingOODMetric:
             if new:
                 for b in new:
                     self._add_refined(b)
-                fine = _FineCounts(np.array(new, np.int64), base, span,
-                                   self.bits)
+                fine = _FineCounts(np.array(new, np.int64), self.bits)
                 for i in range(0, n, _CHUNK):
-                    keys = _order_keys(scores[i:i + _CHUNK])
-                    rel = keys >> self._shift
-                    rel -= np.uint32(base)
-                    fine.add(keys, rel, labels[i:i + _CHUNK])
-                self._add_fine(fine, cnt)
+                    fine.add(_order_keys(scores[i:i + _CHUNK]),
+                             labels[i:i + _CHUNK])
+                self._add_fine(fine, cnt, base)
         # add the coarse counts page by page (pages allocated on first use)
         per_page = cnt.reshape(2, span // size, size)
         for j in np.flatnonzero(per_page.any(axis=(0, 2))).tolist():
@@ -257,14 +281,14 @@ class StreamingOODMetric:
                 self._pages[page] = per_page[:, j].copy()
         return self
 
-    def _add_fine(self, fine: '_FineCounts', cnt: np.ndarray) -> None:
+    def _add_fine(self, fine: '_FineCounts', cnt: np.ndarray,
+                  base: int) -> None:
         """Add the full-resolution counts of refined bins; remove their
-        pixels from the coarse counts ``cnt`` of the same update."""
-        if fine.counts is None:
-            return
-        for b, c in zip(fine.bins.tolist(), fine.counts):
-            self.refined[b] += c[:2]
-        cnt[:, fine.bins - fine.base] = 0
+        pixels from the coarse counts ``cnt`` (from bin ``base`` on) of the
+        same update."""
+        for b, c in fine.items():
+            self.refined[b] += c
+            cnt[:, b - base] = 0
 
     def merge(self, other: 'StreamingOODMetric') -> 'StreamingOODMetric':
         """Add another accumulator's counts (same ``bits``) into this one."""
