@@ -20,7 +20,9 @@ def ours(registry):
 CLASSES = {}
 for reg in (DATASETS, HOOKS, METRICS, MODELS, OOD_SCORERS):
     CLASSES.update(ours(reg))
-NEED_REFERENCES = set(ours(METRICS)) | set(OOD_SCORERS.module_dict)
+NEED_REFERENCES = set(ours(METRICS)) | set(OOD_SCORERS.module_dict) | {
+    n for n in ours(MODELS) if n.endswith(('Loss', 'Head'))
+} | {'OutlierMixDataset'}
 
 
 def args_section(doc):
