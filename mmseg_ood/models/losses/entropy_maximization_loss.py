@@ -8,6 +8,8 @@ import torch.nn as nn
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from .class_labels import class_labels
+
 
 @MODELS.register_module()
 class EntropyMaximizationLoss(nn.Module):
@@ -73,16 +75,12 @@ class EntropyMaximizationLoss(nn.Module):
                              f'pred {tuple(pred.shape)}')
         is_ood = target == self.ood_index
         is_id = (target != ignore_index) & ~is_ood
-        labels = target[is_id]
-        if labels.numel() and (labels.min() < 0 or labels.max() >= q):
-            bad = labels[(labels < 0) | (labels >= q)][0].item()
-            raise ValueError(
-                f'label {bad} is neither a class in [0, {q}), '
-                f'ood_index={self.ood_index} nor ignore_index={ignore_index}')
+        safe = class_labels(
+            target, is_id, q,
+            f'ood_index={self.ood_index} nor ignore_index={ignore_index}')
         dtype = torch.float64 if pred.dtype == torch.float64 else \
             torch.float32
         log_p = pred.to(dtype).log_softmax(dim=1)
-        safe = torch.where(is_id, target, torch.zeros_like(target)).long()
         l_in = -log_p.gather(1, safe.unsqueeze(1)).squeeze(1)
         l_out = -log_p.mean(dim=1)
         per_pixel = torch.where(is_id, (1.0 - self.ood_weight) * l_in,

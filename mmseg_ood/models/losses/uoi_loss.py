@@ -10,6 +10,8 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from .class_labels import class_labels
+
 
 def _target_probabilities(target: Tensor, num_classes: int,
                           ignore_index: int) -> Tuple[Tensor, Tensor]:
@@ -23,13 +25,8 @@ def _target_probabilities(target: Tensor, num_classes: int,
             raise ValueError('soft labels must be finite and >= 0')
         return target, target.sum(dim=1) > 0
     valid = target != ignore_index
-    labels = target[valid]
-    if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
-        bad = labels[(labels < 0) | (labels >= num_classes)][0].item()
-        raise ValueError(
-            f'label {bad} is neither a class in [0, {num_classes}) nor '
-            f'ignore_index={ignore_index}')
-    safe = torch.where(valid, target, torch.zeros_like(target)).long()
+    safe = class_labels(target, valid, num_classes,
+                        f'ignore_index={ignore_index}')
     onehot = F.one_hot(safe, num_classes).movedim(-1, 1).to(torch.float32)
     return onehot, valid
 
