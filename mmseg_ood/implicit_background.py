@@ -7,6 +7,16 @@ import torch
 from torch import Tensor
 
 
+def check_background_index(background_index, num_classes: int) -> None:
+    """Raise ``ValueError`` unless ``background_index`` is an int in
+    ``[0, num_classes)``."""
+    if not isinstance(background_index, int) or isinstance(
+            background_index, bool) or not 0 <= background_index < num_classes:
+        raise ValueError(f'`background_index` must be an int in '
+                         f'[0, {num_classes}) for num_classes={num_classes}, '
+                         f'got {background_index!r}')
+
+
 def implicit_background_logits(foreground: Tensor,
                                background_index: int = 0) -> Tensor:
     """Insert ``v_BG = -logsumexp(v_FG)`` as class ``background_index``.
@@ -29,12 +39,7 @@ def implicit_background_logits(foreground: Tensor,
     if foreground.dim() < 2 or foreground.shape[1] < 1:
         raise ValueError('foreground logits must be (N, k-1, ...) with '
                          f'k-1 >= 1, got {tuple(foreground.shape)}')
-    k = foreground.shape[1] + 1
-    if not isinstance(background_index, int) or isinstance(
-            background_index, bool) or not 0 <= background_index < k:
-        raise ValueError(f'`background_index` must be an int in [0, {k}) '
-                         f'for {k - 1} foreground classes, got '
-                         f'{background_index!r}')
+    check_background_index(background_index, foreground.shape[1] + 1)
     work = foreground if foreground.dtype in (
         torch.float32, torch.float64) else foreground.float()
     background = -torch.logsumexp(work, dim=1, keepdim=True)

@@ -37,10 +37,12 @@ def test_synthetic_proxy_differs_from_the_ood_test_objects():
                                                          np.uint8)) > 0
         return lap[inner].mean() if inner.any() else np.nan
 
-    proxy = [roughness(*(lambda r: (r[0], r[1] == PROXY_OOD_INDEX))(
-        render_proxy(spec, i))) for i in range(12)]
-    test = [roughness(*(lambda r: (r[0], r[1] == 1))(render_ood(spec, i)))
-            for i in range(12)]
+    proxy, test = [], []
+    for i in range(12):
+        img, lbl = render_proxy(spec, i)
+        proxy.append(roughness(img, lbl == PROXY_OOD_INDEX))
+        img, lbl = render_ood(spec, i)
+        test.append(roughness(img, lbl == 1))
     assert np.nanmedian(proxy) < 0.5 * np.nanmedian(test)
 
 

@@ -23,7 +23,8 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from torch import Tensor
 
-from ...implicit_background import implicit_background_logits
+from ...implicit_background import (check_background_index,
+                                    implicit_background_logits)
 
 _CE_TYPES = ('CrossEntropyLoss', 'mmseg.CrossEntropyLoss')
 
@@ -66,11 +67,10 @@ class ImplicitBackgroundHead(BaseModule):
             raise ValueError(f'{name}: `head.num_classes` must be an int >= 2 '
                              '(the foreground classes plus the background), '
                              f'got {k!r}')
-        if not isinstance(background_index, int) or isinstance(
-                background_index, bool) or not 0 <= background_index < k:
-            raise ValueError(f'{name}: `background_index` must be an int in '
-                             f'[0, {k}) for num_classes={k}, got '
-                             f'{background_index!r}')
+        try:
+            check_background_index(background_index, k)
+        except ValueError as e:
+            raise ValueError(f'{name}: {e}') from None
         if head.get('out_channels') not in (None, k):
             raise ValueError(f'{name}: `head.out_channels` must be None or '
                              f"num_classes={k}, got {head['out_channels']!r}")
@@ -177,7 +177,7 @@ class SCrIBEHead(ImplicitBackgroundHead):
     def adapt_head_config(self, head: dict) -> dict:
         losses = head.get('loss_decode', dict(type='CrossEntropyLoss'))
         single = isinstance(losses, dict)
-        losses = [copy.deepcopy(x) for x in ([losses] if single else losses)]
+        losses = [losses] if single else list(losses)  # `head` is a copy
         found = False
         for loss in losses:
             if loss.get('type') not in _CE_TYPES:
