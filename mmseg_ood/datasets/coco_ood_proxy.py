@@ -31,6 +31,8 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
+from ..labels import IGNORE_INDEX, PROXY_OOD_INDEX
+
 #: COCO categories that are Cityscapes classes (Cityscapes "traffic sign"
 #: is COCO "stop sign").
 CITYSCAPES_OVERLAP = ('person', 'bicycle', 'car', 'motorcycle', 'bus',
@@ -41,7 +43,6 @@ VOC_OVERLAP = ('person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus',
                'bottle', 'chair', 'couch', 'potted plant', 'dining table',
                'tv')
 ID_TAXONOMIES = {'cityscapes': CITYSCAPES_OVERLAP, 'voc': VOC_OVERLAP}
-OOD_INDEX, VOID_INDEX = 254, 255
 
 
 def prepare_coco_ood_proxy(coco_root: str,
@@ -113,9 +114,9 @@ def prepare_coco_ood_proxy(coco_root: str,
             small += 1
             continue
         anns = coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=None))
-        mask = np.full((h, w), VOID_INDEX, np.uint8)
+        mask = np.full((h, w), IGNORE_INDEX, np.uint8)
         for ann in anns:
-            mask[coco.annToMask(ann) > 0] = OOD_INDEX
+            mask[coco.annToMask(ann) > 0] = PROXY_OOD_INDEX
         src = osp.join(img_dir, info['file_name'])
         if not osp.isfile(src):
             raise FileNotFoundError(f'COCO image {src!r} (id {img_id}) is '
@@ -142,7 +143,7 @@ def prepare_coco_ood_proxy(coco_root: str,
         dropped_for_category=len(dropped),
         dropped_for_size=small,
         images=kept,
-        labels=dict(ood=OOD_INDEX, void=VOID_INDEX))
+        labels=dict(ood=PROXY_OOD_INDEX, void=IGNORE_INDEX))
     with open(osp.join(out_dir, 'meta.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     return summary

@@ -16,6 +16,8 @@ import numpy as np
 
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
+
+from ..labels import IGNORE_INDEX
 from .layout import check_data_dirs
 
 OOD_METAINFO = dict(
@@ -23,7 +25,7 @@ OOD_METAINFO = dict(
     palette=[[0, 0, 0], [255, 255, 255]])
 
 
-def value_lut(value_map: Dict, void: int = 255) -> np.ndarray:
+def value_lut(value_map: Dict, void: int = IGNORE_INDEX) -> np.ndarray:
     """256-entry uint8 lookup table: raw label -> 0 / 1 / ``void``.
 
     Keys are ints or ``(low, high)`` inclusive ranges."""

@@ -9,12 +9,17 @@ from mmengine.model import is_model_wrapper
 from mmseg.models import SegTTAModel
 from mmseg.registry import HOOKS
 
-from ..models import OODScoring, OODSegTTAModel
+from ..models import OODScoring, OODSegTTAModel, build_scorers
+from ..utils.arguments import strict_arguments
 
 
 @HOOKS.register_module()
+@strict_arguments
 class OODScoringHook(Hook):
     """Fill ``data_sample.ood_scores`` during validation and/or testing.
+
+    The scorers are built at construction, so an unknown name or argument
+    fails when the config is built, not once testing starts.
 
     Args:
         scorers: Scorer names or config dicts (see
@@ -30,7 +35,7 @@ class OODScoringHook(Hook):
     priority = 'NORMAL'
 
     def __init__(self, scorers, strict: bool = True, val: bool = False):
-        self.scorers = scorers
+        self.scorers = build_scorers(scorers)
         self.strict = strict
         self.val = val
         self._scoring: Optional[OODScoring] = None

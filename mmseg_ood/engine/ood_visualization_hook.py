@@ -11,6 +11,9 @@ from mmengine.hooks import Hook
 
 from mmseg.registry import HOOKS
 
+from ..labels import IGNORE_INDEX, OOD_LABEL
+from ..utils.arguments import strict_arguments
+
 
 def normalize_min_max(score: np.ndarray) -> np.ndarray:
     """Per-image min-max normalization to [0, 1] (thesis eq. 5.5); a
@@ -33,8 +36,8 @@ def save_heatmap(path: str, image: np.ndarray, pred: np.ndarray,
                                  np.asarray(palette, np.uint8)[pred])]
     if ood_label is not None:
         gt = np.zeros(ood_label.shape + (3, ), np.uint8)
-        gt[ood_label == 1] = (255, 64, 64)
-        gt[ood_label == 255] = (96, 96, 96)
+        gt[ood_label == OOD_LABEL] = (255, 64, 64)
+        gt[ood_label == IGNORE_INDEX] = (96, 96, 96)
         panels.append(('OOD ground truth', gt))
     panels += [(name, normalize_min_max(s)) for name, s in scores.items()]
     cols = min(4, len(panels))
@@ -57,6 +60,7 @@ def save_heatmap(path: str, image: np.ndarray, pred: np.ndarray,
 
 
 @HOOKS.register_module()
+@strict_arguments
 class OODVisualizationHook(Hook):
     """Saves heatmaps of the first ``num`` test images (rank 0).
 

@@ -7,8 +7,11 @@ from mmengine.utils import ProgressBar
 
 from mmseg.registry import HOOKS
 
+from ..utils.arguments import strict_arguments
+
 
 @HOOKS.register_module()
+@strict_arguments
 class ProgressBarHook(Hook):
     """mmengine's ``ProgressBar`` over the test images (rank 0 only): shows
     the count, images per second, elapsed time and ETA.

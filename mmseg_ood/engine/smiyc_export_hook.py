@@ -9,6 +9,8 @@ from mmengine.hooks import Hook
 
 from mmseg.registry import HOOKS
 
+from ..utils.arguments import strict_arguments
+
 
 def smiyc_frame_id(img_path: str) -> str:
     """The benchmark's frame id: the image stem, without LostAndFound's
@@ -19,6 +21,7 @@ def smiyc_frame_id(img_path: str) -> str:
 
 
 @HOOKS.register_module()
+@strict_arguments
 class SMIYCExportHook(Hook):
     """Writes ``<out_dir>/anomaly_p/<method>/<dataset>/<frame id>.hdf5``.
 
@@ -38,6 +41,14 @@ class SMIYCExportHook(Hook):
 
     def __init__(self, out_dir: str, dataset_name: str,
                  method_prefix: str = ''):
+        for arg, value in (('out_dir', out_dir),
+                           ('dataset_name', dataset_name)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f'`{arg}` must be a non-empty str, got '
+                                 f'{value!r}')
+        if not isinstance(method_prefix, str):
+            raise TypeError(f'`method_prefix` must be a str, got '
+                            f'{method_prefix!r}')
         self.out_dir = out_dir
         self.dataset_name = dataset_name
         self.method_prefix = method_prefix

@@ -1,18 +1,26 @@
 """OOD evaluation: exact and streaming pixel metrics, SMIYC component
-metrics, calibration, and the registered mmseg ``OODMetric``."""
+metrics, calibration, open-set mIoU, and the registered mmseg metrics.
+
+Every streaming accumulator follows one merge protocol
+(:mod:`~mmseg_ood.evaluation.accumulator`), and every registered metric is
+an :class:`AccumulatingMetric` that merges its accumulators across ranks
+with :func:`merge_across_ranks`."""
+from .accumulating_metric import AccumulatingMetric
+from .accumulator import Accumulator, merge_across_ranks
 from .calibration import CalibrationAccumulator, CalibrationMetric
 from .components import (DEFAULT_TAUS, SIZE_PRESETS, ComponentAccumulator,
                          image_component_stats)
 from .curves import UndefinedMetricWarning, curve_metrics
 from .ood_metric import OODMetric, format_table
-from .open_set_iou import OpenSetIoUMetric
+from .open_set_iou import OpenSetIoUAccumulator, OpenSetIoUMetric
 from .pixel_metrics import pixel_ood_metrics
 from .streaming import StreamingOODMetric
 
 __all__ = [
+    'Accumulator', 'merge_across_ranks', 'AccumulatingMetric',
     'pixel_ood_metrics', 'StreamingOODMetric', 'ComponentAccumulator',
     'image_component_stats', 'CalibrationAccumulator', 'CalibrationMetric',
-    'OODMetric', 'OpenSetIoUMetric',
+    'OODMetric', 'OpenSetIoUAccumulator', 'OpenSetIoUMetric',
     'UndefinedMetricWarning', 'curve_metrics', 'format_table', 'DEFAULT_TAUS',
     'SIZE_PRESETS'
 ]

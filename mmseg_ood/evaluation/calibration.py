@@ -5,14 +5,16 @@ from typing import Dict, Optional
 
 import numpy as np
 import torch
-from mmengine.dist import all_gather_object
-from mmengine.evaluator import BaseMetric
 
 from mmseg.registry import METRICS
+from ..labels import IGNORE_INDEX
+from ..utils.arguments import strict_arguments
+from .accumulating_metric import AccumulatingMetric
+from .accumulator import Accumulator, merge_across_ranks
 from .inputs import to_numpy
 
 
-class CalibrationAccumulator:
+class CalibrationAccumulator(Accumulator):
     """Streaming ECE and expected non-distinctiveness over ID pixels.
 
     ECE (Guo et al. 2017): confidences ``max_c p_c`` are put into
@@ -36,9 +38,14 @@ class CalibrationAccumulator:
 
     def __init__(self, num_bins: int = 15,
                  background_index: Optional[int] = None,
-                 ignore_index: int = 255):
+                 ignore_index: int = IGNORE_INDEX):
         if not isinstance(num_bins, int) or num_bins < 1:
-            raise ValueError(f'`num_bins` must be an int >= 1, got {num_bins!r}')
+            raise ValueError(
+                f'`num_bins` must be an int >= 1, got {num_bins!r}')
+        if background_index is not None and (
+                not isinstance(background_index, int) or background_index < 0):
+            raise ValueError('`background_index` must be None or an int >= 0, '
+                             f'got {background_index!r}')
         self.num_bins = num_bins
         self.background_index = background_index
         self.ignore_index = ignore_index
@@ -116,7 +123,8 @@ class CalibrationAccumulator:
 
 
 @METRICS.register_module()
-class CalibrationMetric(BaseMetric):
+@strict_arguments
+class CalibrationMetric(AccumulatingMetric):
     """ECE (and non-distinctiveness for background models) on ID data.
 
     Reads ``seg_logits`` (softmax over classes; IBE heads give the full
@@ -139,11 +147,14 @@ class CalibrationMetric(BaseMetric):
 
     def __init__(self, num_bins: int = 15,
                  background_index: Optional[int] = None,
-                 ignore_index: int = 255, collect_device: str = 'cpu',
-                 prefix: Optional[str] = None, **kwargs):
+                 ignore_index: int = IGNORE_INDEX, collect_device: str = 'cpu',
+                 prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
-        self._args = (num_bins, background_index, ignore_index)
-        self._acc = CalibrationAccumulator(*self._args)
+        self._acc = CalibrationAccumulator(num_bins, background_index,
+                                           ignore_index)
+
+    def reset(self) -> None:
+        self._acc.reset()
 
     def process(self, data_batch, data_samples) -> None:
         for sample in data_samples:
@@ -151,13 +162,6 @@ class CalibrationMetric(BaseMetric):
             label = to_numpy(sample['gt_sem_seg']['data']).squeeze(0)
             self._acc.update(torch.softmax(logits.float(), dim=0), label)
 
-    def evaluate(self, size: int) -> dict:
-        merged = CalibrationAccumulator(*self._args)
-        for state in all_gather_object(self._acc.state_dict()):
-            merged.load_state_dict(state)
-        self._acc = CalibrationAccumulator(*self._args)
-        pre = f'{self.prefix}/' if self.prefix else ''
-        return {pre + k: v for k, v in merged.compute().items()}
-
-    def compute_metrics(self, results):  # pragma: no cover
-        raise NotImplementedError('CalibrationMetric computes in evaluate()')
+    def compute_accumulated(self) -> dict:
+        return merge_across_ranks({'calibration': self._acc})[
+            'calibration'].compute()

@@ -38,6 +38,8 @@ from typing import Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ..labels import IGNORE_INDEX
+from .accumulator import Accumulator
 from .curves import UndefinedMetricWarning
 from .inputs import to_numpy
 
@@ -80,7 +82,7 @@ class GroundTruthComponents:
     """
 
     def __init__(self, labels, min_gt_size: int = 100,
-                 ignore_index: int = 255):
+                 ignore_index: int = IGNORE_INDEX):
         lab = to_numpy(labels)
         if lab.ndim != 2:
             raise ValueError(f'labels must be (H, W), got {lab.shape}')
@@ -98,7 +100,7 @@ class GroundTruthComponents:
 
 def image_component_stats(scores, labels, threshold: float,
                           min_pred_size: int = 500, min_gt_size: int = 100,
-                          ignore_index: int = 255,
+                          ignore_index: int = IGNORE_INDEX,
                           taus: Sequence[float] = DEFAULT_TAUS,
                           gt: Optional[GroundTruthComponents] = None) -> dict:
     """Per-image sums behind sIoU, PPV and F1 (see the module docstring).
@@ -175,7 +177,7 @@ def image_component_stats(scores, labels, threshold: float,
     return dict(siou=siou, ppv=ppv, tp=tp, fn=fn, fp=fp)
 
 
-class ComponentAccumulator:
+class ComponentAccumulator(Accumulator):
     """Streams :func:`image_component_stats` over images; mergeable.
 
     Memory: two floats per component plus three counts per tau.
@@ -192,7 +194,7 @@ class ComponentAccumulator:
     def __init__(self, threshold: float, min_pred_size: int = 500,
                  min_gt_size: int = 100, preset: Optional[str] = None,
                  taus: Sequence[float] = DEFAULT_TAUS,
-                 ignore_index: int = 255):
+                 ignore_index: int = IGNORE_INDEX):
         if preset is not None:
             if preset not in SIZE_PRESETS:
                 raise ValueError(f'`preset` must be one of '
@@ -257,9 +259,6 @@ class ComponentAccumulator:
         self.fn += state['fn']
         self.fp += state['fp']
         return self
-
-    def merge(self, other: 'ComponentAccumulator') -> 'ComponentAccumulator':
-        return self.load_state_dict(other.state_dict())
 
     def compute(self) -> Dict[str, float]:
         """``siou``, ``ppv``, ``mean_f1``, ``f1@<tau>`` and the counts."""

@@ -5,6 +5,8 @@ from typing import Tuple
 
 import numpy as np
 
+from ..labels import IGNORE_INDEX
+
 #: Label of void pixels in :func:`flat_ood_labels` output.
 VOID = 2
 
@@ -16,7 +18,7 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def flat_ood_labels(labels, ignore_index: int = 255,
+def flat_ood_labels(labels, ignore_index: int = IGNORE_INDEX,
                     name: str = 'scores') -> np.ndarray:
     """Flatten and check an OOD label map.
 
@@ -70,7 +72,7 @@ def check_finite(scores: np.ndarray, labels: np.ndarray,
     return False
 
 
-def valid_scores_and_labels(scores, labels, ignore_index: int = 255,
+def valid_scores_and_labels(scores, labels, ignore_index: int = IGNORE_INDEX,
                             name: str = 'scores'
                             ) -> Tuple[np.ndarray, np.ndarray]:
     """Flatten, drop void pixels, check values.
@@ -90,7 +92,7 @@ def valid_scores_and_labels(scores, labels, ignore_index: int = 255,
     return s, y
 
 
-def flat_scores_and_labels(scores, labels, ignore_index: int = 255,
+def flat_scores_and_labels(scores, labels, ignore_index: int = IGNORE_INDEX,
                            name: str = 'scores'
                            ) -> Tuple[np.ndarray, np.ndarray]:
     """Flatten and check values, keeping void pixels (labelled

@@ -9,16 +9,35 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
-from mmengine.dist import all_gather_object, get_rank
-from mmengine.evaluator import BaseMetric
+from mmengine.dist import get_rank
 from mmengine.logging import print_log
 
 from mmseg.registry import METRICS
+from ..labels import IGNORE_INDEX
+from ..utils.arguments import strict_arguments
+from .accumulating_metric import AccumulatingMetric
+from .accumulator import merge_across_ranks
 from .components import (SIZE_PRESETS, ComponentAccumulator,
                          GroundTruthComponents)
 from .inputs import VOID, check_finite, flat_ood_labels, to_numpy
 from .report import COLUMNS, percent
 from .streaming import StreamingOODMetric
+
+def _check_threshold(threshold) -> None:
+    """Validate ``component_threshold``."""
+    def ok(t):
+        return t is None or (isinstance(t, (int, float)) and not isinstance(
+            t, bool) and np.isfinite(t))
+    if threshold == 'best_f1' or ok(threshold):
+        return
+    if isinstance(threshold, dict) and all(
+            isinstance(k, str) and (v == 'best_f1' or ok(v))
+            for k, v in threshold.items()):
+        return
+    raise ValueError("`component_threshold` must be 'best_f1', a finite "
+                     "number, None, or a dict {scorer: 'best_f1' | number | "
+                     f'None}}, got {threshold!r}')
+
 
 def format_table(results: Dict[str, Dict[str, float]]) -> str:
     """A text table, one row per scorer, metrics in percent; undefined
@@ -33,7 +52,8 @@ def format_table(results: Dict[str, Dict[str, float]]) -> str:
 
 
 @METRICS.register_module()
-class OODMetric(BaseMetric):
+@strict_arguments
+class OODMetric(AccumulatingMetric):
     """Pixel and component OOD metrics for all scorers, distributed-safe.
 
     Reads ``data_sample['ood_scores'][name]`` (filled by
@@ -55,9 +75,7 @@ class OODMetric(BaseMetric):
     ``None`` skips component metrics.
 
     Returned keys are ``<scorer>/<metric>`` (fractions in [0, 1]; NaN where
-    undefined, shown as ``n/a`` in the logged table). After ``evaluate``,
-    ``last_results`` holds the per-scorer dicts and ``last_pixel`` the merged
-    :class:`StreamingOODMetric` of each scorer (for curves).
+    undefined, shown as ``n/a`` in the logged table).
 
     Args:
         scorers: Names to evaluate; ``None`` = every name in ``ood_scores``.
@@ -70,6 +88,13 @@ class OODMetric(BaseMetric):
         label_key: Data-sample field holding the OOD label map.
         collect_device / prefix: As in mmengine's ``BaseMetric``.
 
+    Attributes:
+        last_results: After ``evaluate``, scorer -> metric name -> value
+            (the returned numbers, by scorer); ``None`` before.
+        last_pixel: After ``evaluate``, scorer -> the merged
+            :class:`StreamingOODMetric` (for ROC / PR curves); ``None``
+            before.
+
     References:
         Chan et al., "SegmentMeIfYouCan: A Benchmark for Anomaly
         Segmentation", NeurIPS Datasets and Benchmarks 2021 (pixel and
@@ -80,25 +105,26 @@ class OODMetric(BaseMetric):
     def __init__(self,
                  scorers: Optional[Sequence[str]] = None,
                  bits: int = 20,
-                 ignore_index: int = 255,
+                 ignore_index: int = IGNORE_INDEX,
                  tpr_points: Sequence[float] = (0.95, ),
                  component_threshold: Union[str, float, dict,
                                             None] = 'best_f1',
                  component_preset: str = 'anomaly_track',
                  label_key: str = 'gt_sem_seg',
                  collect_device: str = 'cpu',
-                 prefix: Optional[str] = None,
-                 **kwargs):
+                 prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         if component_preset not in SIZE_PRESETS:
             raise ValueError(f'`component_preset` must be one of '
                              f'{sorted(SIZE_PRESETS)}, got '
                              f'{component_preset!r}')
-        if isinstance(component_threshold, str) and \
-                component_threshold != 'best_f1':
-            raise ValueError("`component_threshold` must be 'best_f1', a "
-                             'number, a dict or None, got '
-                             f'{component_threshold!r}')
+        _check_threshold(component_threshold)
+        if scorers is not None and (isinstance(scorers, str) or not all(
+                isinstance(n, str) for n in scorers)):
+            raise TypeError('`scorers` must be a list of scorer names or '
+                            f'None, got {scorers!r}')
+        if not isinstance(label_key, str):
+            raise TypeError(f'`label_key` must be a str, got {label_key!r}')
         StreamingOODMetric(bits=bits, tpr_points=tpr_points)  # validates
         self.scorers = list(scorers) if scorers is not None else None
         self.bits = bits
@@ -107,19 +133,28 @@ class OODMetric(BaseMetric):
         self.component_threshold = component_threshold
         self.component_preset = component_preset
         self.label_key = label_key
-        self._reset_state()
+        self.last_results: Optional[Dict[str, Dict[str, float]]] = None
+        self.last_pixel: Optional[Dict[str, StreamingOODMetric]] = None
+        self._spill_dir: Optional[str] = None
+        self.reset()
 
     # state ------------------------------------------------------------------
-    def _reset_state(self) -> None:
+    def reset(self) -> None:
+        """Drop the accumulators and the spilled score maps."""
+        if self._spill_dir is not None:
+            shutil.rmtree(self._spill_dir, ignore_errors=True)
         self._pixel: 'OrderedDict[str, StreamingOODMetric]' = OrderedDict()
         self._fixed: Dict[str, ComponentAccumulator] = {}
-        self._spill_dir: Optional[str] = None
+        self._spill_dir = None
         self._spilled: List[tuple] = []  # scorer names of each spilled image
+
+    def _new_pixel(self, name: str) -> StreamingOODMetric:
+        return StreamingOODMetric(self.bits, self.ignore_index,
+                                  self.tpr_points, name)
 
     def _metric_for(self, name: str) -> StreamingOODMetric:
         if name not in self._pixel:
-            self._pixel[name] = StreamingOODMetric(
-                self.bits, self.ignore_index, self.tpr_points, name)
+            self._pixel[name] = self._new_pixel(name)
         return self._pixel[name]
 
     # mmengine interface --------------------------------------------------
@@ -202,8 +237,9 @@ class OODMetric(BaseMetric):
                 np.save(f, np.ascontiguousarray(m, dtype=np.float32))
         self._spilled.append(tuple(maps))
 
-    def _best_f1_states(self, thresholds: Dict[str, float]) -> dict:
-        """Component states of this rank's spilled maps at ``thresholds``."""
+    def _best_f1_components(self, thresholds: Dict[str, float]) -> dict:
+        """Component accumulators of this rank's spilled maps at
+        ``thresholds``."""
         accs = {n: self._new_components(t) for n, t in thresholds.items()}
         if self._spilled:
             with open(osp.join(self._spill_dir, 'maps.npy'), 'rb') as f:
@@ -214,70 +250,33 @@ class OODMetric(BaseMetric):
                         m = np.load(f)
                         if n in accs:
                             accs[n].update(m, None, gt=gt)
-        return {n: a.state_dict() for n, a in accs.items()}
+        return accs
 
-    def evaluate(self, size: int) -> dict:
+    def compute_accumulated(self) -> dict:
         """Merge across ranks and compute; the same result on every rank."""
-        try:
-            return self._evaluate()
-        finally:
-            if self._spill_dir is not None:
-                shutil.rmtree(self._spill_dir, ignore_errors=True)
-            self._reset_state()
-
-    def _evaluate(self) -> dict:
-        # 1. pixel metrics: gather every rank's (sparse) histograms
-        gathered = all_gather_object(
-            {n: m.state_dict() for n, m in self._pixel.items()})
-        names = list(OrderedDict.fromkeys(n for part in gathered
-                                          for n in part))
-        if not names:
+        # 1. pixel metrics: every rank's (sparse) histograms
+        pixel = merge_across_ranks(self._pixel, self._new_pixel)
+        if not pixel:
             warnings.warn('OODMetric got no samples')
             return {}
-        results = OrderedDict()
-        self.last_pixel = OrderedDict()
-        for n in names:
-            merged = StreamingOODMetric(self.bits, self.ignore_index,
-                                        self.tpr_points, n)
-            for part in gathered:
-                if n in part:
-                    merged.load_state_dict(part[n])
-            results[n] = merged.compute()
-            self.last_pixel[n] = merged
-        # 2. component metrics at the best pixel-F1 threshold (second pass
-        #    over the spilled maps) and at fixed thresholds (streamed)
+        results = OrderedDict((n, m.compute()) for n, m in pixel.items())
+        # 2. component metrics at the best pixel-F1 threshold (a second
+        #    pass over each rank's spilled maps) and at fixed thresholds
+        #    (streamed); the thresholds are the same on every rank
         best = {}
-        for n in names:
+        for n in pixel:
             if self._requested_threshold(n) == 'best_f1':
                 t = results[n]['best_f1_threshold']
                 if t == t:  # undefined without OOD or ID pixels
                     best[n] = float(t)
-        parts = all_gather_object(
-            dict(best=self._best_f1_states(best),
-                 fixed={n: (a.threshold, a.state_dict())
-                        for n, a in self._fixed.items()}))
-        for n in names:
-            acc = None
-            if n in best:
-                acc = self._new_components(best[n])
-                for part in parts:
-                    acc.load_state_dict(part['best'][n])
-            elif any(n in part['fixed'] for part in parts):
-                for part in parts:
-                    if n in part['fixed']:
-                        t, state = part['fixed'][n]
-                        acc = acc or self._new_components(t)
-                        acc.load_state_dict(state)
-            if acc is not None:
-                results[n].update(acc.compute())
+        components = merge_across_ranks(self._best_f1_components(best))
+        components.update(merge_across_ranks(
+            self._fixed,
+            lambda n: self._new_components(self._requested_threshold(n))))
+        for n, acc in components.items():
+            results[n].update(acc.compute())
         if get_rank() == 0:
             print_log('\n' + format_table(results), logger='current')
-        self.last_results = results
-        pre = f'{self.prefix}/' if self.prefix else ''
-        return {
-            f'{pre}{n}/{k}': v
-            for n, r in results.items() for k, v in r.items()
-        }
-
-    def compute_metrics(self, results: list) -> dict:  # pragma: no cover
-        raise NotImplementedError('OODMetric computes in evaluate()')
+        self.last_results, self.last_pixel = results, pixel
+        return {f'{n}/{k}': v for n, r in results.items()
+                for k, v in r.items()}

@@ -4,16 +4,87 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import numpy as np
-from mmengine.dist import all_gather_object
-from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
 from mmseg.registry import METRICS
+from ..labels import IGNORE_INDEX
+from ..utils.arguments import strict_arguments
+from .accumulating_metric import AccumulatingMetric
+from .accumulator import Accumulator, merge_across_ranks
 from .inputs import to_numpy
 
 
+class OpenSetIoUAccumulator(Accumulator):
+    """Per-class intersection / prediction / label areas of ID pixels, with
+    pixels scoring ``>= t`` predicted as an extra OOD class, for each
+    threshold ``t``.
+
+    Memory: ``3 * T * C`` int64 counts.
+
+    Args:
+        num_classes: ID classes ``C``.
+        thresholds: ``T`` score thresholds; ``None`` = no OOD class.
+        ignore_index: Label excluded.
+    """
+
+    def __init__(self, num_classes: int,
+                 thresholds: Sequence[Optional[float]],
+                 ignore_index: int = IGNORE_INDEX):
+        if not isinstance(num_classes, int) or num_classes < 1:
+            raise ValueError('`num_classes` must be an int >= 1, got '
+                             f'{num_classes!r}')
+        self.num_classes = num_classes
+        self.thresholds = tuple(thresholds)
+        self.ignore_index = ignore_index
+        self.reset()
+
+    def reset(self) -> None:
+        self.areas = np.zeros((3, len(self.thresholds), self.num_classes),
+                              np.int64)
+
+    def update(self, pred, label, score) -> 'OpenSetIoUAccumulator':
+        """Add one image: prediction, labels and OOD scores, ``(H, W)``
+        each."""
+        c = self.num_classes
+        pred, label, score = (to_numpy(x) for x in (pred, label, score))
+        valid = label != self.ignore_index
+        p, y, s = pred[valid], label[valid], score[valid]
+        if y.size and (y.min() < 0 or y.max() >= c):
+            raise ValueError(f'labels must be in [0, {c}) or '
+                             f'{self.ignore_index}, got {int(y.min())}..'
+                             f'{int(y.max())}')
+        area_label = np.bincount(y, minlength=c)[:c]
+        for i, t in enumerate(self.thresholds):
+            q = p if t is None else np.where(s >= t, c, p)
+            hit = q[q == y]
+            self.areas[0, i] += np.bincount(hit, minlength=c)[:c]
+            self.areas[1, i] += np.bincount(q, minlength=c + 1)[:c]
+            self.areas[2, i] += area_label
+        return self
+
+    def state_dict(self) -> dict:
+        return dict(areas=self.areas.copy())
+
+    def load_state_dict(self, state: dict) -> 'OpenSetIoUAccumulator':
+        if state['areas'].shape != self.areas.shape:
+            raise ValueError(f"areas {state['areas'].shape} cannot be merged "
+                             f'into {self.areas.shape}')
+        self.areas += state['areas']
+        return self
+
+    def compute(self) -> dict:
+        """``{threshold: mIoU in percent}`` (NaN-free classes averaged)."""
+        inter, pred, label = self.areas
+        union = pred + label - inter
+        with np.errstate(invalid='ignore', divide='ignore'):
+            iou = inter / union
+        miou = np.nanmean(iou, axis=1) * 100 if iou.size else []
+        return dict(zip(self.thresholds, miou))
+
+
 @METRICS.register_module()
-class OpenSetIoUMetric(BaseMetric):
+@strict_arguments
+class OpenSetIoUMetric(AccumulatingMetric):
     """ID mIoU when pixels scoring >= t are predicted as an extra OOD class.
 
     Entropy-maximization paper, sec. 6.3 / Fig. 5: on ID validation data,
@@ -23,8 +94,7 @@ class OpenSetIoUMetric(BaseMetric):
     first entry by default) is the plain mIoU; comparing it with the other
     entries shows what a detection threshold costs the original task.
 
-    Streaming: intersection / prediction / label areas per class and
-    threshold, ``3 * T * C`` int64 counts; merged across ranks.
+    Streaming: an :class:`OpenSetIoUAccumulator`, merged across ranks.
 
     Args:
         scorer: Name in ``data_sample['ood_scores']`` (e.g. ``'entropy'``,
@@ -47,9 +117,11 @@ class OpenSetIoUMetric(BaseMetric):
     def __init__(self, scorer: str = 'entropy',
                  thresholds: Sequence[Optional[float]] = (None, 0.2, 0.3, 0.5,
                                                           0.7, 0.9),
-                 ignore_index: int = 255, collect_device: str = 'cpu',
-                 prefix: Optional[str] = None, **kwargs):
+                 ignore_index: int = IGNORE_INDEX, collect_device: str = 'cpu',
+                 prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
+        if not isinstance(scorer, str) or not scorer:
+            raise ValueError(f'`scorer` must be a scorer name, got {scorer!r}')
         if not thresholds:
             raise ValueError('`thresholds` must not be empty')
         for t in thresholds:
@@ -59,46 +131,36 @@ class OpenSetIoUMetric(BaseMetric):
         self.scorer = scorer
         self.thresholds = list(thresholds)
         self.ignore_index = ignore_index
-        self._areas = None
+        self._acc: Optional[OpenSetIoUAccumulator] = None
+
+    def reset(self) -> None:
+        self._acc = None
+
+    def _new_accumulator(self, name: str = '') -> OpenSetIoUAccumulator:
+        return OpenSetIoUAccumulator(len(self.dataset_meta['classes']),
+                                     self.thresholds, self.ignore_index)
 
     def process(self, data_batch, data_samples) -> None:
         for sample in data_samples:
-            pred = to_numpy(sample['pred_sem_seg']['data']).squeeze(0)
-            label = to_numpy(sample['gt_sem_seg']['data']).squeeze(0)
             if self.scorer not in sample.get('ood_scores', {}):
-                raise KeyError(f'OpenSetIoUMetric: no ood_scores[{self.scorer!r}]'
-                               '; attach it with OODScoringHook')
-            score = to_numpy(sample['ood_scores'][self.scorer])
-            c = len(self.dataset_meta['classes'])
-            if self._areas is None:
-                self._areas = np.zeros((3, len(self.thresholds), c), np.int64)
-            valid = label != self.ignore_index
-            p, y, s = pred[valid], label[valid], score[valid]
-            area_label = np.bincount(y, minlength=c)[:c]
-            for i, t in enumerate(self.thresholds):
-                q = p if t is None else np.where(s >= t, c, p)
-                hit = q[q == y]
-                self._areas[0, i] += np.bincount(hit, minlength=c)[:c]
-                self._areas[1, i] += np.bincount(q, minlength=c + 1)[:c]
-                self._areas[2, i] += area_label
+                raise KeyError('OpenSetIoUMetric: no '
+                               f'ood_scores[{self.scorer!r}]; attach it with '
+                               'OODScoringHook')
+            if self._acc is None:
+                self._acc = self._new_accumulator()
+            self._acc.update(
+                to_numpy(sample['pred_sem_seg']['data']).squeeze(0),
+                to_numpy(sample['gt_sem_seg']['data']).squeeze(0),
+                sample['ood_scores'][self.scorer])
 
-    def evaluate(self, size: int) -> dict:
-        parts = [a for a in all_gather_object(self._areas) if a is not None]
-        self._areas = None
-        if not parts:
+    def compute_accumulated(self) -> dict:
+        local = {} if self._acc is None else {'areas': self._acc}
+        merged = merge_across_ranks(local, self._new_accumulator)
+        if not merged:
             return {}
-        inter, pred, label = sum(parts)
-        union = pred + label - inter
-        with np.errstate(invalid='ignore', divide='ignore'):
-            iou = inter / union
-        miou = np.nanmean(iou, axis=1) * 100
         out = {}
-        pre = f'{self.prefix}/' if self.prefix else ''
-        for t, v in zip(self.thresholds, miou):
+        for t, v in merged['areas'].compute().items():
             key = 'mIoU' if t is None else f'mIoU@t={t:g}'
-            out[pre + key] = float(np.round(v, 2))
+            out[key] = float(np.round(v, 2))
         print_log(f'open-set mIoU ({self.scorer}): {out}', logger='current')
         return out
-
-    def compute_metrics(self, results):  # pragma: no cover
-        raise NotImplementedError('OpenSetIoUMetric computes in evaluate()')

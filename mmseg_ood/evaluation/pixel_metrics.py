@@ -5,11 +5,12 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+from ..labels import IGNORE_INDEX
 from .curves import curve_metrics
 from .inputs import valid_scores_and_labels
 
 
-def pixel_ood_metrics(scores, labels, ignore_index: int = 255,
+def pixel_ood_metrics(scores, labels, ignore_index: int = IGNORE_INDEX,
                       tpr_points: Sequence[float] = (0.95, ),
                       name: str = 'scores') -> Dict[str, float]:
     """Exact pixel-level AUROC, AP and FPR@95 (SMIYC definitions).

@@ -5,7 +5,9 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+from ..labels import IGNORE_INDEX
 from .curves import curve_metrics
+from .accumulator import Accumulator
 from .inputs import flat_scores_and_labels
 
 #: Sign and exponent bits of a float32: a page of coarse bins is one binade.
@@ -98,7 +100,7 @@ class _FineCounts:
                 yield b, c[:2, b - first]
 
 
-class StreamingOODMetric:
+class StreamingOODMetric(Accumulator):
     """Pixel AUROC / AP / FPR@95 over a stream of images, mergeable.
 
     Scores of any float range (energies are unbounded) are binned by the top
@@ -144,12 +146,13 @@ class StreamingOODMetric:
         >>> m.compute()['auroc']
     """
 
-    def __init__(self, bits: int = 20, ignore_index: int = 255,
+    def __init__(self, bits: int = 20, ignore_index: int = IGNORE_INDEX,
                  tpr_points: Sequence[float] = (0.95, ),
                  name: str = 'scores', refine_fraction: float = 0.01,
                  max_refined: int = 256):
         if not isinstance(bits, int) or not 12 <= bits <= 24:
-            raise ValueError(f'`bits` must be an int in [12, 24], got {bits!r}')
+            raise ValueError(
+                f'`bits` must be an int in [12, 24], got {bits!r}')
         for p in tpr_points:
             if not 0.0 < p <= 1.0:
                 raise ValueError(f'`tpr_points` must be in (0, 1], got {p}')

@@ -10,8 +10,11 @@ from mmseg.models import SegTTAModel
 from mmseg.registry import MODELS
 from mmseg.utils import SampleList
 
+from ..utils.arguments import strict_arguments
+
 
 @MODELS.register_module()
+@strict_arguments
 class OODSegTTAModel(SegTTAModel):
     """mmseg's ``SegTTAModel`` that also merges logits and OOD scores.
 

@@ -14,6 +14,7 @@ from mmengine.registry import Registry
 from torch import Tensor
 
 from ..implicit_background import foreground_logits
+from ..utils.arguments import check_mapping_arguments
 
 #: The package's scorer registry: ``build_scorer(dict(type='msp'))``.
 OOD_SCORERS = Registry('ood_scorer', scope='mmseg_ood')
@@ -193,6 +194,8 @@ def build_scorer(cfg: Union[dict, str]) -> BaseScorer:
 
     Raises:
         ValueError: unknown ``type``; the message lists the registered names.
+        TypeError: an argument the scorer does not take; the message lists
+            the ones it does.
     """
     if isinstance(cfg, str):
         cfg = dict(type=cfg)
@@ -202,13 +205,18 @@ def build_scorer(cfg: Union[dict, str]) -> BaseScorer:
     args = dict(cfg)
     name = args.pop('type')
     if isinstance(name, type) and issubclass(name, BaseScorer):
-        return name(**args)
-    if name not in OOD_SCORERS.module_dict:
+        cls = name
+    elif name in OOD_SCORERS.module_dict:
+        # Looked up in this registry directly: scorers have no scope
+        # hierarchy, and mmengine's scope switching would warn under mmseg's
+        # default scope.
+        cls = OOD_SCORERS.module_dict[name]
+    else:
         raise ValueError(f'unknown scorer {name!r}; registered scorers: '
                          f'{", ".join(sorted(OOD_SCORERS.module_dict))}')
-    # Looked up in this registry directly: scorers have no scope hierarchy,
-    # and mmengine's scope switching would warn under mmseg's default scope.
-    return OOD_SCORERS.module_dict[name](**args)
+    check_mapping_arguments(f'scorer {cls.name or cls.__name__!r}', args,
+                            cls.__init__)
+    return cls(**args)
 
 
 def softmax_stable(logits: Tensor) -> Tensor:

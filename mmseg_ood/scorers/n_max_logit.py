@@ -7,7 +7,8 @@ from .decoupling import check_decoupling_args, decoupled_logits
 
 @OOD_SCORERS.register_module('n_max_logit')
 class NormalizedMaxLogit(BaseScorer):
-    """Normalized max logit: ``S(x) = -max_c w_c^(eta-1) s_c / ||z||^(1-delta)``.
+    """Normalized max logit:
+    ``S(x) = -max_c w_c^(eta-1) s_c / ||z||^(1-delta)``.
 
     ``eta = 1, delta = 0`` is thesis eq. 4.18 (``-max_c s_c / ||z||``);
     ``delta`` reintroduces part of the norm, eq. 5.7; ``eta`` is the

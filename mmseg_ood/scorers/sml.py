@@ -34,12 +34,30 @@ class ClassStatistics:
         mean_b = np.divide(sum_b, n_b, out=np.zeros(c), where=n_b > 0)
         dev = values - mean_b[labels]
         m2_b = np.bincount(labels, weights=dev * dev, minlength=c)
+        self._merge(n_b, mean_b, m2_b)
+
+    def _merge(self, n_b: np.ndarray, mean_b: np.ndarray,
+               m2_b: np.ndarray) -> None:
         n = self.count + n_b
         d = mean_b - self.mean
         safe_n = np.where(n > 0, n, 1.0)
         self.mean = self.mean + d * n_b / safe_n
         self.m2 = self.m2 + m2_b + d * d * self.count * n_b / safe_n
         self.count = n
+
+    def state_dict(self) -> dict:
+        return dict(count=self.count.copy(), mean=self.mean.copy(),
+                    m2=self.m2.copy())
+
+    def load_state_dict(self, state: dict) -> 'ClassStatistics':
+        """Merge another chunk's statistics (e.g. another rank's) in."""
+        arrays = [np.asarray(state[k], np.float64)
+                  for k in ('count', 'mean', 'm2')]
+        if any(a.shape != self.count.shape for a in arrays):
+            raise ValueError(f'statistics of {arrays[0].shape} classes '
+                             f'cannot be merged into {self.count.shape}')
+        self._merge(*arrays)
+        return self
 
     def std(self) -> np.ndarray:
         """Population standard deviation (NaN where count is 0)."""
@@ -81,6 +99,7 @@ class StandardizedMaxLogit(BaseScorer):
                  num_classes: Optional[int] = None, min_std: float = 1e-6):
         self.min_std = check_number('min_std', min_std, 0.0, low_open=True)
         self.stats: Optional[ClassStatistics] = None
+        self.meta: dict = {}
         if stats_file is not None:
             self.load(stats_file)
         elif num_classes is not None:
@@ -120,30 +139,6 @@ class StandardizedMaxLogit(BaseScorer):
             self.partial_fit(logits)
         return self
 
-    def fit_model(self, model, dataloader,
-                  max_batches: Optional[int] = None) -> 'StandardizedMaxLogit':
-        """Fit on a model's logits over an ID dataloader, streaming.
-
-        The logits are taken where every scorer reads them (the decode
-        head's output, before resizing), so the statistics match what
-        :meth:`score` sees. Runs ``model.test_step`` per batch.
-
-        Args:
-            model: An mmseg segmentor.
-            dataloader: Iterable of mmseg data batches (ID data).
-            max_batches: Stop after this many batches.
-        """
-        import torch
-
-        from ..models import OODScoring
-        recorder = _LogitRecorder(self)
-        with torch.no_grad(), OODScoring(model, {'_sml_fit': recorder}):
-            for i, data in enumerate(dataloader):
-                if max_batches is not None and i >= max_batches:
-                    break
-                model.test_step(data)
-        return self
-
     @property
     def mean(self) -> np.ndarray:
         return self._fitted().mean.copy()
@@ -161,12 +156,14 @@ class StandardizedMaxLogit(BaseScorer):
         return self.stats
 
     # persistence -----------------------------------------------------------
-    def save(self, path: str) -> None:
-        """Write the statistics to a JSON file."""
+    def save(self, path: str, meta: Optional[dict] = None) -> None:
+        """Write the statistics (and ``meta``: what they were fitted on) to
+        a JSON file."""
         s = self._fitted()
         with open(path, 'w') as f:
             json.dump(dict(scorer='sml', count=s.count.tolist(),
-                           mean=s.mean.tolist(), m2=s.m2.tolist()), f)
+                           mean=s.mean.tolist(), m2=s.m2.tolist(),
+                           meta=meta or {}), f, indent=1)
 
     def load(self, path: str) -> None:
         """Read statistics written by :meth:`save`."""
@@ -178,10 +175,19 @@ class StandardizedMaxLogit(BaseScorer):
             if key not in data:
                 raise ValueError(f'{path}: SML statistics need the field '
                                  f'{key!r}; found {sorted(data)}')
-        stats = ClassStatistics(len(data['count']))
-        stats.count, stats.mean, stats.m2 = (np.asarray(
-            data[k], np.float64) for k in ('count', 'mean', 'm2'))
+        arrays = [np.asarray(data[k], np.float64)
+                  for k in ('count', 'mean', 'm2')]
+        if arrays[0].ndim != 1 or any(a.shape != arrays[0].shape
+                                      for a in arrays) or not all(
+                                          np.isfinite(a).all()
+                                          for a in arrays):
+            raise ValueError(f'{path}: `count`, `mean` and `m2` must be '
+                             'finite lists of one length (one entry per '
+                             'class)')
+        stats = ClassStatistics(len(arrays[0]))
+        stats.count, stats.mean, stats.m2 = arrays
         self.stats = stats
+        self.meta = data.get('meta') or {}
 
     # scoring ---------------------------------------------------------------
     def score(self, inputs: ScoreInputs) -> Tensor:
@@ -199,7 +205,8 @@ class StandardizedMaxLogit(BaseScorer):
                           'pooled mean/std for them')
             total = s.count.sum()
             pooled_mean = (s.count * s.mean).sum() / total
-            pooled_m2 = s.m2.sum() + (s.count * (s.mean - pooled_mean)**2).sum()
+            pooled_m2 = s.m2.sum() + (s.count *
+                                      (s.mean - pooled_mean)**2).sum()
             mean[missing] = pooled_mean
             std[missing] = np.sqrt(pooled_m2 / total)
         std = np.maximum(std, self.min_std)
@@ -214,14 +221,3 @@ class StandardizedMaxLogit(BaseScorer):
         fitted = self.stats is not None and bool(self.stats.count.any())
         return f'StandardizedMaxLogit(fitted={fitted})'
 
-
-class _LogitRecorder(BaseScorer):
-    """Feeds the logits it is given to an SML fit; scores zeros."""
-    name = '_sml_fit'
-
-    def __init__(self, sml: StandardizedMaxLogit):
-        self.sml = sml
-
-    def score(self, inputs: ScoreInputs) -> Tensor:
-        self.sml.partial_fit(inputs.logits)
-        return inputs.logits.new_zeros(inputs.logits[:, 0].shape)

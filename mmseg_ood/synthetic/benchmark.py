@@ -29,6 +29,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..labels import IGNORE_INDEX, ID_LABEL, OOD_LABEL
 from . import textures as tx
 from .objects import OBJECTS_CLASSES, OBJECTS_PALETTE, render_objects
 from .outlier_proxy import render_outlier_proxy
@@ -37,7 +38,6 @@ from .street import (STREET_CLASSES, STREET_PALETTE, apply_camera,
 
 GENERATOR_VERSION = 2
 VARIANTS = ('street', 'objects')
-OOD_ID, OOD_OUT, OOD_VOID = 0, 1, 255
 _SPLIT_IDS = {
     'train': 0,
     'val': 1,
@@ -68,7 +68,8 @@ class SyntheticSpec:
                      'num_proxy'):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
-                raise ValueError(f'`{name}` must be an int >= 0, got {value!r}')
+                raise ValueError(
+                    f'`{name}` must be an int >= 0, got {value!r}')
         if self.size is None:
             self.size = (128, 256) if self.variant == 'street' else (128, 128)
         self.size = tuple(int(s) for s in self.size)
@@ -126,9 +127,9 @@ def render_ood(spec: SyntheticSpec, index: int):
         img, _, unseen = render_objects(rng, h, w, num_unseen=num)
     if not unseen.any():  # fully occluded: paint one object on top again
         img, unseen = _force_unseen(rng, img, unseen)
-    label = np.full((h, w), OOD_ID, np.uint8)
-    label[_void_ring(unseen)] = OOD_VOID
-    label[unseen] = OOD_OUT
+    label = np.full((h, w), ID_LABEL, np.uint8)
+    label[_void_ring(unseen)] = IGNORE_INDEX
+    label[unseen] = OOD_LABEL
     return apply_camera(rng, img), label
 
 
@@ -174,7 +175,8 @@ def _meta(spec: SyntheticSpec) -> dict:
     meta['size'] = list(spec.size)
     meta.update(generator_version=GENERATOR_VERSION, classes=list(classes),
                 palette=[list(p) for p in palette],
-                ood_labels={'id': OOD_ID, 'ood': OOD_OUT, 'void': OOD_VOID})
+                ood_labels={'id': ID_LABEL, 'ood': OOD_LABEL,
+                            'void': IGNORE_INDEX})
     return meta
 
 

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..labels import IGNORE_INDEX, PROXY_OOD_INDEX
 from . import textures as tx
 
-#: Label of outlier-proxy object pixels; every other pixel is void (255).
-PROXY_OOD_INDEX = 254
-PROXY_VOID = 255
 PROXY_SHAPES = ('crescent', 'chevron', 'frame')
 
 
@@ -51,7 +49,7 @@ def render_outlier_proxy(rng: np.random.Generator, height: int,
 
     Returns:
         tuple: image ``(H, W, 3)`` float in [0, 1] and label ``(H, W)``
-        uint8 with ``PROXY_OOD_INDEX`` on objects and ``PROXY_VOID``
+        uint8 with ``PROXY_OOD_INDEX`` on objects and ``IGNORE_INDEX``
         elsewhere; at least one pixel is an object.
     """
     shape = (height, width)
@@ -62,7 +60,7 @@ def render_outlier_proxy(rng: np.random.Generator, height: int,
     ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
     img = tx.colorize(0.6 * ramp + 0.4 * tx.fractal_noise(
         rng, shape, cell=rng.uniform(6, 30)), c1, c2)
-    label = np.full(shape, PROXY_VOID, np.uint8)
+    label = np.full(shape, IGNORE_INDEX, np.uint8)
     side = min(shape)
     for _ in range(int(rng.integers(1, 5))):
         kind = PROXY_SHAPES[int(rng.integers(len(PROXY_SHAPES)))]

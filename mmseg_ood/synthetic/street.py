@@ -140,7 +140,8 @@ def render_street(rng: np.random.Generator, height: int = 128,
         d = (y_bot - horizon) / max(h - horizon, 1.0)
         cw = rng.uniform(0.18, 0.3) * w * d + 3
         ch = cw * rng.uniform(0.55, 0.8)
-        cxv = vx + (cx_bottom - vx) * d + rng.uniform(-0.7, 0.7) * road_half * d
+        cxv = vx + (cx_bottom - vx) * d + rng.uniform(
+            -0.7, 0.7) * road_half * d
         body = np.zeros(shape, bool)
         y0, y1 = int(y_bot - ch), int(min(h, y_bot))
         x0, x1 = int(max(0, cxv - cw / 2)), int(min(w, cxv + cw / 2))

@@ -19,7 +19,8 @@ def value_noise(rng: np.random.Generator, shape: tuple[int, int],
         ``(H, W)`` float32, roughly in ``[0, 1]`` (clipped).
     """
     h, w = shape
-    gh, gw = max(2, int(np.ceil(h / cell)) + 2), max(2, int(np.ceil(w / cell)) + 2)
+    gh = max(2, int(np.ceil(h / cell)) + 2)
+    gw = max(2, int(np.ceil(w / cell)) + 2)
     grid = rng.random((gh, gw), dtype=np.float32)
     big = cv2.resize(grid, (int(gw * cell), int(gh * cell)),
                      interpolation=cv2.INTER_CUBIC)
@@ -86,7 +87,8 @@ def polygon_mask(shape: tuple[int, int], points) -> np.ndarray:
 
 def ellipse_mask(shape: tuple[int, int], cx: float, cy: float, rx: float,
                  ry: float, angle: float = 0.0) -> np.ndarray:
-    """Filled ellipse centred at ``(cx, cy)``, radii ``rx, ry``, angle (rad)."""
+    """Filled ellipse centred at ``(cx, cy)``, radii ``rx, ry``, angle in
+    radians."""
     yy, xx = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float32)
     x, y = xx - cx, yy - cy
     ca, sa = np.cos(angle), np.sin(angle)

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ...implicit_background import (check_background_index,
                                     implicit_background_logits)
+from ...utils.arguments import strict_arguments
 
 _CE_TYPES = ('CrossEntropyLoss', 'mmseg.CrossEntropyLoss')
 
@@ -82,7 +83,8 @@ class ImplicitBackgroundHead(BaseModule):
                 getattr(self.head, 'conv_seg', None), nn.Conv2d):
             raise TypeError(
                 f'{name} wraps mmseg decode heads (BaseDecodeHead subclasses '
-                f'with a `conv_seg` classifier), got {type(self.head).__name__}'
+                'with a `conv_seg` classifier), got '
+                f'{type(self.head).__name__}'
                 '; mask-classification heads have no per-pixel classifier')
         self.background_index = background_index
         self.num_classes = k
@@ -128,6 +130,7 @@ class ImplicitBackgroundHead(BaseModule):
 
 
 @MODELS.register_module()
+@strict_arguments
 class IBEHead(ImplicitBackgroundHead):
     """Implicit Background Estimation around any decode head.
 
@@ -152,6 +155,7 @@ class IBEHead(ImplicitBackgroundHead):
 
 
 @MODELS.register_module()
+@strict_arguments
 class SCrIBEHead(ImplicitBackgroundHead):
     """Sigmoid cross entropy with Implicit Background Estimation.
 

@@ -8,10 +8,14 @@ import torch.nn as nn
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ...labels import IGNORE_INDEX, PROXY_OOD_INDEX
+from ...utils.arguments import strict_arguments
 from .class_labels import class_labels
+from .loss_name import check_loss_name
 
 
 @MODELS.register_module()
+@strict_arguments
 class EntropyMaximizationLoss(nn.Module):
     """``(1 - lambda) CE`` on ID pixels + ``lambda * l_out`` on outliers.
 
@@ -47,7 +51,7 @@ class EntropyMaximizationLoss(nn.Module):
 
     def __init__(self,
                  ood_weight: float = 0.9,
-                 ood_index: int = 254,
+                 ood_index: int = PROXY_OOD_INDEX,
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_entropy_max'):
         super().__init__()
@@ -57,13 +61,13 @@ class EntropyMaximizationLoss(nn.Module):
         self.ood_weight = float(ood_weight)
         self.ood_index = int(ood_index)
         self.loss_weight = float(loss_weight)
-        self._loss_name = loss_name
+        self._loss_name = check_loss_name(loss_name)
 
     def forward(self,
                 pred: Tensor,
                 target: Tensor,
                 weight: Optional[Tensor] = None,
-                ignore_index: int = 255,
+                ignore_index: int = IGNORE_INDEX,
                 **kwargs) -> Tensor:
         """``pred`` logits ``(N, q, H, W)``, ``target`` ``(N, H, W)``."""
         q = pred.shape[1]

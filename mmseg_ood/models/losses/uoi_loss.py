@@ -10,7 +10,10 @@ import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor
 
+from ...labels import IGNORE_INDEX
+from ...utils.arguments import strict_arguments
 from .class_labels import class_labels
+from .loss_name import check_loss_name
 
 
 def _target_probabilities(target: Tensor, num_classes: int,
@@ -33,7 +36,7 @@ def _target_probabilities(target: Tensor, num_classes: int,
 
 def expected_intersection_union(pred: Tensor,
                                 target: Tensor,
-                                ignore_index: int = 255,
+                                ignore_index: int = IGNORE_INDEX,
                                 weight: Optional[Tensor] = None):
     """Per-class expected intersection, union and label mass over the batch.
 
@@ -89,13 +92,13 @@ class _ExpectedOverlapLoss(nn.Module):
             raise ValueError(f'`eps` must be > 0, got {eps}')
         self.loss_weight = float(loss_weight)
         self.eps = float(eps)
-        self._loss_name = loss_name or self.default_name
+        self._loss_name = check_loss_name(loss_name or self.default_name)
 
     def forward(self,
                 pred: Tensor,
                 target: Tensor,
                 weight: Optional[Tensor] = None,
-                ignore_index: int = 255,
+                ignore_index: int = IGNORE_INDEX,
                 **kwargs) -> Tensor:
         inter, union, mass = expected_intersection_union(
             pred, target, ignore_index, weight)
@@ -114,6 +117,7 @@ class _ExpectedOverlapLoss(nn.Module):
 
 
 @MODELS.register_module()
+@strict_arguments
 class UOILoss(_ExpectedOverlapLoss):
     """Union over Intersection: ``(1/K') sum_k E[U_k] / E[I_k]``.
 
@@ -152,6 +156,7 @@ class UOILoss(_ExpectedOverlapLoss):
 
 
 @MODELS.register_module()
+@strict_arguments
 class IoULoss(_ExpectedOverlapLoss):
     """Expected IoU loss for comparison: ``1 - (1/K') sum_k E[I_k]/E[U_k]``.
 
