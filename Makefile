@@ -1,16 +1,19 @@
-# The two commands:  make demo  (main job)   and   make test  (test suite).
+# The two commands:  make demo  (main job)   and   make test  (lint + tests).
 # Both create .venv and install everything on first use (scripts/bootstrap.sh);
 # later runs skip finished install steps.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: install test demo clean-venv
+.PHONY: install lint test demo clean-venv
 
 install:
 	bash scripts/bootstrap.sh
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest tests
 
 demo: install

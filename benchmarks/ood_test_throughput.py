@@ -1,4 +1,4 @@
-"""tools/ood_test.py (all scorers, OODMetric) vs tools/test.py alone.
+"""ood_test's pass (all scorers, OODMetric) vs what tools/test.py runs.
 
 Same model (DeepLabV3+ R18 of the synthetic config, random weights saved
 as a checkpoint), same images (the synthetic OOD split generated at
@@ -28,35 +28,33 @@ CONFIG = osp.join(REPO, 'configs', 'synthetic',
 
 
 def worker(kind, ckpt, data_root, work_dir, size):
-    from mmseg_ood.apis.ood_test import OODTester, resolve_dataset
-    tester = OODTester(CONFIG, ckpt, work_dir)
+    from mmseg_ood.apis import EvaluationSession, load_dataset_preset
+    session = EvaluationSession(
+        CONFIG, ckpt, work_dir,
+        cfg_options={'test_dataloader.num_workers': 0,
+                     'default_hooks.logger.interval': 1000})
     h, w = map(int, size.split('x'))
-    for t in tester.cfg.test_dataloader.dataset.pipeline:
+    for t in session.cfg.test_dataloader.dataset.pipeline:
         if t['type'] == 'Resize':  # infer at full resolution, as deployed
             t['scale'] = (w, h)
-    _, ds = resolve_dataset('synthetic_ood')
-    ds['data_root'] = data_root
+    preset = load_dataset_preset('synthetic_ood')
+    ds = dict(preset.dataset, data_root=data_root)
+    session.runner  # build the model and load the checkpoint: not timed
+    t0 = time.perf_counter()
     if kind == 'ood':
-        cfg = tester._pass_cfg('bench', ds, [
-            'msp', 'entropy', 'max_logit', 'energy', 'norm', 'n_max_logit',
-            'n_energy'
-        ], True, [], dict(type='OODMetric', component_threshold='best_f1',
-                          component_preset='obstacle_track'))
+        result = session.run_pass(
+            ds, scorers=['msp', 'entropy', 'max_logit', 'energy', 'norm',
+                         'n_max_logit', 'n_energy'], ood_labels=True,
+            metrics=[dict(type='OODMetric', component_threshold='best_f1',
+                          component_preset=preset.component_preset)],
+            progress=False)
     else:  # what tools/test.py runs: the model and mmseg's IoUMetric
-        cfg = tester._pass_cfg('bench', ds, ['msp'], True, [],
-                               dict(type='IoUMetric', iou_metrics=['mIoU']))
-        cfg.custom_hooks = [h for h in cfg.custom_hooks
-                            if h['type'] != 'OODScoringHook']
-    cfg.test_dataloader.num_workers = 0
-    cfg.default_hooks.logger.interval = 1000
-    from mmseg_ood.apis.train import build_runner
-    from mmseg_ood.utils import safe_checkpoint_loading
-    runner = build_runner(cfg)
-    n = len(runner.test_dataloader.dataset)
-    with safe_checkpoint_loading():
-        t0 = time.perf_counter()
-        runner.test()
-        dt = time.perf_counter() - t0
+        result = session.run_pass(
+            ds, ood_labels=True, progress=False,
+            metrics=[dict(type='IoUMetric', iou_metrics=['mIoU'])])
+    dt = time.perf_counter() - t0
+    n = len(session.runner.test_dataloader.dataset)
+    assert result.metrics
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(dict(kind=kind, images=n, seconds=dt,
                           images_per_s=n / dt, peak_mib=peak)))
@@ -106,7 +104,8 @@ def main():
             line = [ln for ln in out.stdout.splitlines()
                     if ln.startswith('{"kind"')][-1]
             runs[kind].append(json.loads(line))
-    print(f'images: {args.images} at {args.size[0]}x{args.size[1]} (full-resolution inference), '
+    print(f'images: {args.images} at {args.size[0]}x{args.size[1]} '
+          '(full-resolution inference), '
           f'model: DeepLabV3+ R18 (random weights), CPU threads: '
           f'{torch.get_num_threads()}, repeats: {args.repeats}')
     med = {}
@@ -117,8 +116,10 @@ def main():
         print(f'{kind:6s} images/s {ips:7.3f}   peak RSS {mem:8.1f} MiB   '
               f'(runs: ' + ', '.join(f"{r['images_per_s']:.3f}"
                                      for r in rs) + ')')
-    print(f'ratio images/s (ood_test / test)  {med["ood"][0] / med["plain"][0]:.3f}')
-    print(f'ratio peak memory                 {med["ood"][1] / med["plain"][1]:.3f}')
+    speed = med['ood'][0] / med['plain'][0]
+    memory = med['ood'][1] / med['plain'][1]
+    print(f'ratio images/s (ood_test / test)  {speed:.3f}')
+    print(f'ratio peak memory                 {memory:.3f}')
 
 
 if __name__ == '__main__':

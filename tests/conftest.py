@@ -11,15 +11,19 @@ STREET_CONFIG = osp.join(
     'deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py')
 
 # A few Runner iterations on a handful of images, in one CPU process.
-QUICK_OPTIONS = [
-    'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
-    'default_hooks.checkpoint.interval=2', 'default_hooks.logger.interval=1',
-    'train_dataloader.batch_size=2', 'train_dataloader.num_workers=0',
-    'train_dataloader.persistent_workers=False',
-    'val_dataloader.num_workers=0', 'val_dataloader.persistent_workers=False',
-    'test_dataloader.num_workers=0',
-    'test_dataloader.persistent_workers=False'
-]
+QUICK_CFG = {
+    'train_cfg.max_iters': 2, 'train_cfg.val_interval': 2,
+    'default_hooks.checkpoint.interval': 2,
+    'default_hooks.logger.interval': 1,
+    'train_dataloader.batch_size': 2, 'train_dataloader.num_workers': 0,
+    'train_dataloader.persistent_workers': False,
+    'val_dataloader.num_workers': 0,
+    'val_dataloader.persistent_workers': False,
+    'test_dataloader.num_workers': 0,
+    'test_dataloader.persistent_workers': False
+}
+#: The same as ``--cfg-options`` arguments.
+QUICK_OPTIONS = [f'{k}={v}' for k, v in QUICK_CFG.items()]
 
 
 def to_bn(cfg):

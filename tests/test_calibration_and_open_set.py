@@ -18,7 +18,8 @@ def random_probs(seed, c=4, h=8, w=9):
 def ece_by_loops(probs, labels, bins=15):
     conf, pred = probs.max(0)
     keep = labels != 255
-    conf, pred, y = conf[keep].numpy(), pred[keep].numpy(), labels[keep].numpy()
+    conf, pred = conf[keep].numpy(), pred[keep].numpy()
+    y = labels[keep].numpy()
     total = 0.0
     for b in range(bins):
         lo, hi = b / bins, (b + 1) / bins

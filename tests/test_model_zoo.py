@@ -8,7 +8,8 @@ from conftest import to_bn
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
-ZOO = 'mmseg::deeplabv3plus/deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py'
+ZOO = ('mmseg::deeplabv3plus/'
+       'deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py')
 
 
 def test_model_zoo_config_with_custom_imports_builds_and_runs(tmp_path):

@@ -153,16 +153,16 @@ def test_failed_run_is_never_presented_as_complete(tmp_path, synthetic_root,
 
 
 def test_unknown_dataset_lists_presets():
-    from mmseg_ood.apis.ood_test import resolve_dataset
+    from mmseg_ood.apis import load_dataset_preset
     with pytest.raises(ValueError, match='road_anomaly21'):
-        resolve_dataset('road_anomaly_2021')
+        load_dataset_preset('road_anomaly_2021')
 
 
 def test_tuning_picks_the_known_best_point():
     """OOD pixels share the ID embeddings' direction but have small norms:
     only the raw logits separate them, so delta = 1 must win."""
-    from mmseg_ood.apis.ood_test import (best_of_grid, restrict_grid,
-                                         tuning_scorers)
+    from mmseg_ood.apis.tuning import (best_of_grid, restrict_grid,
+                                       tuning_scorers)
     from mmseg_ood.evaluation import StreamingOODMetric
     from mmseg_ood.scorers import ScoreInputs, build_scorer
     g = torch.Generator().manual_seed(0)

@@ -58,7 +58,8 @@ def test_show_dir_writes_painted_images(tmp_path, synthetic_root,
     work = str(tmp_path / 'show')
     run_tool('test.py', STREET_CONFIG, _checkpoint(trained_work_dir),
              '--work-dir', work, '--show-dir', 'painted', '--cfg-options',
-             *QUICK_OPTIONS, 'default_hooks.visualization.interval=1', env={'MMSEG_OOD_DATA': synthetic_root})
+             *QUICK_OPTIONS, 'default_hooks.visualization.interval=1',
+             env={'MMSEG_OOD_DATA': synthetic_root})
     assert len(glob.glob(osp.join(work, 'painted', '**', '*.png'),
                          recursive=True)) == 2
 

@@ -1,7 +1,21 @@
-"""High-level entry points used by ``tools/`` and users."""
-from .ood_test import ood_test
+"""High-level entry points used by the tools and by users.
+
+:class:`EvaluationSession` is the evaluation-pass mechanism every OOD tool
+builds on; :func:`ood_test`, :func:`fit_sml` and the later tools are
+orchestrations of its passes.
+"""
+from .dataset_presets import (DatasetPreset, available_dataset_presets,
+                              load_dataset_preset)
+from .evaluation_pass import EvaluationSession, PassResult
+from .ood_test import DEFAULT_SCORERS, ood_test
 from .score import score_image
+from .sml import fit_sml, sml_scorer
 from .test import test
 from .train import train
 
-__all__ = ['train', 'test', 'score_image', 'ood_test']
+__all__ = [
+    'train', 'test', 'score_image', 'ood_test', 'DEFAULT_SCORERS',
+    'EvaluationSession', 'PassResult', 'DatasetPreset',
+    'available_dataset_presets', 'load_dataset_preset', 'fit_sml',
+    'sml_scorer'
+]

@@ -6,13 +6,14 @@ from .ood_datasets import (FishyscapesLAFDataset, FishyscapesStaticDataset,
                            SyntheticOODDataset, value_lut)
 from .outlier_proxy import OutlierMixDataset, OutlierProxyDataset
 from .synthetic import SyntheticObjectsDataset, SyntheticStreetDataset
-from .transforms import LoadOODAnnotations
+from .transforms import LoadOODAnnotations, with_ood_annotations
 
 __all__ = [
     'SyntheticStreetDataset', 'SyntheticObjectsDataset', 'OODSegDataset',
     'SyntheticOODDataset', 'RoadAnomaly21Dataset', 'RoadObstacle21Dataset',
     'LostAndFoundDataset', 'FishyscapesLAFDataset',
     'FishyscapesStaticDataset', 'RoadAnomalyDataset', 'OODFolderDataset',
-    'LoadOODAnnotations', 'value_lut', 'OutlierProxyDataset',
+    'LoadOODAnnotations', 'with_ood_annotations', 'value_lut',
+    'OutlierProxyDataset',
     'OutlierMixDataset'
 ]

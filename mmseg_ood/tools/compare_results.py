@@ -1,7 +1,7 @@
 """One table over several tools/ood_test.py runs (ID mIoU, AUROC / AP /
 FPR95 per scorer), e.g. the training-time variants of issue 6.
 
-    python tools/compare_results.py WORK_ROOT NAME [NAME ...]
+    python -m mmseg_ood.tools.compare_results WORK_ROOT NAME [NAME ...]
         [--dataset synthetic_objects_ood] [--scorers msp entropy ...]
         [--out FILE.md]
 

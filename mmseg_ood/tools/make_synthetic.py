@@ -1,6 +1,6 @@
 """Generate the synthetic OOD benchmark (deterministic from --seed).
 
-    python tools/make_synthetic.py OUT_DIR [--seed 0]
+    python -m mmseg_ood.tools.make_synthetic OUT_DIR [--seed 0]
         [--variants street objects] [--num-train N] [--num-val N]
         [--num-ood N] [--num-image-ood N] [--num-proxy N] [--overwrite]
 

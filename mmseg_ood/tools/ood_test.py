@@ -1,34 +1,50 @@
 """Score a checkpoint on OOD datasets with every scorer in one pass.
 
-    python tools/ood_test.py CONFIG CHECKPOINT --work-dir DIR \
+    python -m mmseg_ood.tools.ood_test CONFIG CHECKPOINT --work-dir DIR \
         [--datasets road_anomaly21 road_obstacle21 fs_lost_and_found ...] \
-        [--scorers msp energy n_energy ...] \
+        [--scorers msp energy n_energy sml ...] \
+        [--sml-stats FILE | --sml-fit-on train|val] \
         [--tune eta delta temperature --tune-on DATASET] \
         [--show-dir DIR --show-num N] [--export-smiyc DIR] [--tta] \
         [--cfg-options ...] [--launcher none|pytorch|slurm] [--unsafe-load]
 
-Writes DIR/results.json, results.csv, results.md and DIR/curves/*.png.
-Dataset names are the presets in configs/_base_/datasets/ood/ (or paths to
+(or ``python tools/ood_test.py`` in a clone). CONFIG is a file or
+``mmseg_ood::<path>`` for a config shipped with the package. Writes
+DIR/results.json, results.csv, results.md and DIR/curves/*.png. Dataset
+names are the presets shipped in configs/_base_/datasets/ood/ (or paths to
 preset files); their data roots come from environment variables named in
-each preset.
+each preset. ``--scorers sml`` fits SML's statistics on the config's
+training set (``--sml-fit-on val`` for the validation set), caches them in
+DIR and reuses them, or loads them from ``--sml-stats FILE``.
 """
 import argparse
 import os
 
 from mmengine.config import DictAction
 
+from mmseg_ood.apis.dataset_presets import available_dataset_presets
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='OOD evaluation of a segmentation checkpoint')
-    p.add_argument('config', help='model config file')
+    p.add_argument('config', help='model config file (or mmseg_ood::<path> '
+                   'for a config shipped with the package)')
     p.add_argument('checkpoint', help='checkpoint file')
     p.add_argument('--work-dir', help='directory for results and logs')
     p.add_argument('--datasets', nargs='+', default=['synthetic_ood'],
-                   help='OOD dataset presets or preset files')
+                   help='OOD dataset presets (shipped: '
+                   f'{", ".join(available_dataset_presets())}) or preset '
+                   'files')
     p.add_argument('--scorers', nargs='+',
                    help='scorer names (default: every scorer the model '
                    'supports)')
+    p.add_argument('--sml-stats', help='statistics file of the sml scorer '
+                   '(default: fit them on --sml-fit-on, cached in the work '
+                   'dir)')
+    p.add_argument('--sml-fit-on', default='train', choices=['train', 'val'],
+                   help="the config's ID split the sml statistics are "
+                   'fitted on')
     p.add_argument('--tune', nargs='+', default=[],
                    choices=['eta', 'delta', 'temperature'],
                    help='grid-search these parameters (maximizing AP)')
@@ -65,6 +81,7 @@ def main(argv=None):
         tune_on=args.tune_on, show_dir=args.show_dir,
         show_num=args.show_num, export_smiyc=args.export_smiyc,
         tta=args.tta, id_eval=not args.no_id_eval,
+        sml_stats=args.sml_stats, sml_fit_on=args.sml_fit_on,
         cfg_options=args.cfg_options, launcher=args.launcher,
         unsafe_load=args.unsafe_load)
 

@@ -1,6 +1,7 @@
 """Build the COCO outlier proxy (entropy-maximization paper, sec. 5).
 
-    python tools/prepare_coco_ood.py COCO_ROOT OUT_DIR [--split train2017]
+    python -m mmseg_ood.tools.prepare_coco_ood COCO_ROOT OUT_DIR
+        [--split train2017]
         [--id-taxonomy cityscapes|voc|none] [--exclude NAME ...]
         [--min-size 480] [--link] [--limit N]
 

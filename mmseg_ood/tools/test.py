@@ -1,7 +1,8 @@
 """Test (and evaluate) a checkpoint: mmseg's ``tools/test.py`` with
 mmseg_ood loaded and checkpoints loaded safely.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out DIR]
+    python -m mmseg_ood.tools.test CONFIG CHECKPOINT [--work-dir DIR]
+        [--out DIR]
         [--show] [--show-dir DIR] [--wait-time S] [--tta]
         [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
         [--unsafe-load]

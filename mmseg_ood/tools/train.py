@@ -1,6 +1,6 @@
 """Train a segmentor: mmseg's ``tools/train.py`` with mmseg_ood loaded.
 
-    python tools/train.py CONFIG [--work-dir DIR] [--resume] [--amp]
+    python -m mmseg_ood.tools.train CONFIG [--work-dir DIR] [--resume] [--amp]
         [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
         [--unsafe-load]
 """

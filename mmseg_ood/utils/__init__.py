@@ -1,11 +1,17 @@
-"""Utilities shared by the tools: safe checkpoint loading, config loading."""
+"""Utilities shared by the tools: safe checkpoint loading, config loading,
+argument checks."""
+from .arguments import check_arguments, strict_arguments
 from .checkpoint import (SAFE_GLOBALS, UnsafeCheckpointError,
+                         check_checkpoint_fits, checkpoint_state_dict,
                          load_checkpoint_file, safe_checkpoint_loading)
-from .config import (UnknownTypeError, explain_unknown_types, load_config,
-                     registered_types)
+from .config import (CONFIG_SCOPE, UnknownTypeError, config_root,
+                     explain_unknown_types, load_config, registered_types,
+                     resolve_config_path)
 
 __all__ = [
     'SAFE_GLOBALS', 'UnsafeCheckpointError', 'load_checkpoint_file',
-    'safe_checkpoint_loading', 'UnknownTypeError', 'explain_unknown_types',
-    'load_config', 'registered_types'
+    'safe_checkpoint_loading', 'check_checkpoint_fits',
+    'checkpoint_state_dict', 'UnknownTypeError', 'explain_unknown_types',
+    'load_config', 'registered_types', 'config_root', 'resolve_config_path',
+    'CONFIG_SCOPE', 'check_arguments', 'strict_arguments'
 ]

@@ -94,7 +94,8 @@ SAFE_GLOBALS = [
 ] + _numpy_dtype_classes()
 
 _UNSUPPORTED = re.compile(r'GLOBAL (\S+) was not an allowed global')
-_UNPICKLER_REASON = re.compile(r'WeightsUnpickler error:\s*(.*?)\s*(?:\n\n|$)', re.S)
+_UNPICKLER_REASON = re.compile(
+    r'WeightsUnpickler error:\s*(.*?)\s*(?:\n\n|$)', re.S)
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -168,3 +169,46 @@ def safe_checkpoint_loading(unsafe: bool = False) -> Iterator[None]:
         yield
     finally:
         schemes[''] = previous
+
+
+def checkpoint_state_dict(ckpt) -> dict:
+    """The parameters of a loaded checkpoint (``state_dict`` or the dict
+    itself), with DDP's ``module.`` prefix removed."""
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    return {k[len('module.'):] if k.startswith('module.') else k: v
+            for k, v in state.items()}
+
+
+def check_checkpoint_fits(model: torch.nn.Module, ckpt, checkpoint: str,
+                          config: str) -> None:
+    """Raise ``ValueError`` naming config and checkpoint if their parameter
+    names or shapes differ (e.g. another number of classes).
+
+    Args:
+        model: The model the config builds.
+        ckpt: The loaded checkpoint (a dict, with or without ``state_dict``).
+        checkpoint / config: File names for the message.
+    """
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape)
+              for k, v in checkpoint_state_dict(ckpt).items()
+              if hasattr(v, 'shape')}
+    missing = sorted(set(own) - set(theirs))
+    unexpected = sorted(set(theirs) - set(own))
+    shapes = sorted(k for k in set(own) & set(theirs) if own[k] != theirs[k])
+    if not (missing or unexpected or shapes):
+        return
+    lines = [f'checkpoint {checkpoint} does not fit config {config}:']
+    if shapes:
+        lines += [f'  {k}: checkpoint {theirs[k]}, config {own[k]}'
+                  for k in shapes[:10]]
+        if any('conv_seg' in k for k in shapes):
+            lines.append('  (the number of classes differs: set '
+                         'num_classes in the config to match the checkpoint)')
+    if missing:
+        lines.append(f'  {len(missing)} parameters missing from the '
+                     f'checkpoint, e.g. {missing[:5]}')
+    if unexpected:
+        lines.append(f'  {len(unexpected)} unexpected parameters in the '
+                     f'checkpoint, e.g. {unexpected[:5]}')
+    raise ValueError('\n'.join(lines))

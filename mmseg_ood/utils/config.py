@@ -1,4 +1,13 @@
-"""Config loading for the tools, and readable errors for unknown types."""
+"""Config loading for the tools, the package's own configs, and readable
+errors for unknown types.
+
+The package's configs (``configs/`` of the repository: model configs and the
+OOD dataset presets) ship inside the wheel under ``mmseg_ood/.mim/configs``,
+where mmseg keeps its own. mmengine's ``pkg::`` scope knows only OpenMMLab's
+packages, so the tools resolve ``mmseg_ood::<path>`` themselves
+(:func:`resolve_config_path`); in a clone or an editable install the
+repository's ``configs/`` serves.
+"""
 from __future__ import annotations
 
 import contextlib
@@ -12,8 +21,57 @@ from mmengine.registry import Registry
 
 __all__ = [
     'load_config', 'explain_unknown_types', 'UnknownTypeError',
-    'registered_types'
+    'registered_types', 'config_root', 'resolve_config_path', 'CONFIG_SCOPE'
 ]
+
+#: Prefix of a path in the package's configs: ``mmseg_ood::synthetic/...``.
+CONFIG_SCOPE = 'mmseg_ood::'
+_PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def config_root() -> str:
+    """Directory of the package's configs: ``mmseg_ood/.mim/configs`` in an
+    installed wheel, else the repository's ``configs/`` (clone, editable
+    install).
+
+    Raises:
+        FileNotFoundError: neither exists (a broken installation).
+    """
+    for root in (osp.join(_PACKAGE_DIR, '.mim', 'configs'),
+                 osp.join(osp.dirname(_PACKAGE_DIR), 'configs')):
+        if osp.isdir(root):
+            return root
+    raise FileNotFoundError(
+        f'the configs of mmseg_ood are missing: neither {_PACKAGE_DIR}/.mim/'
+        f'configs (installed package) nor {osp.dirname(_PACKAGE_DIR)}/configs '
+        '(clone) exists; reinstall the package')
+
+
+def resolve_config_path(path: str) -> str:
+    """The file a config argument names.
+
+    ``mmseg_ood::<relative path>`` is a config of this package (see
+    :func:`config_root`); anything else is a file path.
+
+    Raises:
+        FileNotFoundError: naming the path and, for ``mmseg_ood::``, where
+            it was looked up.
+    """
+    if path.startswith(CONFIG_SCOPE):
+        rel = path[len(CONFIG_SCOPE):]
+        full = osp.join(config_root(), rel)
+        if not osp.isfile(full):
+            raise FileNotFoundError(
+                f'config {path!r} not found: no {rel} in the package configs '
+                f'({config_root()})')
+        return full
+    if not osp.isfile(path):
+        raise FileNotFoundError(
+            f'config file not found: {path} (configs shipped with mmseg_ood '
+            f'are named {CONFIG_SCOPE}<path>, e.g. '
+            f'{CONFIG_SCOPE}synthetic/'
+            'deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py)')
+    return path
 
 # mmengine's build_from_cfg: "<type> is not in the <scope>::<name> registry."
 _UNKNOWN_TYPE = re.compile(
@@ -89,11 +147,12 @@ def load_config(config: str,
                 launcher: str = 'none') -> Config:
     """Load ``config`` the way mmseg's tools do.
 
+    ``config`` is a file or ``mmseg_ood::<path>``
+    (:func:`resolve_config_path`).
     Applies ``--cfg-options`` and the launcher, and sets ``work_dir`` with
     mmseg's priority: argument > config field > ``./work_dirs/<config name>``.
     """
-    if not osp.isfile(config):
-        raise FileNotFoundError(f'config file not found: {config}')
+    config = resolve_config_path(config)
     cfg = Config.fromfile(config)
     cfg.launcher = launcher
     if cfg_options:

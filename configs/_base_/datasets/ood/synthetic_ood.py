@@ -3,3 +3,8 @@
 ood_dataset = dict(
     type='SyntheticOODDataset',
     data_root='{{$MMSEG_OOD_DATA:data/synthetic}}/street/ood')
+# Small images (128x256): the small-object size filters.
+# Component size filters (SMIYC): 'anomaly_track' 500 / 100 px, 'obstacle_track' 50 / 10 px.
+component_preset = 'obstacle_track'
+# Dataset name of the SMIYC export (--export-smiyc).
+smiyc_name = 'synthetic_ood'

@@ -1,0 +1,147 @@
+"""Fit the statistics of the standardized max logit (SML) on ID data.
+
+SML (thesis eq. 3.4) standardizes the max logit with the mean and standard
+deviation of the max logit of each predicted class on in-distribution data.
+:func:`fit_sml` runs one evaluation pass over the config's own training or
+validation images (the model's test pipeline, no augmentation) and
+accumulates those statistics exactly, from the logits where every scorer
+reads them (the decode head's output, before resizing), merged across
+ranks. :func:`sml_scorer` adds the caching the tools use: statistics are
+written to the work dir with what they were fitted on and reused while the
+checkpoint, config and split stay the same.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import os.path as osp
+from typing import Optional
+
+import torch
+from mmengine.dist import all_gather_object, get_rank
+from mmengine.logging import print_log
+
+from ..scorers import BaseScorer, ScoreInputs, StandardizedMaxLogit
+from ..scorers.sml import ClassStatistics
+from .evaluation_pass import EvaluationSession
+
+__all__ = ['fit_sml', 'sml_scorer', 'id_dataset', 'SML_SPLITS']
+
+#: The ID splits SML can be fitted on: the config's train or val set.
+SML_SPLITS = ('train', 'val')
+
+
+class _LogitRecorder(BaseScorer):
+    """Feeds the logits it is given to an SML fit; scores zeros."""
+    name = '_sml_fit'
+
+    def __init__(self, sml: StandardizedMaxLogit):
+        self.sml = sml
+
+    def score(self, inputs: ScoreInputs) -> torch.Tensor:
+        self.sml.partial_fit(inputs.logits)
+        return inputs.logits.new_zeros(inputs.logits[:, 0].shape)
+
+
+def id_dataset(cfg, split: str) -> dict:
+    """The config's ``split`` dataset (``train`` or ``val``), to be read with
+    the test pipeline.
+
+    Raises:
+        ValueError: unknown split, or a training set wrapped in a dataset
+            type this function cannot see through.
+    """
+    if split not in SML_SPLITS:
+        raise ValueError(f'`split` must be one of {SML_SPLITS}, got '
+                         f'{split!r}')
+    loader = cfg.get(f'{split}_dataloader')
+    if loader is None:
+        raise ValueError(f'the config has no {split}_dataloader to fit SML on')
+    dataset = loader.dataset.to_dict() if hasattr(
+        loader.dataset, 'to_dict') else dict(loader.dataset)
+    while 'pipeline' not in dataset and isinstance(dataset.get('dataset'),
+                                                   dict):
+        dataset = dict(dataset['dataset'])  # RepeatDataset and the like
+    if 'pipeline' not in dataset:
+        raise ValueError(
+            f"cannot fit SML on the {split} set: its dataset "
+            f"({dataset.get('type')}) has no pipeline of its own; fit on the "
+            "other split or pass fitted statistics (`stats_file`)")
+    dataset.pop('pipeline')  # the session uses the test pipeline
+    return dataset
+
+
+def fit_sml(session: EvaluationSession, split: str = 'train',
+            max_images: Optional[int] = None) -> StandardizedMaxLogit:
+    """SML statistics of the session's model on the config's ID ``split``.
+
+    Args:
+        session: The model.
+        split: ``'train'`` (as Jung et al.) or ``'val'``.
+        max_images: Use only the first images (``indices`` of the dataset).
+
+    Returns:
+        StandardizedMaxLogit: fitted, the same on every rank.
+    """
+    dataset = id_dataset(session.cfg, split)
+    if max_images is not None:
+        dataset['indices'] = int(max_images)
+    sml = StandardizedMaxLogit()
+    session.run_pass(dataset, name=f'sml_fit_{split}',
+                     scorers={'_sml_fit': _LogitRecorder(sml)}, metrics=[])
+    states = all_gather_object(
+        None if sml.stats is None else sml.stats.state_dict())
+    states = [s for s in states if s is not None]
+    if not states:
+        raise RuntimeError(f'SML fit: no images in the {split} set')
+    stats = ClassStatistics(len(states[0]['count']))
+    for state in states:
+        stats.load_state_dict(state)
+    sml.stats = stats
+    return sml
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sml_scorer(session: EvaluationSession, stats_file: Optional[str] = None,
+               split: str = 'train',
+               cache_dir: Optional[str] = None) -> StandardizedMaxLogit:
+    """An ``sml`` scorer with fitted statistics.
+
+    With ``stats_file``, its statistics are used as they are. Otherwise
+    they are fitted on the ID ``split`` (:func:`fit_sml`) and cached in
+    ``cache_dir/sml_statistics_<split>.json`` (default: the session's work
+    dir) with the checkpoint's SHA-256, the config and the split; a later
+    call reuses the file while all three match.
+    """
+    if stats_file is not None:
+        return StandardizedMaxLogit(stats_file=stats_file)
+    if split not in SML_SPLITS:
+        raise ValueError(f'`split` must be one of {SML_SPLITS}, got '
+                         f'{split!r}')
+    cache_dir = cache_dir or session.work_dir
+    path = osp.join(cache_dir, f'sml_statistics_{split}.json')
+    meta = dict(checkpoint_sha256=file_sha256(session.checkpoint),
+                config=osp.abspath(session.config), split=split)
+    if osp.isfile(path):
+        cached = StandardizedMaxLogit(stats_file=path)
+        if all(cached.meta.get(k) == v for k, v in meta.items()):
+            print_log(f'SML: reusing the statistics in {path}',
+                      logger='current')
+            return cached
+        print_log(f'SML: {path} was fitted on another checkpoint, config or '
+                  'split; fitting again', logger='current')
+    sml = fit_sml(session, split)
+    if get_rank() == 0:
+        os.makedirs(cache_dir, exist_ok=True)
+        sml.save(path, meta=dict(meta, checkpoint=osp.abspath(
+            session.checkpoint)))
+        print_log(f'SML: statistics of the {split} set saved to {path}',
+                  logger='current')
+    return sml
