@@ -48,6 +48,25 @@ def zoo_config_path(name):
     return path
 
 
+def zoo_model_config(name, **test_cfg):
+    """The model config of a model-zoo config, for small CPU inputs: BN, no
+    pretrained weights, and no fixed input size (the Cityscapes configs
+    pad every input to 512x1024 otherwise), padding to multiples of 32.
+    ``test_cfg`` replaces the model's test settings if given."""
+    from mmengine.config import Config
+    model = Config.fromfile(zoo_config_path(name)).model
+    model.pretrained = None
+    if model.backbone.get('init_cfg'):
+        model.backbone.init_cfg = None
+    model.data_preprocessor.pop('size', None)
+    model.data_preprocessor['size_divisor'] = 32
+    model.data_preprocessor['test_cfg'] = dict(size_divisor=32)
+    if test_cfg:
+        model.test_cfg = test_cfg
+    to_bn(model)
+    return model
+
+
 def run_tool(script, *args, env=None, check=True):
     """Run ``tools/<script>`` in a fresh interpreter; return the result."""
     full_env = dict(os.environ)

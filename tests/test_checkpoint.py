@@ -88,7 +88,7 @@ def test_missing_file_is_named(tmp_path):
 
 
 def test_test_tool_refuses_foreign_checkpoint(tmp_path, synthetic_root,
-                                              trained_work_dir):
+                                              trained_work_dir, monkeypatch):
     from conftest import QUICK_OPTIONS, STREET_CONFIG, run_tool
     ckpt = load_checkpoint_file(_runner_checkpoint(trained_work_dir))
     ckpt['meta']['args'] = argparse.Namespace(x=1)
@@ -101,7 +101,13 @@ def test_test_tool_refuses_foreign_checkpoint(tmp_path, synthetic_root,
     assert proc.returncode != 0
     assert 'UnsafeCheckpointError' in proc.stderr
     assert 'argparse.Namespace' in proc.stderr
-    run_tool('test.py', *args, '--unsafe-load', env=env)  # opt-in works
+    # the opt-in works (what the tool calls, in-process)
+    from conftest import QUICK_CFG
+    from mmseg_ood.apis import test
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    metrics = test(STREET_CONFIG, path, str(tmp_path / 'w2'),
+                   cfg_options=dict(QUICK_CFG), unsafe_load=True)
+    assert 'mIoU' in metrics
 
 
 

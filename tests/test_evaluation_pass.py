@@ -15,7 +15,7 @@ def _ckpt(work_dir):
     return open(osp.join(work_dir, 'last_checkpoint')).read().strip()
 
 
-# --- the OOD label pipeline ---------------------------------------------------
+# --- the OOD label pipeline --------------------------------------------------
 def types(pipeline):
     return [t['type'] if isinstance(t, dict) else types(t) for t in pipeline]
 
@@ -115,7 +115,7 @@ def test_preset_file_fields_are_checked(tmp_path):
         'mine', 'anomaly_track', 'mine')
 
 
-# --- EvaluationSession ----------------------------------------------------------
+# --- EvaluationSession -------------------------------------------------------
 @pytest.fixture(scope='module')
 def session(tmp_path_factory, synthetic_root, trained_work_dir):
     from mmseg_ood.apis import EvaluationSession
@@ -172,31 +172,39 @@ def test_unknown_metric_argument_fails_before_the_pass(session):
     assert len(session.runner.hooks) == n
 
 
-# --- SML from the command line ------------------------------------------------
+# --- SML from the command line -----------------------------------------------
 def test_sml_from_the_command_line(tmp_path, synthetic_root,
-                                   trained_work_dir):
+                                   trained_work_dir, monkeypatch):
     """`--scorers sml` fits on the config's own val set, caches the
     statistics with what they were fitted on, and reuses them; the
     statistics equal those of the head's logits, computed apart."""
-    from mmseg.apis import init_model, inference_model
+    from mmseg.apis import inference_model, init_model
+    from mmseg_ood.apis import ood_test
     from mmseg_ood.models import final_decode_head
     from mmseg_ood.scorers import StandardizedMaxLogit
     from mmseg_ood.utils import safe_checkpoint_loading
     ckpt = _ckpt(trained_work_dir)
-    args = [STREET_CONFIG, ckpt, '--work-dir', str(tmp_path), '--scorers',
-            'msp', 'sml', '--sml-fit-on', 'val', '--no-id-eval',
-            '--cfg-options', *QUICK_OPTIONS]
-    env = {'MMSEG_OOD_DATA': synthetic_root}
-    first = run_tool('ood_test.py', *args, env=env)
+    run_tool('ood_test.py', STREET_CONFIG, ckpt, '--work-dir', str(tmp_path),
+             '--scorers', 'msp', 'sml', '--sml-fit-on', 'val', '--no-id-eval',
+             '--cfg-options', *QUICK_OPTIONS,
+             env={'MMSEG_OOD_DATA': synthetic_root})
     stats = tmp_path / 'sml_statistics_val.json'
     saved = json.load(open(stats))
     assert saved['meta']['split'] == 'val'
     assert len(saved['meta']['checkpoint_sha256']) == 64
     res = json.load(open(tmp_path / 'results.json'))['results']
     assert 0 <= res['synthetic_ood']['sml']['auroc'] <= 1
-    assert 'reusing' not in first.stdout + first.stderr
-    second = run_tool('ood_test.py', *args, env=env)
-    assert 'SML: reusing the statistics' in second.stdout + second.stderr
+
+    # a second run reuses the file (in-process: fitting is forbidden)
+    def no_fit(*args, **kwargs):
+        raise AssertionError('SML was fitted again')
+    monkeypatch.setattr('mmseg_ood.apis.sml.fit_sml', no_fit)
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    again = ood_test(STREET_CONFIG, ckpt, str(tmp_path),
+                     scorers=['msp', 'sml'], sml_fit_on='val', id_eval=False,
+                     cfg_options=dict(QUICK_CFG))
+    assert again['results']['synthetic_ood']['sml'] == pytest.approx(
+        res['synthetic_ood']['sml'], nan_ok=True)
 
     # independent: the head's logits over the val images, plain mmseg
     with safe_checkpoint_loading():
@@ -212,10 +220,12 @@ def test_sml_from_the_command_line(tmp_path, synthetic_root,
     np.testing.assert_allclose(sml.mean, ref.mean, rtol=1e-6)
     np.testing.assert_allclose(sml.std, ref.std, rtol=1e-5)
 
-    # a file of another fit is named, not silently used
+    # a broken statistics file is named, before any pass
     bad = tmp_path / 'bad.json'
     bad.write_text(json.dumps(dict(count=[1, 2], mean=[0.0], m2=[0, 0])))
-    proc = run_tool('ood_test.py', *args[:7], '--sml-stats', str(bad),
-                    '--no-id-eval', '--cfg-options', *QUICK_OPTIONS,
-                    env=env, check=False)
-    assert proc.returncode != 0 and str(bad) in proc.stderr
+    with pytest.raises(ValueError, match=str(bad)):
+        ood_test(STREET_CONFIG, ckpt, str(tmp_path / 'bad'),
+                 scorers=['sml'], sml_stats=str(bad), id_eval=False)
+    with pytest.raises(ValueError, match='`sml` is not among the scorers'):
+        ood_test(STREET_CONFIG, ckpt, str(tmp_path / 'bad'),
+                 scorers=['msp'], sml_stats=str(stats), id_eval=False)

@@ -9,7 +9,7 @@ from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 
 ZOO = ('mmseg::deeplabv3plus/'
-       'deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py')
+       'deeplabv3plus_r18-d8_4xb2-80k_cityscapes-512x1024.py')
 
 
 def test_model_zoo_config_with_custom_imports_builds_and_runs(tmp_path):
@@ -18,7 +18,9 @@ def test_model_zoo_config_with_custom_imports_builds_and_runs(tmp_path):
         f"_base_ = '{ZOO}'\n"
         "custom_imports = dict(imports=['mmseg_ood'], "
         'allow_failed_imports=False)\n'
-        'model = dict(pretrained=None)\n')
+        # no fixed 512x1024 input size: the test feeds 64x128 images
+        'model = dict(pretrained=None,\n'
+        '             data_preprocessor=dict(size=None, size_divisor=32))\n')
     cfg = Config.fromfile(str(child))
     assert 'mmseg_ood' in cfg.custom_imports['imports']
     assert cfg.model.decode_head.type == 'DepthwiseSeparableASPPHead'

@@ -1,15 +1,13 @@
 """Embedding capture and OOD scoring on real model-zoo heads."""
-
 import numpy as np
-
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmengine.config import Config, ConfigDict
+from mmengine.config import ConfigDict
 from mmengine.registry import init_default_scope
 
-from conftest import to_bn, zoo_config_path
+from conftest import to_bn, zoo_model_config
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
@@ -18,14 +16,15 @@ from mmseg_ood.scorers import UnsupportedScorerError
 
 SCORERS = ['msp', 'entropy', 'max_logit', 'energy', 'norm', 'n_max_logit',
            'n_energy']
+# ResNet-18 where the model zoo has it: the heads are the same classes
 ZOO = {
-    'fcn': 'mmseg::fcn/fcn_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'psp': 'mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'fcn': 'mmseg::fcn/fcn_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    'psp': 'mmseg::pspnet/pspnet_r18-d8_4xb2-80k_cityscapes-512x1024.py',
     'aspp':
-    'mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+    'mmseg::deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
     'deeplabv3plus': 'mmseg::deeplabv3plus/'
-    'deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py',
-    'upernet': 'mmseg::upernet/upernet_r50_4xb2-40k_cityscapes-512x1024.py',
+    'deeplabv3plus_r18-d8_4xb2-80k_cityscapes-512x1024.py',
+    'upernet': 'mmseg::upernet/upernet_r18_4xb2-40k_cityscapes-512x1024.py',
     'ocrnet': 'mmseg::ocrnet/ocrnet_hr18s_4xb2-40k_cityscapes-512x1024.py',
     'segformer': 'mmseg::segformer/'
     'segformer_mit-b0_8xb1-160k_cityscapes-1024x1024.py',
@@ -43,15 +42,7 @@ def build(cfg_model):
 
 
 def zoo_model(key, **test_cfg):
-    cfg = Config.fromfile(zoo_config_path(ZOO[key]))
-    cfg.model.pretrained = None
-    if cfg.model.backbone.get('init_cfg'):
-        cfg.model.backbone.init_cfg = None
-    cfg.model.data_preprocessor.pop('size', None)
-    cfg.model.data_preprocessor['test_cfg'] = dict(size_divisor=32)
-    if test_cfg:
-        cfg.model.test_cfg = test_cfg
-    return build(cfg.model.to_dict())
+    return build(zoo_model_config(ZOO[key], **test_cfg).to_dict())
 
 
 def batch(h, w, n=1, seed=0, flip=False):
@@ -133,13 +124,22 @@ def test_score_maps_are_resized_like_the_logits():
         torch.testing.assert_close(out.ood_scores[name], expected)
 
 
-def test_maps_at_ori_shape_equal_the_same_size_resize_mmseg_skips():
-    """Where the maps already have ``ori_shape`` the resize is skipped: it
-    would be the identity (bilinear weights 1 and 0)."""
-    x = torch.randn(1, 7, 64, 96) * 1e3
+def test_maps_at_ori_shape_skip_a_resize_that_would_change_nothing():
+    """Where the maps already have ``ori_shape`` OODScoring skips the
+    resize; what mmseg's post-processing would do (a bilinear resize to the
+    same size, with the segmentor's align_corners) gives the same maps."""
+    from mmseg.models.utils import resize
+    model = zoo_model('fcn')
+    x = torch.randn(2, 7, 64, 96) * 1e3
+    samples = batch(64, 96, n=2)['data_samples']
     for ac in (False, True):
-        assert torch.equal(F.interpolate(x, size=(64, 96), mode='bilinear',
-                                         align_corners=ac), x)
+        model.align_corners = ac
+        out = OODScoring(model, ['msp'])._postprocess_maps(x, samples)
+        for i in range(2):
+            assert torch.equal(out[i], x[i])
+            assert torch.equal(out[i], resize(
+                x[i:i + 1], size=(64, 96), mode='bilinear',
+                align_corners=ac, warning=False)[0])
 
 
 def test_own_postprocess_result_also_treats_the_maps():
@@ -199,13 +199,12 @@ def test_unsupported_scorers_are_refused_or_skipped():
 
     MODELS.register_module('NoClassifierHeadForTest', module=NoClassifierHead,
                            force=True)
-    cfg = Config.fromfile(zoo_config_path(ZOO['fcn']))
-    cfg.model.pretrained = None
-    cfg.model.decode_head = dict(
-        type='NoClassifierHeadForTest', in_channels=2048, in_index=3,
+    model_cfg = zoo_model_config(ZOO['fcn'])
+    model_cfg.decode_head = dict(
+        type='NoClassifierHeadForTest', in_channels=512, in_index=3,
         channels=8, num_classes=5, init_cfg=None)
-    cfg.model.auxiliary_head = None
-    model = build(cfg.model.to_dict())
+    model_cfg.auxiliary_head = None
+    model = build(model_cfg.to_dict())
     with pytest.raises(UnsupportedScorerError, match="'n_energy' needs"):
         OODScoring(model, ['msp', 'n_energy'])
     with pytest.warns(UserWarning, match="skipping scorer 'n_energy'"):
@@ -369,7 +368,6 @@ def test_score_image_on_a_trained_checkpoint(synthetic_root, trained_work_dir,
     import os
 
     import cv2
-    import numpy as np
 
     from conftest import STREET_CONFIG
     from mmseg.apis import init_model

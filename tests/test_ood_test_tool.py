@@ -1,4 +1,7 @@
-"""tools/ood_test.py end to end, and its pieces."""
+"""tools/ood_test.py end to end, and its pieces.
+
+One run goes through the command line (``ood_run``); the others call
+``mmseg_ood.apis.ood_test``, what the tool calls, in-process."""
 import glob
 import json
 import os
@@ -9,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import QUICK_OPTIONS, STREET_CONFIG, run_tool
+from conftest import QUICK_CFG, QUICK_OPTIONS, STREET_CONFIG, run_tool
 
 SCORERS = ['msp', 'entropy', 'max_logit', 'energy', 'norm', 'n_max_logit',
            'n_energy']
@@ -109,43 +112,45 @@ def test_numbers_equal_the_evaluation_api(ood_run, synthetic_root,
             assert res[s][k] == pytest.approx(c[k], nan_ok=True), (s, k)
 
 
-def test_checkpoint_config_mismatch_names_both(tmp_path, synthetic_root,
+@pytest.fixture
+def data_env(monkeypatch, synthetic_root):
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+
+
+def test_checkpoint_config_mismatch_names_both(tmp_path, data_env,
                                                trained_work_dir):
+    from mmseg_ood.apis import ood_test
     ckpt = _ckpt(trained_work_dir)
-    proc = run_tool('ood_test.py', STREET_CONFIG, ckpt, '--work-dir',
-                    str(tmp_path), '--cfg-options',
-                    'model.decode_head.num_classes=19',
-                    env={'MMSEG_OOD_DATA': synthetic_root}, check=False)
-    assert proc.returncode != 0
-    err = proc.stderr
+    with pytest.raises(ValueError) as info:
+        ood_test(STREET_CONFIG, ckpt, str(tmp_path),
+                 cfg_options={'model.decode_head.num_classes': 19})
+    err = str(info.value)
     assert ckpt in err and STREET_CONFIG in err
     assert 'decode_head.conv_seg.weight' in err and 'num_classes' in err
 
 
-def test_requested_unsupported_scorer_is_an_error(tmp_path, synthetic_root,
+def test_requested_unsupported_scorer_is_an_error(tmp_path, data_env,
                                                   trained_work_dir):
-    proc = run_tool('ood_test.py', STREET_CONFIG, _ckpt(trained_work_dir),
-                    '--work-dir', str(tmp_path), '--scorers', 'msp',
-                    'background', '--no-id-eval', '--cfg-options',
-                    *QUICK_OPTIONS, env={'MMSEG_OOD_DATA': synthetic_root},
-                    check=False)
-    assert proc.returncode != 0
-    assert "'background' needs an IBE or SCrIBE head" in proc.stderr
+    from mmseg_ood.apis import ood_test
+    with pytest.raises(ValueError,
+                       match="'background' needs an IBE or SCrIBE head"):
+        ood_test(STREET_CONFIG, _ckpt(trained_work_dir), str(tmp_path),
+                 scorers=['msp', 'background'], id_eval=False,
+                 cfg_options=dict(QUICK_CFG))
     assert not (tmp_path / 'results.json').exists()
 
 
-def test_failed_run_is_never_presented_as_complete(tmp_path, synthetic_root,
-                                                   trained_work_dir):
+def test_failed_run_is_never_presented_as_complete(tmp_path, data_env,
+                                                   trained_work_dir,
+                                                   monkeypatch):
+    from mmseg_ood.apis import ood_test
+    monkeypatch.setenv('SMIYC_ROOT', str(tmp_path / 'nowhere'))
     (tmp_path / 'results.json').write_text('{"stale": true}')
-    proc = run_tool('ood_test.py', STREET_CONFIG, _ckpt(trained_work_dir),
-                    '--work-dir', str(tmp_path), '--datasets',
-                    'synthetic_ood', 'road_anomaly21', '--no-id-eval',
-                    '--cfg-options', *QUICK_OPTIONS,
-                    env={'MMSEG_OOD_DATA': synthetic_root,
-                         'SMIYC_ROOT': str(tmp_path / 'nowhere')},
-                    check=False)
-    assert proc.returncode != 0
-    assert 'dataset_AnomalyTrack' in proc.stderr   # names the missing root
+    # names the missing root
+    with pytest.raises(FileNotFoundError, match='dataset_AnomalyTrack'):
+        ood_test(STREET_CONFIG, _ckpt(trained_work_dir), str(tmp_path),
+                 datasets=['synthetic_ood', 'road_anomaly21'],
+                 id_eval=False, cfg_options=dict(QUICK_CFG))
     assert not (tmp_path / 'results.json').exists()  # stale one removed
     partial = json.load(open(tmp_path / 'results.partial.json'))
     assert partial['complete'] is False
@@ -187,12 +192,11 @@ def test_tuning_picks_the_known_best_point():
         'n_max_logit[eta=1,delta=0]']['ap']
 
 
-def test_tune_flag_runs_one_grid_pass(tmp_path, synthetic_root,
-                                      trained_work_dir):
-    run_tool('ood_test.py', STREET_CONFIG, _ckpt(trained_work_dir),
-             '--work-dir', str(tmp_path), '--tune', 'temperature',
-             '--no-id-eval', '--cfg-options', *QUICK_OPTIONS,
-             env={'MMSEG_OOD_DATA': synthetic_root})
+def test_tune_runs_one_grid_pass(tmp_path, data_env, trained_work_dir):
+    from mmseg_ood.apis import ood_test
+    ood_test(STREET_CONFIG, _ckpt(trained_work_dir), str(tmp_path),
+             tune=['temperature'], id_eval=False,
+             cfg_options=dict(QUICK_CFG))
     res = json.load(open(tmp_path / 'results.json'))
     tuning = res['tuning']
     assert tuning['dataset'] == 'synthetic_ood'

@@ -1,15 +1,15 @@
 """The papers' configs and their synthetic counterparts: they load, build,
 train through tools/train.py and score through tools/ood_test.py."""
 import glob
-import json
 import os.path as osp
 
+import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.registry import init_default_scope
 
-from conftest import QUICK_OPTIONS, REPO, run_tool, to_bn
+from conftest import QUICK_CFG, REPO, to_bn
 from mmseg.registry import MODELS
 
 CONFIGS = osp.join(REPO, 'configs')
@@ -100,35 +100,35 @@ def test_synthetic_variants_differ_from_the_baseline_only_as_named(variant):
     assert model(x, mode='tensor').shape[1] == 6
 
 
-def test_ibe_and_entropy_max_train_and_score_end_to_end(synthetic_root,
-                                                        tmp_path):
-    env = {'MMSEG_OOD_DATA': synthetic_root}
+def test_ibe_and_entropy_max_train_and_score_end_to_end(
+        synthetic_root, tmp_path, trained_work_dir, monkeypatch):
+    """Through what tools/train.py and tools/ood_test.py call, in-process
+    (the command lines themselves are tested in test_tools.py and
+    test_ood_test_tool.py)."""
+    from mmseg_ood.apis import ood_test, train
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
     # entropy maximization: the mixed dataset and the 254 labels train
-    work = tmp_path / 'entropy_max'
-    proc = run_tool('train.py', _synthetic('entropy-max'), '--work-dir',
-                    str(work), '--cfg-options', *QUICK_OPTIONS, env=env)
-    assert 'decode.loss_entropy_max' in proc.stdout + proc.stderr
+    runner = train(_synthetic('entropy-max'), str(tmp_path / 'entropy_max'),
+                   cfg_options=dict(QUICK_CFG))
+    logged = runner.message_hub.log_scalars
+    assert 'train/decode.loss_entropy_max' in logged
+    assert np.isfinite(logged['train/decode.loss_entropy_max'].current())
     # IBE: train, then score with the background scorer by default
     work = tmp_path / 'ibe'
-    run_tool('train.py', _synthetic('ibe'), '--work-dir', str(work),
-             '--cfg-options', *QUICK_OPTIONS, env=env)
+    train(_synthetic('ibe'), str(work), cfg_options=dict(QUICK_CFG))
     ckpt = (work / 'last_checkpoint').read_text().strip()
-    run_tool('ood_test.py', _synthetic('ibe'), ckpt, '--work-dir',
-             str(tmp_path / 'ood'), '--datasets', 'synthetic_objects_ood',
-             '--no-id-eval', '--cfg-options', *QUICK_OPTIONS, env=env)
-    results = json.loads((tmp_path / 'ood' / 'results.json').read_text())
+    results = ood_test(_synthetic('ibe'), ckpt, str(tmp_path / 'ood'),
+                       datasets=['synthetic_objects_ood'], id_eval=False,
+                       cfg_options=dict(QUICK_CFG))
     per = results['results']['synthetic_objects_ood']
     assert {'background', 'msp', 'n_energy'} <= set(per)
     assert 0.0 <= per['background']['auroc'] <= 1.0
-    # a baseline checkpoint does not load into the IBE config
-    work = tmp_path / 'base'
-    run_tool('train.py', _synthetic('baseline'), '--work-dir', str(work),
-             '--cfg-options', *QUICK_OPTIONS, 'train_cfg.max_iters=1',
-             env=env)
-    base_ckpt = (work / 'last_checkpoint').read_text().strip()
-    proc = run_tool('ood_test.py', _synthetic('ibe'), base_ckpt,
-                    '--work-dir', str(tmp_path / 'bad'), '--no-id-eval',
-                    '--datasets', 'synthetic_objects_ood', env=env,
-                    check=False)
-    assert proc.returncode != 0
-    assert base_ckpt in proc.stderr and 'decode_head.head' in proc.stderr
+    # a plain checkpoint (the street baseline) does not load into the IBE
+    # config
+    base_ckpt = (osp.join(trained_work_dir, 'last_checkpoint'))
+    base_ckpt = open(base_ckpt).read().strip()
+    with pytest.raises(ValueError) as info:
+        ood_test(_synthetic('ibe'), base_ckpt, str(tmp_path / 'bad'),
+                 datasets=['synthetic_objects_ood'], id_eval=False)
+    assert base_ckpt in str(info.value)
+    assert 'decode_head.head' in str(info.value)

@@ -4,11 +4,10 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from mmengine.config import Config
 from mmengine.registry import init_default_scope
 from mmengine.structures import PixelData
 
-from conftest import to_bn, zoo_config_path
+from conftest import zoo_model_config
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg_ood.implicit_background import (foreground_logits,
@@ -137,19 +136,14 @@ ZOO = {
     'aspp': 'deeplabv3/deeplabv3_r18-d8_4xb2-80k_cityscapes-512x1024.py',
     'deeplabv3plus':
     'deeplabv3plus/deeplabv3plus_r18-d8_4xb2-80k_cityscapes-512x1024.py',
-    'upernet': 'upernet/upernet_r50_4xb2-40k_cityscapes-512x1024.py',
+    'upernet': 'upernet/upernet_r18_4xb2-40k_cityscapes-512x1024.py',
     'ocrnet': 'ocrnet/ocrnet_hr18s_4xb2-40k_cityscapes-512x1024.py',
     'segformer': 'segformer/segformer_mit-b0_8xb2-160k_ade20k-512x512.py',
 }
 
 
 def _zoo_model(name, kind, background_index=0):
-    cfg = Config.fromfile(zoo_config_path(ZOO[name]))
-    model_cfg = cfg.model
-    model_cfg.pretrained = None
-    if model_cfg.backbone.get('init_cfg'):
-        model_cfg.backbone.init_cfg = None
-    to_bn(model_cfg)
+    model_cfg = zoo_model_config(ZOO[name])
     heads = model_cfg.decode_head
     last = heads[-1] if isinstance(heads, list) else heads
     k = last.num_classes

@@ -2,7 +2,10 @@
 does, plus safe checkpoint loading and readable unknown-type errors."""
 from __future__ import annotations
 
+import itertools
 import logging
+import os.path as osp
+import time
 from typing import Optional
 
 from mmengine.logging import print_log
@@ -12,9 +15,28 @@ from mmseg.registry import RUNNERS
 
 from ..utils import explain_unknown_types, load_config, safe_checkpoint_loading
 
+_RUNNERS = itertools.count()
+
 
 def build_runner(cfg) -> Runner:
-    """Build the Runner (or ``cfg.runner_type`` from mmseg's RUNNERS)."""
+    """Build the Runner (or ``cfg.runner_type`` from mmseg's RUNNERS).
+
+    Runners built in one process never share mmengine's logger and
+    visualizer instances, which mmengine keys by name: a config without
+    ``experiment_name`` gets mmengine's default name (config name and
+    time) plus a per-process counter, and the visualizer's fixed ``name``
+    of mmseg's configs (``'visualizer'``) gets the experiment name
+    appended. Otherwise a second Runner in the same process (``train`` then
+    ``test`` from a notebook, within a second for the logger, at any time
+    for the visualizer) writes its logs into the first one's directory.
+    """
+    if cfg.get('experiment_name') is None:
+        stem = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
+        stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
+        cfg.experiment_name = f'{stem}_{stamp}_{next(_RUNNERS)}'
+    vis = cfg.get('visualizer')
+    if isinstance(vis, dict) and vis.get('name'):
+        vis['name'] = f"{vis['name']}_{cfg.experiment_name}"
     with explain_unknown_types():
         if 'runner_type' in cfg:
             return RUNNERS.build(cfg)
