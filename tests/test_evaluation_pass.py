@@ -169,7 +169,12 @@ def test_unknown_metric_argument_fails_before_the_pass(session):
         session.run_pass(metrics=[dict(type='OODMetric', bitz=8)])
     with pytest.raises(ValueError, match="unknown scorer 'msq'"):
         session.run_pass(scorers=['msq'], metrics=[])
-    assert len(session.runner.hooks) == n
+    with pytest.raises(TypeError, match=r"'nun' \(did you mean 'num'\?\); "
+                       'accepted: out_dir'):
+        session.run_pass(scorers=['msp'], metrics=[],
+                         hooks=[dict(type='OODVisualizationHook',
+                                     out_dir='x', nun=2)])
+    assert len(session.runner.hooks) == n   # nothing left behind
 
 
 # --- SML from the command line -----------------------------------------------

@@ -249,25 +249,27 @@ class EvaluationSession:
         pass_hooks += list(hooks)
         loader = self.dataloader_config(dataset, ood_labels)
         loop_cfg = copy.deepcopy(dict(self.cfg.get('test_cfg') or {}))
-        with explain_unknown_types():
-            # as Runner.build_test_loop, with this pass's data and metrics
-            args = dict(runner=runner, dataloader=loader, evaluator=metrics)
-            loop = LOOPS.build(loop_cfg, default_args=args) \
-                if 'type' in loop_cfg else TestLoop(**loop_cfg, **args)
-            registered = []
-            for spec in pass_hooks:
-                before = list(runner.hooks)
-                runner.register_hook(spec)
-                registered += [h for h in runner.hooks if h not in before]
-        # hooks read the current loop through runner.test_loop /
-        # runner.test_dataloader: mmengine keeps it in `_test_loop`
-        runner._test_loop = loop
+        registered: List[Hook] = []
         try:
+            with explain_unknown_types():
+                # as Runner.build_test_loop, with this pass's data, metrics
+                args = dict(runner=runner, dataloader=loader,
+                            evaluator=metrics)
+                loop = LOOPS.build(loop_cfg, default_args=args) \
+                    if 'type' in loop_cfg else TestLoop(**loop_cfg, **args)
+                for spec in pass_hooks:
+                    before = list(runner.hooks)
+                    runner.register_hook(spec)
+                    registered += [h for h in runner.hooks
+                                   if h not in before]
+            # hooks read the current loop through runner.test_loop /
+            # runner.test_dataloader: mmengine keeps it in `_test_loop`
+            runner._test_loop = loop
             with safe_checkpoint_loading(self.unsafe_load), \
                     explain_unknown_types():
                 results = loop.run()
         finally:
-            for hook in registered:
+            for hook in registered:  # the session's hooks stay as they were
                 runner.hooks.remove(hook)
         return PassResult(name=name, metrics=dict(results),
                           evaluators=list(loop.evaluator.metrics))
