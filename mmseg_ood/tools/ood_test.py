@@ -18,11 +18,10 @@ training set (``--sml-fit-on val`` for the validation set), caches them in
 DIR and reuses them, or loads them from ``--sml-stats FILE``.
 """
 import argparse
-import os
-
-from mmengine.config import DictAction
 
 from mmseg_ood.apis.dataset_presets import available_dataset_presets
+from mmseg_ood.tools.runner_args import (add_runner_arguments,
+                                        parse_runner_args)
 
 
 def parse_args(argv=None):
@@ -58,18 +57,8 @@ def parse_args(argv=None):
                    help='test-time augmentation')
     p.add_argument('--no-id-eval', action='store_true',
                    help="skip the mIoU of the config's own test set")
-    p.add_argument('--cfg-options', nargs='+', action=DictAction,
-                   help='override settings of the config, key=value pairs')
-    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-                   default='none', help='job launcher')
-    p.add_argument('--unsafe-load', action='store_true',
-                   help='load the checkpoint with full pickle; only for '
-                   'trusted files')
-    p.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = p.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_arguments(p)
+    return parse_runner_args(p, argv)
 
 
 def main(argv=None):

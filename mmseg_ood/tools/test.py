@@ -8,9 +8,9 @@ mmseg_ood loaded and checkpoints loaded safely.
         [--unsafe-load]
 """
 import argparse
-import os
 
-from mmengine.config import DictAction
+from mmseg_ood.tools.runner_args import (add_runner_arguments,
+                                        parse_runner_args)
 
 
 def parse_args(argv=None):
@@ -34,22 +34,9 @@ def parse_args(argv=None):
     parser.add_argument(
         '--wait-time', type=float, default=2, help='the interval of show (s)')
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of the config, key=value pairs')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument(
         '--tta', action='store_true', help='test time augmentation')
-    parser.add_argument(
-        '--unsafe-load', action='store_true',
-        help='load the checkpoint with full pickle; only for trusted files '
-        '(unpickling can run arbitrary code)')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_arguments(parser)
+    return parse_runner_args(parser, argv)
 
 
 def main(argv=None):

@@ -5,9 +5,9 @@
         [--unsafe-load]
 """
 import argparse
-import os
 
-from mmengine.config import DictAction
+from mmseg_ood.tools.runner_args import (add_runner_arguments,
+                                        parse_runner_args)
 
 
 def parse_args(argv=None):
@@ -21,22 +21,10 @@ def parse_args(argv=None):
     parser.add_argument(
         '--amp', action='store_true', default=False,
         help='enable automatic-mixed-precision training')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override settings of the config, key=value pairs, e.g. '
-        'train_cfg.max_iters=100 or key="[a,b]"')
-    parser.add_argument(
-        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none', help='job launcher')
-    parser.add_argument(
-        '--unsafe-load', action='store_true',
-        help='load load_from/resume checkpoints with full pickle; only for '
-        'trusted files (unpickling can run arbitrary code)')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    args = parser.parse_args(argv)
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
-    return args
+    add_runner_arguments(
+        parser, unsafe_help='load load_from/resume checkpoints with full '
+        'pickle; only for trusted files (unpickling can run arbitrary code)')
+    return parse_runner_args(parser, argv)
 
 
 def main(argv=None):

@@ -1,0 +1,40 @@
+"""The flags every Runner-based tool shares, with mmseg's names."""
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Optional, Sequence
+
+from mmengine.config import DictAction
+
+__all__ = ['add_runner_arguments', 'parse_runner_args']
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser,
+                         unsafe_help: str = 'load the checkpoint with full '
+                         'pickle; only for trusted files (unpickling can run '
+                         'arbitrary code)') -> None:
+    """Add ``--cfg-options``, ``--launcher``, ``--unsafe-load`` and
+    ``--local-rank`` (as mmseg's ``tools/train.py`` and ``tools/test.py``
+    name them)."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value pairs, e.g. '
+        'train_cfg.max_iters=100 or key="[a,b]"')
+    parser.add_argument(
+        '--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none', help='job launcher')
+    parser.add_argument('--unsafe-load', action='store_true',
+                        help=unsafe_help)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def parse_runner_args(parser: argparse.ArgumentParser,
+                      argv: Optional[Sequence[str]] = None
+                      ) -> argparse.Namespace:
+    """Parse ``argv``; set ``LOCAL_RANK`` from ``--local-rank`` unless the
+    launcher set it (as mmseg's tools do)."""
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
