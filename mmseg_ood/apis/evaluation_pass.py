@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import datetime
 import itertools
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -121,12 +120,14 @@ class EvaluationSession:
         self.unsafe_load, self.tool = unsafe_load, tool
         self.cfg = load_config(config, cfg_options, work_dir, launcher)
         self.work_dir = self.cfg.work_dir
-        stamp = datetime.datetime.now().strftime('%Y%m%d_%H%M%S')
         # mmengine keys its logger and visualizer instances by this name
-        self.cfg.experiment_name = f'{tool}_{stamp}_{next(_SESSIONS)}'
+        # (and appends the time to it)
+        self.cfg.experiment_name = f'{tool}_{next(_SESSIONS)}'
         self.cfg.load_from = None  # loaded (once, checked) by this session
         self.cfg.resume = False
-        self.cfg.default_hooks.pop('visualization', None)
+        # the passes draw with their own hooks (OODVisualizationHook)
+        if self.cfg.get('default_hooks'):
+            self.cfg.default_hooks.pop('visualization', None)
         if tta:
             enable_tta(self.cfg)
             self.cfg.model.type = 'OODSegTTAModel'  # merges score maps too

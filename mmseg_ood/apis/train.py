@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os.path as osp
-import time
 from typing import Optional
 
 from mmengine.logging import print_log
@@ -24,16 +23,16 @@ def build_runner(cfg) -> Runner:
     Runners built in one process never share mmengine's logger and
     visualizer instances, which mmengine keys by name: a config without
     ``experiment_name`` gets mmengine's default name (config name and
-    time) plus a per-process counter, and the visualizer's fixed ``name``
-    of mmseg's configs (``'visualizer'``) gets the experiment name
-    appended. Otherwise a second Runner in the same process (``train`` then
-    ``test`` from a notebook, within a second for the logger, at any time
-    for the visualizer) writes its logs into the first one's directory.
+    time) with a per-process counter before the time, and the fixed
+    visualizer ``name`` of mmseg's configs (``'visualizer'``) gets the
+    experiment name appended. Otherwise a second Runner in the same
+    process (``train`` then ``test`` from a notebook; within a second for
+    the logger, at any time for the visualizer) writes its logs into the
+    first one's directory.
     """
-    if cfg.get('experiment_name') is None:
+    if cfg.get('experiment_name') is None:  # mmengine appends the time
         stem = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
-        stamp = time.strftime('%Y%m%d_%H%M%S', time.localtime())
-        cfg.experiment_name = f'{stem}_{stamp}_{next(_RUNNERS)}'
+        cfg.experiment_name = f'{stem}_{next(_RUNNERS)}'
     vis = cfg.get('visualizer')
     if isinstance(vis, dict) and vis.get('name'):
         vis['name'] = f"{vis['name']}_{cfg.experiment_name}"
