@@ -154,6 +154,15 @@ def test_session_runs_passes_on_one_model(session, synthetic_root):
         test.metric('OODMetric')
 
 
+def test_closed_session_says_so(trained_work_dir, tmp_path):
+    from mmseg_ood.apis import EvaluationSession
+    with EvaluationSession(STREET_CONFIG, _ckpt(trained_work_dir),
+                           str(tmp_path)) as s:
+        pass
+    with pytest.raises(RuntimeError, match='is closed'):
+        s.run_pass(metrics=[])
+
+
 def test_session_loads_the_checkpoint_weights(session, trained_work_dir):
     from mmseg_ood.utils import checkpoint_state_dict, load_checkpoint_file
     state = checkpoint_state_dict(load_checkpoint_file(

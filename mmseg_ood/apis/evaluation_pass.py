@@ -153,6 +153,8 @@ class EvaluationSession:
         """The session's Runner, built (and the checkpoint loaded) on first
         use."""
         if self._runner is None:
+            if self._ckpt is None:
+                raise RuntimeError(f'{self!r} is closed; start a new one')
             runner = build_runner(self.cfg)
             runner.call_hook('before_run')
             model = unwrap_segmentor(runner.model)
@@ -282,6 +284,7 @@ class EvaluationSession:
         if self._runner is not None:
             self._runner.call_hook('after_run')
             self._runner = None
+        self._ckpt = None
 
     def __enter__(self) -> 'EvaluationSession':
         return self
