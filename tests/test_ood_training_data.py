@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from mmengine.registry import init_default_scope
 
-from conftest import run_tool
 from mmseg.registry import DATASETS
 from mmseg_ood.synthetic import (PROXY_OOD_INDEX, SyntheticSpec, render_ood,
                                  render_proxy)
@@ -186,11 +185,13 @@ def test_prepare_coco_ood_bad_input(tmp_path):
         prepare_coco_ood_proxy(coco, str(tmp_path / 'o'))
 
 
-def test_prepare_coco_ood_tool(tmp_path):
+def test_prepare_coco_ood_tool(tmp_path, capsys):
+    """The tool's argument parsing and report, in-process."""
+    from mmseg_ood.tools.prepare_coco_ood import main
     coco = _fake_coco(tmp_path / 'coco')
     out = tmp_path / 'proxy'
-    proc = run_tool('prepare_coco_ood.py', coco, str(out), '--link')
-    assert 'kept 2 images' in proc.stdout
+    main([coco, str(out), '--link'])
+    assert 'kept 2 images' in capsys.readouterr().out
     assert osp.islink(out / 'images' / '000002.jpg')
     meta = json.loads((out / 'meta.json').read_text())
     assert meta['id_taxonomy'] == 'cityscapes'

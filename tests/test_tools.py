@@ -78,12 +78,17 @@ def test_resume_continues_from_the_checkpoint(tmp_path, synthetic_root,
 
 
 def test_show_dir_writes_painted_images(tmp_path, synthetic_root,
-                                        trained_work_dir):
+                                        trained_work_dir, monkeypatch):
+    """A relative --show-dir lands under the work dir (in-process)."""
+    from mmseg_ood.apis import test
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    monkeypatch.chdir(tmp_path)  # not where the images must go
     work = str(tmp_path / 'show')
-    run_tool('test.py', STREET_CONFIG, _checkpoint(trained_work_dir),
-             '--work-dir', work, '--show-dir', 'painted', '--cfg-options',
-             *QUICK_OPTIONS, 'default_hooks.visualization.interval=1',
-             env={'MMSEG_OOD_DATA': synthetic_root})
+    test(STREET_CONFIG, _checkpoint(trained_work_dir), work,
+         show_dir='painted',
+         cfg_options=dict(QUICK_CFG,
+                          **{'default_hooks.visualization.interval': 1}))
+    assert not (tmp_path / 'painted').exists()
     assert len(glob.glob(osp.join(work, 'painted', '**', '*.png'),
                          recursive=True)) == 2
 
@@ -100,14 +105,16 @@ def test_missing_data_root_names_path_and_layout(tmp_path, monkeypatch):
     assert 'tools/make_synthetic.py' in err
 
 
-def test_unknown_type_names_it_and_the_choices(tmp_path, synthetic_root):
-    proc = run_tool('train.py', STREET_CONFIG, '--work-dir',
-                    str(tmp_path / 'w'), '--cfg-options', *QUICK_OPTIONS,
-                    'model.decode_head.type=DepthwiseSeparableASPPHeed',
-                    env={'MMSEG_OOD_DATA': synthetic_root}, check=False)
-    assert proc.returncode != 0
-    err = proc.stderr.strip().splitlines()[-1]
-    assert err.startswith('mmseg_ood.utils.config.UnknownTypeError')
+def test_unknown_type_names_it_and_the_choices(tmp_path, synthetic_root,
+                                               monkeypatch):
+    from mmseg_ood.apis import train
+    from mmseg_ood.utils import UnknownTypeError
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    with pytest.raises(UnknownTypeError) as info:
+        train(STREET_CONFIG, str(tmp_path / 'w'), cfg_options=dict(
+            QUICK_CFG,
+            **{'model.decode_head.type': 'DepthwiseSeparableASPPHeed'}))
+    err = str(info.value)
     assert "'DepthwiseSeparableASPPHeed'" in err
     assert 'mmseg::model registry' in err
     assert "Did you mean 'DepthwiseSeparableASPPHead'" in err
