@@ -203,3 +203,48 @@ def test_tune_runs_one_grid_pass(tmp_path, data_env, trained_work_dir):
     assert set(tuning['best']) == {'energy', 'n_energy'}
     assert len(tuning['grid']) == 8   # 4 temperatures x 2 scorers
     assert 'energy*' in res['results']['synthetic_ood']
+
+
+def test_results_json_is_strict_json(tmp_path):
+    """Undefined metrics are null, not a bare NaN (which JSON.parse and
+    strict Python parsers reject)."""
+    from mmseg_ood.evaluation.report import write_results
+    nan = float('nan')
+    payload = dict(complete=True, id_miou={}, tuning=None, results=dict(
+        ds=dict(msp=dict(auroc=0.9, ap=nan, fpr95=float('inf'),
+                         best_f1_threshold=np.float32(0.5).item()))))
+    paths = write_results(str(tmp_path), payload)
+
+    def refuse(constant):
+        raise ValueError(f'not JSON: {constant}')
+    data = json.loads(open(paths['json']).read(), parse_constant=refuse)
+    assert data['results']['ds']['msp'] == dict(
+        auroc=0.9, ap=None, fpr95=None, best_f1_threshold=0.5)
+    row = open(paths['csv']).read().splitlines()[1].split(',')
+    assert row[:5] == ['ds', 'msp', '0.9', '', '']
+    assert '| msp | 90.00 | n/a | n/a |' in open(paths['md']).read()
+
+
+def test_tta_reports_the_id_miou_with_tta(tmp_path, data_env,
+                                          trained_work_dir):
+    """--tta evaluates the config's own test set with TTA too, as
+    tools/test.py --tta does."""
+    from mmseg_ood.apis import ood_test, test
+    ckpt = _ckpt(trained_work_dir)
+    res = ood_test(STREET_CONFIG, ckpt, str(tmp_path / 'ood'),
+                   scorers=['msp'], tta=True, cfg_options=dict(QUICK_CFG))
+    plain = test(STREET_CONFIG, ckpt, str(tmp_path / 'test'), tta=True,
+                 cfg_options=dict(QUICK_CFG))
+    assert res['id_miou']['test_set'] == pytest.approx(plain['mIoU'])
+
+
+def test_tuning_flags_are_checked_before_anything_runs(tmp_path):
+    """Refused before the config or checkpoint is even read."""
+    from mmseg_ood.apis import ood_test
+    with pytest.raises(ValueError, match=r"names \['eta'\] more than once"):
+        ood_test(STREET_CONFIG, 'no.pth', str(tmp_path), tune=['eta', 'eta'])
+    with pytest.raises(ValueError, match="`tune_on` .*nothing to tune"):
+        ood_test(STREET_CONFIG, 'no.pth', str(tmp_path), tune_on='x')
+    with pytest.raises(ValueError, match="takes .*got \\['eta2'\\]"):
+        ood_test(STREET_CONFIG, 'no.pth', str(tmp_path), tune=['eta2'])
+    assert not list(tmp_path.iterdir())

@@ -8,7 +8,6 @@ mIoU pass, then tables, curves and ``results.json``.
 """
 from __future__ import annotations
 
-import json
 import os
 import os.path as osp
 import warnings
@@ -112,6 +111,9 @@ def ood_test(config: str,
         The payload written to ``results.json``.
     """
     check_tuned(tune)
+    if tune_on is not None and not tune:
+        raise ValueError(f'`tune_on` ({tune_on!r}) is given but nothing to '
+                         'tune: add `tune` (--tune eta delta temperature)')
     if sml_fit_on not in SML_SPLITS:
         raise ValueError(f'`sml_fit_on` must be one of {SML_SPLITS}, got '
                          f'{sml_fit_on!r}')
@@ -174,11 +176,10 @@ def _run(session: EvaluationSession, presets: List[DatasetPreset], scorers,
         metric = result.metric('OODMetric')
         payload['results'][preset.name] = _plain(metric.last_results)
         if rank0:
-            from ..evaluation.report import plot_curves
+            from ..evaluation.report import dump_json, plot_curves
             plot_curves(osp.join(work_dir, 'curves'), preset.name,
                         metric.last_pixel, metric.last_results)
-            with open(osp.join(work_dir, 'results.partial.json'), 'w') as f:
-                json.dump(payload, f, indent=2)
+            dump_json(payload, osp.join(work_dir, 'results.partial.json'))
 
     if id_eval:
         try:

@@ -16,10 +16,14 @@ DEFAULTS = dict(eta=1.0, delta=0.0, temperature=1.0)
 
 
 def check_tuned(tune: Sequence[str]) -> None:
-    """Raise ``ValueError`` unless every name in ``tune`` is tunable."""
+    """Raise ``ValueError`` unless ``tune`` names tunable parameters, each
+    once."""
     unknown = [t for t in tune if t not in TUNE_GRID]
     if unknown:
         raise ValueError(f'`tune` takes {sorted(TUNE_GRID)}, got {unknown}')
+    twice = sorted({t for t in tune if list(tune).count(t) > 1})
+    if twice:
+        raise ValueError(f'`tune` names {twice} more than once')
 
 
 def tuning_scorers() -> Dict[str, dict]:

@@ -13,9 +13,31 @@ COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'),
 
 
 def percent(v) -> str:
-    """A metric in percent with two decimals; ``n/a`` for None / NaN."""
-    return 'n/a' if v is None or (isinstance(v, float) and math.isnan(v)) \
+    """A metric in percent with two decimals; ``n/a`` for None, NaN or
+    infinity (``null`` in ``results.json``)."""
+    return 'n/a' if v is None or (isinstance(v, float) and
+                                  not math.isfinite(v)) \
         else f'{100 * v:.2f}'
+
+
+def json_safe(obj):
+    """``obj`` with every NaN / infinite float replaced by ``None``
+    (``null``): JSON has no NaN, and strict parsers (JavaScript's
+    ``JSON.parse``) reject the bare ``NaN`` Python writes by default."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def dump_json(payload, path: str) -> None:
+    """Write ``payload`` as strict JSON (undefined metrics as ``null``),
+    atomically."""
+    _atomic_write(path, json.dumps(json_safe(payload), indent=2,
+                                   allow_nan=False))
 
 
 def _atomic_write(path: str, text: str) -> None:
@@ -85,22 +107,22 @@ def write_results(work_dir: str, payload: dict) -> Dict[str, str]:
     """Write ``results.json``, ``results.csv`` and ``results.md``.
 
     Each file is written to a temporary name and renamed, so a file named
-    ``results.*`` is always complete.
+    ``results.*`` is always complete. Undefined metrics (NaN) are ``null``
+    in the JSON, empty in the CSV and ``n/a`` in the Markdown table.
     """
     os.makedirs(work_dir, exist_ok=True)
     paths = {k: osp.join(work_dir, f'results.{k}')
              for k in ('json', 'csv', 'md')}
     results = payload['results']
-    _atomic_write(paths['json'], json.dumps(payload, indent=2,
-                                            allow_nan=True))
+    dump_json(payload, paths['json'])
     rows = []
     for d, per in results.items():
         for s, r in per.items():
             rows.append(dict(dataset=d, scorer=s,
-                             **{k: r.get(k, float('nan'))
-                                for k, _ in COLUMNS},
-                             best_f1=r.get('best_f1'),
-                             best_f1_threshold=r.get('best_f1_threshold'),
+                             **{k: json_safe(r.get(k)) for k, _ in COLUMNS},
+                             best_f1=json_safe(r.get('best_f1')),
+                             best_f1_threshold=json_safe(
+                                 r.get('best_f1_threshold')),
                              num_ood=r.get('num_ood'), num_id=r.get('num_id')))
     with open(paths['csv'] + '.tmp', 'w', newline='') as f:
         if rows:
@@ -110,7 +132,8 @@ def write_results(work_dir: str, payload: dict) -> Dict[str, str]:
     os.replace(paths['csv'] + '.tmp', paths['csv'])
     md = '# OOD results\n\n' + markdown_table(results, payload.get('id_miou'))
     if payload.get('tuning'):
-        md += '\n\n## Tuning\n\n' + json.dumps(payload['tuning'], indent=2)
+        md += '\n\n## Tuning\n\n' + json.dumps(json_safe(payload['tuning']),
+                                               indent=2)
     _atomic_write(paths['md'], md + '\n')
     return paths
 
