@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import QUICK_CFG, QUICK_OPTIONS, STREET_CONFIG, run_tool
+from conftest import QUICK_CFG, STREET_CONFIG
 
 
 def _ckpt(work_dir):
@@ -187,21 +187,36 @@ def test_unknown_metric_argument_fails_before_the_pass(session):
 
 
 # --- SML from the command line -----------------------------------------------
-def test_sml_from_the_command_line(tmp_path, synthetic_root,
-                                   trained_work_dir, monkeypatch):
-    """`--scorers sml` fits on the config's own val set, caches the
-    statistics with what they were fitted on, and reuses them; the
-    statistics equal those of the head's logits, computed apart."""
+def test_sml_flags_reach_the_evaluation(monkeypatch):
+    """The command line's SML flags, as ood_test receives them."""
+    import mmseg_ood.apis
+    from mmseg_ood.tools import ood_test as tool
+    seen = {}
+    monkeypatch.setattr(mmseg_ood.apis, 'ood_test',
+                        lambda *a, **kw: seen.update(kw))
+    monkeypatch.setenv('LOCAL_RANK', '0')  # restored afterwards
+    tool.main(['cfg.py', 'ckpt.pth', '--scorers', 'msp', 'sml',
+               '--sml-fit-on', 'val', '--sml-stats', 's.json'])
+    assert seen['scorers'] == ['msp', 'sml']
+    assert (seen['sml_fit_on'], seen['sml_stats']) == ('val', 's.json')
+    with pytest.raises(SystemExit):
+        tool.parse_args(['cfg.py', 'ckpt.pth', '--sml-fit-on', 'test'])
+
+
+def test_sml_fitted_cached_and_reused(tmp_path, synthetic_root,
+                                      trained_work_dir, monkeypatch):
+    """`sml` is fitted on the config's own val set, its statistics cached
+    with what they were fitted on and reused; they equal those of the
+    head's logits, computed apart."""
     from mmseg.apis import inference_model, init_model
     from mmseg_ood.apis import ood_test
     from mmseg_ood.models import final_decode_head
     from mmseg_ood.scorers import StandardizedMaxLogit
     from mmseg_ood.utils import safe_checkpoint_loading
     ckpt = _ckpt(trained_work_dir)
-    run_tool('ood_test.py', STREET_CONFIG, ckpt, '--work-dir', str(tmp_path),
-             '--scorers', 'msp', 'sml', '--sml-fit-on', 'val', '--no-id-eval',
-             '--cfg-options', *QUICK_OPTIONS,
-             env={'MMSEG_OOD_DATA': synthetic_root})
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    ood_test(STREET_CONFIG, ckpt, str(tmp_path), scorers=['msp', 'sml'],
+             sml_fit_on='val', id_eval=False, cfg_options=dict(QUICK_CFG))
     stats = tmp_path / 'sml_statistics_val.json'
     saved = json.load(open(stats))
     assert saved['meta']['split'] == 'val'
@@ -209,11 +224,10 @@ def test_sml_from_the_command_line(tmp_path, synthetic_root,
     res = json.load(open(tmp_path / 'results.json'))['results']
     assert 0 <= res['synthetic_ood']['sml']['auroc'] <= 1
 
-    # a second run reuses the file (in-process: fitting is forbidden)
+    # a second run reuses the file (fitting is forbidden now)
     def no_fit(*args, **kwargs):
         raise AssertionError('SML was fitted again')
     monkeypatch.setattr('mmseg_ood.apis.sml.fit_sml', no_fit)
-    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
     again = ood_test(STREET_CONFIG, ckpt, str(tmp_path),
                      scorers=['msp', 'sml'], sml_fit_on='val', id_eval=False,
                      cfg_options=dict(QUICK_CFG))
