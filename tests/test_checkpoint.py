@@ -110,7 +110,6 @@ def test_test_tool_refuses_foreign_checkpoint(tmp_path, synthetic_root,
     assert 'mIoU' in metrics
 
 
-
 @pytest.mark.parametrize('target', ['OrderedDict.fromkeys',
                                     'HistoryBuffer.__init__'])
 def test_getattr_is_allowed_only_on_history_buffer_methods(tmp_path, target):

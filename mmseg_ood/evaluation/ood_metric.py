@@ -23,6 +23,7 @@ from .inputs import VOID, check_finite, flat_ood_labels, to_numpy
 from .report import COLUMNS, percent
 from .streaming import StreamingOODMetric
 
+
 def _check_threshold(threshold) -> None:
     """Validate ``component_threshold``."""
     def ok(t):

@@ -385,6 +385,7 @@ class StreamingOODMetric(Accumulator):
         values = _keys_to_values(keys[order].astype(np.uint32))
         return (values.astype(np.float64), np.concatenate(pos)[order],
                 np.concatenate(neg)[order])
+
     def curve(self, max_points: int = 2000) -> Dict[str, np.ndarray]:
         """ROC and precision-recall points (thresholds descending), for
         plotting; thinned to at most ``max_points`` (the end points kept).

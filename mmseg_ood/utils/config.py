@@ -73,6 +73,7 @@ def resolve_config_path(path: str) -> str:
             'deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py)')
     return path
 
+
 # mmengine's build_from_cfg: "<type> is not in the <scope>::<name> registry."
 _UNKNOWN_TYPE = re.compile(
     r'([^\s\'"`]+) is not in the (\w+)::(\w+) registry')
