@@ -23,7 +23,6 @@ Example:
 from __future__ import annotations
 
 import copy
-import itertools
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -41,12 +40,11 @@ from ..utils import (check_checkpoint_fits, checkpoint_state_dict,
                      explain_unknown_types, load_checkpoint_file,
                      load_config, safe_checkpoint_loading)
 from .test import enable_tta
-from .train import build_runner
+from .train import build_runner, unique_experiment_name
 
 __all__ = ['EvaluationSession', 'PassResult']
 
 HookSpec = Union[dict, Hook]
-_SESSIONS = itertools.count()  # unique experiment names within a process
 MetricSpec = Union[dict, BaseMetric]
 
 
@@ -121,8 +119,7 @@ class EvaluationSession:
         self.cfg = load_config(config, cfg_options, work_dir, launcher)
         self.work_dir = self.cfg.work_dir
         # mmengine keys its logger and visualizer instances by this name
-        # (and appends the time to it)
-        self.cfg.experiment_name = f'{tool}_{next(_SESSIONS)}'
+        self.cfg.experiment_name = unique_experiment_name(tool)
         self.cfg.load_from = None  # loaded (once, checked) by this session
         self.cfg.resume = False
         # the passes draw with their own hooks (OODVisualizationHook)

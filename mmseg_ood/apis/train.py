@@ -17,6 +17,12 @@ from ..utils import explain_unknown_types, load_config, safe_checkpoint_loading
 _RUNNERS = itertools.count()
 
 
+def unique_experiment_name(prefix: str) -> str:
+    """``<prefix>_<n>``, ``n`` counting the Runners of this process (the
+    same on every rank); mmengine appends the time."""
+    return f'{prefix}_{next(_RUNNERS)}'
+
+
 def build_runner(cfg) -> Runner:
     """Build the Runner (or ``cfg.runner_type`` from mmseg's RUNNERS).
 
@@ -32,7 +38,7 @@ def build_runner(cfg) -> Runner:
     """
     if cfg.get('experiment_name') is None:  # mmengine appends the time
         stem = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
-        cfg.experiment_name = f'{stem}_{next(_RUNNERS)}'
+        cfg.experiment_name = unique_experiment_name(stem)
     vis = cfg.get('visualizer')
     if isinstance(vis, dict) and vis.get('name'):
         vis['name'] = f"{vis['name']}_{cfg.experiment_name}"

@@ -35,6 +35,16 @@ def _is(transform, name: str) -> bool:
         name, f'mmseg.{name}')
 
 
+def _contains(transforms, name: str) -> bool:
+    """Whether ``name`` is among ``transforms``, nested ones included."""
+    if isinstance(transforms, dict):
+        return _is(transforms, name) or _contains(
+            transforms.get('transforms', []), name)
+    if isinstance(transforms, (list, tuple)):
+        return any(_contains(t, name) for t in transforms)
+    return False
+
+
 def with_ood_annotations(pipeline: Sequence) -> list:
     """A test (or TTA) pipeline that loads OOD labels.
 
@@ -66,23 +76,8 @@ def with_ood_annotations(pipeline: Sequence) -> list:
             return [swap(x) for x in t]
         return t
 
-    def loads(t) -> bool:
-        if isinstance(t, dict):
-            return _is(t, 'LoadOODAnnotations') or loads(
-                t.get('transforms', []))
-        if isinstance(t, (list, tuple)):
-            return any(loads(x) for x in t)
-        return False
-
-    def packs(t) -> bool:
-        if isinstance(t, dict):
-            return _is(t, 'PackSegInputs') or packs(t.get('transforms', []))
-        if isinstance(t, (list, tuple)):
-            return any(packs(x) for x in t)
-        return False
-
     out = swap(copy.deepcopy(list(pipeline)))
-    if loads(out):
+    if _contains(out, 'LoadOODAnnotations'):
         return out
     for i, t in enumerate(out):
         if _is(t, 'PackSegInputs'):
@@ -90,7 +85,7 @@ def with_ood_annotations(pipeline: Sequence) -> list:
         if _is(t, 'TestTimeAug'):
             steps = list(t['transforms'])
             for j, step in enumerate(steps):
-                if packs(step):
+                if _contains(step, 'PackSegInputs'):
                     t['transforms'] = steps[:j] + [[
                         dict(type='LoadOODAnnotations')
                     ]] + steps[j:]
