@@ -1,6 +1,10 @@
 """The registered OODMetric: agreement with the direct API, distributed."""
+import gc
 import os
+import os.path as osp
 import socket
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -9,6 +13,9 @@ import torch.multiprocessing as mp
 
 from mmseg_ood.evaluation import (ComponentAccumulator, OODMetric,
                                   StreamingOODMetric)
+from mmseg_ood.evaluation import CalibrationMetric, OpenSetIoUMetric
+from mmseg_ood.evaluation.sampler_padding import last_sample_is_padding
+from mmseg_ood.evaluation.score_map_spill import SPILL_PREFIX, ScoreMapSpill
 
 NUM = 6
 
@@ -61,13 +68,46 @@ def test_metric_equals_direct_api(threshold):
         assert 0 < ref['ppv'] < 1 and 0 < ref['mean_f1'] < 1
 
 
-def test_spilled_maps_are_removed_after_evaluation():
-    metric = OODMetric(component_threshold='best_f1')
+def test_spilled_maps_are_removed_after_evaluation_and_on_errors(tmp_path):
+    metric = OODMetric(component_threshold='best_f1', spill_dir=str(tmp_path))
     metric.process({}, [make_sample(0)])
-    spill = metric._spill_dir
-    assert spill is not None and len(os.listdir(spill)) == 1
+    spill = metric._spill.dir
+    assert osp.dirname(spill) == str(tmp_path)
+    assert len(os.listdir(spill)) == 1
     metric.evaluate(1)
-    assert not os.path.exists(spill)
+    assert os.listdir(tmp_path) == []
+    # a failing evaluation still removes them
+    metric.process({}, [make_sample(0)])
+    bad = make_sample(1)
+    bad['ood_scores']['msp'][0, 0] = float('nan')
+    with pytest.raises(ValueError, match="scorer 'msp'"):
+        metric.process({}, [bad])
+    metric.evaluate(2)
+    assert os.listdir(tmp_path) == []
+    # an abandoned metric (the loop raised before evaluate) on collection
+    metric.process({}, [make_sample(0)])
+    assert os.listdir(tmp_path) != []
+    del metric
+    gc.collect()
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_killed_runs_spill_is_removed_by_the_next(tmp_path):
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    host = socket.gethostname().replace('_', '-')
+    stale = tmp_path / f'{SPILL_PREFIX}{host}_{dead.pid}_x1'
+    stale.mkdir()
+    (stale / 'maps.npy').write_bytes(b'0' * 10)
+    live = tmp_path / f'{SPILL_PREFIX}{host}_{os.getpid()}_y'
+    live.mkdir()
+    other = tmp_path / 'results.json'
+    other.write_text('{}')
+    spill = ScoreMapSpill(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [live.name, other.name, osp.basename(spill.dir)])
+    spill.close()
+    assert not osp.exists(spill.dir)
 
 
 def test_metric_errors_are_clear():
@@ -118,30 +158,103 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _worker(rank, world, port, path):
+def padded_metrics():
+    """The three accumulating metrics, on the samples of make_sample."""
+    open_set = OpenSetIoUMetric(scorer='msp', thresholds=(None, 0.5))
+    open_set.dataset_meta = dict(classes=('a', 'b', 'c'))
+    return [OODMetric(component_threshold='best_f1',
+                      component_preset='obstacle_track'),
+            CalibrationMetric(), open_set]
+
+
+def with_predictions(sample):
+    """make_sample plus 3-class logits and their argmax."""
+    i = int(sample['img_path'].split('.')[0])
+    logits = torch.from_numpy(np.random.default_rng(100 + i).normal(
+        size=(3, 40, 50))).float()
+    logits[1] += 2 * sample['ood_scores']['msp']
+    sample['seg_logits'] = dict(data=logits)
+    sample['pred_sem_seg'] = dict(data=logits.argmax(0)[None])
+    return sample
+
+
+def evaluate_all(metrics, indices, size):
+    for i in indices:
+        for m in metrics:
+            m.process({}, [with_predictions(make_sample(i))])
+    out = {}
+    for m in metrics:
+        out.update(m.evaluate(size))
+    return out
+
+
+def _worker(rank, world, port, path, size):
     import torch.distributed as dist
+    from mmengine.dataset import DefaultSampler
     dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
                             rank=rank, world_size=world)
     import mmseg_ood  # noqa: F401
-    metric = OODMetric(component_threshold='best_f1',
-                       component_preset='obstacle_track')
-    for i in range(rank, NUM, world):    # a distributed sampler's split
-        metric.process({}, [make_sample(i)])
-    out = metric.evaluate(NUM)
-    torch.save(out, f'{path}.{rank}')
+    # mmengine's own sampler: pads to a multiple of the ranks by repeating
+    # the first samples
+    indices = list(DefaultSampler(list(range(size)), shuffle=False))
+    out = evaluate_all(padded_metrics(), indices, size)
+    torch.save(dict(indices=indices, out=out), f'{path}.{rank}')
     dist.destroy_process_group()
 
 
-def test_two_process_gloo_equals_one_process(tmp_path):
-    single = OODMetric(component_threshold='best_f1',
-                       component_preset='obstacle_track')
-    for i in range(NUM):
-        single.process({}, [make_sample(i)])
-    ref = single.evaluate(NUM)
+@pytest.mark.parametrize('size', [NUM, NUM - 1])
+def test_two_process_gloo_equals_one_process(tmp_path, size):
+    """Bit-identical, also when the sampler pads (an odd count): the
+    repeated sample is counted once."""
+    ref = evaluate_all(padded_metrics(), range(size), size)
     path = str(tmp_path / 'out')
-    mp.spawn(_worker, args=(2, _free_port(), path), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), path, size), nprocs=2,
+             join=True)
+    seen = []
     for rank in range(2):
         got = torch.load(f'{path}.{rank}', weights_only=False)
-        assert set(got) == set(ref)
+        seen += got['indices']
+        assert set(got['out']) == set(ref)
         for k, v in ref.items():
-            assert got[k] == pytest.approx(v, nan_ok=True), k
+            if k.startswith('calibration/'):  # float64 sums: order rounding
+                assert got['out'][k] == pytest.approx(v, rel=1e-12), k
+                continue
+            assert got['out'][k] == v or (v != v and got['out'][k] != got[
+                'out'][k]), (k, got['out'][k], v)   # integer counts: exact
+    assert len(seen) == 2 * -(-size // 2)  # a repeat when size is odd
+    assert ref['ood/msp/num_gt_components'] > 0
+
+
+def test_padding_is_dropped_only_from_the_last_sample():
+    assert not last_sample_is_padding(3, 5, rank=0, world_size=2)
+    assert last_sample_is_padding(3, 5, rank=1, world_size=2)
+    assert not last_sample_is_padding(3, 6, rank=1, world_size=2)
+    assert not last_sample_is_padding(0, 5, rank=1, world_size=2)
+    assert last_sample_is_padding(2, 4, rank=2, world_size=3)
+
+
+SPILL_AND_WAIT = '''
+import sys, time
+import numpy as np
+from mmseg_ood.evaluation.score_map_spill import ScoreMapSpill
+from mmseg_ood.tools.runner_args import exit_cleanly_on_sigterm
+exit_cleanly_on_sigterm()
+spill = ScoreMapSpill(sys.argv[1])
+spill.append(0, np.zeros((4, 4), np.uint8), dict(msp=np.zeros((4, 4))))
+print(spill.dir, flush=True)
+time.sleep(60)
+'''
+
+
+@pytest.mark.parametrize('sig', ['SIGINT', 'SIGTERM'])
+def test_spill_is_removed_on_interrupt_and_termination(tmp_path, sig):
+    import signal
+    proc = subprocess.Popen([sys.executable, '-c', SPILL_AND_WAIT,
+                             str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    spill = proc.stdout.readline().strip()
+    assert osp.isdir(spill)
+    proc.send_signal(getattr(signal, sig))
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
+    assert os.listdir(tmp_path) == []

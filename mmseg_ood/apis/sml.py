@@ -18,11 +18,13 @@ import os.path as osp
 from typing import Optional
 
 import torch
-from mmengine.dist import all_gather_object, get_rank
+from mmengine.dist import get_rank
+from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from ..evaluation import merge_across_ranks
+from ..evaluation.sampler_padding import PerSampleAccumulators
 from ..scorers import BaseScorer, ScoreInputs, StandardizedMaxLogit
-from ..scorers.sml import ClassStatistics
 from .evaluation_pass import EvaluationSession
 
 __all__ = ['fit_sml', 'sml_scorer', 'id_dataset', 'SML_SPLITS']
@@ -32,14 +34,28 @@ SML_SPLITS = ('train', 'val')
 
 
 class _LogitRecorder(BaseScorer):
-    """Feeds the logits it is given to an SML fit; scores zeros."""
+    """Feeds the logits it is given to an SML fit, image by image; scores
+    zeros.
+
+    Each test iteration (one image: the pass's batch size is 1; with TTA,
+    every view of it) is a sample of :attr:`samples`, so that a padding
+    repeat of distributed sampling is left out of the fit.
+    """
     name = '_sml_fit'
 
-    def __init__(self, sml: StandardizedMaxLogit):
-        self.sml = sml
+    def __init__(self):
+        self.samples = PerSampleAccumulators()
+        recorder = self
+
+        class SampleBoundaries(Hook):
+            def before_test_iter(self, runner, batch_idx, data_batch=None):
+                recorder.samples.start_sample()
+
+        self.boundaries = SampleBoundaries()
 
     def score(self, inputs: ScoreInputs) -> torch.Tensor:
-        self.sml.partial_fit(inputs.logits)
+        self.samples.get('sml', StandardizedMaxLogit).partial_fit(
+            inputs.logits)
         return inputs.logits.new_zeros(inputs.logits[:, 0].shape)
 
 
@@ -86,19 +102,15 @@ def fit_sml(session: EvaluationSession, split: str = 'train',
     dataset = id_dataset(session.cfg, split)
     if max_images is not None:
         dataset['indices'] = int(max_images)
-    sml = StandardizedMaxLogit()
-    session.run_pass(dataset, name=f'sml_fit_{split}',
-                     scorers={'_sml_fit': _LogitRecorder(sml)}, metrics=[])
-    states = all_gather_object(
-        None if sml.stats is None else sml.stats.state_dict())
-    states = [s for s in states if s is not None]
-    if not states:
+    recorder = _LogitRecorder()
+    done = session.run_pass(dataset, name=f'sml_fit_{split}',
+                            scorers={'_sml_fit': recorder}, metrics=[],
+                            hooks=[recorder.boundaries])
+    merged = merge_across_ranks(recorder.samples.finish(done.size),
+                                lambda _: StandardizedMaxLogit())
+    if 'sml' not in merged:
         raise RuntimeError(f'SML fit: no images in the {split} set')
-    stats = ClassStatistics(len(states[0]['count']))
-    for state in states:
-        stats.load_state_dict(state)
-    sml.stats = stats
-    return sml
+    return merged['sml']
 
 
 def file_sha256(path: str) -> str:

@@ -9,6 +9,7 @@ from mmengine.model import is_model_wrapper
 from mmseg.models import SegTTAModel
 from mmseg.registry import HOOKS
 
+from ..evaluation import OODMetric
 from ..models import OODScoring, OODSegTTAModel, build_scorers
 from ..utils.arguments import strict_arguments
 
@@ -28,6 +29,10 @@ class OODScoringHook(Hook):
             a warning).
         val: Score during validation too (not only testing).
 
+    It also points the loop's OOD metrics
+    (:class:`~mmseg_ood.evaluation.OODMetric`) without a ``spill_dir`` at
+    the work dir.
+
     Example:
         >>> custom_hooks = [dict(type='OODScoringHook',
         ...                      scorers=['msp', 'energy', 'n_energy'])]
@@ -40,7 +45,18 @@ class OODScoringHook(Hook):
         self.val = val
         self._scoring: Optional[OODScoring] = None
 
-    def _attach(self, runner) -> None:
+    @staticmethod
+    def _spill_to_work_dir(loop) -> None:
+        """Let the loop's OOD metrics spill score maps under the work dir
+        (where a killed run leaves them, and the next run removes them)
+        unless they were told where."""
+        for metric in getattr(getattr(loop, 'evaluator', None), 'metrics',
+                              ()):
+            if isinstance(metric, OODMetric) and metric.spill_dir is None:
+                metric.spill_dir = loop.runner.work_dir
+
+    def _attach(self, runner, loop) -> None:
+        self._spill_to_work_dir(loop)
         model = runner.model
         if is_model_wrapper(model):
             model = model.module
@@ -59,14 +75,14 @@ class OODScoringHook(Hook):
             self._scoring = None
 
     def before_test(self, runner) -> None:
-        self._attach(runner)
+        self._attach(runner, runner.test_loop)
 
     def after_test(self, runner) -> None:
         self._detach()
 
     def before_val(self, runner) -> None:
         if self.val:
-            self._attach(runner)
+            self._attach(runner, runner.val_loop)
 
     def after_val(self, runner) -> None:
         self._detach()

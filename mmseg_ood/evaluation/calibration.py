@@ -150,18 +150,16 @@ class CalibrationMetric(AccumulatingMetric):
                  ignore_index: int = IGNORE_INDEX, collect_device: str = 'cpu',
                  prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
-        self._acc = CalibrationAccumulator(num_bins, background_index,
-                                           ignore_index)
+        # validates the arguments
+        self._empty = CalibrationAccumulator(num_bins, background_index,
+                                             ignore_index)
 
-    def reset(self) -> None:
-        self._acc.reset()
+    def process_sample(self, sample: dict) -> None:
+        logits = torch.as_tensor(to_numpy(sample['seg_logits']['data']))
+        label = to_numpy(sample['gt_sem_seg']['data']).squeeze(0)
+        self.accumulator('calibration', self._empty.empty_like).update(
+            torch.softmax(logits.float(), dim=0), label)
 
-    def process(self, data_batch, data_samples) -> None:
-        for sample in data_samples:
-            logits = torch.as_tensor(to_numpy(sample['seg_logits']['data']))
-            label = to_numpy(sample['gt_sem_seg']['data']).squeeze(0)
-            self._acc.update(torch.softmax(logits.float(), dim=0), label)
-
-    def compute_accumulated(self) -> dict:
-        return merge_across_ranks({'calibration': self._acc})[
-            'calibration'].compute()
+    def compute_accumulated(self, local) -> dict:
+        merged = merge_across_ranks(local, lambda _: self._empty.empty_like())
+        return merged.get('calibration', self._empty).compute()

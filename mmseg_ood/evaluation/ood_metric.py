@@ -1,12 +1,9 @@
 """The mmseg metric: every scorer's OOD metrics in one evaluation."""
 from __future__ import annotations
 
-import os.path as osp
-import shutil
-import tempfile
 import warnings
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 from mmengine.dist import get_rank
@@ -21,6 +18,7 @@ from .components import (SIZE_PRESETS, ComponentAccumulator,
                          GroundTruthComponents)
 from .inputs import VOID, check_finite, flat_ood_labels, to_numpy
 from .report import COLUMNS, percent
+from .score_map_spill import ScoreMapSpill
 from .streaming import StreamingOODMetric
 
 
@@ -64,16 +62,18 @@ class OODMetric(AccumulatingMetric):
     :class:`StreamingOODMetric` per scorer (pages allocated where scores
     fall: usually under 1 MiB each, at most 32 MiB at ``bits=20``); under
     distributed evaluation the accumulators are gathered and merged on every
-    rank, so the result equals a single process's.
+    rank, so the result equals a single process's (the repeats that
+    distributed sampling pads the last batch with are left out).
 
     Component metrics (SMIYC sIoU, PPV, mean F1) need a threshold per
     scorer. ``component_threshold='best_f1'`` uses the best pixel-F1
     threshold, known only after all pixels are seen: each rank then appends
-    its score maps to a file in a temporary directory (raw float32 and
-    uint8 labels, removed after evaluation), not to memory, and reads them
-    back once, labelling each image's ground-truth components once for all
-    scorers. A float or a ``{scorer: float}`` dict uses fixed thresholds;
-    ``None`` skips component metrics.
+    its score maps to a file (raw float32 and uint8 labels; a
+    :class:`~mmseg_ood.evaluation.score_map_spill.ScoreMapSpill` under
+    ``spill_dir``, removed after evaluation, on errors and at exit), not to
+    memory, and reads them back once, labelling each image's ground-truth
+    components once for all scorers. A float or a ``{scorer: float}`` dict
+    uses fixed thresholds; ``None`` skips component metrics.
 
     Returned keys are ``<scorer>/<metric>`` (fractions in [0, 1]; NaN where
     undefined, shown as ``n/a`` in the logged table).
@@ -87,6 +87,11 @@ class OODMetric(AccumulatingMetric):
         component_preset: ``'anomaly_track'`` (500 / 100 px) or
             ``'obstacle_track'`` (50 / 10 px) size filters.
         label_key: Data-sample field holding the OOD label map.
+        spill_dir: Directory for the spilled score maps; ``None``: the
+            system's temporary directory (the package's tools and
+            :class:`~mmseg_ood.engine.OODScoringHook` set it to the work
+            dir, where a killed run's spill is found and removed by the
+            next run).
         collect_device / prefix: As in mmengine's ``BaseMetric``.
 
     Attributes:
@@ -112,6 +117,7 @@ class OODMetric(AccumulatingMetric):
                                             None] = 'best_f1',
                  component_preset: str = 'anomaly_track',
                  label_key: str = 'gt_sem_seg',
+                 spill_dir: Optional[str] = None,
                  collect_device: str = 'cpu',
                  prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -134,80 +140,80 @@ class OODMetric(AccumulatingMetric):
         self.component_threshold = component_threshold
         self.component_preset = component_preset
         self.label_key = label_key
+        self.spill_dir = spill_dir
         self.last_results: Optional[Dict[str, Dict[str, float]]] = None
         self.last_pixel: Optional[Dict[str, StreamingOODMetric]] = None
-        self._spill_dir: Optional[str] = None
+        self._spill: Optional[ScoreMapSpill] = None
         self.reset()
 
     # state ------------------------------------------------------------------
     def reset(self) -> None:
         """Drop the accumulators and the spilled score maps."""
-        if self._spill_dir is not None:
-            shutil.rmtree(self._spill_dir, ignore_errors=True)
-        self._pixel: 'OrderedDict[str, StreamingOODMetric]' = OrderedDict()
-        self._fixed: Dict[str, ComponentAccumulator] = {}
-        self._spill_dir = None
-        self._spilled: List[tuple] = []  # scorer names of each spilled image
+        super().reset()
+        if getattr(self, '_spill', None) is not None:
+            self._spill.close()
+        self._spill = None
 
     def _new_pixel(self, name: str) -> StreamingOODMetric:
         return StreamingOODMetric(self.bits, self.ignore_index,
                                   self.tpr_points, name)
 
     def _metric_for(self, name: str) -> StreamingOODMetric:
-        if name not in self._pixel:
-            self._pixel[name] = self._new_pixel(name)
-        return self._pixel[name]
+        return self.accumulator(('pixel', name),
+                                lambda: self._new_pixel(name))
 
     # mmengine interface --------------------------------------------------
-    def process(self, data_batch, data_samples: Sequence[dict]) -> None:
-        for sample in data_samples:
-            if 'ood_scores' not in sample:
-                raise KeyError(
-                    'OODMetric: data sample has no `ood_scores`; add '
-                    "custom_hooks=[dict(type='OODScoringHook', "
-                    "scorers=[...])] to the config")
-            if self.label_key not in sample:
-                raise KeyError(
-                    f'OODMetric: data sample has no {self.label_key!r} OOD '
-                    'label map (0 ID, 1 OOD, 255 void); is LoadAnnotations '
-                    'in the test pipeline?')
-            labels = sample[self.label_key]
-            labels = to_numpy(labels['data'] if isinstance(labels, dict)
-                              else labels.data).squeeze(0)
-            scores = sample['ood_scores']
-            names = self.scorers if self.scorers is not None else list(scores)
-            missing = [n for n in names if n not in scores]
-            if missing:
-                raise KeyError(f'OODMetric: scorers {missing} are not in '
-                               f'ood_scores (have {sorted(scores)})')
-            y = flat_ood_labels(labels, self.ignore_index,
-                                f"OODMetric ({sample.get('img_path')})")
-            valid = None
-            maps, gt = {}, None
-            for name in names:
-                s = to_numpy(scores[name])
-                if s.shape != labels.shape:
-                    raise ValueError(
-                        f'scorer {name!r}: score map {s.shape} and OOD labels '
-                        f"{labels.shape} differ ({sample.get('img_path')})")
-                flat = s.reshape(-1)
-                if check_finite(flat, y, name):
-                    self._metric_for(name).update_valid(flat, y)
-                else:  # NaN / Inf only on void pixels: leave those out
-                    valid = y != VOID if valid is None else valid
-                    self._metric_for(name).update_valid(flat[valid],
-                                                        y[valid])
-                t = self._requested_threshold(name)
-                if t == 'best_f1':
-                    maps[name] = s
-                elif t is not None:
-                    if gt is None:
-                        gt = GroundTruthComponents(
-                            y.reshape(labels.shape), self._min_gt_size,
-                            VOID)
-                    self._fixed_for(name, t).update(s, None, gt=gt)
-            if maps:
-                self._spill(maps, y.reshape(labels.shape))
+    def process_sample(self, sample: dict) -> None:
+        if 'ood_scores' not in sample:
+            raise KeyError(
+                'OODMetric: data sample has no `ood_scores`; add '
+                "custom_hooks=[dict(type='OODScoringHook', "
+                "scorers=[...])] to the config")
+        if self.label_key not in sample:
+            raise KeyError(
+                f'OODMetric: data sample has no {self.label_key!r} OOD '
+                'label map (0 ID, 1 OOD, 255 void); is LoadAnnotations '
+                'in the test pipeline?')
+        labels = sample[self.label_key]
+        labels = to_numpy(labels['data'] if isinstance(labels, dict)
+                          else labels.data).squeeze(0)
+        scores = sample['ood_scores']
+        names = self.scorers if self.scorers is not None else list(scores)
+        missing = [n for n in names if n not in scores]
+        if missing:
+            raise KeyError(f'OODMetric: scorers {missing} are not in '
+                           f'ood_scores (have {sorted(scores)})')
+        y = flat_ood_labels(labels, self.ignore_index,
+                            f"OODMetric ({sample.get('img_path')})")
+        valid = None
+        maps, gt = {}, None
+        for name in names:
+            s = to_numpy(scores[name])
+            if s.shape != labels.shape:
+                raise ValueError(
+                    f'scorer {name!r}: score map {s.shape} and OOD labels '
+                    f"{labels.shape} differ ({sample.get('img_path')})")
+            flat = s.reshape(-1)
+            if check_finite(flat, y, name):
+                self._metric_for(name).update_valid(flat, y)
+            else:  # NaN / Inf only on void pixels: leave those out
+                valid = y != VOID if valid is None else valid
+                self._metric_for(name).update_valid(flat[valid],
+                                                    y[valid])
+            t = self._requested_threshold(name)
+            if t == 'best_f1':
+                maps[name] = s
+            elif t is not None:
+                if gt is None:
+                    gt = GroundTruthComponents(
+                        y.reshape(labels.shape), self._min_gt_size,
+                        VOID)
+                self._fixed_for(name, t).update(s, None, gt=gt)
+        if maps:
+            if self._spill is None:
+                self._spill = ScoreMapSpill(self.spill_dir)
+            self._spill.append(self.samples.num_samples,
+                               y.reshape(labels.shape), maps)
         # nothing goes to self.results: the accumulators are the state
 
     def _requested_threshold(self, name: str):
@@ -219,44 +225,33 @@ class OODMetric(AccumulatingMetric):
                                     ignore_index=self.ignore_index)
 
     def _fixed_for(self, name: str, threshold) -> ComponentAccumulator:
-        if name not in self._fixed:
-            self._fixed[name] = self._new_components(float(threshold))
-        return self._fixed[name]
+        return self.accumulator(
+            ('fixed', name), lambda: self._new_components(float(threshold)))
 
     @property
     def _min_gt_size(self) -> int:
         return SIZE_PRESETS[self.component_preset][1]
 
-    def _spill(self, maps: Dict[str, np.ndarray], labels: np.ndarray) -> None:
-        """Append one image's labels (0 / 1 / VOID, uint8) and float32 maps
-        to the spill file (``np.save`` records, read back in order)."""
-        if self._spill_dir is None:
-            self._spill_dir = tempfile.mkdtemp(prefix='mmseg_ood_maps_')
-        with open(osp.join(self._spill_dir, 'maps.npy'), 'ab') as f:
-            np.save(f, labels)
-            for m in maps.values():
-                np.save(f, np.ascontiguousarray(m, dtype=np.float32))
-        self._spilled.append(tuple(maps))
-
     def _best_f1_components(self, thresholds: Dict[str, float]) -> dict:
         """Component accumulators of this rank's spilled maps at
         ``thresholds``."""
         accs = {n: self._new_components(t) for n, t in thresholds.items()}
-        if self._spilled:
-            with open(osp.join(self._spill_dir, 'maps.npy'), 'rb') as f:
-                for names in self._spilled:
-                    gt = GroundTruthComponents(np.load(f),
-                                               self._min_gt_size, VOID)
-                    for n in names:
-                        m = np.load(f)
-                        if n in accs:
-                            accs[n].update(m, None, gt=gt)
+        if self._spill is not None:
+            for labels, maps in self._spill.read():
+                gt = GroundTruthComponents(labels, self._min_gt_size, VOID)
+                for n, m in maps.items():
+                    if n in accs:
+                        accs[n].update(m, None, gt=gt)
         return accs
 
-    def compute_accumulated(self) -> dict:
+    def compute_accumulated(self, local) -> dict:
         """Merge across ranks and compute; the same result on every rank."""
+        if self._spill is not None and self.samples.last_dropped:
+            self._spill.drop(self.samples.num_samples)  # a padding repeat
+        own = {kind: OrderedDict((n, a) for (k, n), a in local.items()
+                                 if k == kind) for kind in ('pixel', 'fixed')}
         # 1. pixel metrics: every rank's (sparse) histograms
-        pixel = merge_across_ranks(self._pixel, self._new_pixel)
+        pixel = merge_across_ranks(own['pixel'], self._new_pixel)
         if not pixel:
             warnings.warn('OODMetric got no samples')
             return {}
@@ -272,7 +267,7 @@ class OODMetric(AccumulatingMetric):
                     best[n] = float(t)
         components = merge_across_ranks(self._best_f1_components(best))
         components.update(merge_across_ranks(
-            self._fixed,
+            own['fixed'],
             lambda n: self._new_components(self._requested_threshold(n))))
         for n, acc in components.items():
             results[n].update(acc.compute())

@@ -131,30 +131,22 @@ class OpenSetIoUMetric(AccumulatingMetric):
         self.scorer = scorer
         self.thresholds = list(thresholds)
         self.ignore_index = ignore_index
-        self._acc: Optional[OpenSetIoUAccumulator] = None
-
-    def reset(self) -> None:
-        self._acc = None
 
     def _new_accumulator(self, name: str = '') -> OpenSetIoUAccumulator:
         return OpenSetIoUAccumulator(len(self.dataset_meta['classes']),
                                      self.thresholds, self.ignore_index)
 
-    def process(self, data_batch, data_samples) -> None:
-        for sample in data_samples:
-            if self.scorer not in sample.get('ood_scores', {}):
-                raise KeyError('OpenSetIoUMetric: no '
-                               f'ood_scores[{self.scorer!r}]; attach it with '
-                               'OODScoringHook')
-            if self._acc is None:
-                self._acc = self._new_accumulator()
-            self._acc.update(
-                to_numpy(sample['pred_sem_seg']['data']).squeeze(0),
-                to_numpy(sample['gt_sem_seg']['data']).squeeze(0),
-                sample['ood_scores'][self.scorer])
+    def process_sample(self, sample: dict) -> None:
+        if self.scorer not in sample.get('ood_scores', {}):
+            raise KeyError('OpenSetIoUMetric: no '
+                           f'ood_scores[{self.scorer!r}]; attach it with '
+                           'OODScoringHook')
+        self.accumulator('areas', self._new_accumulator).update(
+            to_numpy(sample['pred_sem_seg']['data']).squeeze(0),
+            to_numpy(sample['gt_sem_seg']['data']).squeeze(0),
+            sample['ood_scores'][self.scorer])
 
-    def compute_accumulated(self) -> dict:
-        local = {} if self._acc is None else {'areas': self._acc}
+    def compute_accumulated(self, local) -> dict:
         merged = merge_across_ranks(local, self._new_accumulator)
         if not merged:
             return {}

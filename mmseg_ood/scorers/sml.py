@@ -133,6 +133,22 @@ class StandardizedMaxLogit(BaseScorer):
                           max_logit.reshape(-1).double().cpu().numpy())
         return self
 
+    def state_dict(self) -> dict:
+        """The fitted statistics (per-class count, mean, M2)."""
+        return self._fitted().state_dict()
+
+    def empty_like(self) -> 'StandardizedMaxLogit':
+        """An unfitted scorer with the same ``min_std``."""
+        return type(self)(min_std=self.min_std)
+
+    def load_state_dict(self, state: dict) -> 'StandardizedMaxLogit':
+        """Merge fitted statistics in (another chunk's or rank's): the
+        result is the fit on the union of their data."""
+        if self.stats is None:
+            self.stats = ClassStatistics(len(state['count']))
+        self.stats.load_state_dict(state)
+        return self
+
     def fit(self, batches: Iterable[Tensor]) -> 'StandardizedMaxLogit':
         """Fit on an iterable of logits tensors (a stream of ID batches)."""
         for logits in batches:

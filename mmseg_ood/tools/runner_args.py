@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
+import threading
 from typing import Optional, Sequence
 
 from mmengine.config import DictAction
 
-__all__ = ['add_runner_arguments', 'parse_runner_args']
+__all__ = ['add_runner_arguments', 'parse_runner_args',
+           'exit_cleanly_on_sigterm']
 
 
 def add_runner_arguments(parser: argparse.ArgumentParser,
@@ -37,4 +40,20 @@ def parse_runner_args(parser: argparse.ArgumentParser,
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
+    exit_cleanly_on_sigterm()
     return args
+
+
+def _raise_system_exit(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM (``kill``, torchrun stopping the other workers when one
+    fails, a scheduler's time limit) into ``SystemExit``, as Ctrl-C is
+    turned into ``KeyboardInterrupt``: ``finally`` blocks and exit handlers
+    run (temporary files are removed). A handler someone else installed is
+    kept."""
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _raise_system_exit)
