@@ -1,5 +1,6 @@
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -67,12 +68,21 @@ def zoo_model_config(name, **test_cfg):
     return model
 
 
-def run_tool(script, *args, env=None, check=True):
-    """Run ``tools/<script>`` in a fresh interpreter; return the result."""
+def run_tool(script, *args, env=None, check=True, nproc=None):
+    """Run ``tools/<script>`` in a fresh interpreter (or, with ``nproc``,
+    under ``torchrun`` in that many processes); return the result."""
     full_env = dict(os.environ)
     full_env.update(env or {})
+    launch = [sys.executable]
+    if nproc is not None:
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        launch += ['-m', 'torch.distributed.run', f'--nproc_per_node={nproc}',
+                   f'--master_port={port}']
+        args += ('--launcher', 'pytorch')
     proc = subprocess.run(
-        [sys.executable, osp.join(REPO, 'tools', script), *args],
+        launch + [osp.join(REPO, 'tools', script), *args],
         capture_output=True, text=True, env=full_env, cwd=REPO, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(

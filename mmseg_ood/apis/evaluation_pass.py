@@ -23,6 +23,8 @@ Example:
 from __future__ import annotations
 
 import copy
+import logging
+import os.path as osp
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -34,7 +36,7 @@ from mmengine.runner import Runner, TestLoop
 from mmengine.runner.checkpoint import load_state_dict
 
 from ..datasets.transforms import with_ood_annotations
-from ..engine import OODScoringHook
+from ..engine import FiniteLogitsHook, OODScoringHook
 from ..models import unwrap_segmentor
 from ..utils import (check_checkpoint_fits, checkpoint_state_dict,
                      explain_unknown_types, load_checkpoint_file,
@@ -58,10 +60,14 @@ class PassResult:
             metric's keys, prefixed).
         evaluators: The metric objects, after evaluation (for what they
             keep beyond the flat dict, e.g. ``OODMetric.last_pixel``).
+        size: The dataset's length (each rank saw its share of it, plus
+            possibly one repeat: see
+            :mod:`~mmseg_ood.evaluation.sampler_padding`).
     """
     name: str
     metrics: Dict[str, Any] = field(default_factory=dict)
     evaluators: List[BaseMetric] = field(default_factory=list)
+    size: int = 0
 
     def metric(self, kind: Union[str, type]) -> BaseMetric:
         """The pass's metric of a class (or class name)."""
@@ -99,6 +105,10 @@ class EvaluationSession:
             the model becomes ``OODSegTTAModel``, which merges the score
             maps too.
         tool: Prefix of the experiment name and of progress titles.
+        console_level: Log level shown on the console (``'WARNING'``:
+            progress bars, warnings and errors, not mmengine's config dump,
+            environment and hook tables); the log file (:attr:`log_file`)
+            keeps everything. ``None``: the config's ``log_level``.
 
     Attributes:
         cfg: The loaded config (with the TTA model and pipeline if ``tta``).
@@ -113,9 +123,11 @@ class EvaluationSession:
                  work_dir: Optional[str] = None,
                  cfg_options: Optional[dict] = None,
                  launcher: str = 'none', unsafe_load: bool = False,
-                 tta: bool = False, tool: str = 'eval'):
+                 tta: bool = False, tool: str = 'eval',
+                 console_level: Optional[str] = 'WARNING'):
         self.config, self.checkpoint = config, checkpoint
         self.unsafe_load, self.tool = unsafe_load, tool
+        self.console_level = console_level
         self.cfg = load_config(config, cfg_options, work_dir, launcher)
         self.work_dir = self.cfg.work_dir
         # mmengine keys its logger and visualizer instances by this name
@@ -152,7 +164,7 @@ class EvaluationSession:
         if self._runner is None:
             if self._ckpt is None:
                 raise RuntimeError(f'{self!r} is closed; start a new one')
-            runner = build_runner(self.cfg)
+            runner = build_runner(self.cfg, self.console_level)
             runner.call_hook('before_run')
             model = unwrap_segmentor(runner.model)
             check_checkpoint_fits(model, self._ckpt, self.checkpoint,
@@ -166,6 +178,12 @@ class EvaluationSession:
             self._ckpt = None  # the model holds the weights now
             self._runner = runner
         return self._runner
+
+    @property
+    def log_file(self) -> str:
+        """The session's log file (builds the Runner)."""
+        runner = self.runner
+        return osp.join(runner.log_dir, f'{runner.timestamp}.log')
 
     @property
     def model(self):
@@ -238,7 +256,7 @@ class EvaluationSession:
             metrics = self.cfg.test_evaluator
         metrics = [metrics] if isinstance(metrics, (dict, BaseMetric)) \
             else list(metrics)
-        pass_hooks: List[HookSpec] = []
+        pass_hooks: List[HookSpec] = [FiniteLogitsHook()]
         if scorers is not None:
             # an instance: scorer objects (fitted statistics, recorders)
             # must not go through the config copies of HOOKS.build
@@ -272,15 +290,26 @@ class EvaluationSession:
             for hook in registered:  # the session's hooks stay as they were
                 runner.hooks.remove(hook)
         return PassResult(name=name, metrics=dict(results),
-                          evaluators=list(loop.evaluator.metrics))
+                          evaluators=list(loop.evaluator.metrics),
+                          size=len(loop.dataloader.dataset))
 
     # end ---------------------------------------------------------------------
     def close(self) -> None:
         """End the session (the Runner's ``after_run`` hooks: log upload,
         visualizer close)."""
         if self._runner is not None:
-            self._runner.call_hook('after_run')
-            self._runner = None
+            try:
+                self._runner.call_hook('after_run')
+            finally:
+                # mmengine keeps logger instances (and the last one as the
+                # "current" logger) for the process's life: let go of the
+                # log file, so that later messages do not land in it
+                logger = self._runner.logger
+                for h in [h for h in logger.handlers
+                          if isinstance(h, logging.FileHandler)]:
+                    logger.removeHandler(h)
+                    h.close()
+                self._runner = None
         self._ckpt = None
 
     def __enter__(self) -> 'EvaluationSession':

@@ -2,12 +2,17 @@
 does, plus safe checkpoint loading and readable unknown-type errors."""
 from __future__ import annotations
 
+import datetime
 import itertools
 import logging
 import os.path as osp
+import sys
+from contextlib import contextmanager
 from typing import Optional
 
-from mmengine.logging import print_log
+import torch
+import torch.distributed as dist
+from mmengine.logging import MMLogger, print_log
 from mmengine.runner import Runner
 
 from mmseg.registry import RUNNERS
@@ -23,7 +28,95 @@ def unique_experiment_name(prefix: str) -> str:
     return f'{prefix}_{next(_RUNNERS)}'
 
 
-def build_runner(cfg) -> Runner:
+def _replace_sync_bn(node) -> int:
+    """``SyncBN`` -> ``BN`` in a config tree, in place; how many."""
+    n = 0
+    if isinstance(node, dict):
+        if node.get('type') == 'SyncBN':
+            node['type'] = 'BN'
+            n += 1
+        for v in node.values():
+            n += _replace_sync_bn(v)
+    elif isinstance(node, (list, tuple)):
+        for v in node:
+            n += _replace_sync_bn(v)
+    return n
+
+
+def init_cpu_distributed(cfg) -> None:
+    """Make ``launcher='pytorch'`` work on a CPU-only torch (gloo).
+
+    mmengine's ``init_dist('pytorch')`` calls ``torch.cuda.set_device``,
+    which a CPU build of torch does not have, and wraps the model in DDP
+    with ``device_ids=[LOCAL_RANK]``, which CPU modules refuse. Without
+    CUDA, this initializes the process group with gloo from torchrun's
+    environment (the Runner then skips its own initialization), wraps the
+    model with ``device_ids=None`` and builds ``SyncBN`` layers as ``BN``
+    (``SyncBatchNorm`` trains on GPUs only: each process keeps its own
+    batch statistics, as in a one-process run). With CUDA, or another
+    launcher, nothing changes: mmengine's own set-up (NCCL) runs.
+    """
+    if cfg.get('launcher') != 'pytorch' or torch.cuda.is_available():
+        return
+    if not dist.is_initialized():
+        timeout = (cfg.get('env_cfg') or {}).get('dist_cfg', {}).get(
+            'timeout')
+        kwargs = {} if timeout is None else dict(
+            timeout=datetime.timedelta(seconds=timeout))
+        dist.init_process_group(backend='gloo', **kwargs)
+    wrapper = cfg.get('model_wrapper_cfg') or dict(
+        type='MMDistributedDataParallel', broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper.setdefault('device_ids', None)
+    cfg.model_wrapper_cfg = wrapper
+    if _replace_sync_bn(cfg.model):
+        print_log('CPU distributed run (gloo): SyncBN layers are built as BN',
+                  logger='current', level=logging.WARNING)
+
+
+class _ConsoleGate:
+    """A stand-in for ``sys.stdout`` while a Runner is built: mmengine's
+    console handler binds to it (and writes through it afterwards, to the
+    real ``sys.stdout`` of the moment); what is printed while it is closed
+    reaches only the log file."""
+
+    def __init__(self):
+        self.open = False
+
+    def write(self, text: str) -> int:
+        out = sys.stdout if sys.stdout is not self else sys.__stdout__
+        return out.write(text) if self.open else len(text)
+
+    def flush(self) -> None:
+        out = sys.stdout if sys.stdout is not self else sys.__stdout__
+        if self.open:
+            out.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+
+@contextmanager
+def _console_at(level: Optional[str]):
+    """Build a Runner whose console shows only ``level`` and above (all of
+    it still goes to the log file); ``None``: as configured."""
+    if level is None:
+        yield
+        return
+    gate, real = _ConsoleGate(), sys.stdout
+    sys.stdout = gate
+    try:
+        yield
+    finally:
+        sys.stdout = real
+        for logger in MMLogger._instance_dict.values():
+            for h in logger.handlers:
+                if getattr(h, 'stream', None) is gate:
+                    h.setLevel(max(h.level, logging._nameToLevel[level]))
+        gate.open = True
+
+
+def build_runner(cfg, console_level: Optional[str] = None) -> Runner:
     """Build the Runner (or ``cfg.runner_type`` from mmseg's RUNNERS).
 
     Runners built in one process never share mmengine's logger and
@@ -35,14 +128,25 @@ def build_runner(cfg) -> Runner:
     process (``train`` then ``test`` from a notebook; within a second for
     the logger, at any time for the visualizer) writes its logs into the
     first one's directory.
+
+    ``launcher='pytorch'`` also runs on a CPU-only torch
+    (:func:`init_cpu_distributed`).
+
+    Args:
+        cfg: The config.
+        console_level: Show only this level and above on the console
+            (e.g. ``'WARNING'``: no config dump, environment or hook
+            tables); the log file keeps everything. ``None``: as the
+            config's ``log_level``.
     """
+    init_cpu_distributed(cfg)
     if cfg.get('experiment_name') is None:  # mmengine appends the time
         stem = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
         cfg.experiment_name = unique_experiment_name(stem)
     vis = cfg.get('visualizer')
     if isinstance(vis, dict) and vis.get('name'):
         vis['name'] = f"{vis['name']}_{cfg.experiment_name}"
-    with explain_unknown_types():
+    with explain_unknown_types(), _console_at(console_level):
         if 'runner_type' in cfg:
             return RUNNERS.build(cfg)
         return Runner.from_cfg(cfg)

@@ -1,0 +1,65 @@
+"""Two processes under torchrun (gloo, CPU) give what one process gives.
+
+With 5 OOD images and 3 test images on 2 ranks, mmengine's sampler pads
+each pass with a repeat of the first image; the accumulators leave it out.
+Both runs use one thread per process (torchrun's default), so that the
+forward passes are bit-identical too: then every number is.
+"""
+import glob
+import json
+import os.path as osp
+
+import pytest
+
+from conftest import QUICK_OPTIONS, STREET_CONFIG, run_tool
+
+
+@pytest.fixture(scope='module')
+def odd_root(tmp_path_factory):
+    from mmseg_ood.synthetic import make_synthetic_benchmark
+    out = str(tmp_path_factory.mktemp('odd'))
+    make_synthetic_benchmark(out, seed=1, num_train=2, num_val=3,
+                             num_ood=5, num_image_ood=1, num_proxy=1)
+    return out
+
+
+def _ckpt(work_dir):
+    return open(osp.join(work_dir, 'last_checkpoint')).read().strip()
+
+
+def _runs(script, tmp_path, odd_root, ckpt, *args):
+    env = {'MMSEG_OOD_DATA': odd_root, 'OMP_NUM_THREADS': '1'}
+    out = {}
+    for nproc in (None, 2):
+        work = str(tmp_path / f'{script}_{nproc or 1}')
+        out[nproc or 1] = (work, run_tool(
+            script, STREET_CONFIG, ckpt, '--work-dir', work, *args,
+            '--cfg-options', *QUICK_OPTIONS, env=env, nproc=nproc))
+    return out
+
+
+def test_ood_test_two_processes_equal_one(tmp_path, odd_root,
+                                          trained_work_dir):
+    runs = _runs('ood_test.py', tmp_path, odd_root,
+                 _ckpt(trained_work_dir))
+    one, two = (json.load(open(osp.join(runs[n][0], 'results.json')))
+                for n in (1, 2))
+    assert one['complete'] and two['complete']
+    assert two['results'] == one['results']   # every value, bit for bit
+    assert two['id_miou'] == one['id_miou']
+    energy = one['results']['synthetic_ood']['energy']
+    assert energy['num_gt_components'] > 0
+    # the two ranks logged to one file each, printed one table
+    assert runs[2][1].stdout.count('| scorer |') == 1
+
+
+def test_test_tool_two_processes_equal_one(tmp_path, odd_root,
+                                           trained_work_dir):
+    runs = _runs('test.py', tmp_path, odd_root, _ckpt(trained_work_dir))
+    metrics = [json.load(open(glob.glob(osp.join(runs[n][0], '*',
+                                                 '*.json'))[0]))
+               for n in (1, 2)]
+    for m in metrics:
+        for k in ('time', 'data_time', 'step'):
+            m.pop(k, None)
+    assert metrics[0] == metrics[1] and 'mIoU' in metrics[0]
