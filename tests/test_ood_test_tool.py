@@ -6,6 +6,7 @@ import glob
 import json
 import os
 import os.path as osp
+import re
 
 import cv2
 import numpy as np
@@ -53,6 +54,15 @@ def test_writes_every_output(ood_run):
     # skipped default scorer is reported, not silently dropped
     assert "skipping scorer 'background'" in proc.stderr
     assert '[ood_test] synthetic_ood' in proc.stdout   # progress bar title
+    # mmengine's config dump, environment and hook tables: in the log only
+    assert len(proc.stdout.splitlines()) < 40, proc.stdout
+    for line in ('System environment', 'Hooks will be executed'):
+        assert line not in proc.stdout
+    logs = glob.glob(str(out / '*' / '*.log'))
+    assert len(logs) == 1 and f'log: {logs[0]}' in proc.stdout
+    log = open(logs[0]).read()
+    assert 'System environment' in log and 'Hooks will be executed' in log
+    assert re.search(r'\|\s+n_energy\s+\|', log)  # OODMetric's table
 
 
 def test_smiyc_export_format(ood_run, synthetic_root):
@@ -140,21 +150,89 @@ def test_requested_unsupported_scorer_is_an_error(tmp_path, data_env,
     assert not (tmp_path / 'results.json').exists()
 
 
-def test_failed_run_is_never_presented_as_complete(tmp_path, data_env,
-                                                   trained_work_dir,
-                                                   monkeypatch):
+def _snapshot(root):
+    """Every file under ``root``: relative path -> bytes."""
+    out = {}
+    for d, _, files in os.walk(root):
+        for f in files:
+            p = osp.join(d, f)
+            out[osp.relpath(p, root)] = open(p, 'rb').read()
+    return out
+
+
+def test_bad_input_leaves_the_previous_results_as_they_were(
+        tmp_path, data_env, synthetic_root, trained_work_dir, monkeypatch):
+    """Each bad input fails before the work dir is touched, with a message
+    naming the argument, file or value; a run failing later keeps the
+    previous complete results and leaves its partial ones beside them."""
     from mmseg_ood.apis import ood_test
+    work = tmp_path / 'work'
+    ckpt = _ckpt(trained_work_dir)
+
+    def run(**kw):
+        kw = dict(dict(scorers=['msp', 'energy'], id_eval=False,
+                       cfg_options=dict(QUICK_CFG)), **kw)
+        return ood_test(STREET_CONFIG, kw.pop('checkpoint', ckpt), str(work),
+                        **kw)
+
+    run()
+    before = _snapshot(work)
+    assert {'results.json', 'results.csv', 'results.md'} <= set(before)
+    # a copy of the OOD images with one truncated to 0 bytes
+    broken = tmp_path / 'broken'
+    import shutil
+    shutil.copytree(osp.join(synthetic_root, 'street', 'ood'), broken)
+    images = sorted(glob.glob(str(broken / '**' / '*.png'), recursive=True))
+    empty = [p for p in images if osp.sep + 'images' + osp.sep in p][0]
+    open(empty, 'wb').close()
+    preset = tmp_path / 'broken_ood.py'
+    preset.write_text("ood_dataset = dict(type='SyntheticOODDataset', "
+                      f"data_root={str(broken)!r})\n")
     monkeypatch.setenv('SMIYC_ROOT', str(tmp_path / 'nowhere'))
-    (tmp_path / 'results.json').write_text('{"stale": true}')
-    # names the missing root
-    with pytest.raises(FileNotFoundError, match='dataset_AnomalyTrack'):
-        ood_test(STREET_CONFIG, _ckpt(trained_work_dir), str(tmp_path),
-                 datasets=['synthetic_ood', 'road_anomaly21'],
-                 id_eval=False, cfg_options=dict(QUICK_CFG))
-    assert not (tmp_path / 'results.json').exists()  # stale one removed
-    partial = json.load(open(tmp_path / 'results.partial.json'))
+    cases = [
+        (dict(scorers=['msp', 'energyy']), ValueError,
+         "unknown scorer 'energyy'"),
+        (dict(scorers=['msp', 'msp']), ValueError, r"\['msp'\] more than"),
+        (dict(datasets=['synthetic_ood', 'road_anomaly21']),
+         FileNotFoundError, "dataset 'road_anomaly21'.*nowhere"),
+        (dict(datasets=['road_anomaly_2021']), ValueError, 'road_anomaly21'),
+        (dict(datasets=[str(preset)]), ValueError,
+         f'image file {empty!r} is empty'),
+        (dict(tune=['eta', 'eta']), ValueError, r"\['eta'\] more than once"),
+        (dict(tune_on='synthetic_ood'), ValueError, 'nothing to tune'),
+        (dict(scorers=['msp'], tune=['temperature']), ValueError,
+         r"nothing to tune among the scorers \['msp'\].*'energy'"),
+        (dict(sml_fit_on='test'), ValueError, 'sml_fit_on'),
+        (dict(scorers=['sml'], sml_stats='missing.json'), FileNotFoundError,
+         'missing.json'),
+        (dict(checkpoint=str(tmp_path / 'missing.pth')), FileNotFoundError,
+         'missing.pth'),
+    ]
+    for kw, err, match in cases:
+        with pytest.raises(err, match=match):
+            run(**kw)
+        assert _snapshot(work) == before, kw
+    # a failure in the middle of the run: the complete results stay
+    from mmseg_ood.apis import EvaluationSession
+    real = EvaluationSession.run_pass
+    calls = []
+
+    def second_pass_fails(self, *args, **kw):
+        calls.append(kw.get('name'))
+        if len(calls) == 2:
+            raise RuntimeError('pass failed')
+        return real(self, *args, **kw)
+
+    monkeypatch.setattr(EvaluationSession, 'run_pass', second_pass_fails)
+    with pytest.raises(RuntimeError, match='pass failed'):
+        run(datasets=['synthetic_ood', 'synthetic_objects_ood'])
+    after = _snapshot(work)
+    for name in ('results.json', 'results.csv', 'results.md'):
+        assert after[name] == before[name]
+    partial = json.load(open(work / 'results.partial.json'))
     assert partial['complete'] is False
     assert list(partial['results']) == ['synthetic_ood']
+    assert not [p for p in after if 'spill' in p]   # no spill left behind
 
 
 def test_unknown_dataset_lists_presets():

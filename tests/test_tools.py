@@ -57,6 +57,39 @@ def test_tta_evaluates_the_checkpoint(tmp_path, synthetic_root,
     _check_test_outputs(work, out)
 
 
+def test_test_tool_refuses_a_checkpoint_that_does_not_fit(
+        tmp_path, synthetic_root, trained_work_dir, monkeypatch):
+    """mmseg's tools/test.py logs the size mismatch and reports a wrong
+    mIoU with exit code 0; ours stops, naming both files and the key."""
+    from mmseg_ood.apis import test
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    ckpt = _checkpoint(trained_work_dir)
+    with pytest.raises(ValueError) as info:
+        test(STREET_CONFIG, ckpt, str(tmp_path), cfg_options=dict(
+            QUICK_CFG, **{'model.decode_head.num_classes': 8}))
+    err = str(info.value)
+    assert ckpt in err and STREET_CONFIG in err
+    assert 'decode_head.conv_seg.weight' in err
+    assert not glob.glob(str(tmp_path / '*' / '*.json'))  # no metrics
+
+
+def test_test_tool_refuses_nan_logits(tmp_path, synthetic_root,
+                                      trained_work_dir, monkeypatch):
+    import torch
+    from mmseg_ood.utils import load_checkpoint_file
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    ckpt = load_checkpoint_file(_checkpoint(trained_work_dir))
+    state = {k: (v.fill_(float('nan')) if v.is_floating_point() else v)
+             for k, v in ckpt['state_dict'].items()}
+    nan = str(tmp_path / 'nan.pth')
+    torch.save(dict(state_dict=state), nan)
+    from mmseg_ood.apis import test
+    with pytest.raises(ValueError, match=r'non-finite \(NaN/Inf\) logits.*'
+                       r'for image .*\.png'):
+        test(STREET_CONFIG, nan, str(tmp_path / 'w'),
+             cfg_options=dict(QUICK_CFG))
+
+
 def test_resume_continues_from_the_checkpoint(tmp_path, synthetic_root,
                                               trained_work_dir, monkeypatch):
     import shutil

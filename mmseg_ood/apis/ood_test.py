@@ -10,16 +10,23 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import shutil
 import warnings
-from typing import List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from mmengine.dist import get_rank
 
+from ..datasets import check_dataset_files
+from ..evaluation.report import (dump_json, markdown_table, plot_curves,
+                                 write_results)
+from ..scorers import build_scorer
 from .dataset_presets import DatasetPreset, load_dataset_preset
 from .evaluation_pass import EvaluationSession
-from .sml import SML_SPLITS, sml_scorer
-from .tuning import best_of_grid, check_tuned, restrict_grid, tuning_scorers
+from .sml import SML_SPLITS, id_dataset, sml_scorer
+from .tuning import (best_of_grid, check_tuned, restrict_grid,
+                     tunable_types, tuning_scorers)
 
 __all__ = ['ood_test', 'DEFAULT_SCORERS']
 
@@ -27,7 +34,6 @@ __all__ = ['ood_test', 'DEFAULT_SCORERS']
 #: so it runs only when asked for).
 DEFAULT_SCORERS = ('msp', 'entropy', 'max_logit', 'energy', 'norm',
                    'n_max_logit', 'n_energy', 'background')
-RESULT_FILES = ('json', 'csv', 'md', 'partial.json')
 
 
 def _plain(results: dict) -> dict:
@@ -49,9 +55,8 @@ def _scorer_list(session: EvaluationSession, scorers: Optional[Sequence],
 
 
 def _tune(session: EvaluationSession, preset: DatasetPreset,
-          tune: Sequence[str]) -> dict:
+          tune: Sequence[str], grid: Dict[str, dict]) -> dict:
     """The tuning pass: every grid point on ``preset``, best AP per type."""
-    grid = restrict_grid(tuning_scorers(), tune)
     result = session.run_pass(
         preset.dataset, name=f'tune_{preset.name}', scorers=grid,
         ood_labels=True,
@@ -110,6 +115,30 @@ def ood_test(config: str,
     Returns:
         The payload written to ``results.json``.
     """
+    plan = _check_request(scorers, tune, tune_on, datasets, sml_stats,
+                          sml_fit_on)
+    with EvaluationSession(config, checkpoint, work_dir, cfg_options,
+                           launcher, unsafe_load, tta,
+                           tool='ood_test') as session:
+        id_eval = _check_files(session, plan, id_eval, sml_stats, sml_fit_on)
+        return _run(session, plan, show_dir, show_num, export_smiyc,
+                    id_eval, sml_stats, sml_fit_on)
+
+
+@dataclass
+class _Plan:
+    """What a run will do, checked before anything runs."""
+    scorers: Optional[List[str]]
+    presets: List[DatasetPreset]
+    tune: List[str]
+    tune_preset: Optional[DatasetPreset]
+    grid: Dict[str, dict]
+
+
+def _check_request(scorers, tune, tune_on, datasets, sml_stats,
+                   sml_fit_on) -> _Plan:
+    """Every argument checked (scorers built, presets loaded, the tuning
+    grid chosen), before a file is read or written."""
     check_tuned(tune)
     if tune_on is not None and not tune:
         raise ValueError(f'`tune_on` ({tune_on!r}) is given but nothing to '
@@ -117,47 +146,88 @@ def ood_test(config: str,
     if sml_fit_on not in SML_SPLITS:
         raise ValueError(f'`sml_fit_on` must be one of {SML_SPLITS}, got '
                          f'{sml_fit_on!r}')
+    if scorers is not None:
+        if isinstance(scorers, str) or not scorers:
+            raise ValueError('`scorers` must be a non-empty list of scorer '
+                             f'names, got {scorers!r}')
+        scorers = list(scorers)
+        twice = sorted({n for n in scorers if scorers.count(n) > 1})
+        if twice:
+            raise ValueError(f'`scorers` names {twice} more than once')
+    names = scorers if scorers is not None else list(DEFAULT_SCORERS)
+    for name in names:
+        build_scorer(name)  # ValueError listing the registered names
+    if sml_stats is not None:
+        if 'sml' not in names:
+            raise ValueError('`sml_stats` is given but `sml` is not among '
+                             f'the scorers {names}')
+        if not osp.isfile(sml_stats):
+            raise FileNotFoundError(f'`sml_stats`: no file {sml_stats!r}')
     presets = [load_dataset_preset(d) for d in datasets]
-    names = [p.name for p in presets]
-    if tune and tune_on is None:
-        tune_on = names[0]
-    tune_preset = None
+    grid, tune_preset = {}, None
     if tune:
-        tune_preset = presets[names.index(tune_on)] if tune_on in names \
-            else load_dataset_preset(tune_on)
-    with EvaluationSession(config, checkpoint, work_dir, cfg_options,
-                           launcher, unsafe_load, tta,
-                           tool='ood_test') as session:
-        return _run(session, presets, scorers, tune, tune_preset, show_dir,
-                    show_num, export_smiyc, id_eval, sml_stats, sml_fit_on)
+        grid = restrict_grid(tuning_scorers(), tune, scorers)
+        if not grid:
+            raise ValueError(
+                f'`tune` {list(tune)} has nothing to tune among the scorers '
+                f'{scorers}: it tunes {tunable_types(tune)}')
+        by_name = {p.name: p for p in presets}
+        tune_on = tune_on or presets[0].name
+        tune_preset = by_name.get(tune_on) or load_dataset_preset(tune_on)
+    return _Plan(scorers, presets, list(tune), tune_preset, grid)
 
 
-def _run(session: EvaluationSession, presets: List[DatasetPreset], scorers,
-         tune, tune_preset, show_dir, show_num, export_smiyc, id_eval,
-         sml_stats, sml_fit_on) -> dict:
+def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
+                 sml_stats: Optional[str], sml_fit_on: str) -> bool:
+    """Check the datasets' files (roots, images); whether to run the ID
+    pass (skipped, with a warning, when the config's test set is not
+    there)."""
+    presets = plan.presets + ([plan.tune_preset] if plan.tune_preset
+                              else [])
+    for p in presets:
+        check_dataset_files(p.dataset, f'dataset {p.name!r} ({p.path})')
+    names = plan.scorers if plan.scorers is not None else []
+    if 'sml' in names and sml_stats is None:
+        check_dataset_files(id_dataset(session.cfg, sml_fit_on),
+                            f'the {sml_fit_on} set to fit SML on')
+    if id_eval:
+        try:
+            check_dataset_files(session.cfg.test_dataloader.dataset,
+                                "the config's test set (ID mIoU)")
+        except FileNotFoundError as e:
+            warnings.warn(f'ID mIoU skipped: {e}')
+            return False
+    return True
+
+
+def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
+         export_smiyc, id_eval, sml_stats, sml_fit_on) -> dict:
     work_dir = session.work_dir
     rank0 = get_rank() == 0
-    if rank0:
-        os.makedirs(work_dir, exist_ok=True)
-        for ext in RESULT_FILES:
-            p = osp.join(work_dir, f'results.{ext}')
-            if osp.exists(p):
-                os.remove(p)  # never leave a stale result beside a new run
+    presets = list(plan.presets)
     names = [p.name for p in presets]
-    if tune_preset is not None and tune_preset.name not in names:
-        names.insert(0, tune_preset.name)
-    strict = scorers is not None
-    scorer_list = _scorer_list(session, scorers, sml_stats, sml_fit_on)
+    if plan.tune_preset is not None and plan.tune_preset.name not in names:
+        names.insert(0, plan.tune_preset.name)
+        presets.insert(0, plan.tune_preset)
+    strict = plan.scorers is not None
+    scorer_list = _scorer_list(session, plan.scorers, sml_stats, sml_fit_on)
+    if rank0:
+        print(f'[ood_test] log: {session.log_file}')
     payload = dict(complete=False, config=session.config,
                    checkpoint=session.checkpoint, datasets=names, results={},
                    tuning=None, id_miou={})
+    # written while the run goes on; results.* and curves/ of an earlier
+    # run are replaced only once this one is complete
+    partial = osp.join(work_dir, 'results.partial.json')
+    curves = osp.join(work_dir, 'curves.partial')
+    if rank0 and osp.isdir(curves):
+        shutil.rmtree(curves)
 
-    if tune_preset is not None:
-        payload['tuning'] = _tune(session, tune_preset, tune)
+    if plan.tune_preset is not None:
+        payload['tuning'] = _tune(session, plan.tune_preset, plan.tune,
+                                  plan.grid)
         scorer_list += [dict(b['params'], name=f'{t}*')
                         for t, b in payload['tuning']['best'].items()]
-        if tune_preset.name not in [p.name for p in presets]:
-            presets = [tune_preset] + presets
 
     for preset in presets:
         hooks = []
@@ -176,26 +246,26 @@ def _run(session: EvaluationSession, presets: List[DatasetPreset], scorers,
         metric = result.metric('OODMetric')
         payload['results'][preset.name] = _plain(metric.last_results)
         if rank0:
-            from ..evaluation.report import dump_json, plot_curves
-            plot_curves(osp.join(work_dir, 'curves'), preset.name,
-                        metric.last_pixel, metric.last_results)
-            dump_json(payload, osp.join(work_dir, 'results.partial.json'))
+            plot_curves(curves, preset.name, metric.last_pixel,
+                        metric.last_results)
+            dump_json(payload, partial)
 
     if id_eval:
-        try:
-            result = session.run_pass(
-                name='id_test_set',
-                metrics=[dict(type='IoUMetric', iou_metrics=['mIoU'])])
-            payload['id_miou'] = dict(test_set=float(result.metrics['mIoU']))
-        except FileNotFoundError as e:
-            warnings.warn(f'ID mIoU skipped: {e}')
+        result = session.run_pass(
+            name='id_test_set',
+            metrics=[dict(type='IoUMetric', iou_metrics=['mIoU'],
+                          prefix='id')])
+        payload['id_miou'] = dict(test_set=float(result.metrics['id/mIoU']))
     payload['complete'] = True
     if rank0:
-        from ..evaluation.report import markdown_table, write_results
         write_results(work_dir, payload)
-        p = osp.join(work_dir, 'results.partial.json')
-        if osp.exists(p):
-            os.remove(p)
+        final = osp.join(work_dir, 'curves')
+        if osp.isdir(final):
+            shutil.rmtree(final)
+        if osp.isdir(curves):
+            os.replace(curves, final)
+        if osp.exists(partial):
+            os.remove(partial)
         print('\n' + markdown_table(payload['results'], payload['id_miou']))
         print(f'\nresults: {osp.join(work_dir, "results.md")}')
     return payload

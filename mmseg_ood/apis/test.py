@@ -5,7 +5,12 @@ from __future__ import annotations
 import os.path as osp
 from typing import Optional
 
-from ..utils import explain_unknown_types, load_config, safe_checkpoint_loading
+from ..datasets import check_dataset_files
+from ..engine import FiniteLogitsHook
+from ..models import unwrap_segmentor
+from ..utils import (check_checkpoint_fits, explain_unknown_types,
+                     load_checkpoint_file, load_config,
+                     safe_checkpoint_loading)
 from .train import build_runner
 
 
@@ -53,6 +58,12 @@ def test(config: str,
          unsafe_load: bool = False) -> dict:
     """Evaluate ``checkpoint`` on the config's test set; return the metrics.
 
+    Stricter than mmseg's ``tools/test.py``: a checkpoint that does not fit
+    the config's model (missing / unexpected keys, shapes) and non-finite
+    logits (:class:`~mmseg_ood.engine.FiniteLogitsHook`) are errors, and
+    the test set's files are checked first
+    (:func:`~mmseg_ood.datasets.check_dataset_files`).
+
     Args:
         config: Path of an mmseg config.
         checkpoint: Checkpoint file (loaded safely unless ``unsafe_load``).
@@ -73,6 +84,14 @@ def test(config: str,
     if out is not None:
         cfg.test_evaluator['output_dir'] = out
         cfg.test_evaluator['keep_results'] = True
+    # read and checked here (names and shapes, naming both files), loaded
+    # by the Runner as mmseg's tools/test.py does
+    ckpt = load_checkpoint_file(checkpoint, unsafe=unsafe_load)
+    check_dataset_files(cfg.test_dataloader.dataset, "the config's test set")
     runner = build_runner(cfg)
+    check_checkpoint_fits(unwrap_segmentor(runner.model), ckpt, checkpoint,
+                          config)
+    del ckpt
+    runner.register_hook(FiniteLogitsHook())
     with safe_checkpoint_loading(unsafe_load), explain_unknown_types():
         return runner.test()

@@ -3,9 +3,10 @@ and the temperature, all scored from one forward pass per image."""
 from __future__ import annotations
 
 import itertools
-from typing import Dict, Sequence
+from typing import Dict, List, Optional, Sequence
 
-__all__ = ['TUNE_GRID', 'tuning_scorers', 'restrict_grid', 'best_of_grid']
+__all__ = ['TUNE_GRID', 'tuning_scorers', 'restrict_grid', 'tunable_types',
+           'best_of_grid']
 
 #: Values tried for each tunable parameter.
 TUNE_GRID = dict(eta=(0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
@@ -43,17 +44,27 @@ def tuning_scorers() -> Dict[str, dict]:
     return grid
 
 
-def restrict_grid(grid: Dict[str, dict], tune: Sequence[str]) -> dict:
+def restrict_grid(grid: Dict[str, dict], tune: Sequence[str],
+                  types: Optional[Sequence[str]] = None) -> dict:
     """Keep the grid points that vary only the parameters in ``tune`` (the
-    others at their defaults: eta 1, delta 0, temperature 1)."""
+    others at their defaults: eta 1, delta 0, temperature 1), of the scorer
+    ``types`` if given (``None``: all)."""
     out = {}
     for name, cfg in grid.items():
         if not any(p in cfg for p in tune):
             continue  # this scorer has none of the tuned parameters
+        if types is not None and cfg['type'] not in types:
+            continue
         if all(cfg.get(p, DEFAULTS[p]) == DEFAULTS[p]
                for p in DEFAULTS if p not in tune):
             out[name] = cfg
     return out
+
+
+def tunable_types(tune: Sequence[str]) -> List[str]:
+    """The scorer types with a grid over any parameter of ``tune``."""
+    return sorted({cfg['type'] for cfg in restrict_grid(tuning_scorers(),
+                                                        tune).values()})
 
 
 def best_of_grid(results: Dict[str, dict], grid: Dict[str, dict]) -> dict:

@@ -1,4 +1,5 @@
 """Datasets and transforms registered into mmseg's registries."""
+from .file_checks import check_dataset_files
 from .ood_datasets import (FishyscapesLAFDataset, FishyscapesStaticDataset,
                            LostAndFoundDataset, OODFolderDataset,
                            OODSegDataset, RoadAnomaly21Dataset,
@@ -9,6 +10,7 @@ from .synthetic import SyntheticObjectsDataset, SyntheticStreetDataset
 from .transforms import LoadOODAnnotations, with_ood_annotations
 
 __all__ = [
+    'check_dataset_files',
     'SyntheticStreetDataset', 'SyntheticObjectsDataset', 'OODSegDataset',
     'SyntheticOODDataset', 'RoadAnomaly21Dataset', 'RoadObstacle21Dataset',
     'LostAndFoundDataset', 'FishyscapesLAFDataset',
