@@ -8,14 +8,14 @@ from .dataset_presets import (DatasetPreset, available_dataset_presets,
                               load_dataset_preset)
 from .evaluation_pass import EvaluationSession, PassResult
 from .ood_test import DEFAULT_SCORERS, ood_test
-from .score import score_image
+from .score import init_model, score_image
 from .sml import fit_sml, sml_scorer
 from .test import test
 from .train import train
 
 __all__ = [
-    'train', 'test', 'score_image', 'ood_test', 'DEFAULT_SCORERS',
-    'EvaluationSession', 'PassResult', 'DatasetPreset',
+    'train', 'test', 'init_model', 'score_image', 'ood_test',
+    'DEFAULT_SCORERS', 'EvaluationSession', 'PassResult', 'DatasetPreset',
     'available_dataset_presets', 'load_dataset_preset', 'fit_sml',
     'sml_scorer'
 ]

@@ -1,11 +1,109 @@
-"""Score single images with a model: ``score_image``."""
+"""Score single images with a model: ``init_model`` and ``score_image``."""
 from __future__ import annotations
 
-from typing import Union
+import warnings
+from pathlib import Path
+from typing import Optional, Union
 
 import numpy as np
+from mmengine.config import Config
+from mmengine.runner.checkpoint import load_state_dict
 
 from ..models import OODScoring
+from ..utils import (check_checkpoint_fits, checkpoint_state_dict,
+                     explain_unknown_types, load_checkpoint_file,
+                     resolve_config_path)
+
+
+def init_model(config: Union[str, Path, Config],
+               checkpoint: Optional[str] = None,
+               device: str = 'cpu',
+               cfg_options: Optional[dict] = None,
+               unsafe_load: bool = False):
+    """mmseg's ``init_model`` with safe checkpoint loading.
+
+    Builds the segmentor with ``mmseg.apis.init_model`` (no pretrained
+    weights, ``train_cfg`` dropped, ``model.cfg`` set, eval mode), then loads
+    the checkpoint with :func:`~mmseg_ood.utils.load_checkpoint_file`
+    (``weights_only=True`` and the allow-list), so a Runner checkpoint loads
+    under torch >= 2.6, where mmseg's own ``init_model`` fails with
+    ``UnpicklingError ... HistoryBuffer``. The checkpoint must fit the model
+    exactly (names and shapes, as in ``tools/ood_test.py``): mmseg would load
+    a mismatch with only a logged warning.
+
+    Args:
+        config: Config file, ``mmseg_ood::<path>`` (a config shipped with
+            the package) or a ``Config`` (modified in place by
+            ``cfg_options``, as mmseg does).
+        checkpoint: Checkpoint file; ``None`` leaves the weights
+            initialised.
+        device: Device of the model, e.g. ``'cpu'`` or ``'cuda:0'``.
+        cfg_options: Config overrides, as ``--cfg-options``.
+        unsafe_load: Load with full pickle (``weights_only=False``). Only for
+            checkpoints from a trusted source: unpickling can run any code.
+
+    Returns:
+        nn.Module: The segmentor in eval mode on ``device``, with ``cfg`` and
+        (with a checkpoint) ``dataset_meta`` set as mmseg sets them.
+
+    Raises:
+        FileNotFoundError: The config or the checkpoint does not exist.
+        UnsafeCheckpointError: The checkpoint needs a global outside the
+            allow-list (see ``unsafe_load``).
+        ValueError: The checkpoint does not fit the model; the message names
+            both files and the mismatched parameters.
+
+    Example:
+        >>> from mmseg_ood.apis import init_model, score_image
+        >>> model = init_model('mmseg_ood::synthetic/deeplabv3plus_r18-d8_'
+        ...                    '1xb8-300it_synthetic-street-128x256.py',
+        ...                    'work_dirs/demo/iter_300.pth')
+        >>> maps = score_image(model, 'demo.png', ['msp', 'energy'])
+    """
+    from mmseg.apis import init_model as mmseg_init_model
+    if isinstance(config, (str, Path)):
+        config_name = str(config)
+        config = resolve_config_path(config_name)
+    elif isinstance(config, Config):
+        config_name = config.filename or '<Config object>'
+    else:
+        raise TypeError('`config` must be a file name, mmseg_ood::<path> or '
+                        f'a Config, got {type(config).__name__}')
+    # read before building, so that a missing or unsafe file fails at once
+    ckpt = None if checkpoint is None else load_checkpoint_file(
+        str(checkpoint), unsafe=unsafe_load)
+    with explain_unknown_types():
+        model = mmseg_init_model(config, None, device=device,
+                                 cfg_options=cfg_options)
+    if ckpt is None:
+        return model
+    check_checkpoint_fits(model, ckpt, str(checkpoint), config_name)
+    load_state_dict(model, checkpoint_state_dict(ckpt), strict=True)
+    model.dataset_meta = _dataset_meta(ckpt, model)
+    return model
+
+
+def _dataset_meta(ckpt, model) -> dict:
+    """``dataset_meta`` as ``mmseg.apis.init_model`` sets it: the
+    checkpoint's (mmseg 1.x), its ``CLASSES`` / ``PALETTE`` (mmseg 0.x), else
+    the first known dataset with the model's number of classes."""
+    from mmseg.utils import dataset_aliases, get_classes, get_palette
+    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    if 'dataset_meta' in meta:
+        return meta['dataset_meta']
+    if 'CLASSES' in meta:
+        return {'classes': meta['CLASSES'], 'palette': meta['PALETTE']}
+    warnings.warn(
+        'dataset_meta or class names are not saved in the checkpoint\'s meta '
+        'data, classes and palette will be set according to num_classes')
+    num_classes = model.decode_head.num_classes
+    name = next((n for n in dataset_aliases
+                 if len(get_classes(n)) == num_classes), None)
+    if name is None:
+        warnings.warn('No suitable dataset found, use Cityscapes by default')
+        name = 'cityscapes'
+    return {'classes': get_classes(name), 'palette': get_palette(name)}
 
 
 def score_image(model, img: Union[str, np.ndarray], scorers,
@@ -16,7 +114,7 @@ def score_image(model, img: Union[str, np.ndarray], scorers,
     slide inference as configured) once, with every scorer attached.
 
     Args:
-        model: A segmentor from ``mmseg.apis.init_model`` (it needs
+        model: A segmentor from :func:`init_model` (or mmseg's; it needs
             ``model.cfg`` for the test pipeline).
         img: Image file path or ``(H, W, 3)`` BGR array, as mmseg takes.
         scorers: Names, config dicts or scorer instances (see
@@ -30,8 +128,8 @@ def score_image(model, img: Union[str, np.ndarray], scorers,
         ``(scores, data_sample)``.
 
     Example:
-        >>> from mmseg.apis import init_model
-        >>> model = init_model(cfg, checkpoint, device='cpu')
+        >>> from mmseg_ood.apis import init_model, score_image
+        >>> model = init_model(config, checkpoint, device='cpu')
         >>> maps = score_image(model, 'demo.png', ['msp', 'n_energy'])
     """
     from mmseg.apis import inference_model
