@@ -1,18 +1,16 @@
 """Score single images with a model: ``init_model`` and ``score_image``."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 from mmengine.config import Config
-from mmengine.runner.checkpoint import load_state_dict
 
 from ..models import OODScoring
-from ..utils import (check_checkpoint_fits, checkpoint_state_dict,
-                     explain_unknown_types, load_checkpoint_file,
-                     resolve_config_path)
+from ..utils import (check_checkpoint_fits, explain_unknown_types,
+                     load_checkpoint_file, resolve_config_path,
+                     safe_checkpoint_loading)
 
 
 def init_model(config: Union[str, Path, Config],
@@ -22,10 +20,10 @@ def init_model(config: Union[str, Path, Config],
                unsafe_load: bool = False):
     """mmseg's ``init_model`` with safe checkpoint loading.
 
-    Builds the segmentor with ``mmseg.apis.init_model`` (no pretrained
-    weights, ``train_cfg`` dropped, ``model.cfg`` set, eval mode), then loads
-    the checkpoint with :func:`~mmseg_ood.utils.load_checkpoint_file`
-    (``weights_only=True`` and the allow-list), so a Runner checkpoint loads
+    Runs ``mmseg.apis.init_model`` (no pretrained weights, ``train_cfg``
+    dropped, ``model.cfg`` and ``dataset_meta`` set, eval mode) under
+    :func:`~mmseg_ood.utils.safe_checkpoint_loading` (``weights_only=True``
+    and the allow-list), so a Runner checkpoint loads
     under torch >= 2.6, where mmseg's own ``init_model`` fails with
     ``UnpicklingError ... HistoryBuffer``. The checkpoint must fit the model
     exactly (names and shapes, as in ``tools/ood_test.py``): mmseg would load
@@ -69,41 +67,19 @@ def init_model(config: Union[str, Path, Config],
     else:
         raise TypeError('`config` must be a file name, mmseg_ood::<path> or '
                         f'a Config, got {type(config).__name__}')
-    # read before building, so that a missing or unsafe file fails at once
+    # read first, so that a missing or unsafe file fails before building
     ckpt = None if checkpoint is None else load_checkpoint_file(
         str(checkpoint), unsafe=unsafe_load)
-    with explain_unknown_types():
-        model = mmseg_init_model(config, None, device=device,
+    # mmseg builds, loads (dataset_meta as it sets it) under the same
+    # safe loader; the fit check then turns its logged mismatch warnings
+    # into an error
+    with explain_unknown_types(), safe_checkpoint_loading(unsafe_load):
+        model = mmseg_init_model(config, None if ckpt is None else
+                                 str(checkpoint), device=device,
                                  cfg_options=cfg_options)
-    if ckpt is None:
-        return model
-    check_checkpoint_fits(model, ckpt, str(checkpoint), config_name)
-    load_state_dict(model, checkpoint_state_dict(ckpt), strict=True)
-    model.dataset_meta = _dataset_meta(ckpt, model)
+    if ckpt is not None:
+        check_checkpoint_fits(model, ckpt, str(checkpoint), config_name)
     return model
-
-
-def _dataset_meta(ckpt, model) -> dict:
-    """``dataset_meta`` as ``mmseg.apis.init_model`` sets it: the
-    checkpoint's (mmseg 1.x), its ``CLASSES`` / ``PALETTE`` (mmseg 0.x), else
-    the first known dataset with the model's number of classes."""
-    from mmseg.utils import dataset_aliases, get_classes, get_palette
-    meta = ckpt.get('meta') if isinstance(ckpt, dict) else None
-    meta = meta if isinstance(meta, dict) else {}
-    if 'dataset_meta' in meta:
-        return meta['dataset_meta']
-    if 'CLASSES' in meta:
-        return {'classes': meta['CLASSES'], 'palette': meta['PALETTE']}
-    warnings.warn(
-        'dataset_meta or class names are not saved in the checkpoint\'s meta '
-        'data, classes and palette will be set according to num_classes')
-    num_classes = model.decode_head.num_classes
-    name = next((n for n in dataset_aliases
-                 if len(get_classes(n)) == num_classes), None)
-    if name is None:
-        warnings.warn('No suitable dataset found, use Cityscapes by default')
-        name = 'cityscapes'
-    return {'classes': get_classes(name), 'palette': get_palette(name)}
 
 
 def score_image(model, img: Union[str, np.ndarray], scorers,
