@@ -179,12 +179,23 @@ def with_predictions(sample):
 
 
 def evaluate_all(metrics, indices, size):
+    from mmseg_ood.evaluation import merge_across_ranks
+    from mmseg_ood.evaluation.sampler_padding import PerSampleAccumulators
+    from mmseg_ood.scorers import StandardizedMaxLogit
+    sml = PerSampleAccumulators()   # as the SML fit keeps its statistics
     for i in indices:
+        sample = with_predictions(make_sample(i))
         for m in metrics:
-            m.process({}, [with_predictions(make_sample(i))])
+            m.process({}, [sample])
+        sml.start_sample()
+        sml.get('sml', StandardizedMaxLogit).partial_fit(
+            sample['seg_logits']['data'][None])
     out = {}
     for m in metrics:
         out.update(m.evaluate(size))
+    fitted = merge_across_ranks(sml.finish(size))['sml']
+    out.update({f'sml/{k}': float(v) for k, v in enumerate(
+        np.r_[fitted.mean, fitted.std, fitted.stats.count])})
     return out
 
 
@@ -216,7 +227,7 @@ def test_two_process_gloo_equals_one_process(tmp_path, size):
         seen += got['indices']
         assert set(got['out']) == set(ref)
         for k, v in ref.items():
-            if k.startswith('calibration/'):  # float64 sums: order rounding
+            if k.startswith(('calibration/', 'sml/')):  # float64 sums
                 assert got['out'][k] == pytest.approx(v, rel=1e-12), k
                 continue
             assert got['out'][k] == v or (v != v and got['out'][k] != got[
