@@ -72,6 +72,39 @@ def test_streaming_and_merge_equal_one_pass():
     assert a.merge(b).compute() == one.compute()
 
 
+def test_merge_is_bit_identical_for_any_split_and_order():
+    """The sIoU / PPV means are exact sums rounded once: the same float for
+    any order of the images and any split across accumulators."""
+    rng = np.random.default_rng(3)
+    images = []
+    for _ in range(12):
+        lab = np.zeros((40, 40), np.uint8)
+        for _ in range(3):
+            y, x = rng.integers(0, 32, 2)
+            lab[y:y + rng.integers(3, 9), x:x + rng.integers(3, 9)] = 1
+        images.append((rng.random((40, 40)) * 0.6 + 0.5 * lab, lab))
+
+    def run(order, parts):
+        accs = [ComponentAccumulator(0.55, 0, 0) for _ in range(parts)]
+        for k, i in enumerate(order):
+            accs[k % parts].update(*images[i])
+        out = accs[-1].empty_like()
+        for acc in reversed(accs):
+            out.load_state_dict(acc.state_dict())
+        return out.compute()
+
+    ref = run(range(12), 1)
+    assert 0 < ref['siou'] < 1 and 0 < ref['ppv'] < 1
+    for seed, parts in ((0, 1), (1, 2), (2, 3), (3, 5)):
+        order = np.random.default_rng(seed).permutation(12)
+        assert run(order, parts) == ref
+    # and it is the correctly rounded mean of the per-component values
+    from fractions import Fraction
+    siou = [v for s, y in images
+            for v in image_component_stats(s, y, 0.55, 0, 0)['siou']]
+    assert ref['siou'] == float(sum(map(Fraction, siou)) / len(siou))
+
+
 def test_image_without_gt_only_adds_false_positives():
     score, lab = example()
     lab[lab == 1] = 0

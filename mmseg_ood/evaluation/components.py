@@ -31,8 +31,8 @@ threshold is exactly the best-F1 pixel threshold.
 """
 from __future__ import annotations
 
-import math
 import warnings
+from fractions import Fraction
 from typing import Dict, Optional, Sequence, Tuple
 
 import cv2
@@ -214,7 +214,10 @@ class ComponentAccumulator(Accumulator):
         self.reset()
 
     def reset(self) -> None:
-        self.siou_sum = self.ppv_sum = 0.0
+        # exact sums (rationals of the float64 ratios): the mean is then
+        # the correctly rounded mean, whatever the order of the images and
+        # however they were split across accumulators
+        self.siou_sum = self.ppv_sum = Fraction(0)
         self.num_gt = self.num_pred = 0
         k = len(self.taus)
         self.tp, self.fn, self.fp = (np.zeros(k, np.int64) for _ in range(3))
@@ -234,9 +237,8 @@ class ComponentAccumulator(Accumulator):
         st = image_component_stats(scores, labels, self.threshold,
                                    self.min_pred_size, self.min_gt_size,
                                    self.ignore_index, self.taus, gt)
-        # correctly rounded sums: independent of the components' order
-        self.siou_sum += math.fsum(st['siou'].tolist())
-        self.ppv_sum += math.fsum(st['ppv'].tolist())
+        self.siou_sum += sum(map(Fraction, st['siou'].tolist()), Fraction(0))
+        self.ppv_sum += sum(map(Fraction, st['ppv'].tolist()), Fraction(0))
         self.num_gt += st['siou'].size
         self.num_pred += st['ppv'].size
         self.tp += st['tp']
@@ -245,14 +247,17 @@ class ComponentAccumulator(Accumulator):
         return self
 
     def state_dict(self) -> dict:
-        return dict(siou_sum=self.siou_sum, ppv_sum=self.ppv_sum,
+        """Counts, and the exact sIoU / PPV sums as ``(numerator,
+        denominator)`` Python ints."""
+        return dict(siou_sum=self.siou_sum.as_integer_ratio(),
+                    ppv_sum=self.ppv_sum.as_integer_ratio(),
                     num_gt=self.num_gt, num_pred=self.num_pred,
                     tp=self.tp.copy(), fn=self.fn.copy(), fp=self.fp.copy())
 
     def load_state_dict(self, state: dict) -> 'ComponentAccumulator':
         """Add a :meth:`state_dict` (e.g. another rank's) into this one."""
-        self.siou_sum += state['siou_sum']
-        self.ppv_sum += state['ppv_sum']
+        self.siou_sum += Fraction(*state['siou_sum'])
+        self.ppv_sum += Fraction(*state['ppv_sum'])
         self.num_gt += state['num_gt']
         self.num_pred += state['num_pred']
         self.tp += state['tp']
@@ -269,8 +274,10 @@ class ComponentAccumulator(Accumulator):
         if self.num_gt == 0:
             warnings.warn('no ground-truth OOD components: sIoU undefined',
                           UndefinedMetricWarning)
-        out['siou'] = self.siou_sum / self.num_gt if self.num_gt else nan
-        out['ppv'] = self.ppv_sum / self.num_pred if self.num_pred else nan
+        out['siou'] = float(self.siou_sum / self.num_gt) if self.num_gt \
+            else nan
+        out['ppv'] = float(self.ppv_sum / self.num_pred) if self.num_pred \
+            else nan
         denom = 2 * self.tp + self.fn + self.fp
         f1 = np.where(denom > 0, 2 * self.tp / np.maximum(denom, 1), np.nan)
         for t, v in zip(self.taus, f1):
