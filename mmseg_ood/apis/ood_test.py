@@ -203,7 +203,8 @@ def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
 def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
          export_smiyc, id_eval, sml_stats, sml_fit_on) -> dict:
     work_dir = session.work_dir
-    rank0 = get_rank() == 0
+    session.runner  # noqa: B018 (builds it: the distributed set-up, then
+    rank0 = get_rank() == 0  # the rank)
     presets = list(plan.presets)
     names = [p.name for p in presets]
     if plan.tune_preset is not None and plan.tune_preset.name not in names:

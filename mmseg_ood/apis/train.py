@@ -130,7 +130,9 @@ def build_runner(cfg, console_level: Optional[str] = None) -> Runner:
     first one's directory.
 
     ``launcher='pytorch'`` also runs on a CPU-only torch
-    (:func:`init_cpu_distributed`).
+    (:func:`init_cpu_distributed`); distributed runs log with
+    :class:`~mmseg_ood.engine.RankZeroLoggerHook` (one writer of the test
+    metrics file).
 
     Args:
         cfg: The config.
@@ -140,6 +142,11 @@ def build_runner(cfg, console_level: Optional[str] = None) -> Runner:
             config's ``log_level``.
     """
     init_cpu_distributed(cfg)
+    logger = (cfg.get('default_hooks') or {}).get('logger')
+    if cfg.get('launcher', 'none') != 'none' and isinstance(logger, dict) \
+            and logger.get('type') in ('LoggerHook', 'mmengine.LoggerHook'):
+        # every rank would write the test metrics JSON, to the same file
+        logger['type'] = 'RankZeroLoggerHook'
     if cfg.get('experiment_name') is None:  # mmengine appends the time
         stem = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
         cfg.experiment_name = unique_experiment_name(stem)

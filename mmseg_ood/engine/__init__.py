@@ -3,10 +3,11 @@ from .finite_logits_hook import FiniteLogitsHook
 from .ood_scoring_hook import OODScoringHook
 from .ood_visualization_hook import OODVisualizationHook, normalize_min_max
 from .progress_hook import ProgressBarHook
+from .rank_zero_logger_hook import RankZeroLoggerHook
 from .smiyc_export_hook import SMIYCExportHook, smiyc_frame_id
 
 __all__ = [
     'FiniteLogitsHook', 'OODScoringHook', 'OODVisualizationHook',
-    'ProgressBarHook',
+    'ProgressBarHook', 'RankZeroLoggerHook',
     'SMIYCExportHook', 'normalize_min_max', 'smiyc_frame_id'
 ]
