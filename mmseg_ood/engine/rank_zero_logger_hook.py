@@ -8,8 +8,11 @@ from mmengine.hooks import LoggerHook
 
 from mmseg.registry import HOOKS
 
+from ..utils.arguments import strict_arguments
+
 
 @HOOKS.register_module()
+@strict_arguments
 class RankZeroLoggerHook(LoggerHook):
     """``LoggerHook`` whose ``after_test_epoch`` runs on rank 0 only.
 
