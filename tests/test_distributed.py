@@ -63,3 +63,20 @@ def test_test_tool_two_processes_equal_one(tmp_path, odd_root,
         for k in ('time', 'data_time', 'step'):
             m.pop(k, None)
     assert metrics[0] == metrics[1] and 'mIoU' in metrics[0]
+
+
+def test_train_runs_under_torchrun_on_cpu(tmp_path, odd_root):
+    """mmengine's own set-up calls CUDA, and SyncBN trains on GPUs only:
+    the package's set-up uses gloo and builds SyncBN as BN."""
+    work = str(tmp_path / 'train')
+    proc = run_tool('train.py', STREET_CONFIG, '--work-dir', work,
+                    '--cfg-options', *QUICK_OPTIONS,
+                    'model.backbone.norm_cfg.type=SyncBN',
+                    'model.decode_head.norm_cfg.type=SyncBN',
+                    env={'MMSEG_OOD_DATA': odd_root, 'OMP_NUM_THREADS': '1'},
+                    nproc=2)
+    assert osp.isfile(_ckpt(work))
+    log = open(glob.glob(osp.join(work, '*', '*.log'))[0]).read()
+    assert 'SyncBN layers are built as BN' in proc.stdout + proc.stderr
+    assert 'Distributed training: True' in log
+    assert 'GPU number: 2' in log   # mmengine's name for the world size
