@@ -142,6 +142,13 @@ def test_bad_labels_and_shapes():
         StreamingOODMetric(bits=30)
     with pytest.raises(ValueError, match='tpr_points'):
         StreamingOODMetric(tpr_points=(1.5, ))
+    with pytest.raises(ValueError, match='labels must be 0, 1 or 2'):
+        StreamingOODMetric().update_valid(np.zeros(3), np.array([0, 1, 3]))
+    # merged states must share the parameters that decide refinement
+    for kw in (dict(bits=16), dict(max_refined=3),
+               dict(refine_fraction=0.05)):
+        with pytest.raises(ValueError, match=next(iter(kw))):
+            StreamingOODMetric().merge(StreamingOODMetric(**kw))
 
 
 def test_fpr_at_chosen_tpr_points():
@@ -161,18 +168,168 @@ def test_clusters_are_refined_to_float32_resolution():
     ref = sklearn_reference(s, y)
     assert abs(coarse['auroc'] - ref['auroc']) > 0.1   # one bin: all ties
     assert abs(fine['auroc'] - ref['auroc']) < 1e-6
-    # later images inside the refined bins are counted at full resolution
-    # only: the same counts as one update
+    # later images whose pixels are heavy in the refined bins are counted
+    # at full resolution only: the same counts as one update
     many = StreamingOODMetric()
     for a, b in zip(np.array_split(s, 9), np.array_split(y, 9)):
         many.update(a, b)
     assert many.compute() == fine and many.nbytes == \
         StreamingOODMetric().update(s, y).nbytes
-    # merging a refined and an unrefined accumulator refines the bin
-    a = StreamingOODMetric().update(s[:30000], y[:30000])
-    b = StreamingOODMetric(max_refined=0).update(s[30000:], y[30000:])
-    merged = a.merge(b)
-    assert merged.refined and merged.compute()['num_id'] == (y == 0).sum()
+    assert not many.counts.any()  # nothing counted coarsely
+    # merged halves give the same
+    a, b = StreamingOODMetric(), StreamingOODMetric()
+    for i, (u, v) in enumerate(zip(np.array_split(s, 9),
+                                   np.array_split(y, 9))):
+        (a if i < 4 else b).update(u, v)
+    assert a.merge(b).compute() == fine
+
+
+def test_refinement_is_per_update():
+    """A bin's pixels are counted finely in the updates where the bin is
+    heavy (>= refine_fraction of the update's valid pixels), coarsely in
+    the others, whether or not the bin is refined already."""
+    rng = np.random.default_rng(3)
+    cluster = np.float32(0.8333) + np.float32(1e-6) * rng.normal(size=5000)
+    heavy = (cluster.astype(np.float64), rng.integers(0, 2, 5000))
+    spread = rng.normal(size=20000) - 3  # away from the cluster
+    light = (np.r_[spread, cluster[:100]],  # 0.5 %: not heavy
+             rng.integers(0, 2, 20100))
+    m = StreamingOODMetric().update(*heavy)
+    (b, fine), = m.refined.items()
+    m.update(*light)
+    assert np.array_equal(m.refined[b], fine)  # light: no fine counts
+    in_bin = StreamingOODMetric(max_refined=0).update(cluster[:100],
+                                                      light[1][-100:])
+    assert np.array_equal(m.counts[:, b], in_bin.counts[:, b])
+    assert m.counts[:, b].sum() == 100
+    # the light update first: the same state (refinement is order-free)
+    other = StreamingOODMetric().update(*light).update(*heavy)
+    assert_same_state(m, other)
+    assert m.compute() == other.compute()
+    # at compute, the bin's coarse pixels join its most frequent exact
+    # value: the values and counts of the heavy update alone, plus 100 there
+    v1, p1, n1 = StreamingOODMetric().update(*heavy)._distinct()
+    v2, p2, n2 = m._distinct()
+    sel = np.isin(v2, v1)
+    assert np.array_equal(v2[sel], v1)
+    extra = (p2[sel] + n2[sel]) - (p1 + n1)
+    assert extra.sum() == 100
+    assert np.flatnonzero(extra).tolist() == [np.argmax(p1 + n1)]
+
+
+def assert_same_state(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys() and sa['bits'] == sb['bits']
+    for k in ('index', 'count'):
+        assert np.array_equal(sa[k], sb[k]), k
+    assert list(sa['refined']) == list(sb['refined'])
+    for k, (i, c) in sa['refined'].items():
+        assert np.array_equal(i, sb['refined'][k][0])
+        assert np.array_equal(c, sb['refined'][k][1])
+
+
+def stream_of_images(kind, seed=0):
+    """A list of updates (scores, labels) of one kind, 30 images."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(30):
+        n = int(rng.integers(2000, 6000))
+        y = (rng.random(n) < 0.2).astype(np.uint8)
+        if kind == 'gaussian':
+            s = rng.normal(size=n) + y
+        elif kind == 'heavy_ties':
+            s = np.round(rng.normal(size=n) + y, 1)
+        elif kind == 'tight_cluster':
+            s = (0.8333 + 1e-6 * (rng.normal(0, 2, n) + 2 * y)).astype(
+                np.float32)
+        elif kind == 'sometimes_heavy':
+            # a cluster heavy in even images, light (0.3 %) in odd ones:
+            # which of its pixels are counted finely must not depend on the
+            # order of the images or on the worker that saw them
+            s = rng.normal(size=n) + y
+            k = n // 2 if i % 2 == 0 else n * 3 // 1000
+            s[:k] = (0.8333 + 1e-6 * rng.normal(size=k) + 2e-6 * y[:k])
+        elif kind == 'many_clusters':
+            # 8 clusters, 3 to 5 heavy per image: more than max_refined=3
+            s = rng.normal(size=n) * 10
+            centers = 1.0 + np.arange(8) * 0.5
+            for c in rng.choice(8, int(rng.integers(3, 6)), replace=False):
+                k = n // 10 if rng.random() < 0.7 else n // 300
+                at = rng.choice(n, k, replace=False)
+                s[at] = centers[c] + 1e-6 * rng.normal(size=k) + 1e-6 * y[at]
+        s = s.astype(np.float64)
+        if i % 7 == 3:  # some void pixels
+            y = y.copy()
+            y[::11] = 255
+        images.append((s, y))
+    return images
+
+
+ORDER_CASES = [('gaussian', 256), ('heavy_ties', 256),
+               ('tight_cluster', 256), ('sometimes_heavy', 256),
+               ('many_clusters', 3), ('heavy_ties', 3)]
+
+
+@pytest.mark.parametrize('kind, max_refined', ORDER_CASES)
+def test_bit_identical_for_any_order_and_any_merge(kind, max_refined):
+    """Shuffled updates, updates spread over 2 or 3 workers merged in any
+    order, and state round trips all give the same state and results."""
+    images = stream_of_images(kind)
+
+    def run(order):
+        m = StreamingOODMetric(max_refined=max_refined)
+        for i in order:
+            m.update(*images[i])
+        return m
+
+    ref = run(range(len(images)))
+    expected = ref.compute()
+    if kind != 'gaussian':
+        assert ref.refined and len(ref.refined) <= max_refined
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        other = run(rng.permutation(len(images)))
+        assert other.compute() == expected
+        assert_same_state(other, ref)
+    for workers in (2, 3, 3):
+        owner = rng.integers(0, workers, len(images))
+        parts = [run(rng.permutation(np.flatnonzero(owner == w)))
+                 for w in range(workers)]
+        for order in (range(workers), rng.permutation(workers)):
+            merged = StreamingOODMetric(max_refined=max_refined)
+            for w in order:  # as merge_across_ranks: states into a new one
+                merged.load_state_dict(parts[w].state_dict())
+            assert merged.compute() == expected
+            assert_same_state(merged, ref)
+        # merge() into a worker that saw updates
+        first, *rest = rng.permutation(workers)
+        merged = run(np.flatnonzero(owner == first))
+        for w in rest:
+            merged.merge(parts[w])
+        assert merged.compute() == expected
+        assert_same_state(merged, ref)
+    # the even and the odd images on two workers (issue 11)
+    even, odd = run(range(0, 30, 2)), run(range(1, 30, 2))
+    assert even.merge(odd).compute() == expected
+    copy = StreamingOODMetric(max_refined=max_refined).load_state_dict(
+        ref.state_dict())
+    assert copy.compute() == expected
+    assert_same_state(copy, ref)
+
+
+def test_kept_sub_histograms_are_the_smallest_heavy_bins():
+    images = stream_of_images('many_clusters')
+    heavy = set()
+    for s, y in images:  # the bins heavy in each image on its own
+        heavy |= set(StreamingOODMetric().update(s, y).refined)
+    m = StreamingOODMetric(max_refined=3)
+    for s, y in images[::-1]:
+        m.update(s, y)
+    assert set(m.refined) == set(sorted(heavy)[:3]) and len(heavy) > 3
+    # evicted bins' counts are kept coarsely: no pixel is lost
+    r = m.compute()
+    n_valid = sum(int((y != 255).sum()) for _, y in images)
+    assert r['num_id'] + r['num_ood'] == n_valid
 
 
 def test_accumulator_memory_is_independent_of_pixels_and_bounded():
@@ -186,16 +343,22 @@ def test_accumulator_memory_is_independent_of_pixels_and_bounded():
     for _ in range(5):  # the same values again: more pixels, no more memory
         m.update(rng.permutation(s), y)
     assert m.nbytes == one < 2 * 2**20  # 40 binades of N(0, 1)
-    # worst case: every binade of both signs (all pages) and more clusters
-    # than max_refined: 512 pages of 2 x 2^11 and 256 sub-histograms of
-    # 2 x 2^12 int64 counts, 32 MiB
+    # worst case: every binade of both signs (all pages) and more heavy
+    # bins than max_refined: at most 512 pages of 2 x 2^11 int64 counts
+    # (2^(bits + 4) bytes) and 256 sub-histograms of 2 x 2^12 (2^(36 - bits)
+    # bytes each): 16 + 16 = 32 MiB at bits=20
     every = np.ldexp(1.0, np.arange(-149, 128)).astype(np.float32)
-    wide = StreamingOODMetric()
-    wide.update(np.r_[every, -every, 0.0], np.zeros(2 * every.size + 1))
-    for i in range(4):
+    updates = [(np.r_[every, -every, 0.0], np.zeros(2 * every.size + 1))]
+    for i in (3, 1, 2, 0):  # 4 x 90 heavy bins, the largest first
         clusters = np.repeat(np.arange(90) + 100.0 * i + 1, 1000)
-        wide.update(clusters, np.arange(clusters.size) % 2)
-    assert len(wide.refined) == wide.max_refined == 256
+        updates.append((clusters, np.arange(clusters.size) % 2))
+    wide, heavy = StreamingOODMetric(), set()
+    for s, y in updates:
+        wide.update(s, y)
+        heavy |= set(StreamingOODMetric(max_refined=999).update(s, y).refined)
+    # the sub-histograms of the 256 smallest heavy bins are kept
+    assert len(wide.refined) == wide.max_refined == 256 < len(heavy)
+    assert sorted(wide.refined) == sorted(heavy)[:256]
     assert len(wide._pages) <= 512
     assert wide.nbytes <= 32 * 2**20
 
@@ -204,7 +367,7 @@ def test_images_larger_than_a_chunk_and_wide_ranges():
     """Updates work through pixels in chunks; the counts do not depend on
     how the pixels arrive, and clusters are refined across chunks."""
     rng = np.random.default_rng(1)
-    n = 300000  # several chunks of 2^16 pixels
+    n = 300000  # several chunks of 2^17 pixels
     y = (rng.random(n) < 0.1).astype(np.uint8)
     s = np.where(rng.random(n) < 0.5, 0.8333 + 1e-6 * (rng.normal(0, 2, n)
                                                        + 2 * y),

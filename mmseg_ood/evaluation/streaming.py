@@ -1,7 +1,7 @@
 """Streaming pixel-level OOD metrics in memory independent of pixel count."""
 from __future__ import annotations
 
-from typing import Dict, Sequence
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -12,8 +12,18 @@ from .inputs import flat_scores_and_labels
 
 #: Sign and exponent bits of a float32: a page of coarse bins is one binade.
 _PAGE_LEVEL_BITS = 9
-#: Pixels per chunk of an update (temporaries of a few hundred KiB).
-_CHUNK = 1 << 16
+#: Pixels per chunk of an update: the temporaries of a chunk (about 33
+#: bytes a pixel) stay in the CPU caches. A chunk grows with the histogram
+#: it is counted into, up to _MAX_CHUNK.
+_CHUNK = 1 << 17
+_MAX_CHUNK = 1 << 20
+#: Scores sampled from an update to guess where it falls.
+_SAMPLE = 4096
+#: Expected-value table entry of a bin that is not watched (see
+#: :func:`_scan`): far from every low-bits value.
+_NOT_WATCHED = np.uint32(0x80000000)
+
+_U32 = np.uint32
 
 
 def _order_keys(values: np.ndarray) -> np.ndarray:
@@ -38,66 +48,200 @@ def _keys_to_values(keys: np.ndarray) -> np.ndarray:
     return bits.view(np.float32)
 
 
-class _FineCounts:
-    """Full-resolution counts of one update's pixels in some refined bins.
+def _scan(scores: np.ndarray, labels: np.ndarray, base: int, span: int,
+          bits: int, rows: int, known: Optional[np.ndarray] = None,
+          coarse: bool = True, watch: Optional[np.ndarray] = None,
+          expected: Optional[np.ndarray] = None
+          ) -> Tuple[Optional[Tuple[np.ndarray, np.ndarray]],
+                     Optional[np.ndarray]]:
+    """One pass over an update: coarse counts, and the exact values of the
+    watched bins' pixels that are not where they were expected.
 
-    The bins are grouped into runs of nearby bins; a run is counted with one
-    ``bincount`` over the 32-bit keys it covers (no per-pixel lookup of the
-    bin). Unrefined bins inside a run are counted too and then dropped:
-    their pixels are in the coarse counts.
+    Coarse counts go to one ``bincount`` per chunk over (bin, label): over
+    every bin of the span, or, given the ``known`` pages (where scores are
+    expected), over the bins of those pages and of one overflow page that
+    all other pages share (one table lookup per pixel). The pixels of a
+    chunk that reach the overflow page are then counted again by bin. The
+    histogram of a chunk is zeroed and added once per chunk, so a compact
+    one lets chunks stay small enough for the caches.
+
+    A watched bin ``watch[j]`` expects its pixels at one exact value
+    (``expected[j]``, the low ``32 - bits`` bits of the order key; ``2^(32 -
+    bits)`` expects none). A pixel is checked with one table lookup and a
+    compare; only the pixels off their expected value (in a bin of heavy
+    ties: none) are taken out and counted at full resolution. A watched
+    bin's full-resolution counts are then the mismatches plus, at the
+    expected value, its coarse counts less the mismatches: exact whatever
+    the expectation, which only sets the speed.
 
     Args:
-        bins: The refined bins, sorted.
+        scores: ``(N,)`` float scores of the update.
+        labels: ``(N,)`` labels 0 / 1 / 2 (2: skipped).
+        base: First bin counted, page-aligned; every score's bin is in
+            ``[base, base + span)``.
+        span: Number of bins counted, whole pages.
         bits: The histogram's ``bits``.
+        rows: 1 + the largest label (2 or 3).
+        known: Sorted pages (relative to ``base``) for a compact histogram,
+            or ``None``.
+        coarse: Whether to count every pixel per bin.
+        watch: ``(W,)`` watched bins (absolute), or ``None``.
+        expected: ``(W,)`` uint32 expected low bits per watched bin.
+
+    Returns:
+        tuple: the coarse counts as ``(pages, blocks)``, sorted pages
+        relative to ``base`` ``(P,)`` and their ``(2, P, 2^(bits - 9))``
+        int64 counts [ID, OOD] (``None`` without ``coarse``); and
+        ``(W, 2, 2^(32 - bits))`` int64 counts of the mismatching pixels
+        (``None`` if there are none).
     """
-    #: Most unrefined bins between two refined bins of a run.
-    GAP = 4
-    #: Most bins in a run (its bincount has ``3 * bins * 2^(32 - bits)``
-    #: entries).
-    RUN = 16
-
-    def __init__(self, bins: np.ndarray, bits: int):
-        self.bins = bins
-        self.shift = 32 - bits
-        self.runs = []  # (first bin, number of bins)
-        for b in bins.tolist():
-            if self.runs and b - sum(self.runs[-1]) < self.GAP and \
-                    b - self.runs[-1][0] < self.RUN:
-                self.runs[-1][1] = b - self.runs[-1][0] + 1
+    n = scores.size
+    shift = 32 - bits
+    sub = 1 << shift
+    page_bits = bits - _PAGE_LEVEL_BITS
+    size = 1 << page_bits
+    npages = span // size
+    width = 0
+    if coarse:
+        if known is None:
+            cols = span
+        else:
+            # bin -> column: the known pages first, then one overflow page
+            # that the bins of all other pages share
+            col = np.arange(span, dtype=np.intp)
+            np.bitwise_and(col, size - 1, out=col)
+            col += known.size * size
+            col.reshape(npages, size)[known] = np.arange(
+                known.size * size).reshape(-1, size)
+            col *= rows  # entry of (bin, label): rows * column + label
+            overflow = np.ones(npages, bool)
+            overflow[known] = False
+            cols = (known.size + 1) * size
+            pending, npending = [], 0
+        width = rows * cols
+    # the histogram of a chunk has `width` entries, zeroed and added: at
+    # least as many pixels as entries keeps that a fraction of the work
+    step = min(n, max(_CHUNK, min(width, _MAX_CHUNK)))
+    flt = np.empty(step, np.float32)
+    key = np.empty(step, _U32)
+    tmp = np.empty(step, _U32)
+    rel = np.empty(step, np.intp)
+    if coarse:
+        idx = np.empty(step, np.intp)
+        cnt = np.zeros(width, np.int64)
+    nw = 0 if watch is None else int(watch.size)
+    fine = None
+    if nw:
+        table = np.full(span, _NOT_WATCHED, _U32)
+        table[watch - base] = expected
+        slot = None  # bin -> offset of its sub-histogram, when needed
+        fine_width = rows * nw * sub
+        missed, nmissed = [], 0
+        off = np.empty(step, _U32)
+        miss = np.empty(step, bool)
+    # constants and views made once: a chunk is a few dozen numpy calls,
+    # whose Python overhead (and allocations) would otherwise add up
+    zero, c0, c1, c31 = np.float32(0.0), _U32(0), _U32(1), _U32(31)
+    sign, cshift, low = _U32(0x80000000), _U32(shift), _U32(sub - 1)
+    limit, cbase, crows = _U32(2 * sub - 1), np.intp(base), np.intp(rows)
+    m = 0
+    for i in range(0, n, step):
+        j = min(n, i + step)
+        if j - i != m:  # the first and the last chunk
+            m = j - i
+            f, b, k, t, r = (flt[:m], flt[:m].view(_U32), key[:m], tmp[:m],
+                             rel[:m])
+            ix = idx[:m] if coarse else None
+            o, bad = (off[:m], miss[:m]) if nw else (None, None)
+        # order keys (see _order_keys), into preallocated buffers: fresh
+        # temporaries per chunk would cost more than the arithmetic
+        np.add(scores[i:j], zero, f)
+        np.right_shift(b, c31, t)
+        np.subtract(c0, t, t)
+        np.bitwise_or(t, sign, t)
+        np.bitwise_xor(b, t, k)
+        np.right_shift(k, cshift, r)
+        np.subtract(r, cbase, r)
+        lab = labels[i:j]
+        if coarse:
+            if known is None:
+                np.multiply(r, crows, ix)
             else:
-                self.runs.append([b, 1])
-        self.counts = [None] * len(self.runs)  # (3, bins, 2^(32 - bits))
+                col.take(r, None, ix, 'clip')
+            np.add(ix, lab, ix)
+            per = np.bincount(ix, None, width)
+            cnt += per
+            if known is not None and per[-rows * size:].any():
+                at = np.flatnonzero(overflow[r >> page_bits])
+                pending.append(r[at] + lab[at] * np.intp(span))
+                npending += at.size
+        if nw:
+            table.take(r, None, o, 'clip')
+            np.bitwise_and(k, low, t)
+            # o ^ low bits: 0 where expected; in [1, sub) where not; in
+            # [sub, 2 sub) where no value is expected; >= 2^31 unwatched
+            np.bitwise_xor(o, t, o)
+            np.subtract(o, c1, o)
+            np.less(o, limit, bad)
+            if bad.any():
+                if slot is None:
+                    slot = np.zeros(span, np.intp)
+                    slot[watch - base] = np.arange(nw) * sub
+                at = np.flatnonzero(bad)
+                fi = slot[r[at]]
+                fi += t[at]
+                fi += lab[at] * np.intp(nw * sub)
+                missed.append(fi)
+                nmissed += fi.size
+                if nmissed >= fine_width:
+                    fine = _add_counts(fine, missed, fine_width)
+                    missed, nmissed = [], 0
+    if nw and missed:
+        fine = _add_counts(fine, missed, fine_width)
+    if fine is not None:
+        fine = fine.reshape(rows, nw, sub)[:2].transpose(1, 0, 2)
+    if not coarse:
+        return None, fine
+    blocks = cnt.reshape(-1, size, rows).transpose(2, 0, 1)[:2]
+    if known is None:
+        return (np.arange(npages), blocks), fine
+    pages, blocks = known, blocks[:, :-1]
+    if npending:
+        flat = np.concatenate(pending)
+        flat = flat[flat < 2 * span]  # skipped pixels
+        if flat.size > span // 4:
+            more = np.bincount(flat, minlength=2 * span).reshape(2, -1, size)
+            new = np.flatnonzero(more.any(axis=(0, 2)))
+            more = more[:, new]
+        else:
+            # few pixels (new pages in the tail of a distribution): sort
+            # them rather than zero and scan a histogram of the whole span
+            uniq, num = np.unique(flat, return_counts=True)
+            lab, b = uniq // span, uniq % span
+            new = np.unique(b >> page_bits)
+            more = np.zeros((2, new.size, size), np.int64)
+            np.add.at(more, (lab, np.searchsorted(new, b >> page_bits),
+                             b & (size - 1)), num)
+        pages = np.concatenate([pages, new])
+        order = np.argsort(pages)
+        pages = pages[order]
+        blocks = np.concatenate([blocks, more], axis=1)[:, order]
+    return (pages, blocks), fine
 
-    def add(self, keys: np.ndarray, labels: np.ndarray) -> None:
-        """Count the pixels (order keys, labels 0 / 1 / 2) that fall in the
-        refined bins."""
-        for r, (first, num) in enumerate(self.runs):
-            size = num << self.shift
-            sub = keys - np.uint32(first << self.shift)  # wraps below first
-            inside = sub < np.uint32(size)
-            k = np.count_nonzero(inside)
-            if k == 0:
-                continue
-            lab = labels
-            if k < sub.size:
-                sub, lab = sub[inside], labels[inside]
-            sub = sub.astype(np.intp)
-            sub += lab * np.intp(size)
-            per = np.bincount(sub, minlength=3 * size)
-            if self.counts[r] is None:
-                self.counts[r] = per
-            else:
-                self.counts[r] += per
 
-    def items(self):
-        """``(bin, (2, 2^(32 - bits)) counts)`` of every refined bin."""
-        for (first, num), c in zip(self.runs, self.counts):
-            if c is None:
-                continue
-            c = c.reshape(3, num, -1)
-            for b in self.bins[(self.bins >= first) &
-                               (self.bins < first + num)].tolist():
-                yield b, c[:2, b - first]
+def _add_counts(counts: Optional[np.ndarray], indices: list,
+                width: int) -> np.ndarray:
+    """``counts`` (``None``: zeros) plus the bincount of ``indices``."""
+    per = np.bincount(np.concatenate(indices), minlength=width)
+    if counts is None:
+        return per
+    counts += per
+    return counts
+
+
+def _smallest(bins: Iterable[int], k: int) -> set:
+    """The ``k`` smallest of ``bins``."""
+    return set(sorted(bins)[:k])
 
 
 class StreamingOODMetric(Accumulator):
@@ -106,38 +250,57 @@ class StreamingOODMetric(Accumulator):
     Scores of any float range (energies are unbounded) are binned by the top
     ``bits`` bits of an order-preserving integer key of their float32 value:
     a histogram with constant *relative* resolution over the whole float
-    range, no range to know in advance. Each bin keeps ID and OOD counts.
+    range, no range to know in advance. A bin spans about
+    ``2^-(bits - 9)`` of a score's magnitude (5e-4 at ``bits=20``) and keeps
+    ID and OOD counts; exact ties stay ties, as in sklearn.
 
-    Bins that hold at least ``refine_fraction`` of an update's pixels (a
-    cluster of nearly equal scores, as an untrained or saturated model
-    gives) are *refined*: from then on their pixels are counted at full
-    float32 resolution in a sub-histogram of ``2^(32 - bits)`` bins. Pixels
-    a bin received before it was refined join the bin's most frequent exact
-    value.
+    In each update (one :meth:`update` call, e.g. an image), the bins that
+    hold at least ``refine_fraction`` of the update's valid pixels (*heavy*
+    bins: heavy ties, or the tight cluster of nearly equal scores of an
+    untrained or saturated model) count that update's pixels at full
+    float32 resolution, in a sub-histogram of the bin's ``2^(32 - bits)``
+    exact values. A bin's pixels from updates where it is not heavy are
+    counted coarsely, whether or not it has a sub-histogram; at
+    :meth:`compute`, a bin with both kinds of counts puts its coarse pixels
+    with its most frequent exact value (the first of equally frequent
+    ones). The metrics are thus exact for the scores rounded to their bin,
+    or to float32 where counted finely: heavy ties are exact.
 
-    The metrics are then exact for the scores rounded to their (sub-)bin:
-    ``bits=20`` resolves about 5e-4 of a score's magnitude, refined bins
-    float32 precision; exact ties stay ties, as in sklearn.
+    Sub-histograms are kept for at most ``max_refined`` bins: the
+    ``max_refined`` smallest of all the bins ever heavy. When a smaller bin
+    becomes heavy, the largest kept one is dropped and its fine counts join
+    its coarse count; a heavy bin beyond the kept ones is counted coarsely.
+
+    Order-free: whether a pixel is counted finely depends only on its own
+    update and on the set of all bins ever heavy, so the state, and the
+    metrics bit for bit, are the same whatever the order of the updates and
+    however they are split over accumulators merged in any order
+    (:meth:`merge`, :meth:`load_state_dict`,
+    :func:`~mmseg_ood.evaluation.accumulator.merge_across_ranks`; all with
+    the same ``bits``, ``refine_fraction`` and ``max_refined``).
 
     Memory: the histogram is stored in *pages* of ``2^(bits - 9)`` bins (one
     binade of float32 values, ID and OOD int64 counts: 32 KiB at
-    ``bits=20``), allocated when a score first falls in them; refined bins
-    add ``2 * 2^(32 - bits)`` counts each (64 KiB at ``bits=20``). Scores
-    that span a few binades take well under 1 MiB; the most, whatever the
-    number of pixels, is 512 pages and ``max_refined`` sub-histograms:
-    32 MiB at ``bits=20``. ``merge`` adds counts (a bin refined on either
-    side is refined in the result), so workers merged equal one worker.
-    An update costs a few passes over its pixels and a ``bincount`` over
-    the bins between its smallest and largest score.
+    ``bits=20``), allocated when a score first falls in them, at most 512
+    pages (``2^(bits + 4)`` bytes); a sub-histogram takes
+    ``2^(36 - bits)`` bytes (64 KiB at ``bits=20``). Scores that span a few
+    binades take well under 1 MiB; the most, whatever the number of pixels,
+    is 16 + 16 = 32 MiB at ``bits=20`` and ``max_refined=256``. An update
+    makes one pass over its pixels, in chunks (a second one for the bins
+    that became heavy unforeseen, over those only); its temporaries are
+    about 33 bytes per pixel of a chunk (2^17 to 2^20 pixels), at most 20
+    bytes per bin its scores span and, where bins expected to be heavy hold
+    more than one exact value, the sub-histograms of up to
+    ``2 / refine_fraction`` of them (under 40 MiB at ``bits=20``).
 
     Args:
         bits: Histogram resolution, 12 to 24.
         ignore_index: Void label, excluded.
         tpr_points: TPR levels for ``fpr@tpr<p>`` (0.95 always included).
         name: Scorer name, used in messages.
-        refine_fraction: Share of an update's pixels that makes a bin
-            refined (in (0, 1]).
-        max_refined: Most refined bins kept.
+        refine_fraction: Share of an update's valid pixels that makes a
+            bin heavy in that update (in (0, 1]).
+        max_refined: Most sub-histograms kept (>= 0; 0: coarse only).
 
     Example:
         >>> m = StreamingOODMetric(name='energy')
@@ -172,6 +335,9 @@ class StreamingOODMetric(Accumulator):
         self._page_bits = bits - _PAGE_LEVEL_BITS
         self._pages: Dict[int, np.ndarray] = {}  # page -> (2, 2^page_bits)
         self.refined: Dict[int, np.ndarray] = {}  # bin -> (2, 2^(32-bits))
+        # bin -> the exact value (low key bits) its pixels are expected at:
+        # a speed hint for the next update only, not part of the state
+        self._expect: Dict[int, int] = {}
 
     @property
     def nbytes(self) -> int:
@@ -183,15 +349,12 @@ class StreamingOODMetric(Accumulator):
     def counts(self) -> np.ndarray:
         """The coarse histogram as one dense ``(2, 2^bits)`` array [ID, OOD]
         (a copy, 16 MiB at ``bits=20``; for inspection). A refined bin's
-        entry holds the pixels it received before it was refined."""
+        entry holds its pixels of the updates where it was not heavy."""
         size = 1 << self._page_bits
         dense = np.zeros((2, 1 << self.bits), np.int64)
         for page, c in self._pages.items():
             dense[:, page * size:(page + 1) * size] = c
         return dense
-
-    def _add_refined(self, b: int) -> None:
-        self.refined[b] = np.zeros((2, 1 << (32 - self.bits)), np.int64)
 
     def update(self, scores, labels) -> 'StreamingOODMetric':
         """Add one image (or batch): scores and 0/1/void labels of one shape.
@@ -216,95 +379,199 @@ class StreamingOODMetric(Accumulator):
         :meth:`update` validates with
         :func:`~mmseg_ood.evaluation.inputs.flat_scores_and_labels`, then
         calls this.
+
+        Raises:
+            ValueError: a label is not 0, 1 or 2.
         """
         n = scores.size
         if n == 0:
             return self
+        top = int(labels.max())
+        if top > 2 or (labels.dtype.kind == 'i' and int(labels.min()) < 0):
+            raise ValueError('update_valid: labels must be 0, 1 or 2 '
+                             f'(skipped), found {top}')
+        rows = 3 if top == 2 else 2
         # the bins this update spans, page-aligned: keys preserve order, so
         # the extreme scores give the extreme bins
         lo, hi = (int(k) >> int(self._shift) for k in _order_keys(
             np.array([scores.min(), scores.max()], np.float32)))
-        if hi - lo < _FineCounts.RUN and \
-                all(b in self.refined for b in range(lo, hi + 1)):
-            # every pixel falls in refined bins (a cluster already seen):
-            # full resolution only, no coarse counts to take them out of
-            fine = _FineCounts(np.arange(lo, hi + 1), self.bits)
-            for i in range(0, n, _CHUNK):
-                fine.add(_order_keys(scores[i:i + _CHUNK]),
-                         labels[i:i + _CHUNK])
-            for b, c in fine.items():
-                self.refined[b] += c
-            return self
-        size = 1 << self._page_bits
-        base = lo >> self._page_bits << self._page_bits
-        span = ((hi - base) // size + 1) * size
-        refined = np.fromiter(self.refined, np.int64, len(self.refined))
-        fine = _FineCounts(np.sort(refined[(refined >= base) &
-                                           (refined < base + span)]),
-                           self.bits)
-        # one bincount per chunk of pixels over (class, bin): chunks keep
-        # the temporaries small and cached instead of page-faulted in
-        # (at least twice as many pixels as bins, so that wide spans are
-        # not zeroed and added once per few pixels)
-        cnt = np.zeros(3 * span, np.int64)
-        step = max(_CHUNK, 2 * span)
-        for i in range(0, n, step):
-            keys = _order_keys(scores[i:i + step])
-            rel = keys >> self._shift
-            rel -= np.uint32(base)
-            flat = rel.astype(np.intp)
-            flat += labels[i:i + step] * np.intp(span)
-            cnt += np.bincount(flat, minlength=3 * span)
-            fine.add(keys, labels[i:i + step])
-        cnt = cnt.reshape(3, span)[:2]  # row 2: skipped pixels
-        valid = int(cnt.sum())
-        self._add_fine(fine, cnt, base)
-        # refine the bins holding >= refine_fraction of this update; their
-        # pixels of this update are counted finely in a second pass
-        if len(self.refined) < self.max_refined and valid:
-            heavy = np.flatnonzero(cnt[0] + cnt[1] >=
-                                   self.refine_fraction * valid) + base
-            new = [b for b in heavy.tolist() if b not in self.refined]
-            new = new[:self.max_refined - len(self.refined)]
-            if new:
-                for b in new:
-                    self._add_refined(b)
-                fine = _FineCounts(np.array(new, np.int64), self.bits)
-                for i in range(0, n, _CHUNK):
-                    fine.add(_order_keys(scores[i:i + _CHUNK]),
-                             labels[i:i + _CHUNK])
-                self._add_fine(fine, cnt, base)
+        pb = self._page_bits
+        size = 1 << pb
+        base = lo >> pb << pb
+        npages = (hi - base) // size + 1
+        span = npages * size
+        # guesses, which set the speed only (the counts are exact whatever
+        # they are): a strided sample of the update shows the pages its
+        # scores fall in and, per bin, the most frequent exact value
+        sample_bins, sample_low, sample_num = self._sample(
+            scores[::max(1, n // _SAMPLE)], base, span)
+        # watch the bins that look heavy in the sample (at most 2 /
+        # refine_fraction), expecting the value they mostly held so far if
+        # refined, else the sample's
+        likely = sample_num >= max(
+            2.0, 0.5 * self.refine_fraction * sample_num.sum())
+        if self.max_refined == 0:
+            likely[:] = False
+        watch = sample_bins[likely] + base
+        expected = np.array(
+            [self._expected(b) if b in self.refined else e for b, e in
+             zip(watch.tolist(), sample_low[likely].tolist())], np.uint32)
+        # count coarsely into the pages where scores fell before or fall in
+        # the sample, if they are few (see _scan)
+        known = np.union1d(
+            np.array([p - (base >> pb) for p in self._pages
+                      if 0 <= p - (base >> pb) < npages], np.intp),
+            sample_bins >> pb)
+        if 2 * (known.size + 1) > npages:
+            known = None
+        (pages, blocks), miss = _scan(scores, labels, base, span, self.bits,
+                                      rows, known, watch=watch,
+                                      expected=expected)
+        # the bins heavy in this update (every pixel is in `blocks`)
+        tot = blocks[0] + blocks[1]
+        valid = int(tot.sum())
+        if valid == 0 or self.max_refined == 0:
+            heavy = []
+        else:
+            at, off = np.nonzero(tot >= self.refine_fraction * valid)
+            heavy = (base + (pages[at] << pb) + off).tolist()
+        # of those, the bins whose sub-histograms are kept get this update's
+        # pixels at full resolution
+        counted = self._admit(heavy) & set(heavy)
+        parts = [(watch, expected, miss)]
+        new = np.array(sorted(counted - set(watch.tolist())), np.int64)
+        if new.size:
+            # heavy bins not watched: a second pass over those only,
+            # expecting the values that the sample shows
+            at = np.minimum(np.searchsorted(sample_bins, new - base),
+                            max(sample_bins.size - 1, 0))
+            guess = np.full(new.size, 1 << (32 - self.bits), np.uint32)
+            if sample_bins.size:
+                hit = sample_bins[at] == new - base
+                guess[hit] = sample_low[at[hit]]
+            _, miss = _scan(scores, labels, base, span, self.bits, rows,
+                            coarse=False, watch=new, expected=guess)
+            parts.append((new, guess, miss))
+        for bins, expect, miss in parts:
+            take = np.array([b in counted for b in bins.tolist()], bool)
+            if not take.any():
+                continue
+            bins, expect = bins[take], expect[take]
+            at = np.searchsorted(pages, (bins - base) >> pb)
+            off = (bins - base) & (size - 1)
+            self._add_fine(bins, blocks[:, at, off], expect,
+                           None if miss is None else miss[take])
+            blocks[:, at, off] = 0  # counted finely instead
         # add the coarse counts page by page (pages allocated on first use)
-        per_page = cnt.reshape(2, span // size, size)
-        for j in np.flatnonzero(per_page.any(axis=(0, 2))).tolist():
-            page = (base >> self._page_bits) + j
-            if page in self._pages:
-                self._pages[page] += per_page[:, j]
-            else:
-                self._pages[page] = per_page[:, j].copy()
+        for at in np.flatnonzero(blocks.any(axis=(0, 2))).tolist():
+            self._add_page((base >> pb) + int(pages[at]), blocks[:, at])
         return self
 
-    def _add_fine(self, fine: '_FineCounts', cnt: np.ndarray,
-                  base: int) -> None:
-        """Add the full-resolution counts of refined bins; remove their
-        pixels from the coarse counts ``cnt`` (from bin ``base`` on) of the
-        same update."""
-        for b, c in fine.items():
-            self.refined[b] += c
-            cnt[:, b - base] = 0
+    def _add_fine(self, bins: np.ndarray, coarse: np.ndarray,
+                  expected: np.ndarray, miss: Optional[np.ndarray]) -> None:
+        """Add an update's full-resolution counts of heavy bins ``bins``
+        (S,): the mismatching pixels ``miss`` (S, 2, 2^(32 - bits)) and the
+        rest of their ``coarse`` (2, S) counts at the ``expected`` (S,)
+        exact values (see :func:`_scan`)."""
+        missed = np.zeros((bins.size, 2), np.int64) if miss is None else \
+            miss.sum(axis=2)
+        matched = coarse.T - missed  # none where no value was expected
+        # keep expecting a value while it holds most of the bin's pixels
+        keep = (matched.sum(axis=1) >= missed.sum(axis=1)).tolist()
+        for j, (b, e, (m0, m1), any_missed) in enumerate(zip(
+                bins.tolist(), expected.tolist(), matched.tolist(),
+                missed.any(axis=1).tolist())):
+            f = self.refined.get(b)
+            if f is None:
+                f = self.refined[b] = np.zeros((2, 1 << (32 - self.bits)),
+                                               np.int64)
+            if any_missed:
+                f += miss[j]
+            if m0 or m1:
+                f[0, e] += m0
+                f[1, e] += m1
+            if keep[j]:
+                self._expect[b] = e
+            else:
+                self._expect.pop(b, None)
+
+    def _sample(self, scores: np.ndarray, base: int, span: int
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The bins (relative to ``base``, ascending) that ``scores`` fall
+        in, and per bin the low key bits of its most frequent exact value
+        and the number of scores."""
+        keys, num = np.unique(_order_keys(scores), return_counts=True)
+        bins = (keys >> self._shift).astype(np.intp) - base
+        inside = (bins >= 0) & (bins < span)  # finite scores
+        keys, num, bins = keys[inside], num[inside], bins[inside]
+        if keys.size == 0:
+            return bins, keys, num
+        # per bin: the first of its most frequent keys
+        order = np.lexsort((-num, bins))
+        first = np.r_[True, bins[order][1:] != bins[order][:-1]]
+        mode = order[first]
+        total = np.add.reduceat(num[order], np.flatnonzero(first))
+        low = keys[mode] & np.uint32((1 << (32 - self.bits)) - 1)
+        return bins[mode], low, total
+
+    def _expected(self, b: int) -> int:
+        """Low key bits where refined bin ``b``'s pixels are expected: the
+        most frequent exact value so far (cached)."""
+        e = self._expect.get(b)
+        if e is None:
+            e = self._expect[b] = int(np.argmax(self.refined[b].sum(axis=0)))
+        return e
+
+    def _admit(self, heavy: Iterable[int]) -> set:
+        """Keep the sub-histograms of the ``max_refined`` smallest bins of
+        ``refined`` and ``heavy``; return the kept bins.
+
+        Why the state does not depend on the order of updates and merges:
+        let U be the set of bins heavy in any update counted so far and K =
+        ``max_refined``. Invariant: the kept bins are the K smallest of U,
+        a kept bin's sub-histogram holds exactly its pixels of the updates
+        where it was heavy, and every other pixel is in the coarse counts;
+        this is a function of the set of updates. It holds for no update.
+        Adding an update with heavy bins H (or merging a state, H = its
+        kept bins, the K smallest of its U'): the K smallest of kept | H
+        are the K smallest of U | H (resp. U | U'), since the bins of U
+        that are not kept are larger than K kept ones. A newly kept bin
+        was never heavy here before (it would be among the K smallest of
+        U, so kept), so its fine counts are complete; a dropped bin's fine
+        counts join its coarse count, as if it had never been kept.
+        """
+        keep = _smallest(set(self.refined) | set(heavy), self.max_refined)
+        for b in [b for b in self.refined if b not in keep]:
+            self._fold(b, self.refined.pop(b))
+        return keep
+
+    def _fold(self, b: int, fine: np.ndarray) -> None:
+        """Add full-resolution counts of bin ``b`` to its coarse count."""
+        self._expect.pop(b, None)
+        page, off = b >> self._page_bits, b & ((1 << self._page_bits) - 1)
+        if page not in self._pages:
+            self._pages[page] = np.zeros((2, 1 << self._page_bits), np.int64)
+        self._pages[page][:, off] += fine.sum(axis=1)
+
+    def _add_page(self, page: int, counts: np.ndarray) -> None:
+        if page in self._pages:
+            self._pages[page] += counts
+        else:
+            self._pages[page] = counts.copy()
 
     def merge(self, other: 'StreamingOODMetric') -> 'StreamingOODMetric':
-        """Add another accumulator's counts (same ``bits``) into this one."""
-        if not isinstance(other, StreamingOODMetric) or \
-                other.bits != self.bits:
-            raise ValueError('can only merge a StreamingOODMetric with the '
-                             f'same `bits` ({self.bits})')
+        """Add another accumulator's counts (same ``bits``,
+        ``refine_fraction`` and ``max_refined``) into this one."""
+        if not isinstance(other, StreamingOODMetric):
+            raise ValueError('can only merge a StreamingOODMetric, got '
+                             f'{type(other).__name__}')
         return self.load_state_dict(other.state_dict())
 
     def state_dict(self) -> dict:
         """Compact state: the nonzero bins only (for gathering across ranks):
         ``index`` into the flattened ``(2, 2^bits)`` histogram (ascending)
-        and ``count``, and each refined bin's nonzero sub-bins."""
+        and ``count``, each refined bin's nonzero sub-bins, and the
+        parameters that merged states must share."""
         size = 1 << self._page_bits
         index, count = [], []
         for page in sorted(self._pages):
@@ -316,20 +583,33 @@ class StreamingOODMetric(Accumulator):
         order = np.argsort(np.concatenate(index + [np.zeros(0, np.int64)]),
                            kind='stable')
         refined = {}
-        for b, f in self.refined.items():
-            fz = np.flatnonzero(f.reshape(-1))
-            refined[b] = (fz, f.reshape(-1)[fz])
+        for b in sorted(self.refined):
+            f = self.refined[b].reshape(-1)
+            fz = np.flatnonzero(f)
+            refined[b] = (fz, f[fz])
         return dict(
             bits=self.bits,
+            refine_fraction=self.refine_fraction,
+            max_refined=self.max_refined,
             index=np.concatenate(index + [np.zeros(0, np.int64)])[order],
             count=np.concatenate(count + [np.zeros(0, np.int64)])[order],
             refined=refined)
 
     def load_state_dict(self, state: dict) -> 'StreamingOODMetric':
-        """Add a :meth:`state_dict` into this accumulator."""
-        if state['bits'] != self.bits:
-            raise ValueError(f"state has bits={state['bits']}, this metric "
-                             f'{self.bits}')
+        """Add a :meth:`state_dict` into this accumulator.
+
+        Sub-histograms are kept for the ``max_refined`` smallest bins of
+        both; the others' fine counts join their coarse counts, as
+        :meth:`update` does.
+
+        Raises:
+            ValueError: the state's ``bits``, ``refine_fraction`` or
+                ``max_refined`` differs from this metric's.
+        """
+        for key in ('bits', 'refine_fraction', 'max_refined'):
+            if state.get(key, getattr(self, key)) != getattr(self, key):
+                raise ValueError(f'state has {key}={state[key]!r}, this '
+                                 f'metric {getattr(self, key)!r}')
         index = np.asarray(state['index'], np.int64)
         count = np.asarray(state['count'], np.int64)
         cls, b = index >> self.bits, index & ((1 << self.bits) - 1)
@@ -339,19 +619,32 @@ class StreamingOODMetric(Accumulator):
             if p not in self._pages:
                 self._pages[p] = np.zeros((2, 1 << self._page_bits), np.int64)
             np.add.at(self._pages[p], (cls[m], off[m]), count[m])
-        for b, (index, count) in state.get('refined', {}).items():
-            if b not in self.refined:  # merged in beyond max_refined too
-                self._add_refined(b)
-            np.add.at(self.refined[b].reshape(-1), index, count)
+        other = {int(b): v for b, v in state.get('refined', {}).items()}
+        keep = self._admit(other)
+        sub = 1 << (32 - self.bits)
+        for b, (index, count) in other.items():
+            fine = np.zeros((2, sub), np.int64)
+            np.add.at(fine.reshape(-1), np.asarray(index, np.int64),
+                      np.asarray(count, np.int64))
+            if b in keep:
+                if b in self.refined:
+                    self.refined[b] += fine
+                    self._expect.pop(b, None)
+                else:
+                    self.refined[b] = fine
+            else:
+                self._fold(b, fine)
         return self
 
     def reset(self) -> None:
         self._pages = {}
         self.refined = {}
+        self._expect = {}
 
     def _distinct(self):
         """(values ascending, OOD counts, ID counts) over every occupied
-        (sub-)bin; a refined bin's coarse counts join its fullest sub-bin."""
+        (sub-)bin; a refined bin's coarse counts join its most frequent
+        exact value (the first of equally frequent ones)."""
         size = 1 << self._page_bits
         bins, coarse = [np.zeros(0, np.int64)], [np.zeros((2, 0), np.int64)]
         for page in sorted(self._pages):
@@ -363,10 +656,10 @@ class StreamingOODMetric(Accumulator):
         keys, pos, neg = [], [], []
         sub_size = 1 << (32 - self.bits)
         drop = np.zeros(bins.size, bool)
-        for b, f in self.refined.items():
-            f = f.copy()
-            # pixels counted before the bin was refined: known only to lie
-            # in the bin; put them with its most frequent exact value
+        for b in sorted(self.refined):
+            f = self.refined[b].copy()
+            # pixels of updates where the bin was not heavy: known only to
+            # lie in the bin; put them with its most frequent exact value
             j = int(np.searchsorted(bins, b))
             if j < bins.size and bins[j] == b:
                 f[:, int(np.argmax(f.sum(axis=0)))] += coarse[:, j]
