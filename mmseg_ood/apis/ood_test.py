@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from mmengine.dist import get_rank
 
 from ..datasets import check_dataset_files
 from ..evaluation.report import (dump_json, markdown_table, plot_curves,
@@ -47,9 +46,6 @@ def _scorer_list(session: EvaluationSession, scorers: Optional[Sequence],
                  sml_stats: Optional[str], sml_fit_on: str) -> List:
     """The scorers to evaluate; ``sml`` gets its fitted statistics."""
     names = list(scorers) if scorers is not None else list(DEFAULT_SCORERS)
-    if sml_stats is not None and 'sml' not in names:
-        raise ValueError('`sml_stats` is given but `sml` is not among the '
-                         f'scorers {names}')
     return [sml_scorer(session, sml_stats, sml_fit_on) if n == 'sml' else n
             for n in names]
 
@@ -203,8 +199,8 @@ def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
 def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
          export_smiyc, id_eval, sml_stats, sml_fit_on) -> dict:
     work_dir = session.work_dir
-    session.runner  # noqa: B018 (builds it: the distributed set-up, then
-    rank0 = get_rank() == 0  # the rank)
+    # the rank is known once the Runner has set up distributed running
+    rank0 = session.runner.rank == 0
     presets = list(plan.presets)
     names = [p.name for p in presets]
     if plan.tune_preset is not None and plan.tune_preset.name not in names:

@@ -83,14 +83,15 @@ class _ConsoleGate:
     def __init__(self):
         self.open = False
 
+    def _target(self):
+        return sys.stdout if sys.stdout is not self else sys.__stdout__
+
     def write(self, text: str) -> int:
-        out = sys.stdout if sys.stdout is not self else sys.__stdout__
-        return out.write(text) if self.open else len(text)
+        return self._target().write(text) if self.open else len(text)
 
     def flush(self) -> None:
-        out = sys.stdout if sys.stdout is not self else sys.__stdout__
         if self.open:
-            out.flush()
+            self._target().flush()
 
     def isatty(self) -> bool:
         return False
