@@ -13,7 +13,8 @@ import torch.multiprocessing as mp
 
 from mmseg_ood.evaluation import (ComponentAccumulator, OODMetric,
                                   StreamingOODMetric)
-from mmseg_ood.evaluation import CalibrationMetric, OpenSetIoUMetric
+from mmseg_ood.evaluation import (CalibrationMetric, OODSegmentMetric,
+                                  OpenSetIoUMetric)
 from mmseg_ood.evaluation.sampler_padding import last_sample_is_padding
 from mmseg_ood.evaluation.score_map_spill import SPILL_PREFIX, ScoreMapSpill
 
@@ -159,12 +160,13 @@ def _free_port():
 
 
 def padded_metrics():
-    """The three accumulating metrics, on the samples of make_sample."""
+    """The four accumulating metrics, on the samples of make_sample."""
     open_set = OpenSetIoUMetric(scorer='msp', thresholds=(None, 0.5))
     open_set.dataset_meta = dict(classes=('a', 'b', 'c'))
     return [OODMetric(component_threshold='best_f1',
                       component_preset='obstacle_track'),
-            CalibrationMetric(), open_set]
+            CalibrationMetric(), open_set,
+            OODSegmentMetric(scorer='msp', thresholds=(0.3, 0.6))]
 
 
 def with_predictions(sample):
@@ -234,6 +236,7 @@ def test_two_process_gloo_equals_one_process(tmp_path, size):
                 'out'][k]), (k, got['out'][k], v)   # integer counts: exact
     assert len(seen) == 2 * -(-size // 2)  # a repeat when size is odd
     assert ref['ood/msp/num_gt_components'] > 0
+    assert ref['segments/msp@0.3/segments'] > 0
 
 
 def test_padding_is_dropped_only_from_the_last_sample():

@@ -7,6 +7,7 @@ orchestrations of its passes.
 from .dataset_presets import (DatasetPreset, available_dataset_presets,
                               load_dataset_preset)
 from .evaluation_pass import EvaluationSession, PassResult
+from .meta_classify import meta_classify
 from .ood_test import DEFAULT_SCORERS, ood_test
 from .score import init_model, score_image
 from .sml import fit_sml, sml_scorer
@@ -17,5 +18,5 @@ __all__ = [
     'train', 'test', 'init_model', 'score_image', 'ood_test',
     'DEFAULT_SCORERS', 'EvaluationSession', 'PassResult', 'DatasetPreset',
     'available_dataset_presets', 'load_dataset_preset', 'fit_sml',
-    'sml_scorer'
+    'sml_scorer', 'meta_classify'
 ]

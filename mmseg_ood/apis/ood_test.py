@@ -18,6 +18,8 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from ..datasets import check_dataset_files
+from ..engine import MetaClassifierHook
+from ..evaluation import OODSegmentMetric, load_meta_classifiers
 from ..evaluation.report import (dump_json, markdown_table, plot_curves,
                                  write_results)
 from ..scorers import build_scorer
@@ -79,6 +81,7 @@ def ood_test(config: str,
              id_eval: bool = True,
              sml_stats: Optional[str] = None,
              sml_fit_on: str = 'train',
+             meta_classifier: Optional[str] = None,
              cfg_options: Optional[dict] = None,
              launcher: str = 'none',
              unsafe_load: bool = False) -> dict:
@@ -106,13 +109,19 @@ def ood_test(config: str,
             are fitted on ``sml_fit_on`` and cached in ``work_dir``.
         sml_fit_on: ``'train'`` or ``'val'``: the config's ID split SML is
             fitted on.
+        meta_classifier: A meta-classifier file (``tools/meta_classify.py
+            --save``): its scorer's maps are also reported with the
+            segments it rejects removed (``<scorer>+meta@<t>``, pixel and
+            component metrics), and the segment-wise detection errors
+            without and with it go to ``results.json`` (``segments``) and
+            ``results.md``.
         cfg_options / launcher / unsafe_load: As in ``tools/test.py``.
 
     Returns:
         The payload written to ``results.json``.
     """
     plan = _check_request(scorers, tune, tune_on, datasets, sml_stats,
-                          sml_fit_on)
+                          sml_fit_on, meta_classifier)
     with EvaluationSession(config, checkpoint, work_dir, cfg_options,
                            launcher, unsafe_load, tta,
                            tool='ood_test') as session:
@@ -129,10 +138,11 @@ class _Plan:
     tune: List[str]
     tune_preset: Optional[DatasetPreset]
     grid: Dict[str, dict]
+    meta: Optional[list] = None
 
 
 def _check_request(scorers, tune, tune_on, datasets, sml_stats,
-                   sml_fit_on) -> _Plan:
+                   sml_fit_on, meta_classifier=None) -> _Plan:
     """Every argument checked (scorers built, presets loaded, the tuning
     grid chosen), before a file is read or written."""
     check_tuned(tune)
@@ -159,6 +169,14 @@ def _check_request(scorers, tune, tune_on, datasets, sml_stats,
                              f'the scorers {names}')
         if not osp.isfile(sml_stats):
             raise FileNotFoundError(f'`sml_stats`: no file {sml_stats!r}')
+    meta = None
+    if meta_classifier is not None:
+        meta = load_meta_classifiers(meta_classifier)
+        if meta[0].scorer not in names:
+            raise ValueError(
+                f'{meta_classifier}: the meta classifier reads '
+                f'{meta[0].scorer!r} maps, which are not among the scorers '
+                f'{names}; add it to `scorers`')
     presets = [load_dataset_preset(d) for d in datasets]
     grid, tune_preset = {}, None
     if tune:
@@ -170,7 +188,7 @@ def _check_request(scorers, tune, tune_on, datasets, sml_stats,
         by_name = {p.name: p for p in presets}
         tune_on = tune_on or presets[0].name
         tune_preset = by_name.get(tune_on) or load_dataset_preset(tune_on)
-    return _Plan(scorers, presets, list(tune), tune_preset, grid)
+    return _Plan(scorers, presets, list(tune), tune_preset, grid, meta)
 
 
 def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
@@ -193,7 +211,7 @@ def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
         except FileNotFoundError as e:
             warnings.warn(f'ID mIoU skipped: {e}')
             return False
-    return True
+    return id_eval
 
 
 def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
@@ -213,6 +231,8 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
     payload = dict(complete=False, config=session.config,
                    checkpoint=session.checkpoint, datasets=names, results={},
                    tuning=None, id_miou={})
+    if plan.meta:
+        payload['segments'] = {}
     # written while the run goes on; results.* and curves/ of an earlier
     # run are replaced only once this one is complete
     partial = osp.join(work_dir, 'results.partial.json')
@@ -235,13 +255,20 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
         if export_smiyc:
             hooks.append(dict(type='SMIYCExportHook', out_dir=export_smiyc,
                               dataset_name=preset.smiyc_name))
+        metrics = [dict(type='OODMetric', component_threshold='best_f1',
+                        component_preset=preset.component_preset)]
+        if plan.meta:
+            hooks.append(MetaClassifierHook(plan.meta))
+            metrics.append(OODSegmentMetric(plan.meta[0].scorer,
+                                            meta_classifier=plan.meta))
         result = session.run_pass(
             preset.dataset, name=preset.name, scorers=scorer_list,
-            strict=strict, hooks=hooks, ood_labels=True,
-            metrics=[dict(type='OODMetric', component_threshold='best_f1',
-                          component_preset=preset.component_preset)])
+            strict=strict, hooks=hooks, ood_labels=True, metrics=metrics)
         metric = result.metric('OODMetric')
         payload['results'][preset.name] = _plain(metric.last_results)
+        if plan.meta:
+            payload['segments'][preset.name] = result.metric(
+                'OODSegmentMetric').last_results
         if rank0:
             plot_curves(curves, preset.name, metric.last_pixel,
                         metric.last_results)

@@ -1,5 +1,6 @@
 """Runner hooks registered into ``mmseg.registry.HOOKS``."""
 from .finite_logits_hook import FiniteLogitsHook
+from .meta_classifier_hook import MetaClassifierHook, filter_score_map
 from .ood_scoring_hook import OODScoringHook
 from .ood_visualization_hook import OODVisualizationHook, normalize_min_max
 from .progress_hook import ProgressBarHook
@@ -7,7 +8,8 @@ from .rank_zero_logger_hook import RankZeroLoggerHook
 from .smiyc_export_hook import SMIYCExportHook, smiyc_frame_id
 
 __all__ = [
-    'FiniteLogitsHook', 'OODScoringHook', 'OODVisualizationHook',
+    'FiniteLogitsHook', 'MetaClassifierHook', 'filter_score_map',
+    'OODScoringHook', 'OODVisualizationHook',
     'ProgressBarHook', 'RankZeroLoggerHook',
     'SMIYCExportHook', 'normalize_min_max', 'smiyc_frame_id'
 ]

@@ -1,5 +1,6 @@
 """OOD evaluation: exact and streaming pixel metrics, SMIYC component
-metrics, calibration, open-set mIoU, and the registered mmseg metrics.
+metrics, calibration, open-set mIoU, OOD segments and their meta
+classifier, and the registered mmseg metrics.
 
 Every streaming accumulator follows one merge protocol
 (:mod:`~mmseg_ood.evaluation.accumulator`), and every registered metric is
@@ -11,9 +12,14 @@ from .calibration import CalibrationAccumulator, CalibrationMetric
 from .components import (DEFAULT_TAUS, SIZE_PRESETS, ComponentAccumulator,
                          image_component_stats)
 from .curves import UndefinedMetricWarning, curve_metrics
+from .meta_classifier import (MetaClassifier, cross_validated_tp_probability,
+                              load_meta_classifiers, save_meta_classifiers)
 from .ood_metric import OODMetric, format_table
+from .ood_segments import feature_names, image_segments
 from .open_set_iou import OpenSetIoUAccumulator, OpenSetIoUMetric
 from .pixel_metrics import pixel_ood_metrics
+from .segment_metric import (DEFAULT_SEGMENT_THRESHOLDS, OODSegmentMetric,
+                             SegmentData, detection_errors)
 from .streaming import StreamingOODMetric
 
 __all__ = [
@@ -22,5 +28,8 @@ __all__ = [
     'image_component_stats', 'CalibrationAccumulator', 'CalibrationMetric',
     'OODMetric', 'OpenSetIoUAccumulator', 'OpenSetIoUMetric',
     'UndefinedMetricWarning', 'curve_metrics', 'format_table', 'DEFAULT_TAUS',
-    'SIZE_PRESETS'
+    'SIZE_PRESETS', 'MetaClassifier', 'cross_validated_tp_probability',
+    'load_meta_classifiers', 'save_meta_classifiers', 'feature_names',
+    'image_segments', 'DEFAULT_SEGMENT_THRESHOLDS', 'OODSegmentMetric',
+    'SegmentData', 'detection_errors'
 ]

@@ -131,6 +131,11 @@ def write_results(work_dir: str, payload: dict) -> Dict[str, str]:
             w.writerows(rows)
     os.replace(paths['csv'] + '.tmp', paths['csv'])
     md = '# OOD results\n\n' + markdown_table(results, payload.get('id_miou'))
+    for dataset, rows in (payload.get('segments') or {}).items():
+        from .segment_report import segment_tables_markdown
+        md += (f'\n\n## Segments on {dataset} (meta classifier)\n\n' +
+               segment_tables_markdown({'': dict(results={dataset: rows})},
+                                       dataset))
     if payload.get('tuning'):
         md += '\n\n## Tuning\n\n' + json.dumps(json_safe(payload['tuning']),
                                                indent=2)

@@ -6,6 +6,7 @@
         [--sml-stats FILE | --sml-fit-on train|val] \
         [--tune eta delta temperature --tune-on DATASET] \
         [--show-dir DIR --show-num N] [--export-smiyc DIR] [--tta] \
+        [--meta-classifier meta.json] \
         [--cfg-options ...] [--launcher none|pytorch|slurm] [--unsafe-load]
 
 (or ``python tools/ood_test.py`` in a clone). CONFIG is a file or
@@ -16,6 +17,9 @@ preset files); their data roots come from environment variables named in
 each preset. ``--scorers sml`` fits SML's statistics on the config's
 training set (``--sml-fit-on val`` for the validation set), caches them in
 DIR and reuses them, or loads them from ``--sml-stats FILE``.
+``--meta-classifier FILE`` (written by ``tools/meta_classify.py --save``)
+adds the meta-classified maps ``<scorer>+meta@<t>`` and the segment-wise
+detection errors without and with the classifier.
 """
 import argparse
 
@@ -55,6 +59,9 @@ def parse_args(argv=None):
                    'files (anomaly_p/<method>/<dataset>/<frame>.hdf5)')
     p.add_argument('--tta', action='store_true',
                    help='test-time augmentation')
+    p.add_argument('--meta-classifier', help='meta-classifier file '
+                   '(tools/meta_classify.py --save): also report its '
+                   'scorer with the rejected segments removed')
     p.add_argument('--no-id-eval', action='store_true',
                    help="skip the mIoU of the config's own test set")
     add_runner_arguments(p)
@@ -71,6 +78,7 @@ def main(argv=None):
         show_num=args.show_num, export_smiyc=args.export_smiyc,
         tta=args.tta, id_eval=not args.no_id_eval,
         sml_stats=args.sml_stats, sml_fit_on=args.sml_fit_on,
+        meta_classifier=args.meta_classifier,
         cfg_options=args.cfg_options, launcher=args.launcher,
         unsafe_load=args.unsafe_load)
 

@@ -1,0 +1,222 @@
+"""Meta classification of OOD segments, evaluated and fitted.
+
+The orchestration behind ``tools/meta_classify.py``, on top of
+:class:`~mmseg_ood.apis.EvaluationSession`: one pass per OOD dataset
+collects every segment of the chosen score map at each threshold (its
+features and ground truth: :class:`~mmseg_ood.evaluation.OODSegmentMetric`);
+then, per dataset and threshold, a logistic regression is cross-validated
+by image (entropy-maximization paper, sec. 7: Table 2's detection errors
+without and with it, Table 3's AUROC / AUPRC against the segment's MSP,
+Fig. 7), and, with ``save``, one is fitted on all segments of all datasets
+per threshold and written to a JSON file that ``ood_test
+--meta-classifier`` applies.
+"""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import warnings
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from ..datasets import check_dataset_files
+from ..evaluation.meta_classifier import (MetaClassifier,
+                                          cross_validated_tp_probability,
+                                          resolve_cv,
+                                          save_meta_classifiers)
+from ..evaluation.ood_segments import (TRUE_POSITIVE, feature_names,
+                                       paper_feature_names)
+from ..evaluation.segment_metric import (DEFAULT_SEGMENT_THRESHOLDS,
+                                         SegmentData, segment_results)
+from ..evaluation.segment_report import table2_markdown, write_meta_results
+from ..scorers import build_scorer
+from .dataset_presets import load_dataset_preset
+from .evaluation_pass import EvaluationSession
+
+__all__ = ['meta_classify', 'FEATURE_SETS']
+
+#: ``feature_set`` values: every feature, or the paper's 46 (for q = 19).
+FEATURE_SETS = ('all', 'paper')
+
+
+def _feature_names(feature_set: str, num_classes: int) -> List[str]:
+    return (feature_names if feature_set == 'all' else
+            paper_feature_names)(num_classes)
+
+
+def evaluate_threshold(data: SegmentData, classifier: MetaClassifier,
+                       cv: Union[str, int]) -> dict:
+    """Table 2 and Table 3 at one threshold
+    (:func:`~mmseg_ood.evaluation.segment_metric.segment_results`), the
+    meta classifier's TP probabilities cross-validated by image."""
+    ev = data.evaluated
+    is_tp = (data.kind[ev] == TRUE_POSITIVE).astype(np.int64)
+    try:
+        x = classifier.select(data.features[ev], data.feature_names)
+        p_tp = cross_validated_tp_probability(classifier, x, is_tp,
+                                              data.image[ev], cv)
+    except ValueError as e:  # fewer than two images with segments
+        row = segment_results(data)
+        row['note'] = f'no meta classifier: {e}'
+        return row
+    return segment_results(data, p_tp)
+
+
+def fit_classifier(parts: Sequence[SegmentData], classifier: MetaClassifier
+                   ) -> Optional[MetaClassifier]:
+    """``classifier`` fitted on the non-ignored segments of ``parts``, or
+    ``None`` (with a warning) if there are too few of a kind."""
+    xs, ys = [], []
+    for data in parts:
+        ev = data.evaluated
+        if ev.any():
+            xs.append(classifier.select(data.features[ev],
+                                        data.feature_names))
+            ys.append((data.kind[ev] == TRUE_POSITIVE).astype(np.int64))
+    try:
+        if not xs:
+            raise ValueError(f'no segment at {classifier.scorer} >= '
+                             f'{classifier.threshold:g}')
+        return classifier.fit(np.concatenate(xs), np.concatenate(ys))
+    except ValueError as e:
+        warnings.warn(f'not saved: {e}')
+        return None
+
+
+def _check_request(scorer, thresholds, cv, feature_set, datasets, save):
+    build_scorer(scorer)  # ValueError listing the registered names
+    if isinstance(thresholds, (str, bytes)) or not thresholds or not all(
+            isinstance(t, (int, float)) and np.isfinite(t)
+            for t in thresholds):
+        raise ValueError('`thresholds` must be a non-empty list of finite '
+                         f'numbers, got {thresholds!r}')
+    if len(set(thresholds)) != len(thresholds):
+        raise ValueError(f'`thresholds` repeats a value: {list(thresholds)}')
+    resolve_cv(cv, 2)  # ValueError for a bad value
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f'`feature_set` must be one of {FEATURE_SETS}, got '
+                         f'{feature_set!r}')
+    if save is not None:
+        if osp.isdir(save):
+            raise IsADirectoryError(f'`save` must be a file name, got the '
+                                    f'directory {save!r}')
+        # made now: a run must not fail at its end for want of it
+        os.makedirs(osp.dirname(osp.abspath(save)), exist_ok=True)
+    if isinstance(datasets, str) or not datasets:
+        raise ValueError('`datasets` must be a non-empty list of preset '
+                         f'names, got {datasets!r}')
+    return [load_dataset_preset(d) for d in datasets]
+
+
+def meta_classify(config: str,
+                  checkpoint: str,
+                  work_dir: Optional[str] = None,
+                  datasets: Sequence[str] = ('synthetic_ood', ),
+                  scorer: str = 'entropy',
+                  thresholds: Sequence[float] = DEFAULT_SEGMENT_THRESHOLDS,
+                  cv: Union[str, int] = 'auto',
+                  save: Optional[str] = None,
+                  feature_set: str = 'all',
+                  C: float = 1.0,
+                  cfg_options: Optional[dict] = None,
+                  launcher: str = 'none',
+                  unsafe_load: bool = False) -> dict:
+    """Evaluate (and optionally fit) meta classifiers of OOD segments.
+
+    Args:
+        config / checkpoint: The model.
+        work_dir: Output directory (``meta_results.json``, ``.csv``,
+            ``.md``, ``detection_errors_<dataset>.png``); default as mmseg's
+            tools.
+        datasets: OOD dataset presets (as ``ood_test``); each is
+            cross-validated on its own.
+        scorer: The score map segmented (the paper: ``entropy``, the
+            normalized entropy); any registered scorer.
+        thresholds: Segment thresholds ``t`` (in the scorer's units).
+        cv: ``'loo'`` (leave one image out), a number of folds (grouped by
+            image), or ``'auto'`` (leave one out up to 100 images, else 10
+            folds).
+        save: JSON file for the classifiers fitted on every segment of every
+            dataset (one per threshold).
+        feature_set: ``'all'`` or ``'paper'`` (the paper's 46 features for
+            19 classes: means of E, V, M, sizes, N, P, centroid).
+        C: Inverse regularization strength of the logistic regression.
+        cfg_options / launcher / unsafe_load: As in ``tools/test.py``.
+
+    Returns:
+        The payload written to ``meta_results.json``.
+    """
+    presets = _check_request(scorer, thresholds, cv, feature_set, datasets,
+                             save)
+    thresholds = [float(t) for t in thresholds]
+    with EvaluationSession(config, checkpoint, work_dir, cfg_options,
+                           launcher, unsafe_load,
+                           tool='meta_classify') as session:
+        for p in presets:
+            check_dataset_files(p.dataset, f'dataset {p.name!r} ({p.path})')
+        rank0 = session.runner.rank == 0
+        if rank0:
+            print(f'[meta_classify] log: {session.log_file}')
+        collected: Dict[str, Dict[float, SegmentData]] = {}
+        for preset in presets:
+            result = session.run_pass(
+                preset.dataset, name=preset.name, scorers=[scorer],
+                ood_labels=True,
+                metrics=[dict(type='OODSegmentMetric', scorer=scorer,
+                              thresholds=thresholds)])
+            collected[preset.name] = result.metric(
+                'OODSegmentMetric').last_data
+        payload = _evaluate(session, collected, scorer, thresholds, cv,
+                            feature_set, C, save)
+        if rank0:
+            paths = write_meta_results(session.work_dir, payload)
+            for p in presets:
+                print(f'\n{p.name} (detection errors, Table 2):\n' +
+                      table2_markdown({'model': payload}, p.name))
+            print(f'\nresults: {paths["md"]}')
+            if payload['saved']:
+                print(f'meta classifier: {payload["saved"]}')
+    return payload
+
+
+def _evaluate(session, collected, scorer, thresholds, cv, feature_set, C,
+              save) -> dict:
+    num_classes = max(d.num_classes for per in collected.values()
+                      for d in per.values())
+    if not num_classes:
+        raise ValueError('no image was evaluated')
+    names = _feature_names(feature_set, num_classes)
+    results, cv_kind = {}, {}
+    for dataset, per in collected.items():
+        results[dataset] = {}
+        for t in thresholds:
+            clf = MetaClassifier(names, scorer, t, C=C)
+            results[dataset][f'{t:g}'] = evaluate_threshold(per[t], clf, cv)
+        images = max(len(d.images) for d in per.values())
+        kind, k = resolve_cv(cv, max(images, 2))
+        cv_kind[dataset] = 'leave one image out' if kind == 'loo' else \
+            f'{k}-fold grouped by image'
+    saved = None
+    if save is not None:
+        fitted = [fit_classifier([per[t] for per in collected.values()],
+                                 MetaClassifier(names, scorer, t, C=C))
+                  for t in thresholds]
+        fitted = [c for c in fitted if c is not None]
+        if not fitted:
+            raise ValueError(f'no meta classifier could be fitted for '
+                             f'{save!r}: too few segments of a kind at every '
+                             'threshold')
+        if session.runner.rank == 0:
+            save_meta_classifiers(
+                save, fitted, num_classes=num_classes,
+                datasets=list(collected), config=session.config,
+                checkpoint=session.checkpoint)
+        saved = save
+    return dict(
+        complete=True, config=session.config, checkpoint=session.checkpoint,
+        scorer=scorer, thresholds=thresholds, feature_set=feature_set,
+        features=names, C=C, saved=saved,
+        cv=dict(setting=cv, description='; '.join(
+            f'{d}: {c}' for d, c in cv_kind.items())),
+        results=results)
