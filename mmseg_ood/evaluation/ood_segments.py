@@ -134,11 +134,12 @@ def pixel_measures(probs) -> PixelMeasures:
     if p.dim() != 3 or p.shape[0] < 2:
         raise ValueError('probabilities must be (q, H, W) with q >= 2, got '
                          f'shape {tuple(p.shape)}')
-    top, pred = p.topk(2, dim=0)
+    top = p.topk(2, dim=0).values
+    pred = p.argmax(dim=0)  # the first of tied maxima, as mmseg predicts
     ent = -torch.special.xlogy(p, p).sum(dim=0) / np.log(p.shape[0])
     v = 1.0 - top[0]
     return PixelMeasures(probs=p.numpy(), E=ent.numpy(), V=v.numpy(),
-                         M=(v + top[1]).numpy(), pred=pred[0].numpy())
+                         M=(v + top[1]).numpy(), pred=pred.numpy())
 
 
 def label_segments(score, threshold: float):
@@ -264,10 +265,13 @@ def segment_truth(labels: np.ndarray, n: int, ood_labels,
                   ignore_index: int = IGNORE_INDEX) -> SegmentTruth:
     """Match the segments ``1..n`` of ``labels`` with the OOD ground truth
     ``ood_labels`` ``(H, W)`` (0 ID, 1 OOD, ``ignore_index`` void)."""
-    gt = flat_ood_labels(ood_labels, ignore_index, 'OOD segments')
-    if gt.size != labels.size:
+    shape = to_numpy(ood_labels).shape
+    while len(shape) > 2 and shape[0] == 1:  # (1, H, W) as mmseg keeps it
+        shape = shape[1:]
+    if shape != labels.shape:
         raise ValueError(f'OOD labels {to_numpy(ood_labels).shape} and '
                          f'score map {labels.shape} differ in size')
+    gt = flat_ood_labels(ood_labels, ignore_index, 'OOD segments')
     objects, num_objects = ndimage.label(gt.reshape(labels.shape) == 1,
                                          structure=_EIGHT)
     flat = labels.reshape(-1)
