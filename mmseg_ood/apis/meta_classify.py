@@ -28,7 +28,8 @@ from ..evaluation.meta_classifier import (MetaClassifier,
 from ..evaluation.ood_segments import (TRUE_POSITIVE, feature_names,
                                        paper_feature_names)
 from ..evaluation.segment_metric import (DEFAULT_SEGMENT_THRESHOLDS,
-                                         SegmentData, segment_results)
+                                         SegmentData, segment_results,
+                                         threshold_key)
 from ..evaluation.segment_report import table2_markdown, write_meta_results
 from ..scorers import build_scorer
 from .dataset_presets import load_dataset_preset
@@ -192,7 +193,8 @@ def _evaluate(session, collected, scorer, thresholds, cv, feature_set, C,
         results[dataset] = {}
         for t in thresholds:
             clf = MetaClassifier(names, scorer, t, C=C)
-            results[dataset][f'{t:g}'] = evaluate_threshold(per[t], clf, cv)
+            results[dataset][threshold_key(t)] = evaluate_threshold(
+                per[t], clf, cv)
         images = max(len(d.images) for d in per.values())
         kind, k = resolve_cv(cv, max(images, 2))
         cv_kind[dataset] = 'leave one image out' if kind == 'loo' else \

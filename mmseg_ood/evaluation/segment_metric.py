@@ -22,7 +22,7 @@ from .ood_segments import (FALSE_POSITIVE, IGNORED, TRUE_POSITIVE,
 
 __all__ = ['SegmentTable', 'SegmentData', 'detection_errors',
            'error_detection_scores', 'msp_error_score', 'segment_results',
-           'threshold_name', 'OODSegmentMetric',
+           'threshold_key', 'threshold_name', 'OODSegmentMetric',
            'DEFAULT_SEGMENT_THRESHOLDS']
 
 #: The paper's acceptable range (sec. 6.3, Table 2 below the line).
@@ -185,9 +185,15 @@ def msp_error_score(data: SegmentData) -> np.ndarray:
     return 1.0 - data.features[:, data.feature_names.index('V_mean')]
 
 
+def threshold_key(threshold: float) -> str:
+    """The threshold as a key: the shortest string that reads back as the
+    same float (``'0.5'``), so that no two thresholds share one."""
+    return repr(float(threshold))
+
+
 def threshold_name(scorer: str, threshold: float, meta: bool = False) -> str:
     """``'entropy@0.5'`` / ``'entropy+meta@0.5'``."""
-    return f'{scorer}{"+meta" if meta else ""}@{threshold:g}'
+    return f'{scorer}{"+meta" if meta else ""}@{threshold_key(threshold)}'
 
 
 def segment_results(data: SegmentData,
@@ -250,7 +256,7 @@ class OODSegmentMetric(AccumulatingMetric):
 
     Attributes:
         last_data: After ``evaluate``, threshold -> :class:`SegmentData`.
-        last_results: After ``evaluate``, ``f'{t:g}'`` ->
+        last_results: After ``evaluate``, :func:`threshold_key` ->
             :func:`segment_results` (the layout of ``meta_results.json``).
     """
     default_prefix = 'segments'
@@ -322,7 +328,8 @@ class OODSegmentMetric(AccumulatingMetric):
                 ev = data.evaluated
                 p_tp = clf.tp_probability(
                     clf.select(data.features[ev], data.feature_names))
-            row = self.last_results[f'{t:g}'] = segment_results(data, p_tp)
+            row = self.last_results[threshold_key(t)] = segment_results(
+                data, p_tp)
             for variant, meta in (('baseline', False), ('meta', True)):
                 name = threshold_name(self.scorer, t, meta)
                 for k, v in (row[variant] or {}).items():

@@ -57,7 +57,7 @@ def table2_markdown(runs: Dict[str, dict], dataset: str) -> str:
     thresholds = list(dict.fromkeys(
         t for _, p in groups for t in _rows(p, dataset)))
     for t in sorted(thresholds, key=float):
-        row = [f'{float(t):g}']
+        row = [t]
         for _, payload in groups:
             r = _rows(payload, dataset).get(t, {})
             for variant, _ in _VARIANTS:
@@ -81,7 +81,7 @@ def table3_markdown(runs: Dict[str, dict], dataset: str) -> str:
     thresholds = list(dict.fromkeys(
         t for p in runs.values() for t in _rows(p, dataset)))
     for t in sorted(thresholds, key=float):
-        row = [f'{float(t):g}']
+        row = [t]
         for payload in runs.values():
             r = _rows(payload, dataset).get(t, {})
             row += [_score(r.get(k)) for k in ('msp_auroc', 'msp_auprc',
@@ -126,7 +126,7 @@ def plot_detection_errors(path: str, runs: Dict[str, dict],
                 low = miss is not None and miss < 1e-3
                 ax.plot(x, y, 'o', color=line.get_color(),
                         markerfacecolor=line.get_color() if low else 'none')
-                ax.annotate(f'{float(t):g}', (x, y), fontsize=7,
+                ax.annotate(t, (x, y), fontsize=7,
                             textcoords='offset points', xytext=(3, 3))
     ax.set(xlabel='false-positive segments', ylabel='missed OOD objects',
            title=f'detection errors - {dataset}\n(filled: ID miss rate '
