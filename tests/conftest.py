@@ -91,6 +91,23 @@ def run_tool(script, *args, env=None, check=True, nproc=None):
     return proc
 
 
+def score_quantiles(config, ckpt, root, scorer, quantiles):
+    """Quantiles of ``scorer`` over the street OOD images of ``root``
+    (through the public API)."""
+    import glob
+
+    import numpy as np
+
+    from mmseg_ood.apis import init_model, score_image
+    model = init_model(config, ckpt)
+    maps = [np.asarray(score_image(model, f, scorers=[scorer])[scorer])
+            for f in sorted(glob.glob(osp.join(root, 'street', 'ood',
+                                               'images', '*.png')))]
+    return [float(v) for v in
+            np.quantile(np.concatenate([m.ravel() for m in maps]),
+                        quantiles)]
+
+
 @pytest.fixture(scope='session')
 def synthetic_root(tmp_path_factory):
     """A tiny copy of both synthetic variants."""

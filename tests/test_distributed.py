@@ -27,15 +27,19 @@ def _ckpt(work_dir):
     return open(osp.join(work_dir, 'last_checkpoint')).read().strip()
 
 
+def _run(script, tmp_path, odd_root, ckpt, nproc, *args):
+    """``(work dir, process)`` of ``script`` in ``nproc`` processes."""
+    work = str(tmp_path / f'{script}_{nproc}')
+    return work, run_tool(
+        script, STREET_CONFIG, ckpt, '--work-dir', work, *args,
+        '--cfg-options', *QUICK_OPTIONS,
+        env={'MMSEG_OOD_DATA': odd_root, 'OMP_NUM_THREADS': '1'},
+        nproc=nproc if nproc > 1 else None)
+
+
 def _runs(script, tmp_path, odd_root, ckpt, *args):
-    env = {'MMSEG_OOD_DATA': odd_root, 'OMP_NUM_THREADS': '1'}
-    out = {}
-    for nproc in (None, 2):
-        work = str(tmp_path / f'{script}_{nproc or 1}')
-        out[nproc or 1] = (work, run_tool(
-            script, STREET_CONFIG, ckpt, '--work-dir', work, *args,
-            '--cfg-options', *QUICK_OPTIONS, env=env, nproc=nproc))
-    return out
+    return {n: _run(script, tmp_path, odd_root, ckpt, n, *args)
+            for n in (1, 2)}
 
 
 def test_ood_test_two_processes_equal_one(tmp_path, odd_root,
@@ -80,3 +84,26 @@ def test_train_runs_under_torchrun_on_cpu(tmp_path, odd_root):
     assert 'SyncBN layers are built as BN' in proc.stdout + proc.stderr
     assert 'Distributed training: True' in log
     assert 'GPU number: 2' in log   # mmengine's name for the world size
+
+
+def test_meta_classify_two_processes_equal_one(tmp_path, odd_root,
+                                               trained_work_dir):
+    """The segments of every image, each once, in one order: the same
+    cross-validated tables and the same fitted classifier."""
+    from conftest import score_quantiles
+    ckpt = _ckpt(trained_work_dir)
+    thresholds = score_quantiles(STREET_CONFIG, ckpt, odd_root, 'max_logit',
+                                 [0.6, 0.85])
+    runs = {n: _run('meta_classify.py', tmp_path, odd_root, ckpt, n,
+                    '--scorer', 'max_logit', '--thresholds',
+                    *map(repr, thresholds), '--cv', 'loo', '--save',
+                    str(tmp_path / f'meta_{n}.json'))[0]
+            for n in (1, 2)}
+    one, two = (json.load(open(osp.join(runs[n], 'meta_results.json')))
+                for n in (1, 2))
+    assert two['results'] == one['results']
+    row = one['results']['synthetic_ood'][repr(thresholds[0])]
+    assert row['images'] == 5 and row['baseline']['segments'] > 0
+    c1, c2 = (json.load(open(tmp_path / f'meta_{n}.json')) for n in (1, 2))
+    assert c1['classifiers'] == c2['classifiers']
+

@@ -14,23 +14,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import QUICK_OPTIONS, STREET_CONFIG, run_tool
+from conftest import QUICK_OPTIONS, STREET_CONFIG, run_tool, score_quantiles
 
 
 def _ckpt(work_dir):
     return open(osp.join(work_dir, 'last_checkpoint')).read().strip()
-
-
-def score_quantiles(config, ckpt, root, scorer, quantiles):
-    """Quantiles of ``scorer`` over the OOD images (the public API)."""
-    from mmseg_ood.apis import init_model, score_image
-    model = init_model(config, ckpt)
-    maps = [np.asarray(score_image(model, f, scorers=[scorer])[scorer])
-            for f in sorted(glob.glob(osp.join(root, 'street', 'ood',
-                                               'images', '*.png')))]
-    return [float(v) for v in
-            np.quantile(np.concatenate([m.ravel() for m in maps]),
-                        quantiles)]
 
 
 @pytest.fixture(scope='module')
