@@ -22,6 +22,7 @@ from ..engine import MetaClassifierHook
 from ..evaluation import OODSegmentMetric, load_meta_classifiers
 from ..evaluation.report import (dump_json, markdown_table, plot_curves,
                                  write_results)
+from ..evaluation.segment_report import segment_tables_markdown
 from ..scorers import build_scorer
 from .dataset_presets import DatasetPreset, load_dataset_preset
 from .evaluation_pass import EvaluationSession
@@ -50,6 +51,14 @@ def _scorer_list(session: EvaluationSession, scorers: Optional[Sequence],
     names = list(scorers) if scorers is not None else list(DEFAULT_SCORERS)
     return [sml_scorer(session, sml_stats, sml_fit_on) if n == 'sml' else n
             for n in names]
+
+
+def _segment_markdown(payload: dict) -> str:
+    """The segment tables of a ``--meta-classifier`` run (Markdown)."""
+    return '\n'.join(
+        f'## Segments on {dataset} (meta classifier)\n\n' +
+        segment_tables_markdown({'': dict(results={dataset: rows})}, dataset)
+        for dataset, rows in (payload.get('segments') or {}).items())
 
 
 def _tune(session: EvaluationSession, preset: DatasetPreset,
@@ -282,7 +291,7 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
         payload['id_miou'] = dict(test_set=float(result.metrics['id/mIoU']))
     payload['complete'] = True
     if rank0:
-        write_results(work_dir, payload)
+        write_results(work_dir, payload, _segment_markdown(payload))
         final = osp.join(work_dir, 'curves')
         if osp.isdir(final):
             shutil.rmtree(final)

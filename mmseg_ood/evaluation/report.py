@@ -103,8 +103,10 @@ def comparison_table(runs: Dict[str, dict], dataset: str,
     return '\n'.join(lines)
 
 
-def write_results(work_dir: str, payload: dict) -> Dict[str, str]:
-    """Write ``results.json``, ``results.csv`` and ``results.md``.
+def write_results(work_dir: str, payload: dict,
+                  extra_markdown: str = '') -> Dict[str, str]:
+    """Write ``results.json``, ``results.csv`` and ``results.md`` (with
+    ``extra_markdown`` appended).
 
     Each file is written to a temporary name and renamed, so a file named
     ``results.*`` is always complete. Undefined metrics (NaN) are ``null``
@@ -131,11 +133,8 @@ def write_results(work_dir: str, payload: dict) -> Dict[str, str]:
             w.writerows(rows)
     os.replace(paths['csv'] + '.tmp', paths['csv'])
     md = '# OOD results\n\n' + markdown_table(results, payload.get('id_miou'))
-    for dataset, rows in (payload.get('segments') or {}).items():
-        from .segment_report import segment_tables_markdown
-        md += (f'\n\n## Segments on {dataset} (meta classifier)\n\n' +
-               segment_tables_markdown({'': dict(results={dataset: rows})},
-                                       dataset))
+    if extra_markdown:
+        md += '\n\n' + extra_markdown
     if payload.get('tuning'):
         md += '\n\n## Tuning\n\n' + json.dumps(json_safe(payload['tuning']),
                                                indent=2)

@@ -254,6 +254,11 @@ class OODSegmentMetric(AccumulatingMetric):
         ignore_index: Void label of the OOD label map.
         collect_device / prefix: As in mmengine's ``BaseMetric``.
 
+    References:
+        Chan, Rottmann & Gottschalk, "Entropy Maximization and Meta
+        Classification for Out-of-Distribution Detection in Semantic
+        Segmentation", ICCV 2021, sec. 4 and 7 (eq. 8-10, Tables 2-3).
+
     Attributes:
         last_data: After ``evaluate``, threshold -> :class:`SegmentData`.
         last_results: After ``evaluate``, :func:`threshold_key` ->

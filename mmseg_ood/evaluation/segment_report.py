@@ -17,7 +17,7 @@ __all__ = ['table2_markdown', 'table3_markdown', 'segment_tables_markdown',
            'write_meta_results']
 
 _ERRORS = ('fp', 'fn', 'errors', 'id_miss_rate')
-_VARIANTS = (('baseline', ''), ('meta', ' + meta classifier'))
+_VARIANTS = (('baseline', ''), ('meta', ' + meta'))
 
 
 def _count(v) -> str:
@@ -128,6 +128,7 @@ def plot_detection_errors(path: str, runs: Dict[str, dict],
                         markerfacecolor=line.get_color() if low else 'none')
                 ax.annotate(t, (x, y), fontsize=7,
                             textcoords='offset points', xytext=(3, 3))
+    ax.set_xscale('symlog', linthresh=10)  # FP counts span 0 to thousands
     ax.set(xlabel='false-positive segments', ylabel='missed OOD objects',
            title=f'detection errors - {dataset}\n(filled: ID miss rate '
            '< 0.1%)')
