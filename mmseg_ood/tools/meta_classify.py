@@ -14,8 +14,8 @@ DIR/meta_results.json, .csv, .md and DIR/detection_errors_<dataset>.png;
 """
 import argparse
 
-from mmseg_ood.apis.dataset_presets import available_dataset_presets
-from mmseg_ood.tools.runner_args import (add_runner_arguments,
+from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
+                                        add_runner_arguments,
                                         parse_runner_args)
 
 
@@ -36,14 +36,7 @@ def _cv(value: str):
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='Meta classification of OOD segments (Table 2 / 3)')
-    p.add_argument('config', help='model config file (or mmseg_ood::<path> '
-                   'for a config shipped with the package)')
-    p.add_argument('checkpoint', help='checkpoint file')
-    p.add_argument('--work-dir', help='directory for results and logs')
-    p.add_argument('--datasets', nargs='+', default=['synthetic_ood'],
-                   help='OOD dataset presets (shipped: '
-                   f'{", ".join(available_dataset_presets())}) or preset '
-                   'files; each is cross-validated on its own')
+    add_evaluation_arguments(p, '; each is cross-validated on its own')
     p.add_argument('--scorer', default='entropy',
                    help='the score map whose connected components are the '
                    'OOD segments (default: entropy, the normalized entropy '

@@ -23,22 +23,15 @@ detection errors without and with the classifier.
 """
 import argparse
 
-from mmseg_ood.apis.dataset_presets import available_dataset_presets
-from mmseg_ood.tools.runner_args import (add_runner_arguments,
+from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
+                                        add_runner_arguments,
                                         parse_runner_args)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='OOD evaluation of a segmentation checkpoint')
-    p.add_argument('config', help='model config file (or mmseg_ood::<path> '
-                   'for a config shipped with the package)')
-    p.add_argument('checkpoint', help='checkpoint file')
-    p.add_argument('--work-dir', help='directory for results and logs')
-    p.add_argument('--datasets', nargs='+', default=['synthetic_ood'],
-                   help='OOD dataset presets (shipped: '
-                   f'{", ".join(available_dataset_presets())}) or preset '
-                   'files')
+    add_evaluation_arguments(p)
     p.add_argument('--scorers', nargs='+',
                    help='scorer names (default: every scorer the model '
                    'supports)')

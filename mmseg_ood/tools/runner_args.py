@@ -9,8 +9,24 @@ from typing import Optional, Sequence
 
 from mmengine.config import DictAction
 
-__all__ = ['add_runner_arguments', 'parse_runner_args',
-           'exit_cleanly_on_sigterm']
+__all__ = ['add_evaluation_arguments', 'add_runner_arguments',
+           'parse_runner_args', 'exit_cleanly_on_sigterm']
+
+
+def add_evaluation_arguments(parser: argparse.ArgumentParser,
+                             datasets_note: str = '') -> None:
+    """Add ``config``, ``checkpoint``, ``--work-dir`` and ``--datasets``
+    (OOD dataset presets), as the OOD evaluation tools name them."""
+    from mmseg_ood.apis.dataset_presets import available_dataset_presets
+    parser.add_argument('config', help='model config file (or '
+                        'mmseg_ood::<path> for a config shipped with the '
+                        'package)')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='directory for results and logs')
+    parser.add_argument('--datasets', nargs='+', default=['synthetic_ood'],
+                        help='OOD dataset presets (shipped: '
+                        f'{", ".join(available_dataset_presets())}) or '
+                        'preset files' + datasets_note)
 
 
 def add_runner_arguments(parser: argparse.ArgumentParser,
