@@ -10,7 +10,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mmseg_ood.evaluation.meta_classifier import (
-    MetaClassifier, cross_validated_tp_probability, group_splits,
+    MetaClassifier, cross_validated_tp_probability, describe_cv,
+    group_splits,
     load_meta_classifiers, resolve_cv, save_meta_classifiers)
 
 NAMES = ['E_mean', 'V_mean', 'S']
@@ -26,7 +27,8 @@ def _data(n=120, seed=0):
 
 def _fitted(threshold=0.5):
     x, y, _ = _data()
-    return MetaClassifier(NAMES, 'entropy', threshold).fit(x, y)
+    return MetaClassifier(NAMES, 'entropy', threshold,
+                          num_classes=3).fit(x, y)
 
 
 def test_json_round_trip_gives_identical_predictions(tmp_path):
@@ -75,6 +77,7 @@ def _write(tmp_path, mutate):
     (lambda d: d['classifiers'][0]['logistic'].update(classes=[0, 2]),
      r'classes must be \[0, 1\]'),
     (lambda d: d.update(classifiers=[]), 'non-empty list'),
+    (lambda d: d.pop('num_classes'), '"num_classes" must be an int >= 2'),
 ])
 def test_malformed_files_are_refused_naming_the_field(tmp_path, mutate,
                                                       message):
@@ -100,7 +103,14 @@ def test_mismatched_scorer_or_features_are_refused(tmp_path):
         load_meta_classifiers(path, scorer='energy')
     with pytest.raises(ValueError, match=r"reads features \['S'\]"):
         load_meta_classifiers(path, feature_names=['E_mean', 'V_mean'])
+    # a model with more classes has every feature name of one with fewer:
+    # the number of classes is checked by itself
+    with pytest.raises(ValueError, match='fitted on segments of a model '
+                       'with 3 classes; this one has 4'):
+        load_meta_classifiers(path, num_classes=4)
     clf = load_meta_classifiers(path)[0]
+    with pytest.raises(ValueError, match='with 3 classes; this one has 19'):
+        clf.check_num_classes(19)
     with pytest.raises(ValueError, match='another number of classes'):
         clf.select(np.zeros((2, 2)), ['E_mean', 'V_mean'])
     # columns are picked by name, whatever their order
@@ -116,6 +126,28 @@ def test_files_that_are_not_json_are_refused(tmp_path):
         load_meta_classifiers(str(path))
     with pytest.raises(FileNotFoundError, match='no file'):
         load_meta_classifiers(str(tmp_path / 'missing.json'))
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(threshold=float('nan')), '`threshold` must be a finite number'),
+    (dict(threshold=float('inf')), '`threshold` must be a finite number'),
+    (dict(threshold='0.5'), '`threshold` must be a finite number'),
+    (dict(max_iter=0), '`max_iter` must be an int >= 1'),
+    (dict(C=0), '`C` must be a finite number > 0'),
+    (dict(num_classes=1), '`num_classes` must be None or an int >= 2'),
+])
+def test_bad_parameters_are_refused(kwargs, message):
+    args = dict(feature_names=NAMES, scorer='entropy', threshold=0.5)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        MetaClassifier(**args)
+
+
+def test_saving_needs_the_number_of_classes(tmp_path):
+    x, y, _ = _data()
+    clf = MetaClassifier(NAMES, 'entropy', 0.5).fit(x, y)
+    with pytest.raises(ValueError, match='`num_classes`'):
+        save_meta_classifiers(str(tmp_path / 'm.json'), [clf])
 
 
 def test_fitting_needs_both_kinds():
@@ -142,6 +174,9 @@ def test_cv_kinds():
     assert resolve_cv('auto', 100) == ('loo', 100)
     assert resolve_cv('auto', 101) == ('kfold', 10)
     assert resolve_cv(5, 1000) == ('kfold', 5)
+    assert resolve_cv(100, 7) == ('kfold', 7)   # no more folds than images
+    assert describe_cv(100, 7) == '7-fold grouped by image (7 images)'
+    assert describe_cv('auto', 7) == 'leave one image out (7 images)'
     assert len(list(group_splits(np.repeat(np.arange(7), 2), 'loo'))) == 7
     for bad in (1, 'kfold', 2.5, True):
         with pytest.raises(ValueError, match="'loo', 'auto' or a number"):

@@ -150,3 +150,128 @@ def test_metric_applies_a_given_classifier():
     assert out[meta + 'fn'] == 1
     assert out[meta + 'fp_auroc'] == 1.0
     assert m.last_results['0.5']['meta']['errors'] == 1
+
+
+def test_nan_scores_on_id_or_ood_pixels_are_refused():
+    score, labels = hand_case()
+    score[0, 0] = np.nan            # an OOD pixel
+    with pytest.raises(ValueError, match="'entropy' produced 1 NaN"):
+        OODSegmentMetric(thresholds=[0.5]).process(
+            {}, [sample(score, labels, 'a.png')])
+    score, labels = hand_case()
+    score[4, 2] = np.nan            # void: in no segment
+    m = OODSegmentMetric(thresholds=[0.5])
+    m.process({}, [sample(score, labels, 'a.png')])
+    assert m.evaluate(1)['segments/entropy@0.5/fp'] == 1
+
+
+def test_no_image_gives_undefined_metrics_with_a_warning():
+    from mmseg_ood.evaluation.curves import UndefinedMetricWarning
+    from mmseg_ood.evaluation.segment_metric import (SegmentTable,
+                                                     segment_results)
+    with pytest.warns(UndefinedMetricWarning):
+        row = segment_results(SegmentTable(0.5).compute())
+    assert row['baseline']['segments'] == 0 and row['images'] == 0
+    assert np.isnan(row['msp_auroc']) and np.isnan(
+        row['baseline']['id_miss_rate'])
+
+
+class _Model:
+    """A model whose test_step returns fixed data samples."""
+
+    def __init__(self, outputs):
+        self.outputs = outputs
+
+    def test_step(self, data):
+        return self.outputs
+
+
+class _Runner:
+    def __init__(self, model, hooks=()):
+        self.model = model
+        self.hooks = list(hooks)
+
+
+def _outputs(q=3):
+    from mmengine.structures import PixelData
+
+    from mmseg.structures import SegDataSample
+    score, _ = hand_case()
+    out = SegDataSample()
+    out.seg_logits = PixelData(data=torch.randn(q, H, W))
+    out.set_field(dict(entropy=torch.from_numpy(score)), 'ood_scores')
+    return [out]
+
+
+def test_hook_adds_the_filtered_maps_and_restores_the_model():
+    from mmseg_ood.engine import MetaClassifierHook
+    model = _Model(_outputs())
+    runner = _Runner(model)
+    hook = MetaClassifierHook([_size_classifier(0.5), _size_classifier(0.75)])
+    hook.before_test(runner)
+    (out, ) = model.test_step(None)
+    assert set(out.ood_scores) == {'entropy', 'entropy+meta@0.5',
+                                   'entropy+meta@0.75'}
+    kept = out.ood_scores['entropy+meta@0.5'].numpy() >= 0.5
+    assert kept.sum() == 4 and kept[0:2, 0:2].all()
+    hook.after_test(runner)
+    assert 'test_step' not in vars(model)     # the class's method again
+    assert set(model.test_step(None)[0].ood_scores) >= {'entropy'}
+
+
+def test_hook_errors_and_stale_wrappers():
+    from mmseg_ood.engine import MetaClassifierHook
+    model = _Model(_outputs())
+    runner = _Runner(model)
+    hook = MetaClassifierHook([_size_classifier(0.5)])
+    other = MetaClassifierHook([_size_classifier(0.5)])
+    runner.hooks = [hook, other]
+    hook.before_test(runner)
+    with pytest.raises(RuntimeError, match='two MetaClassifierHooks'):
+        other.before_test(runner)
+    hook.after_test(runner)
+    energy = MetaClassifierHook([MetaClassifier(['S'], 'energy', 0.5)])
+    runner.hooks = [energy]
+    energy.before_test(runner)
+    with pytest.raises(KeyError, match="reads 'energy' score maps, which "
+                       r"this run does not score .*\['entropy'"):
+        model.test_step(None)
+    # the test raised: after_test never ran, and the pass's hooks were
+    # dropped (as EvaluationSession.run_pass does); the next hook removes
+    # the stale wrapper first
+    runner.hooks = [hook]
+    hook.before_test(runner)
+    assert model.test_step.meta_classifier_hook is hook
+    assert model.test_step.restore is None
+    hook.after_test(runner)
+    assert 'test_step' not in vars(model)
+    q19 = MetaClassifier(['S'], 'entropy', 0.5, num_classes=19)
+    q19.pipeline = _size_classifier(0.5).pipeline
+    wrong = MetaClassifierHook([q19])
+    wrong.before_test(runner)
+    with pytest.raises(ValueError, match='with 19 classes; this one has 3'):
+        model.test_step(None)
+    with pytest.raises(ValueError, match='different scorers'):
+        MetaClassifierHook([_size_classifier(0.5),
+                            MetaClassifier(['S'], 'energy', 0.7)])
+
+
+def test_segment_tables_of_two_runs():
+    from mmseg_ood.evaluation.segment_report import segment_tables_markdown
+
+    def errors(fp, fn, miss):
+        return dict(fp=fp, fn=fn, errors=fp + fn, tp=3, segments=fp + 3,
+                    objects=9, id_miss_rate=miss)
+
+    def run(fp):
+        return dict(results=dict(d={'0.5': dict(
+            images=4, baseline=errors(fp, 2, 0.01),
+            meta=errors(1, 3, 0.001), msp_auroc=0.6, msp_auprc=0.7,
+            meta_auroc=0.9, meta_auprc=0.95, cv='leave one image out')}))
+
+    md = segment_tables_markdown({'a': run(1234), 'b': run(7)}, 'd')
+    assert '4 images, 9 ground-truth OOD objects' in md
+    assert '| 0.5 | 1,234 | 2 | 1,236 | 1.00 | 1 | 3 | 4 | 0.10 | 7 | 2 ' \
+        '| 9 | 1.00 | 1 | 3 | 4 | 0.10 |' in md
+    assert '| 0.5 | 0.6000 | 0.7000 | 0.9000 | 0.9500 | 0.6000 |' in md
+    assert '- a, t = 0.5: leave one image out' in md

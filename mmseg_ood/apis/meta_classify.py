@@ -23,13 +23,13 @@ import numpy as np
 from ..datasets import check_dataset_files
 from ..evaluation.meta_classifier import (MetaClassifier,
                                           cross_validated_tp_probability,
-                                          resolve_cv,
+                                          describe_cv, resolve_cv,
                                           save_meta_classifiers)
 from ..evaluation.ood_segments import (TRUE_POSITIVE, feature_names,
                                        paper_feature_names)
 from ..evaluation.segment_metric import (DEFAULT_SEGMENT_THRESHOLDS,
-                                         SegmentData, segment_results,
-                                         threshold_key)
+                                         SegmentData, check_thresholds,
+                                         segment_results, threshold_key)
 from ..evaluation.segment_report import table2_markdown, write_meta_results
 from ..scorers import build_scorer
 from .dataset_presets import load_dataset_preset
@@ -50,18 +50,23 @@ def evaluate_threshold(data: SegmentData, classifier: MetaClassifier,
                        cv: Union[str, int]) -> dict:
     """Table 2 and Table 3 at one threshold
     (:func:`~mmseg_ood.evaluation.segment_metric.segment_results`), the
-    meta classifier's TP probabilities cross-validated by image."""
+    meta classifier's TP probabilities cross-validated by image; ``cv``
+    says how (:func:`~mmseg_ood.evaluation.meta_classifier.describe_cv`),
+    or why there is no classifier (``note``)."""
     ev = data.evaluated
-    is_tp = (data.kind[ev] == TRUE_POSITIVE).astype(np.int64)
-    try:
-        x = classifier.select(data.features[ev], data.feature_names)
-        p_tp = cross_validated_tp_probability(classifier, x, is_tp,
-                                              data.image[ev], cv)
-    except ValueError as e:  # fewer than two images with segments
+    groups = data.image[ev]
+    num_groups = len(np.unique(groups))
+    if num_groups < 2:
         row = segment_results(data)
-        row['note'] = f'no meta classifier: {e}'
+        row['note'] = (f'no meta classifier: segments in {num_groups} '
+                       'image(s); cross-validation needs 2')
         return row
-    return segment_results(data, p_tp)
+    is_tp = (data.kind[ev] == TRUE_POSITIVE).astype(np.int64)
+    x = classifier.select(data.features[ev], data.feature_names)
+    p_tp = cross_validated_tp_probability(classifier, x, is_tp, groups, cv)
+    row = segment_results(data, p_tp)
+    row['cv'] = describe_cv(cv, num_groups)
+    return row
 
 
 def fit_classifier(parts: Sequence[SegmentData], classifier: MetaClassifier
@@ -87,27 +92,22 @@ def fit_classifier(parts: Sequence[SegmentData], classifier: MetaClassifier
 
 def _check_request(scorer, thresholds, cv, feature_set, datasets, save):
     build_scorer(scorer)  # ValueError listing the registered names
-    if isinstance(thresholds, (str, bytes)) or not thresholds or not all(
-            isinstance(t, (int, float)) and np.isfinite(t)
-            for t in thresholds):
-        raise ValueError('`thresholds` must be a non-empty list of finite '
-                         f'numbers, got {thresholds!r}')
-    if len(set(thresholds)) != len(thresholds):
-        raise ValueError(f'`thresholds` repeats a value: {list(thresholds)}')
+    thresholds = check_thresholds(thresholds)
     resolve_cv(cv, 2)  # ValueError for a bad value
     if feature_set not in FEATURE_SETS:
         raise ValueError(f'`feature_set` must be one of {FEATURE_SETS}, got '
                          f'{feature_set!r}')
+    if isinstance(datasets, str) or not datasets:
+        raise ValueError('`datasets` must be a non-empty list of preset '
+                         f'names, got {datasets!r}')
+    presets = [load_dataset_preset(d) for d in datasets]
     if save is not None:
         if osp.isdir(save):
             raise IsADirectoryError(f'`save` must be a file name, got the '
                                     f'directory {save!r}')
         # made now: a run must not fail at its end for want of it
         os.makedirs(osp.dirname(osp.abspath(save)), exist_ok=True)
-    if isinstance(datasets, str) or not datasets:
-        raise ValueError('`datasets` must be a non-empty list of preset '
-                         f'names, got {datasets!r}')
-    return [load_dataset_preset(d) for d in datasets]
+    return presets, thresholds
 
 
 def meta_classify(config: str,
@@ -148,9 +148,8 @@ def meta_classify(config: str,
     Returns:
         The payload written to ``meta_results.json``.
     """
-    presets = _check_request(scorer, thresholds, cv, feature_set, datasets,
-                             save)
-    thresholds = [float(t) for t in thresholds]
+    presets, thresholds = _check_request(scorer, thresholds, cv,
+                                         feature_set, datasets, save)
     with EvaluationSession(config, checkpoint, work_dir, cfg_options,
                            launcher, unsafe_load,
                            tool='meta_classify') as session:
@@ -188,21 +187,18 @@ def _evaluate(session, collected, scorer, thresholds, cv, feature_set, C,
     if not num_classes:
         raise ValueError('no image was evaluated')
     names = _feature_names(feature_set, num_classes)
-    results, cv_kind = {}, {}
+    results = {}
     for dataset, per in collected.items():
-        results[dataset] = {}
-        for t in thresholds:
-            clf = MetaClassifier(names, scorer, t, C=C)
-            results[dataset][threshold_key(t)] = evaluate_threshold(
-                per[t], clf, cv)
-        images = max(len(d.images) for d in per.values())
-        kind, k = resolve_cv(cv, max(images, 2))
-        cv_kind[dataset] = 'leave one image out' if kind == 'loo' else \
-            f'{k}-fold grouped by image'
+        results[dataset] = {
+            threshold_key(t): evaluate_threshold(
+                per[t], MetaClassifier(names, scorer, t, C=C,
+                                       num_classes=num_classes), cv)
+            for t in thresholds}
     saved = None
     if save is not None:
         fitted = [fit_classifier([per[t] for per in collected.values()],
-                                 MetaClassifier(names, scorer, t, C=C))
+                                 MetaClassifier(names, scorer, t, C=C,
+                                                num_classes=num_classes))
                   for t in thresholds]
         fitted = [c for c in fitted if c is not None]
         if not fitted:
@@ -211,14 +207,11 @@ def _evaluate(session, collected, scorer, thresholds, cv, feature_set, C,
                              'threshold')
         if session.runner.rank == 0:
             save_meta_classifiers(
-                save, fitted, num_classes=num_classes,
-                datasets=list(collected), config=session.config,
-                checkpoint=session.checkpoint)
+                save, fitted, datasets=list(collected),
+                config=session.config, checkpoint=session.checkpoint)
         saved = save
     return dict(
         complete=True, config=session.config, checkpoint=session.checkpoint,
         scorer=scorer, thresholds=thresholds, feature_set=feature_set,
         features=names, C=C, saved=saved,
-        cv=dict(setting=cv, description='; '.join(
-            f'{d}: {c}' for d, c in cv_kind.items())),
-        results=results)
+        cv=cv, results=results)

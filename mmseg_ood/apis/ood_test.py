@@ -130,7 +130,7 @@ def ood_test(config: str,
         The payload written to ``results.json``.
     """
     plan = _check_request(scorers, tune, tune_on, datasets, sml_stats,
-                          sml_fit_on, meta_classifier)
+                          sml_fit_on, meta_classifier, tta)
     with EvaluationSession(config, checkpoint, work_dir, cfg_options,
                            launcher, unsafe_load, tta,
                            tool='ood_test') as session:
@@ -151,7 +151,7 @@ class _Plan:
 
 
 def _check_request(scorers, tune, tune_on, datasets, sml_stats,
-                   sml_fit_on, meta_classifier=None) -> _Plan:
+                   sml_fit_on, meta_classifier=None, tta=False) -> _Plan:
     """Every argument checked (scorers built, presets loaded, the tuning
     grid chosen), before a file is read or written."""
     check_tuned(tune)
@@ -180,6 +180,12 @@ def _check_request(scorers, tune, tune_on, datasets, sml_stats,
             raise FileNotFoundError(f'`sml_stats`: no file {sml_stats!r}')
     meta = None
     if meta_classifier is not None:
+        if tta:
+            raise ValueError(
+                '`meta_classifier` with `tta`: meta classifiers are fitted '
+                'on the features of single-scale predictions '
+                '(tools/meta_classify.py has no TTA), so they are not '
+                'applied to test-time-augmented ones')
         meta = load_meta_classifiers(meta_classifier)
         if meta[0].scorer not in names:
             raise ValueError(

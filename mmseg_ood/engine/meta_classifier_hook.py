@@ -2,7 +2,7 @@
 removed."""
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Union
+from typing import List, Sequence, Union
 
 import numpy as np
 import torch
@@ -59,17 +59,25 @@ class MetaClassifierHook(Hook):
     scores exist), each data sample gets, for every classifier of the file,
     ``ood_scores['<scorer>+meta@<t>']``: the map of the classifier's scorer
     with the segments it rejects removed (:func:`filter_score_map`). OOD
-    metrics then report them next to the unfiltered maps.
+    metrics then report them next to the unfiltered maps. One such hook at
+    a time: put every classifier in one file.
 
     Args:
         meta_classifier: A meta-classifier file
-            (``tools/meta_classify.py --save``) or loaded classifiers.
+            (``tools/meta_classify.py --save``) or loaded classifiers (one
+            scorer).
 
     Example:
         >>> custom_hooks = [
         ...     dict(type='OODScoringHook', scorers=['entropy']),
         ...     dict(type='MetaClassifierHook',
         ...          meta_classifier='work_dirs/meta/meta.json')]
+
+    References:
+        Chan, Rottmann & Gottschalk, "Entropy Maximization and Meta
+        Classification for Out-of-Distribution Detection in Semantic
+        Segmentation", ICCV 2021, sec. 4 (removing the false-positive OOD
+        segments a meta classifier finds).
     """
     priority = 'LOW'
 
@@ -83,9 +91,12 @@ class MetaClassifierHook(Hook):
         self.classifiers = list(meta_classifier)
         if not self.classifiers:
             raise ValueError('`meta_classifier` has no classifier')
-        self.scorer = self.classifiers[0].scorer
-        self._model = None
-        self._test_step: Optional[callable] = None
+        scorers = {c.scorer for c in self.classifiers}
+        if len(scorers) > 1:
+            raise ValueError('`meta_classifier`: the classifiers read '
+                             f'different scorers {sorted(scorers)}; one hook '
+                             'filters one scorer')
+        self.scorer = scorers.pop()
 
     @property
     def names(self) -> List[str]:
@@ -103,6 +114,8 @@ class MetaClassifierHook(Hook):
                     f'score (it scores {sorted(scores or [])}); add '
                     f'{self.scorer!r} to the scorers')
             probs = torch.softmax(sample.seg_logits.data.float(), dim=0)
+            for c in self.classifiers:
+                c.check_num_classes(probs.shape[0], self.source)
             try:
                 maps = filter_score_map(scores[self.scorer], probs,
                                         self.classifiers)
@@ -112,20 +125,38 @@ class MetaClassifierHook(Hook):
                 scores[name] = m
         return outputs
 
+    @staticmethod
+    def _unwrap(model, live=()) -> None:
+        """Put back the ``test_step`` under the wrappers of
+        MetaClassifierHooks not in ``live`` (a test that raised never
+        reached ``after_test``; its hook is no longer registered)."""
+        while True:
+            step = vars(model).get('test_step')
+            hook = getattr(step, 'meta_classifier_hook', None)
+            if hook is None or any(hook is h for h in live):
+                return
+            if step.restore is None:
+                del model.test_step
+            else:
+                model.test_step = step.restore
+
     def before_test(self, runner) -> None:
         model = runner.model
-        # a test that raised never reached after_test: drop its wrapper
-        vars(model).pop('test_step', None)
+        others = [h for h in runner.hooks
+                  if isinstance(h, MetaClassifierHook) and h is not self]
+        self._unwrap(model, live=others)
+        if hasattr(vars(model).get('test_step'), 'meta_classifier_hook'):
+            raise RuntimeError('two MetaClassifierHooks are testing the same '
+                               'model; put every classifier in one file')
+        restore = vars(model).get('test_step')
         test_step = model.test_step
 
         def filtered_test_step(data):
             return self._filter(test_step(data))
 
-        self._model, self._test_step = model, test_step
+        filtered_test_step.meta_classifier_hook = self
+        filtered_test_step.restore = restore
         model.test_step = filtered_test_step
 
     def after_test(self, runner) -> None:
-        if self._model is not None:
-            # the bound method of the class shows through again
-            del self._model.test_step
-            self._model = self._test_step = None
+        self._unwrap(runner.model)

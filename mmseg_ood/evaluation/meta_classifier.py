@@ -33,7 +33,8 @@ from ..version import __version__
 
 __all__ = ['MetaClassifier', 'save_meta_classifiers',
            'load_meta_classifiers', 'group_splits',
-           'cross_validated_tp_probability', 'resolve_cv', 'FILE_FORMAT']
+           'cross_validated_tp_probability', 'resolve_cv', 'describe_cv',
+           'FILE_FORMAT']
 
 #: The ``format`` field of a meta-classifier file.
 FILE_FORMAT = 'mmseg_ood.meta_classifier'
@@ -51,13 +52,16 @@ class MetaClassifier:
         feature_names: The features it reads, in order (a subset of
             :func:`~mmseg_ood.evaluation.ood_segments.feature_names`).
         scorer: The OOD scorer whose map the segments come from.
-        threshold: The segment threshold ``t`` (eq. 7).
+        threshold: The segment threshold ``t`` (eq. 7), a finite number.
         C: Inverse L2 regularization strength of the logistic regression.
-        max_iter: Iterations of its solver (lbfgs).
+        max_iter: Iterations of its solver (lbfgs), >= 1.
+        num_classes: The classes of the model whose segments it reads
+            (checked by :meth:`check_num_classes`), or ``None``.
     """
 
     def __init__(self, feature_names: Sequence[str], scorer: str,
-                 threshold: float, C: float = 1.0, max_iter: int = 1000):
+                 threshold: float, C: float = 1.0, max_iter: int = 1000,
+                 num_classes: Optional[int] = None):
         names = list(feature_names)
         if not names or not all(isinstance(n, str) for n in names):
             raise ValueError('`feature_names` must be a non-empty list of '
@@ -66,13 +70,25 @@ class MetaClassifier:
             raise ValueError('`feature_names` has duplicates')
         if not isinstance(scorer, str):
             raise TypeError(f'`scorer` must be a name, got {scorer!r}')
-        if not (isinstance(C, (int, float)) and C > 0):
-            raise ValueError(f'`C` must be > 0, got {C!r}')
+        if not (_real(C) and C > 0 and math.isfinite(C)):
+            raise ValueError(f'`C` must be a finite number > 0, got {C!r}')
+        if not (_real(threshold) and math.isfinite(threshold)):
+            raise ValueError('`threshold` must be a finite number, got '
+                             f'{threshold!r}')
+        if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
+            raise ValueError(f'`max_iter` must be an int >= 1, got '
+                             f'{max_iter!r}')
+        if num_classes is not None and not (
+                isinstance(num_classes, (int, np.integer))
+                and num_classes >= 2):
+            raise ValueError('`num_classes` must be None or an int >= 2, got '
+                             f'{num_classes!r}')
         self.feature_names = names
         self.scorer = scorer
         self.threshold = float(threshold)
         self.C = float(C)
         self.max_iter = int(max_iter)
+        self.num_classes = None if num_classes is None else int(num_classes)
         self.pipeline: Optional[Pipeline] = None
 
     def _new_pipeline(self) -> Pipeline:
@@ -80,6 +96,17 @@ class MetaClassifier:
             ('scaler', StandardScaler()),
             ('logistic', LogisticRegression(C=self.C,
                                             max_iter=self.max_iter))])
+
+    def check_num_classes(self, num_classes: int,
+                          where: str = 'meta classifier') -> None:
+        """Refuse segments of a model with another number of classes (the
+        class features ``N_j``, ``P_j`` would be read as other classes').
+        """
+        if self.num_classes is not None and num_classes != self.num_classes:
+            raise ValueError(
+                f'{where}: the meta classifier was fitted on segments of a '
+                f'model with {self.num_classes} classes; this one has '
+                f'{num_classes}')
 
     # features ----------------------------------------------------------------
     def select(self, features: np.ndarray, names: Sequence[str]) -> np.ndarray:
@@ -156,13 +183,15 @@ class MetaClassifier:
 
     @classmethod
     def from_dict(cls, d: dict, feature_names: Sequence[str], scorer: str,
+                  num_classes: Optional[int] = None,
                   where: str = 'meta classifier') -> 'MetaClassifier':
         """Rebuild a fitted classifier from :meth:`to_dict`'s output."""
         f = len(feature_names)
         try:
             clf = cls(feature_names, scorer, _number(d, 'threshold', where),
                       C=_number(d, 'C', where),
-                      max_iter=int(_number(d, 'max_iter', where)))
+                      max_iter=int(_number(d, 'max_iter', where)),
+                      num_classes=num_classes)
             s, g = d['scaler'], d['logistic']
             mean = _vector(s, 'mean', f, where + '.scaler')
             scale = _vector(s, 'scale', f, where + '.scaler')
@@ -195,6 +224,11 @@ class MetaClassifier:
         state = 'fitted' if self.pipeline is not None else 'not fitted'
         return (f'MetaClassifier({self.scorer} >= {self.threshold:g}, '
                 f'{len(self.feature_names)} features, {state})')
+
+
+def _real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and \
+        not isinstance(v, bool)
 
 
 def _check_xy(features, is_tp, num_features: int):
@@ -243,11 +277,17 @@ def save_meta_classifiers(path: str, classifiers: Sequence[MetaClassifier],
         raise ValueError('no meta classifier to save')
     first = classifiers[0]
     for c in classifiers[1:]:
-        if c.scorer != first.scorer or c.feature_names != first.feature_names:
+        if (c.scorer, c.feature_names, c.num_classes) != (
+                first.scorer, first.feature_names, first.num_classes):
             raise ValueError('meta classifiers saved together must share '
-                             'the scorer and the features')
+                             'the scorer, the features and the classes')
+    if first.num_classes is None:
+        raise ValueError('the number of classes of the model the meta '
+                         'classifier was fitted for (`num_classes`) is '
+                         'unknown; set it before saving')
     payload = dict(format=FILE_FORMAT, format_version=_FORMAT_VERSION,
                    package_version=__version__, scorer=first.scorer,
+                   num_classes=first.num_classes,
                    features=first.feature_names,
                    classifiers=[c.to_dict() for c in classifiers], **info)
     with open(path, 'w') as f:
@@ -256,7 +296,8 @@ def save_meta_classifiers(path: str, classifiers: Sequence[MetaClassifier],
 
 def load_meta_classifiers(path: str,
                           scorer: Optional[str] = None,
-                          feature_names: Optional[Sequence[str]] = None
+                          feature_names: Optional[Sequence[str]] = None,
+                          num_classes: Optional[int] = None
                           ) -> List[MetaClassifier]:
     """Read the classifiers of a file written by
     :func:`save_meta_classifiers`.
@@ -267,6 +308,8 @@ def load_meta_classifiers(path: str,
             for.
         feature_names: If given, the features available (the classifiers'
             must be among them).
+        num_classes: If given, the classes of the model the classifiers
+            will read segments of.
 
     Raises:
         FileNotFoundError / ValueError: no such file, not JSON, not a
@@ -294,6 +337,10 @@ def load_meta_classifiers(path: str,
         raise ValueError(f'{path}: "features" must be a list of names')
     if not isinstance(clf_scorer, str):
         raise ValueError(f'{path}: "scorer" must be a scorer name')
+    q = d.get('num_classes')
+    if isinstance(q, bool) or not isinstance(q, int) or q < 2:
+        raise ValueError(f'{path}: "num_classes" must be an int >= 2, got '
+                         f'{q!r}')
     if scorer is not None and clf_scorer != scorer:
         raise ValueError(f'{path}: the meta classifier was fitted on '
                          f'{clf_scorer!r} segments, not {scorer!r}')
@@ -312,8 +359,10 @@ def load_meta_classifiers(path: str,
     for i, e in enumerate(entries):
         if not isinstance(e, dict):
             raise ValueError(f'{path}: classifiers[{i}] must be an object')
-        out.append(MetaClassifier.from_dict(e, names, clf_scorer,
+        out.append(MetaClassifier.from_dict(e, names, clf_scorer, q,
                                             f'{path}: classifiers[{i}]'))
+    if num_classes is not None:
+        out[0].check_num_classes(num_classes, path)
     thresholds = [c.threshold for c in out]
     if len(set(thresholds)) != len(thresholds):
         raise ValueError(f'{path}: two classifiers share a threshold '
@@ -327,7 +376,8 @@ CV = Union[str, int]
 
 def resolve_cv(cv: CV, num_groups: int) -> Tuple[str, int]:
     """``('loo', n)`` or ``('kfold', k)`` for ``cv`` (``'loo'``, ``'auto'``
-    or a number of folds >= 2) and ``num_groups`` images."""
+    or a number of folds >= 2) and ``num_groups`` images (``k`` at most
+    ``num_groups``: more folds than images cannot be made)."""
     if cv == 'auto':
         return (('loo', num_groups) if num_groups <= AUTO_LOO_MAX_IMAGES
                 else ('kfold', AUTO_FOLDS))
@@ -335,9 +385,17 @@ def resolve_cv(cv: CV, num_groups: int) -> Tuple[str, int]:
         return 'loo', num_groups
     if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool) \
             and cv >= 2:
-        return 'kfold', int(cv)
+        return 'kfold', min(int(cv), num_groups)
     raise ValueError(f"`cv` must be 'loo', 'auto' or a number of folds >= 2, "
                      f'got {cv!r}')
+
+
+def describe_cv(cv: CV, num_groups: int) -> str:
+    """What :func:`group_splits` does for ``cv`` and ``num_groups`` images,
+    in words."""
+    kind, k = resolve_cv(cv, num_groups)
+    return (f'leave one image out ({k} images)' if kind == 'loo' else
+            f'{k}-fold grouped by image ({num_groups} images)')
 
 
 def group_splits(groups: np.ndarray, cv: CV = 'auto'
@@ -351,7 +409,7 @@ def group_splits(groups: np.ndarray, cv: CV = 'auto'
                          f'images, got {n_groups}')
     kind, k = resolve_cv(cv, n_groups)
     splitter = LeaveOneGroupOut() if kind == 'loo' else GroupKFold(
-        n_splits=min(k, n_groups))
+        n_splits=k)
     x = np.zeros((len(groups), 1))
     return splitter.split(x, groups=groups)
 
@@ -386,7 +444,7 @@ def cross_validated_tp_probability(classifier: MetaClassifier,
             continue
         fold = MetaClassifier(classifier.feature_names, classifier.scorer,
                               classifier.threshold, classifier.C,
-                              classifier.max_iter)
+                              classifier.max_iter, classifier.num_classes)
         fold.pipeline = fold._new_pipeline().fit(x[train], y[train])
         out[test] = fold.tp_probability(x[test])
     return out

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Union
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.metrics import average_precision_score, roc_auc_score
@@ -15,18 +17,35 @@ from ..labels import IGNORE_INDEX
 from ..utils.arguments import strict_arguments
 from .accumulating_metric import AccumulatingMetric
 from .accumulator import Accumulator, merge_across_ranks
-from .inputs import to_numpy
+from .curves import UndefinedMetricWarning
+from .inputs import check_finite, flat_ood_labels, to_numpy
 from .meta_classifier import MetaClassifier, load_meta_classifiers
 from .ood_segments import (FALSE_POSITIVE, IGNORED, TRUE_POSITIVE,
                            feature_names, image_segments)
 
-__all__ = ['SegmentTable', 'SegmentData', 'detection_errors',
+__all__ = ['check_thresholds', 'SegmentTable', 'SegmentData',
+           'detection_errors',
            'error_detection_scores', 'msp_error_score', 'segment_results',
            'threshold_key', 'threshold_name', 'OODSegmentMetric',
            'DEFAULT_SEGMENT_THRESHOLDS']
 
 #: The paper's acceptable range (sec. 6.3, Table 2 below the line).
 DEFAULT_SEGMENT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+
+
+def check_thresholds(thresholds) -> List[float]:
+    """``thresholds`` as floats; a non-empty list of distinct finite
+    numbers, else ValueError."""
+    if isinstance(thresholds, (str, bytes)) or not thresholds or not all(
+            isinstance(t, (int, float, np.integer, np.floating))
+            and not isinstance(t, bool) and np.isfinite(t)
+            for t in thresholds):
+        raise ValueError('`thresholds` must be a non-empty list of finite '
+                         f'numbers, got {thresholds!r}')
+    out = [float(t) for t in thresholds]
+    if len(set(out)) != len(out):
+        raise ValueError(f'`thresholds` repeats a value: {out}')
+    return out
 
 
 @dataclass
@@ -159,8 +178,12 @@ def detection_errors(data: SegmentData,
         data.touches) else np.zeros(0, np.int64)
     found = len(np.unique(hit))
     fn = data.num_objects - found
-    miss = float(data.id_pixels[kept].sum()) / data.num_id if \
-        data.num_id else float('nan')
+    if data.num_id:
+        miss = float(data.id_pixels[kept].sum()) / data.num_id
+    else:
+        miss = float('nan')
+        warnings.warn('the ID-pixel miss rate is undefined: no ID pixel',
+                      UndefinedMetricWarning)
     return dict(fp=fp, fn=fn, errors=fp + fn, tp=tp,
                 segments=int(counted.sum()), objects=data.num_objects,
                 id_miss_rate=miss)
@@ -174,6 +197,10 @@ def error_detection_scores(is_fp: np.ndarray,
     NaN when one kind is absent."""
     is_fp = np.asarray(is_fp, bool)
     if is_fp.all() or not is_fp.any():
+        warnings.warn(
+            'AUROC / AUPRC of finding false-positive segments are undefined: '
+            f'{is_fp.sum()} false and {(~is_fp).sum()} true positives',
+            UndefinedMetricWarning)
         return dict(auroc=float('nan'), auprc=float('nan'))
     return dict(auroc=float(roc_auc_score(is_fp, score)),
                 auprc=float(average_precision_score(is_fp, score)))
@@ -182,6 +209,8 @@ def error_detection_scores(is_fp: np.ndarray,
 def msp_error_score(data: SegmentData) -> np.ndarray:
     """Table 3's baseline: the segment's mean maximum softmax probability
     (``1 - V_mean``; a confident segment is likely a false positive)."""
+    if not len(data.kind):
+        return np.zeros(0)
     return 1.0 - data.features[:, data.feature_names.index('V_mean')]
 
 
@@ -247,8 +276,9 @@ class OODSegmentMetric(AccumulatingMetric):
     Args:
         scorer: The OOD scorer whose map is segmented (needs an
             ``OODScoringHook`` scoring it).
-        thresholds: Segment thresholds; default: the meta classifier's, or
-            :data:`DEFAULT_SEGMENT_THRESHOLDS`.
+        thresholds: Segment thresholds (the meta classifier's are always
+            added); default: the classifier's alone, or
+            :data:`DEFAULT_SEGMENT_THRESHOLDS` without one.
         meta_classifier: A meta-classifier file
             (``tools/meta_classify.py --save``) or loaded classifiers.
         ignore_index: Void label of the OOD label map.
@@ -286,12 +316,7 @@ class OODSegmentMetric(AccumulatingMetric):
         if thresholds is None:
             thresholds = sorted(self.classifiers) or \
                 DEFAULT_SEGMENT_THRESHOLDS
-        if isinstance(thresholds, (str, bytes)) or not thresholds or not all(
-                isinstance(t, (int, float)) and np.isfinite(t)
-                for t in thresholds):
-            raise ValueError('`thresholds` must be a non-empty list of '
-                             f'finite numbers, got {thresholds!r}')
-        self.thresholds = sorted(set(float(t) for t in thresholds)
+        self.thresholds = sorted(set(check_thresholds(thresholds))
                                  | set(self.classifiers))
         self.scorer = scorer
         self.ignore_index = ignore_index
@@ -313,8 +338,13 @@ class OODSegmentMetric(AccumulatingMetric):
         logits = torch.as_tensor(to_numpy(sample['seg_logits']['data']))
         probs = torch.softmax(logits.float(), dim=0)
         labels = to_numpy(sample['gt_sem_seg']['data']).squeeze(0)
-        per_t = image_segments(probs, scores[self.scorer], self.thresholds,
-                               labels, self.ignore_index)
+        score = to_numpy(scores[self.scorer])
+        if score.shape == labels.shape:
+            # NaN / Inf on void pixels only: they are in no segment
+            check_finite(score.reshape(-1), flat_ood_labels(
+                labels, self.ignore_index, where), self.scorer)
+        per_t = image_segments(probs, score, self.thresholds, labels,
+                               self.ignore_index)
         for t, segs in zip(self.thresholds, per_t):
             self.accumulator(('segments', t),
                              lambda t=t: SegmentTable(t)).update(
@@ -330,6 +360,7 @@ class OODSegmentMetric(AccumulatingMetric):
             clf = self.classifiers.get(t)
             p_tp = None
             if clf is not None and data.num_classes:
+                clf.check_num_classes(data.num_classes, 'OODSegmentMetric')
                 ev = data.evaluated
                 p_tp = clf.tp_probability(
                     clf.select(data.features[ev], data.feature_names))

@@ -91,15 +91,29 @@ def table3_markdown(runs: Dict[str, dict], dataset: str) -> str:
 
 
 def segment_tables_markdown(runs: Dict[str, dict], dataset: str) -> str:
-    """Table 2 and Table 3 of ``dataset``, with their sizes."""
+    """Table 2 and Table 3 of ``dataset``, with their sizes and, per run and
+    threshold, how the classifier was cross-validated (or why there is
+    none)."""
     first = next(iter(runs.values()))
     row = next(iter(_rows(first, dataset).values()))
+    notes = []
+    for name, payload in runs.items():
+        by_text: Dict[str, List[str]] = {}
+        for t, r in _rows(payload, dataset).items():
+            text = r.get('note') or r.get('cv')
+            if text:
+                by_text.setdefault(text, []).append(t)
+        notes += [f'- {name + ", " if len(runs) > 1 else ""}'
+                  f't = {", ".join(ts)}: {text}'
+                  for text, ts in by_text.items()]
     return '\n'.join([
         f'{row["images"]} images, {row["baseline"]["objects"]} ground-truth '
         'OOD objects.\n', 'Detection errors (Table 2; ε: ID pixels '
         'predicted OOD, eq. 10):\n', table2_markdown(runs, dataset) + '\n',
         'Finding the false-positive segments (Table 3):\n',
-        table3_markdown(runs, dataset) + '\n'])
+        table3_markdown(runs, dataset) + '\n'] +
+        (['Meta classifier per threshold:\n', '\n'.join(notes) + '\n']
+         if notes else []))
 
 
 def plot_detection_errors(path: str, runs: Dict[str, dict],
@@ -175,7 +189,7 @@ def write_meta_results(work_dir: str, payload: dict,
     os.replace(paths['csv'] + '.tmp', paths['csv'])
     runs = {name: payload}
     md = [f'# Meta classification of {payload["scorer"]} segments\n',
-          f'cross-validation: {payload["cv"]["description"]}\n']
+          f'Cross-validation: `{payload["cv"]}`.\n']
     for dataset in payload['results']:
         md += [f'## {dataset}\n', segment_tables_markdown(runs, dataset)]
         png = osp.join(work_dir, f'detection_errors_{dataset}.png')

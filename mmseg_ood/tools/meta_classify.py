@@ -14,6 +14,7 @@ DIR/meta_results.json, .csv, .md and DIR/detection_errors_<dataset>.png;
 """
 import argparse
 
+from mmseg_ood.evaluation.segment_metric import DEFAULT_SEGMENT_THRESHOLDS
 from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
                                         add_runner_arguments,
                                         parse_runner_args)
@@ -42,7 +43,7 @@ def parse_args(argv=None):
                    'OOD segments (default: entropy, the normalized entropy '
                    'of the paper)')
     p.add_argument('--thresholds', nargs='+', type=float,
-                   default=[0.3, 0.4, 0.5, 0.6, 0.7],
+                   default=list(DEFAULT_SEGMENT_THRESHOLDS),
                    help='segment thresholds t (score >= t), in the '
                    "scorer's units")
     p.add_argument('--cv', type=_cv, default='auto',
