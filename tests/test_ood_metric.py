@@ -247,8 +247,12 @@ def test_padding_is_dropped_only_from_the_last_sample():
     assert last_sample_is_padding(2, 4, rank=2, world_size=3)
 
 
+# A job started in the background by a non-interactive shell inherits
+# SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
+# the child restores it, so Ctrl-C is what it would be in a terminal.
 SPILL_AND_WAIT = '''
-import sys, time
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 from mmseg_ood.evaluation.score_map_spill import ScoreMapSpill
 from mmseg_ood.tools.runner_args import exit_cleanly_on_sigterm
