@@ -1,4 +1,6 @@
 """Datasets and transforms registered into mmseg's registries."""
+from .corruption import (CORRUPTIONS, ImageCorruption, corruption_seed,
+                         with_corruption)
 from .file_checks import check_dataset_files
 from .ood_datasets import (FishyscapesLAFDataset, FishyscapesStaticDataset,
                            LostAndFoundDataset, OODFolderDataset,
@@ -10,7 +12,8 @@ from .synthetic import SyntheticObjectsDataset, SyntheticStreetDataset
 from .transforms import LoadOODAnnotations, with_ood_annotations
 
 __all__ = [
-    'check_dataset_files',
+    'check_dataset_files', 'CORRUPTIONS', 'ImageCorruption',
+    'corruption_seed', 'with_corruption',
     'SyntheticStreetDataset', 'SyntheticObjectsDataset', 'OODSegDataset',
     'SyntheticOODDataset', 'RoadAnomaly21Dataset', 'RoadObstacle21Dataset',
     'LostAndFoundDataset', 'FishyscapesLAFDataset',
