@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from mmseg_ood.evaluation import (ComponentAccumulator, OODMetric,
                                   StreamingOODMetric)
 from mmseg_ood.evaluation import (CalibrationMetric, OODSegmentMetric,
-                                  OpenSetIoUMetric)
+                                  OpenSetIoUMetric, RepresentationMetric)
 from mmseg_ood.evaluation.sampler_padding import last_sample_is_padding
 from mmseg_ood.evaluation.score_map_spill import SPILL_PREFIX, ScoreMapSpill
 
@@ -160,13 +160,14 @@ def _free_port():
 
 
 def padded_metrics():
-    """The four accumulating metrics, on the samples of make_sample."""
+    """The five accumulating metrics, on the samples of make_sample."""
     open_set = OpenSetIoUMetric(scorer='msp', thresholds=(None, 0.5))
     open_set.dataset_meta = dict(classes=('a', 'b', 'c'))
     return [OODMetric(component_threshold='best_f1',
                       component_preset='obstacle_track'),
             CalibrationMetric(), open_set,
-            OODSegmentMetric(scorer='msp', thresholds=(0.3, 0.6))]
+            OODSegmentMetric(scorer='msp', thresholds=(0.3, 0.6)),
+            RepresentationMetric()]
 
 
 def with_predictions(sample):
@@ -229,7 +230,8 @@ def test_two_process_gloo_equals_one_process(tmp_path, size):
         seen += got['indices']
         assert set(got['out']) == set(ref)
         for k, v in ref.items():
-            if k.startswith(('calibration/', 'sml/')):  # float64 sums
+            if k.startswith(('calibration/', 'sml/',
+                             'representation/')):  # float64 sums
                 assert got['out'][k] == pytest.approx(v, rel=1e-12), k
                 continue
             assert got['out'][k] == v or (v != v and got['out'][k] != got[

@@ -18,6 +18,8 @@ from .ood_metric import OODMetric, format_table
 from .ood_segments import feature_names, image_segments
 from .open_set_iou import OpenSetIoUAccumulator, OpenSetIoUMetric
 from .pixel_metrics import pixel_ood_metrics
+from .representation import (RepresentationAccumulator,
+                             RepresentationMetric, effective_dimensionality)
 from .segment_metric import (DEFAULT_SEGMENT_THRESHOLDS, OODSegmentMetric,
                              SegmentData, detection_errors)
 from .streaming import StreamingOODMetric
@@ -31,5 +33,6 @@ __all__ = [
     'SIZE_PRESETS', 'MetaClassifier', 'cross_validated_tp_probability',
     'load_meta_classifiers', 'save_meta_classifiers', 'feature_names',
     'image_segments', 'DEFAULT_SEGMENT_THRESHOLDS', 'OODSegmentMetric',
-    'SegmentData', 'detection_errors'
+    'SegmentData', 'detection_errors', 'RepresentationAccumulator',
+    'RepresentationMetric', 'effective_dimensionality'
 ]
