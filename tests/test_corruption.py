@@ -100,3 +100,20 @@ def test_with_corruption_goes_right_after_loading():
         with_corruption(pipeline[1:], 'fog', 2)
     with pytest.raises(ValueError, match='`severity`'):
         with_corruption(pipeline, 'fog', 9)
+
+
+def test_the_cache_gives_the_same_pixels_and_is_read_back(tmp_path):
+    img = image()
+    t = ImageCorruption('glass_blur', 2, cache_dir=str(tmp_path))
+    first = t(dict(img=img.copy(), img_path='a/0001.png'))['img']
+    path = t.cache_path('a/0001.png')
+    assert first.tobytes() == run('glass_blur', 2, img)[0].tobytes()
+    # the cached file is what a second model reads: mark it to see that
+    import cv2
+    marked = first.copy()
+    marked[0, 0] = (1, 2, 3)
+    cv2.imwrite(path, marked)
+    again = t(dict(img=img.copy(), img_path='a/0001.png'))['img']
+    assert (again[0, 0] == (1, 2, 3)).all()
+    other = ImageCorruption('glass_blur', 3, cache_dir=str(tmp_path))
+    assert other.cache_path('a/0001.png') != path

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
 import os.path as osp
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
+import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
 
@@ -72,6 +74,10 @@ class ImageCorruption(BaseTransform):
         severity: 1-5, or 0 for the image unchanged.
         seed: Base seed mixed into every image's seed (another value gives
             another draw of the same corruption).
+        cache_dir: If given, each corrupted image is also written there
+            (lossless PNG, named after the seed's inputs) and read back
+            when the same image, corruption, severity and seed come again:
+            several models, or a repeated run, corrupt each image once.
 
     Example:
         >>> test_pipeline = [
@@ -86,7 +92,8 @@ class ImageCorruption(BaseTransform):
         SCrIBE, sec. 4 (the first 15 corruptions at severities 1-5).
     """
 
-    def __init__(self, corruption: str, severity: int, seed: int = 0):
+    def __init__(self, corruption: str, severity: int, seed: int = 0,
+                 cache_dir: Optional[str] = None):
         if corruption not in CORRUPTIONS + EXTRA_CORRUPTIONS:
             raise ValueError(
                 f'`corruption` must be one of {list(CORRUPTIONS)} (or '
@@ -97,9 +104,19 @@ class ImageCorruption(BaseTransform):
                              f'unchanged), got {severity!r}')
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise ValueError(f'`seed` must be an int, got {seed!r}')
+        if cache_dir is not None and not isinstance(cache_dir, str):
+            raise ValueError(f'`cache_dir` must be a path, got {cache_dir!r}')
         self.corruption = corruption
         self.severity = int(severity)
         self.seed = int(seed)
+        self.cache_dir = cache_dir
+
+    def cache_path(self, img_path: str) -> str:
+        """Where the corrupted ``img_path`` is cached."""
+        key = hashlib.sha256(osp.normpath(str(img_path)).encode()).hexdigest()
+        name = osp.splitext(osp.basename(img_path))[0]
+        return osp.join(self.cache_dir, self.corruption, str(self.severity),
+                        f'{self.seed}', f'{key[:16]}_{name}.png')
 
     def corrupt(self, img: np.ndarray, img_path: str) -> np.ndarray:
         """The corrupted copy of ``img`` (BGR or grey uint8)."""
@@ -130,25 +147,46 @@ class ImageCorruption(BaseTransform):
         finally:
             np.random.set_state(state)
 
+    def _cached(self, img: np.ndarray, img_path: str) -> np.ndarray:
+        path = self.cache_path(img_path)
+        if osp.isfile(path):
+            out = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+            if out is not None and out.shape == img.shape:
+                return out
+        out = self.corrupt(img, img_path)
+        os.makedirs(osp.dirname(path), exist_ok=True)
+        ok, data = cv2.imencode('.png', out)
+        if not ok:
+            raise OSError(f'ImageCorruption: cannot encode {img_path}')
+        # complete under its name or not there: workers may race
+        tmp = f'{path}.{os.getpid()}.tmp'
+        with open(tmp, 'wb') as f:
+            f.write(data.tobytes())
+        os.replace(tmp, path)
+        return out
+
     def transform(self, results: dict) -> dict:
-        results['img'] = self.corrupt(results['img'],
-                                      results.get('img_path', ''))
+        img, path = results['img'], results.get('img_path', '')
+        results['img'] = self._cached(img, path) if (
+            self.cache_dir is not None and self.severity) else \
+            self.corrupt(img, path)
         results['corruption'] = f'{self.corruption}@{self.severity}'
         return results
 
     def __repr__(self) -> str:
         return (f'{type(self).__name__}(corruption={self.corruption!r}, '
-                f'severity={self.severity}, seed={self.seed})')
+                f'severity={self.severity}, seed={self.seed}, '
+                f'cache_dir={self.cache_dir!r})')
 
 
 def with_corruption(pipeline: Sequence, corruption: str, severity: int,
-                    seed: int = 0) -> List:
+                    seed: int = 0, cache_dir: Optional[str] = None) -> List:
     """A copy of a test ``pipeline`` with ``ImageCorruption`` right after
     ``LoadImageFromFile`` (a TTA pipeline loads before ``TestTimeAug``, so
     every scale and flip sees the same corrupted image)."""
-    ImageCorruption(corruption, severity, seed)  # validates
+    ImageCorruption(corruption, severity, seed, cache_dir)  # validates
     step = dict(type='ImageCorruption', corruption=corruption,
-                severity=severity, seed=seed)
+                severity=severity, seed=seed, cache_dir=cache_dir)
     out = copy.deepcopy(list(pipeline))
     for i, t in enumerate(out):
         if isinstance(t, dict) and t.get('type') in (
