@@ -86,8 +86,13 @@ def test_metric_and_errors():
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match='NaN'):
         acc.update(bad)
+    acc.update(np.ones((K, 2, 2)))
     with pytest.raises(ValueError, match='cannot merge statistics of 3'):
-        acc.merge(RepresentationAccumulator(3))
+        acc.merge(RepresentationAccumulator(3).update(np.ones((3, 1, 1))))
+    # an empty accumulator (a rank without samples) takes the other's size
+    empty = RepresentationAccumulator(2).merge(acc)
+    assert empty.num_classes == K and empty.count.sum() == 4
+    acc = RepresentationAccumulator(K)
     with pytest.raises(ValueError, match='`num_classes`'):
         RepresentationAccumulator(1)
     assert np.isnan(acc.autocorrelation(0)).all()

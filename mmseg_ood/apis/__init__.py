@@ -4,6 +4,7 @@
 builds on; :func:`ood_test`, :func:`fit_sml` and the later tools are
 orchestrations of its passes.
 """
+from .analyze_representation import analyze_representation
 from .dataset_presets import (DatasetPreset, available_dataset_presets,
                               load_dataset_preset)
 from .evaluation_pass import EvaluationSession, PassResult
@@ -18,5 +19,5 @@ __all__ = [
     'train', 'test', 'init_model', 'score_image', 'ood_test',
     'DEFAULT_SCORERS', 'EvaluationSession', 'PassResult', 'DatasetPreset',
     'available_dataset_presets', 'load_dataset_preset', 'fit_sml',
-    'sml_scorer', 'meta_classify'
+    'sml_scorer', 'meta_classify', 'analyze_representation'
 ]

@@ -94,6 +94,11 @@ class RepresentationAccumulator(Accumulator):
                     sum=self.sum.copy(), outer=self.outer.copy())
 
     def load_state_dict(self, state: dict) -> 'RepresentationAccumulator':
+        if state['num_classes'] != self.num_classes and not self.count.any():
+            # an empty accumulator (a rank that saw no sample) takes the
+            # length of the vectors it is given
+            self.num_classes = int(state['num_classes'])
+            self.reset()
         if state['num_classes'] != self.num_classes:
             raise ValueError(f'cannot merge statistics of '
                              f"{state['num_classes']} classes into "

@@ -1,0 +1,128 @@
+"""tools/robustness_test.py: several models on the same corrupted images,
+resumable, distributed like one process."""
+import json
+import os.path as osp
+
+import pytest
+
+from conftest import QUICK_OPTIONS, STREET_CONFIG, run_tool
+
+
+def _ckpt(work_dir):
+    return open(osp.join(work_dir, 'last_checkpoint')).read().strip()
+
+
+def _args(ckpt, work, *extra):
+    return [STREET_CONFIG, ckpt, STREET_CONFIG, ckpt, '--names', 'a', 'b',
+            '--work-dir', work, '--corruptions', 'fog', 'glass_blur',
+            '--severities', '2', *extra, '--cfg-options',
+            *QUICK_OPTIONS]
+
+
+@pytest.fixture(scope='module')
+def robustness_run(tmp_path_factory, trained_work_dir, synthetic_root):
+    work = str(tmp_path_factory.mktemp('robust'))
+    cache = osp.join(work, 'cache')
+    proc = run_tool('robustness_test.py',
+                    *_args(_ckpt(trained_work_dir), work, '--cache-dir',
+                           cache, '--ood-datasets', 'synthetic_ood'),
+                    env={'MMSEG_OOD_DATA': synthetic_root})
+    return work, cache, proc
+
+
+def test_tables_figures_and_cells(robustness_run):
+    work, cache, proc = robustness_run
+    for name in ('robustness.json', 'robustness.csv', 'robustness.md',
+                 'fig5_severity.png', 'fig6_examples.png'):
+        assert osp.getsize(osp.join(work, name)) > 0, name
+    assert not osp.exists(osp.join(work, 'robustness.partial.json'))
+    payload = json.load(open(osp.join(work, 'robustness.json')))
+    assert payload['complete']
+    cells = payload['cells']
+    # clean + 2 corruptions x 1 severity, for each model
+    assert len(cells) == 2 * 3
+    for key, cell in cells.items():
+        assert 0 <= cell['miou'] <= 1 and 0 <= cell['ece'] <= 1, key
+        assert set(cell['ood']) == {'synthetic_ood'}
+    # the same weights under two names: every number is the same
+    for key, cell in cells.items():
+        if key.startswith('a|'):
+            assert cells['b|' + key[2:]] == cell
+    summary = payload['summary']['a']
+    per = summary['per_severity']
+    assert per['2']['miou'] == pytest.approx(
+        (cells['a|fog|2|ss']['miou'] + cells['a|glass_blur|2|ss']['miou'])
+        / 2)
+    assert summary['relative_robustness'] == pytest.approx(
+        summary['corrupted_miou'] / summary['clean_miou'])
+    md = open(osp.join(work, 'robustness.md')).read()
+    assert '| a | 2 |' in md and 'relative (corrupted / clean)' in md
+    assert proc.stdout.count('[robustness_test] cell ') == 6
+
+
+def test_each_image_is_corrupted_once_and_cached(robustness_run,
+                                                 synthetic_root):
+    import glob
+    _, cache, _ = robustness_run
+    # 2 test images (the street val split) and 3 OOD images, per corrupted
+    # cell, whatever the number of models
+    for corruption in ('fog', 'glass_blur'):
+        files = glob.glob(osp.join(cache, corruption, '2', '0', '*.png'))
+        assert len(files) == 2 + 3, (corruption, files)
+
+
+def test_a_resumed_run_gives_the_same_tables(robustness_run, tmp_path,
+                                             trained_work_dir,
+                                             synthetic_root):
+    """Interrupted after some cells (the partial file is all that is
+    left), the rerun computes only the rest and writes the same table."""
+    work, cache, _ = robustness_run
+    full = json.load(open(osp.join(work, 'robustness.json')))
+    resumed = str(tmp_path / 'resumed')
+    import os
+    os.makedirs(resumed)
+    keep = {k: v for k, v in full['cells'].items()
+            if not k.startswith('b|glass_blur')}
+    with open(osp.join(resumed, 'robustness.partial.json'), 'w') as f:
+        json.dump(dict(complete=False, settings=full['settings'],
+                       cells=keep), f)
+    proc = run_tool('robustness_test.py',
+                    *_args(_ckpt(trained_work_dir), resumed, '--cache-dir',
+                           cache, '--ood-datasets', 'synthetic_ood'),
+                    env={'MMSEG_OOD_DATA': synthetic_root})
+    assert proc.stdout.count('[robustness_test] cell ') == 1
+    again = json.load(open(osp.join(resumed, 'robustness.json')))
+    assert again['cells'] == full['cells']
+    assert again['summary'] == full['summary']
+
+
+def test_a_failing_run_writes_no_tables(
+        tmp_path, trained_work_dir, synthetic_root):
+    """Bad input found before the first cell (a missing OOD data root)
+    leaves no result file."""
+    work = str(tmp_path / 'broken')
+    proc = run_tool('robustness_test.py',
+                    *_args(_ckpt(trained_work_dir), work, '--ood-datasets',
+                           'road_anomaly21'),
+                    env={'MMSEG_OOD_DATA': synthetic_root,
+                         'SMIYC_ROOT': str(tmp_path / 'nowhere')},
+                    check=False)
+    assert proc.returncode != 0
+    assert not osp.exists(osp.join(work, 'robustness.json'))
+    assert 'nowhere' in proc.stderr
+
+
+def test_bad_arguments(tmp_path):
+    for args, message in (
+            (['a.py', '--work-dir', str(tmp_path)], 'CONFIG CHECKPOINT pairs'),
+            ([STREET_CONFIG, 'missing.pth', '--work-dir', str(tmp_path)],
+             "no checkpoint file 'missing.pth'"),
+            ([STREET_CONFIG, STREET_CONFIG, '--work-dir', str(tmp_path),
+              '--corruptions', 'rain'], "unknown corruptions ['rain']"),
+            ([STREET_CONFIG, STREET_CONFIG, '--work-dir', str(tmp_path),
+              '--severities', '7'], '`severities` must be distinct ints'),
+            ([STREET_CONFIG, STREET_CONFIG, STREET_CONFIG, STREET_CONFIG,
+              '--work-dir', str(tmp_path), '--names', 'x', 'x'],
+             'model names must be unique')):
+        proc = run_tool('robustness_test.py', *args, check=False)
+        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
