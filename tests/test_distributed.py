@@ -107,3 +107,26 @@ def test_meta_classify_two_processes_equal_one(tmp_path, odd_root,
     c1, c2 = (json.load(open(tmp_path / f'meta_{n}.json')) for n in (1, 2))
     assert c1['classifiers'] == c2['classifiers']
 
+
+
+def test_robustness_test_two_processes_equal_one(tmp_path, odd_root,
+                                                 trained_work_dir):
+    ckpt = _ckpt(trained_work_dir)
+    works = {}
+    for n in (1, 2):
+        work = str(tmp_path / f'robust_{n}')
+        run_tool('robustness_test.py', STREET_CONFIG, ckpt, '--work-dir',
+                 work, '--corruptions', 'fog', '--severities', '2',
+                 '--ood-datasets', 'synthetic_ood', '--cfg-options',
+                 *QUICK_OPTIONS,
+                 env={'MMSEG_OOD_DATA': odd_root, 'OMP_NUM_THREADS': '1'},
+                 nproc=n if n > 1 else None)
+        works[n] = json.load(open(osp.join(work, 'robustness.json')))
+    one, two = works[1]['cells'], works[2]['cells']
+    assert set(one) == set(two) == {
+        f'{osp.splitext(osp.basename(STREET_CONFIG))[0]}|{c}|ss'
+        for c in ('clean|0', 'fog|2')}
+    for key, cell in one.items():
+        assert two[key]['miou'] == cell['miou']
+        assert two[key]['ece'] == pytest.approx(cell['ece'], rel=1e-12)
+        assert two[key]['ood'] == cell['ood']
