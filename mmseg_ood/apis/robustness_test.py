@@ -200,15 +200,23 @@ def robustness_test(models: Sequence[ModelSpec],
         todo = [(cell, key) for cell in cells for key in sessions
                 if cell_key(key[0], *cell, key[1]) not in done]
         start, total = time.time(), len(todo)
+        # Fig. 6 shows the clean and the middle-severity cells: their first
+        # image and predictions are kept from the cells' own passes
+        shown = (0, severities[len(severities) // 2])
+        captured: Dict[Tuple[str, str], PredictionCaptureHook] = {}
         for i, ((corruption, severity), (name, tta)) in enumerate(todo):
             if rank0:
                 eta = (time.time() - start) / i * (total - i) if i else 0
                 print(f'[robustness_test] cell {i + 1}/{total}: {name}'
                       f'{" (MSC)" if tta else ""}, {corruption}@{severity}'
                       f' (ETA {eta / 60:.1f} min)', flush=True)
+            hooks = []
+            if not tta and severity in shown:
+                hooks = [captured.setdefault((corruption, name),
+                                             PredictionCaptureHook())]
             done[cell_key(name, corruption, severity, tta)] = _cell(
                 sessions[(name, tta)], corruption, severity, presets, cache,
-                seed, with_ood=not tta)
+                seed, with_ood=not tta, hooks=hooks)
             if rank0:
                 dump_json(dict(complete=False, settings=settings,
                                cells=done), partial)
@@ -217,7 +225,8 @@ def robustness_test(models: Sequence[ModelSpec],
                        cells=done)
         if rank0:
             write_robustness_results(work_dir, payload, _examples(
-                sessions, models, corruptions, severities, cache, seed))
+                sessions, models, corruptions, shown[1], cache, seed,
+                captured))
             if osp.exists(partial):
                 os.remove(partial)
         return payload
@@ -239,8 +248,10 @@ def _corrupted(dataset: dict, corruption: str, severity: int, cache: str,
 
 
 def _cell(session: EvaluationSession, corruption: str, severity: int,
-          presets, cache: str, seed: int, with_ood: bool) -> dict:
-    """One model's metrics in one cell."""
+          presets, cache: str, seed: int, with_ood: bool,
+          hooks: Sequence = ()) -> dict:
+    """One model's metrics in one cell (``hooks``: added to its test-set
+    pass)."""
     tag = f'{corruption}@{severity}'
     dataset = _corrupted(session.cfg.test_dataloader.dataset, corruption,
                          severity, cache, seed)
@@ -248,7 +259,7 @@ def _cell(session: EvaluationSession, corruption: str, severity: int,
                dict(type='CalibrationMetric',
                     background_index=background_index(session))]
     result = session.run_pass(dataset, name=f'{tag} (test set)',
-                              metrics=metrics)
+                              metrics=metrics, hooks=hooks)
     # mmseg's IoUMetric reports percent; the cells keep fractions
     out = dict(miou=float(result.metrics['id/mIoU']) / 100,
                ece=float(result.metrics['calibration/ece']))
@@ -277,21 +288,24 @@ def _default_scorers():
     return list(DEFAULT_SCORERS)
 
 
-def _examples(sessions, models, corruptions, severities, cache, seed):
-    """Fig. 6: the first test image under each corruption (at the middle
-    severity run), with each model's prediction."""
-    severity = severities[len(severities) // 2]
+def _examples(sessions, models, corruptions, severity, cache, seed,
+              captured):
+    """Fig. 6: the first test image under each corruption at ``severity``
+    (and clean), with each model's prediction: kept from the cells' passes,
+    or, for cells finished by an earlier run, from a one-image pass."""
     rows = []
     for corruption, s in [CLEAN] + [(c, severity) for c in corruptions]:
         row = dict(corruption=corruption, severity=s, predictions={})
         for m in models:
             session = sessions[(m.name, False)]
-            dataset = _corrupted(session.cfg.test_dataloader.dataset,
-                                 corruption, s, cache, seed)
-            dataset['indices'] = 1
-            hook = PredictionCaptureHook()
-            session.run_pass(dataset, name=f'example {corruption}@{s}',
-                             metrics=[], hooks=[hook], progress=False)
+            hook = captured.get((corruption, m.name))
+            if hook is None or hook.image is None:
+                dataset = _corrupted(session.cfg.test_dataloader.dataset,
+                                     corruption, s, cache, seed)
+                dataset['indices'] = 1
+                hook = PredictionCaptureHook()
+                session.run_pass(dataset, name=f'example {corruption}@{s}',
+                                 metrics=[], hooks=[hook], progress=False)
             row['image'] = hook.image
             row['predictions'][m.name] = hook.prediction
             row['palette'] = session.palette
