@@ -31,9 +31,10 @@ Both evaluate the same cells on the same pixels (the corruption is seeded
 by the image path, corruption and severity). (a) also does work that (b)
 does not -- the calibration metric and the tables and figures (Fig. 6
 reuses the cells' own passes) -- and it is still counted against it. The
-goal is a/b <= 0.5 for 3 models. The medians of the repeats are printed, with the mIoU of every cell from both sides as a
-check that they measured the same thing and, when part 1 ran, what
-corrupting the images alone costs each side.
+goal is a/b <= 0.5 for 3 models. The medians of the repeats are printed,
+with the mIoU of every cell from both sides as a check that they measured
+the same thing and, when part 1 ran, what corrupting the images alone
+costs each side.
 
     python benchmarks/corruption_throughput.py [--images 6] [--severity 3]
         [--corruptions glass_blur gaussian_noise] [--repeats 2]
