@@ -142,6 +142,15 @@ def write_results(work_dir: str, payload: dict,
     return paths
 
 
+def save_figure(fig, path: str, dpi: int = 100) -> str:
+    """Lay out, write and close a matplotlib figure; return ``path``."""
+    import matplotlib.pyplot as plt
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def plot_curves(out_dir: str, dataset: str, pixel_metrics: dict,
                 results: dict) -> Dict[str, str]:
     """ROC and precision-recall curves of all scorers on one plot each."""
@@ -171,8 +180,6 @@ def plot_curves(out_dir: str, dataset: str, pixel_metrics: dict,
                    title=f'precision-recall - {dataset}')
         ax.legend(fontsize=7, loc='best')
         ax.grid(alpha=0.3)
-        fig.tight_layout()
-        paths[kind] = osp.join(out_dir, f'{dataset}_{kind}.png')
-        fig.savefig(paths[kind], dpi=100)
-        plt.close(fig)
+        paths[kind] = save_figure(
+            fig, osp.join(out_dir, f'{dataset}_{kind}.png'))
     return paths

@@ -13,7 +13,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .report import _atomic_write, dump_json
+from .report import _atomic_write, dump_json, save_figure
 
 __all__ = ['write_robustness_results', 'robustness_summary']
 
@@ -168,10 +168,7 @@ def plot_severity(path: str, summary: Dict[str, dict], severities) -> str:
     ax.set_xticks(sevs)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_examples(path: str, examples: List[dict]) -> Optional[str]:
@@ -203,10 +200,7 @@ def plot_examples(path: str, examples: List[dict]) -> Optional[str]:
         for a in axes[r]:
             a.set_xticks([])
             a.set_yticks([])
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_robustness_results(work_dir: str, payload: dict,

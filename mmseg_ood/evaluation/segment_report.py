@@ -10,7 +10,7 @@ import os
 import os.path as osp
 from typing import Dict, List
 
-from .report import _atomic_write, dump_json, percent
+from .report import _atomic_write, dump_json, save_figure, percent
 
 __all__ = ['table2_markdown', 'table3_markdown', 'segment_tables_markdown',
            'plot_detection_errors',
@@ -148,10 +148,7 @@ def plot_detection_errors(path: str, runs: Dict[str, dict],
            '< 0.1%)')
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _csv_rows(payload: dict) -> List[dict]:
