@@ -145,11 +145,7 @@ def _model_record(config: str, checkpoint: str,
 def _class_names(session: EvaluationSession, k: int) -> Optional[List[str]]:
     """The model's class names (checkpoint's ``dataset_meta``, else the
     config's test dataset class), if there are ``k`` of them."""
-    names = (session.checkpoint_meta.get('dataset_meta') or {}).get('classes')
-    if names is None:
-        from mmseg.registry import DATASETS
-        cls = DATASETS.get(session.cfg.test_dataloader.dataset.get('type'))
-        names = getattr(cls, 'METAINFO', {}).get('classes')
+    names = session.dataset_meta('classes')
     return [str(n) for n in names] if names and len(names) == k else None
 
 

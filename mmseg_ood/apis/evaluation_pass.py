@@ -147,14 +147,20 @@ class EvaluationSession:
         self._runner: Optional[Runner] = None
 
     # set-up ------------------------------------------------------------------
-    def _palette(self) -> Optional[list]:
-        palette = (self.checkpoint_meta.get('dataset_meta') or {}).get(
-            'palette')
-        if palette is None:
+    def dataset_meta(self, key: str):
+        """``key`` (``'classes'``, ``'palette'``) of the model's dataset
+        meta: the checkpoint's ``dataset_meta``, else the config's test
+        dataset class; ``None`` if neither has it."""
+        value = (self.checkpoint_meta.get('dataset_meta') or {}).get(key)
+        if value is None:
             from mmseg.registry import DATASETS
             dataset = self.cfg.test_dataloader.dataset
             cls = DATASETS.get(dataset.get('type'))
-            palette = getattr(cls, 'METAINFO', {}).get('palette')
+            value = getattr(cls, 'METAINFO', {}).get(key)
+        return value
+
+    def _palette(self) -> Optional[list]:
+        palette = self.dataset_meta('palette')
         return [list(map(int, c)) for c in palette] if palette else None
 
     @property

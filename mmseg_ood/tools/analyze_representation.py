@@ -16,7 +16,7 @@ logs go to DIR/<name>.
 """
 import argparse
 
-from mmseg_ood.tools.runner_args import (add_runner_arguments,
+from mmseg_ood.tools.runner_args import (add_runner_arguments, model_pairs,
                                         parse_runner_args)
 
 
@@ -39,10 +39,7 @@ def parse_args(argv=None):
                    'often)')
     add_runner_arguments(p)
     args = parse_runner_args(p, argv)
-    if len(args.models) % 2:
-        p.error('the positional arguments come in CONFIG CHECKPOINT pairs; '
-                f'got {len(args.models)}: {" ".join(args.models)}')
-    args.models = list(zip(args.models[::2], args.models[1::2]))
+    args.models = model_pairs(p, args.models)
     return args
 
 

@@ -15,7 +15,7 @@ an interrupted run resumes from DIR/robustness.partial.json.
 import argparse
 import os.path as osp
 
-from mmseg_ood.tools.runner_args import (add_runner_arguments,
+from mmseg_ood.tools.runner_args import (add_runner_arguments, model_pairs,
                                         parse_runner_args)
 
 
@@ -46,10 +46,7 @@ def parse_args(argv=None):
                    help='base seed of the corruptions')
     add_runner_arguments(p)
     args = parse_runner_args(p, argv)
-    if len(args.models) % 2:
-        p.error(f'models come in CONFIG CHECKPOINT pairs, got '
-                f'{len(args.models)} paths')
-    pairs = list(zip(args.models[::2], args.models[1::2]))
+    pairs = model_pairs(p, args.models)
     names = args.names or [
         osp.splitext(osp.basename(c.split('::')[-1]))[0] for c, _ in pairs]
     if len(names) != len(pairs):

@@ -10,7 +10,17 @@ from typing import Optional, Sequence
 from mmengine.config import DictAction
 
 __all__ = ['add_evaluation_arguments', 'add_runner_arguments',
-           'parse_runner_args', 'exit_cleanly_on_sigterm']
+           'parse_runner_args', 'model_pairs', 'exit_cleanly_on_sigterm']
+
+
+def model_pairs(parser: argparse.ArgumentParser,
+                paths: Sequence[str]) -> list:
+    """``[(config, checkpoint), ...]`` from the positional paths of a
+    several-model tool (a parser error if they do not pair up)."""
+    if len(paths) % 2:
+        parser.error('the positional arguments come in CONFIG CHECKPOINT '
+                     f'pairs; got {len(paths)}: {" ".join(paths)}')
+    return list(zip(paths[::2], paths[1::2]))
 
 
 def add_evaluation_arguments(parser: argparse.ArgumentParser,
