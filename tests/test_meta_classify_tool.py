@@ -138,3 +138,23 @@ def test_bad_arguments_are_refused_before_anything_runs(tmp_path):
         proc = run_tool('meta_classify.py', STREET_CONFIG, 'missing.pth',
                         '--work-dir', str(tmp_path), *args, check=False)
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+def test_a_failed_run_leaves_the_previous_results(meta_run, tmp_path,
+                                                  trained_work_dir):
+    """Bad input found once the run has started (a missing data root)
+    changes none of the files an earlier run wrote."""
+    work, save, _ = meta_run
+    names = ('meta_results.json', 'meta_results.csv', 'meta_results.md')
+    before = {n: open(osp.join(work, n), 'rb').read() for n in names}
+    saved = open(save, 'rb').read()
+    proc = run_tool('meta_classify.py', STREET_CONFIG,
+                    _ckpt(trained_work_dir), '--work-dir', work,
+                    '--datasets', 'road_anomaly21',
+                    '--save', save,
+                    env={'SMIYC_ROOT': str(tmp_path / 'nowhere')},
+                    check=False)
+    assert proc.returncode != 0 and 'nowhere' in proc.stderr
+    for n in names:
+        assert open(osp.join(work, n), 'rb').read() == before[n], n
+    assert open(save, 'rb').read() == saved
