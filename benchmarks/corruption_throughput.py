@@ -13,9 +13,9 @@ cost, and the total is one image through all 15.
 
 Part 2 (ratio): ``--models`` models (the same 2-iteration checkpoint of the
 synthetic street config under distinct names), the synthetic street val
-set (``--images`` images, resized in place to 1024x512) seen at full
-resolution, the clean cell and each of ``--corruptions`` at
-``--severity``. Compared, each in its own fresh process and timed by wall
+set (``--images`` images, resized in place to ``--size``, 512x1024 by
+default) seen at full resolution, the clean cell and each of
+``--corruptions`` at ``--severity``. Compared, each in its own fresh process and timed by wall
 clock (process start, imports and model building included), alternating
 the order over ``--repeats``:
 
@@ -38,7 +38,7 @@ costs each side.
 
     python benchmarks/corruption_throughput.py [--images 6] [--severity 3]
         [--corruptions glass_blur gaussian_noise] [--repeats 2]
-        [--models 3] [--skip-generation] [--skip-ratio]
+        [--models 3] [--size 512 1024] [--skip-generation] [--skip-ratio]
 """
 import argparse
 import glob
@@ -58,7 +58,7 @@ import numpy as np
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', 'synthetic',
                   'deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py')
-SIZE = (512, 1024)  # (height, width)
+SIZE = (512, 1024)  # (height, width) of generation; the ratio's default
 # Two Runner iterations in one CPU process, as tests/conftest.py trains.
 QUICK_OPTIONS = [
     'train_cfg.max_iters=2', 'train_cfg.val_interval=2',
@@ -69,13 +69,16 @@ QUICK_OPTIONS = [
     'test_dataloader.num_workers=0',
     'test_dataloader.persistent_workers=False'
 ]
-# The street config's test pipeline at full resolution.
-FULL_RES_PIPELINE = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(SIZE[1], SIZE[0]), keep_ratio=True),
-    dict(type='LoadAnnotations'),
-    dict(type='PackSegInputs')
-]
+
+
+def full_res_pipeline(size):
+    """The street config's test pipeline, inferring at ``size`` (h, w)."""
+    return [
+        dict(type='LoadImageFromFile'),
+        dict(type='Resize', scale=(size[1], size[0]), keep_ratio=True),
+        dict(type='LoadAnnotations'),
+        dict(type='PackSegInputs')
+    ]
 
 
 def street_image(index=0):
@@ -141,8 +144,8 @@ def write_config(path, base, **fields):
     return path
 
 
-def setup(tmp, images, corruptions, severity, env):
-    """Data (val images at 1024x512), a checkpoint and the test configs:
+def setup(tmp, images, corruptions, severity, env, size):
+    """Data (val images at ``size``), a checkpoint and the test configs:
     ``{'clean': cfg, corruption: cfg}`` and the checkpoint path."""
     from mmseg_ood.datasets import with_corruption
     from mmseg_ood.synthetic import make_synthetic_benchmark
@@ -156,19 +159,20 @@ def setup(tmp, images, corruptions, severity, env):
         osp.join(tmp, 'train.log'))
     with open(osp.join(train, 'last_checkpoint')) as f:
         ckpt = f.read().strip()
-    # trained at 128x256; tested on Cityscapes-sized copies of the val set
+    # trained at 128x256; tested on copies of the val set at ``size``
     for sub, interp in (('images', cv2.INTER_LINEAR),
                         ('annotations', cv2.INTER_NEAREST)):
         for p in sorted(glob.glob(osp.join(root, sub, 'val', '*.png'))):
             a = cv2.imread(p, cv2.IMREAD_UNCHANGED)
-            cv2.imwrite(p, cv2.resize(a, (SIZE[1], SIZE[0]),
+            cv2.imwrite(p, cv2.resize(a, (size[1], size[0]),
                                       interpolation=interp))
+    full_res = full_res_pipeline(size)
     cfgs = {'clean': write_config(
-        osp.join(tmp, 'clean.py'), CONFIG, test_pipeline=FULL_RES_PIPELINE,
+        osp.join(tmp, 'clean.py'), CONFIG, test_pipeline=full_res,
         test_dataloader=dict(num_workers=0, persistent_workers=False,
-                             dataset=dict(pipeline=FULL_RES_PIPELINE)))}
+                             dataset=dict(pipeline=full_res)))}
     for c in corruptions:
-        pipeline = with_corruption(FULL_RES_PIPELINE, c, severity)
+        pipeline = with_corruption(full_res, c, severity)
         cfgs[c] = write_config(
             osp.join(tmp, f'{c}.py'), cfgs['clean'],
             test_dataloader=dict(dataset=dict(pipeline=pipeline)))
@@ -185,14 +189,15 @@ def test_miou(work):
     return float('nan')
 
 
-def ratio(images, corruptions, severity, repeats, num_models, costs=None):
+def ratio(images, corruptions, severity, repeats, num_models, size,
+          costs=None):
     import torch
     names = [chr(ord('a') + i) for i in range(num_models)]
     cells = ['clean'] + list(corruptions)
     with tempfile.TemporaryDirectory(prefix='mmseg_ood_corr_') as tmp:
         env = dict(os.environ, MMSEG_OOD_DATA=osp.join(tmp, 'data'))
         t0 = time.perf_counter()
-        cfgs, ckpt = setup(tmp, images, corruptions, severity, env)
+        cfgs, ckpt = setup(tmp, images, corruptions, severity, env, size)
         print(f'\n== ratio: setup (data, 2-iteration training) '
               f'{time.perf_counter() - t0:.1f} s ==')
         times = {'a': [], 'b': []}
@@ -226,7 +231,7 @@ def ratio(images, corruptions, severity, repeats, num_models, costs=None):
                         miou['b'][(n, c)] = test_miou(w)
                 times['b'].append(total)
         a, b = (statistics.median(times[k]) for k in 'ab')
-    print(f'{images} val images at {SIZE[1]}x{SIZE[0]} (full-resolution '
+    print(f'{images} val images at {size[1]}x{size[0]} (full-resolution '
           f'inference), {num_models} models (DeepLabV3+ R18, 2 iterations), '
           f'cells: clean + {", ".join(f"{c}@{severity}" for c in corruptions)}'
           f', CPU threads: {torch.get_num_threads()}, repeats: {repeats}')
@@ -240,7 +245,8 @@ def ratio(images, corruptions, severity, repeats, num_models, costs=None):
     print('mIoU per cell (a / b): ' + ', '.join(
         f'{c} {miou["a"][(names[0], c)]:.4f} / {miou["b"][(names[0], c)]:.4f}'
         for c in cells) + f'   max |diff| over models {diff:.2e}')
-    if costs:  # part 1's medians: what corrupting alone costs each side
+    if costs and tuple(size) == SIZE:
+        # part 1's medians: what corrupting alone costs each side
         once = images * sum(costs[c] for c in corruptions)
         print(f'corrupting alone (part 1 medians): (a) {once:.1f} s, (b) '
               f'{num_models * once:.1f} s')
@@ -262,19 +268,25 @@ def main():
                    help='image paths per corruption; runs of each side')
     p.add_argument('--models', type=int, default=3,
                    help='models of the ratio run')
+    p.add_argument('--size', type=int, nargs=2, default=list(SIZE),
+                   metavar=('H', 'W'),
+                   help='image size of the ratio run (generation is always '
+                   f'timed at {SIZE[0]} {SIZE[1]})')
     p.add_argument('--skip-generation', action='store_true')
     p.add_argument('--skip-ratio', action='store_true')
     args = p.parse_args()
     for name in ('images', 'repeats', 'models'):
         if getattr(args, name) < 1:
             p.error(f'--{name} must be >= 1, got {getattr(args, name)}')
+    if min(args.size) < 32:
+        p.error(f'--size must be at least 32 32, got {args.size}')
     if len(set(args.corruptions)) != len(args.corruptions):
         p.error(f'--corruptions repeats a name: {args.corruptions}')
     costs = None if args.skip_generation else generation(args.severity,
                                                          args.repeats)
     if not args.skip_ratio:
         ratio(args.images, args.corruptions, args.severity, args.repeats,
-              args.models, costs)
+              args.models, tuple(args.size), costs)
 
 
 if __name__ == '__main__':
