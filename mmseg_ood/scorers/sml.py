@@ -8,6 +8,7 @@ from typing import Iterable, Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .base import OOD_SCORERS, BaseScorer, ScoreInputs, check_number
@@ -74,8 +75,57 @@ class StandardizedMaxLogit(BaseScorer):
     predicted as ``k`` (thesis eq. 3.4; Jung et al. 2021, eq. 1). The
     statistics come from :meth:`fit` / :meth:`partial_fit` over ID data (a
     streaming, exact computation) and are saved to / loaded from a small
-    JSON file. SML's boundary suppression and dilated smoothing are not part
-    of this score. Higher = more OOD.
+    JSON file. SML's two local refinements, boundary suppression (Jung et
+    al. sec. 3.2) and dilated smoothing (sec. 3.3), are options, both off by
+    default: off, the score is the plain SML above. Higher = more OOD.
+
+    The refinements act on the SML map ``S(p) = (max_c s_c(p) - mu_k) /
+    sigma_k`` in this order, as in the paper (and the authors' code,
+    ``network/deepv3.py``), and the result is negated last; both are linear
+    in ``S``, so negating first would give the same map. The statistics are
+    those of the raw max logits, as the authors fit them
+    (``calculate_statistics.py`` runs with both refinements off), so the
+    options do not change :meth:`fit` or a saved statistics file.
+
+    Boundary suppression (sec. 3.2). ``k(p) = argmax_c s_c(p)`` is the
+    predicted class map; its boundary ``B`` is the set of pixels with a
+    differently predicted pixel among their 8 neighbours (two pixels wide
+    across a class edge). With ``w = boundary_width``, ``n =
+    boundary_iterations`` and ``dw = w / n``, iteration ``i = 0 .. n-1``
+    suppresses the band ``B_i = {p : |p - q|_1 <= r_i for some q in B}``,
+    ``r_i = w - i dw - 1`` (``r_{n-1} = 0``): ``w - i dw`` pixels on each side
+    of an edge, shrinking each iteration, the last one ``B`` itself. Every
+    pixel of the band takes the mean of its non-band neighbours (the
+    paper's boundary-aware average pooling over a 3x3 window ``W(p)``,
+    neighbours outside the image not counted)::
+
+        S_{i+1}(p) = sum_{q in W(p) \\ B_i} S_i(q) / |W(p) \\ B_i|
+                     if p in B_i and W(p) \\ B_i is not empty,
+        S_{i+1}(p) = S_i(p)  otherwise,
+
+    so the band is filled from its outside in, with the values of the
+    regions it separates. Deviation from the authors' code: their ``B`` is
+    ``dilation(k, 3x3 cross) != erosion(k, 3x3 square)``, which marks a
+    diagonal neighbour pair only on the side of the larger class index; the
+    8-neighbour ``B`` here does not depend on the class order. At image
+    borders they replicate-pad the window; here out-of-image neighbours are
+    left out of the mean.
+
+    Dilated smoothing (sec. 3.3): a Gaussian kernel with holes,
+    ``S'(p) = sum_{a, b = -h .. h} g(a, b) S(p + d (a, b))`` with
+    ``g(a, b) = exp(-(a^2 + b^2) / (2 sigma^2)) / Z``, ``Z`` making
+    ``sum g = 1``, ``h = (smoothing_kernel - 1) / 2``, ``sigma =
+    smoothing_sigma``, ``d = smoothing_dilation``. Pixels outside the image
+    replicate the nearest border pixel (replicate padding, as the authors'
+    code): a constant map stays constant everywhere.
+
+    Defaults: ``w = 4``, ``n = 4``, kernel 7 x 7, ``sigma = 1``, dilation 6,
+    the authors' evaluation settings (``eval.py`` and
+    ``BoundarySuppressionWithSmoothing`` in ``network/deepv3.py``). Units:
+    mmseg_ood scores at the decode head's resolution, before the resize to
+    the image, so widths and dilation are in head pixels; the authors apply
+    them to the map upsampled to the image (for an output-stride-8 head,
+    4 head pixels are about 32 image pixels).
 
     Args:
         stats_file: JSON file written by :meth:`save`; loaded at
@@ -83,21 +133,62 @@ class StandardizedMaxLogit(BaseScorer):
         num_classes: Number of classes, to fit from scratch.
         min_std: Floor on ``sigma`` so that a class with constant max logit
             does not divide by zero.
+        boundary_suppression: Apply boundary suppression (sec. 3.2); needs
+            ``(N, C, H, W)`` logits.
+        boundary_width: Initial band width ``w >= 1`` per side of a class
+            edge, in head pixels; a multiple of ``boundary_iterations``.
+        boundary_iterations: Number of iterations ``n >= 1``; the band
+            shrinks by ``w / n`` pixels per iteration.
+        dilated_smoothing: Apply dilated smoothing (sec. 3.3); needs
+            ``(N, C, H, W)`` logits.
+        smoothing_kernel: Odd side ``>= 1`` of the Gaussian kernel.
+        smoothing_sigma: Standard deviation ``> 0`` of the Gaussian, in
+            kernel taps.
+        smoothing_dilation: Dilation ``d >= 1`` of the kernel, in head
+            pixels.
 
     Shape:
-        ``(N, C, H, W) -> (N, H, W)``; ``(N, C) -> (N,)``.
+        ``(N, C, H, W) -> (N, H, W)``; ``(N, C) -> (N,)`` (without the
+        refinements).
 
     References:
         Jung, Lee, Gwak, Kim & Choo, "Standardized Max Logits: A Simple yet
         Effective Approach for Identifying Unexpected Road Obstacles in
-        Urban-Scene Segmentation", ICCV 2021; norm-decoupling thesis,
+        Urban-Scene Segmentation", ICCV 2021, eq. 1, sec. 3.2-3.3; code:
+        github.com/shjung13/Standardized-max-logits; norm-decoupling thesis,
         eq. 3.4.
     """
     name = 'sml'
 
     def __init__(self, stats_file: Optional[str] = None,
-                 num_classes: Optional[int] = None, min_std: float = 1e-6):
+                 num_classes: Optional[int] = None, min_std: float = 1e-6,
+                 boundary_suppression: bool = False, boundary_width: int = 4,
+                 boundary_iterations: int = 4,
+                 dilated_smoothing: bool = False, smoothing_kernel: int = 7,
+                 smoothing_sigma: float = 1.0, smoothing_dilation: int = 6):
         self.min_std = check_number('min_std', min_std, 0.0, low_open=True)
+        self.boundary_suppression = _check_bool('boundary_suppression',
+                                                boundary_suppression)
+        self.boundary_width = _check_int('boundary_width', boundary_width)
+        self.boundary_iterations = _check_int('boundary_iterations',
+                                              boundary_iterations)
+        if boundary_width % boundary_iterations:
+            raise ValueError(
+                '`boundary_width` must be a multiple of '
+                f'`boundary_iterations`, got {boundary_width} and '
+                f'{boundary_iterations}')
+        self.dilated_smoothing = _check_bool('dilated_smoothing',
+                                             dilated_smoothing)
+        self.smoothing_kernel = _check_int('smoothing_kernel',
+                                           smoothing_kernel)
+        if smoothing_kernel % 2 == 0:
+            raise ValueError('`smoothing_kernel` must be odd, got '
+                             f'{smoothing_kernel}')
+        self.smoothing_sigma = check_number('smoothing_sigma',
+                                            smoothing_sigma, 0.0,
+                                            low_open=True)
+        self.smoothing_dilation = _check_int('smoothing_dilation',
+                                             smoothing_dilation)
         self.stats: Optional[ClassStatistics] = None
         self.meta: dict = {}
         if stats_file is not None:
@@ -138,8 +229,17 @@ class StandardizedMaxLogit(BaseScorer):
         return self._fitted().state_dict()
 
     def empty_like(self) -> 'StandardizedMaxLogit':
-        """An unfitted scorer with the same ``min_std``."""
-        return type(self)(min_std=self.min_std)
+        """An unfitted scorer with the same parameters (``min_std``, the
+        boundary suppression and smoothing options)."""
+        return type(self)(
+            min_std=self.min_std,
+            boundary_suppression=self.boundary_suppression,
+            boundary_width=self.boundary_width,
+            boundary_iterations=self.boundary_iterations,
+            dilated_smoothing=self.dilated_smoothing,
+            smoothing_kernel=self.smoothing_kernel,
+            smoothing_sigma=self.smoothing_sigma,
+            smoothing_dilation=self.smoothing_dilation)
 
     def load_state_dict(self, state: dict) -> 'StandardizedMaxLogit':
         """Merge fitted statistics in (another chunk's or rank's): the
@@ -207,8 +307,14 @@ class StandardizedMaxLogit(BaseScorer):
 
     # scoring ---------------------------------------------------------------
     def score(self, inputs: ScoreInputs) -> Tensor:
-        s = self._fitted()
         logits = inputs.logits
+        spatial = self.boundary_suppression or self.dilated_smoothing
+        if spatial and logits.dim() != 4:
+            raise ValueError(
+                "scorer 'sml': `boundary_suppression` and "
+                '`dilated_smoothing` need spatial logits (N, C, H, W), got '
+                f'shape {tuple(logits.shape)}')
+        s = self._fitted()
         if logits.shape[1] != len(s.count):
             raise ValueError(f"scorer 'sml' was fitted on {len(s.count)} "
                              f'classes, the logits have {logits.shape[1]}')
@@ -231,9 +337,90 @@ class StandardizedMaxLogit(BaseScorer):
                                  device=logits.device)
         std_t = torch.as_tensor(std, dtype=torch.float32,
                                 device=logits.device)
-        return -(max_logit - mean_t[label]) / std_t[label]
+        sml = (max_logit - mean_t[label]) / std_t[label]
+        if spatial:
+            sml = sml.unsqueeze(1)
+            if self.boundary_suppression:
+                sml = _suppress_boundaries(sml, label.unsqueeze(1),
+                                           self.boundary_width,
+                                           self.boundary_iterations)
+            if self.dilated_smoothing:
+                sml = _dilated_smoothing(sml, self.smoothing_kernel,
+                                         self.smoothing_sigma,
+                                         self.smoothing_dilation)
+            sml = sml.squeeze(1)
+        return -sml
 
     def __repr__(self) -> str:
         fitted = self.stats is not None and bool(self.stats.count.any())
-        return f'StandardizedMaxLogit(fitted={fitted})'
+        options = ''
+        if self.boundary_suppression:
+            options += (f', boundary_width={self.boundary_width}, '
+                        f'boundary_iterations={self.boundary_iterations}')
+        if self.dilated_smoothing:
+            options += (f', smoothing_kernel={self.smoothing_kernel}, '
+                        f'smoothing_sigma={self.smoothing_sigma}, '
+                        f'smoothing_dilation={self.smoothing_dilation}')
+        return f'StandardizedMaxLogit(fitted={fitted}{options})'
+
+
+def _check_bool(name: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f'`{name}` must be a bool, got {value!r}')
+    return value
+
+
+def _check_int(name: str, value, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f'`{name}` must be an int >= {low}, got '
+                        f'{type(value).__name__} {value!r}')
+    if value < low:
+        raise ValueError(f'`{name}` must be an int >= {low}, got {value}')
+    return value
+
+
+def _suppress_boundaries(values: Tensor, labels: Tensor, width: int,
+                         iterations: int) -> Tensor:
+    """Boundary suppression of ``values`` ``(N, 1, H, W)`` along the class
+    edges of ``labels`` ``(N, 1, H, W)`` (see :class:`StandardizedMaxLogit`).
+    """
+    lab = labels.to(values.dtype)
+    # a pixel is on the boundary iff the labels in its 3x3 window differ;
+    # max_pool2d pads with -inf, so out-of-image pixels do not count
+    edge = F.max_pool2d(lab, 3, 1, 1) != -F.max_pool2d(-lab, 3, 1, 1)
+    edge = edge.to(values.dtype)
+    window = values.new_ones(1, 1, 3, 3)
+    step = width // iterations
+    out = values
+    for i in range(iterations):
+        radius = 0 if i == iterations - 1 else width - step * i - 1
+        band = edge
+        if radius:
+            taps = torch.arange(-radius, radius + 1, device=values.device)
+            ball = (taps.abs()[:, None] + taps.abs()[None, :] <= radius)
+            band = F.conv2d(edge, ball.to(values.dtype)[None, None],
+                            padding=radius)
+        band = band > 0.5
+        # zero padding: neighbours outside the image add nothing to either
+        # the sum or the count
+        total = F.conv2d(torch.where(band, 0.0, out), window, padding=1)
+        count = F.conv2d((~band).to(values.dtype), window, padding=1)
+        mean = total / count.clamp_min(1.0)
+        out = torch.where(band & (count > 0.5), mean, out)
+    return out
+
+
+def _dilated_smoothing(values: Tensor, kernel_size: int, sigma: float,
+                       dilation: int) -> Tensor:
+    """Dilated Gaussian smoothing of ``values`` ``(N, 1, H, W)`` with
+    replicate padding (see :class:`StandardizedMaxLogit`)."""
+    half = (kernel_size - 1) // 2
+    taps = torch.arange(-half, half + 1, dtype=values.dtype,
+                        device=values.device)
+    kernel = torch.exp(-(taps[:, None]**2 + taps[None, :]**2) /
+                       (2.0 * sigma**2))
+    kernel = kernel / kernel.sum()
+    pad = dilation * half
+    padded = F.pad(values, (pad, pad, pad, pad), mode='replicate')
+    return F.conv2d(padded, kernel[None, None], dilation=dilation)
 
