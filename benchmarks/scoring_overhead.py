@@ -1,12 +1,15 @@
 """Overhead of OOD scoring: (forward + all scorers) / (forward alone).
 
-DeepLabV3+ R50-D8 from mmseg's model-zoo config, random weights, BN, one
-image of 512x1024 by default. Both variants run interleaved in one process
-(A, B, A, B, ...) after a warm-up, so the machine's load affects both alike;
-the ratio of medians is printed.
+Model-zoo configs with random weights and BN, one image of 512x1024 by
+default: DeepLabV3+ R50-D8 (a 1x1 linear classifier: every scorer,
+embedding scorers included) and Mask2Former R50 (mask classification: the
+logit scorers, ``rba`` and ``no_object``). For each model both variants run
+interleaved in one process (A, B, A, B, ...) after a warm-up, so the
+machine's load affects both alike; the ratio of medians is printed, and a
+summary line per model at the end.
 
     python benchmarks/scoring_overhead.py [--size 512 1024] [--repeats 7]
-        [--device cpu|cuda]
+        [--device cpu|cuda] [--models deeplabv3plus mask2former]
 """
 import argparse
 import os.path as osp
@@ -15,6 +18,29 @@ import time
 
 import torch
 
+# model -> (mmseg model-zoo config, scorers besides the fitted sml)
+MODELS = {
+    'deeplabv3plus': (
+        'deeplabv3plus/deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py',
+        ['msp', 'entropy', 'max_logit', 'energy', 'norm', 'n_max_logit',
+         'n_energy']),
+    'mask2former': (
+        'mask2former/mask2former_r50_8xb2-90k_cityscapes-512x1024.py',
+        ['msp', 'entropy', 'max_logit', 'energy', 'rba', 'no_object']),
+}
+
+
+def to_bn(cfg):
+    """SyncBN -> BN in a nested config (one process)."""
+    if isinstance(cfg, dict):
+        if cfg.get('type') == 'SyncBN':
+            cfg['type'] = 'BN'
+        for v in cfg.values():
+            to_bn(v)
+    elif isinstance(cfg, list):
+        for v in cfg:
+            to_bn(v)
+
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -22,8 +48,8 @@ def parse_args():
     p.add_argument('--repeats', type=int, default=7)
     p.add_argument('--device', default='cuda' if torch.cuda.is_available()
                    else 'cpu')
-    p.add_argument('--config', default='deeplabv3plus/'
-                   'deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py')
+    p.add_argument('--models', nargs='+', choices=sorted(MODELS),
+                   default=list(MODELS))
     return p.parse_args()
 
 
@@ -35,10 +61,9 @@ def build_model(config, device):
     path = osp.join(osp.dirname(mmseg.__file__), '.mim', 'configs', config)
     cfg = Config.fromfile(path)
     cfg.model.pretrained = None
+    cfg.model.backbone.init_cfg = None
     cfg.model.data_preprocessor.pop('size', None)
-    for key in ('backbone', 'decode_head', 'auxiliary_head'):
-        if cfg.model.get(key) and 'norm_cfg' in cfg.model[key]:
-            cfg.model[key].norm_cfg = dict(type='BN', requires_grad=True)
+    to_bn(cfg.model)
     init_default_scope('mmseg')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -46,15 +71,14 @@ def build_model(config, device):
     return model.to(device).eval()
 
 
-def main():
-    args = parse_args()
-    import mmseg_ood  # noqa: F401
+def measure(name, args):
+    """Forward alone and forward + scorers, interleaved; the two medians."""
     from mmseg.structures import SegDataSample
     from mmseg_ood.models import OODScoring
     from mmseg_ood.scorers import StandardizedMaxLogit
 
-    torch.set_grad_enabled(False)
-    model = build_model(args.config, args.device)
+    config, names = MODELS[name]
+    model = build_model(config, args.device)
     h, w = args.size
     img = torch.randint(0, 256, (3, h, w), dtype=torch.uint8)
 
@@ -63,8 +87,7 @@ def main():
             metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))])
 
     sml = StandardizedMaxLogit().fit([torch.randn(1, 19, 64, 128) * 3])
-    scorers = ['msp', 'entropy', 'max_logit', sml, 'energy', 'norm',
-               'n_max_logit', 'n_energy']
+    scorers = names[:3] + [sml] + names[3:]
     scoring = OODScoring(model, scorers)
 
     def sync():
@@ -89,15 +112,27 @@ def main():
         plain.append(run(False))
         scored.append(run(True))
     mp, ms = statistics.median(plain), statistics.median(scored)
-    print(f'model: {args.config}  input: {h}x{w}  device: {args.device}  '
+    print(f'\nmodel: {config}  input: {h}x{w}  device: {args.device}  '
           f'threads: {torch.get_num_threads()}  repeats: {args.repeats}')
-    print(f'scorers ({len(scorers)}): ' + ', '.join(scoring.names))
+    print(f'head: {type(model.decode_head).__name__}  scorers '
+          f'({len(scorers)}): ' + ', '.join(scoring.names))
     print(f'forward alone        median {mp:.4f} s  '
           f'(min {min(plain):.4f})')
     print(f'forward + scorers    median {ms:.4f} s  '
           f'(min {min(scored):.4f})')
     print(f'ratio (median)       {ms / mp:.4f}')
     print(f'ratio (min)          {min(scored) / min(plain):.4f}')
+    return ms / mp, min(scored) / min(plain)
+
+
+def main():
+    args = parse_args()
+    import mmseg_ood  # noqa: F401
+    torch.set_grad_enabled(False)
+    ratios = {name: measure(name, args) for name in args.models}
+    print('\n== summary (goal <= 1.05) ==')
+    for name, (med, low) in ratios.items():
+        print(f'{name:14s} ratio median {med:.4f}  min {low:.4f}')
 
 
 if __name__ == '__main__':

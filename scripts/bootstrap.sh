@@ -17,6 +17,13 @@ TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}   # the local CPU wheel; CUDA users: see
 MMCV_SPEC='mmcv==2.1.0'                   # mmseg 1.2.2 rejects mmcv >= 2.2.0; mmcv-lite lacks mmcv.ops
 MMENGINE_SPEC='mmengine==0.10.7'
 MMSEG_SPEC='mmsegmentation==1.2.2'
+# mmseg builds MaskFormer / Mask2Former heads only with mmdet, and ConvNeXt /
+# PoolFormer backbones only with mmpretrain. Their last releases are the ones
+# whose import-time checks accept mmcv 2.1.0: mmdet 3.3.0 wants mmcv
+# >= 2.0.0rc4, < 2.2.0; mmpretrain 1.2.0 wants mmcv >= 2.0.0, < 2.4.0 (both
+# mmengine < 1.0). Both are pure Python: no build.
+MMDET_SPEC='mmdet==3.3.0'
+MMPRETRAIN_SPEC='mmpretrain==1.2.0'
 # pkg_resources must exist: mmcv 2.1.0's setup.py imports it, and so does
 # mmengine 0.10.7 at run time (resolving `mmseg::` config paths). torch 2.13
 # requires setuptools >= 77.0.3; setuptools 81 removed pkg_resources.
@@ -54,6 +61,11 @@ mmcv() {
         || { echo "mmcv was installed without its compiled ops" >&2; return 1; }
 }
 mmseg() { pip install "$MMSEG_SPEC" ftfy regex; }
+model_zoo_extras() {
+    pip install "$MMDET_SPEC" "$MMPRETRAIN_SPEC"
+    "$VENV/bin/python" -c 'import mmdet, mmpretrain' \
+        || { echo "mmdet / mmpretrain do not import" >&2; return 1; }
+}
 project() {
     # Dependencies not pinned above come from setup.cfg (extras: dev).
     pip install --no-build-isolation -e "$here[dev]"
@@ -66,6 +78,7 @@ step build-tools build_tools
 step mmengine mmengine
 step mmcv mmcv
 step mmseg mmseg
+step model-zoo-extras model_zoo_extras
 # The project step reruns when setup.cfg changes.
 cfg_hash=$(sha1sum "$here/setup.cfg" | cut -c1-12)
 step "project-$cfg_hash" project

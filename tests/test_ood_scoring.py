@@ -187,7 +187,7 @@ def test_slide_inference_scores_have_ori_shape():
 
 
 def test_unsupported_scorers_are_refused_or_skipped():
-    class NoClassifierHead(BaseDecodeHead):  # e.g. mask classification
+    class NoClassifierHead(BaseDecodeHead):  # e.g. PointRend, K-Net
         def __init__(self, **kw):
             super().__init__(**kw)
             del self.conv_seg
@@ -205,17 +205,30 @@ def test_unsupported_scorers_are_refused_or_skipped():
         channels=8, num_classes=5, init_cfg=None)
     model_cfg.auxiliary_head = None
     model = build(model_cfg.to_dict())
-    with pytest.raises(UnsupportedScorerError, match="'n_energy' needs"):
+    with pytest.raises(UnsupportedScorerError,
+                       match="'n_energy' is an embedding scorer.*"
+                       r'NoClassifierHead \(class logits without a 1x1'):
         OODScoring(model, ['msp', 'n_energy'])
     with pytest.warns(UserWarning, match="skipping scorer 'n_energy'"):
         scoring = OODScoring(model, ['msp', 'energy', 'n_energy'],
                              strict=False)
     assert scoring.names == ['msp', 'energy']
-    with torch.no_grad(), scoring:
-        out = model.test_step(batch(40, 56))[0]
-    logits = out.seg_logits.data
-    torch.testing.assert_close(out.ood_scores['energy'],
-                               -torch.logsumexp(logits, 0))
+    kept = []
+    handle = model.decode_head.proj.register_forward_hook(
+        lambda m, a, out: kept.append(out))
+    try:
+        with torch.no_grad(), scoring:
+            out = model.test_step(batch(40, 56))[0]
+    finally:
+        handle.remove()
+    # scored at the head's resolution (1/8 of the input padded to 64x64),
+    # then resized and un-padded like the logits
+    head_logits = kept[0]
+    assert head_logits.shape[2:] == (8, 8)
+    expected = F.interpolate(-torch.logsumexp(head_logits, 1, keepdim=True),
+                             size=(64, 64), mode='bilinear',
+                             align_corners=False)[0, 0, :40, :56]
+    torch.testing.assert_close(out.ood_scores['energy'], expected)
 
 
 # --- flip / TTA on a flip-equivariant model ---------------------------------

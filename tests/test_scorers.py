@@ -169,7 +169,8 @@ def test_embedding_scorers_name_what_is_missing():
     x = ScoreInputs(torch.randn(1, 3, 2, 2), head_kind='mask')
     for name in ('norm', 'n_max_logit', 'n_energy'):
         with pytest.raises(UnsupportedScorerError,
-                           match=f"'{name}' needs the embeddings"):
+                           match=f"'{name}' is an embedding scorer: it needs"
+                           ' the input of a final 1x1 linear classifier'):
             build_scorer(name)(x)
 
 

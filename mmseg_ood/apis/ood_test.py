@@ -33,9 +33,15 @@ from .tuning import (best_of_grid, check_tuned, restrict_grid,
 __all__ = ['ood_test', 'DEFAULT_SCORERS']
 
 #: Scored when ``scorers`` is not given (``sml`` needs fitted statistics,
-#: so it runs only when asked for).
+#: so it runs only when asked for; ``gen`` and ``sml``'s spatial options
+#: are asked for by name too). Each model scores those its head supports and
+#: skips the others with a warning: the embedding scorers (``norm``,
+#: ``n_max_logit``, ``n_energy``) need a final 1x1 linear classifier,
+#: ``background`` an IBE / SCrIBE head, ``rba`` and ``no_object`` a
+#: mask-classification head (MaskFormer / Mask2Former).
 DEFAULT_SCORERS = ('msp', 'entropy', 'max_logit', 'energy', 'norm',
-                   'n_max_logit', 'n_energy', 'background')
+                   'n_max_logit', 'n_energy', 'background', 'rba',
+                   'no_object')
 
 
 def _plain(results: dict) -> dict:

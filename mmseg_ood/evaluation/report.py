@@ -71,7 +71,7 @@ def markdown_table(results: Dict[str, Dict[str, dict]],
 
 def comparison_table(runs: Dict[str, dict], dataset: str,
                      scorers=('msp', 'entropy', 'max_logit', 'energy',
-                              'background'),
+                              'background', 'rba', 'no_object'),
                      columns=('auroc', 'ap', 'fpr95')) -> str:
     """One table over several models: rows (model, scorer), columns ID mIoU
     and the pixel metrics on ``dataset``.

@@ -1,8 +1,11 @@
-"""Find a segmentor's final decode head and capture its classifier input.
+"""Find a segmentor's final decode head and capture what scorers read.
 
 The embedding ``z`` is the input of the final 1x1 classifier ``conv_seg``
 of the decode head (the last stage for cascade heads such as OCRNet); the
 classifier's weight and bias come with it, so that ``s = W z + b``.
+Mask-classification heads (MaskFormer, Mask2Former) have no such
+classifier: their final decoder layer's per-query class logits and mask
+logits are captured instead (:class:`QueryCapture`).
 """
 from __future__ import annotations
 
@@ -45,13 +48,51 @@ def final_classifier(head: nn.Module) -> Optional[nn.Conv2d]:
     return None
 
 
+def is_mask_classification_head(head: nn.Module) -> bool:
+    """mmseg's ``MaskFormerHead`` or ``Mask2FormerHead`` (or a subclass):
+    ``predict`` combines per-query class and mask logits."""
+    from mmseg.models.decode_heads import Mask2FormerHead, MaskFormerHead
+    return isinstance(head, (MaskFormerHead, Mask2FormerHead))
+
+
 def head_kind(head: nn.Module) -> str:
     """``'softmax'``, ``'ibe'``, ``'scribe'`` (set by the head as
-    ``ood_head_kind``), or ``'mask'`` for heads without ``conv_seg``."""
+    ``ood_head_kind``), ``'mask'`` for mask classification, or ``'logits'``
+    for other heads without ``conv_seg``."""
     kind = getattr(head, 'ood_head_kind', None)
     if kind is not None:
         return kind
-    return 'softmax' if final_classifier(head) is not None else 'mask'
+    if final_classifier(head) is not None:
+        return 'softmax'
+    return 'mask' if is_mask_classification_head(head) else 'logits'
+
+
+# What the heads without a per-pixel linear classifier compute instead.
+_HEAD_DESCRIPTIONS = {
+    'PointHead': "PointRend's point head: an MLP classifies sampled points",
+    'IterativeDecodeHead': "K-Net's kernel-update head: per-image dynamic "
+                           'kernels',
+}
+
+
+def describe_head(head: nn.Module) -> str:
+    """The head's class and what it is, for messages, e.g.
+    ``"Mask2FormerHead (mask classification: ...)"``."""
+    name = type(head).__name__
+    kind = head_kind(head)
+    if kind == 'mask':
+        what = 'mask classification: per-query class and mask logits'
+    else:
+        what = next((d for cls, d in _HEAD_DESCRIPTIONS.items()
+                     if any(c.__name__ == cls for c in type(head).__mro__)),
+                    None)
+        if what is None:
+            what = {'softmax': 'a 1x1 linear classifier',
+                    'ibe': 'IBE, implicit background',
+                    'scribe': 'SCrIBE, sigmoid implicit background',
+                    'logits': 'class logits without a 1x1 linear classifier'
+                    }.get(kind, kind)
+    return f'{name} ({what})'
 
 
 class EmbeddingCapture:
@@ -84,3 +125,33 @@ class EmbeddingCapture:
     def remove(self) -> None:
         self._handle.remove()
         self.embeddings = None
+
+
+class QueryCapture:
+    """Forward hook on a mask-classification head keeping the final decoder
+    layer's class logits ``(N, Q, K + 1)`` and mask logits ``(N, Q, h, w)``.
+
+    The head's ``forward`` returns one of each per decoder layer (a list, or
+    a tensor stacked over layers); ``predict`` uses the last, and so does
+    this capture.
+    """
+
+    def __init__(self, head: nn.Module):
+        self.query_logits = None
+        self.mask_logits = None
+        self._handle = head.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output):
+        cls_scores, mask_preds = output
+        self.query_logits = cls_scores[-1]
+        self.mask_logits = mask_preds[-1]
+
+    def pop(self):
+        """``(query_logits, mask_logits)`` of the latest forward, cleared."""
+        out = self.query_logits, self.mask_logits
+        self.query_logits = self.mask_logits = None
+        return out
+
+    def remove(self) -> None:
+        self._handle.remove()
+        self.query_logits = self.mask_logits = None

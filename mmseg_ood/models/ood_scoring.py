@@ -1,29 +1,33 @@
 """Attach OOD scorers to any mmseg segmentor: one forward pass, every score.
 
-How it works (and why the maps line up with ``pred_sem_seg``): for heads
-that end in a linear classifier, the final decode head's ``predict_by_feat``
-(which mmseg heads call with their logits ``s`` before any resizing; a
-forward hook cannot be used since ``predict`` calls ``self.forward``
-directly) is wrapped for the duration of the attachment: it computes every
-score at the head's resolution from ``s`` and the embeddings ``z`` captured
-by a forward hook on ``conv_seg``, and appends the K score maps to the
-logits as extra channels. mmseg itself then treats them exactly like
-the logits - resize to the input, slide-window stitching (the segmentor's
-``out_channels`` is raised by K meanwhile). The segmentor's
-``postprocess_result`` is wrapped too: it splits the channels again, so that
-mmseg post-processes the logits alone (``seg_logits`` and ``pred_sem_seg``
-are exactly those of the plain model, with no argmax over score channels),
-and gives the score maps the same padding removal, un-flipping and resize
-to ``ori_shape`` (skipped where the size already is ``ori_shape``: a
-bilinear resize to the same size is the identity). A forward hook on the
-segmentor stores ``data_sample.ood_scores = {name: Tensor (H, W)}``.
-
-Heads without a linear classifier (MaskFormer, Mask2Former) are scored from
-their final ``seg_logits`` at ``ori_shape``; only logit scorers apply.
+How it works (and why the maps line up with ``pred_sem_seg``): the final
+decode head's class scores are intercepted where the head hands them to
+mmseg's post-processing, before any resizing - ``predict_by_feat`` for
+heads derived from ``BaseDecodeHead`` (a forward hook cannot be used since
+``predict`` calls ``self.forward`` directly), ``predict`` itself for
+mask-classification heads (MaskFormer, Mask2Former), whose ``predict``
+computes ``f_k = sum_q softmax(c_q)_k sigmoid(m_q)`` from the final decoder
+layer. The wrapper computes every score from those class scores (plus the
+embeddings ``z`` captured by a forward hook on ``conv_seg`` for heads that
+end in a linear classifier, or the per-query class and mask logits captured
+by a forward hook on a mask-classification head) and appends the K score
+maps to the class scores as extra channels. mmseg itself then treats them
+exactly like its ``seg_logits`` - resize to the input, slide-window
+stitching (the segmentor's ``out_channels`` is raised by K meanwhile). The
+segmentor's ``postprocess_result`` is wrapped too: it splits the channels
+again, so that mmseg post-processes the class scores alone (``seg_logits``
+and ``pred_sem_seg`` are exactly those of the plain model, with no argmax
+over score channels), and gives the score maps the same padding removal,
+un-flipping and resize to ``ori_shape`` (skipped where the size already is
+``ori_shape``: a bilinear resize to the same size is the identity). A
+forward hook on the segmentor stores ``data_sample.ood_scores = {name:
+Tensor (H, W)}``.
 
 Cost: the scorers run on ``(N, C, h, w)`` at the head's resolution (1/4 or
-1/8 of the input for most heads); the extra channels add K/C to the
-upsampling and stitching work.
+1/8 of the input for most heads; the padded input for mask-classification
+heads, which upsample their masks first); the extra channels add K/C to the
+upsampling and stitching work. A scorer that reads the mask logits
+(``no_object``) makes them be resized once more, as the head resizes them.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from typing import Iterable, Mapping, Union
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.models.utils import resize
@@ -40,7 +45,8 @@ from mmseg.structures import SegDataSample
 
 from ..scorers import (BaseScorer, ScoreInputs, UnsupportedScorerError,
                        build_scorer)
-from .embedding_capture import (EmbeddingCapture, final_classifier,
+from .embedding_capture import (EmbeddingCapture, QueryCapture,
+                                describe_head, final_classifier,
                                 final_decode_head, head_kind,
                                 unwrap_segmentor)
 
@@ -102,8 +108,8 @@ class OODScoring:
             eta=1.5, name='n_energy_1.5')``) or instances, or a mapping from
             name to one of those.
         strict: If a scorer cannot run on this model (an embedding scorer on
-            a mask-classification head), raise; with ``strict=False`` skip it
-            with a warning.
+            a head without a linear classifier, ``rba`` on a head without
+            queries), raise; with ``strict=False`` skip it with a warning.
 
     Example:
         >>> with OODScoring(model, ['msp', 'energy', 'n_energy']):
@@ -118,9 +124,10 @@ class OODScoring:
         self.kind = head_kind(self.head)
         self.background_index = getattr(self.head, 'background_index', None)
         self.scorers = build_scorers(scorers)
+        head_name = describe_head(self.head)
         for name, scorer in list(self.scorers.items()):
             reason = scorer.unsupported_reason(self.classifier is not None,
-                                               self.kind)
+                                               self.kind, head_name)
             if reason is None:
                 continue
             if strict:
@@ -132,6 +139,7 @@ class OODScoring:
                                          'this model')
         self._handles = []
         self._capture = None
+        self._queries = None
         self._active = False
         self._channels = None
         self._maps = None  # per sample (K, H, W), from postprocess_result
@@ -150,22 +158,31 @@ class OODScoring:
                                           with_kwargs=True))
         self._handles.append(
             seg.register_forward_hook(self._after_forward, with_kwargs=True))
-        if self.classifier is not None:
-            self._capture = EmbeddingCapture(self.classifier)
-            self._wrap_predict_by_feat()
-            self._wrap_postprocess_result()
-        return self
-
-    def _wrap_predict_by_feat(self) -> None:
         head = self.head
-        original = head.predict_by_feat
+        if self.kind == 'mask':
+            self._queries = QueryCapture(head)
+            original_predict = head.predict
 
-        def predict_by_feat(seg_logits, batch_img_metas):
-            return original(self._append_scores(seg_logits), batch_img_metas)
+            def predict(*args, **kwargs):
+                return self._append_scores(original_predict(*args, **kwargs))
 
-        # Instance attribute shadowing the class method; removed on detach.
-        head.predict_by_feat = predict_by_feat
-        self._handles.append(_InstanceAttr(head, 'predict_by_feat'))
+            # Instance attribute shadowing the class method; removed on
+            # detach.
+            head.predict = predict
+            self._handles.append(_InstanceAttr(head, 'predict'))
+        else:
+            if self.classifier is not None:
+                self._capture = EmbeddingCapture(self.classifier)
+            original = head.predict_by_feat
+
+            def predict_by_feat(seg_logits, *args, **kwargs):
+                return original(self._append_scores(seg_logits), *args,
+                                **kwargs)
+
+            head.predict_by_feat = predict_by_feat
+            self._handles.append(_InstanceAttr(head, 'predict_by_feat'))
+        self._wrap_postprocess_result()
+        return self
 
     def _wrap_postprocess_result(self) -> None:
         seg = self.segmentor
@@ -235,9 +252,10 @@ class OODScoring:
         for h in self._handles:
             h.remove()
         self._handles = []
-        if self._capture is not None:
-            self._capture.remove()
-            self._capture = None
+        for capture in (self._capture, self._queries):
+            if capture is not None:
+                capture.remove()
+        self._capture = self._queries = None
         self._end_predict()
 
     def __enter__(self) -> 'OODScoring':
@@ -251,15 +269,41 @@ class OODScoring:
         """All score maps stacked: ``(N, C, ...) -> (N, K, ...)``."""
         return torch.stack([s(inputs) for s in self.scorers.values()], dim=1)
 
-    def _inputs(self, logits, embeddings=None) -> ScoreInputs:
+    def _inputs(self, logits) -> ScoreInputs:
+        """What the scorers read, from the class scores at the head's output
+        and the captures of the same forward pass."""
         cap = self._capture
+        embeddings = query_logits = mask_logits = None
+        if cap is not None:
+            embeddings = cap.embeddings
+            if embeddings is None:
+                raise RuntimeError(
+                    f'{type(self.head).__name__}.conv_seg did not run before '
+                    'predict_by_feat; cannot capture the embeddings')
+            cap.embeddings = None
+        if self._queries is not None:
+            query_logits, mask_logits = self._queries.pop()
+            if query_logits is None:
+                raise RuntimeError(
+                    f'{type(self.head).__name__}.forward did not run in '
+                    'predict; cannot capture the query logits')
+            if any(s.requires_mask_logits for s in self.scorers.values()):
+                # as MaskFormerHead / Mask2FormerHead.predict resize them
+                # to the size of the class scores they return
+                mask_logits = F.interpolate(
+                    mask_logits, size=logits.shape[2:], mode='bilinear',
+                    align_corners=False)
+            else:
+                mask_logits = None
         return ScoreInputs(
             logits=logits,
             embeddings=embeddings,
             cls_weight=cap.weight if cap is not None else None,
             cls_bias=cap.bias if cap is not None else None,
             head_kind=self.kind,
-            background_index=self.background_index)
+            background_index=self.background_index,
+            query_logits=query_logits,
+            mask_logits=mask_logits)
 
     # hooks -------------------------------------------------------------------
     @staticmethod
@@ -273,8 +317,7 @@ class OODScoring:
             return None
         self._active = True
         self._channels = module.out_channels
-        if self.classifier is not None:
-            module.out_channels = self._channels + len(self.scorers)
+        module.out_channels = self._channels + len(self.scorers)
         return None
 
     def _end_predict(self) -> None:
@@ -286,19 +329,14 @@ class OODScoring:
     def _append_scores(self, logits):
         if not self._active or not isinstance(logits, torch.Tensor):
             return logits
-        if self._capture.embeddings is None:
-            raise RuntimeError(
-                f'{type(self.head).__name__}.conv_seg did not run before '
-                'predict_by_feat; cannot capture the embeddings')
         n, c = logits.shape[:2]
         # the maps are written straight after the logits: no stacked copy
         out = logits.new_empty((n, c + len(self.scorers)) + logits.shape[2:])
         out[:, :c] = logits
         with torch.no_grad():
-            inputs = self._inputs(logits, self._capture.embeddings)
+            inputs = self._inputs(logits)
             for k, scorer in enumerate(self.scorers.values()):
                 out[:, c + k] = scorer(inputs)
-        self._capture.embeddings = None
         return out
 
     def _after_forward(self, module, args, kwargs, output):
@@ -306,18 +344,15 @@ class OODScoring:
             return None
         maps = self._maps
         self._end_predict()
-        if self.classifier is not None and maps is None:
+        if maps is None:
+            method = 'predict' if self.kind == 'mask' else 'predict_by_feat'
             raise RuntimeError(
                 f'{type(self.segmentor).__name__}.predict did not call '
-                'postprocess_result with the score channels appended; '
-                'cannot split the OOD scores')
+                f'{type(self.head).__name__}.{method} and postprocess_result '
+                'with the score channels appended; cannot split the OOD '
+                'scores')
         for i, sample in enumerate(output):
-            if maps is not None:
-                scores = maps[i]
-            else:  # no linear classifier: score the final logits
-                with torch.no_grad():
-                    scores = self.score(
-                        self._inputs(sample.seg_logits.data[None]))[0]
+            scores = maps[i]
             sample.set_field(
                 {n: scores[k].float()
                  for k, n in enumerate(self.scorers)}, 'ood_scores')

@@ -8,16 +8,20 @@ from .base import (OOD_SCORERS, BaseScorer, ScoreInputs,
                    UnsupportedScorerError, build_scorer)
 from .energy import Energy
 from .entropy import Entropy
+from .gen import GeneralizedEntropy
 from .max_logit import MaxLogit
 from .msp import MaxSoftmax
 from .n_energy import NormalizedEnergy
 from .n_max_logit import NormalizedMaxLogit
+from .no_object import NoObjectMass
 from .norm import EmbeddingNorm
+from .rba import RejectedByAll
 from .sml import StandardizedMaxLogit
 
 __all__ = [
     'OOD_SCORERS', 'BaseScorer', 'ScoreInputs', 'UnsupportedScorerError',
     'build_scorer', 'MaxSoftmax', 'Entropy', 'MaxLogit',
     'StandardizedMaxLogit', 'Energy', 'EmbeddingNorm', 'NormalizedMaxLogit',
-    'NormalizedEnergy', 'BackgroundProbability'
+    'NormalizedEnergy', 'BackgroundProbability', 'RejectedByAll',
+    'NoObjectMass', 'GeneralizedEntropy'
 ]

@@ -19,7 +19,13 @@ from ..utils.arguments import check_mapping_arguments
 #: The package's scorer registry: ``build_scorer(dict(type='msp'))``.
 OOD_SCORERS = Registry('ood_scorer', scope='mmseg_ood')
 
-HEAD_KINDS = ('softmax', 'ibe', 'scribe', 'mask')
+#: ``'softmax'``: per-pixel class logits from a 1x1 linear classifier;
+#: ``'ibe'`` / ``'scribe'``: the same with an implicit background;
+#: ``'mask'``: mask classification (MaskFormer / Mask2Former), whose
+#: per-pixel class scores mix per-query class and mask predictions;
+#: ``'logits'``: per-pixel class logits without a linear classifier
+#: (PointRend's point head, K-Net's kernel-update head).
+HEAD_KINDS = ('softmax', 'ibe', 'scribe', 'mask', 'logits')
 
 
 @dataclass
@@ -35,13 +41,21 @@ class ScoreInputs:
             linear classifier.
         cls_weight: Classifier weight ``W``, ``(C, D)``.
         cls_bias: Classifier bias ``b``, ``(C,)``, or ``None``.
-        head_kind: ``'softmax'`` (plain linear head), ``'ibe'``, ``'scribe'``
-            or ``'mask'`` (mask classification, logits only).
+            For ``'mask'`` heads, the per-pixel class scores mmseg predicts
+            from: ``f_k(x) = sum_q softmax(c_q)_k sigmoid(m_q(x))`` over the
+            K classes (the "no object" class dropped), in ``[0, Q]``.
+        head_kind: One of :data:`HEAD_KINDS`.
         background_index: Index of the (implicit) background class, for
             ``'ibe'`` / ``'scribe'`` heads.
+        query_logits: Mask classification: the final decoder layer's class
+            logits ``c``, ``(N, Q, K + 1)``, the last one "no object".
+        mask_logits: Mask classification: its mask logits ``m``, ``(N, Q,
+            H, W)``, resized to the logits' size as the head resizes them
+            before computing ``f``; ``None`` unless a scorer needs them.
 
     Shape:
-        ``embeddings`` has the batch and spatial shape of ``logits``.
+        ``embeddings`` and ``mask_logits`` have the batch and spatial shape
+        of ``logits``.
     """
     logits: Tensor
     embeddings: Optional[Tensor] = None
@@ -49,6 +63,8 @@ class ScoreInputs:
     cls_bias: Optional[Tensor] = None
     head_kind: str = 'softmax'
     background_index: Optional[int] = None
+    query_logits: Optional[Tensor] = None
+    mask_logits: Optional[Tensor] = None
 
     def __post_init__(self):
         if not isinstance(self.logits, Tensor):
@@ -86,6 +102,22 @@ class ScoreInputs:
                 self.cls_bias.shape != (self.cls_weight.shape[0], ):
             raise ValueError(f'`cls_bias` must be ({self.cls_weight.shape[0]},'
                              f'), got {tuple(self.cls_bias.shape)}')
+        if self.query_logits is not None:
+            q = self.query_logits
+            if q.dim() != 3 or q.shape[0] != n or q.shape[2] != c + 1:
+                raise ValueError(
+                    f'`query_logits` must be (N, Q, C + 1) = ({n}, Q, '
+                    f'{c + 1}) for logits {tuple(self.logits.shape)}, got '
+                    f'{tuple(q.shape)}')
+        if self.mask_logits is not None:
+            m = self.mask_logits
+            if self.query_logits is None or m.dim() != 2 + len(spatial) \
+                    or m.shape[:2] != self.query_logits.shape[:2] or \
+                    tuple(m.shape[2:]) != spatial:
+                raise ValueError(
+                    '`mask_logits` must be (N, Q' + ', H, W' * bool(spatial)
+                    + ') matching `query_logits` and the logits, got '
+                    f'{tuple(m.shape)}')
         if self.head_kind in ('ibe', 'scribe'):
             if self.background_index is None or not \
                     0 <= self.background_index < c:
@@ -105,9 +137,15 @@ class BaseScorer:
         requires_embeddings: The score reads ``embeddings`` (and possibly the
             classifier), so it needs a head that ends in a linear classifier.
         requires_background: The score needs an IBE / SCrIBE head.
+        requires_queries: The score reads ``query_logits`` (and
+            ``mask_logits``), so it needs a mask-classification head.
+        requires_mask_logits: The score reads ``mask_logits`` (resized to
+            the image by the caller: a cost paid only when asked for).
     """
     requires_embeddings = False
     requires_background = False
+    requires_queries = False
+    requires_mask_logits = False
     name = ''
 
     def __call__(self, inputs: ScoreInputs) -> Tensor:
@@ -120,19 +158,41 @@ class BaseScorer:
         score needs."""
         reason = self.unsupported_reason(inputs.embeddings is not None,
                                          inputs.head_kind)
+        if reason is None and self.requires_queries and (
+                inputs.query_logits is None or self.requires_mask_logits
+                and inputs.mask_logits is None):
+            reason = (f"scorer '{self.name}' needs the per-query class " +
+                      'and mask logits' * self.requires_mask_logits +
+                      ' of the mask-classification head; none were given')
         if reason:
             raise UnsupportedScorerError(reason)
 
-    def unsupported_reason(self, has_embeddings: bool,
-                           head_kind: str) -> Optional[str]:
-        """Why this scorer cannot run on such a model, or ``None``."""
+    def unsupported_reason(self, has_embeddings: bool, head_kind: str,
+                           head: Optional[str] = None) -> Optional[str]:
+        """Why this scorer cannot run on such a model, or ``None``.
+
+        Args:
+            has_embeddings: The model has a final linear classifier whose
+                input can be captured.
+            head_kind: One of :data:`HEAD_KINDS`.
+            head: The head as the message should name it (e.g.
+                ``"PointHead (PointRend's point head)"``); defaults to the
+                kind.
+        """
+        head = head or f"a '{head_kind}' head"
         if self.requires_embeddings and not has_embeddings:
-            return (f"scorer '{self.name}' needs the embeddings of a final "
-                    'linear classifier (conv_seg), which this model\'s '
-                    f"decode head ('{head_kind}') does not have")
+            return (f"scorer '{self.name}' is an embedding scorer: it needs "
+                    'the input of a final 1x1 linear classifier (conv_seg), '
+                    f"which this model's final decode head, {head}, does "
+                    'not have')
         if self.requires_background and head_kind not in ('ibe', 'scribe'):
             return (f"scorer '{self.name}' needs an IBE or SCrIBE head with "
-                    f"an implicit background class, got a '{head_kind}' head")
+                    f"an implicit background class; this model's final "
+                    f'decode head is {head}')
+        if self.requires_queries and head_kind != 'mask':
+            return (f"scorer '{self.name}' needs a mask-classification head "
+                    '(MaskFormer / Mask2Former: per-query class and mask '
+                    f"logits); this model's final decode head is {head}")
         return None
 
     def score(self, inputs: ScoreInputs) -> Tensor:
