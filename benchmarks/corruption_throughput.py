@@ -15,9 +15,9 @@ Part 2 (ratio): ``--models`` models (the same 2-iteration checkpoint of the
 synthetic street config under distinct names), the synthetic street val
 set (``--images`` images, resized in place to ``--size``, 512x1024 by
 default) seen at full resolution, the clean cell and each of
-``--corruptions`` at ``--severity``. Compared, each in its own fresh process and timed by wall
-clock (process start, imports and model building included), alternating
-the order over ``--repeats``:
+``--corruptions`` at ``--severity``. Compared, each in its own fresh
+process and timed by wall clock (process start, imports and model building
+included), alternating the order over ``--repeats``:
 
 (a) one ``tools/robustness_test.py`` run with all models: its corruption
     cache makes the first model corrupt each image and the other models

@@ -3,8 +3,12 @@ MMSegmentation.
 
 Importing the package registers its modules into mmseg's registries and does
 nothing else; ``custom_imports = dict(imports=['mmseg_ood'])`` in a config is
-all a user adds.
+all a user adds. (Where torchvision is not installed, it also lets
+mmpretrain's backbones import: see
+:mod:`mmseg_ood.utils.mmpretrain_without_torchvision`.)
 """
+# first: before anything can import mmpretrain
+from .utils import mmpretrain_without_torchvision  # noqa: F401,I001
 from . import datasets  # noqa: F401  (registers datasets)
 from . import engine  # noqa: F401  (registers hooks)
 from . import evaluation  # noqa: F401  (registers metrics)

@@ -6,7 +6,8 @@
 #                                the objects OOD split)
 #   tools/analyze_representation.py
 #     bash scripts/robustness_comparison.sh
-# ROBUST_IMAGES=N evaluates the first N test images only (default: all).
+# ROBUST_IMAGES=N evaluates the first N test images only (default: all);
+# ROBUST_SEVERITIES="1 3 5" a subset of the severities (default: 1 2 3 4 5).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-.venv/bin/python}
@@ -38,7 +39,8 @@ if [[ -n ${ROBUST_IMAGES:-} ]]; then
 fi
 t1=$SECONDS
 $PY tools/robustness_test.py "${models[@]}" --names "${VARIANTS[@]}" \
-    --work-dir "$WORK/corruption" --corruptions all --severities 1 2 3 4 5 \
+    --work-dir "$WORK/corruption" --corruptions all \
+    --severities ${ROBUST_SEVERITIES:-1 2 3 4 5} \
     --msc --ood-datasets synthetic_objects_ood "${options[@]}"
 echo "[robustness] robustness_test took $((SECONDS - t1)) s"
 t1=$SECONDS

@@ -27,6 +27,22 @@ QUICK_CFG = {
 QUICK_OPTIONS = [f'{k}={v}' for k, v in QUICK_CFG.items()]
 
 
+def pytest_addoption(parser):
+    parser.addoption('--run-slow', action='store_true', default=False,
+                     help='also run the tests marked slow (minutes each, '
+                     'e.g. every model-zoo family)')
+
+
+def pytest_collection_modifyitems(config, items):
+    """``@pytest.mark.slow`` tests are skipped unless ``--run-slow``."""
+    if config.getoption('--run-slow'):
+        return
+    skip = pytest.mark.skip(reason='slow: run with --run-slow')
+    for item in items:
+        if 'slow' in item.keywords:
+            item.add_marker(skip)
+
+
 def to_bn(cfg):
     """SyncBN -> BN everywhere in a (nested) config, for one CPU process."""
     if isinstance(cfg, dict):

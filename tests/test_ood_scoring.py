@@ -231,6 +231,38 @@ def test_unsupported_scorers_are_refused_or_skipped():
     torch.testing.assert_close(out.ood_scores['energy'], expected)
 
 
+def test_head_without_a_class_score_tensor_falls_back_to_seg_logits():
+    """A head whose predict_by_feat takes something else than one tensor
+    (SAN's takes [mask_props, mask_logits]): scored from the final
+    seg_logits, with a warning saying so."""
+    class ListHead(BaseDecodeHead):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            del self.conv_seg
+            self.proj = nn.Conv2d(self.in_channels, self.num_classes, 1)
+
+        def forward(self, inputs):
+            return [self.proj(self._transform_inputs(inputs))]
+
+        def predict_by_feat(self, seg_logits, batch_img_metas):
+            return super().predict_by_feat(seg_logits[0], batch_img_metas)
+
+    MODELS.register_module('ListHeadForTest', module=ListHead, force=True)
+    model_cfg = zoo_model_config(ZOO['fcn'])
+    model_cfg.decode_head = dict(
+        type='ListHeadForTest', in_channels=512, in_index=3, channels=8,
+        num_classes=5, init_cfg=None)
+    model_cfg.auxiliary_head = None
+    model = build(model_cfg.to_dict())
+    with torch.no_grad(), OODScoring(model, ['msp', 'energy']):
+        with pytest.warns(UserWarning, match='ListHead does not hand its '
+                          'class scores to predict_by_feat as one tensor'):
+            out = model.test_step(batch(40, 56))[0]
+    torch.testing.assert_close(
+        out.ood_scores['energy'], -torch.logsumexp(out.seg_logits.data, 0))
+    assert model.out_channels == 5  # restored
+
+
 # --- flip / TTA on a flip-equivariant model ---------------------------------
 class PointwiseNet(nn.Module):
     """1x1 convs and 2x2 average pooling: exactly flip-equivariant."""

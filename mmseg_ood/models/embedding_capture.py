@@ -69,9 +69,15 @@ def head_kind(head: nn.Module) -> str:
 
 # What the heads without a per-pixel linear classifier compute instead.
 _HEAD_DESCRIPTIONS = {
-    'PointHead': "PointRend's point head: an MLP classifies sampled points",
-    'IterativeDecodeHead': "K-Net's kernel-update head: per-image dynamic "
-                           'kernels',
+    'PointHead': "PointRend: coarse FPNHead logits upsampled, the most "
+                 'uncertain points re-classified by an MLP; no single '
+                 'per-pixel linear classifier',
+    'IterativeDecodeHead': "K-Net's kernel-update head: a 1x1 classifier "
+                           'whose kernels are computed per image, not '
+                           'supported by the embedding scorers',
+    'SegmenterMaskTransformerHead': "Segmenter's mask transformer: cosine "
+                                    'similarities to per-image class '
+                                    'embeddings, then a LayerNorm',
 }
 
 

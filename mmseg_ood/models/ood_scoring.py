@@ -140,6 +140,7 @@ class OODScoring:
         self._handles = []
         self._capture = None
         self._queries = None
+        self._warned_fallback = False
         self._active = False
         self._channels = None
         self._maps = None  # per sample (K, H, W), from postprocess_result
@@ -344,15 +345,29 @@ class OODScoring:
             return None
         maps = self._maps
         self._end_predict()
-        if maps is None:
+        if maps is None and (self._capture is not None
+                             or self._queries is not None):
             method = 'predict' if self.kind == 'mask' else 'predict_by_feat'
             raise RuntimeError(
                 f'{type(self.segmentor).__name__}.predict did not call '
                 f'{type(self.head).__name__}.{method} and postprocess_result '
                 'with the score channels appended; cannot split the OOD '
                 'scores')
+        if maps is None and not self._warned_fallback:
+            # e.g. SAN's head, whose predict_by_feat takes a list
+            warnings.warn(
+                f'{type(self.head).__name__} does not hand its class scores '
+                'to predict_by_feat as one tensor: the OOD scores are '
+                "computed from the final seg_logits, after mmseg's resize "
+                'to the image (not at the head\'s resolution)')
+            self._warned_fallback = True
         for i, sample in enumerate(output):
-            scores = maps[i]
+            if maps is not None:
+                scores = maps[i]
+            else:
+                with torch.no_grad():
+                    scores = self.score(
+                        self._inputs(sample.seg_logits.data[None]))[0]
             sample.set_field(
                 {n: scores[k].float()
                  for k, n in enumerate(self.scorers)}, 'ood_scores')
