@@ -12,7 +12,7 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
 from mmseg_ood.models import EmbeddingCapture, OODScoring, final_decode_head
-from mmseg_ood.scorers import UnsupportedScorerError
+from mmseg_ood.scorers import BaseScorer, UnsupportedScorerError
 
 SCORERS = ['msp', 'entropy', 'max_logit', 'energy', 'norm', 'n_max_logit',
            'n_energy']
@@ -231,10 +231,10 @@ def test_unsupported_scorers_are_refused_or_skipped():
     torch.testing.assert_close(out.ood_scores['energy'], expected)
 
 
-def test_head_without_a_class_score_tensor_falls_back_to_seg_logits():
+def test_head_without_a_class_score_tensor_is_scored_after_its_resize():
     """A head whose predict_by_feat takes something else than one tensor
-    (SAN's takes [mask_props, mask_logits]): scored from the final
-    seg_logits, with a warning saying so."""
+    (SAN's takes [mask_props, mask_logits]): scored from what it returns,
+    and in slide inference stitched like the logits."""
     class ListHead(BaseDecodeHead):
         def __init__(self, **kw):
             super().__init__(**kw)
@@ -255,12 +255,43 @@ def test_head_without_a_class_score_tensor_falls_back_to_seg_logits():
     model_cfg.auxiliary_head = None
     model = build(model_cfg.to_dict())
     with torch.no_grad(), OODScoring(model, ['msp', 'energy']):
-        with pytest.warns(UserWarning, match='ListHead does not hand its '
-                          'class scores to predict_by_feat as one tensor'):
-            out = model.test_step(batch(40, 56))[0]
+        out = model.test_step(batch(40, 56))[0]
+    # scored at the input size, after the head's own resize
     torch.testing.assert_close(
         out.ood_scores['energy'], -torch.logsumexp(out.seg_logits.data, 0))
     assert model.out_channels == 5  # restored
+    model.test_cfg = ConfigDict(mode='slide', crop_size=(32, 32),
+                                stride=(24, 24))
+    with torch.no_grad(), OODScoring(model, ['energy']):
+        out = model.test_step(batch(40, 56))[0]
+    assert out.ood_scores['energy'].shape == (40, 56)
+
+
+def test_a_predict_that_raised_leaves_no_stale_state():
+    """An exception inside predict (e.g. out of memory in a scorer) must not
+    leave out_channels raised or captures behind for the next call."""
+    model = zoo_model('deeplabv3plus')
+    calls = []
+
+    class Boom(BaseScorer):
+        name = 'boom'
+
+        def score(self, inputs):
+            calls.append(1)
+            if len(calls) == 1:
+                raise MemoryError('boom')
+            return inputs.logits[:, 0]
+
+    channels = model.out_channels
+    with torch.no_grad(), OODScoring(model, ['energy', Boom()]) as scoring:
+        with pytest.raises(MemoryError):
+            model.test_step(batch(32, 48))
+        out = model.test_step(batch(32, 48))[0]
+        assert scoring.names == ['energy', 'boom']
+    assert model.out_channels == channels
+    plain = model.test_step(batch(32, 48))[0]
+    assert torch.equal(out.pred_sem_seg.data, plain.pred_sem_seg.data)
+    torch.testing.assert_close(out.seg_logits.data, plain.seg_logits.data)
 
 
 # --- flip / TTA on a flip-equivariant model ---------------------------------

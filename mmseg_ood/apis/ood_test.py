@@ -32,11 +32,13 @@ from .tuning import (best_of_grid, check_tuned, restrict_grid,
 
 __all__ = ['ood_test', 'DEFAULT_SCORERS']
 
-#: Scored when ``scorers`` is not given (``sml`` needs fitted statistics,
-#: so it runs only when asked for; ``gen`` and ``sml``'s spatial options
-#: are asked for by name too). Each model scores those its head supports and
-#: skips the others with a warning: the embedding scorers (``norm``,
-#: ``n_max_logit``, ``n_energy``) need a final 1x1 linear classifier,
+#: Scored when ``scorers`` is not given (``sml`` needs fitted statistics
+#: and ``gen`` is beyond the seed methods: both run when asked for by name;
+#: ``sml``'s boundary suppression and smoothing through a config dict, e.g.
+#: in ``OODScoringHook`` or ``score_image``). Each model scores those its
+#: head supports and skips the others with a warning: the embedding
+#: scorers (``norm``, ``n_max_logit``, ``n_energy``) need a final 1x1
+#: linear classifier,
 #: ``background`` an IBE / SCrIBE head, ``rba`` and ``no_object`` a
 #: mask-classification head (MaskFormer / Mask2Former).
 DEFAULT_SCORERS = ('msp', 'entropy', 'max_logit', 'energy', 'norm',

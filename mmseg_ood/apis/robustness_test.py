@@ -123,7 +123,8 @@ def _settings(models, corruptions, severities, msc, presets, seed) -> dict:
                              checkpoint=m.checkpoint,
                              sha256=digest(m.checkpoint)) for m in models],
                 corruptions=corruptions, severities=severities, msc=msc,
-                ood_datasets=[p.name for p in presets], seed=seed)
+                ood_datasets=[p.name for p in presets], seed=seed,
+                scorers=_default_scorers())
 
 
 def _load_partial(path: str, settings: dict) -> Dict[str, dict]:

@@ -128,6 +128,10 @@ class EmbeddingCapture:
         """``b``, ``(C,)``, or ``None``."""
         return self.classifier.bias
 
+    def clear(self) -> None:
+        """Forget a capture left by a forward pass that did not finish."""
+        self.embeddings = None
+
     def remove(self) -> None:
         self._handle.remove()
         self.embeddings = None
@@ -158,6 +162,10 @@ class QueryCapture:
         self.query_logits = self.mask_logits = None
         return out
 
+    def clear(self) -> None:
+        """Forget a capture left by a forward pass that did not finish."""
+        self.query_logits = self.mask_logits = None
+
     def remove(self) -> None:
         self._handle.remove()
-        self.query_logits = self.mask_logits = None
+        self.clear()

@@ -89,13 +89,22 @@ def build_scorers(scorers: Union[Iterable[ScorerSpec], Mapping[str,
 
 
 class _InstanceAttr:
-    """Removable handle for an attribute set on one instance."""
+    """Set ``obj.name = value`` on the instance; :meth:`remove` puts back
+    what the instance had before (another wrapper, when attachments nest)
+    or removes it."""
 
-    def __init__(self, obj, name):
+    _MISSING = object()
+
+    def __init__(self, obj, name, value):
         self.obj, self.name = obj, name
+        self.previous = obj.__dict__.get(name, self._MISSING)
+        setattr(obj, name, value)
 
     def remove(self):
-        self.obj.__dict__.pop(self.name, None)
+        if self.previous is self._MISSING:
+            self.obj.__dict__.pop(self.name, None)
+        else:
+            self.obj.__dict__[self.name] = self.previous
 
 
 class OODScoring:
@@ -127,7 +136,7 @@ class OODScoring:
         head_name = describe_head(self.head)
         for name, scorer in list(self.scorers.items()):
             reason = scorer.unsupported_reason(self.classifier is not None,
-                                               self.kind, head_name)
+                                               self.kind, head=head_name)
             if reason is None:
                 continue
             if strict:
@@ -140,7 +149,6 @@ class OODScoring:
         self._handles = []
         self._capture = None
         self._queries = None
-        self._warned_fallback = False
         self._active = False
         self._channels = None
         self._maps = None  # per sample (K, H, W), from postprocess_result
@@ -154,6 +162,7 @@ class OODScoring:
         if self._handles:
             return self
         seg = self.segmentor
+        self._channels = seg.out_channels
         self._handles.append(
             seg.register_forward_pre_hook(self._before_forward,
                                           with_kwargs=True))
@@ -169,19 +178,23 @@ class OODScoring:
 
             # Instance attribute shadowing the class method; removed on
             # detach.
-            head.predict = predict
-            self._handles.append(_InstanceAttr(head, 'predict'))
+            self._handles.append(_InstanceAttr(head, 'predict', predict))
         else:
             if self.classifier is not None:
                 self._capture = EmbeddingCapture(self.classifier)
             original = head.predict_by_feat
 
             def predict_by_feat(seg_logits, *args, **kwargs):
-                return original(self._append_scores(seg_logits), *args,
-                                **kwargs)
+                if isinstance(seg_logits, torch.Tensor):
+                    return original(self._append_scores(seg_logits), *args,
+                                    **kwargs)
+                # not one tensor (SAN's head takes [mask_props, logits]):
+                # score what it returns, resized to the input
+                return self._append_scores(original(seg_logits, *args,
+                                                    **kwargs))
 
-            head.predict_by_feat = predict_by_feat
-            self._handles.append(_InstanceAttr(head, 'predict_by_feat'))
+            self._handles.append(
+                _InstanceAttr(head, 'predict_by_feat', predict_by_feat))
         self._wrap_postprocess_result()
         return self
 
@@ -203,8 +216,8 @@ class OODScoring:
                                                        data_samples)
             return original(seg_logits[:, :c], data_samples)
 
-        seg.postprocess_result = postprocess_result
-        self._handles.append(_InstanceAttr(seg, 'postprocess_result'))
+        self._handles.append(
+            _InstanceAttr(seg, 'postprocess_result', postprocess_result))
 
     def _postprocess_maps(self, maps, data_samples) -> list:
         """Score maps ``(N, K, H, W)`` -> per sample ``(K, h, w)``, as
@@ -288,7 +301,7 @@ class OODScoring:
                 raise RuntimeError(
                     f'{type(self.head).__name__}.forward did not run in '
                     'predict; cannot capture the query logits')
-            if any(s.requires_mask_logits for s in self.scorers.values()):
+            if any(s.requires_queries for s in self.scorers.values()):
                 # as MaskFormerHead / Mask2FormerHead.predict resize them
                 # to the size of the class scores they return
                 mask_logits = F.interpolate(
@@ -316,13 +329,17 @@ class OODScoring:
     def _before_forward(self, module, args, kwargs):
         if self._mode(args, kwargs) != 'predict':
             return None
+        # a predict that raised leaves stale state: start clean
+        self._end_predict()
+        for capture in (self._capture, self._queries):
+            if capture is not None:
+                capture.clear()
         self._active = True
-        self._channels = module.out_channels
         module.out_channels = self._channels + len(self.scorers)
         return None
 
     def _end_predict(self) -> None:
-        if self._active and self._channels is not None:
+        if self._channels is not None:
             self.segmentor.out_channels = self._channels
         self._active = False
         self._maps = None
@@ -345,29 +362,15 @@ class OODScoring:
             return None
         maps = self._maps
         self._end_predict()
-        if maps is None and (self._capture is not None
-                             or self._queries is not None):
+        if maps is None:
             method = 'predict' if self.kind == 'mask' else 'predict_by_feat'
             raise RuntimeError(
                 f'{type(self.segmentor).__name__}.predict did not call '
                 f'{type(self.head).__name__}.{method} and postprocess_result '
                 'with the score channels appended; cannot split the OOD '
                 'scores')
-        if maps is None and not self._warned_fallback:
-            # e.g. SAN's head, whose predict_by_feat takes a list
-            warnings.warn(
-                f'{type(self.head).__name__} does not hand its class scores '
-                'to predict_by_feat as one tensor: the OOD scores are '
-                "computed from the final seg_logits, after mmseg's resize "
-                'to the image (not at the head\'s resolution)')
-            self._warned_fallback = True
         for i, sample in enumerate(output):
-            if maps is not None:
-                scores = maps[i]
-            else:
-                with torch.no_grad():
-                    scores = self.score(
-                        self._inputs(sample.seg_logits.data[None]))[0]
+            scores = maps[i]
             sample.set_field(
                 {n: scores[k].float()
                  for k, n in enumerate(self.scorers)}, 'ood_scores')

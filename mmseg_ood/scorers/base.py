@@ -35,15 +35,15 @@ class ScoreInputs:
     Args:
         logits: Class scores ``s = W z + b``, ``(N, C, H, W)`` or ``(N, C)``.
             For IBE / SCrIBE heads the full C-vector, implicit background
-            included.
+            included. For ``'mask'`` heads, the per-pixel class scores mmseg
+            predicts from: ``f_k(x) = sum_q softmax(c_q)_k sigmoid(m_q(x))``
+            over the K classes (the "no object" class dropped), in
+            ``[0, Q]``.
         embeddings: ``z``, the input of the final 1x1 classifier,
             ``(N, D, H, W)`` or ``(N, D)``; ``None`` for heads without a
             linear classifier.
         cls_weight: Classifier weight ``W``, ``(C, D)``.
         cls_bias: Classifier bias ``b``, ``(C,)``, or ``None``.
-            For ``'mask'`` heads, the per-pixel class scores mmseg predicts
-            from: ``f_k(x) = sum_q softmax(c_q)_k sigmoid(m_q(x))`` over the
-            K classes (the "no object" class dropped), in ``[0, Q]``.
         head_kind: One of :data:`HEAD_KINDS`.
         background_index: Index of the (implicit) background class, for
             ``'ibe'`` / ``'scribe'`` heads.
@@ -137,15 +137,16 @@ class BaseScorer:
         requires_embeddings: The score reads ``embeddings`` (and possibly the
             classifier), so it needs a head that ends in a linear classifier.
         requires_background: The score needs an IBE / SCrIBE head.
-        requires_queries: The score reads ``query_logits`` (and
-            ``mask_logits``), so it needs a mask-classification head.
-        requires_mask_logits: The score reads ``mask_logits`` (resized to
-            the image by the caller: a cost paid only when asked for).
+        requires_mask_head: The score is defined on the class scores ``f``
+            of a mask-classification head only.
+        requires_queries: The score reads ``query_logits`` and
+            ``mask_logits`` (resized to the image by the caller: a cost paid
+            only when asked for); implies ``requires_mask_head``.
     """
     requires_embeddings = False
     requires_background = False
+    requires_mask_head = False
     requires_queries = False
-    requires_mask_logits = False
     name = ''
 
     def __call__(self, inputs: ScoreInputs) -> Tensor:
@@ -159,11 +160,10 @@ class BaseScorer:
         reason = self.unsupported_reason(inputs.embeddings is not None,
                                          inputs.head_kind)
         if reason is None and self.requires_queries and (
-                inputs.query_logits is None or self.requires_mask_logits
-                and inputs.mask_logits is None):
-            reason = (f"scorer '{self.name}' needs the per-query class " +
-                      'and mask logits' * self.requires_mask_logits +
-                      ' of the mask-classification head; none were given')
+                inputs.query_logits is None or inputs.mask_logits is None):
+            reason = (f"scorer '{self.name}' needs the per-query class "
+                      'logits and mask logits of the mask-classification '
+                      'head; they were not given')
         if reason:
             raise UnsupportedScorerError(reason)
 
@@ -189,7 +189,8 @@ class BaseScorer:
             return (f"scorer '{self.name}' needs an IBE or SCrIBE head with "
                     f"an implicit background class; this model's final "
                     f'decode head is {head}')
-        if self.requires_queries and head_kind != 'mask':
+        if (self.requires_mask_head or self.requires_queries) and \
+                head_kind != 'mask':
             return (f"scorer '{self.name}' needs a mask-classification head "
                     '(MaskFormer / Mask2Former: per-query class and mask '
                     f"logits); this model's final decode head is {head}")

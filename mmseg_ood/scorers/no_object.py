@@ -32,7 +32,6 @@ class NoObjectMass(BaseScorer):
     """
     name = 'no_object'
     requires_queries = True
-    requires_mask_logits = True
 
     def score(self, inputs: ScoreInputs) -> Tensor:
         void = torch.softmax(inputs.query_logits.float(), dim=-1)[..., -1]

@@ -31,7 +31,7 @@ class RejectedByAll(BaseScorer):
         ``support.py: get_RbA``, ``-logits.tanh().sum(dim=0)``).
     """
     name = 'rba'
-    requires_queries = True
+    requires_mask_head = True
 
     def score(self, inputs: ScoreInputs) -> Tensor:
         return -torch.tanh(inputs.logits.float()).sum(dim=1)

@@ -12,13 +12,16 @@ project's machines: the index's torchvision wheels load only against the
 CUDA build), so without torchvision ``import mmpretrain.models`` fails and
 no mmpretrain backbone builds.
 
-When torchvision is not installed (and only then), the package puts
+When torchvision is not installed or does not import (and only then:
+a CUDA build of torchvision next to a CPU torch fails at import with
+"operator torchvision::nms does not exist"), the package puts
 placeholders for those two modules into ``sys.modules`` before mmpretrain
 imports them. Every name they export is a function that raises
 ``ModuleNotFoundError`` naming torchvision and the function, so nothing
 that needs torchvision can run without it; torchvision itself is not faked,
 and every other mmpretrain module is the real one. With torchvision
-installed this module does nothing.
+importing, this module does nothing (but that import: mmpretrain would
+make it anyway).
 """
 from __future__ import annotations
 
@@ -49,14 +52,25 @@ def _needs_torchvision(module: str, name: str):
     return unavailable
 
 
+def torchvision_boxes_import() -> bool:
+    """Whether ``torchvision.ops.boxes``, what mmpretrain imports, imports."""
+    if importlib.util.find_spec('torchvision') is None:
+        return False
+    try:
+        importlib.import_module('torchvision.ops.boxes')
+    except Exception:  # a torchvision built for another torch
+        return False
+    return True
+
+
 def allow_mmpretrain_without_torchvision() -> bool:
-    """Install the placeholders if torchvision is missing and mmpretrain is
-    installed; return whether they are in place.
+    """Install the placeholders if mmpretrain is installed and torchvision
+    is missing or does not import; return whether they are in place.
 
     A module mmpretrain has already imported is left as it is.
     """
-    if importlib.util.find_spec('torchvision') is not None or \
-            importlib.util.find_spec('mmpretrain') is None:
+    if importlib.util.find_spec('mmpretrain') is None or \
+            torchvision_boxes_import():
         return False
     for module, names in TORCHVISION_MODULES.items():
         if module in sys.modules:
