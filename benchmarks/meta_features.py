@@ -96,17 +96,8 @@ def build_model():
     cfg = Config.fromfile(path)
     cfg.model.pretrained = None
 
-    def to_bn(node):  # SyncBN needs a process group; one CPU process here
-        if isinstance(node, dict):
-            if node.get('type') == 'SyncBN':
-                node['type'] = 'BN'
-            for v in node.values():
-                to_bn(v)
-        elif isinstance(node, (list, tuple)):
-            for v in node:
-                to_bn(v)
-
-    to_bn(cfg.model)
+    from mmseg_ood.utils import sync_bn_to_bn
+    sync_bn_to_bn(cfg.model)  # one CPU process, no process group
     init_default_scope('mmseg')
     torch.manual_seed(0)
     # PyTorch's default initialisation: init_weights() would only log a

@@ -217,19 +217,6 @@ def family_config(family: str) -> str:
     return osp.join(folder, (city or files)[0])
 
 
-def _to_bn(cfg) -> None:
-    """SyncBN -> BN everywhere in a (nested) config (as tests/conftest.py's
-    ``to_bn``), for one CPU process."""
-    if isinstance(cfg, dict):
-        if cfg.get('type') == 'SyncBN':
-            cfg['type'] = 'BN'
-        for v in cfg.values():
-            _to_bn(v)
-    elif isinstance(cfg, (list, tuple)):
-        for v in cfg:
-            _to_bn(v)
-
-
 def _is_checkpoint_init(init_cfg) -> bool:
     if isinstance(init_cfg, dict):
         return 'checkpoint' in init_cfg or init_cfg.get('type') in (
@@ -271,7 +258,8 @@ def zoo_config(path: str, img_size=None):
     model.data_preprocessor.pop('size', None)
     model.data_preprocessor['size_divisor'] = 32
     model.data_preprocessor['test_cfg'] = dict(size_divisor=32)
-    _to_bn(model)
+    from mmseg_ood.utils import sync_bn_to_bn
+    sync_bn_to_bn(model)
     if img_size is not None:
         model.backbone.img_size = tuple(img_size)
     cfg.test_pipeline = [dict(type='LoadImageFromFile'),

@@ -30,18 +30,6 @@ MODELS = {
 }
 
 
-def to_bn(cfg):
-    """SyncBN -> BN in a nested config (one process)."""
-    if isinstance(cfg, dict):
-        if cfg.get('type') == 'SyncBN':
-            cfg['type'] = 'BN'
-        for v in cfg.values():
-            to_bn(v)
-    elif isinstance(cfg, list):
-        for v in cfg:
-            to_bn(v)
-
-
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--size', type=int, nargs=2, default=[512, 1024])
@@ -63,7 +51,8 @@ def build_model(config, device):
     cfg.model.pretrained = None
     cfg.model.backbone.init_cfg = None
     cfg.model.data_preprocessor.pop('size', None)
-    to_bn(cfg.model)
+    from mmseg_ood.utils import sync_bn_to_bn
+    sync_bn_to_bn(cfg.model)
     init_default_scope('mmseg')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)

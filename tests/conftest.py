@@ -45,14 +45,8 @@ def pytest_collection_modifyitems(config, items):
 
 def to_bn(cfg):
     """SyncBN -> BN everywhere in a (nested) config, for one CPU process."""
-    if isinstance(cfg, dict):
-        if cfg.get('type') == 'SyncBN':
-            cfg['type'] = 'BN'
-        for v in cfg.values():
-            to_bn(v)
-    elif isinstance(cfg, (list, tuple)):
-        for v in cfg:
-            to_bn(v)
+    from mmseg_ood.utils import sync_bn_to_bn
+    sync_bn_to_bn(cfg)
 
 
 def zoo_config_path(name):

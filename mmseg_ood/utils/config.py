@@ -21,7 +21,8 @@ from mmengine.registry import Registry
 
 __all__ = [
     'load_config', 'explain_unknown_types', 'UnknownTypeError',
-    'registered_types', 'config_root', 'resolve_config_path', 'CONFIG_SCOPE'
+    'registered_types', 'config_root', 'resolve_config_path', 'CONFIG_SCOPE',
+    'sync_bn_to_bn'
 ]
 
 #: Prefix of a path in the package's configs: ``mmseg_ood::synthetic/...``.
@@ -164,3 +165,17 @@ def load_config(config: str,
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(config))[0])
     return cfg
+
+
+def sync_bn_to_bn(cfg) -> None:
+    """Replace every ``type='SyncBN'`` in a (nested) config by ``'BN'``, in
+    place: model-zoo configs use SyncBN, which needs a process group, so
+    that one CPU process can build them."""
+    if isinstance(cfg, dict):
+        if cfg.get('type') == 'SyncBN':
+            cfg['type'] = 'BN'
+        for v in cfg.values():
+            sync_bn_to_bn(v)
+    elif isinstance(cfg, (list, tuple)):
+        for v in cfg:
+            sync_bn_to_bn(v)
