@@ -46,12 +46,12 @@ def hand_case():
     # [1/4, 1/4, 1/2]; the last entry is "no object"
     query_logits = torch.tensor([[[math.log(3), 0., 0.],
                                   [0., 0., math.log(2)]]])
-    # sigmoid(0) = 1/2, sigmoid(ln 3) = 3/4
-    mask_logits = torch.tensor([[0., math.log(3)]]).view(1, 2, 1, 1)
+    # the mask probabilities: sigmoid(0) = 1/2, sigmoid(ln 3) = 3/4
+    mask_probs = torch.tensor([[0.5, 0.75]]).view(1, 2, 1, 1)
     # f_1 = 3/5 * 1/2 + 1/4 * 3/4 = 0.4875; f_2 = 1/5 * 1/2 + 1/4 * 3/4
     f = torch.tensor([0.4875, 0.2875]).view(1, 2, 1, 1)
     return ScoreInputs(f, head_kind='mask', query_logits=query_logits,
-                       mask_logits=mask_logits)
+                       mask_probs=mask_probs)
 
 
 def test_rba_on_a_hand_computed_pixel():
@@ -80,10 +80,10 @@ def test_query_inputs_are_checked():
     with pytest.raises(ValueError, match=r'`query_logits` must be \(N, Q, C '
                        r'\+ 1\) = \(1, Q, 3\)'):
         ScoreInputs(f, head_kind='mask', query_logits=torch.rand(1, 4, 2))
-    with pytest.raises(ValueError, match='`mask_logits` must be'):
+    with pytest.raises(ValueError, match='`mask_probs` must be'):
         ScoreInputs(f, head_kind='mask', query_logits=torch.rand(1, 4, 3),
-                    mask_logits=torch.rand(1, 4, 2, 3))
-    with pytest.raises(UnsupportedScorerError, match='mask logits'):
+                    mask_probs=torch.rand(1, 4, 2, 3))
+    with pytest.raises(UnsupportedScorerError, match='mask probabilities'):
         build_scorer('no_object')(ScoreInputs(
             f, head_kind='mask', query_logits=torch.rand(1, 4, 3)))
     with pytest.raises(UnsupportedScorerError, match='mask-classification'):

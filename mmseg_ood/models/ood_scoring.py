@@ -26,8 +26,10 @@ Tensor (H, W)}``.
 Cost: the scorers run on ``(N, C, h, w)`` at the head's resolution (1/4 or
 1/8 of the input for most heads; the padded input for mask-classification
 heads, which upsample their masks first); the extra channels add K/C to the
-upsampling and stitching work. A scorer that reads the mask logits
-(``no_object``) makes them be resized once more, as the head resizes them.
+upsampling and stitching work. A scorer that reads the mask probabilities
+(``no_object``) makes the wrapper run the head's semantic inference itself
+(:func:`~mmseg_ood.models.mask_classification.mask_predict`, the same
+operations, so ``seg_logits`` is bit-identical) to keep them.
 """
 from __future__ import annotations
 
@@ -37,7 +39,6 @@ from typing import Iterable, Mapping, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.models.utils import resize
@@ -45,6 +46,7 @@ from mmseg.structures import SegDataSample
 
 from ..scorers import (BaseScorer, ScoreInputs, UnsupportedScorerError,
                        build_scorer)
+from .mask_classification import mask_predict
 from .embedding_capture import (EmbeddingCapture, QueryCapture,
                                 describe_head, final_classifier,
                                 final_decode_head, head_kind,
@@ -149,6 +151,7 @@ class OODScoring:
         self._handles = []
         self._capture = None
         self._queries = None
+        self._mask_probs = None
         self._active = False
         self._channels = None
         self._maps = None  # per sample (K, H, W), from postprocess_result
@@ -172,9 +175,17 @@ class OODScoring:
         if self.kind == 'mask':
             self._queries = QueryCapture(head)
             original_predict = head.predict
+            keep_masks = any(s.requires_queries
+                             for s in self.scorers.values())
 
-            def predict(*args, **kwargs):
-                return self._append_scores(original_predict(*args, **kwargs))
+            def predict(x, batch_img_metas, test_cfg=None):
+                if not (self._active and keep_masks):
+                    return self._append_scores(
+                        original_predict(x, batch_img_metas, test_cfg))
+                # the head's own computation, keeping its mask probabilities
+                seg_logits, _, self._mask_probs = mask_predict(
+                    head, x, batch_img_metas)
+                return self._append_scores(seg_logits)
 
             # Instance attribute shadowing the class method; removed on
             # detach.
@@ -287,7 +298,7 @@ class OODScoring:
         """What the scorers read, from the class scores at the head's output
         and the captures of the same forward pass."""
         cap = self._capture
-        embeddings = query_logits = mask_logits = None
+        embeddings = query_logits = mask_probs = None
         if cap is not None:
             embeddings = cap.embeddings
             if embeddings is None:
@@ -296,19 +307,12 @@ class OODScoring:
                     'predict_by_feat; cannot capture the embeddings')
             cap.embeddings = None
         if self._queries is not None:
-            query_logits, mask_logits = self._queries.pop()
+            query_logits, _ = self._queries.pop()
             if query_logits is None:
                 raise RuntimeError(
                     f'{type(self.head).__name__}.forward did not run in '
                     'predict; cannot capture the query logits')
-            if any(s.requires_queries for s in self.scorers.values()):
-                # as MaskFormerHead / Mask2FormerHead.predict resize them
-                # to the size of the class scores they return
-                mask_logits = F.interpolate(
-                    mask_logits, size=logits.shape[2:], mode='bilinear',
-                    align_corners=False)
-            else:
-                mask_logits = None
+            mask_probs, self._mask_probs = self._mask_probs, None
         return ScoreInputs(
             logits=logits,
             embeddings=embeddings,
@@ -317,7 +321,7 @@ class OODScoring:
             head_kind=self.kind,
             background_index=self.background_index,
             query_logits=query_logits,
-            mask_logits=mask_logits)
+            mask_probs=mask_probs)
 
     # hooks -------------------------------------------------------------------
     @staticmethod
@@ -334,6 +338,7 @@ class OODScoring:
         for capture in (self._capture, self._queries):
             if capture is not None:
                 capture.clear()
+        self._mask_probs = None
         self._active = True
         module.out_channels = self._channels + len(self.scorers)
         return None

@@ -49,12 +49,12 @@ class ScoreInputs:
             ``'ibe'`` / ``'scribe'`` heads.
         query_logits: Mask classification: the final decoder layer's class
             logits ``c``, ``(N, Q, K + 1)``, the last one "no object".
-        mask_logits: Mask classification: its mask logits ``m``, ``(N, Q,
-            H, W)``, resized to the logits' size as the head resizes them
-            before computing ``f``; ``None`` unless a scorer needs them.
+        mask_probs: Mask classification: ``sigmoid(m)`` of its mask logits
+            ``m`` resized to the logits' size, ``(N, Q, H, W)``, the tensor
+            the head computes ``f`` from; ``None`` unless a scorer needs it.
 
     Shape:
-        ``embeddings`` and ``mask_logits`` have the batch and spatial shape
+        ``embeddings`` and ``mask_probs`` have the batch and spatial shape
         of ``logits``.
     """
     logits: Tensor
@@ -64,7 +64,7 @@ class ScoreInputs:
     head_kind: str = 'softmax'
     background_index: Optional[int] = None
     query_logits: Optional[Tensor] = None
-    mask_logits: Optional[Tensor] = None
+    mask_probs: Optional[Tensor] = None
 
     def __post_init__(self):
         if not isinstance(self.logits, Tensor):
@@ -109,13 +109,13 @@ class ScoreInputs:
                     f'`query_logits` must be (N, Q, C + 1) = ({n}, Q, '
                     f'{c + 1}) for logits {tuple(self.logits.shape)}, got '
                     f'{tuple(q.shape)}')
-        if self.mask_logits is not None:
-            m = self.mask_logits
+        if self.mask_probs is not None:
+            m = self.mask_probs
             if self.query_logits is None or m.dim() != 2 + len(spatial) \
                     or m.shape[:2] != self.query_logits.shape[:2] or \
                     tuple(m.shape[2:]) != spatial:
                 raise ValueError(
-                    '`mask_logits` must be (N, Q' + ', H, W' * bool(spatial)
+                    '`mask_probs` must be (N, Q' + ', H, W' * bool(spatial)
                     + ') matching `query_logits` and the logits, got '
                     f'{tuple(m.shape)}')
         if self.head_kind in ('ibe', 'scribe'):
@@ -140,8 +140,9 @@ class BaseScorer:
         requires_mask_head: The score is defined on the class scores ``f``
             of a mask-classification head only.
         requires_queries: The score reads ``query_logits`` and
-            ``mask_logits`` (resized to the image by the caller: a cost paid
-            only when asked for); implies ``requires_mask_head``.
+            ``mask_probs`` (kept by the caller from the head's own
+            computation only when asked for); implies
+            ``requires_mask_head``.
     """
     requires_embeddings = False
     requires_background = False
@@ -160,9 +161,10 @@ class BaseScorer:
         reason = self.unsupported_reason(inputs.embeddings is not None,
                                          inputs.head_kind)
         if reason is None and self.requires_queries and (
-                inputs.query_logits is None or inputs.mask_logits is None):
+                inputs.query_logits is None or inputs.mask_probs is None):
             reason = (f"scorer '{self.name}' needs the per-query class "
-                      'logits and mask logits of the mask-classification '
+                      'logits and mask probabilities of the '
+                      'mask-classification '
                       'head; they were not given')
         if reason:
             raise UnsupportedScorerError(reason)

@@ -21,7 +21,7 @@ class NoObjectMass(BaseScorer):
 
     Shape:
         ``(N, K, H, W) -> (N, H, W)``, with ``query_logits`` ``(N, Q, K +
-        1)`` and ``mask_logits`` ``(N, Q, H, W)``.
+        1)`` and ``mask_probs`` ``(N, Q, H, W)``.
 
     References:
         The "no object" class of mask classification: Cheng, Schwing &
@@ -35,7 +35,7 @@ class NoObjectMass(BaseScorer):
 
     def score(self, inputs: ScoreInputs) -> Tensor:
         void = torch.softmax(inputs.query_logits.float(), dim=-1)[..., -1]
-        masks = torch.sigmoid(inputs.mask_logits.float())
+        masks = inputs.mask_probs.float()
         spatial = 'hw'[:masks.dim() - 2]
         void_mass = torch.einsum(f'nq,nq{spatial}->n{spatial}', void, masks)
         total = masks.sum(dim=1)
