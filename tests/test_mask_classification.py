@@ -189,10 +189,17 @@ def test_slide_inference_stitches_the_maps():
                                    rtol=1e-4, atol=1e-5)
 
 
-def test_maskformer_is_scored_too():
+@pytest.mark.parametrize('h, w', [(64, 64), (50, 70)])
+def test_maskformer_is_scored_too(h, w):
     model = small_maskformer()
-    with torch.no_grad(), OODScoring(model, ['rba', 'no_object']):
-        out = model.test_step(batch(64, 64))[0]
+    with torch.no_grad():
+        plain = model.test_step(batch(h, w))[0]
+        with OODScoring(model, ['rba', 'no_object']):
+            out = model.test_step(batch(h, w))[0]
+    # no_object makes the wrapper run the head's semantic inference itself:
+    # mmseg's outputs must not change by a bit
+    assert torch.equal(out.seg_logits.data, plain.seg_logits.data)
+    assert torch.equal(out.pred_sem_seg.data, plain.pred_sem_seg.data)
     f = out.seg_logits.data
     torch.testing.assert_close(out.ood_scores['rba'], -f.tanh().sum(0))
     assert ((out.ood_scores['no_object'] > 0) &
