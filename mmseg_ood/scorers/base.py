@@ -252,6 +252,16 @@ def check_number(name: str, value, low: Optional[float] = None,
     return value
 
 
+def check_num_classes(name: str, logits: Tensor) -> int:
+    """The number of classes C of ``logits``; a score over a distribution
+    needs C >= 2."""
+    num_classes = logits.shape[1]
+    if num_classes < 2:
+        raise ValueError(f'{name} needs at least 2 classes, got logits of '
+                         f'shape {tuple(logits.shape)}')
+    return num_classes
+
+
 def build_scorer(cfg: Union[dict, str]) -> BaseScorer:
     """Build a scorer from ``dict(type=NAME, **params)`` or a bare name.
 

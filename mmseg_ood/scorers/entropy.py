@@ -4,7 +4,8 @@ import math
 import torch
 from torch import Tensor
 
-from .base import OOD_SCORERS, BaseScorer, ScoreInputs
+from .base import (OOD_SCORERS, BaseScorer, ScoreInputs,
+                   check_num_classes)
 
 
 @OOD_SCORERS.register_module('entropy')
@@ -28,10 +29,7 @@ class Entropy(BaseScorer):
 
     def score(self, inputs: ScoreInputs) -> Tensor:
         logits = inputs.logits
-        num_classes = logits.shape[1]
-        if num_classes < 2:
-            raise ValueError('entropy needs at least 2 classes, got logits of '
-                             f'shape {tuple(logits.shape)}')
+        num_classes = check_num_classes('entropy', logits)
         log_p = torch.log_softmax(logits.float(), dim=1)
         ent = -(log_p.exp() * log_p).sum(dim=1)
         return ent / math.log(num_classes)

@@ -6,7 +6,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .base import OOD_SCORERS, BaseScorer, ScoreInputs, check_number
+from .base import (OOD_SCORERS, BaseScorer, ScoreInputs,
+                   check_num_classes, check_number)
 
 
 @OOD_SCORERS.register_module('gen')
@@ -66,10 +67,7 @@ class GeneralizedEntropy(BaseScorer):
 
     def score(self, inputs: ScoreInputs) -> Tensor:
         logits = inputs.logits
-        num_classes = logits.shape[1]
-        if num_classes < 2:
-            raise ValueError('gen needs at least 2 classes, got logits of '
-                             f'shape {tuple(logits.shape)}')
+        num_classes = check_num_classes('gen', logits)
         if logits.dtype != torch.float64:
             logits = logits.float()
         log_p = torch.log_softmax(logits, dim=1)
