@@ -13,15 +13,18 @@ import os.path as osp
 import shutil
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..datasets import check_dataset_files
 from ..engine import MetaClassifierHook
+from ..engine.smiyc_export_hook import TRANSFORMS as EXPORT_TRANSFORMS
+from ..engine.smiyc_export_hook import transform_file
 from ..evaluation import OODSegmentMetric, load_meta_classifiers
+from ..evaluation.ood_metric import threshold_rule
 from ..evaluation.report import (dump_json, markdown_table, plot_curves,
-                                 write_results)
+                                 write_per_image, write_results)
 from ..evaluation.segment_report import segment_tables_markdown
 from ..scorers import build_scorer
 from .dataset_presets import DatasetPreset, load_dataset_preset
@@ -44,6 +47,44 @@ __all__ = ['ood_test', 'DEFAULT_SCORERS']
 DEFAULT_SCORERS = ('msp', 'entropy', 'max_logit', 'energy', 'norm',
                    'n_max_logit', 'n_energy', 'background', 'rba',
                    'no_object')
+
+
+def parse_component_threshold(text) -> Tuple[str, Optional[object]]:
+    """``--component-threshold`` -> ``(rule, argument)``.
+
+    ``'best-f1'`` (or ``'best_f1'``): ``('best-f1', None)``, each dataset's
+    own best pixel-F1 threshold (the SMIYC benchmark's choice, an oracle);
+    a number: ``('fixed', value)``; ``'from:<dataset>'``: ``('from',
+    name)``, the best-F1 threshold of another dataset; ``'tpr:<rate>'``:
+    ``('tpr', rate)``, the threshold at which each dataset's pixel TPR first
+    reaches ``rate``.
+
+    Raises:
+        ValueError: anything else (naming the accepted forms).
+    """
+    forms = ("'best-f1', a number, 'from:<dataset>' or 'tpr:<rate>' "
+             '(rate in (0, 1])')
+    if not isinstance(text, (str, int, float)) or isinstance(text, bool):
+        raise ValueError(f'`component_threshold` must be {forms}, got '
+                         f'{text!r}')
+    if text in ('best-f1', 'best_f1'):
+        return 'best-f1', None
+    if isinstance(text, str) and text.startswith('from:'):
+        if not text[5:]:
+            raise ValueError("`component_threshold` 'from:' needs a "
+                             "dataset, e.g. 'from:road_anomaly21'")
+        return 'from', text[5:]
+    if isinstance(text, str) and text.startswith('tpr:'):
+        rate = threshold_rule(text)[1]  # ValueError for a bad rate
+        return 'tpr', rate
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f'`component_threshold` must be {forms}, got '
+                         f'{text!r}') from None
+    if not np.isfinite(value):
+        raise ValueError(f'`component_threshold` must be finite, got {text!r}')
+    return 'fixed', value
 
 
 def _plain(results: dict) -> dict:
@@ -94,6 +135,9 @@ def ood_test(config: str,
              show_dir: Optional[str] = None,
              show_num: int = 10,
              export_smiyc: Optional[str] = None,
+             export_transform: str = 'rank',
+             component_threshold='best-f1',
+             per_image: bool = False,
              tta: bool = False,
              id_eval: bool = True,
              sml_stats: Optional[str] = None,
@@ -119,7 +163,25 @@ def ood_test(config: str,
             maximizing AP; the best values are then used on every dataset.
         tune_on: Dataset to tune on (default: the first of ``datasets``).
         show_dir / show_num: Heatmaps of the first ``show_num`` images.
-        export_smiyc: Directory for the SMIYC submission files.
+        export_smiyc: Directory for the SMIYC submission files
+            (``anomaly_p/<method>/<dataset>/<frame>.hdf5``, float16).
+        export_transform: ``'rank'`` (default): each scorer's scores go
+            through a monotone transform into [0, 1], fitted on the
+            dataset's pixels and recorded in
+            ``anomaly_p/<method>/<dataset>.score_transform.json``, so that
+            metrics computed from the files equal the tool's; ``'none'``:
+            the raw scores cast to float16 (rankings are lost where float16
+            is coarse). See :class:`~mmseg_ood.engine.SMIYCExportHook`.
+        component_threshold: Threshold of the component metrics (see
+            :func:`parse_component_threshold`): ``'best-f1'`` (default,
+            SMIYC parity: each dataset's own best pixel-F1 threshold, an
+            oracle), a number, ``'from:<dataset>'`` (the best-F1 threshold
+            of another dataset, evaluated first) or ``'tpr:<rate>'``.
+            ``results.json`` records the rule and every threshold used.
+        per_image: Also report AUROC / AP / FPR95 per image, averaged over
+            the images with both ID and OOD pixels (columns labelled "per
+            image"; the pooled ones "pooled"); ``per_image.csv`` lists each
+            image.
         tta: Test-time augmentation (scores merged by ``OODSegTTAModel``).
         id_eval: Also report the mIoU of the config's own test set.
         sml_stats: Statistics file of the ``sml`` scorer; without it they
@@ -139,6 +201,16 @@ def ood_test(config: str,
     """
     plan = _check_request(scorers, tune, tune_on, datasets, sml_stats,
                           sml_fit_on, meta_classifier, tta)
+    if export_transform not in EXPORT_TRANSFORMS:
+        raise ValueError(f'`export_transform` must be one of '
+                         f'{EXPORT_TRANSFORMS}, got {export_transform!r}')
+    if not isinstance(per_image, bool):
+        raise TypeError(f'`per_image` must be a bool, got {per_image!r}')
+    plan.threshold = parse_component_threshold(component_threshold)
+    if plan.threshold[0] == 'from':
+        plan.threshold_preset = load_dataset_preset(plan.threshold[1])
+    plan.per_image = per_image
+    plan.export_transform = export_transform
     with EvaluationSession(config, checkpoint, work_dir, cfg_options,
                            launcher, unsafe_load, tta,
                            tool='ood_test') as session:
@@ -156,6 +228,10 @@ class _Plan:
     tune_preset: Optional[DatasetPreset]
     grid: Dict[str, dict]
     meta: Optional[list] = None
+    threshold: Tuple[str, object] = ('best-f1', None)
+    threshold_preset: Optional[DatasetPreset] = None
+    per_image: bool = False
+    export_transform: str = 'rank'
 
 
 def _check_request(scorers, tune, tune_on, datasets, sml_stats,
@@ -219,8 +295,8 @@ def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
     """Check the datasets' files (roots, images); whether to run the ID
     pass (skipped, with a warning, when the config's test set is not
     there)."""
-    presets = plan.presets + ([plan.tune_preset] if plan.tune_preset
-                              else [])
+    presets = plan.presets + [p for p in (plan.tune_preset,
+                                          plan.threshold_preset) if p]
     for p in presets:
         check_dataset_files(p.dataset, f'dataset {p.name!r} ({p.path})')
     names = plan.scorers if plan.scorers is not None else []
@@ -237,6 +313,39 @@ def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
     return id_eval
 
 
+def _rule_name(threshold: Tuple[str, object]) -> str:
+    """``('tpr', 0.95)`` -> ``'tpr:0.95'`` (as ``--component-threshold``)."""
+    rule, arg = threshold
+    if rule == 'best-f1':
+        return rule
+    return f'{rule}:{arg}' if rule == 'from' else f'{rule}:{arg:g}'
+
+
+def _metric_threshold(threshold: Tuple[str, object], preset: DatasetPreset,
+                      source: Optional[DatasetPreset], payload: dict):
+    """OODMetric's ``component_threshold`` on ``preset``: the rule, or for
+    ``from:<dataset>`` the source dataset's best-F1 thresholds by scorer
+    (already evaluated: it runs first)."""
+    rule, arg = threshold
+    if rule == 'fixed':
+        return float(arg)
+    if rule == 'tpr':
+        return f'tpr:{arg:g}'
+    if rule == 'best-f1' or preset.name == source.name:
+        return 'best_f1'
+    found = payload['results'][source.name]
+    thresholds = {n: r.get('best_f1_threshold') for n, r in found.items()}
+    undefined = sorted(n for n, t in thresholds.items()
+                       if t is None or t != t)
+    if undefined:
+        warnings.warn(
+            f'component metrics on {preset.name!r}: {source.name!r} has no '
+            f'best-F1 threshold for {undefined} (it needs ID and OOD '
+            'pixels); those scorers get none')
+    return {n: float(t) for n, t in thresholds.items()
+            if n not in undefined}
+
+
 def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
          export_smiyc, id_eval, sml_stats, sml_fit_on) -> dict:
     work_dir = session.work_dir
@@ -247,13 +356,27 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
     if plan.tune_preset is not None and plan.tune_preset.name not in names:
         names.insert(0, plan.tune_preset.name)
         presets.insert(0, plan.tune_preset)
+    source = plan.threshold_preset
+    if source is not None:  # evaluated first: its thresholds serve the rest
+        if source.name in names:
+            presets.pop(names.index(source.name))
+            names.remove(source.name)
+        names.insert(0, source.name)
+        presets.insert(0, source)
     strict = plan.scorers is not None
     scorer_list = _scorer_list(session, plan.scorers, sml_stats, sml_fit_on)
     if rank0:
         print(f'[ood_test] log: {session.log_file}')
     payload = dict(complete=False, config=session.config,
                    checkpoint=session.checkpoint, datasets=names, results={},
-                   tuning=None, id_miou={})
+                   tuning=None, id_miou={},
+                   component_threshold=dict(
+                       rule=_rule_name(plan.threshold), thresholds={}),
+                   per_image=plan.per_image, labels={})
+    if export_smiyc:
+        payload['export'] = dict(dir=export_smiyc,
+                                 transform=plan.export_transform,
+                                 transform_files={})
     if plan.meta:
         payload['segments'] = {}
     # written while the run goes on; results.* and curves/ of an earlier
@@ -263,6 +386,7 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
     if rank0 and osp.isdir(curves):
         shutil.rmtree(curves)
 
+    per_image_rows: Dict[str, list] = {}
     if plan.tune_preset is not None:
         payload['tuning'] = _tune(session, plan.tune_preset, plan.tune,
                                   plan.grid)
@@ -277,9 +401,14 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
                               num=show_num, palette=session.palette))
         if export_smiyc:
             hooks.append(dict(type='SMIYCExportHook', out_dir=export_smiyc,
-                              dataset_name=preset.smiyc_name))
-        metrics = [dict(type='OODMetric', component_threshold='best_f1',
-                        component_preset=preset.component_preset)]
+                              dataset_name=preset.smiyc_name,
+                              transform=plan.export_transform,
+                              spill_dir=work_dir))
+        threshold = _metric_threshold(plan.threshold, preset, source,
+                                      payload)
+        metrics = [dict(type='OODMetric', component_threshold=threshold,
+                        component_preset=preset.component_preset,
+                        per_image=plan.per_image)]
         if plan.meta:
             hooks.append(MetaClassifierHook(plan.meta))
             metrics.append(OODSegmentMetric(plan.meta[0].scorer,
@@ -289,6 +418,16 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
             strict=strict, hooks=hooks, ood_labels=True, metrics=metrics)
         metric = result.metric('OODMetric')
         payload['results'][preset.name] = _plain(metric.last_results)
+        payload['component_threshold']['thresholds'][preset.name] = {
+            n: dict(rule=metric.last_thresholds[n],
+                    value=r.get('component_threshold'))
+            for n, r in metric.last_results.items()}
+        if plan.per_image and rank0:
+            per_image_rows[preset.name] = metric.last_per_image.table()
+        if export_smiyc and plan.export_transform == 'rank':
+            payload['export']['transform_files'][preset.name] = {
+                n: transform_file(export_smiyc, n, preset.smiyc_name)
+                for n in metric.last_results}
         if plan.meta:
             payload['segments'][preset.name] = result.metric(
                 'OODSegmentMetric').last_results
@@ -306,6 +445,9 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
     payload['complete'] = True
     if rank0:
         write_results(work_dir, payload, _segment_markdown(payload))
+        if plan.per_image:
+            write_per_image(osp.join(work_dir, 'per_image.csv'),
+                            per_image_rows)
         final = osp.join(work_dir, 'curves')
         if osp.isdir(final):
             shutil.rmtree(final)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from mmengine.dist import get_rank
@@ -17,32 +17,59 @@ from .accumulator import merge_across_ranks
 from .components import (SIZE_PRESETS, ComponentAccumulator,
                          GroundTruthComponents)
 from .inputs import VOID, check_finite, flat_ood_labels, to_numpy
-from .report import COLUMNS, percent
+from .per_image import PER_IMAGE_KEYS, PerImageOODMetrics
+from .report import percent, table_columns
 from .score_map_spill import ScoreMapSpill
 from .streaming import StreamingOODMetric
 
 
+#: Accumulator key of the per-image metrics.
+_PER_IMAGE = ('per_image', '')
+
+
+def threshold_rule(t) -> Optional[Tuple[str, float]]:
+    """``('best_f1', nan)`` or ``('tpr', rate)`` for a threshold known only
+    after the pass; ``None`` for a number or ``None``.
+
+    Raises:
+        ValueError: ``t`` is none of ``'best_f1'``, ``'tpr:<rate>'`` (rate
+            in (0, 1]), a finite number or ``None``.
+    """
+    if t is None or (isinstance(t, (int, float)) and not isinstance(t, bool)
+                     and np.isfinite(t)):
+        return None
+    if t == 'best_f1':
+        return ('best_f1', float('nan'))
+    if isinstance(t, str) and t.startswith('tpr:'):
+        try:
+            rate = float(t[4:])
+        except ValueError:
+            rate = float('nan')
+        if 0.0 < rate <= 1.0:
+            return ('tpr', rate)
+    raise ValueError(
+        "`component_threshold` must be 'best_f1', 'tpr:<rate>' (rate in "
+        "(0, 1], e.g. 'tpr:0.95'), a finite number, None, or a dict "
+        f'{{scorer: one of those}}, got {t!r}')
+
+
 def _check_threshold(threshold) -> None:
     """Validate ``component_threshold``."""
-    def ok(t):
-        return t is None or (isinstance(t, (int, float)) and not isinstance(
-            t, bool) and np.isfinite(t))
-    if threshold == 'best_f1' or ok(threshold):
-        return
-    if isinstance(threshold, dict) and all(
-            isinstance(k, str) and (v == 'best_f1' or ok(v))
-            for k, v in threshold.items()):
-        return
-    raise ValueError("`component_threshold` must be 'best_f1', a finite "
-                     "number, None, or a dict {scorer: 'best_f1' | number | "
-                     f'None}}, got {threshold!r}')
+    if isinstance(threshold, dict):
+        for k, v in threshold.items():
+            if not isinstance(k, str):
+                raise ValueError('`component_threshold` dict keys must be '
+                                 f'scorer names, got {k!r}')
+            threshold_rule(v)
+    else:
+        threshold_rule(threshold)
 
 
 def format_table(results: Dict[str, Dict[str, float]]) -> str:
     """A text table, one row per scorer, metrics in percent; undefined
     values (NaN) print as ``n/a``."""
     from prettytable import PrettyTable
-    cols = [(k, t) for k, t in COLUMNS
+    cols = [(k, t) for k, t in table_columns(results.values())
             if any(k in r for r in results.values())]
     table = PrettyTable(['scorer'] + [t for _, t in cols])
     for name, r in results.items():
@@ -66,14 +93,28 @@ class OODMetric(AccumulatingMetric):
     distributed sampling pads the last batch with are left out).
 
     Component metrics (SMIYC sIoU, PPV, mean F1) need a threshold per
-    scorer. ``component_threshold='best_f1'`` uses the best pixel-F1
-    threshold, known only after all pixels are seen: each rank then appends
+    scorer. ``component_threshold='best_f1'`` (the SMIYC benchmark's
+    choice: an oracle, the best pixel-F1 threshold of the very dataset
+    evaluated) and ``'tpr:<rate>'`` (the threshold at which the pixel TPR
+    first reaches ``rate``) are known only after all pixels are seen: each
+    rank then appends
     its score maps to a file (raw float32 and uint8 labels; a
     :class:`~mmseg_ood.evaluation.score_map_spill.ScoreMapSpill` under
     ``spill_dir``, removed after evaluation, on errors and at exit), not to
     memory, and reads them back once, labelling each image's ground-truth
-    components once for all scorers. A float or a ``{scorer: float}`` dict
-    uses fixed thresholds; ``None`` skips component metrics.
+    components once for all scorers. A float (e.g. a threshold chosen on
+    another dataset, as a paper or a deployment must report) uses it for
+    every scorer; a ``{scorer: rule}`` dict gives each its own (scorers not
+    in it get no component metrics); ``None`` skips them. Each scorer's
+    results hold the ``component_threshold`` used.
+
+    ``per_image=True`` also reports, per scorer, AUROC / AP / FPR95 of each
+    image averaged over the images that have both ID and OOD pixels
+    (``per_image_auroc``, ``per_image_ap``, ``per_image_fpr95``), the number
+    averaged (``per_image_images``) and skipped (``per_image_skipped``);
+    see :mod:`~mmseg_ood.evaluation.per_image`. Each image is counted into
+    its own histogram, whose metrics are taken, and then merged into the
+    pooled one (the pooled numbers are the same either way).
 
     Returned keys are ``<scorer>/<metric>`` (fractions in [0, 1]; NaN where
     undefined, shown as ``n/a`` in the logged table).
@@ -83,9 +124,11 @@ class OODMetric(AccumulatingMetric):
         bits: Histogram resolution of :class:`StreamingOODMetric`.
         ignore_index: Void label.
         tpr_points: TPR levels for ``fpr@tpr<p>``.
-        component_threshold: ``'best_f1'``, a float, a dict or ``None``.
+        component_threshold: ``'best_f1'``, ``'tpr:<rate>'``, a float, a
+            dict of those by scorer, or ``None``.
         component_preset: ``'anomaly_track'`` (500 / 100 px) or
             ``'obstacle_track'`` (50 / 10 px) size filters.
+        per_image: Also report the per-image averages.
         label_key: Data-sample field holding the OOD label map.
         spill_dir: Directory for the spilled score maps; ``None``: the
             system's temporary directory (the package's tools and
@@ -100,6 +143,12 @@ class OODMetric(AccumulatingMetric):
         last_pixel: After ``evaluate``, scorer -> the merged
             :class:`StreamingOODMetric` (for ROC / PR curves); ``None``
             before.
+        last_thresholds: After ``evaluate``, scorer -> the rule of its
+            component threshold (``'best_f1'``, ``'tpr:<rate>'`` or
+            ``'fixed'``); ``None`` before.
+        last_per_image: After ``evaluate`` with ``per_image``, the merged
+            :class:`~mmseg_ood.evaluation.per_image.PerImageOODMetrics`
+            (its ``table()`` lists every image).
 
     References:
         Chan et al., "SegmentMeIfYouCan: A Benchmark for Anomaly
@@ -116,6 +165,7 @@ class OODMetric(AccumulatingMetric):
                  component_threshold: Union[str, float, dict,
                                             None] = 'best_f1',
                  component_preset: str = 'anomaly_track',
+                 per_image: bool = False,
                  label_key: str = 'gt_sem_seg',
                  spill_dir: Optional[str] = None,
                  collect_device: str = 'cpu',
@@ -132,17 +182,28 @@ class OODMetric(AccumulatingMetric):
                             f'None, got {scorers!r}')
         if not isinstance(label_key, str):
             raise TypeError(f'`label_key` must be a str, got {label_key!r}')
+        if not isinstance(per_image, bool):
+            raise TypeError(f'`per_image` must be a bool, got {per_image!r}')
         StreamingOODMetric(bits=bits, tpr_points=tpr_points)  # validates
         self.scorers = list(scorers) if scorers is not None else None
         self.bits = bits
         self.ignore_index = ignore_index
-        self.tpr_points = tuple(tpr_points)
+        # the rates of 'tpr:<rate>' thresholds are read off the pixel curve
+        rules = component_threshold.values() if isinstance(
+            component_threshold, dict) else [component_threshold]
+        rates = [r[1] for r in map(threshold_rule, rules)
+                 if r is not None and r[0] == 'tpr']
+        self.tpr_points = tuple(tpr_points) + tuple(
+            r for r in rates if r not in tpr_points)
+        self.per_image = per_image
         self.component_threshold = component_threshold
         self.component_preset = component_preset
         self.label_key = label_key
         self.spill_dir = spill_dir
         self.last_results: Optional[Dict[str, Dict[str, float]]] = None
         self.last_pixel: Optional[Dict[str, StreamingOODMetric]] = None
+        self.last_thresholds: Optional[Dict[str, str]] = None
+        self.last_per_image: Optional[PerImageOODMetrics] = None
         self._spill: Optional[ScoreMapSpill] = None
         self.reset()
 
@@ -183,25 +244,31 @@ class OODMetric(AccumulatingMetric):
         if missing:
             raise KeyError(f'OODMetric: scorers {missing} are not in '
                            f'ood_scores (have {sorted(scores)})')
+        image = sample.get('img_path')
         y = flat_ood_labels(labels, self.ignore_index,
-                            f"OODMetric ({sample.get('img_path')})")
+                            f'OODMetric ({image})')
         valid = None
         maps, gt = {}, None
+        per_image = self._per_image_case(y, image)
         for name in names:
             s = to_numpy(scores[name])
             if s.shape != labels.shape:
                 raise ValueError(
                     f'scorer {name!r}: score map {s.shape} and OOD labels '
                     f"{labels.shape} differ ({sample.get('img_path')})")
-            flat = s.reshape(-1)
-            if check_finite(flat, y, name):
-                self._metric_for(name).update_valid(flat, y)
-            else:  # NaN / Inf only on void pixels: leave those out
+            flat, yy = s.reshape(-1), y
+            if not check_finite(flat, y, name):
+                # NaN / Inf only on void pixels: leave those out
                 valid = y != VOID if valid is None else valid
-                self._metric_for(name).update_valid(flat[valid],
-                                                    y[valid])
+                flat, yy = flat[valid], y[valid]
+            if per_image is None:
+                self._metric_for(name).update_valid(flat, yy)
+            else:  # the image's own histogram, then into the pooled one
+                own = self._new_pixel(name).update_valid(flat, yy)
+                per_image[name] = own.compute()
+                self._metric_for(name).merge(own)
             t = self._requested_threshold(name)
-            if t == 'best_f1':
+            if threshold_rule(t) is not None:
                 maps[name] = s
             elif t is not None:
                 if gt is None:
@@ -209,12 +276,28 @@ class OODMetric(AccumulatingMetric):
                         y.reshape(labels.shape), self._min_gt_size,
                         VOID)
                 self._fixed_for(name, t).update(s, None, gt=gt)
+        if per_image:
+            self.accumulator(_PER_IMAGE, PerImageOODMetrics).update(
+                image, per_image)
         if maps:
             if self._spill is None:
                 self._spill = ScoreMapSpill(self.spill_dir)
             self._spill.append(self.samples.num_samples,
                                y.reshape(labels.shape), maps)
         # nothing goes to self.results: the accumulators are the state
+
+    def _per_image_case(self, y: np.ndarray, image) -> Optional[dict]:
+        """A dict to fill with the image's metrics by scorer, or ``None``
+        (per-image metrics off, or the image skipped: recorded)."""
+        if not self.per_image:
+            return None
+        present = np.bincount(y, minlength=3)
+        if present[0] and present[1]:
+            return {}
+        self.accumulator(_PER_IMAGE, PerImageOODMetrics).update(
+            image, skipped='no OOD pixels' if present[0] else
+            'no ID pixels' if present[1] else 'all void')
+        return None
 
     def _requested_threshold(self, name: str):
         t = self.component_threshold
@@ -232,7 +315,7 @@ class OODMetric(AccumulatingMetric):
     def _min_gt_size(self) -> int:
         return SIZE_PRESETS[self.component_preset][1]
 
-    def _best_f1_components(self, thresholds: Dict[str, float]) -> dict:
+    def _deferred_components(self, thresholds: Dict[str, float]) -> dict:
         """Component accumulators of this rank's spilled maps at
         ``thresholds``."""
         accs = {n: self._new_components(t) for n, t in thresholds.items()}
@@ -250,29 +333,49 @@ class OODMetric(AccumulatingMetric):
             self._spill.drop(self.samples.num_samples)  # a padding repeat
         own = {kind: OrderedDict((n, a) for (k, n), a in local.items()
                                  if k == kind) for kind in ('pixel', 'fixed')}
+        per_image = merge_across_ranks(
+            {'': local[_PER_IMAGE]} if _PER_IMAGE in local else {},
+            lambda n: PerImageOODMetrics()).get('') or PerImageOODMetrics() \
+            if self.per_image else None
         # 1. pixel metrics: every rank's (sparse) histograms
         pixel = merge_across_ranks(own['pixel'], self._new_pixel)
         if not pixel:
             warnings.warn('OODMetric got no samples')
             return {}
         results = OrderedDict((n, m.compute()) for n, m in pixel.items())
-        # 2. component metrics at the best pixel-F1 threshold (a second
-        #    pass over each rank's spilled maps) and at fixed thresholds
-        #    (streamed); the thresholds are the same on every rank
-        best = {}
+        # 2. component metrics at thresholds read off the pixel curves (a
+        #    second pass over each rank's spilled maps) and at fixed
+        #    thresholds (streamed); the thresholds are the same on every rank
+        deferred, rules = {}, {}
         for n in pixel:
-            if self._requested_threshold(n) == 'best_f1':
-                t = results[n]['best_f1_threshold']
-                if t == t:  # undefined without OOD or ID pixels
-                    best[n] = float(t)
-        components = merge_across_ranks(self._best_f1_components(best))
+            t = self._requested_threshold(n)
+            rule = threshold_rule(t)
+            if rule is None:
+                rules[n] = 'fixed' if t is not None else 'none'
+                continue
+            rules[n] = t if rule[0] == 'best_f1' else f'tpr:{rule[1]:g}'
+            key = 'best_f1_threshold' if rule[0] == 'best_f1' else \
+                f'threshold@tpr{rule[1]:g}'
+            value = results[n][key]
+            if value == value:  # undefined without OOD or ID pixels
+                deferred[n] = float(value)
+        components = merge_across_ranks(self._deferred_components(deferred))
         components.update(merge_across_ranks(
             own['fixed'],
             lambda n: self._new_components(self._requested_threshold(n))))
         for n, acc in components.items():
             results[n].update(acc.compute())
+        if per_image is not None:
+            averaged = per_image.compute()
+            for n in results:
+                results[n].update(averaged.get(n) or {
+                    **{f'per_image_{k}': float('nan')
+                       for k in PER_IMAGE_KEYS},
+                    'per_image_images': 0,
+                    'per_image_skipped': len(per_image.skipped)})
         if get_rank() == 0:
             print_log('\n' + format_table(results), logger='current')
         self.last_results, self.last_pixel = results, pixel
+        self.last_thresholds, self.last_per_image = rules, per_image
         return {f'{n}/{k}': v for n, r in results.items()
                 for k, v in r.items()}

@@ -10,6 +10,23 @@ from typing import Dict
 
 COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'),
            ('siou', 'sIoU'), ('ppv', 'PPV'), ('mean_f1', 'mean F1'))
+#: Pixel metrics averaged over images (``OODMetric(per_image=True)``).
+PER_IMAGE_COLUMNS = (('per_image_auroc', 'AUROC'), ('per_image_ap', 'AP'),
+                     ('per_image_fpr95', 'FPR95'))
+_POOLED = ('auroc', 'ap', 'fpr95')
+
+
+def table_columns(rows) -> list:
+    """``(key, title)`` of the columns of result rows (scorer -> metric ->
+    value dicts): :data:`COLUMNS`, and where any row has per-image
+    metrics, those too, each pixel metric labelled "pooled" or "per
+    image"."""
+    rows = list(rows)
+    if not any('per_image_ap' in r for r in rows):
+        return list(COLUMNS)
+    return [(k, f'{t} (pooled)' if k in _POOLED else t)
+            for k, t in COLUMNS] + [(k, f'{t} (per image)')
+                                    for k, t in PER_IMAGE_COLUMNS]
 
 
 def percent(v) -> str:
@@ -53,16 +70,26 @@ def markdown_table(results: Dict[str, Dict[str, dict]],
     mean F1 (percent; ``n/a`` where undefined)."""
     datasets = list(results)
     scorers = list(dict.fromkeys(s for d in datasets for s in results[d]))
-    head = ['scorer'] + [f'{d} {t}' for d in datasets for _, t in COLUMNS]
+    columns = table_columns(r for d in datasets for r in results[d].values())
+    head = ['scorer'] + [f'{d} {t}' for d in datasets for _, t in columns]
     lines = ['| ' + ' | '.join(head) + ' |',
              '|' + '---|' * len(head)]
     for s in scorers:
         row = [s]
         for d in datasets:
             r = results[d].get(s, {})
-            row += [percent(r.get(k)) for k, _ in COLUMNS]
+            row += [percent(r.get(k)) for k, _ in columns]
         lines.append('| ' + ' | '.join(row) + ' |')
     text = '\n'.join(lines)
+    per_image = [(d, r) for d in datasets for r in results[d].values()
+                 if 'per_image_images' in r]
+    if per_image:
+        text += '\n\nPooled: one curve over every pixel of a dataset (as ' \
+            'SMIYC); per image: the mean over the images with ID and OOD ' \
+            'pixels (' + ', '.join(
+                f'{d}: {r["per_image_images"]} averaged, '
+                f'{r["per_image_skipped"]} skipped'
+                for d, r in dict(per_image).items()) + ').'
     if id_miou:
         text += '\n\nIn-distribution mIoU: ' + ', '.join(
             f'{k}: {v:.2f}' for k, v in id_miou.items())
@@ -125,7 +152,13 @@ def write_results(work_dir: str, payload: dict,
                              best_f1=json_safe(r.get('best_f1')),
                              best_f1_threshold=json_safe(
                                  r.get('best_f1_threshold')),
-                             num_ood=r.get('num_ood'), num_id=r.get('num_id')))
+                             component_threshold=json_safe(
+                                 r.get('component_threshold')),
+                             num_ood=r.get('num_ood'), num_id=r.get('num_id'),
+                             **{k: json_safe(r.get(k)) for k in (
+                                 'per_image_auroc', 'per_image_ap',
+                                 'per_image_fpr95', 'per_image_images',
+                                 'per_image_skipped') if k in r}))
     with open(paths['csv'] + '.tmp', 'w', newline='') as f:
         if rows:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -140,6 +173,23 @@ def write_results(work_dir: str, payload: dict,
                                                indent=2)
     _atomic_write(paths['md'], md + '\n')
     return paths
+
+
+def write_per_image(path: str, rows_by_dataset: Dict[str, list]) -> str:
+    """``per_image.csv``: one row per (dataset, image, scorer) with the
+    image's AUROC / AP / FPR95, and each skipped image with the reason
+    (rows of :meth:`~mmseg_ood.evaluation.per_image.PerImageOODMetrics.
+    table`)."""
+    fields = ['dataset', 'image', 'scorer', 'auroc', 'ap', 'fpr95',
+              'skipped']
+    with open(path + '.tmp', 'w', newline='') as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        for dataset, rows in rows_by_dataset.items():
+            for row in rows:
+                w.writerow(dict(json_safe(row), dataset=dataset))
+    os.replace(path + '.tmp', path)
+    return path
 
 
 def save_figure(fig, path: str, dpi: int = 100) -> str:

@@ -679,6 +679,13 @@ class StreamingOODMetric(Accumulator):
         return (values.astype(np.float64), np.concatenate(pos)[order],
                 np.concatenate(neg)[order])
 
+    def counts_by_value(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The histogram as ``(values, OOD counts, ID counts)``, values
+        ascending: every occupied bin at its lower edge, a refined bin's
+        exact values at full resolution (its coarse pixels with its most
+        frequent exact value), as the metrics see them."""
+        return self._distinct()
+
     def curve(self, max_points: int = 2000) -> Dict[str, np.ndarray]:
         """ROC and precision-recall points (thresholds descending), for
         plotting; thinned to at most ``max_points`` (the end points kept).

@@ -5,8 +5,10 @@
         [--scorers msp energy n_energy sml ...] \
         [--sml-stats FILE | --sml-fit-on train|val] \
         [--tune eta delta temperature --tune-on DATASET] \
-        [--show-dir DIR --show-num N] [--export-smiyc DIR] [--tta] \
-        [--meta-classifier meta.json] \
+        [--show-dir DIR --show-num N] [--export-smiyc DIR] \
+        [--export-transform rank|none] [--tta] \
+        [--component-threshold best-f1|VALUE|from:DATASET|tpr:RATE] \
+        [--per-image] [--meta-classifier meta.json] \
         [--cfg-options ...] [--launcher none|pytorch|slurm] [--unsafe-load]
 
 (or ``python tools/ood_test.py`` in a clone). CONFIG is a file or
@@ -19,7 +21,15 @@ training set (``--sml-fit-on val`` for the validation set), caches them in
 DIR and reuses them, or loads them from ``--sml-stats FILE``.
 ``--meta-classifier FILE`` (written by ``tools/meta_classify.py --save``)
 adds the meta-classified maps ``<scorer>+meta@<t>`` and the segment-wise
-detection errors without and with the classifier.
+detection errors without and with the classifier. ``--export-smiyc`` maps
+each scorer's scores through a monotone transform into [0, 1] before the
+float16 cast (recorded in ``<method>/<dataset>.score_transform.json``), so
+that metrics computed from the files equal the tool's; ``--export-transform
+none`` casts the raw scores. ``--component-threshold`` picks the threshold
+of the component metrics: each dataset's own best pixel F1 (default, the
+SMIYC benchmark's oracle), a fixed value, the best-F1 threshold of another
+dataset, or the threshold at a pixel TPR. ``--per-image`` adds AUROC / AP /
+FPR95 averaged over images next to the pooled ones, and DIR/per_image.csv.
 """
 import argparse
 
@@ -50,6 +60,20 @@ def parse_args(argv=None):
                    help='number of heatmaps per dataset')
     p.add_argument('--export-smiyc', help='directory for SMIYC submission '
                    'files (anomaly_p/<method>/<dataset>/<frame>.hdf5)')
+    p.add_argument('--export-transform', default='rank',
+                   choices=['rank', 'none'],
+                   help='rank: map scores monotonically into [0, 1] before '
+                   'the float16 cast, keeping their ranking (default); '
+                   'none: cast the raw scores')
+    p.add_argument('--component-threshold', default='best-f1',
+                   metavar='best-f1|VALUE|from:DATASET|tpr:RATE',
+                   help="threshold of the component metrics: each "
+                   "dataset's own best pixel-F1 threshold (default, as "
+                   'SMIYC), a fixed value, the best-F1 threshold of another '
+                   'dataset, or the threshold at a pixel TPR')
+    p.add_argument('--per-image', action='store_true',
+                   help='also report AUROC / AP / FPR95 averaged over '
+                   'images (and DIR/per_image.csv)')
     p.add_argument('--tta', action='store_true',
                    help='test-time augmentation')
     p.add_argument('--meta-classifier', help='meta-classifier file '
@@ -69,6 +93,9 @@ def main(argv=None):
         datasets=args.datasets, scorers=args.scorers, tune=args.tune,
         tune_on=args.tune_on, show_dir=args.show_dir,
         show_num=args.show_num, export_smiyc=args.export_smiyc,
+        export_transform=args.export_transform,
+        component_threshold=args.component_threshold,
+        per_image=args.per_image,
         tta=args.tta, id_eval=not args.no_id_eval,
         sml_stats=args.sml_stats, sml_fit_on=args.sml_fit_on,
         meta_classifier=args.meta_classifier,

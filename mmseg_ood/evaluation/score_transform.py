@@ -1,0 +1,217 @@
+"""A monotone map of OOD scores onto the float16 values in [0, 1].
+
+The Segment-Me-If-You-Can benchmark stores submissions as float16. Cast
+directly, scores lose their ranking: float16 has 10 mantissa bits, so a
+scorer whose values lie in a narrow range (a normalized energy between
+-1.02 and -1.00) or far from 1 (an energy of -40) keeps a few hundred
+distinct values, and the metrics computed from the files are worse than
+those of the scores themselves.
+
+:class:`Float16RankTransform` spends the 15361 float16 values of [0, 1]
+(0, the 1023 subnormals, 14 binades of 1024 normals, and 1) on equal
+shares of a dataset's pixels: its knots ``t_1 < ... < t_K`` (``K <=
+15360``) are chosen from the dataset's score distribution so that about
+``N / 15361`` pixels fall between consecutive knots, and a score ``s``
+becomes
+
+    ``c(s) = #{k : t_k <= s}``  (0 to K),
+    ``value(s) = G[round(c(s) * 15360 / K)]``,
+
+with ``G`` the float16 values of [0, 1] in increasing order. ``value`` is
+non-decreasing in ``s`` (higher = more anomalous, as the benchmark reads
+it), the same function for every frame of the dataset (frames are
+comparable), and two scores get the same value only if no knot lies
+between them. With fewer distinct scores than float16 values, every
+distinct score is a knot and the ranking is kept exactly; otherwise the
+pixels that share a value are at most about ``N / 15361`` of the dataset
+(one distinct score may hold more: ties stay ties). ``+inf`` maps to 1,
+``-inf`` to 0.
+
+The knots come from a :class:`~mmseg_ood.evaluation.StreamingOODMetric`
+histogram of the scores (the same binning as the pixel metrics: scores in
+one ``2^-11``-relative bin are one value to both), so fitting streams in
+bounded memory. The transform is written as JSON (:meth:`to_dict`) next to
+the exported files.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+
+from .streaming import StreamingOODMetric, _order_keys
+
+__all__ = ['Float16RankTransform', 'FLOAT16_UNIT_VALUES']
+
+#: The float16 values in [0, 1], increasing (bit patterns 0 to 0x3C00).
+FLOAT16_UNIT_VALUES = np.arange(0x3C01, dtype=np.uint16).view(np.float16)
+_CODES = FLOAT16_UNIT_VALUES.size  # 15361
+#: Order-key bits of the lookup table that applies the transform.
+_LUT_BITS = 20
+_LUT_SHIFT = np.uint32(32 - _LUT_BITS)
+#: Most table entries (uint16 each) before falling back to a search.
+_MAX_LUT = 1 << 22
+VERSION = 1
+
+
+def equal_mass_knots(values: np.ndarray, counts: np.ndarray,
+                     codes: int = _CODES) -> np.ndarray:
+    """Knots that split ``counts`` at ``values`` into at most ``codes``
+    groups of about equal mass, never splitting a value.
+
+    Args:
+        values: ``(V,)`` ascending distinct values.
+        counts: ``(V,)`` pixel counts (> 0 where it matters).
+        codes: Number of groups at most.
+
+    Returns:
+        float32 ``(K,)`` strictly increasing knots, ``K < codes``: value
+        ``i`` is in group ``#{knots <= values[i]}``.
+    """
+    values = np.asarray(values, np.float32)
+    counts = np.asarray(counts, np.float64)
+    keep = counts > 0
+    values, counts = values[keep], counts[keep]
+    if values.size <= 1:
+        return np.zeros(0, np.float32)
+    if values.size <= codes:
+        return values[1:].copy()  # every distinct value its own group
+    before = np.cumsum(counts) - counts  # mass below each value
+    group = np.floor(before / ((before[-1] + counts[-1]) / codes))
+    starts = np.flatnonzero(np.diff(group) > 0) + 1
+    return values[starts].copy()
+
+
+class Float16RankTransform:
+    """Scores -> float16 in [0, 1], equal pixel mass per float16 value
+    (see the module docstring for the definition).
+
+    Args:
+        knots: Strictly increasing float32 knots (at most 15360).
+
+    Example:
+        >>> hist = StreamingOODMetric()
+        >>> for m in score_maps:
+        ...     Float16RankTransform.observe(hist, m)
+        >>> t = Float16RankTransform.fit(hist)
+        >>> value = t(score_map)          # float16, same shape
+    """
+
+    def __init__(self, knots):
+        knots = np.asarray(knots, np.float32).reshape(-1)
+        if knots.size >= _CODES:
+            raise ValueError(f'at most {_CODES - 1} knots, got {knots.size}')
+        if not np.isfinite(knots).all():
+            raise ValueError('knots must be finite')
+        if knots.size > 1 and not (np.diff(knots) > 0).all():
+            raise ValueError('knots must be strictly increasing')
+        self.knots = knots
+        k = max(knots.size, 1)
+        #: Index into FLOAT16_UNIT_VALUES of each code 0 to K.
+        self.code_index = np.rint(np.arange(knots.size + 1) *
+                                  ((_CODES - 1) / k)).astype(np.intp)
+        self.code_values = FLOAT16_UNIT_VALUES[self.code_index]
+        self._lut = None
+
+    # fitting -----------------------------------------------------------------
+    @staticmethod
+    def observe(histogram: StreamingOODMetric, scores) -> None:
+        """Add a score map's finite values to ``histogram`` (labels are not
+        needed: every pixel counts, void and unlabelled ones too)."""
+        s = np.asarray(scores, np.float32).reshape(-1)
+        finite = np.isfinite(s)
+        if not finite.all():
+            s = s[finite]
+        histogram.update_valid(s, np.zeros(s.size, np.uint8))
+
+    @classmethod
+    def fit(cls, histogram: StreamingOODMetric) -> 'Float16RankTransform':
+        """The transform of the scores counted in ``histogram``."""
+        values, pos, neg = histogram.counts_by_value()
+        return cls(equal_mass_knots(values, pos + neg))
+
+    # applying ----------------------------------------------------------------
+    def codes(self, scores) -> np.ndarray:
+        """``c(s)``, the number of knots ``<= s`` (int array, same shape).
+        NaN scores are an error for the caller to raise first."""
+        s = np.asarray(scores, np.float32)
+        if self.knots.size == 0:
+            return np.zeros(s.shape, np.intp)
+        lut = self._table()
+        if lut is None:
+            return np.searchsorted(self.knots, s, side='right')
+        base, table, inside = lut
+        key = _order_keys(s.reshape(-1)) >> _LUT_SHIFT
+        rel = np.clip(key.astype(np.int64) - base, -1, table.size - 2) + 1
+        c = table[rel].astype(np.intp)
+        # bins with a knot inside (not at their lower edge): exact search
+        odd = inside[rel]
+        if odd.any():
+            c[odd] = np.searchsorted(self.knots, s.reshape(-1)[odd],
+                                     side='right')
+        return c.reshape(s.shape)
+
+    def __call__(self, scores) -> np.ndarray:
+        """The float16 values of ``scores`` (same shape)."""
+        return self.code_values[self.codes(scores)]
+
+    def _table(self):
+        """``(base, codes, inside)``: for the order-key bins from ``base``
+        (at ``_LUT_BITS`` bits) over the knots' span, the code of each bin
+        and whether a knot lies inside it; entry 0 stands for every bin
+        below, the last for every bin above. ``None`` if the span is too
+        wide for a table."""
+        if self._lut is not None:
+            return self._lut or None
+        keys = _order_keys(self.knots)
+        bins = (keys >> _LUT_SHIFT).astype(np.int64)
+        base, top = int(bins[0]), int(bins[-1])
+        if top - base + 3 > _MAX_LUT:
+            self._lut = ()
+            return None
+        span = top - base + 1
+        # code of a bin = knots at or below its lower edge, i.e. knots in
+        # earlier bins plus the knots exactly at its edge
+        edge = (keys & np.uint32((1 << (32 - _LUT_BITS)) - 1)) == 0
+        below = np.zeros(span + 1, np.int64)
+        np.add.at(below, bins - base + 1, 1)
+        at_edge = np.zeros(span, np.int64)
+        np.add.at(at_edge, (bins - base)[edge], 1)
+        table = np.cumsum(below)[:-1] + at_edge
+        inside = np.zeros(span, bool)
+        inside[(bins - base)[~edge]] = True
+        table = np.r_[0, table, self.knots.size].astype(np.uint16)
+        inside = np.r_[False, inside, False]
+        self._lut = (base, table, inside)
+        return self._lut
+
+    # files -------------------------------------------------------------------
+    def to_dict(self, **info) -> Dict:
+        """A JSON-friendly description: the definition, the knots (float32
+        values written exactly as decimal float64) and ``info``."""
+        return dict(
+            format='mmseg_ood.Float16RankTransform', version=VERSION,
+            definition=('value(s) = G[round(c(s) * 15360 / K)], c(s) = '
+                        '#{k : knots[k] <= s}, K = len(knots) (1 if 0), G = '
+                        'the 15361 float16 values in [0, 1] ascending '
+                        '(bit patterns 0x0000..0x3C00); +inf -> 1, -inf '
+                        '-> 0'),
+            num_knots=int(self.knots.size),
+            knots=[float(k) for k in self.knots], **info)
+
+    @classmethod
+    def from_dict(cls, data: Dict, source: Optional[str] = None
+                  ) -> 'Float16RankTransform':
+        """The transform :meth:`to_dict` described (``source``: a file
+        name for messages)."""
+        where = f'{source}: ' if source else ''
+        if not isinstance(data, dict) or data.get(
+                'format') != 'mmseg_ood.Float16RankTransform':
+            raise ValueError(f'{where}not a Float16RankTransform file')
+        if data.get('version') != VERSION:
+            raise ValueError(f'{where}version {data.get("version")!r}; this '
+                             f'package reads version {VERSION}')
+        try:
+            return cls(np.asarray(data['knots'], np.float64))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f'{where}bad `knots`: {e}') from e
