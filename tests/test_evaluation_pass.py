@@ -26,7 +26,7 @@ def test_load_annotations_becomes_the_ood_loader():
             dict(type='LoadAnnotations', reduce_zero_label=False),
             dict(type='PackSegInputs')]
     out = with_ood_annotations(pipe)
-    assert types(out) == ['LoadImageFromFile', 'Resize',
+    assert types(out) == ['LoadImageFromFileChecked', 'Resize',
                           'LoadOODAnnotations', 'PackSegInputs']
     assert out[2]['reduce_zero_label'] is False
     assert pipe[2]['type'] == 'LoadAnnotations'   # input untouched
@@ -39,7 +39,8 @@ def test_ood_loader_goes_before_packing_when_no_annotations_are_loaded():
     pipe = [dict(type='LoadImageFromFile'), dict(type='Resize', scale=(8, 8)),
             dict(type='PackSegInputs')]
     assert types(with_ood_annotations(pipe)) == [
-        'LoadImageFromFile', 'Resize', 'LoadOODAnnotations', 'PackSegInputs']
+        'LoadImageFromFileChecked', 'Resize', 'LoadOODAnnotations',
+        'PackSegInputs']
     tta = [dict(type='LoadImageFromFile'),
            dict(type='TestTimeAug', transforms=[
                [dict(type='Resize', scale_factor=1.0, keep_ratio=True)],

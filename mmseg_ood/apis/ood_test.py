@@ -313,6 +313,16 @@ def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
     return id_eval
 
 
+def _value_map_text(dataset: dict) -> Dict[str, int]:
+    """The dataset's value map as JSON (``'2-200'`` for a range)."""
+    from mmseg.registry import DATASETS
+    vm = dataset.get('value_map')
+    if vm is None:
+        vm = getattr(DATASETS.get(dataset.get('type')), 'VALUE_MAP', {})
+    return {(f'{k[0]}-{k[1]}' if isinstance(k, (tuple, list)) else str(k)):
+            int(v) for k, v in vm.items()}
+
+
 def _rule_name(threshold: Tuple[str, object]) -> str:
     """``('tpr', 0.95)`` -> ``'tpr:0.95'`` (as ``--component-threshold``)."""
     rule, arg = threshold
@@ -408,7 +418,7 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
                                       payload)
         metrics = [dict(type='OODMetric', component_threshold=threshold,
                         component_preset=preset.component_preset,
-                        per_image=plan.per_image)]
+                        per_image=plan.per_image, dataset_name=preset.name)]
         if plan.meta:
             hooks.append(MetaClassifierHook(plan.meta))
             metrics.append(OODSegmentMetric(plan.meta[0].scorer,
@@ -418,6 +428,9 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
             strict=strict, hooks=hooks, ood_labels=True, metrics=metrics)
         metric = result.metric('OODMetric')
         payload['results'][preset.name] = _plain(metric.last_results)
+        payload['labels'][preset.name] = dict(
+            unlisted_values=metric.last_labels,
+            value_map=_value_map_text(preset.dataset))
         payload['component_threshold']['thresholds'][preset.name] = {
             n: dict(rule=metric.last_thresholds[n],
                     value=r.get('component_threshold'))

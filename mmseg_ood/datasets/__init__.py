@@ -6,10 +6,11 @@ from .ood_datasets import (FishyscapesLAFDataset, FishyscapesStaticDataset,
                            LostAndFoundDataset, OODFolderDataset,
                            OODSegDataset, RoadAnomaly21Dataset,
                            RoadAnomalyDataset, RoadObstacle21Dataset,
-                           SyntheticOODDataset, value_lut)
+                           SyntheticOODDataset, listed_values, value_lut)
 from .outlier_proxy import OutlierMixDataset, OutlierProxyDataset
 from .synthetic import SyntheticObjectsDataset, SyntheticStreetDataset
-from .transforms import LoadOODAnnotations, with_ood_annotations
+from .transforms import (LoadImageFromFileChecked, LoadOODAnnotations,
+                         with_ood_annotations)
 
 __all__ = [
     'check_dataset_files', 'CORRUPTIONS', 'ImageCorruption',
@@ -18,7 +19,8 @@ __all__ = [
     'SyntheticOODDataset', 'RoadAnomaly21Dataset', 'RoadObstacle21Dataset',
     'LostAndFoundDataset', 'FishyscapesLAFDataset',
     'FishyscapesStaticDataset', 'RoadAnomalyDataset', 'OODFolderDataset',
-    'LoadOODAnnotations', 'with_ood_annotations', 'value_lut',
+    'LoadOODAnnotations', 'LoadImageFromFileChecked', 'with_ood_annotations',
+    'value_lut', 'listed_values',
     'OutlierProxyDataset',
     'OutlierMixDataset'
 ]

@@ -3,8 +3,15 @@
 Every class lists the file layout it expects; a missing directory or an
 empty listing raises ``FileNotFoundError`` with that layout. The raw label
 values are mapped by :class:`~mmseg_ood.datasets.LoadOODAnnotations` through
-the dataset's ``value_map`` (raw value -> 0 / 1; every other value -> 255).
-Label values follow the Segment-Me-If-You-Can benchmark's conversions.
+the dataset's ``value_map`` (raw value -> 0 / 1 / 255). Label values follow
+the Segment-Me-If-You-Can benchmark's conversions.
+
+A ``value_map`` *lists* every raw value the dataset's label files
+legitimately contain, its voids included (``255: 255``). A value it does not
+list is still evaluated as void, but ``LoadOODAnnotations`` counts its
+pixels (``ood_unlisted``) so that the evaluation reports it: a patch of 7 in
+a 0 / 1 / 255 label map, or anomalies labelled 2 in a folder whose
+``value_map`` expects 255, would otherwise vanish into void unnoticed.
 """
 from __future__ import annotations
 
@@ -25,30 +32,83 @@ OOD_METAINFO = dict(
     palette=[[0, 0, 0], [255, 255, 255]])
 
 
-def value_lut(value_map: Dict, void: int = IGNORE_INDEX) -> np.ndarray:
-    """256-entry uint8 lookup table: raw label -> 0 / 1 / ``void``.
-
-    Keys are ints or ``(low, high)`` inclusive ranges."""
-    lut = np.full(256, void, np.uint8)
+def _value_map_entries(value_map: Dict, void: int):
+    """``(low, high, target)`` of each entry, validated."""
+    if not isinstance(value_map, dict):
+        raise TypeError('`value_map` must be a dict of raw value (or '
+                        '(low, high) range) -> 0, 1 or '
+                        f'{void}, got {type(value_map).__name__}')
     for raw, new in value_map.items():
         if new not in (0, 1, void):
             raise ValueError(f'`value_map` targets must be 0, 1 or {void}, '
                              f'got {raw!r} -> {new!r}')
-        if isinstance(raw, (tuple, list)):
-            lo, hi = raw
-            lut[int(lo):int(hi) + 1] = new
-        else:
-            lut[int(raw)] = new
+        lo, hi = raw if isinstance(raw, (tuple, list)) else (raw, raw)
+        if not all(isinstance(v, (int, np.integer)) and
+                   not isinstance(v, bool) for v in (lo, hi)) or \
+                not 0 <= lo <= hi <= 255:
+            raise ValueError(
+                '`value_map` keys must be raw values in [0, 255] or '
+                f'(low, high) ranges with 0 <= low <= high <= 255, got '
+                f'{raw!r}')
+        yield int(lo), int(hi), new
+
+
+def value_lut(value_map: Dict, void: int = IGNORE_INDEX) -> np.ndarray:
+    """256-entry uint8 lookup table: raw label -> 0 / 1 / ``void``.
+
+    Keys are ints or ``(low, high)`` inclusive ranges; a value no key names
+    maps to ``void`` too (see :func:`listed_values` for telling the two
+    apart). A later entry overrides an earlier one where they overlap.
+
+    Args:
+        value_map: Raw value or ``(low, high)`` range -> 0, 1 or ``void``.
+        void: The void label.
+
+    Returns:
+        np.ndarray: ``(256,)`` uint8, ``lut[raw]`` is the OOD label.
+
+    Raises:
+        TypeError: ``value_map`` is not a dict.
+        ValueError: a target outside {0, 1, ``void``} or a key outside
+            [0, 255].
+    """
+    lut = np.full(256, void, np.uint8)
+    for lo, hi, new in _value_map_entries(value_map, void):
+        lut[lo:hi + 1] = new
     return lut
+
+
+def listed_values(value_map: Dict, void: int = IGNORE_INDEX) -> np.ndarray:
+    """Which raw values ``value_map`` names (explicit voids included).
+
+    Args:
+        value_map: As in :func:`value_lut`.
+        void: The void label.
+
+    Returns:
+        np.ndarray: ``(256,)`` bool, True where a key (value or range)
+        covers the raw value.
+
+    Example:
+        >>> np.flatnonzero(listed_values({0: 0, (2, 4): 1, 255: 255}))
+        array([  0,   2,   3,   4, 255])
+    """
+    listed = np.zeros(256, bool)
+    for lo, hi, _ in _value_map_entries(value_map, void):
+        listed[lo:hi + 1] = True
+    return listed
 
 
 class OODSegDataset(BaseSegDataset):
     """Base of the OOD datasets: images with OOD label maps.
 
     Args:
-        value_map: Raw label value (or ``(low, high)`` range) -> 0 (ID) or
-            1 (OOD); other values become 255 (void). Defaults to the
-            class's ``VALUE_MAP``.
+        value_map: Raw label value (or ``(low, high)`` inclusive range)
+            -> 0 (ID), 1 (OOD) or 255 (void). It should name every value
+            the label files contain, voids included: a value it does not
+            name is evaluated as void too, but reported (see
+            :class:`~mmseg_ood.datasets.LoadOODAnnotations`). Defaults to
+            the class's ``VALUE_MAP``.
         require_labels: Drop images without a label file (e.g. the
             unlabelled test part of a benchmark) instead of failing.
         **kwargs: mmseg ``BaseSegDataset`` arguments (``data_root``,
@@ -56,7 +116,8 @@ class OODSegDataset(BaseSegDataset):
             ``pipeline``...).
     """
     METAINFO = OOD_METAINFO
-    VALUE_MAP: Dict = {0: 0, 1: 1}
+    #: The SMIYC convention: labels are already 0 / 1 / 255.
+    VALUE_MAP: Dict = {0: 0, 1: 1, 255: 255}
     LAYOUT = ''
     HINT = ''
     #: Defaults of ``img_suffix``, ``seg_map_suffix`` and ``data_prefix``
@@ -68,6 +129,7 @@ class OODSegDataset(BaseSegDataset):
         self.value_map = dict(self.VALUE_MAP if value_map is None else
                               value_map)
         self.ood_lut = value_lut(self.value_map)
+        self.ood_listed = listed_values(self.value_map)
         self.require_labels = require_labels
         super().__init__(**{**copy.deepcopy(self.DEFAULTS), **kwargs})
 
@@ -85,6 +147,7 @@ class OODSegDataset(BaseSegDataset):
                 self.LAYOUT.format(root=self.data_root or '<data_root>'))
         for info in infos:
             info['ood_lut'] = self.ood_lut
+            info['ood_listed'] = self.ood_listed
         return sorted(infos, key=lambda i: i['img_path'])
 
 
@@ -138,9 +201,9 @@ class LostAndFoundDataset(OODSegDataset):
 
     Raw 1 (free road) -> 0, raw 2..200 (obstacles) -> 1, everything else
     (0 = off the road, 201..255) -> 255: the region of interest is the
-    drivable road.
+    drivable road. Every raw value is listed, so no value is reported.
     """
-    VALUE_MAP = {1: 0, (2, 200): 1}
+    VALUE_MAP = {0: 255, 1: 0, (2, 200): 1, (201, 255): 255}
     LAYOUT = ('{root}/   (dataset_LostAndFound)\n'
               '    leftImg8bit/test/<scene>/<fid>_leftImg8bit.png\n'
               '    gtCoarse/test/<scene>/<fid>_gtCoarse_labelIds.png')
@@ -188,7 +251,9 @@ class RoadAnomalyDataset(OODSegDataset):
 
     ``labels_semantic.png``: raw 0 -> 0 (ID), raw 2 (anomaly) -> 1, other
     values -> 255. (SMIYC has no loader for it; this is the mapping its
-    companion code uses for value 2, with other values kept as void.)
+    companion code uses for value 2, with other values kept as void.) The
+    released label maps hold only 0 and 2, so the map lists no void: any
+    other value is evaluated as void and reported.
     """
     VALUE_MAP = {0: 0, 2: 1}
     LAYOUT = ('{root}/   (RoadAnomaly_jpg)\n    frames/<name>.jpg\n'
@@ -204,11 +269,15 @@ class RoadAnomalyDataset(OODSegDataset):
 class OODFolderDataset(OODSegDataset):
     """Any folder of images and masks, with a configurable value mapping.
 
+    The ``value_map`` (default: 0 / 1 / 255 as in SMIYC) should list every
+    raw value of the masks, voids included; the evaluation reports pixels
+    of values it does not list (evaluated as void).
+
     Example:
         >>> dict(type='OODFolderDataset', data_root='my_data',
         ...      data_prefix=dict(img_path='img', seg_map_path='mask'),
         ...      img_suffix='.jpg', seg_map_suffix='.png',
-        ...      value_map={0: 0, 255: 1})
+        ...      value_map={0: 0, 255: 1, 128: 255})
     """
     LAYOUT = ('{root}/\n    <img_path>/<name><img_suffix>\n'
               '    <seg_map_path>/<name><seg_map_suffix>')

@@ -1,38 +1,158 @@
-"""Loading of OOD label maps."""
+"""Loading of OOD label maps, and of images that fail with the file's name.
+
+:func:`with_ood_annotations` turns a test (or TTA) pipeline into one that
+loads OOD labels: ``LoadAnnotations`` -> :class:`LoadOODAnnotations`,
+``LoadImageFromFile`` -> :class:`LoadImageFromFileChecked`, and every
+``PackSegInputs`` also packs ``ood_unlisted`` (the raw label values the
+dataset's ``value_map`` does not list, with their pixel counts) into the
+data sample's metainfo, where the OOD metric reads it.
+"""
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+import inspect
+import re
+from typing import Optional, Sequence
 
-from mmseg.datasets.transforms import LoadAnnotations
+import mmcv
+import numpy as np
+from mmcv.transforms import LoadImageFromFile
+from mmengine import fileio
+
+from mmseg.datasets.transforms import LoadAnnotations, PackSegInputs
 from mmseg.registry import TRANSFORMS
+
+#: The metainfo key of a sample's unlisted raw label values.
+UNLISTED_KEY = 'ood_unlisted'
+
+
+def _reason(e: Exception) -> str:
+    """``': <decoder message>'`` without PIL's in-memory buffer repr (the
+    file is named already); empty for mmcv's bare assert."""
+    if isinstance(e, AssertionError):
+        return ''
+    return ': ' + re.sub(r' ?<_io\.\w+ object at 0x[0-9a-f]+>', '', str(e))
 
 
 @TRANSFORMS.register_module()
 class LoadOODAnnotations(LoadAnnotations):
     """mmseg's ``LoadAnnotations`` followed by the dataset's raw-value map.
 
-    The OOD datasets put a 256-entry lookup table in each sample
-    (``ood_lut``); it maps the raw label values into 0 (ID), 1 (OOD) and
-    255 (void). Use it in place of ``LoadAnnotations`` in test pipelines.
+    The OOD datasets put in each sample a 256-entry lookup table
+    (``ood_lut``), which maps the raw label values into 0 (ID), 1 (OOD) and
+    255 (void), and the mask of the raw values their ``value_map`` lists
+    (``ood_listed``). A raw value that is not listed is void, and its
+    pixels are counted in ``results['ood_unlisted']`` (``{raw value: pixel
+    count}``, empty when every value is listed; one ``np.bincount`` per
+    label map) so that the evaluation reports them. Use it in place of
+    ``LoadAnnotations`` in test pipelines (:func:`with_ood_annotations`).
+
+    A label file that cannot be decoded, is not a single-channel ``(H, W)``
+    map or holds values above 255 raises ``ValueError`` naming the file and
+    its image.
 
     Args:
         **kwargs: As mmseg's ``LoadAnnotations``.
     """
 
     def _load_seg_map(self, results: dict) -> None:
-        super()._load_seg_map(results)
         lut = results.get('ood_lut')
-        if lut is None:
+        listed = results.get('ood_listed')
+        if lut is None or listed is None:
+            missing = 'ood_lut' if lut is None else 'ood_listed'
             raise KeyError(
                 f"LoadOODAnnotations: sample {results.get('img_path')} has "
-                'no `ood_lut`; use it with an OOD dataset (OODSegDataset)')
-        results['gt_seg_map'] = lut[results['gt_seg_map']]
+                f'no `{missing}`; use it with an OOD dataset (OODSegDataset)')
+        raw = self._decode_label(results['seg_map_path'],
+                                 results.get('img_path'))
+        raw = self._reduce_and_relabel(raw, results)
+        counts = np.bincount(raw.ravel(), minlength=256)
+        results[UNLISTED_KEY] = {
+            int(v): int(counts[v])
+            for v in np.flatnonzero((counts > 0) & ~listed)
+        }
+        results['gt_seg_map'] = lut[raw]
+        results['seg_fields'].append('gt_seg_map')
+
+    def _decode_label(self, path: str, img_path: Optional[str]) -> np.ndarray:
+        """The raw ``(H, W)`` uint8 label map of ``path``."""
+        what = (f'the OOD label map {path!r} (of image {img_path!r})')
+        img_bytes = fileio.get(path, backend_args=self.backend_args)
+        try:
+            raw = mmcv.imfrombytes(img_bytes, flag='unchanged',
+                                   backend=self.imdecode_backend)
+        except Exception as e:  # PIL / cv2 decoding errors, truncated files
+            raise ValueError(f'cannot decode {what}{_reason(e)}') from e
+        if raw is None:  # cv2 returns None for undecodable bytes
+            raise ValueError(f'cannot decode {what}')
+        raw = raw.squeeze()
+        if raw.ndim != 2:
+            raise ValueError(f'{what} has shape {raw.shape}; expected a '
+                             'single-channel (H, W) map of raw label values')
+        if raw.dtype != np.uint8:
+            # a 16-bit map would wrap around modulo 256 in astype(uint8)
+            if raw.size and (raw.min() < 0 or raw.max() > 255):
+                raise ValueError(
+                    f'{what} holds values in [{raw.min()}, {raw.max()}] '
+                    f'({raw.dtype}); raw label values must be in [0, 255]')
+            raw = raw.astype(np.uint8)
+        return raw
+
+    def _reduce_and_relabel(self, raw: np.ndarray, results: dict
+                            ) -> np.ndarray:
+        """mmseg's ``reduce_zero_label`` and ``label_map``, as in
+        ``LoadAnnotations._load_seg_map``."""
+        if self.reduce_zero_label is None:
+            self.reduce_zero_label = results['reduce_zero_label']
+        if self.reduce_zero_label != results['reduce_zero_label']:
+            raise ValueError(
+                'LoadOODAnnotations: `reduce_zero_label` is '
+                f'{self.reduce_zero_label} but the dataset was built with '
+                f"{results['reduce_zero_label']}")
+        if self.reduce_zero_label:
+            raw = raw.copy()
+            raw[raw == 0] = 255
+            raw = raw - 1
+            raw[raw == 254] = 255
+        if results.get('label_map', None) is not None:
+            src = raw.copy()
+            for old_id, new_id in results['label_map'].items():
+                raw[src == old_id] = new_id
+        return raw
+
+
+@TRANSFORMS.register_module()
+class LoadImageFromFileChecked(LoadImageFromFile):
+    """mmcv's ``LoadImageFromFile``; an image that cannot be decoded raises
+    ``ValueError`` naming the file (mmcv raises a bare ``AssertionError``
+    with the cv2 backend and the decoder's own error with pillow).
+
+    A missing file still raises ``FileNotFoundError``; with
+    ``ignore_empty=True``, an error while reading or decoding returns
+    ``None`` as in mmcv.
+
+    Args:
+        **kwargs: As mmcv's ``LoadImageFromFile`` (``to_float32``,
+            ``color_type``, ``imdecode_backend``, ``ignore_empty``,
+            ``backend_args``...).
+    """
+
+    def transform(self, results: dict) -> Optional[dict]:
+        path = results['img_path']
+        try:
+            return super().transform(results)
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # cv2: assert img is not None; PIL errors
+            raise ValueError(
+                f'cannot decode the image {path!r}{_reason(e)}') from e
 
 
 def _is(transform, name: str) -> bool:
+    # mmcv's own LoadAnnotations takes other arguments: never swapped
+    scopes = ('mmseg', 'mmcv') if name == 'LoadImageFromFile' else ('mmseg', )
     return isinstance(transform, dict) and transform.get('type') in (
-        name, f'mmseg.{name}')
+        name, *(f'{s}.{name}' for s in scopes))
 
 
 def _contains(transforms, name: str) -> bool:
@@ -45,15 +165,27 @@ def _contains(transforms, name: str) -> bool:
     return False
 
 
+def _default_meta_keys() -> tuple:
+    return tuple(inspect.signature(PackSegInputs.__init__).parameters[
+        'meta_keys'].default)
+
+
 def with_ood_annotations(pipeline: Sequence) -> list:
     """A test (or TTA) pipeline that loads OOD labels.
 
-    Every ``LoadAnnotations`` becomes ``LoadOODAnnotations`` (same
-    arguments). A pipeline that loads no annotations gets
+    Every ``LoadAnnotations`` becomes ``LoadOODAnnotations`` and every
+    ``LoadImageFromFile`` becomes ``LoadImageFromFileChecked`` (same
+    arguments), top level and inside ``TestTimeAug``. Every
+    ``PackSegInputs`` gets ``'ood_unlisted'`` appended to its
+    ``meta_keys`` (mmseg's defaults when it sets none), so each data sample
+    carries ``ood_unlisted``. A pipeline that loads no annotations gets
     ``LoadOODAnnotations`` right before its ``PackSegInputs`` (inside
     ``TestTimeAug``: as a step of its own before the step that packs), so
     the labels are loaded after any resizing and stay at the image's
     original size, as mmseg's own test pipelines place ``LoadAnnotations``.
+
+    Apply :func:`~mmseg_ood.datasets.with_corruption` before this function:
+    it looks for ``LoadImageFromFile`` by name.
 
     Args:
         pipeline: Transform configs (not modified).
@@ -69,6 +201,13 @@ def with_ood_annotations(pipeline: Sequence) -> list:
             t = dict(t)
             if _is(t, 'LoadAnnotations'):
                 t['type'] = 'LoadOODAnnotations'
+            elif _is(t, 'LoadImageFromFile'):
+                t['type'] = 'LoadImageFromFileChecked'
+            elif _is(t, 'PackSegInputs'):
+                keys = tuple(t.get('meta_keys', _default_meta_keys()))
+                if UNLISTED_KEY not in keys:
+                    keys += (UNLISTED_KEY, )
+                t['meta_keys'] = keys
             if 'transforms' in t:
                 t['transforms'] = swap(t['transforms'])
             return t

@@ -12,6 +12,8 @@ from .calibration import CalibrationAccumulator, CalibrationMetric
 from .components import (DEFAULT_TAUS, SIZE_PRESETS, ComponentAccumulator,
                          image_component_stats)
 from .curves import UndefinedMetricWarning, curve_metrics
+from .label_checks import (UnlistedLabelValues, UnlistedLabelValueWarning,
+                           unlisted_values_message, warn_unlisted_values)
 from .meta_classifier import (MetaClassifier, cross_validated_tp_probability,
                               load_meta_classifiers, save_meta_classifiers)
 from .ood_metric import OODMetric, format_table
@@ -34,5 +36,7 @@ __all__ = [
     'load_meta_classifiers', 'save_meta_classifiers', 'feature_names',
     'image_segments', 'DEFAULT_SEGMENT_THRESHOLDS', 'OODSegmentMetric',
     'SegmentData', 'detection_errors', 'RepresentationAccumulator',
-    'RepresentationMetric', 'effective_dimensionality'
+    'RepresentationMetric', 'effective_dimensionality',
+    'UnlistedLabelValues', 'UnlistedLabelValueWarning',
+    'unlisted_values_message', 'warn_unlisted_values'
 ]

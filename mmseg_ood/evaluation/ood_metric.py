@@ -17,14 +17,16 @@ from .accumulator import merge_across_ranks
 from .components import (SIZE_PRESETS, ComponentAccumulator,
                          GroundTruthComponents)
 from .inputs import VOID, check_finite, flat_ood_labels, to_numpy
+from .label_checks import UnlistedLabelValues, warn_unlisted_values
 from .per_image import PER_IMAGE_KEYS, PerImageOODMetrics
 from .report import percent, table_columns
 from .score_map_spill import ScoreMapSpill
 from .streaming import StreamingOODMetric
 
 
-#: Accumulator key of the per-image metrics.
+#: Accumulator keys of the per-image metrics and the label checks.
 _PER_IMAGE = ('per_image', '')
+_LABELS = ('labels', '')
 
 
 def threshold_rule(t) -> Optional[Tuple[str, float]]:
@@ -116,8 +118,16 @@ class OODMetric(AccumulatingMetric):
     its own histogram, whose metrics are taken, and then merged into the
     pooled one (the pooled numbers are the same either way).
 
+    Label values that the dataset's ``value_map`` does not list (recorded by
+    :class:`~mmseg_ood.datasets.LoadOODAnnotations` as ``ood_unlisted``)
+    are evaluated as void; they are added up over the dataset
+    (:class:`~mmseg_ood.evaluation.label_checks.UnlistedLabelValues`,
+    :attr:`last_labels`) and reported in one warning naming the files,
+    values and pixel counts.
+
     Returned keys are ``<scorer>/<metric>`` (fractions in [0, 1]; NaN where
-    undefined, shown as ``n/a`` in the logged table).
+    undefined, shown as ``n/a`` in the logged table), and
+    ``labels/voided_pixels``.
 
     Args:
         scorers: Names to evaluate; ``None`` = every name in ``ood_scores``.
@@ -129,6 +139,7 @@ class OODMetric(AccumulatingMetric):
         component_preset: ``'anomaly_track'`` (500 / 100 px) or
             ``'obstacle_track'`` (50 / 10 px) size filters.
         per_image: Also report the per-image averages.
+        dataset_name: How the label warning names the dataset.
         label_key: Data-sample field holding the OOD label map.
         spill_dir: Directory for the spilled score maps; ``None``: the
             system's temporary directory (the package's tools and
@@ -149,6 +160,8 @@ class OODMetric(AccumulatingMetric):
         last_per_image: After ``evaluate`` with ``per_image``, the merged
             :class:`~mmseg_ood.evaluation.per_image.PerImageOODMetrics`
             (its ``table()`` lists every image).
+        last_labels: After ``evaluate``, the summary of unlisted label
+            values (:meth:`UnlistedLabelValues.compute`).
 
     References:
         Chan et al., "SegmentMeIfYouCan: A Benchmark for Anomaly
@@ -166,6 +179,7 @@ class OODMetric(AccumulatingMetric):
                                             None] = 'best_f1',
                  component_preset: str = 'anomaly_track',
                  per_image: bool = False,
+                 dataset_name: Optional[str] = None,
                  label_key: str = 'gt_sem_seg',
                  spill_dir: Optional[str] = None,
                  collect_device: str = 'cpu',
@@ -196,6 +210,7 @@ class OODMetric(AccumulatingMetric):
         self.tpr_points = tuple(tpr_points) + tuple(
             r for r in rates if r not in tpr_points)
         self.per_image = per_image
+        self.dataset_name = dataset_name
         self.component_threshold = component_threshold
         self.component_preset = component_preset
         self.label_key = label_key
@@ -204,6 +219,7 @@ class OODMetric(AccumulatingMetric):
         self.last_pixel: Optional[Dict[str, StreamingOODMetric]] = None
         self.last_thresholds: Optional[Dict[str, str]] = None
         self.last_per_image: Optional[PerImageOODMetrics] = None
+        self.last_labels: Optional[dict] = None
         self._spill: Optional[ScoreMapSpill] = None
         self.reset()
 
@@ -245,6 +261,10 @@ class OODMetric(AccumulatingMetric):
             raise KeyError(f'OODMetric: scorers {missing} are not in '
                            f'ood_scores (have {sorted(scores)})')
         image = sample.get('img_path')
+        unlisted = sample.get('ood_unlisted')
+        if unlisted is not None:
+            self.accumulator(_LABELS, UnlistedLabelValues).update(
+                sample.get('seg_map_path') or image, unlisted)
         y = flat_ood_labels(labels, self.ignore_index,
                             f'OODMetric ({image})')
         valid = None
@@ -337,6 +357,10 @@ class OODMetric(AccumulatingMetric):
             {'': local[_PER_IMAGE]} if _PER_IMAGE in local else {},
             lambda n: PerImageOODMetrics()).get('') or PerImageOODMetrics() \
             if self.per_image else None
+        labels = (merge_across_ranks(
+            {'': local[_LABELS]} if _LABELS in local else {},
+            lambda n: UnlistedLabelValues()).get('') or
+            UnlistedLabelValues()).compute()
         # 1. pixel metrics: every rank's (sparse) histograms
         pixel = merge_across_ranks(own['pixel'], self._new_pixel)
         if not pixel:
@@ -375,7 +399,12 @@ class OODMetric(AccumulatingMetric):
                     'per_image_skipped': len(per_image.skipped)})
         if get_rank() == 0:
             print_log('\n' + format_table(results), logger='current')
+            warn_unlisted_values(self.dataset_name or 'the evaluated dataset',
+                                 labels)
         self.last_results, self.last_pixel = results, pixel
+        self.last_labels = labels
         self.last_thresholds, self.last_per_image = rules, per_image
-        return {f'{n}/{k}': v for n, r in results.items()
+        flat = {f'{n}/{k}': v for n, r in results.items()
                 for k, v in r.items()}
+        flat['labels/voided_pixels'] = labels['voided_pixels']
+        return flat

@@ -49,8 +49,6 @@ _CODES = FLOAT16_UNIT_VALUES.size  # 15361
 #: Order-key bits of the lookup table that applies the transform.
 _LUT_BITS = 20
 _LUT_SHIFT = np.uint32(32 - _LUT_BITS)
-#: Most table entries (uint16 each) before falling back to a search.
-_MAX_LUT = 1 << 22
 VERSION = 1
 
 
@@ -137,10 +135,7 @@ class Float16RankTransform:
         s = np.asarray(scores, np.float32)
         if self.knots.size == 0:
             return np.zeros(s.shape, np.intp)
-        lut = self._table()
-        if lut is None:
-            return np.searchsorted(self.knots, s, side='right')
-        base, table, inside = lut
+        base, table, inside = self._table()
         key = _order_keys(s.reshape(-1)) >> _LUT_SHIFT
         rel = np.clip(key.astype(np.int64) - base, -1, table.size - 2) + 1
         c = table[rel].astype(np.intp)
@@ -157,18 +152,15 @@ class Float16RankTransform:
 
     def _table(self):
         """``(base, codes, inside)``: for the order-key bins from ``base``
-        (at ``_LUT_BITS`` bits) over the knots' span, the code of each bin
-        and whether a knot lies inside it; entry 0 stands for every bin
-        below, the last for every bin above. ``None`` if the span is too
-        wide for a table."""
+        (at ``_LUT_BITS`` bits: at most 2^20 bins, 3 MiB) over the knots'
+        span, the code of each bin and whether a knot lies inside it (not
+        at its lower edge: those bins' pixels are searched); entry 0 stands
+        for every bin below, the last for every bin above."""
         if self._lut is not None:
-            return self._lut or None
+            return self._lut
         keys = _order_keys(self.knots)
         bins = (keys >> _LUT_SHIFT).astype(np.int64)
         base, top = int(bins[0]), int(bins[-1])
-        if top - base + 3 > _MAX_LUT:
-            self._lut = ()
-            return None
         span = top - base + 1
         # code of a bin = knots at or below its lower edge, i.e. knots in
         # earlier bins plus the knots exactly at its edge
