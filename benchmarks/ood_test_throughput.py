@@ -1,5 +1,15 @@
 """ood_test's pass (all scorers, OODMetric) vs what tools/test.py runs.
 
+``--kinds`` picks what runs side by side (first = reference of the ratios):
+``plain`` (tools/test.py: the model and IoUMetric), ``ood`` (ood_test's
+pass: every scorer, OODMetric with best-F1 component metrics), ``export``
+(``ood`` + the SMIYC export of the raw scores cast to float16, as before
+the export transform existed), ``export-rank`` (``ood`` + the export
+through the rank-preserving float16 transform + per-image metrics: what
+``--export-smiyc DIR --per-image`` costs). The default compares ``plain``
+and ``ood``; ``--kinds export export-rank`` measures the cost of the
+transform and the per-image metrics.
+
 Same model (DeepLabV3+ R18 of the synthetic config, random weights saved
 as a checkpoint), same images (the synthetic OOD split generated at
 ``--size``), same test pipeline, inference at the images' full resolution
@@ -9,7 +19,7 @@ ood ..., and reports images/s of the Runner's test loop and the process'
 peak resident memory; the ratios of the medians are printed.
 
     python benchmarks/ood_test_throughput.py [--images 16]
-        [--size 512 1024] [--repeats 2]
+        [--size 512 1024] [--repeats 2] [--kinds plain ood]
 """
 import argparse
 import json
@@ -41,13 +51,18 @@ def worker(kind, ckpt, data_root, work_dir, size):
     ds = dict(preset.dataset, data_root=data_root)
     session.runner  # build the model and load the checkpoint: not timed
     t0 = time.perf_counter()
-    if kind == 'ood':
+    if kind != 'plain':
+        hooks = [] if kind == 'ood' else [dict(
+            type='SMIYCExportHook', out_dir=osp.join(work_dir, 'smiyc'),
+            dataset_name=preset.smiyc_name, spill_dir=work_dir,
+            transform='rank' if kind == 'export-rank' else 'none')]
         result = session.run_pass(
             ds, scorers=['msp', 'entropy', 'max_logit', 'energy', 'norm',
                          'n_max_logit', 'n_energy'], ood_labels=True,
             metrics=[dict(type='OODMetric', component_threshold='best_f1',
-                          component_preset=preset.component_preset)],
-            progress=False)
+                          component_preset=preset.component_preset,
+                          per_image=kind == 'export-rank')],
+            hooks=hooks, progress=False)
     else:  # what tools/test.py runs: the model and mmseg's IoUMetric
         result = session.run_pass(
             ds, ood_labels=True, progress=False,
@@ -65,6 +80,8 @@ def main():
     p.add_argument('--images', type=int, default=16)
     p.add_argument('--size', type=int, nargs=2, default=[512, 1024])
     p.add_argument('--repeats', type=int, default=2)
+    p.add_argument('--kinds', nargs='+', default=['plain', 'ood'],
+                   choices=['plain', 'ood', 'export', 'export-rank'])
     p.add_argument('--worker', nargs=5,
                    metavar=('KIND', 'CKPT', 'ROOT', 'WORK', 'HxW'))
     args = p.parse_args()
@@ -90,9 +107,9 @@ def main():
     ckpt = osp.join(tmp, 'random.pth')
     torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
     env = dict(os.environ, MMSEG_OOD_DATA=tmp)
-    runs = {'plain': [], 'ood': []}
+    runs = {k: [] for k in args.kinds}
     for _ in range(args.repeats):
-        for kind in ('plain', 'ood'):
+        for kind in args.kinds:
             out = subprocess.run(
                 [sys.executable, __file__, '--worker', kind, ckpt,
                  osp.join(roots['street'], 'ood'),
@@ -113,13 +130,15 @@ def main():
         ips = statistics.median(r['images_per_s'] for r in rs)
         mem = statistics.median(r['peak_mib'] for r in rs)
         med[kind] = (ips, mem)
-        print(f'{kind:6s} images/s {ips:7.3f}   peak RSS {mem:8.1f} MiB   '
+        print(f'{kind:11s} images/s {ips:7.3f}   peak RSS {mem:8.1f} MiB   '
               f'(runs: ' + ', '.join(f"{r['images_per_s']:.3f}"
                                      for r in rs) + ')')
-    speed = med['ood'][0] / med['plain'][0]
-    memory = med['ood'][1] / med['plain'][1]
-    print(f'ratio images/s (ood_test / test)  {speed:.3f}')
-    print(f'ratio peak memory                 {memory:.3f}')
+    ref = args.kinds[0]
+    for kind in args.kinds[1:]:
+        print(f'ratio images/s    ({kind} / {ref})  '
+              f'{med[kind][0] / med[ref][0]:.3f}')
+        print(f'ratio peak memory ({kind} / {ref})  '
+              f'{med[kind][1] / med[ref][1]:.3f}')
 
 
 if __name__ == '__main__':

@@ -44,8 +44,14 @@ def _runs(script, tmp_path, odd_root, ckpt, *args):
 
 def test_ood_test_two_processes_equal_one(tmp_path, odd_root,
                                           trained_work_dir):
-    runs = _runs('ood_test.py', tmp_path, odd_root,
-                 _ckpt(trained_work_dir))
+    """Also with the SMIYC export (one transform fitted on both ranks'
+    pixels, each rank writing its frames), per-image metrics and
+    thresholds at a TPR: the same numbers and the same files."""
+    ckpt = _ckpt(trained_work_dir)
+    runs = {n: _run('ood_test.py', tmp_path, odd_root, ckpt, n,
+                    '--export-smiyc', str(tmp_path / f'smiyc_{n}'),
+                    '--per-image', '--component-threshold', 'tpr:0.8')
+            for n in (1, 2)}
     one, two = (json.load(open(osp.join(runs[n][0], 'results.json')))
                 for n in (1, 2))
     assert one['complete'] and two['complete']
@@ -53,8 +59,23 @@ def test_ood_test_two_processes_equal_one(tmp_path, odd_root,
     assert two['id_miou'] == one['id_miou']
     energy = one['results']['synthetic_ood']['energy']
     assert energy['num_gt_components'] > 0
+    assert energy['per_image_images'] == 5
+    assert energy['component_threshold'] == energy['threshold@tpr0.8']
     # the two ranks logged to one file each, printed one table
     assert runs[2][1].stdout.count('| scorer |') == 1
+    files = {n: sorted(glob.glob(str(tmp_path / f'smiyc_{n}' / '**' /
+                                     '*.*'), recursive=True))
+             for n in (1, 2)}
+    assert len(files[1]) == 7 * (5 + 1)   # 5 frames + transform per scorer
+    for a, b in zip(files[1], files[2]):
+        assert osp.relpath(a, tmp_path / 'smiyc_1') == \
+            osp.relpath(b, tmp_path / 'smiyc_2')
+        if a.endswith('.json'):
+            assert json.load(open(a)) == json.load(open(b))
+        else:
+            import h5py
+            with h5py.File(a, 'r') as fa, h5py.File(b, 'r') as fb:
+                assert (fa['value'][:] == fb['value'][:]).all(), a
 
 
 def test_test_tool_two_processes_equal_one(tmp_path, odd_root,

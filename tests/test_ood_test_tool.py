@@ -30,7 +30,7 @@ def ood_run(tmp_path_factory, synthetic_root, trained_work_dir):
         'ood_test.py', STREET_CONFIG, _ckpt(trained_work_dir), '--work-dir',
         str(out), '--datasets', 'synthetic_ood', '--show-dir',
         str(out / 'heat'), '--show-num', '2', '--export-smiyc',
-        str(out / 'smiyc'), '--cfg-options', *QUICK_OPTIONS,
+        str(out / 'smiyc'), '--per-image', '--cfg-options', *QUICK_OPTIONS,
         env={'MMSEG_OOD_DATA': synthetic_root})
     return out, proc
 
@@ -44,6 +44,21 @@ def test_writes_every_output(ood_run):
     assert (out / 'results.csv').read_text().count('\n') == len(SCORERS) + 1
     md = (out / 'results.md').read_text()
     assert '| scorer |' in md and 'n_energy' in md
+    # --per-image: both kinds, labelled, and every image listed
+    assert 'AP (pooled)' in md and 'AP (per image)' in md
+    assert 'synthetic_ood: 3 averaged, 0 skipped' in md
+    energy = res['results']['synthetic_ood']['energy']
+    assert energy['per_image_images'] == 3
+    rows = (out / 'per_image.csv').read_text().splitlines()
+    assert rows[0] == 'dataset,image,scorer,auroc,ap,fpr95,skipped'
+    assert len(rows) == 1 + 3 * len(SCORERS)
+    assert res['component_threshold']['rule'] == 'best-f1'
+    assert res['component_threshold']['thresholds']['synthetic_ood'][
+        'energy'] == dict(rule='best_f1',
+                          value=energy['best_f1_threshold'])
+    assert res['labels']['synthetic_ood']['unlisted_values'][
+        'voided_pixels'] == 0
+    assert res['export']['transform'] == 'rank'
     assert not (out / 'results.partial.json').exists()
     for kind in ('roc', 'pr'):
         assert (out / 'curves' / f'synthetic_ood_{kind}.png').stat().st_size
@@ -75,6 +90,60 @@ def test_smiyc_export_format(ood_run, synthetic_root):
     img = cv2.imread(osp.join(synthetic_root, 'street', 'ood', 'images',
                               '0001.png'))
     assert value.dtype == np.float16 and value.shape == img.shape[:2]
+
+
+def test_exported_files_give_the_tools_numbers(ood_run, synthetic_root,
+                                               trained_work_dir, monkeypatch):
+    """Read back, the float16 files give every scorer's AUROC / AP / FPR95
+    within 1e-3 of the exact metrics of the scores, and of results.json up
+    to the tool's own binning error (2e-3 on FPR95 of this 2-iteration
+    model's `norm`, whose scores span 2 % of their magnitude; on the demo
+    model every difference to results.json is under 5e-4, see
+    benchmarks/smiyc_export_fidelity.py); each file is the recorded
+    transform of the scorer's map; the per-image means are the means of
+    per_image.csv."""
+    import h5py
+    from mmseg.apis import init_model
+    from mmseg_ood.apis import score_image
+    from mmseg_ood.evaluation import pixel_ood_metrics
+    from mmseg_ood.evaluation.score_transform import Float16RankTransform
+    from mmseg_ood.utils import safe_checkpoint_loading
+
+    out, _ = ood_run
+    payload = json.load(open(out / 'results.json'))
+    res = payload['results']['synthetic_ood']
+    files = payload['export']['transform_files']['synthetic_ood']
+    root = osp.join(synthetic_root, 'street', 'ood')
+    names = sorted(os.listdir(osp.join(root, 'images')))
+    labels = [cv2.imread(osp.join(root, 'labels_masks',
+                                  n[:-4] + '_labels_semantic.png'),
+                         cv2.IMREAD_UNCHANGED) for n in names]
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    with safe_checkpoint_loading():
+        model = init_model(STREET_CONFIG, _ckpt(trained_work_dir), 'cpu')
+    for s in SCORERS:
+        values, scores = [], []
+        t = Float16RankTransform.from_dict(json.load(open(files[s])))
+        for n in names:
+            with h5py.File(out / 'smiyc' / 'anomaly_p' / s / 'synthetic_ood' /
+                           f'{n[:-4]}.hdf5', 'r') as f:
+                values.append(f['value'][:])
+            scores.append(np.asarray(score_image(
+                model, osp.join(root, 'images', n), [s])[s]))
+            np.testing.assert_array_equal(values[-1], t(scores[-1]))
+        y = np.concatenate([lab.ravel() for lab in labels])
+        m = pixel_ood_metrics(
+            np.concatenate([v.astype(np.float32).ravel() for v in values]), y)
+        exact = pixel_ood_metrics(
+            np.concatenate([v.ravel() for v in scores]), y)
+        for k in ('auroc', 'ap', 'fpr95'):
+            assert abs(m[k] - exact[k]) <= 1e-3, (s, k, m[k], exact[k])
+            assert abs(m[k] - res[s][k]) <= 1e-3 + abs(
+                res[s][k] - exact[k]), (s, k, m[k], res[s][k])
+    rows = [r.split(',') for r in
+            (out / 'per_image.csv').read_text().splitlines()[1:]]
+    ap = [float(r[4]) for r in rows if r[2] == 'energy']
+    assert res['energy']['per_image_ap'] == pytest.approx(np.mean(ap))
 
 
 def test_numbers_equal_the_evaluation_api(ood_run, synthetic_root,
@@ -207,6 +276,14 @@ def test_bad_input_leaves_the_previous_results_as_they_were(
          'missing.json'),
         (dict(checkpoint=str(tmp_path / 'missing.pth')), FileNotFoundError,
          'missing.pth'),
+        (dict(component_threshold='best-f2'), ValueError,
+         "'best-f1', a number, 'from:<dataset>' or 'tpr:<rate>'"),
+        (dict(component_threshold='tpr:1.5'), ValueError, 'rate in'),
+        (dict(component_threshold='from:road_anomaly_2021'), ValueError,
+         'road_anomaly21'),
+        (dict(export_smiyc=str(work / 'x'), export_transform='rankk'),
+         ValueError, "`export_transform` must be one of"),
+        (dict(per_image='yes'), TypeError, '`per_image` must be a bool'),
     ]
     for kw, err, match in cases:
         with pytest.raises(err, match=match):
@@ -233,6 +310,62 @@ def test_bad_input_leaves_the_previous_results_as_they_were(
     assert partial['complete'] is False
     assert list(partial['results']) == ['synthetic_ood']
     assert not [p for p in after if 'spill' in p]   # no spill left behind
+
+
+def test_thresholds_from_another_dataset_and_unlisted_labels(
+        tmp_path, data_env, synthetic_root, trained_work_dir):
+    """``from:<dataset>``: the component metrics of every dataset use the
+    source's best-F1 thresholds (the source evaluated first); a label value
+    the value map does not list is voided, warned about once naming the
+    file and value, and counted in results.json; an undecodable image is
+    an error naming it."""
+    import shutil
+
+    from mmseg_ood.apis import ood_test
+    from mmseg_ood.evaluation.label_checks import UnlistedLabelValueWarning
+    copy = tmp_path / 'copy'
+    shutil.copytree(osp.join(synthetic_root, 'street', 'ood'), copy)
+    label = sorted(glob.glob(str(copy / 'labels_masks' / '*.png')))[1]
+    raw = cv2.imread(label, cv2.IMREAD_UNCHANGED)
+    raw[:4, :5] = 7
+    cv2.imwrite(label, raw)
+    preset = tmp_path / 'patched.py'
+    preset.write_text("ood_dataset = dict(type='SyntheticOODDataset', "
+                      f"data_root={str(copy)!r})\n")
+    with pytest.warns(UnlistedLabelValueWarning) as record:
+        payload = ood_test(
+            STREET_CONFIG, _ckpt(trained_work_dir), str(tmp_path / 'work'),
+            datasets=[str(preset)], scorers=['energy', 'msp'],
+            component_threshold='from:synthetic_ood', id_eval=False,
+            cfg_options=dict(QUICK_CFG))
+    assert payload['datasets'] == ['synthetic_ood', 'patched']
+    record = [w for w in record
+              if issubclass(w.category, UnlistedLabelValueWarning)]
+    message = str(record[0].message)
+    assert len(record) == 1 and label in message and '7: 20 px' in message
+    unlisted = payload['labels']['patched']['unlisted_values']
+    assert unlisted['voided_pixels'] == 20 and unlisted['values'] == \
+        {'7': 20}
+    assert payload['labels']['synthetic_ood']['unlisted_values'][
+        'voided_pixels'] == 0
+    assert payload['component_threshold']['rule'] == 'from:synthetic_ood'
+    source = payload['results']['synthetic_ood']
+    for s in ('energy', 'msp'):
+        used = payload['component_threshold']['thresholds']['patched'][s]
+        assert used == dict(rule='fixed',
+                            value=source[s]['best_f1_threshold'])
+        assert payload['results']['patched'][s]['component_threshold'] == \
+            source[s]['best_f1_threshold']
+    # an undecodable (not empty) image: an error naming it
+    image = sorted(glob.glob(str(copy / 'images' / '*.png')))[0]
+    with open(image, 'wb') as f:
+        f.write(b'not a png at all')
+    with pytest.raises(ValueError, match=f'cannot decode the image.*{image}'):
+        ood_test(STREET_CONFIG, _ckpt(trained_work_dir),
+                 str(tmp_path / 'work2'), datasets=[str(preset)],
+                 scorers=['energy'], id_eval=False,
+                 cfg_options=dict(QUICK_CFG, **{
+                     'test_dataloader.num_workers': 0}))
 
 
 def test_unknown_dataset_lists_presets():

@@ -28,7 +28,8 @@ def _fit(maps):
 def test_float16_grid():
     g = FLOAT16_UNIT_VALUES
     assert g.dtype == np.float16 and g.size == 15361
-    assert g[0] == 0 and g[-1] == 1 and (np.diff(g.astype(np.float64)) > 0).all()
+    assert g[0] == 0 and g[-1] == 1
+    assert (np.diff(g.astype(np.float64)) > 0).all()
     # every float16 in [0, 1] is on the grid
     every = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
     inside = every[np.isfinite(every) & (every >= 0) & (every <= 1)]
