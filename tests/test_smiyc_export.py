@@ -54,11 +54,15 @@ def test_no_knots_maps_everything_to_zero():
     np.testing.assert_array_equal(t(np.array([1.0, 3.0, 9.0])), 0)
 
 
+@pytest.mark.parametrize('max_sub', [0, 1 << 16])
 @pytest.mark.parametrize('scale', [1e-4, 1.0, 1e4])
-def test_table_lookup_equals_search(scale):
-    """The lookup table (knots at bin edges) and exact search agree, also
-    for knots strictly inside a table bin, scores below / above every knot,
-    negative and positive scores and infinities."""
+def test_table_lookup_equals_search(scale, max_sub, monkeypatch):
+    """The lookup tables (bins, and sub-tables of the bins with a knot
+    inside, or a search there) and exact search agree, also for knots
+    strictly inside a table bin, scores below / above every knot, negative
+    and positive scores and infinities."""
+    import mmseg_ood.evaluation.score_transform as module
+    monkeypatch.setattr(module, '_MAX_SUB', max_sub)
     rng = np.random.default_rng(0)
     knots = np.unique(np.r_[rng.normal(size=3000) * scale,
                             np.float32(1.5) * scale,

@@ -123,6 +123,7 @@ class SMIYCExportHook(Hook):
         # per scorer, the histogram of every pixel (a padding repeat left
         # out, see sampler_padding)
         self._samples = PerSampleAccumulators()
+        self._metric = None
 
     def _path(self, name: str, fid: str) -> str:
         return osp.join(self.out_dir, 'anomaly_p', self.method_prefix + name,
@@ -131,6 +132,12 @@ class SMIYCExportHook(Hook):
     def before_test_epoch(self, runner) -> None:
         self._reset()
         self.transforms = {}
+        # the pass's OODMetric already histograms every scored (non-void)
+        # pixel: the transform is fitted from that, not counted again
+        metrics = getattr(getattr(getattr(runner, 'test_loop', None),
+                                  'evaluator', None), 'metrics', [])
+        self._metric = next((m for m in metrics
+                             if type(m).__name__ == 'OODMetric'), None)
 
     def after_test_iter(self, runner, batch_idx, data_batch=None,
                         outputs=None) -> None:
@@ -155,8 +162,9 @@ class SMIYCExportHook(Hook):
                     raise ValueError(
                         f'scorer {name!r}: {sample.img_path} has NaN scores, '
                         'which the SMIYC export cannot rank')
-                Float16RankTransform.observe(self._samples.get(
-                    name, lambda n=name: StreamingOODMetric(name=n)), s)
+                if not self._metric_counts(name):
+                    Float16RankTransform.observe(self._samples.get(
+                        name, lambda n=name: StreamingOODMetric(name=n)), s)
                 maps[name] = s
             if maps:
                 if self._spill is None:
@@ -182,10 +190,22 @@ class SMIYCExportHook(Hook):
                 self._frames.pop()
         hist = merge_across_ranks(local,
                                   lambda n: StreamingOODMetric(name=n))
+        pooled = getattr(self._metric, 'last_pixel', None) or {}
+        for n in self._scorers_seen():
+            if self._metric_counts(n):
+                if n not in pooled:
+                    raise RuntimeError(
+                        f'SMIYCExportHook: the OODMetric of the pass has no '
+                        f'histogram of {n!r}')
+                hist[n] = pooled[n]
         self.transforms = OrderedDict(
             (n, Float16RankTransform.fit(h)) for n, h in hist.items())
         if get_rank() == 0:
             for n, t in self.transforms.items():
+                fitted_on = (
+                    "every non-void pixel of the pass (its OODMetric's "
+                    'histogram)' if self._metric_counts(n) else
+                    'every finite pixel of every exported frame')
                 values, pos, neg = hist[n].counts_by_value()
                 dump_json(t.to_dict(
                     scorer=n, method=self.method_prefix + n,
@@ -193,13 +213,25 @@ class SMIYCExportHook(Hook):
                     num_pixels=int((pos + neg).sum()),
                     score_range=[float(values[0]), float(values[-1])]
                     if values.size else None,
-                    fitted_on='every finite pixel of every exported frame',
+                    fitted_on=fitted_on,
                     package_version=__version__), self._transform_path(n))
         if self._spill is not None:
             for (_, fid), (_, maps) in zip(self._frames,
                                            self._spill.read()):
                 for n, s in maps.items():
                     _write_frame(self._path(n, fid), self.transforms[n](s))
+
+    def _metric_counts(self, name: str) -> bool:
+        """Whether the pass's OODMetric histograms ``name``'s pixels (then
+        the transform is fitted from its histogram)."""
+        m = self._metric
+        return m is not None and (m.scorers is None or name in m.scorers)
+
+    def _scorers_seen(self) -> List[str]:
+        """The scorers of the spilled maps, first-seen order."""
+        return list(OrderedDict.fromkeys(
+            n for _, names in (self._spill.records if self._spill else [])
+            for n in names))
 
     def _transform_path(self, name: str) -> str:
         path = transform_file(self.out_dir, self.method_prefix + name,

@@ -49,6 +49,10 @@ _CODES = FLOAT16_UNIT_VALUES.size  # 15361
 #: Order-key bits of the lookup table that applies the transform.
 _LUT_BITS = 20
 _LUT_SHIFT = np.uint32(32 - _LUT_BITS)
+_LOW_MASK = np.uint32((1 << (32 - _LUT_BITS)) - 1)
+#: Most bins with a sub-table (8 KiB each); beyond, their pixels are
+#: searched.
+_MAX_SUB = 2048
 VERSION = 1
 
 
@@ -135,15 +139,21 @@ class Float16RankTransform:
         s = np.asarray(scores, np.float32)
         if self.knots.size == 0:
             return np.zeros(s.shape, np.intp)
-        base, table, inside = self._table()
-        key = _order_keys(s.reshape(-1)) >> _LUT_SHIFT
-        rel = np.clip(key.astype(np.int64) - base, -1, table.size - 2) + 1
+        base, table, sub_of, sub = self._table()
+        key = _order_keys(s.reshape(-1))
+        rel = np.clip((key >> _LUT_SHIFT).astype(np.int64) - base, -1,
+                      table.size - 2) + 1
         c = table[rel].astype(np.intp)
-        # bins with a knot inside (not at their lower edge): exact search
-        odd = inside[rel]
+        # bins with a knot inside (not at their lower edge): their
+        # sub-table, by the key's low bits (or an exact search)
+        j = sub_of[rel]
+        odd = j >= 0
         if odd.any():
-            c[odd] = np.searchsorted(self.knots, s.reshape(-1)[odd],
-                                     side='right')
+            if sub is None:
+                c[odd] = np.searchsorted(self.knots, s.reshape(-1)[odd],
+                                         side='right')
+            else:
+                c[odd] = sub[j[odd], key[odd] & _LOW_MASK]
         return c.reshape(s.shape)
 
     def __call__(self, scores) -> np.ndarray:
@@ -151,11 +161,17 @@ class Float16RankTransform:
         return self.code_values[self.codes(scores)]
 
     def _table(self):
-        """``(base, codes, inside)``: for the order-key bins from ``base``
-        (at ``_LUT_BITS`` bits: at most 2^20 bins, 3 MiB) over the knots'
-        span, the code of each bin and whether a knot lies inside it (not
-        at its lower edge: those bins' pixels are searched); entry 0 stands
-        for every bin below, the last for every bin above."""
+        """The lookup tables, built on first use.
+
+        ``(base, table, sub_of, sub)``: for the order-key bins (at
+        ``_LUT_BITS`` bits, at most 2^20: 3 MiB) from ``base`` over the
+        knots' span, ``table`` holds the code of each bin (entry 0 stands
+        for every bin below, the last for every bin above); a bin with a
+        knot strictly inside (not at its lower edge) has ``sub_of >= 0``,
+        its row of ``sub``: the code of each of the bin's ``2^12`` exact
+        values (``None`` with more than ``_MAX_SUB`` such bins: then
+        searched).
+        """
         if self._lut is not None:
             return self._lut
         keys = _order_keys(self.knots)
@@ -164,17 +180,26 @@ class Float16RankTransform:
         span = top - base + 1
         # code of a bin = knots at or below its lower edge, i.e. knots in
         # earlier bins plus the knots exactly at its edge
-        edge = (keys & np.uint32((1 << (32 - _LUT_BITS)) - 1)) == 0
+        low = (keys & _LOW_MASK).astype(np.int64)
+        edge = low == 0
         below = np.zeros(span + 1, np.int64)
         np.add.at(below, bins - base + 1, 1)
         at_edge = np.zeros(span, np.int64)
         np.add.at(at_edge, (bins - base)[edge], 1)
-        table = np.cumsum(below)[:-1] + at_edge
-        inside = np.zeros(span, bool)
-        inside[(bins - base)[~edge]] = True
-        table = np.r_[0, table, self.knots.size].astype(np.uint16)
-        inside = np.r_[False, inside, False]
-        self._lut = (base, table, inside)
+        before = np.cumsum(below)[:-1]  # knots in earlier bins
+        table = np.r_[0, before + at_edge, self.knots.size].astype(np.uint16)
+        odd = np.unique(bins[~edge])
+        sub_of = np.full(span + 2, -1, np.int32)
+        sub_of[odd - base + 1] = np.arange(odd.size)
+        sub = None
+        if odd.size <= _MAX_SUB:
+            sub = np.empty((odd.size, _LOW_MASK + 1), np.uint16)
+            values = np.arange(_LOW_MASK + 1)
+            for i, b in enumerate(odd.tolist()):
+                lows = low[bins == b]  # ascending: knots are sorted
+                sub[i] = before[b - base] + np.searchsorted(
+                    lows, values, side='right')
+        self._lut = (base, table, sub_of, sub)
         return self._lut
 
     # files -------------------------------------------------------------------
