@@ -52,6 +52,26 @@ def test_ood_loader_goes_before_packing_when_no_annotations_are_loaded():
         with_ood_annotations([dict(type='LoadImageFromFile')])
 
 
+def test_pipeline_for_frames_without_labels():
+    from mmseg_ood.datasets import without_annotations
+    pipe = [dict(type='LoadImageFromFile', to_float32=True),
+            dict(type='Resize', scale=(8, 8)),
+            dict(type='LoadAnnotations', reduce_zero_label=False),
+            dict(type='PackSegInputs')]
+    out = without_annotations(pipe)
+    assert types(out) == ['LoadImageFromFileChecked', 'Resize',
+                          'PackSegInputs']
+    assert out[0]['to_float32'] is True and pipe[0]['type'] == \
+        'LoadImageFromFile'
+    tta = [dict(type='LoadImageFromFile'),
+           dict(type='TestTimeAug', transforms=[
+               [dict(type='Resize', scale_factor=1.0, keep_ratio=True)],
+               [dict(type='LoadOODAnnotations')],
+               [dict(type='PackSegInputs')]])]
+    assert types(without_annotations(tta)[1]['transforms']) == [
+        ['Resize'], ['PackSegInputs']]
+
+
 def test_labels_reach_the_sample_without_load_annotations(synthetic_root):
     """End to end through mmseg's own dataset and transforms."""
     import mmseg_ood  # noqa: F401

@@ -368,6 +368,43 @@ def test_thresholds_from_another_dataset_and_unlisted_labels(
                      'test_dataloader.num_workers': 0}))
 
 
+def test_export_includes_frames_without_labels(tmp_path, data_env,
+                                              synthetic_root,
+                                              trained_work_dir):
+    """A submission needs every frame: frames without a label file are
+    exported too (one more pass), the metrics cover the labelled ones, and
+    the transform is fitted on all frames' pixels."""
+    import shutil
+
+    import h5py
+
+    from mmseg_ood.apis import ood_test
+    copy = tmp_path / 'copy'
+    shutil.copytree(osp.join(synthetic_root, 'street', 'ood'), copy)
+    label = sorted(glob.glob(str(copy / 'labels_masks' / '*.png')))[0]
+    os.remove(label)
+    preset = tmp_path / 'test_frames.py'
+    preset.write_text("ood_dataset = dict(type='SyntheticOODDataset', "
+                      f"data_root={str(copy)!r})\nsmiyc_name = 'Test-all'\n")
+    export = tmp_path / 'smiyc'
+    payload = ood_test(STREET_CONFIG, _ckpt(trained_work_dir),
+                       str(tmp_path / 'work'), datasets=[str(preset)],
+                       scorers=['energy'], export_smiyc=str(export),
+                       id_eval=False, cfg_options=dict(QUICK_CFG))
+    assert payload['export']['frames']['test_frames'] == dict(
+        labelled=2, unlabelled=1)
+    res = payload['results']['test_frames']['energy']
+    files = sorted(glob.glob(str(export / 'anomaly_p' / 'energy' /
+                                 'Test-all' / '*.hdf5')))
+    assert [osp.basename(f) for f in files] == [
+        '0000.hdf5', '0001.hdf5', '0002.hdf5']
+    shape = h5py.File(files[0], 'r')['value'].shape
+    record = json.load(open(export / 'anomaly_p' / 'energy' /
+                            'Test-all.score_transform.json'))
+    assert record['num_pixels'] == 3 * shape[0] * shape[1]
+    assert res['num_id'] + res['num_ood'] < 2 * shape[0] * shape[1] + 1
+
+
 def test_unknown_dataset_lists_presets():
     from mmseg_ood.apis import load_dataset_preset
     with pytest.raises(ValueError, match='road_anomaly21'):

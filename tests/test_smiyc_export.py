@@ -15,7 +15,7 @@ from mmseg_ood.engine.smiyc_export_hook import transform_file
 from mmseg_ood.evaluation import StreamingOODMetric, pixel_ood_metrics
 from mmseg_ood.evaluation.score_transform import (FLOAT16_UNIT_VALUES,
                                                   Float16RankTransform,
-                                                  equal_mass_knots)
+                                                  float16_knots)
 
 
 def _fit(maps):
@@ -112,21 +112,33 @@ def test_few_distinct_values_keep_their_ranking_exactly():
         assert a[k] == b[k], k
 
 
-def test_equal_mass_groups():
-    """Each float16 value holds at most about N / 15361 pixels of a
-    continuous distribution."""
+def test_group_sizes():
+    """Each float16 value holds at most about 2 N / 15361 pixels of a
+    continuous distribution (up to 3: a histogram bin is not split), and
+    among the top 1 % of the scores at most a third of that (the
+    upper-tail half of the values); with ``tail_share=0`` about N / 15361
+    (up to 2.5)."""
     rng = np.random.default_rng(3)
     s = rng.standard_cauchy(size=2_000_000).astype(np.float32)
     t = _fit([s])
     counts = np.bincount(t.codes(s))
-    assert t.knots.size > 15000
+    assert t.knots.size > 12000  # the top codes are finer than a pixel
+    assert counts.max() <= 3 * s.size / 15361
+    top = t.codes(s[s >= np.quantile(s, 0.99)])
+    assert np.bincount(top)[top.min():].max() <= 0.4 * s.size / 15361
+    hist = StreamingOODMetric()
+    Float16RankTransform.observe(hist, s)
+    values, pos, neg = hist.counts_by_value()
+    flat = Float16RankTransform(float16_knots(values, pos + neg,
+                                              tail_share=0.0))
+    counts = np.bincount(flat.codes(s))
     assert counts.max() <= 2.5 * s.size / 15361
 
 
-def test_equal_mass_knots_never_split_a_value():
+def test_knots_never_split_a_value():
     values = np.array([0.0, 1.0, 2.0, 3.0], np.float32)
     counts = np.array([1, 100, 1, 1])
-    knots = equal_mass_knots(values, counts, codes=3)
+    knots = float16_knots(values, counts, codes=3)
     assert set(knots.tolist()) <= set(values.tolist())
     assert knots.size < 3 and (np.diff(knots) > 0).all()
 

@@ -12,12 +12,13 @@ import os
 import os.path as osp
 import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..datasets import check_dataset_files
+from ..datasets import (OODSegDataset, check_dataset_files,
+                        without_annotations)
 from ..engine import MetaClassifierHook
 from ..engine.smiyc_export_hook import TRANSFORMS as EXPORT_TRANSFORMS
 from ..engine.smiyc_export_hook import transform_file
@@ -164,7 +165,11 @@ def ood_test(config: str,
         tune_on: Dataset to tune on (default: the first of ``datasets``).
         show_dir / show_num: Heatmaps of the first ``show_num`` images.
         export_smiyc: Directory for the SMIYC submission files
-            (``anomaly_p/<method>/<dataset>/<frame>.hdf5``, float16).
+            (``anomaly_p/<method>/<dataset>/<frame>.hdf5``, float16), of
+            every frame of each dataset: where some have no label file (a
+            benchmark's test frames), one more pass over all frames scores
+            and exports them (its transform fitted on all their pixels);
+            the metrics cover the labelled ones.
         export_transform: ``'rank'`` (default): each scorer's scores go
             through a monotone transform into [0, 1], fitted on the
             dataset's pixels and recorded in
@@ -211,6 +216,7 @@ def ood_test(config: str,
         plan.threshold_preset = load_dataset_preset(plan.threshold[1])
     plan.per_image = per_image
     plan.export_transform = export_transform
+    plan.export = bool(export_smiyc)
     with EvaluationSession(config, checkpoint, work_dir, cfg_options,
                            launcher, unsafe_load, tta,
                            tool='ood_test') as session:
@@ -230,8 +236,11 @@ class _Plan:
     meta: Optional[list] = None
     threshold: Tuple[str, object] = ('best-f1', None)
     threshold_preset: Optional[DatasetPreset] = None
+    export: bool = False
     per_image: bool = False
     export_transform: str = 'rank'
+    #: dataset name -> its frames without a label file (exported only)
+    unlabelled: Dict[str, int] = field(default_factory=dict)
 
 
 def _check_request(scorers, tune, tune_on, datasets, sml_stats,
@@ -298,7 +307,12 @@ def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
     presets = plan.presets + [p for p in (plan.tune_preset,
                                           plan.threshold_preset) if p]
     for p in presets:
-        check_dataset_files(p.dataset, f'dataset {p.name!r} ({p.path})')
+        n = check_dataset_files(p.dataset, f'dataset {p.name!r} ({p.path})')
+        if plan.export and _all_frames(p.dataset) is not None:
+            every = check_dataset_files(_all_frames(p.dataset),
+                                        f'dataset {p.name!r} ({p.path})')
+            if every > n:
+                plan.unlabelled[p.name] = every - n
     names = plan.scorers if plan.scorers is not None else []
     if 'sml' in names and sml_stats is None:
         check_dataset_files(id_dataset(session.cfg, sml_fit_on),
@@ -311,6 +325,17 @@ def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
             warnings.warn(f'ID mIoU skipped: {e}')
             return False
     return id_eval
+
+
+def _all_frames(dataset: dict) -> Optional[dict]:
+    """``dataset`` with its frames without a label file too (an
+    :class:`~mmseg_ood.datasets.OODSegDataset`'s ``require_labels=False``),
+    or ``None`` for another dataset class."""
+    from mmseg.registry import DATASETS
+    cls = DATASETS.get(dataset.get('type'))
+    if not (isinstance(cls, type) and issubclass(cls, OODSegDataset)):
+        return None
+    return dict(dataset, require_labels=False)
 
 
 def _value_map_text(dataset: dict) -> Dict[str, int]:
@@ -409,11 +434,13 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
             hooks.append(dict(type='OODVisualizationHook',
                               out_dir=osp.join(show_dir, preset.name),
                               num=show_num, palette=session.palette))
-        if export_smiyc:
-            hooks.append(dict(type='SMIYCExportHook', out_dir=export_smiyc,
-                              dataset_name=preset.smiyc_name,
-                              transform=plan.export_transform,
-                              spill_dir=work_dir))
+        export_hook = dict(type='SMIYCExportHook', out_dir=export_smiyc,
+                           dataset_name=preset.smiyc_name,
+                           transform=plan.export_transform,
+                           spill_dir=work_dir)
+        unlabelled = plan.unlabelled.get(preset.name, 0)
+        if export_smiyc and not unlabelled:
+            hooks.append(export_hook)
         threshold = _metric_threshold(plan.threshold, preset, source,
                                       payload)
         metrics = [dict(type='OODMetric', component_threshold=threshold,
@@ -437,6 +464,18 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
             for n, r in metric.last_results.items()}
         if plan.per_image and rank0:
             per_image_rows[preset.name] = metric.last_per_image.table()
+        if export_smiyc and unlabelled:
+            # a submission needs every frame: one more pass, over all of
+            # them, that only scores and exports
+            session.run_pass(
+                dict(_all_frames(preset.dataset), pipeline=without_annotations(
+                    session.cfg.test_dataloader.dataset.pipeline)),
+                name=f'{preset.name} (export, all frames)',
+                scorers=scorer_list, strict=strict, hooks=[export_hook],
+                metrics=[])
+        if export_smiyc:
+            payload['export'].setdefault('frames', {})[preset.name] = dict(
+                labelled=result.size, unlabelled=unlabelled)
         if export_smiyc and plan.export_transform == 'rank':
             payload['export']['transform_files'][preset.name] = {
                 n: transform_file(export_smiyc, n, preset.smiyc_name)

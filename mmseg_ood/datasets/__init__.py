@@ -10,7 +10,7 @@ from .ood_datasets import (FishyscapesLAFDataset, FishyscapesStaticDataset,
 from .outlier_proxy import OutlierMixDataset, OutlierProxyDataset
 from .synthetic import SyntheticObjectsDataset, SyntheticStreetDataset
 from .transforms import (LoadImageFromFileChecked, LoadOODAnnotations,
-                         with_ood_annotations)
+                         with_ood_annotations, without_annotations)
 
 __all__ = [
     'check_dataset_files', 'CORRUPTIONS', 'ImageCorruption',
@@ -20,6 +20,7 @@ __all__ = [
     'LostAndFoundDataset', 'FishyscapesLAFDataset',
     'FishyscapesStaticDataset', 'RoadAnomalyDataset', 'OODFolderDataset',
     'LoadOODAnnotations', 'LoadImageFromFileChecked', 'with_ood_annotations',
+    'without_annotations',
     'value_lut', 'listed_values',
     'OutlierProxyDataset',
     'OutlierMixDataset'

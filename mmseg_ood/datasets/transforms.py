@@ -232,3 +232,34 @@ def with_ood_annotations(pipeline: Sequence) -> list:
     raise ValueError('the test pipeline has no PackSegInputs, so there is no '
                      'place for LoadOODAnnotations: '
                      f'{[t.get("type") for t in out if isinstance(t, dict)]}')
+
+
+def without_annotations(pipeline: Sequence) -> list:
+    """A test (or TTA) pipeline for images without label files: every
+    ``LoadAnnotations`` / ``LoadOODAnnotations`` is left out (top level and
+    inside ``TestTimeAug``; a TTA step left empty is dropped) and every
+    ``LoadImageFromFile`` becomes ``LoadImageFromFileChecked``.
+
+    Args:
+        pipeline: Transform configs (not modified).
+
+    Returns:
+        list: The new pipeline.
+    """
+    def labels(t) -> bool:
+        return _is(t, 'LoadAnnotations') or _is(t, 'LoadOODAnnotations')
+
+    def strip(t):
+        if isinstance(t, dict):
+            t = dict(t)
+            if _is(t, 'LoadImageFromFile'):
+                t['type'] = 'LoadImageFromFileChecked'
+            if 'transforms' in t:
+                t['transforms'] = strip(t['transforms'])
+            return t
+        if isinstance(t, (list, tuple)):
+            kept = [strip(x) for x in t if not labels(x)]
+            return [x for x in kept if x != []]
+        return t
+
+    return strip(copy.deepcopy(list(pipeline)))

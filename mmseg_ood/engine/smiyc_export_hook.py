@@ -66,10 +66,14 @@ class SMIYCExportHook(Hook):
     narrow range or far from 1, so casting the raw scores loses their
     ranking. With ``transform='rank'`` (default) each scorer's scores go
     through one :class:`~mmseg_ood.evaluation.score_transform.
-    Float16RankTransform` fitted on every pixel of every frame of the pass
-    (labelled or not): a monotone map onto the float16 values of [0, 1]
-    that spends them on equal shares of the pixels, so the metrics computed
-    from the files equal those of the scores. The transform is known only
+    Float16RankTransform` for the whole pass: a monotone map onto the
+    float16 values of [0, 1] that spends them on shares of the pixels
+    (finer among the highest scores), so the metrics computed from the
+    files equal those of the scores. It is fitted from the histogram of
+    the pass's :class:`~mmseg_ood.evaluation.OODMetric` where it counts
+    the scorer (its non-void pixels: nothing is counted twice), else from
+    the hook's own histogram of every finite pixel of every frame
+    (labelled or not: unlabelled test frames too). The transform is known only
     after the last frame: the maps are spilled to disk during the pass
     (:class:`~mmseg_ood.evaluation.score_map_spill.ScoreMapSpill`) and
     written at the end of the pass, each rank its own frames, with one
