@@ -52,16 +52,20 @@ def worker(kind, ckpt, data_root, work_dir, size):
     session.runner  # build the model and load the checkpoint: not timed
     t0 = time.perf_counter()
     if kind != 'plain':
-        hooks = [] if kind == 'ood' else [dict(
-            type='SMIYCExportHook', out_dir=osp.join(work_dir, 'smiyc'),
-            dataset_name=preset.smiyc_name, spill_dir=work_dir,
-            transform='rank' if kind == 'export-rank' else 'none')]
+        # as tools/ood_test.py --export-smiyc: the raw cast through the
+        # hook, the transformed export through the metric
+        out = osp.join(work_dir, 'smiyc')
+        hooks = [dict(type='SMIYCExportHook', out_dir=out,
+                      dataset_name=preset.smiyc_name, spill_dir=work_dir,
+                      transform='none')] if kind == 'export' else []
+        export = dict(out_dir=out, dataset_name=preset.smiyc_name) \
+            if kind == 'export-rank' else None
         result = session.run_pass(
             ds, scorers=['msp', 'entropy', 'max_logit', 'energy', 'norm',
                          'n_max_logit', 'n_energy'], ood_labels=True,
             metrics=[dict(type='OODMetric', component_threshold='best_f1',
                           component_preset=preset.component_preset,
-                          per_image=kind == 'export-rank')],
+                          per_image=kind == 'export-rank', export=export)],
             hooks=hooks, progress=False)
     else:  # what tools/test.py runs: the model and mmseg's IoUMetric
         result = session.run_pass(

@@ -29,7 +29,7 @@ def exported_metrics(export_dir, preset, scorers):
 
     from mmseg.registry import DATASETS
     from mmseg_ood.datasets import LoadOODAnnotations
-    from mmseg_ood.engine.smiyc_export_hook import smiyc_frame_id
+    from mmseg_ood.evaluation.smiyc_files import smiyc_frame_id
     from mmseg_ood.evaluation import pixel_ood_metrics
     init_default_scope('mmseg')
     ds = DATASETS.build(dict(preset.dataset, pipeline=[], lazy_init=False))

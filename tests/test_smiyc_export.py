@@ -271,3 +271,48 @@ def test_hook_raw_cast_and_errors(tmp_path):
                   [('/a/g.png', dict(energy=nan))])
     with pytest.raises(ValueError, match="`transform` must be one of"):
         SMIYCExportHook(out_dir='x', dataset_name='D', transform='rankk')
+
+
+def test_ood_metric_exports_the_frames_it_evaluates(tmp_path):
+    """``OODMetric(export=...)``: every frame's map through the transform
+    fitted from the metric's own pooled histogram, and its record; the
+    metric's numbers are unchanged by exporting."""
+    from mmseg_ood.evaluation import OODMetric
+    rng = np.random.default_rng(7)
+    samples = []
+    for i in range(3):
+        y = (rng.random((30, 40)) < 0.1).astype(np.uint8)
+        y[:2] = 255
+        s = (rng.normal(size=y.shape) * 0.01 - 40 + 0.02 * (y == 1))
+        samples.append(dict(img_path=f'/d/{i:02d}_leftImg8bit.png',
+                            ood_scores=dict(energy=s.astype(np.float32)),
+                            gt_sem_seg=dict(data=y[None])))
+    plain = OODMetric()
+    plain.process(None, samples)
+    expected = plain.evaluate(3)
+    metric = OODMetric(export=dict(out_dir=str(tmp_path),
+                                   dataset_name='Set-all',
+                                   method_prefix='m_'))
+    metric.process(None, samples)
+    # (NaN where undefined: compared as JSON text)
+    assert json.dumps(metric.evaluate(3), sort_keys=True) == json.dumps(
+        expected, sort_keys=True)
+    t = metric.last_transforms['energy']
+    record = json.load(open(transform_file(str(tmp_path), 'm_energy',
+                                           'Set-all')))
+    assert record['num_pixels'] == 3 * 28 * 40   # non-void pixels
+    np.testing.assert_array_equal(
+        Float16RankTransform.from_dict(record).knots, t.knots)
+    for i, sample in enumerate(samples):
+        value = _read(tmp_path / 'anomaly_p' / 'm_energy' / 'Set-all' /
+                      f'{i:02d}.hdf5')
+        np.testing.assert_array_equal(
+            value, t(sample['ood_scores']['energy']))
+    with pytest.raises(ValueError, match="needs a non-empty str "
+                       "'dataset_name'"):
+        OODMetric(export=dict(out_dir='x'))
+    with pytest.raises(ValueError, match=r"unknown keys \['outdir'\]"):
+        OODMetric(export=dict(outdir='x', dataset_name='D'))
+    with pytest.raises(ValueError, match='gzip level 0-9'):
+        OODMetric(export=dict(out_dir='x', dataset_name='D',
+                              compression=11))

@@ -21,7 +21,7 @@ from ..datasets import (OODSegDataset, check_dataset_files,
                         without_annotations)
 from ..engine import MetaClassifierHook
 from ..engine.smiyc_export_hook import TRANSFORMS as EXPORT_TRANSFORMS
-from ..engine.smiyc_export_hook import transform_file
+from ..evaluation.smiyc_files import transform_file
 from ..evaluation import OODSegmentMetric, load_meta_classifiers
 from ..evaluation.ood_metric import threshold_rule
 from ..evaluation.report import (dump_json, markdown_table, plot_curves,
@@ -439,13 +439,21 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
                            transform=plan.export_transform,
                            spill_dir=work_dir)
         unlabelled = plan.unlabelled.get(preset.name, 0)
+        # the frames the metric evaluates: exported by the metric (from
+        # its own spilled maps and histograms), or raw by the hook
+        export = None
         if export_smiyc and not unlabelled:
-            hooks.append(export_hook)
+            if plan.export_transform == 'rank':
+                export = dict(out_dir=export_smiyc,
+                              dataset_name=preset.smiyc_name)
+            else:
+                hooks.append(export_hook)
         threshold = _metric_threshold(plan.threshold, preset, source,
                                       payload)
         metrics = [dict(type='OODMetric', component_threshold=threshold,
                         component_preset=preset.component_preset,
-                        per_image=plan.per_image, dataset_name=preset.name)]
+                        per_image=plan.per_image, dataset_name=preset.name,
+                        export=export)]
         if plan.meta:
             hooks.append(MetaClassifierHook(plan.meta))
             metrics.append(OODSegmentMetric(plan.meta[0].scorer,

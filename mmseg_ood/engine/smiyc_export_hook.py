@@ -1,8 +1,6 @@
 """Export score maps in the file layout the SMIYC benchmark reads."""
 from __future__ import annotations
 
-import os
-import os.path as osp
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
@@ -12,42 +10,19 @@ from mmengine.hooks import Hook
 
 from mmseg.registry import HOOKS
 from ..evaluation.accumulator import merge_across_ranks
-from ..evaluation.report import dump_json
 from ..evaluation.sampler_padding import PerSampleAccumulators
 from ..evaluation.score_map_spill import ScoreMapSpill
 from ..evaluation.score_transform import Float16RankTransform
+from ..evaluation.smiyc_files import (check_compression, frame_file,
+                                      smiyc_frame_id, transform_file,
+                                      write_frame, write_transform)
 from ..evaluation.streaming import StreamingOODMetric
 from ..utils.arguments import strict_arguments
-from ..version import __version__
+
+__all__ = ['SMIYCExportHook', 'smiyc_frame_id', 'transform_file',
+           'TRANSFORMS']
 
 TRANSFORMS = ('rank', 'none')
-
-
-def smiyc_frame_id(img_path: str) -> str:
-    """The benchmark's frame id: the image stem, without LostAndFound's
-    ``_leftImg8bit`` suffix."""
-    stem = osp.splitext(osp.basename(img_path))[0]
-    return stem[:-len('_leftImg8bit')] if stem.endswith('_leftImg8bit') \
-        else stem
-
-
-def transform_file(out_dir: str, method: str, dataset_name: str) -> str:
-    """Where the export's score transform of one method and dataset is
-    recorded: next to the dataset's folder of frames."""
-    return osp.join(out_dir, 'anomaly_p', method,
-                    f'{dataset_name}.score_transform.json')
-
-
-def _write_frame(path: str, value: np.ndarray,
-                 compression: Optional[int]) -> None:
-    import h5py
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    with h5py.File(path, 'w') as f:
-        if compression is None:
-            f.create_dataset('value', data=value)
-        else:
-            f.create_dataset('value', data=value, compression='gzip',
-                             compression_opts=compression, shuffle=True)
 
 
 @HOOKS.register_module()
@@ -69,11 +44,11 @@ class SMIYCExportHook(Hook):
     Float16RankTransform` for the whole pass: a monotone map onto the
     float16 values of [0, 1] that spends them on shares of the pixels
     (finer among the highest scores), so the metrics computed from the
-    files equal those of the scores. It is fitted from the histogram of
-    the pass's :class:`~mmseg_ood.evaluation.OODMetric` where it counts
-    the scorer (its non-void pixels: nothing is counted twice), else from
-    the hook's own histogram of every finite pixel of every frame
-    (labelled or not: unlabelled test frames too). The transform is known only
+    files equal those of the scores. It is fitted on every finite pixel of
+    every frame, labelled or not (unlabelled test frames too). To export
+    the frames an :class:`~mmseg_ood.evaluation.OODMetric` evaluates, its
+    ``export=`` option does the same without a second copy of the maps
+    (what ``tools/ood_test.py`` uses). The transform is known only
     after the last frame: the maps are spilled to disk during the pass
     (:class:`~mmseg_ood.evaluation.score_map_spill.ScoreMapSpill`) and
     written at the end of the pass, each rank its own frames, with one
@@ -90,9 +65,9 @@ class SMIYCExportHook(Hook):
         transform: ``'rank'`` or ``'none'``.
         spill_dir: Directory for the spilled maps (default: the system's
             temporary directory).
-        compression: gzip level 0-9 of the files, or ``None`` (default):
-            score maps hardly compress (measured on 512x1024 maps: 5-15 %
-            smaller, 10x slower to write), and the benchmark reads both.
+        compression: gzip level 0-9 of the files, or ``None`` (default,
+            see :func:`~mmseg_ood.evaluation.smiyc_files.
+            check_compression`).
 
     Attributes:
         transforms: After a ``'rank'`` pass, scorer -> its transform.
@@ -115,13 +90,7 @@ class SMIYCExportHook(Hook):
         if transform not in TRANSFORMS:
             raise ValueError(f'`transform` must be one of {TRANSFORMS}, got '
                              f'{transform!r}')
-        if compression is not None and (
-                isinstance(compression, bool) or
-                not isinstance(compression, int) or
-                not 0 <= compression <= 9):
-            raise ValueError('`compression` must be a gzip level 0-9 or '
-                             f'None, got {compression!r}')
-        self.compression = compression
+        self.compression = check_compression(compression)
         self.out_dir = out_dir
         self.dataset_name = dataset_name
         self.method_prefix = method_prefix
@@ -135,30 +104,23 @@ class SMIYCExportHook(Hook):
         if spill is not None:
             spill.close()
         self._spill: Optional[ScoreMapSpill] = None
-        self._frames: List[Tuple[int, str]] = []  # (sample, frame id)
+        self._frames: List[Tuple[int, str]] = []  # (sample, image path)
         # per scorer, the histogram of every pixel (a padding repeat left
         # out, see sampler_padding)
         self._samples = PerSampleAccumulators()
-        self._metric = None
 
-    def _path(self, name: str, fid: str) -> str:
-        return osp.join(self.out_dir, 'anomaly_p', self.method_prefix + name,
-                        self.dataset_name, f'{fid}.hdf5')
+    def _path(self, name: str, img_path: str) -> str:
+        return frame_file(self.out_dir, self.method_prefix + name,
+                          self.dataset_name, img_path)
 
     def before_test_epoch(self, runner) -> None:
         self._reset()
         self.transforms = {}
-        # the pass's OODMetric already histograms every scored (non-void)
-        # pixel: the transform is fitted from that, not counted again
-        metrics = getattr(getattr(getattr(runner, 'test_loop', None),
-                                  'evaluator', None), 'metrics', [])
-        self._metric = next((m for m in metrics
-                             if type(m).__name__ == 'OODMetric'), None)
 
     def after_test_iter(self, runner, batch_idx, data_batch=None,
                         outputs=None) -> None:
         for sample in outputs:
-            fid = smiyc_frame_id(sample.img_path)
+            image = sample.img_path
             if self.transform == 'rank':
                 self._samples.start_sample()
             maps = OrderedDict()
@@ -172,23 +134,22 @@ class SMIYCExportHook(Hook):
                             f'scorer {name!r}: {sample.img_path} has scores '
                             'outside the float16 range the SMIYC format '
                             "stores; export with transform='rank'")
-                    _write_frame(self._path(name, fid), value,
+                    write_frame(self._path(name, image), value,
                                  self.compression)
                     continue
                 if np.isnan(s).any():
                     raise ValueError(
                         f'scorer {name!r}: {sample.img_path} has NaN scores, '
                         'which the SMIYC export cannot rank')
-                if not self._metric_counts(name):
-                    Float16RankTransform.observe(self._samples.get(
-                        name, lambda n=name: StreamingOODMetric(name=n)), s)
+                Float16RankTransform.observe(self._samples.get(
+                    name, lambda n=name: StreamingOODMetric(name=n)), s)
                 maps[name] = s
             if maps:
                 if self._spill is None:
                     self._spill = ScoreMapSpill(self.spill_dir)
                 key = self._samples.num_samples
                 self._spill.append(key, np.zeros(0, np.uint8), maps)
-                self._frames.append((key, fid))
+                self._frames.append((key, image))
 
     def after_test_epoch(self, runner, metrics=None) -> None:
         if self.transform == 'none':
@@ -207,52 +168,16 @@ class SMIYCExportHook(Hook):
                 self._frames.pop()
         hist = merge_across_ranks(local,
                                   lambda n: StreamingOODMetric(name=n))
-        pooled = getattr(self._metric, 'last_pixel', None) or {}
-        for n in self._scorers_seen():
-            if self._metric_counts(n):
-                if n not in pooled:
-                    raise RuntimeError(
-                        f'SMIYCExportHook: the OODMetric of the pass has no '
-                        f'histogram of {n!r}')
-                hist[n] = pooled[n]
         self.transforms = OrderedDict(
             (n, Float16RankTransform.fit(h)) for n, h in hist.items())
         if get_rank() == 0:
             for n, t in self.transforms.items():
-                fitted_on = (
-                    "every non-void pixel of the pass (its OODMetric's "
-                    'histogram)' if self._metric_counts(n) else
-                    'every finite pixel of every exported frame')
-                values, pos, neg = hist[n].counts_by_value()
-                dump_json(t.to_dict(
-                    scorer=n, method=self.method_prefix + n,
-                    dataset=self.dataset_name,
-                    num_pixels=int((pos + neg).sum()),
-                    score_range=[float(values[0]), float(values[-1])]
-                    if values.size else None,
-                    fitted_on=fitted_on,
-                    package_version=__version__), self._transform_path(n))
+                write_transform(self.out_dir, self.method_prefix + n,
+                                self.dataset_name, n, t, hist[n],
+                                'every finite pixel of every exported frame')
         if self._spill is not None:
-            for (_, fid), (_, maps) in zip(self._frames,
-                                           self._spill.read()):
+            for (_, image), (_, maps) in zip(self._frames,
+                                             self._spill.read()):
                 for n, s in maps.items():
-                    _write_frame(self._path(n, fid), self.transforms[n](s),
-                                 self.compression)
-
-    def _metric_counts(self, name: str) -> bool:
-        """Whether the pass's OODMetric histograms ``name``'s pixels (then
-        the transform is fitted from its histogram)."""
-        m = self._metric
-        return m is not None and (m.scorers is None or name in m.scorers)
-
-    def _scorers_seen(self) -> List[str]:
-        """The scorers of the spilled maps, first-seen order."""
-        return list(OrderedDict.fromkeys(
-            n for _, names in (self._spill.records if self._spill else [])
-            for n in names))
-
-    def _transform_path(self, name: str) -> str:
-        path = transform_file(self.out_dir, self.method_prefix + name,
-                              self.dataset_name)
-        os.makedirs(osp.dirname(path), exist_ok=True)
-        return path
+                    write_frame(self._path(n, image), self.transforms[n](s),
+                                self.compression)

@@ -21,6 +21,9 @@ from .label_checks import UnlistedLabelValues, warn_unlisted_values
 from .per_image import PER_IMAGE_KEYS, PerImageOODMetrics
 from .report import percent, table_columns
 from .score_map_spill import ScoreMapSpill
+from .score_transform import Float16RankTransform
+from .smiyc_files import (check_compression, frame_file, write_frame,
+                          write_transform)
 from .streaming import StreamingOODMetric
 
 
@@ -53,6 +56,30 @@ def threshold_rule(t) -> Optional[Tuple[str, float]]:
         "`component_threshold` must be 'best_f1', 'tpr:<rate>' (rate in "
         "(0, 1], e.g. 'tpr:0.95'), a finite number, None, or a dict "
         f'{{scorer: one of those}}, got {t!r}')
+
+
+def _check_export(export: Optional[dict]) -> Optional[dict]:
+    """Validate ``export`` (see :class:`OODMetric`); fill its defaults."""
+    if export is None:
+        return None
+    if not isinstance(export, dict):
+        raise TypeError(f'`export` must be a dict or None, got {export!r}')
+    unknown = set(export) - {'out_dir', 'dataset_name', 'method_prefix',
+                             'compression'}
+    if unknown:
+        raise ValueError(f'`export` has unknown keys {sorted(unknown)}; it '
+                         'takes out_dir, dataset_name, method_prefix, '
+                         'compression')
+    for key in ('out_dir', 'dataset_name'):
+        if not isinstance(export.get(key), str) or not export[key]:
+            raise ValueError(f'`export` needs a non-empty str {key!r}, got '
+                             f'{export.get(key)!r}')
+    out = {**dict(method_prefix='', compression=None), **export}
+    if not isinstance(out['method_prefix'], str):
+        raise TypeError('`export` method_prefix must be a str, got '
+                        f'{out["method_prefix"]!r}')
+    check_compression(out['compression'])
+    return out
 
 
 def _check_threshold(threshold) -> None:
@@ -125,6 +152,15 @@ class OODMetric(AccumulatingMetric):
     :attr:`last_labels`) and reported in one warning naming the files,
     values and pixel counts.
 
+    ``export=dict(out_dir=..., dataset_name=...)`` also writes the SMIYC
+    submission files of the evaluated frames (:mod:`~mmseg_ood.evaluation.
+    smiyc_files`), each scorer's scores through a :class:`~mmseg_ood.
+    evaluation.score_transform.Float16RankTransform` fitted from its pooled
+    histogram (the non-void pixels, merged across ranks): every map is
+    spilled, and each rank writes its frames in the same read-back that
+    computes the component metrics, so exporting costs no second copy of
+    the maps (as mmseg's ``IoUMetric`` writes submission files).
+
     Returned keys are ``<scorer>/<metric>`` (fractions in [0, 1]; NaN where
     undefined, shown as ``n/a`` in the logged table), and
     ``labels/voided_pixels``.
@@ -140,6 +176,10 @@ class OODMetric(AccumulatingMetric):
             ``'obstacle_track'`` (50 / 10 px) size filters.
         per_image: Also report the per-image averages.
         dataset_name: How the label warning names the dataset.
+        export: ``None``, or the SMIYC export: ``out_dir``,
+            ``dataset_name`` (the benchmark's, e.g. ``'AnomalyTrack-all'``),
+            optional ``method_prefix`` (``''``) and ``compression``
+            (``None``: uncompressed, or a gzip level).
         label_key: Data-sample field holding the OOD label map.
         spill_dir: Directory for the spilled score maps; ``None``: the
             system's temporary directory (the package's tools and
@@ -180,6 +220,7 @@ class OODMetric(AccumulatingMetric):
                  component_preset: str = 'anomaly_track',
                  per_image: bool = False,
                  dataset_name: Optional[str] = None,
+                 export: Optional[dict] = None,
                  label_key: str = 'gt_sem_seg',
                  spill_dir: Optional[str] = None,
                  collect_device: str = 'cpu',
@@ -211,6 +252,9 @@ class OODMetric(AccumulatingMetric):
             r for r in rates if r not in tpr_points)
         self.per_image = per_image
         self.dataset_name = dataset_name
+        self.export = _check_export(export)
+        #: After ``evaluate`` with ``export``: scorer -> its transform.
+        self.last_transforms: Dict[str, Float16RankTransform] = {}
         self.component_threshold = component_threshold
         self.component_preset = component_preset
         self.label_key = label_key
@@ -288,7 +332,13 @@ class OODMetric(AccumulatingMetric):
                 per_image[name] = own.compute()
                 self._metric_for(name).merge(own)
             t = self._requested_threshold(name)
-            if threshold_rule(t) is not None:
+            if self.export is not None:
+                if np.isnan(flat).any():
+                    raise ValueError(
+                        f'scorer {name!r}: {image} has NaN scores, which '
+                        'the SMIYC export cannot rank')
+                maps[name] = s
+            elif threshold_rule(t) is not None:
                 maps[name] = s
             elif t is not None:
                 if gt is None:
@@ -303,7 +353,7 @@ class OODMetric(AccumulatingMetric):
             if self._spill is None:
                 self._spill = ScoreMapSpill(self.spill_dir)
             self._spill.append(self.samples.num_samples,
-                               y.reshape(labels.shape), maps)
+                               y.reshape(labels.shape), maps, tag=image)
         # nothing goes to self.results: the accumulators are the state
 
     def _per_image_case(self, y: np.ndarray, image) -> Optional[dict]:
@@ -335,17 +385,45 @@ class OODMetric(AccumulatingMetric):
     def _min_gt_size(self) -> int:
         return SIZE_PRESETS[self.component_preset][1]
 
-    def _deferred_components(self, thresholds: Dict[str, float]) -> dict:
-        """Component accumulators of this rank's spilled maps at
-        ``thresholds``."""
+    def _read_back(self, thresholds: Dict[str, float],
+                   transforms: Dict[str, Float16RankTransform]) -> dict:
+        """One pass over this rank's spilled maps: the component
+        accumulators at ``thresholds``, and the export's files of the maps
+        through ``transforms``."""
         accs = {n: self._new_components(t) for n, t in thresholds.items()}
-        if self._spill is not None:
-            for labels, maps in self._spill.read():
-                gt = GroundTruthComponents(labels, self._min_gt_size, VOID)
-                for n, m in maps.items():
-                    if n in accs:
-                        accs[n].update(m, None, gt=gt)
+        if self._spill is None:
+            return accs
+        ex = self.export
+        for image, labels, maps in self._spill.read_tagged():
+            gt = None
+            for n, m in maps.items():
+                if n in accs:
+                    if gt is None:
+                        gt = GroundTruthComponents(labels, self._min_gt_size,
+                                                   VOID)
+                    accs[n].update(m, None, gt=gt)
+                if n in transforms:
+                    write_frame(frame_file(ex['out_dir'],
+                                           ex['method_prefix'] + n,
+                                           ex['dataset_name'], image),
+                                transforms[n](m), ex['compression'])
         return accs
+
+    def _export_transforms(self, pixel) -> Dict[str, Float16RankTransform]:
+        """With ``export``: each scorer's transform, fitted from its merged
+        histogram (the same on every rank), recorded by rank 0."""
+        if self.export is None:
+            return {}
+        ex = self.export
+        transforms = OrderedDict(
+            (n, Float16RankTransform.fit(h)) for n, h in pixel.items())
+        if get_rank() == 0:
+            for n, t in transforms.items():
+                write_transform(
+                    ex['out_dir'], ex['method_prefix'] + n,
+                    ex['dataset_name'], n, t, pixel[n],
+                    fitted_on='every non-void pixel of the evaluated frames')
+        return transforms
 
     def compute_accumulated(self, local) -> dict:
         """Merge across ranks and compute; the same result on every rank."""
@@ -383,7 +461,9 @@ class OODMetric(AccumulatingMetric):
             value = results[n][key]
             if value == value:  # undefined without OOD or ID pixels
                 deferred[n] = float(value)
-        components = merge_across_ranks(self._deferred_components(deferred))
+        self.last_transforms = self._export_transforms(pixel)
+        components = merge_across_ranks(
+            self._read_back(deferred, self.last_transforms))
         components.update(merge_across_ranks(
             own['fixed'],
             lambda n: self._new_components(self._requested_threshold(n))))

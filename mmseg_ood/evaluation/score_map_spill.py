@@ -74,18 +74,21 @@ class ScoreMapSpill:
             prefix=f'{SPILL_PREFIX}{_host()}_{os.getpid()}_', dir=parent)
         self._file = osp.join(self.dir, 'maps.npy')
         self._records: List[Tuple[int, Tuple[str, ...]]] = []
+        self._tags: List[Optional[str]] = []
         self._finalizer = weakref.finalize(self, shutil.rmtree, self.dir,
                                            ignore_errors=True)
 
     def append(self, key: int, labels: np.ndarray,
-               maps: Dict[str, np.ndarray]) -> None:
+               maps: Dict[str, np.ndarray], tag: Optional[str] = None) -> None:
         """Add one image: its 0 / 1 / void ``labels`` (uint8) and float32
-        ``maps`` by scorer, under ``key`` (e.g. the sample number)."""
+        ``maps`` by scorer, under ``key`` (e.g. the sample number), with an
+        optional ``tag`` (e.g. the image path)."""
         with open(self._file, 'ab') as f:
             np.save(f, labels)
             for m in maps.values():
                 np.save(f, np.ascontiguousarray(m, dtype=np.float32))
         self._records.append((key, tuple(maps)))
+        self._tags.append(tag)
 
     def drop(self, key: int) -> None:
         """Leave the records under ``key`` out of :meth:`read` (they stay in
@@ -95,14 +98,20 @@ class ScoreMapSpill:
 
     def read(self) -> Iterator[Tuple[np.ndarray, Dict[str, np.ndarray]]]:
         """``(labels, maps by scorer)`` of each record, in order."""
+        for _, labels, maps in self.read_tagged():
+            yield labels, maps
+
+    def read_tagged(self) -> Iterator[Tuple[Optional[str], np.ndarray,
+                                            Dict[str, np.ndarray]]]:
+        """``(tag, labels, maps by scorer)`` of each record, in order."""
         if not self._records:
             return
         with open(self._file, 'rb') as f:
-            for key, names in self._records:
+            for (key, names), tag in zip(self._records, self._tags):
                 labels = np.load(f)
                 maps = {n: np.load(f) for n in names}
                 if key is not None:
-                    yield labels, maps
+                    yield tag, labels, maps
 
     @property
     def records(self) -> List[Tuple[Optional[int], Tuple[str, ...]]]:
