@@ -172,6 +172,36 @@ def test_narrow_scores_lose_ranking_in_float16_but_not_through_transform():
         assert abs(files[k] - tool[k]) <= 1e-3, k
 
 
+def test_coarse_pixels_of_a_refined_bin_never_tie_with_a_lower_bin():
+    """A bin heavy in one image only (exact values there) also holds pixels
+    of other images, counted coarsely: its lower edge is a knot, so those
+    pixels stay above every lower bin (the files then rank them as the
+    scores do)."""
+    rng = np.random.default_rng(8)
+    maps, labels = [], []
+    first = np.full(10_000, 0.99, np.float32)
+    first[:5000] = 1.0003          # heavy in this image: counted exactly
+    maps.append(first)
+    labels.append(np.zeros(10_000, np.uint8))
+    for _ in range(60):
+        m = (rng.normal(size=10_000) * 0.01 + 0.98).astype(np.float32)
+        y = (rng.random(10_000) < 0.008).astype(np.uint8)
+        m[y == 1] = 1.0001         # same bin, never heavy: coarse
+        maps.append(m)
+        labels.append(y)
+    hist = StreamingOODMetric()
+    for m, y in zip(maps, labels):
+        hist.update(m, y)
+    t = Float16RankTransform.fit(hist)
+    assert np.float32(1.0001) >= hist.refined_edges().max()
+    assert t.codes(np.float32([1.0001]))[0] > t.codes(
+        np.float32([0.99]))[0]
+    s, y = np.concatenate(maps), np.concatenate(labels)
+    exact = pixel_ood_metrics(s, y)
+    files = pixel_ood_metrics(t(s).astype(np.float32), y)
+    assert abs(files['ap'] - exact['ap']) <= 1e-3
+
+
 def test_json_round_trip_and_errors(tmp_path):
     rng = np.random.default_rng(5)
     t = _fit([rng.normal(size=50_000).astype(np.float32) * 7])
@@ -284,13 +314,19 @@ def test_ood_metric_exports_the_frames_it_evaluates(tmp_path):
         y = (rng.random((30, 40)) < 0.1).astype(np.uint8)
         y[:2] = 255
         s = (rng.normal(size=y.shape) * 0.01 - 40 + 0.02 * (y == 1))
+        y[10:20, 10:20] = 1  # a component in every image
         samples.append(dict(img_path=f'/d/{i:02d}_leftImg8bit.png',
-                            ood_scores=dict(energy=s.astype(np.float32)),
+                            ood_scores=dict(energy=s.astype(np.float32),
+                                            msp=-s.astype(np.float32)),
                             gt_sem_seg=dict(data=y[None])))
-    plain = OODMetric()
+    # components at the best-F1 threshold and at a fixed one
+    rules = dict(energy='best_f1', msp=40.0)
+    plain = OODMetric(component_threshold=rules)
     plain.process(None, samples)
     expected = plain.evaluate(3)
-    metric = OODMetric(export=dict(out_dir=str(tmp_path),
+    assert 'ood/msp/siou' in expected and 'ood/energy/siou' in expected
+    metric = OODMetric(component_threshold=rules,
+                       export=dict(out_dir=str(tmp_path),
                                    dataset_name='Set-all',
                                    method_prefix='m_'))
     metric.process(None, samples)
@@ -308,6 +344,15 @@ def test_ood_metric_exports_the_frames_it_evaluates(tmp_path):
                       f'{i:02d}.hdf5')
         np.testing.assert_array_equal(
             value, t(sample['ood_scores']['energy']))
+    # NaN, also on a void pixel (which the metric alone leaves out), cannot
+    # be ranked into a file
+    bad = dict(samples[0], ood_scores=dict(
+        energy=np.where(samples[0]['gt_sem_seg']['data'][0] == 255, np.nan,
+                        samples[0]['ood_scores']['energy'])))
+    OODMetric().process(None, [bad])
+    with pytest.raises(ValueError, match="'energy': /d/00_leftImg8bit.png "
+                       'has NaN scores'):
+        metric.process(None, [bad])
     with pytest.raises(ValueError, match="needs a non-empty str "
                        "'dataset_name'"):
         OODMetric(export=dict(out_dir='x'))

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..datasets import (OODSegDataset, check_dataset_files,
                         without_annotations)
-from ..engine import MetaClassifierHook
+from ..engine import MetaClassifierHook, SMIYCExportHook
 from ..engine.smiyc_export_hook import TRANSFORMS as EXPORT_TRANSFORMS
 from ..evaluation.smiyc_files import transform_file
 from ..evaluation import OODSegmentMetric, load_meta_classifiers
@@ -76,8 +76,11 @@ def parse_component_threshold(text) -> Tuple[str, Optional[object]]:
                              "dataset, e.g. 'from:road_anomaly21'")
         return 'from', text[5:]
     if isinstance(text, str) and text.startswith('tpr:'):
-        rate = threshold_rule(text)[1]  # ValueError for a bad rate
-        return 'tpr', rate
+        try:
+            return 'tpr', threshold_rule(text)[1]
+        except ValueError:
+            raise ValueError(f"`component_threshold` 'tpr:<rate>' needs a "
+                             f'rate in (0, 1], got {text!r}') from None
     try:
         value = float(text)
     except ValueError:
@@ -377,6 +380,8 @@ def _metric_threshold(threshold: Tuple[str, object], preset: DatasetPreset,
             f'component metrics on {preset.name!r}: {source.name!r} has no '
             f'best-F1 threshold for {undefined} (it needs ID and OOD '
             'pixels); those scorers get none')
+    # scorers the source did not score (e.g. skipped there) get none
+    # either: OODMetric records their rule as 'none'
     return {n: float(t) for n, t in thresholds.items()
             if n not in undefined}
 
@@ -475,19 +480,26 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
         if export_smiyc and unlabelled:
             # a submission needs every frame: one more pass, over all of
             # them, that only scores and exports
+            hook = SMIYCExportHook(**{k: v for k, v in export_hook.items()
+                                      if k != 'type'})
+            every = _all_frames(preset.dataset)
+            every['pipeline'] = without_annotations(every.get(
+                'pipeline', session.cfg.test_dataloader.dataset.pipeline))
             session.run_pass(
-                dict(_all_frames(preset.dataset), pipeline=without_annotations(
-                    session.cfg.test_dataloader.dataset.pipeline)),
-                name=f'{preset.name} (export, all frames)',
-                scorers=scorer_list, strict=strict, hooks=[export_hook],
-                metrics=[])
+                every, name=f'{preset.name} (export, all frames)',
+                scorers=scorer_list, strict=strict, metrics=[],
+                hooks=([MetaClassifierHook(plan.meta)] if plan.meta else [])
+                + [hook])
+            exported = list(hook.transforms)
+        else:
+            exported = list(metric.last_transforms)
         if export_smiyc:
             payload['export'].setdefault('frames', {})[preset.name] = dict(
                 labelled=result.size, unlabelled=unlabelled)
         if export_smiyc and plan.export_transform == 'rank':
             payload['export']['transform_files'][preset.name] = {
                 n: transform_file(export_smiyc, n, preset.smiyc_name)
-                for n in metric.last_results}
+                for n in exported}
         if plan.meta:
             payload['segments'][preset.name] = result.metric(
                 'OODSegmentMetric').last_results

@@ -44,12 +44,14 @@ class SMIYCExportHook(Hook):
     Float16RankTransform` for the whole pass: a monotone map onto the
     float16 values of [0, 1] that spends them on shares of the pixels
     (finer among the highest scores), so the metrics computed from the
-    files equal those of the scores. It is fitted on every finite pixel of
-    every frame, labelled or not (unlabelled test frames too). To export
-    the frames an :class:`~mmseg_ood.evaluation.OODMetric` evaluates, its
-    ``export=`` option does the same without a second copy of the maps
-    (what ``tools/ood_test.py`` uses). The transform is known only
-    after the last frame: the maps are spilled to disk during the pass
+    files are those of the scores (measured on the demo model: within
+    8.1e-5, see ``benchmarks/smiyc_export_fidelity.py``). It is fitted on
+    every finite pixel of every frame, labelled or not (unlabelled test
+    frames too). To export the frames an
+    :class:`~mmseg_ood.evaluation.OODMetric` evaluates, its ``export=``
+    option does the same without a second copy of the maps (what
+    ``tools/ood_test.py`` uses). The transform is known only after the last
+    frame: the maps are spilled to disk during the pass
     (:class:`~mmseg_ood.evaluation.score_map_spill.ScoreMapSpill`) and
     written at the end of the pass, each rank its own frames, with one
     transform for all ranks. It is recorded in
@@ -127,6 +129,10 @@ class SMIYCExportHook(Hook):
             for name, score in sample.get('ood_scores', {}).items():
                 s = score.detach().cpu().numpy().astype(np.float32,
                                                         copy=False)
+                if np.isnan(s).any():
+                    raise ValueError(
+                        f'scorer {name!r}: {sample.img_path} has NaN scores, '
+                        'which the SMIYC export cannot rank')
                 if self.transform == 'none':
                     value = s.astype(np.float16)
                     if not np.isfinite(value).all():
@@ -135,12 +141,8 @@ class SMIYCExportHook(Hook):
                             'outside the float16 range the SMIYC format '
                             "stores; export with transform='rank'")
                     write_frame(self._path(name, image), value,
-                                 self.compression)
+                                self.compression)
                     continue
-                if np.isnan(s).any():
-                    raise ValueError(
-                        f'scorer {name!r}: {sample.img_path} has NaN scores, '
-                        'which the SMIYC export cannot rank')
                 Float16RankTransform.observe(self._samples.get(
                     name, lambda n=name: StreamingOODMetric(name=n)), s)
                 maps[name] = s

@@ -333,14 +333,14 @@ class OODMetric(AccumulatingMetric):
                 self._metric_for(name).merge(own)
             t = self._requested_threshold(name)
             if self.export is not None:
-                if np.isnan(flat).any():
+                if np.isnan(s).any():  # void pixels too: they are exported
                     raise ValueError(
                         f'scorer {name!r}: {image} has NaN scores, which '
                         'the SMIYC export cannot rank')
                 maps[name] = s
             elif threshold_rule(t) is not None:
                 maps[name] = s
-            elif t is not None:
+            if t is not None and threshold_rule(t) is None:  # fixed
                 if gt is None:
                     gt = GroundTruthComponents(
                         y.reshape(labels.shape), self._min_gt_size,

@@ -146,9 +146,16 @@ class Float16RankTransform:
 
     @classmethod
     def fit(cls, histogram: StreamingOODMetric) -> 'Float16RankTransform':
-        """The transform of the scores counted in ``histogram``."""
+        """The transform of the scores counted in ``histogram``.
+
+        A refined bin's coarse pixels (of the images where it was not
+        heavy) are known only to lie in the bin; the bin's lower edge is
+        then a knot too, so that they never tie with a lower bin's pixels.
+        """
         values, pos, neg = histogram.counts_by_value()
-        return cls(float16_knots(values, pos + neg))
+        edges = histogram.refined_edges()
+        knots = float16_knots(values, pos + neg, _CODES - edges.size)
+        return cls(np.union1d(knots, edges).astype(np.float32))
 
     # applying ----------------------------------------------------------------
     def codes(self, scores) -> np.ndarray:
@@ -182,13 +189,12 @@ class Float16RankTransform:
         """The lookup tables, built on first use.
 
         ``(base, table, sub_of, sub)``: for the order-key bins (at
-        ``_LUT_BITS`` bits, at most 2^20: 3 MiB) from ``base`` over the
-        knots' span, ``table`` holds the code of each bin (entry 0 stands
-        for every bin below, the last for every bin above); a bin with a
-        knot strictly inside (not at its lower edge) has ``sub_of >= 0``,
-        its row of ``sub``: the code of each of the bin's ``2^12`` exact
-        values (``None`` with more than ``_MAX_SUB`` such bins: then
-        searched).
+        ``_LUT_BITS`` bits, at most 2^20 bins: up to 6 MiB) from ``base`` over
+        the knots' span, ``table`` holds the code of each bin (entry 0 stands
+        for every bin below, the last for every bin above); a bin with a knot
+        strictly inside (not at its lower edge) has ``sub_of >= 0``, its row of
+        ``sub``: the code of each of the bin's ``2^12`` exact values (``None``
+        with more than ``_MAX_SUB`` such bins: then searched).
         """
         if self._lut is not None:
             return self._lut

@@ -686,6 +686,16 @@ class StreamingOODMetric(Accumulator):
         frequent exact value), as the metrics see them."""
         return self._distinct()
 
+    def refined_edges(self) -> np.ndarray:
+        """float32 lower edges of the refined bins that also hold coarse
+        pixels (counted where the bin was not heavy), ascending."""
+        size = 1 << self._page_bits
+        bins = [b for b in sorted(self.refined)
+                if (b // size) in self._pages and
+                self._pages[b // size][:, b % size].any()]
+        keys = np.array(bins, np.uint64) << np.uint64(self._shift)
+        return _keys_to_values(keys.astype(np.uint32))
+
     def curve(self, max_points: int = 2000) -> Dict[str, np.ndarray]:
         """ROC and precision-recall points (thresholds descending), for
         plotting; thinned to at most ``max_points`` (the end points kept).
