@@ -208,18 +208,9 @@ def ood_test(config: str,
         The payload written to ``results.json``.
     """
     plan = _check_request(scorers, tune, tune_on, datasets, sml_stats,
-                          sml_fit_on, meta_classifier, tta)
-    if export_transform not in EXPORT_TRANSFORMS:
-        raise ValueError(f'`export_transform` must be one of '
-                         f'{EXPORT_TRANSFORMS}, got {export_transform!r}')
-    if not isinstance(per_image, bool):
-        raise TypeError(f'`per_image` must be a bool, got {per_image!r}')
-    plan.threshold = parse_component_threshold(component_threshold)
-    if plan.threshold[0] == 'from':
-        plan.threshold_preset = load_dataset_preset(plan.threshold[1])
-    plan.per_image = per_image
-    plan.export_transform = export_transform
-    plan.export = bool(export_smiyc)
+                          sml_fit_on, meta_classifier, tta,
+                          component_threshold, per_image, export_smiyc,
+                          export_transform)
     with EvaluationSession(config, checkpoint, work_dir, cfg_options,
                            launcher, unsafe_load, tta,
                            tool='ood_test') as session:
@@ -247,7 +238,9 @@ class _Plan:
 
 
 def _check_request(scorers, tune, tune_on, datasets, sml_stats,
-                   sml_fit_on, meta_classifier=None, tta=False) -> _Plan:
+                   sml_fit_on, meta_classifier=None, tta=False,
+                   component_threshold='best-f1', per_image=False,
+                   export_smiyc=None, export_transform='rank') -> _Plan:
     """Every argument checked (scorers built, presets loaded, the tuning
     grid chosen), before a file is read or written."""
     check_tuned(tune)
@@ -299,7 +292,17 @@ def _check_request(scorers, tune, tune_on, datasets, sml_stats,
         by_name = {p.name: p for p in presets}
         tune_on = tune_on or presets[0].name
         tune_preset = by_name.get(tune_on) or load_dataset_preset(tune_on)
-    return _Plan(scorers, presets, list(tune), tune_preset, grid, meta)
+    if export_transform not in EXPORT_TRANSFORMS:
+        raise ValueError(f'`export_transform` must be one of '
+                         f'{EXPORT_TRANSFORMS}, got {export_transform!r}')
+    if not isinstance(per_image, bool):
+        raise TypeError(f'`per_image` must be a bool, got {per_image!r}')
+    threshold = parse_component_threshold(component_threshold)
+    threshold_preset = load_dataset_preset(threshold[1]) \
+        if threshold[0] == 'from' else None
+    return _Plan(scorers, presets, list(tune), tune_preset, grid, meta,
+                 threshold, threshold_preset, bool(export_smiyc), per_image,
+                 export_transform)
 
 
 def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
@@ -310,12 +313,13 @@ def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
     presets = plan.presets + [p for p in (plan.tune_preset,
                                           plan.threshold_preset) if p]
     for p in presets:
-        n = check_dataset_files(p.dataset, f'dataset {p.name!r} ({p.path})')
-        if plan.export and _all_frames(p.dataset) is not None:
-            every = check_dataset_files(_all_frames(p.dataset),
-                                        f'dataset {p.name!r} ({p.path})')
-            if every > n:
-                plan.unlabelled[p.name] = every - n
+        what = f'dataset {p.name!r} ({p.path})'
+        n = check_dataset_files(p.dataset, what)
+        every = _all_frames(p.dataset) if plan.export else None
+        if every is not None:
+            unlabelled = check_dataset_files(every, what) - n
+            if unlabelled:
+                plan.unlabelled[p.name] = unlabelled
     names = plan.scorers if plan.scorers is not None else []
     if 'sml' in names and sml_stats is None:
         check_dataset_files(id_dataset(session.cfg, sml_fit_on),

@@ -5,7 +5,6 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 
 from mmseg.registry import HOOKS
@@ -13,9 +12,9 @@ from ..evaluation.accumulator import merge_across_ranks
 from ..evaluation.sampler_padding import PerSampleAccumulators
 from ..evaluation.score_map_spill import ScoreMapSpill
 from ..evaluation.score_transform import Float16RankTransform
-from ..evaluation.smiyc_files import (check_compression, frame_file,
-                                      smiyc_frame_id, transform_file,
-                                      write_frame, write_transform)
+from ..evaluation.smiyc_files import (check_compression, fit_transforms,
+                                      frame_file, smiyc_frame_id,
+                                      transform_file, write_frame)
 from ..evaluation.streaming import StreamingOODMetric
 from ..utils.arguments import strict_arguments
 
@@ -170,13 +169,9 @@ class SMIYCExportHook(Hook):
                 self._frames.pop()
         hist = merge_across_ranks(local,
                                   lambda n: StreamingOODMetric(name=n))
-        self.transforms = OrderedDict(
-            (n, Float16RankTransform.fit(h)) for n, h in hist.items())
-        if get_rank() == 0:
-            for n, t in self.transforms.items():
-                write_transform(self.out_dir, self.method_prefix + n,
-                                self.dataset_name, n, t, hist[n],
-                                'every finite pixel of every exported frame')
+        self.transforms = fit_transforms(
+            hist, self.out_dir, self.method_prefix, self.dataset_name,
+            'every finite pixel of every exported frame')
         if self._spill is not None:
             for (_, image), (_, maps) in zip(self._frames,
                                              self._spill.read()):

@@ -22,14 +22,21 @@ from .per_image import PER_IMAGE_KEYS, PerImageOODMetrics
 from .report import percent, table_columns
 from .score_map_spill import ScoreMapSpill
 from .score_transform import Float16RankTransform
-from .smiyc_files import (check_compression, frame_file, write_frame,
-                          write_transform)
+from .smiyc_files import (check_compression, fit_transforms, frame_file,
+                          write_frame)
 from .streaming import StreamingOODMetric
 
 
 #: Accumulator keys of the per-image metrics and the label checks.
 _PER_IMAGE = ('per_image', '')
 _LABELS = ('labels', '')
+
+
+def _merged(local, key, factory):
+    """The accumulator ``key`` of every rank, merged (``factory()`` where no
+    rank has one)."""
+    part = {'': local[key]} if key in local else {}
+    return merge_across_ranks(part, lambda _: factory()).get('') or factory()
 
 
 def threshold_rule(t) -> Optional[Tuple[str, float]]:
@@ -409,36 +416,15 @@ class OODMetric(AccumulatingMetric):
                                 transforms[n](m), ex['compression'])
         return accs
 
-    def _export_transforms(self, pixel) -> Dict[str, Float16RankTransform]:
-        """With ``export``: each scorer's transform, fitted from its merged
-        histogram (the same on every rank), recorded by rank 0."""
-        if self.export is None:
-            return {}
-        ex = self.export
-        transforms = OrderedDict(
-            (n, Float16RankTransform.fit(h)) for n, h in pixel.items())
-        if get_rank() == 0:
-            for n, t in transforms.items():
-                write_transform(
-                    ex['out_dir'], ex['method_prefix'] + n,
-                    ex['dataset_name'], n, t, pixel[n],
-                    fitted_on='every non-void pixel of the evaluated frames')
-        return transforms
-
     def compute_accumulated(self, local) -> dict:
         """Merge across ranks and compute; the same result on every rank."""
         if self._spill is not None and self.samples.last_dropped:
             self._spill.drop(self.samples.num_samples)  # a padding repeat
         own = {kind: OrderedDict((n, a) for (k, n), a in local.items()
                                  if k == kind) for kind in ('pixel', 'fixed')}
-        per_image = merge_across_ranks(
-            {'': local[_PER_IMAGE]} if _PER_IMAGE in local else {},
-            lambda n: PerImageOODMetrics()).get('') or PerImageOODMetrics() \
+        per_image = _merged(local, _PER_IMAGE, PerImageOODMetrics) \
             if self.per_image else None
-        labels = (merge_across_ranks(
-            {'': local[_LABELS]} if _LABELS in local else {},
-            lambda n: UnlistedLabelValues()).get('') or
-            UnlistedLabelValues()).compute()
+        labels = _merged(local, _LABELS, UnlistedLabelValues).compute()
         # 1. pixel metrics: every rank's (sparse) histograms
         pixel = merge_across_ranks(own['pixel'], self._new_pixel)
         if not pixel:
@@ -461,7 +447,10 @@ class OODMetric(AccumulatingMetric):
             value = results[n][key]
             if value == value:  # undefined without OOD or ID pixels
                 deferred[n] = float(value)
-        self.last_transforms = self._export_transforms(pixel)
+        ex = self.export
+        self.last_transforms = {} if ex is None else fit_transforms(
+            pixel, ex['out_dir'], ex['method_prefix'], ex['dataset_name'],
+            'every non-void pixel of the evaluated frames')
         components = merge_across_ranks(
             self._read_back(deferred, self.last_transforms))
         components.update(merge_across_ranks(

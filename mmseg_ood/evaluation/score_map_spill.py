@@ -113,11 +113,6 @@ class ScoreMapSpill:
                 if key is not None:
                     yield tag, labels, maps
 
-    @property
-    def records(self) -> List[Tuple[Optional[int], Tuple[str, ...]]]:
-        """``(key, scorer names)`` of each record (key ``None``: dropped)."""
-        return list(self._records)
-
     def __len__(self) -> int:
         return sum(k is not None for k, _ in self._records)
 

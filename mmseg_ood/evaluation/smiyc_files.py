@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import os.path as osp
-from typing import Optional
+from collections import OrderedDict
+from typing import Mapping, Optional
 
 import numpy as np
+from mmengine.dist import get_rank
 
 from ..version import __version__
 from .report import dump_json
@@ -22,7 +24,7 @@ from .score_transform import Float16RankTransform
 from .streaming import StreamingOODMetric
 
 __all__ = ['smiyc_frame_id', 'frame_file', 'transform_file', 'write_frame',
-           'write_transform', 'check_compression']
+           'write_transform', 'fit_transforms', 'check_compression']
 
 
 def smiyc_frame_id(img_path: str) -> str:
@@ -87,3 +89,17 @@ def write_transform(out_dir: str, method: str, dataset_name: str,
         if values.size else None,
         fitted_on=fitted_on, package_version=__version__), path)
     return path
+
+
+def fit_transforms(histograms: Mapping[str, StreamingOODMetric],
+                   out_dir: str, method_prefix: str, dataset_name: str,
+                   fitted_on: str) -> 'OrderedDict[str, Float16RankTransform]':
+    """Each scorer's transform, fitted from its histogram (merged across
+    ranks: the same on every rank), recorded by rank 0."""
+    transforms = OrderedDict(
+        (n, Float16RankTransform.fit(h)) for n, h in histograms.items())
+    if get_rank() == 0:
+        for n, t in transforms.items():
+            write_transform(out_dir, method_prefix + n, dataset_name, n, t,
+                            histograms[n], fitted_on)
+    return transforms
