@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import signal
 import threading
@@ -67,7 +68,22 @@ def parse_runner_args(parser: argparse.ArgumentParser,
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     exit_cleanly_on_sigterm()
+    if getattr(args, 'launcher', 'none') != 'none':
+        atexit.register(_destroy_process_group)
     return args
+
+
+def _destroy_process_group() -> None:
+    """Tear down the distributed process group before the interpreter
+    does: left to interpreter shutdown, gloo's threads were seen to abort
+    a finished torchrun worker ("terminate called without an active
+    exception", exit -6)."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # exiting anyway: never mask the real outcome
+            pass
 
 
 def _raise_system_exit(signum, frame):
