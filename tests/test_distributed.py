@@ -7,7 +7,11 @@ forward passes are bit-identical too: then every number is.
 """
 import glob
 import json
+import os
 import os.path as osp
+import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -151,3 +155,52 @@ def test_robustness_test_two_processes_equal_one(tmp_path, odd_root,
         assert two[key]['miou'] == cell['miou']
         assert two[key]['ece'] == pytest.approx(cell['ece'], rel=1e-12)
         assert two[key]['ood'] == cell['ood']
+
+
+ENTRY_SCRIPT = '''
+import argparse, sys
+from mmseg_ood.tools.runner_args import (add_runner_arguments,
+                                        ends_distributed_runs,
+                                        parse_runner_args)
+
+@ends_distributed_runs
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument('--fail', action='store_true')
+    add_runner_arguments(p)
+    args = parse_runner_args(p, argv)
+    import torch.distributed as dist
+    dist.init_process_group('gloo')
+    rank = dist.get_rank()
+    print(f'rank {rank} done', flush=False)   # flushed by the decorator
+    if args.fail and rank == 1:
+        raise RuntimeError('rank 1 failed')
+    return rank
+
+main()
+print('never printed: the worker left at the end of main')
+'''
+
+
+@pytest.mark.parametrize('fail', [False, True])
+def test_finished_workers_exit_zero_and_failures_propagate(tmp_path, fail):
+    """``ends_distributed_runs``: finished ranks leave with 0 and their
+    output flushed; a rank's exception still fails the run."""
+    script = tmp_path / 'entry.py'
+    script.write_text(ENTRY_SCRIPT)
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2',
+         f'--master_port={port}', str(script), '--launcher', 'pytorch']
+        + (['--fail'] if fail else []),
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, 'OMP_NUM_THREADS': '1'})
+    if fail:
+        assert proc.returncode != 0
+        assert 'rank 1 failed' in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert 'rank 0 done' in proc.stdout and 'rank 1 done' in proc.stdout
+        assert 'never printed' not in proc.stdout

@@ -12,7 +12,6 @@ checkpoint, config and split stay the same.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import os.path as osp
 from typing import Optional
@@ -25,6 +24,7 @@ from mmengine.logging import print_log
 from ..evaluation import merge_across_ranks
 from ..evaluation.sampler_padding import PerSampleAccumulators
 from ..scorers import BaseScorer, ScoreInputs, StandardizedMaxLogit
+from ..utils import file_sha256
 from .evaluation_pass import EvaluationSession
 
 __all__ = ['fit_sml', 'sml_scorer', 'id_dataset', 'SML_SPLITS']
@@ -111,14 +111,6 @@ def fit_sml(session: EvaluationSession, split: str = 'train',
     if 'sml' not in merged:
         raise RuntimeError(f'SML fit: no images in the {split} set')
     return merged['sml']
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def sml_scorer(session: EvaluationSession, stats_file: Optional[str] = None,

@@ -17,6 +17,7 @@ logs go to DIR/<name>.
 import argparse
 
 from mmseg_ood.tools.runner_args import (add_runner_arguments, model_pairs,
+                                        ends_distributed_runs,
                                         parse_runner_args)
 
 
@@ -43,6 +44,7 @@ def parse_args(argv=None):
     return args
 
 
+@ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)
     from mmseg_ood.apis import analyze_representation

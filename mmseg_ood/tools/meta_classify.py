@@ -17,6 +17,7 @@ import argparse
 from mmseg_ood.evaluation.segment_metric import DEFAULT_SEGMENT_THRESHOLDS
 from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
                                         add_runner_arguments,
+                                        ends_distributed_runs,
                                         parse_runner_args)
 
 
@@ -60,6 +61,7 @@ def parse_args(argv=None):
     return parse_runner_args(p, argv)
 
 
+@ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)
     from mmseg_ood.apis import meta_classify

@@ -35,6 +35,7 @@ import argparse
 
 from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
                                         add_runner_arguments,
+                                        ends_distributed_runs,
                                         parse_runner_args)
 
 
@@ -85,6 +86,7 @@ def parse_args(argv=None):
     return parse_runner_args(p, argv)
 
 
+@ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)
     from mmseg_ood.apis import ood_test

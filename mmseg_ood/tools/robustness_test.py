@@ -16,6 +16,7 @@ import argparse
 import os.path as osp
 
 from mmseg_ood.tools.runner_args import (add_runner_arguments, model_pairs,
+                                        ends_distributed_runs,
                                         parse_runner_args)
 
 
@@ -55,6 +56,7 @@ def parse_args(argv=None):
     return args
 
 
+@ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)
     from mmseg_ood.apis.robustness_test import ModelSpec, robustness_test

@@ -3,15 +3,22 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import functools
+import logging
 import os
 import signal
+import sys
 import threading
 from typing import Optional, Sequence
 
 from mmengine.config import DictAction
 
 __all__ = ['add_evaluation_arguments', 'add_runner_arguments',
-           'parse_runner_args', 'model_pairs', 'exit_cleanly_on_sigterm']
+           'parse_runner_args', 'model_pairs', 'exit_cleanly_on_sigterm',
+           'ends_distributed_runs']
+
+#: Set by :func:`parse_runner_args` when a launcher starts the tool.
+_LAUNCHED = False
 
 
 def model_pairs(parser: argparse.ArgumentParser,
@@ -69,8 +76,37 @@ def parse_runner_args(parser: argparse.ArgumentParser,
         os.environ['LOCAL_RANK'] = str(args.local_rank)
     exit_cleanly_on_sigterm()
     if getattr(args, 'launcher', 'none') != 'none':
+        global _LAUNCHED
+        _LAUNCHED = True
         atexit.register(_destroy_process_group)
     return args
+
+
+def ends_distributed_runs(main):
+    """Decorate a tool's ``main(argv=None)``: when it returns under a
+    launcher, the ranks meet at a barrier, tear the process group down,
+    flush the logs and streams, and the worker leaves with exit status 0
+    at once (``os._exit``).
+
+    Interpreter finalization never runs in a finished worker: there,
+    gloo's threads were seen to abort a worker whose work was done
+    ("terminate called without an active exception", exit -6), even after
+    ``destroy_process_group`` (something still held the group). A failure
+    propagates as usual; without a launcher nothing changes."""
+    @functools.wraps(main)
+    def wrapper(argv=None):
+        result = main(argv)
+        if _LAUNCHED:
+            import torch.distributed as dist
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        return result
+    return wrapper
 
 
 def _destroy_process_group() -> None:

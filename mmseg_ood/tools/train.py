@@ -7,6 +7,7 @@
 import argparse
 
 from mmseg_ood.tools.runner_args import (add_runner_arguments,
+                                        ends_distributed_runs,
                                         parse_runner_args)
 
 
@@ -27,6 +28,7 @@ def parse_args(argv=None):
     return parse_runner_args(parser, argv)
 
 
+@ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)
     from mmseg_ood.apis import train

@@ -3,7 +3,8 @@ argument checks."""
 from .arguments import check_arguments, strict_arguments
 from .checkpoint import (SAFE_GLOBALS, UnsafeCheckpointError,
                          check_checkpoint_fits, checkpoint_state_dict,
-                         load_checkpoint_file, safe_checkpoint_loading)
+                         file_sha256, load_checkpoint_file,
+                         safe_checkpoint_loading)
 from .config import (CONFIG_SCOPE, UnknownTypeError, config_root,
                      explain_unknown_types, load_config, registered_types,
                      resolve_config_path, sync_bn_to_bn)
@@ -11,7 +12,8 @@ from .config import (CONFIG_SCOPE, UnknownTypeError, config_root,
 __all__ = [
     'SAFE_GLOBALS', 'UnsafeCheckpointError', 'load_checkpoint_file',
     'safe_checkpoint_loading', 'check_checkpoint_fits',
-    'checkpoint_state_dict', 'UnknownTypeError', 'explain_unknown_types',
+    'checkpoint_state_dict', 'file_sha256', 'UnknownTypeError',
+    'explain_unknown_types',
     'load_config', 'registered_types', 'config_root', 'resolve_config_path',
     'CONFIG_SCOPE', 'check_arguments', 'strict_arguments', 'sync_bn_to_bn'
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import _codecs
 import collections
 import contextlib
+import hashlib
 import os.path as osp
 import pickle
 import re
@@ -34,7 +35,7 @@ from mmengine.runner.checkpoint import CheckpointLoader
 
 __all__ = [
     'SAFE_GLOBALS', 'UnsafeCheckpointError', 'load_checkpoint_file',
-    'safe_checkpoint_loading'
+    'safe_checkpoint_loading', 'file_sha256'
 ]
 
 UNSAFE_FLAG = '--unsafe-load'
@@ -212,3 +213,12 @@ def check_checkpoint_fits(model: torch.nn.Module, ckpt, checkpoint: str,
         lines.append(f'  {len(unexpected)} unexpected parameters in the '
                      f'checkpoint, e.g. {unexpected[:5]}')
     raise ValueError('\n'.join(lines))
+
+
+def file_sha256(path: str) -> str:
+    """SHA-256 of a file's bytes (hex), read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''):
+            h.update(chunk)
+    return h.hexdigest()
