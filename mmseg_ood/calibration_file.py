@@ -16,6 +16,7 @@ the convention of every metric in the package). JSON, versioned::
       "achieved": {"id_fpr": {"value": 0.0099, "low": 0.007, "high": 0.013,
                               "level": 0.95, "pixels": 1234, "of": 124567,
                               "images": 50, "interval": "..."}, ...},
+      "data": {"images": 50, "id_pixels": 124567, "ood_pixels": 0},
       "model": {"config": "...", "checkpoint": "...",
                 "checkpoint_sha256": "...", "num_classes": 6,
                 "classes": [...]},
@@ -80,6 +81,8 @@ class OODCalibration:
         achieved: Rates reached on the calibration data, by name
             (``'id_fpr'``, ``'tpr'``, ...), each a dict with ``value``,
             ``low``, ``high``, ``level`` and counts.
+        data: What the calibration data held: ``images``, ``id_pixels``,
+            ``ood_pixels``.
         model: ``config``, ``checkpoint``, ``num_classes``, ``classes``.
         ood_label: Label of OOD pixels in ``pred_sem_seg`` (``None``:
             ``num_classes``).
@@ -95,6 +98,7 @@ class OODCalibration:
     checkpoint_sha256: str
     scorer_state: Optional[dict] = None
     achieved: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     ood_label: Optional[int] = None
     description: str = ''
@@ -204,7 +208,7 @@ class OODCalibration:
             method=dict(rule=self.rule, target=self.target,
                         dataset=self.dataset,
                         description=self.description),
-            achieved=self.achieved,
+            achieved=self.achieved, data=self.data,
             model=dict(self.model, checkpoint_sha256=self.checkpoint_sha256),
             ood_label=self.ood_label)
 
@@ -246,6 +250,7 @@ class OODCalibration:
             checkpoint_sha256=need(model, 'checkpoint_sha256',
                                    'model.checkpoint_sha256'),
             achieved=d.get('achieved') or {},
+            data=d.get('data') or {},
             model={k: v for k, v in model.items()
                    if k != 'checkpoint_sha256'},
             ood_label=d.get('ood_label'),

@@ -157,6 +157,25 @@ def test_robustness_test_two_processes_equal_one(tmp_path, odd_root,
         assert two[key]['ood'] == cell['ood']
 
 
+
+@pytest.mark.parametrize('rule', [['--id-fpr', '0.03'],
+                                  ['--tpr', '0.7', '--ood-dataset',
+                                   'synthetic_ood']])
+def test_calibrate_two_processes_equal_one(tmp_path, odd_root,
+                                           trained_work_dir, rule):
+    """The exact threshold's read-back of the spilled maps (one bin at full
+    resolution, summed over ranks) and the per-image rates, merged across
+    ranks: the same file (3 val images / 5 OOD images on 2 ranks, one
+    padding repeat left out)."""
+    runs = _runs('calibrate_ood.py', tmp_path, odd_root,
+                 _ckpt(trained_work_dir), '--scorer', 'energy', *rule)
+    one, two = (json.load(open(osp.join(runs[n][0], 'calibration.json')))
+                for n in (1, 2))
+    assert one['threshold'] == two['threshold']
+    assert one['achieved'] == two['achieved']
+    assert one['data'] == two['data']
+    assert one['data']['images'] == (3 if rule[0] == '--id-fpr' else 5)
+
 ENTRY_SCRIPT = '''
 import argparse, sys
 from mmseg_ood.tools.runner_args import (add_runner_arguments,

@@ -5,10 +5,13 @@ builds on; :func:`ood_test`, :func:`fit_sml` and the later tools are
 orchestrations of its passes.
 """
 from .analyze_representation import analyze_representation
+from .calibrate import calibrate_ood
 from .dataset_presets import (DatasetPreset, available_dataset_presets,
                               load_dataset_preset)
 from .evaluation_pass import EvaluationSession, PassResult
 from .meta_classify import meta_classify
+from .ood_inferencer import OODInferencer
+from .onnx_export import OODExportError, export_onnx
 from .ood_test import DEFAULT_SCORERS, ood_test
 from .score import init_model, score_image
 from .sml import fit_sml, sml_scorer
@@ -17,7 +20,9 @@ from .train import train
 
 __all__ = [
     'train', 'test', 'init_model', 'score_image', 'ood_test',
+    'OODInferencer',
     'DEFAULT_SCORERS', 'EvaluationSession', 'PassResult', 'DatasetPreset',
     'available_dataset_presets', 'load_dataset_preset', 'fit_sml',
-    'sml_scorer', 'meta_classify', 'analyze_representation'
+    'sml_scorer', 'meta_classify', 'analyze_representation',
+    'calibrate_ood', 'export_onnx', 'OODExportError'
 ]

@@ -7,7 +7,7 @@ from typing import Optional, Union
 import numpy as np
 from mmengine.config import Config
 
-from ..models import OODScoring
+from ..models import OODScoring, OODSegmentor
 from ..utils import (check_checkpoint_fits, explain_unknown_types,
                      load_checkpoint_file, resolve_config_path,
                      safe_checkpoint_loading)
@@ -50,6 +50,9 @@ def init_model(config: Union[str, Path, Config],
             allow-list (see ``unsafe_load``).
         ValueError: The checkpoint does not fit the model; the message names
             both files and the mismatched parameters.
+        CalibrationMismatchError: The config builds an
+            :class:`~mmseg_ood.models.OODSegmentor` whose calibration was
+            made for another checkpoint (a ``ValueError``).
 
     Example:
         >>> from mmseg_ood.apis import init_model, score_image
@@ -79,6 +82,8 @@ def init_model(config: Union[str, Path, Config],
                                  cfg_options=cfg_options)
     if ckpt is not None:
         check_checkpoint_fits(model, ckpt, str(checkpoint), config_name)
+        if isinstance(model, OODSegmentor):  # its calibration's weights?
+            model.check_checkpoint(str(checkpoint))
     return model
 
 

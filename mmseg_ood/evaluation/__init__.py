@@ -18,6 +18,7 @@ from .meta_classifier import (MetaClassifier, cross_validated_tp_probability,
                               load_meta_classifiers, save_meta_classifiers)
 from .ood_metric import OODMetric, format_table
 from .ood_segments import feature_names, image_segments
+from .operating_point import OperatingPointMetric, rate_interval
 from .open_set_iou import OpenSetIoUAccumulator, OpenSetIoUMetric
 from .pixel_metrics import pixel_ood_metrics
 from .representation import (RepresentationAccumulator,
@@ -30,7 +31,8 @@ __all__ = [
     'Accumulator', 'merge_across_ranks', 'AccumulatingMetric',
     'pixel_ood_metrics', 'StreamingOODMetric', 'ComponentAccumulator',
     'image_component_stats', 'CalibrationAccumulator', 'CalibrationMetric',
-    'OODMetric', 'OpenSetIoUAccumulator', 'OpenSetIoUMetric',
+    'OODMetric', 'OperatingPointMetric', 'rate_interval',
+    'OpenSetIoUAccumulator', 'OpenSetIoUMetric',
     'UndefinedMetricWarning', 'curve_metrics', 'format_table', 'DEFAULT_TAUS',
     'SIZE_PRESETS', 'MetaClassifier', 'cross_validated_tp_probability',
     'load_meta_classifiers', 'save_meta_classifiers', 'feature_names',

@@ -8,11 +8,13 @@ from .heads import IBEHead, ImplicitBackgroundHead, SCrIBEHead
 from .losses import (EntropyMaximizationLoss, IoULoss, UOILoss,
                      expected_intersection_union)
 from .ood_scoring import OODScoring, build_scorers
+from .ood_segmentor import OODSegmentor, with_unknown_class
 from .ood_tta import OODSegTTAModel
 
 __all__ = [
     'EmbeddingCapture', 'final_classifier', 'final_decode_head', 'head_kind',
     'unwrap_segmentor', 'OODScoring', 'build_scorers', 'OODSegTTAModel',
+    'OODSegmentor', 'with_unknown_class',
     'IBEHead', 'ImplicitBackgroundHead', 'SCrIBEHead',
     'EntropyMaximizationLoss', 'IoULoss', 'UOILoss',
     'expected_intersection_union'

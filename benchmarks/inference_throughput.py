@@ -1,0 +1,117 @@
+"""OODInferencer (what tools/ood_infer.py runs) vs mmseg's MMSegInferencer.
+
+Same model (DeepLabV3+ R18 of the synthetic config, random weights saved
+as a checkpoint), same images (generated street scenes at ``--size``),
+same test pipeline with its Resize set to the images' size (full-resolution
+inference, as deployed), batch size 1, CPU. The OOD side adds the energy
+score map, the ``score >= threshold`` decision and the ``ood_label``
+relabelling (a calibration at the maps' median). Both inferencers live in
+one process and alternate (plain, ood, plain, ood, ...) over ``--repeats``
+rounds, each round one call over all images, after one warm-up call each;
+images/s are the medians over rounds, the ratio is ood / plain. Nothing is
+written (``out_dir`` unset) and no overlay is drawn: file output differs
+between the two (the OOD side writes masks and score maps too) and is
+excluded from both.
+
+    python benchmarks/inference_throughput.py [--images 8]
+        [--size 512 1024] [--repeats 3]
+"""
+import argparse
+import os.path as osp
+import statistics
+import tempfile
+import time
+import warnings
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG = osp.join(REPO, 'configs', 'synthetic',
+                  'deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py')
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--images', type=int, default=8)
+    p.add_argument('--size', type=int, nargs=2, default=[512, 1024])
+    p.add_argument('--repeats', type=int, default=3)
+    args = p.parse_args()
+    warnings.filterwarnings('ignore')
+
+    import cv2
+    import numpy as np
+    import torch
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+
+    import mmseg_ood  # noqa: F401
+    from mmseg.apis import MMSegInferencer
+    from mmseg.registry import MODELS
+    from mmseg_ood.apis import OODInferencer, init_model, score_image
+    from mmseg_ood.calibration_file import OODCalibration
+    from mmseg_ood.utils import file_sha256, safe_checkpoint_loading
+
+    h, w = args.size
+    tmp = tempfile.mkdtemp(prefix='mmseg_ood_infer_bench_')
+    cfg = Config.fromfile(CONFIG)
+    for t in cfg.test_dataloader.dataset.pipeline:
+        if t['type'] == 'Resize':  # infer at full resolution, as deployed
+            t['scale'] = (w, h)
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    ckpt = osp.join(tmp, 'random.pth')
+    meta = dict(dataset_meta=dict(
+        classes=tuple(f'c{i}' for i in range(6)),
+        palette=[[40 * i, 80, 160] for i in range(6)]))
+    torch.save(dict(state_dict=model.state_dict(), meta=meta), ckpt)
+    images = []
+    for i in range(args.images):
+        path = osp.join(tmp, f'{i:04d}.png')
+        cv2.imwrite(path, render(i, h, w))
+        images.append(path)
+
+    plain_model = init_model(cfg, ckpt)
+    energy = score_image(plain_model, images[0], ['energy'])['energy']
+    calib = OODCalibration(
+        scorer_name='energy', scorer_config=dict(type='energy'),
+        threshold=float(np.median(energy)), rule='id_fpr', target=0.01,
+        dataset='bench', checkpoint_sha256=file_sha256(ckpt),
+        model=dict(checkpoint=ckpt, num_classes=6)).save(
+            osp.join(tmp, 'calibration.json'))
+    with safe_checkpoint_loading():
+        plain = MMSegInferencer(Config(cfg.to_dict(), filename=CONFIG),
+                                ckpt, device='cpu')
+    ood = OODInferencer(Config(cfg.to_dict(), filename=CONFIG), ckpt,
+                        calibration=calib, device='cpu')
+    plain.show_progress = ood.show_progress = False
+    runs = dict(plain=[], ood=[])
+    for name, inf in (('plain', plain), ('ood', ood)):
+        inf(images[:1])  # warm-up
+    for _ in range(args.repeats):
+        for name, inf in (('plain', plain), ('ood', ood)):
+            t0 = time.perf_counter()
+            out = inf(images)
+            dt = time.perf_counter() - t0
+            assert len(out['predictions']) == len(images)
+            runs[name].append(len(images) / dt)
+    print(f'images: {args.images} at {h}x{w} (full-resolution inference), '
+          'model: DeepLabV3+ R18 (random weights), CPU threads: '
+          f'{torch.get_num_threads()}, repeats: {args.repeats}')
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    for k, v in runs.items():
+        print(f'{k:6s} images/s {med[k]:7.3f}   (runs: '
+              + ', '.join(f'{r:.3f}' for r in v) + ')')
+    print(f'ratio images/s (ood / plain)  {med["ood"] / med["plain"]:.3f}')
+
+
+def render(seed, h, w):
+    """A synthetic street scene (BGR uint8) at ``h`` x ``w``."""
+    import numpy as np
+
+    from mmseg_ood.synthetic.street import render_street
+    scene = render_street(np.random.default_rng(seed), height=h, width=w)
+    return (scene.image[..., ::-1] * 255).round().astype(np.uint8)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,197 @@
+"""Calibrate an OOD decision for deployment: ``tools/calibrate_ood.py``.
+
+One evaluation pass (:class:`~mmseg_ood.apis.EvaluationSession`) scores
+the calibration data with one scorer; :class:`~mmseg_ood.evaluation.
+OperatingPointMetric` picks the threshold exactly and measures the rates
+it achieves; the result is an :class:`~mmseg_ood.calibration_file.
+OODCalibration` written as JSON, which ``OODSegmentor``, ``OODInferencer``,
+``tools/ood_infer.py`` and ``tools/export_onnx.py`` read.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Optional
+
+from mmengine.dist import get_rank
+
+from ..calibration_file import OODCalibration
+from ..evaluation.operating_point import (OperatingPointMetric,
+                                          describe_rule, threshold_summary)
+from ..models.embedding_capture import final_decode_head
+from ..scorers import build_scorer
+from ..utils import file_sha256
+from .dataset_presets import available_dataset_presets, load_dataset_preset
+from .evaluation_pass import EvaluationSession
+from .sml import SML_SPLITS, id_dataset, sml_scorer
+
+__all__ = ['calibrate_ood', 'ID_SPLITS']
+
+#: The config's own ID sets ``--id-dataset`` may name (besides presets).
+ID_SPLITS = ('val', 'train', 'test')
+
+
+def _check_request(scorer, id_fpr, tpr, best_f1, ood_dataset, id_dataset_,
+                   level, ood_label, scorer_options) -> tuple:
+    """``(rule, target)``; every argument checked before anything runs."""
+    chosen = [name for name, v in (('id_fpr', id_fpr), ('tpr', tpr),
+                                   ('best_f1', best_f1 or None))
+              if v is not None]
+    if len(chosen) != 1:
+        raise ValueError('give exactly one of --id-fpr RATE, --tpr RATE or '
+                         f'--best-f1; got {chosen or "none"}')
+    rule = chosen[0]
+    target = {'id_fpr': id_fpr, 'tpr': tpr, 'best_f1': None}[rule]
+    if target is not None and (isinstance(target, bool) or not isinstance(
+            target, (int, float)) or not 0.0 < target < 1.0):
+        flag = '--id-fpr' if rule == 'id_fpr' else '--tpr'
+        raise ValueError(f'{flag} must be a rate in (0, 1), got {target!r}')
+    if rule != 'id_fpr' and ood_dataset is None:
+        raise ValueError(f'--{rule.replace("_", "-")} needs a labelled OOD '
+                         'set: --ood-dataset NAME (presets: '
+                         f'{", ".join(available_dataset_presets())})')
+    if rule == 'id_fpr' and ood_dataset is not None:
+        raise ValueError('--id-fpr uses ID data (--id-dataset), not '
+                         '--ood-dataset')
+    if rule != 'id_fpr' and id_dataset_ not in (None, 'val'):
+        raise ValueError(f'--id-dataset is for --id-fpr, not --'
+                         f'{rule.replace("_", "-")}')
+    if not 0.0 < level < 1.0:
+        raise ValueError(f'`level` must be in (0, 1), got {level!r}')
+    if ood_label is not None and (isinstance(ood_label, bool) or not
+                                  isinstance(ood_label, int) or
+                                  not 0 <= ood_label <= 255):
+        raise ValueError('--ood-label must be an int in [0, 255], got '
+                         f'{ood_label!r}')
+    if not isinstance(scorer, str) or not scorer:
+        raise ValueError(f'--scorer must be a scorer name, got {scorer!r}')
+    if 'type' in (scorer_options or {}):
+        raise ValueError('--scorer-options must not set `type`; name the '
+                         'scorer with --scorer')
+    config = dict(type=scorer, **dict(scorer_options or {}))
+    if scorer != 'sml':
+        build_scorer(dict(config))  # unknown names / options fail here
+    return rule, target, config
+
+
+def _scorer(session: EvaluationSession, config: dict,
+            sml_stats: Optional[str], sml_fit_on: str):
+    """The scorer to calibrate and its fitted state (SML), or ``None``."""
+    scorer = build_scorer(dict(config))
+    if config['type'] != 'sml':
+        return scorer, None
+    fitted = sml_scorer(session, sml_stats, sml_fit_on)
+    state = fitted.state_dict()
+    scorer.load_state_dict(state)
+    return scorer, {k: v.tolist() if hasattr(v, 'tolist') else v
+                    for k, v in state.items()}
+
+
+def _calibration_data(session: EvaluationSession, rule: str,
+                      id_name: Optional[str], ood_name: Optional[str]):
+    """``(dataset config, name, labels kind, ood_labels)``."""
+    if rule != 'id_fpr':
+        preset = load_dataset_preset(ood_name)
+        return preset.dataset, preset.name, 'ood', True
+    id_name = id_name or 'val'
+    if id_name in ID_SPLITS:
+        if id_name == 'test':
+            return None, 'test', 'id', False  # the config's test set
+        return id_dataset(session.cfg, id_name), id_name, 'id', False
+    preset = load_dataset_preset(id_name)  # a labelled set's ID pixels
+    return preset.dataset, preset.name, 'ood', True
+
+
+def calibrate_ood(config: str,
+                  checkpoint: str,
+                  scorer: str = 'energy',
+                  work_dir: Optional[str] = None,
+                  id_fpr: Optional[float] = None,
+                  tpr: Optional[float] = None,
+                  best_f1: bool = False,
+                  id_dataset: Optional[str] = None,
+                  ood_dataset: Optional[str] = None,
+                  scorer_options: Optional[dict] = None,
+                  sml_stats: Optional[str] = None,
+                  sml_fit_on: str = 'train',
+                  level: float = 0.95,
+                  ood_label: Optional[int] = None,
+                  out: Optional[str] = None,
+                  cfg_options: Optional[dict] = None,
+                  launcher: str = 'none',
+                  unsafe_load: bool = False) -> OODCalibration:
+    """Choose the threshold of one scorer and write the calibration file.
+
+    Args:
+        config / checkpoint: The model.
+        scorer: Scorer name (``energy``, ``n_energy``, ``sml``...).
+        work_dir: Output directory (``calibration.json``, logs).
+        id_fpr: Target ID false-positive rate: the threshold flags at most
+            this share of ID pixels of ``id_dataset`` (no OOD labels).
+        tpr: Target TPR on the labelled ``ood_dataset``.
+        best_f1: The best pixel-F1 threshold on ``ood_dataset``.
+        id_dataset: ``'val'`` (default), ``'train'`` or ``'test'`` (the
+            config's sets, semantic void left out) or a dataset preset
+            (its ID pixels).
+        ood_dataset: A dataset preset with OOD labels.
+        scorer_options: The scorer's parameters (tuned ``eta``, ``delta``,
+            ``temperature``...).
+        sml_stats / sml_fit_on: SML statistics file, or the ID split to
+            fit them on (cached in ``work_dir``), as in ``ood_test``.
+        level: Confidence level of the achieved rates' intervals.
+        ood_label: Label of OOD pixels in predictions (``None``: the model's
+            ``num_classes``, a new "unknown" class).
+        out: Calibration file (default ``<work_dir>/calibration.json``).
+        cfg_options / launcher / unsafe_load: As in ``tools/test.py``.
+
+    Returns:
+        OODCalibration: also written to ``out`` (rank 0).
+
+    Raises:
+        ValueError: a bad request (before anything runs), or calibration
+            data without the pixels the rule needs.
+    """
+    rule, target, scorer_config = _check_request(
+        scorer, id_fpr, tpr, best_f1, ood_dataset, id_dataset, level,
+        ood_label, scorer_options)
+    if sml_fit_on not in SML_SPLITS:
+        raise ValueError(f'--sml-fit-on must be one of {SML_SPLITS}, got '
+                         f'{sml_fit_on!r}')
+    with EvaluationSession(config, checkpoint, work_dir, cfg_options,
+                           launcher, unsafe_load,
+                           tool='calibrate_ood') as session:
+        dataset, data_name, labels, ood_labels = _calibration_data(
+            session, rule, id_dataset, ood_dataset)
+        scorer_obj, state = _scorer(session, scorer_config, sml_stats,
+                                    sml_fit_on)
+        metric = OperatingPointMetric(
+            scorer, rule, target, labels=labels, level=level,
+            spill_dir=session.work_dir)
+        session.run_pass(dataset, name=f'calibrate_{data_name}',
+                         scorers={scorer: scorer_obj}, metrics=[metric],
+                         ood_labels=ood_labels)
+        result = metric.last_result
+        head = final_decode_head(session.model)
+        model = dict(config=osp.abspath(config) if osp.exists(config)
+                     else config, checkpoint=osp.abspath(checkpoint),
+                     num_classes=int(head.num_classes),
+                     classes=list(session.dataset_meta('classes') or []))
+        calibration = OODCalibration(
+            scorer_name=scorer, scorer_config=scorer_config,
+            scorer_state=state, threshold=result['threshold'], rule=rule,
+            target=target, dataset=data_name,
+            checkpoint_sha256=file_sha256(checkpoint),
+            achieved=result['achieved'],
+            data={k: result[k] for k in ('images', 'id_pixels',
+                                         'ood_pixels')},
+            model=model, ood_label=ood_label,
+            description=describe_rule(rule, target))
+        out = out or osp.join(session.work_dir, 'calibration.json')
+        if get_rank() == 0:
+            calibration.save(out)
+            goal = rule if target is None else f'{rule} {target:g}'
+            print(f'[calibrate_ood] {scorer} on {data_name}: threshold '
+                  f'{calibration.threshold:.7g} ({goal})\n  ' +
+                  '\n  '.join(threshold_summary(result)) +
+                  f'\ncalibration: {out}')
+        calibration.source = out
+        return calibration

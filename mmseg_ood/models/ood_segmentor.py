@@ -1,0 +1,400 @@
+"""A segmentor that says "unknown": a calibrated OOD decision per pixel.
+
+:class:`OODSegmentor` wraps any mmseg segmentor and one calibrated scorer
+(usually from a calibration file written by ``tools/calibrate_ood.py``, see
+:mod:`mmseg_ood.calibration_file`). Its ``predict`` runs the segmentor once
+with the scorer attached (:class:`~mmseg_ood.models.OODScoring`, so the
+score map is aligned with ``pred_sem_seg``) and relabels every pixel whose
+score is at or above the threshold (``score >= threshold``, the package's
+convention) as ``ood_label`` - by default a new class index
+``num_classes``, named "unknown" in ``dataset_meta`` with a colour of its
+own, so that mmseg's ``SegLocalVisualizer`` draws it.
+
+From a config (the plain model config nested under ``segmentor``)::
+
+    custom_imports = dict(imports=['mmseg_ood'])
+    model = dict(type='OODSegmentor', segmentor=<the plain model dict>,
+                 calibration='work_dirs/calib/calibration.json')
+
+From Python, around a model that is already built::
+
+    model = OODSegmentor.wrap(init_model(config, ckpt), 'calibration.json',
+                              checkpoint=ckpt)
+
+Weights: the wrapper holds no parameters of its own, and its state dict is
+the plain segmentor's (no ``segmentor.`` prefix, both ways), so a plain
+checkpoint loads into it - ``mmseg_ood.apis.init_model(ood_config,
+plain_ckpt)`` works, and what it saves loads into the plain model. The
+calibration stays outside the checkpoint: it is a separate, hashed file.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from typing import Optional, Sequence, Union
+
+import torch
+import torch.nn as nn
+from mmengine.structures import PixelData
+
+from mmseg.models.segmentors.base import BaseSegmentor
+from mmseg.registry import MODELS
+
+from ..calibration_file import CalibrationMismatchError, OODCalibration
+from ..utils.arguments import strict_arguments
+from .embedding_capture import final_decode_head
+from .ood_scoring import OODScoring, build_scorers
+
+__all__ = ['OODSegmentor', 'UNKNOWN_CLASS', 'UNKNOWN_COLORS',
+           'with_unknown_class']
+
+#: The name of the OOD class in ``dataset_meta``.
+UNKNOWN_CLASS = 'unknown'
+#: Colours (RGB, as mmseg palettes are) tried in order for "unknown": the
+#: first that is not in the dataset's palette is used.
+UNKNOWN_COLORS = ((255, 0, 255), (0, 255, 255), (255, 255, 0), (255, 0, 0),
+                  (0, 0, 255), (0, 255, 0), (255, 255, 255))
+_PAD_COLOR = (0, 0, 0)
+
+
+def _unknown_color(palette: Sequence) -> tuple:
+    used = {tuple(int(v) for v in c) for c in palette} | {_PAD_COLOR}
+    for c in UNKNOWN_COLORS:
+        if c not in used:
+            return c
+    # a palette holding all of them: the first free colour of a coarse grid
+    for r in range(255, -1, -15):
+        for g in range(0, 256, 15):
+            for b in range(255, -1, -15):
+                if (r, g, b) not in used:
+                    return (r, g, b)
+    raise ValueError('no colour left for "unknown": the palette uses every '
+                     'colour of the search grid')
+
+
+def with_unknown_class(meta: Optional[dict], num_classes: int,
+                       ood_label: int) -> dict:
+    """``dataset_meta`` with the class "unknown" at index ``ood_label``.
+
+    Classes and palette are first made exactly ``num_classes`` long (names
+    ``'class_<i>'`` and a fixed random palette where the model has none,
+    as a checkpoint without ``dataset_meta`` gives). If ``ood_label >=
+    num_classes``, "unknown" is added at ``ood_label`` (indices in between,
+    which predictions never hold, are padded as ``'(unused)'`` in black),
+    in the first colour of :data:`UNKNOWN_COLORS` not in the palette, so
+    that mmseg's visualizer - which draws only labels ``< len(classes)`` -
+    draws it. If ``ood_label < num_classes`` OOD pixels merge into that
+    class and the meta is returned unchanged.
+
+    Args:
+        meta: The model's ``dataset_meta`` (``classes``, ``palette``) or
+            ``None``.
+        num_classes: Number of classes the model predicts.
+        ood_label: Label of OOD pixels.
+
+    Returns:
+        dict: A new dict (``meta`` is not modified).
+    """
+    meta = dict(meta or {})
+    classes = list(meta.get('classes') or [])[:num_classes]
+    classes += [f'class_{i}' for i in range(len(classes), num_classes)]
+    palette = [list(c) for c in (meta.get('palette') or [])][:num_classes]
+    if len(palette) < num_classes:
+        # mmseg's BaseSegDataset also draws a random palette when none is
+        # given; seeded here so that overlays are stable between runs
+        gen = torch.Generator().manual_seed(42)
+        extra = torch.randint(0, 256, (num_classes - len(palette), 3),
+                              generator=gen)
+        palette += extra.tolist()
+    if ood_label >= num_classes:
+        color = _unknown_color(palette)
+        pad = ood_label - num_classes
+        classes += ['(unused)'] * pad + [UNKNOWN_CLASS]
+        palette += [list(_PAD_COLOR)] * pad + [list(color)]
+    meta.update(classes=tuple(classes), palette=palette)
+    return meta
+
+
+def _strip_segmentor_prefix(module, state_dict, prefix, local_metadata):
+    """State-dict post hook: ``segmentor.x`` -> ``x``, so the wrapper saves
+    the plain segmentor's keys."""
+    inner = prefix + 'segmentor.'
+    for key in [k for k in state_dict if k.startswith(inner)]:
+        state_dict[prefix + key[len(inner):]] = state_dict.pop(key)
+    metadata = getattr(state_dict, '_metadata', None)
+    if metadata is not None:
+        for key in [k for k in metadata
+                    if k == inner[:-1] or k.startswith(inner)]:
+            new = prefix + key[len(inner):] if key != inner[:-1] else \
+                prefix[:-1]
+            metadata[new] = metadata.pop(key)
+
+
+def _add_segmentor_prefix(module, state_dict, prefix, local_metadata, strict,
+                          missing_keys, unexpected_keys, error_msgs):
+    """Load-state-dict pre hook: a plain segmentor's ``x`` -> ``segmentor.x``
+    (keys already prefixed are kept), so plain checkpoints load."""
+    inner = prefix + 'segmentor.'
+    own = (inner, prefix + 'data_preprocessor.')
+    for key in [k for k in state_dict
+                if k.startswith(prefix) and not k.startswith(own)]:
+        state_dict[inner + key[len(prefix):]] = state_dict.pop(key)
+    metadata = getattr(state_dict, '_metadata', None)
+    if metadata is not None:
+        # metadata of the plain root ('' or prefix) becomes the segmentor's
+        root = prefix[:-1]
+        for key in [k for k in metadata
+                    if (k == root or k.startswith(prefix))
+                    and not k.startswith(own) and k != inner[:-1]]:
+            rest = '' if key == root else key[len(prefix):]
+            metadata[inner + rest if rest else inner[:-1]] = metadata[key]
+            if key != root:
+                del metadata[key]
+
+
+@MODELS.register_module()
+@strict_arguments
+class OODSegmentor(BaseSegmentor):
+    """A segmentor whose prediction marks OOD pixels as ``ood_label``.
+
+    ``predict`` returns per image, besides mmseg's ``seg_logits``:
+
+    - ``pred_sem_seg``: the segmentor's prediction with every pixel where
+      ``score >= threshold`` set to ``ood_label``;
+    - ``ood_score``: ``PixelData`` ``(1, H, W)`` float32, the calibrated
+      scorer's map (higher = more OOD), aligned with ``pred_sem_seg``;
+    - ``ood_mask``: ``PixelData`` ``(1, H, W)`` bool, ``score >=
+      threshold``;
+    - ``ood_scores``: ``{scorer name: Tensor (H, W)}``, as
+      :class:`~mmseg_ood.models.OODScoring` fills it.
+
+    The threshold and scorer come either from a calibration file (which
+    also records the checkpoint it was made for: see
+    :meth:`check_checkpoint`) or are given directly (``scorer`` +
+    ``threshold``; nothing then ties them to the weights).
+
+    ``dataset_meta`` is the segmentor's with the class "unknown" at
+    ``ood_label`` in a colour not in its palette
+    (:func:`with_unknown_class`); setting it sets the segmentor's.
+
+    The wrapper is for inference: ``loss`` raises (training would move the
+    weights away from the calibration). Its state dict is the plain
+    segmentor's, so plain checkpoints load into it (see the module
+    docstring). The checkpoint is checked against the calibration where
+    the file is known: :func:`mmseg_ood.apis.init_model`,
+    :class:`~mmseg_ood.apis.OODInferencer`, :meth:`wrap` with
+    ``checkpoint``; a ``load_from`` in mmengine's Runner is not checked.
+
+    Args:
+        segmentor: The plain segmentor: a config dict (as under ``model``
+            in an mmseg config) or a built module.
+        calibration: A calibration file (or its directory) or an
+            :class:`~mmseg_ood.calibration_file.OODCalibration`. Excludes
+            ``scorer`` / ``threshold``.
+        scorer: Without a calibration: the scorer (a name or config dict,
+            e.g. ``dict(type='energy')``).
+        threshold: Without a calibration: the decision threshold
+            (``score >= threshold`` is OOD).
+        ood_label: Label of OOD pixels in ``pred_sem_seg``, in ``[0,
+            255]``. ``None``: the calibration's ``ood_label``, else
+            ``num_classes`` (a new class). A label below ``num_classes``
+            merges OOD pixels into that class.
+        train_cfg / pretrained: Replace the segmentor config's if not
+            ``None`` (mmseg's ``init_model`` sets both to ``None`` on the
+            outer model, which then leaves the segmentor's alone).
+
+    Raises:
+        ValueError: Neither or both of ``calibration`` and ``scorer`` +
+            ``threshold``; a non-finite threshold; ``ood_label`` out of
+            range.
+        CalibrationMismatchError: The calibration records another number
+            of classes than the segmentor's.
+        UnsupportedScorerError: The scorer cannot run on this segmentor.
+
+    Example:
+        >>> model = OODSegmentor.wrap(init_model(cfg, ckpt), 'calib.json',
+        ...                           checkpoint=ckpt)
+        >>> result = inference_model(model, 'street.png')
+        >>> unknown = result.pred_sem_seg.data == model.ood_label
+    """
+
+    def __init__(self,
+                 segmentor: Union[dict, nn.Module],
+                 calibration: Union[None, str, OODCalibration] = None,
+                 scorer: Union[None, str, dict] = None,
+                 threshold: Optional[float] = None,
+                 ood_label: Optional[int] = None,
+                 train_cfg: Optional[dict] = None,
+                 pretrained: Optional[str] = None):
+        if isinstance(segmentor, dict):
+            segmentor = dict(segmentor)
+            if train_cfg is not None:
+                segmentor['train_cfg'] = train_cfg
+            if pretrained is not None:
+                segmentor['pretrained'] = pretrained
+            segmentor = MODELS.build(segmentor)
+        elif not isinstance(segmentor, nn.Module):
+            raise TypeError('`segmentor` must be a model config dict or an '
+                            f'nn.Module, got {type(segmentor).__name__}')
+        calibration = self._calibration(calibration, scorer, threshold)
+        # the segmentor's own preprocessor: test_step normalises and pads
+        # exactly as for the plain model
+        super().__init__(data_preprocessor=segmentor.data_preprocessor)
+        self.segmentor = segmentor
+        self.num_classes = getattr(segmentor, 'num_classes', None) or \
+            final_decode_head(segmentor).num_classes
+        self.calibration = calibration
+        if calibration is not None:
+            made_for = calibration.model.get('num_classes')
+            if made_for is not None and made_for != self.num_classes:
+                raise CalibrationMismatchError(
+                    f'{calibration.source or "the calibration"} was made '
+                    f'for a model with {made_for} classes, not for '
+                    f'{type(segmentor).__name__} with {self.num_classes}')
+            scorers = OrderedDict(
+                [(calibration.scorer_name, calibration.build_scorer())])
+            self.threshold = calibration.threshold
+        else:
+            scorers = build_scorers([scorer])
+            self.threshold = float(threshold)
+        self.scorer_name = next(iter(scorers))
+        # validates the scorer against the head now, attached per predict
+        self._scoring = OODScoring(segmentor, scorers, strict=True)
+        if ood_label is None and calibration is not None:
+            ood_label = calibration.ood_label
+        if ood_label is None:
+            ood_label = self.num_classes
+        if isinstance(ood_label, bool) or not isinstance(ood_label, int) \
+                or not 0 <= ood_label <= 255:
+            raise ValueError('`ood_label` must be None or an int in [0, '
+                             f'255], got {ood_label!r}')
+        self.ood_label = ood_label
+        self.register_state_dict_post_hook(_strip_segmentor_prefix)
+        self.register_load_state_dict_pre_hook(_add_segmentor_prefix)
+
+    @staticmethod
+    def _calibration(calibration, scorer, threshold
+                     ) -> Optional[OODCalibration]:
+        if calibration is not None:
+            if scorer is not None or threshold is not None:
+                raise ValueError('give either `calibration` or `scorer` + '
+                                 '`threshold`, not both (got calibration='
+                                 f'{calibration!r}, scorer={scorer!r}, '
+                                 f'threshold={threshold!r})')
+            if isinstance(calibration, OODCalibration):
+                return calibration
+            if not isinstance(calibration, str):
+                raise TypeError('`calibration` must be a file name or an '
+                                'OODCalibration, got '
+                                f'{type(calibration).__name__}')
+            return OODCalibration.load(calibration)
+        if scorer is None or threshold is None:
+            raise ValueError('OODSegmentor needs `calibration` (a file from '
+                             'tools/calibrate_ood.py) or both `scorer` and '
+                             f'`threshold`; got scorer={scorer!r}, '
+                             f'threshold={threshold!r}')
+        if isinstance(threshold, bool) or not isinstance(
+                threshold, (int, float)) or not math.isfinite(threshold):
+            raise ValueError('`threshold` must be a finite number, got '
+                             f'{threshold!r}')
+        return None
+
+    @classmethod
+    def wrap(cls, model: nn.Module,
+             calibration: Union[None, str, OODCalibration] = None,
+             checkpoint: Optional[str] = None, **kwargs) -> 'OODSegmentor':
+        """Wrap an already built segmentor (e.g. from ``init_model``).
+
+        The wrapper shares the model's modules (no copy) and takes over its
+        ``cfg`` (so mmseg's ``inference_model`` and the inferencers find the
+        test pipeline), its device and eval mode.
+
+        Args:
+            model: The plain segmentor.
+            calibration: As in :class:`OODSegmentor`.
+            checkpoint: The checkpoint file the model was loaded from; if
+                given (and a calibration is), it is checked against the
+                calibration (:meth:`check_checkpoint`).
+            **kwargs: ``scorer``, ``threshold``, ``ood_label``.
+
+        Returns:
+            OODSegmentor: The wrapper.
+
+        Raises:
+            CalibrationMismatchError: The calibration was made for another
+                checkpoint; the message names both.
+        """
+        if isinstance(model, cls):
+            raise TypeError('the model is an OODSegmentor already')
+        wrapper = cls(segmentor=model, calibration=calibration, **kwargs)
+        if checkpoint is not None:
+            wrapper.check_checkpoint(checkpoint)
+        if hasattr(model, 'cfg'):
+            wrapper.cfg = model.cfg
+        wrapper.train(model.training)
+        return wrapper
+
+    def check_checkpoint(self, checkpoint: str) -> None:
+        """Refuse a checkpoint the calibration was not made for (by SHA-256
+        of the file; nothing to check without a calibration).
+
+        Raises:
+            CalibrationMismatchError: naming both checkpoints.
+        """
+        if self.calibration is not None:
+            self.calibration.check_matches(checkpoint=checkpoint)
+
+    # dataset_meta -----------------------------------------------------------
+    @property
+    def dataset_meta(self) -> dict:
+        """The segmentor's ``dataset_meta`` with "unknown" at
+        ``ood_label`` (see :func:`with_unknown_class`)."""
+        meta = getattr(self.segmentor, 'dataset_meta', None) or {}
+        if not meta.get('classes') and self.calibration is not None and \
+                self.calibration.model.get('classes'):
+            meta = dict(meta, classes=self.calibration.model['classes'])
+        return with_unknown_class(meta, self.num_classes, self.ood_label)
+
+    @dataset_meta.setter
+    def dataset_meta(self, meta: dict) -> None:
+        self.segmentor.dataset_meta = meta
+
+    # segmentor interface ----------------------------------------------------
+    def predict(self, inputs: torch.Tensor, data_samples=None) -> list:
+        """The segmentor's ``predict`` with the OOD decision applied.
+
+        Args:
+            inputs: ``(N, 3, H, W)`` preprocessed images.
+            data_samples: Their ``SegDataSample``\\ s (metainfo), or
+                ``None``.
+
+        Returns:
+            list[SegDataSample]: With ``pred_sem_seg`` (OOD pixels =
+            ``ood_label``), ``seg_logits``, ``ood_score``, ``ood_mask`` and
+            ``ood_scores``.
+        """
+        with self._scoring:
+            results = self.segmentor(inputs, data_samples, mode='predict')
+        for sample in results:
+            score = sample.ood_scores[self.scorer_name]
+            mask = score >= self.threshold
+            # argmax made a fresh tensor: relabel in place, no copy
+            pred = sample.pred_sem_seg.data.masked_fill_(mask, self.ood_label)
+            sample.set_data(dict(pred_sem_seg=PixelData(data=pred),
+                                 ood_score=PixelData(data=score[None]),
+                                 ood_mask=PixelData(data=mask[None])))
+        return results
+
+    def loss(self, inputs, data_samples):
+        raise NotImplementedError(
+            'OODSegmentor is for inference: train the plain segmentor '
+            '(a calibration holds only for the weights it was made for)')
+
+    def _forward(self, inputs, data_samples=None):
+        return self.segmentor._forward(inputs, data_samples)
+
+    def extract_feat(self, inputs):
+        return self.segmentor.extract_feat(inputs)
+
+    def encode_decode(self, inputs, batch_data_samples):
+        return self.segmentor.encode_decode(inputs, batch_data_samples)

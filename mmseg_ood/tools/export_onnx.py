@@ -1,0 +1,93 @@
+"""Export a checkpoint with its calibrated OOD scorer and threshold to ONNX.
+
+    python -m mmseg_ood.tools.export_onnx CONFIG CHECKPOINT \\
+        --calibration CALIB.json --out model.onnx [--shape H W] [--dynamic] \\
+        [--check-image IMG | --no-check] [--exporter torchscript|dynamo] \\
+        [--opset 17] [--cfg-options ...] [--unsafe-load]
+
+(or ``python tools/export_onnx.py`` in a clone). The graph takes raw BGR
+images ``img`` ``(N, 3, H, W)`` float32 in [0, 255] and returns ``pred``
+(class map, OOD pixels set to the calibration's ``ood_label``), ``score``
+and ``ood_mask`` (see :mod:`mmseg_ood.apis.onnx_export`). After the export
+the tool runs the file with onnxruntime on a random image (or
+``--check-image``), compares it with PyTorch and prints the result; the
+exit status is 1 if the check fails, or if the model cannot be exported
+(with the reason), 0 otherwise.
+"""
+import argparse
+import json
+
+from mmengine.config import DictAction
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description='Export a model + calibrated OOD scorer + threshold to '
+        'ONNX and check it with onnxruntime')
+    p.add_argument('config', help='model config file')
+    p.add_argument('checkpoint', help='checkpoint file')
+    p.add_argument('--calibration', required=True,
+                   help='calibration file written by tools/calibrate_ood.py '
+                   '(or its directory); must be made for CHECKPOINT')
+    p.add_argument('--out', required=True, help='the .onnx file to write')
+    p.add_argument('--shape', nargs=2, type=int, metavar=('H', 'W'),
+                   help='input size (fixed), or with --dynamic the size '
+                   "traced and checked (default: the test pipeline's "
+                   'Resize scale)')
+    p.add_argument('--dynamic', action='store_true',
+                   help='dynamic batch, height and width (whole inference '
+                   'only)')
+    p.add_argument('--check-image',
+                   help='image for the onnxruntime check (resized to the '
+                   'shape); default: a random image')
+    p.add_argument('--no-check', action='store_true',
+                   help='skip the onnxruntime check')
+    p.add_argument('--exporter', choices=['torchscript', 'dynamo'],
+                   default='torchscript',
+                   help='torch.onnx exporter (default: torchscript; see '
+                   'README "ONNX export")')
+    p.add_argument('--opset', type=int, default=17, help='ONNX opset')
+    p.add_argument('--seed', type=int, default=0,
+                   help='seed of the random check image')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction,
+                   help='override settings of the config, key=value pairs, '
+                   'e.g. model.test_cfg.mode=whole')
+    p.add_argument('--unsafe-load', action='store_true',
+                   help='load the checkpoint with full pickle; only for '
+                   'trusted files (unpickling can run arbitrary code)')
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmseg_ood.apis.onnx_export import OODExportError, export_onnx
+    from mmseg_ood.calibration_file import CalibrationMismatchError
+    try:
+        result = export_onnx(
+            args.config, args.checkpoint, args.calibration, args.out,
+            shape=args.shape, dynamic=args.dynamic,
+            check=not args.no_check, check_image=args.check_image,
+            opset=args.opset, exporter=args.exporter,
+            cfg_options=args.cfg_options, unsafe_load=args.unsafe_load,
+            seed=args.seed)
+    except (OODExportError, CalibrationMismatchError) as e:
+        raise SystemExit(f'export_onnx: error: {e}') from None
+    check = result.pop('check', None)
+    h, w = result['shape']
+    print(f'wrote {result["out"]} ({result["exporter"]} exporter, opset '
+          f'{result["opset"]}, input img (N, 3, H, W) float32 BGR, '
+          + ('dynamic N, H, W' if result['dynamic'] else
+             f'fixed 1x3x{h}x{w}')
+          + f'); scorer {result["scorer"]!r}, threshold '
+          f'{result["threshold"]:.6g}, ood_label {result["ood_label"]}; '
+          f'export {result["seconds"]:.1f} s')
+    if check is not None:
+        print(check.summary())
+        print(json.dumps(dict(result, check=check.to_dict())))
+        if not check.passed:
+            raise SystemExit(1)
+    return dict(result, check=check)
+
+
+if __name__ == '__main__':
+    main()
