@@ -223,20 +223,11 @@ class ExportableOODSegmentor(nn.Module):
         shape = x.shape[2:]
         meta = dict(ori_shape=img.shape[2:], img_shape=shape,
                     pad_shape=shape)
-        scoring, seg = self.scoring, self.segmentor
-        # OODScoring's own predict-time state (see its _before_forward):
-        # the score channels are appended where the head hands its class
+        seg = self.segmentor
+        # the score channel is appended where the head hands its class
         # scores to mmseg's post-processing
-        scoring._end_predict()
-        for capture in (scoring._capture, scoring._queries):
-            if capture is not None:
-                capture.clear()
-        scoring._active = True
-        seg.out_channels = scoring._channels + 1
-        try:
+        with self.scoring.scores_appended():
             out = seg.inference(x, [dict(meta) for _ in range(n)])
-        finally:
-            scoring._end_predict()
         c = self.num_classes
         if out.shape[1] != c + 1:
             raise OODExportError(

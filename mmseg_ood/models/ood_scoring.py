@@ -33,6 +33,7 @@ operations, so ``seg_logits`` is bit-identical) to keep them.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections import OrderedDict
 from typing import Iterable, Mapping, Union
@@ -333,6 +334,10 @@ class OODScoring:
     def _before_forward(self, module, args, kwargs):
         if self._mode(args, kwargs) != 'predict':
             return None
+        self._start_predict()
+        return None
+
+    def _start_predict(self) -> None:
         # a predict that raised leaves stale state: start clean
         self._end_predict()
         for capture in (self._capture, self._queries):
@@ -340,8 +345,24 @@ class OODScoring:
                 capture.clear()
         self._mask_probs = None
         self._active = True
-        module.out_channels = self._channels + len(self.scorers)
-        return None
+        self.segmentor.out_channels = self._channels + len(self.scorers)
+
+    @contextlib.contextmanager
+    def scores_appended(self):
+        """Within the block, the final head's class scores carry the K
+        score channels appended (``out_channels`` raised by K), for a
+        caller that runs the segmentor's ``inference`` itself instead of
+        ``predict`` (e.g. an exported graph): its ``seg_logits`` are then
+        ``(N, C + K, H, W)``, the scores resized and stitched with the
+        logits. Needs :meth:`attach` first."""
+        if self._channels is None:
+            raise RuntimeError('OODScoring.scores_appended() needs attach() '
+                               'first')
+        self._start_predict()
+        try:
+            yield
+        finally:
+            self._end_predict()
 
     def _end_predict(self) -> None:
         if self._channels is not None:
