@@ -306,3 +306,20 @@ def test_cli_errors_name_what_failed(setup, tmp_path, capsys):
     err = fails(setup['images'][0], calib=other)
     assert 'other/iter_300.pth' in err and setup['ckpt'] in err
     assert not (tmp_path / 'out').exists()
+
+
+def test_unknown_colour_is_far_from_every_class():
+    from mmseg_ood.models.ood_segmentor import UNKNOWN_COLORS, unknown_color
+    # sidewalk (244, 35, 232) is nearly magenta, the first preference
+    palette = [[128, 64, 128], [244, 35, 232], [70, 70, 70],
+               [107, 142, 35], [70, 130, 180], [0, 0, 142]]
+    c = np.array(unknown_color(palette), float)
+    nearest = np.sqrt(((np.array(palette, float) - c) ** 2).sum(1)).min()
+    for other in UNKNOWN_COLORS:   # no preferred colour is farther
+        d = np.sqrt(((np.array(palette + [[0, 0, 0]], float) -
+                      np.array(other, float)) ** 2).sum(1)).min()
+        assert d <= nearest
+    assert tuple(c) != (255, 0, 255)
+    # a palette holding every preferred colour: still a free colour
+    full = [list(x) for x in UNKNOWN_COLORS]
+    assert list(unknown_color(full)) not in full + [[0, 0, 0]]

@@ -33,6 +33,7 @@ import math
 from collections import OrderedDict
 from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.structures import PixelData
@@ -50,26 +51,37 @@ __all__ = ['OODSegmentor', 'UNKNOWN_CLASS', 'UNKNOWN_COLORS',
 
 #: The name of the OOD class in ``dataset_meta``.
 UNKNOWN_CLASS = 'unknown'
-#: Colours (RGB, as mmseg palettes are) tried in order for "unknown": the
-#: first that is not in the dataset's palette is used.
+#: Colours (RGB, as mmseg palettes are) preferred for "unknown", in order;
+#: the one farthest from every palette colour is used (see
+#: :func:`unknown_color`).
 UNKNOWN_COLORS = ((255, 0, 255), (0, 255, 255), (255, 255, 0), (255, 0, 0),
                   (0, 0, 255), (0, 255, 0), (255, 255, 255))
 _PAD_COLOR = (0, 0, 0)
 
 
-def _unknown_color(palette: Sequence) -> tuple:
-    used = {tuple(int(v) for v in c) for c in palette} | {_PAD_COLOR}
-    for c in UNKNOWN_COLORS:
-        if c not in used:
-            return c
-    # a palette holding all of them: the first free colour of a coarse grid
-    for r in range(255, -1, -15):
-        for g in range(0, 256, 15):
-            for b in range(255, -1, -15):
-                if (r, g, b) not in used:
-                    return (r, g, b)
-    raise ValueError('no colour left for "unknown": the palette uses every '
-                     'colour of the search grid')
+def unknown_color(palette: Sequence) -> tuple:
+    """The colour of "unknown": of :data:`UNKNOWN_COLORS`, the one whose
+    nearest palette colour (or the black of padding) is farthest away, the
+    first of equally far ones (a coarse RGB grid, steps of 51, if the
+    palette holds them all). E.g. not magenta for Cityscapes-like palettes,
+    whose sidewalk (244, 35, 232) is nearly magenta.
+
+    Raises:
+        ValueError: every candidate is in the palette.
+    """
+    used = np.array([tuple(int(v) for v in c) for c in palette] +
+                    [_PAD_COLOR], np.float64)
+    grid = np.arange(0, 256, 51)
+    for candidates in (np.array(UNKNOWN_COLORS, np.float64),
+                       np.stack(np.meshgrid(grid, grid, grid, indexing='ij'),
+                                -1).reshape(-1, 3)):
+        nearest = np.sqrt(((candidates[:, None] - used[None]) ** 2).sum(-1)
+                          ).min(1)
+        best = int(np.argmax(nearest))
+        if nearest[best] > 0:
+            return tuple(int(v) for v in candidates[best])
+    raise ValueError('no colour left for "unknown": the palette holds '
+                     'every candidate colour')
 
 
 def with_unknown_class(meta: Optional[dict], num_classes: int,
@@ -81,7 +93,7 @@ def with_unknown_class(meta: Optional[dict], num_classes: int,
     as a checkpoint without ``dataset_meta`` gives). If ``ood_label >=
     num_classes``, "unknown" is added at ``ood_label`` (indices in between,
     which predictions never hold, are padded as ``'(unused)'`` in black),
-    in the first colour of :data:`UNKNOWN_COLORS` not in the palette, so
+    in the colour :func:`unknown_color` picks (farthest from the palette), so
     that mmseg's visualizer - which draws only labels ``< len(classes)`` -
     draws it. If ``ood_label < num_classes`` OOD pixels merge into that
     class and the meta is returned unchanged.
@@ -107,7 +119,7 @@ def with_unknown_class(meta: Optional[dict], num_classes: int,
                               generator=gen)
         palette += extra.tolist()
     if ood_label >= num_classes:
-        color = _unknown_color(palette)
+        color = unknown_color(palette)
         pad = ood_label - num_classes
         classes += ['(unused)'] * pad + [UNKNOWN_CLASS]
         palette += [list(_PAD_COLOR)] * pad + [list(color)]
