@@ -53,18 +53,25 @@ __all__ = ['OODSegmentor', 'UNKNOWN_CLASS', 'UNKNOWN_COLORS',
 UNKNOWN_CLASS = 'unknown'
 #: Colours (RGB, as mmseg palettes are) preferred for "unknown", in order;
 #: the one farthest from every palette colour is used (see
-#: :func:`unknown_color`).
+#: :func:`unknown_color`). Not white: mmseg writes class names in white on
+#: the class colour.
 UNKNOWN_COLORS = ((255, 0, 255), (0, 255, 255), (255, 255, 0), (255, 0, 0),
-                  (0, 0, 255), (0, 255, 0), (255, 255, 255))
+                  (0, 0, 255), (0, 255, 0))
 _PAD_COLOR = (0, 0, 0)
+
+
+def _dark_enough(colors: np.ndarray) -> np.ndarray:
+    """Leave out colours too light for white text."""
+    return colors[(colors >= 204).sum(1) < 3]
 
 
 def unknown_color(palette: Sequence) -> tuple:
     """The colour of "unknown": of :data:`UNKNOWN_COLORS`, the one whose
     nearest palette colour (or the black of padding) is farthest away, the
-    first of equally far ones (a coarse RGB grid, steps of 51, if the
-    palette holds them all). E.g. not magenta for Cityscapes-like palettes,
-    whose sidewalk (244, 35, 232) is nearly magenta.
+    first of equally far ones (a coarse RGB grid, steps of 51, without
+    its lightest colours, if the palette holds them all). E.g. not
+    magenta for Cityscapes-like palettes, whose sidewalk (244, 35, 232) is
+    nearly magenta.
 
     Raises:
         ValueError: every candidate is in the palette.
@@ -72,9 +79,9 @@ def unknown_color(palette: Sequence) -> tuple:
     used = np.array([tuple(int(v) for v in c) for c in palette] +
                     [_PAD_COLOR], np.float64)
     grid = np.arange(0, 256, 51)
+    grid = np.stack(np.meshgrid(grid, grid, grid, indexing='ij'), -1)
     for candidates in (np.array(UNKNOWN_COLORS, np.float64),
-                       np.stack(np.meshgrid(grid, grid, grid, indexing='ij'),
-                                -1).reshape(-1, 3)):
+                       _dark_enough(grid.reshape(-1, 3))):
         nearest = np.sqrt(((candidates[:, None] - used[None]) ** 2).sum(-1)
                           ).min(1)
         best = int(np.argmax(nearest))
