@@ -1,4 +1,12 @@
-"""OODInferencer (what tools/ood_infer.py runs) vs mmseg's MMSegInferencer.
+"""OODInferencer vs mmseg's MMSegInferencer, per image, nothing written.
+
+What is timed is one ``inferencer(path)`` call per image file: reading and
+decoding the file, the test pipeline, the forward pass and, on the OOD
+side, scoring, the decision and relabelling. This is the inference inside
+``tools/ood_infer.py`` (:func:`mmseg_ood.apis.ood_infer`), not the tool as
+a whole: its input collection, model loading, progress bar, overlay
+drawing and the writing of overlays, label maps, masks and score maps are
+not measured.
 
 Same model (DeepLabV3+ R18 of the synthetic config, random weights saved
 as a checkpoint), same images (generated street scenes at ``--size``),
@@ -11,9 +19,9 @@ the order flips every round) over ``--repeats`` rounds of all images,
 after one warm-up call each, so that load from other processes on a
 shared machine falls on both alike; images/s are the medians over rounds,
 the ratio is ood / plain. Nothing is
-written (``out_dir`` unset) and no overlay is drawn: file output differs
-between the two (the OOD side writes masks and score maps too) and is
-excluded from both.
+written (``out_dir`` unset), no overlay is drawn (``return_vis`` unset)
+and no progress bar is shown: file output differs between the two (the
+OOD side writes masks and score maps too) and is excluded from both.
 
     python benchmarks/inference_throughput.py [--images 8]
         [--size 512 1024] [--repeats 3]

@@ -43,7 +43,8 @@ from typing import Optional, Union
 from .version import __version__
 
 __all__ = ['OODCalibration', 'CalibrationMismatchError', 'FORMAT',
-           'VERSION', 'DECISION', 'RULES']
+           'VERSION', 'DECISION', 'RULES', 'check_ood_label',
+           'check_threshold', 'check_rate', 'decide_ood']
 
 FORMAT = 'mmseg_ood.calibration'
 VERSION = 1
@@ -51,6 +52,39 @@ DECISION = 'score >= threshold'
 #: How a threshold is chosen: the ID false-positive rate on ID data (no OOD
 #: labels), the TPR or the best F1 on a labelled OOD set.
 RULES = ('id_fpr', 'tpr', 'best_f1')
+
+
+def check_ood_label(value, name: str = '`ood_label`') -> Optional[int]:
+    """``None`` or an int in [0, 255] (labels are stored as uint8 PNGs);
+    else a ``ValueError`` naming ``name``."""
+    if value is not None and (isinstance(value, bool) or not isinstance(
+            value, int) or not 0 <= value <= 255):
+        raise ValueError(f'{name} must be None or an int in [0, 255], got '
+                         f'{value!r}')
+    return value
+
+
+def check_threshold(value, name: str = '`threshold`') -> float:
+    """A finite number, as float; else a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not math.isfinite(value):
+        raise ValueError(f'{name} must be a finite number, got {value!r}')
+    return float(value)
+
+
+def check_rate(value, name: str) -> float:
+    """A rate in (0, 1), as float; else a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+            not 0.0 < value < 1.0:
+        raise ValueError(f'{name} must be a rate in (0, 1), got {value!r}')
+    return float(value)
+
+
+def decide_ood(scores, threshold: float):
+    """The OOD mask of a score map (tensor or array): ``scores >=
+    threshold``, and fail-safe: a NaN score (``scores != scores``) is OOD,
+    never silently in-distribution."""
+    return (scores >= threshold) | (scores != scores)
 
 
 class CalibrationMismatchError(ValueError):
@@ -115,21 +149,14 @@ class OODCalibration:
                 'type' not in self.scorer_config:
             raise ValueError(f'{where}: scorer.config must be a dict with '
                              f'a "type", got {self.scorer_config!r}')
-        if isinstance(self.threshold, bool) or not isinstance(
-                self.threshold, (int, float)) or \
-                not math.isfinite(self.threshold):
-            raise ValueError(f'{where}: threshold must be a finite number, '
-                             f'got {self.threshold!r}')
-        self.threshold = float(self.threshold)
+        self.threshold = check_threshold(self.threshold,
+                                         f'{where}: threshold')
         if self.rule not in RULES:
             raise ValueError(f'{where}: method.rule must be one of {RULES}, '
                              f'got {self.rule!r}')
-        if self.ood_label is not None and (
-                isinstance(self.ood_label, bool)
-                or not isinstance(self.ood_label, int)
-                or not 0 <= self.ood_label <= 255):
-            raise ValueError(f'{where}: ood_label must be null or an int in '
-                             f'[0, 255], got {self.ood_label!r}')
+        check_ood_label(self.ood_label, f'{where}: ood_label')
+        if self.target is not None:
+            check_rate(self.target, f'{where}: method.target')
         if not isinstance(self.checkpoint_sha256, str) or \
                 len(self.checkpoint_sha256) != 64:
             raise ValueError(f'{where}: model.checkpoint_sha256 must be a '
@@ -154,8 +181,9 @@ class OODCalibration:
 
     def decide(self, scores):
         """The OOD mask of a score map (tensor or array): ``scores >=
-        threshold``."""
-        return scores >= self.threshold
+        threshold``, NaN scores included (fail-safe, see
+        :func:`decide_ood`)."""
+        return decide_ood(scores, self.threshold)
 
     # checks ------------------------------------------------------------
     def check_matches(self, checkpoint: Optional[str] = None,

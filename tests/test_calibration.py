@@ -63,6 +63,18 @@ def test_id_quantile_equals_numpy(alpha, bits):
     assert achieved['pixels'] == flagged and achieved['of'] == s.size
 
 
+def test_id_threshold_at_a_float_rounding_edge():
+    """(1 - 0.7) * 10 = 3.0000000000000004: numpy's inverted-CDF quantile
+    lands one score higher; the rule K = max{k : k / N <= alpha} flags the
+    7 pixels the target allows."""
+    s = np.arange(10, dtype=np.float32).reshape(2, 5)
+    m = OperatingPointMetric('s', 'id_fpr', 0.7, labels='id')
+    _run_metric(m, [s])
+    assert m.last_result['threshold'] == 3.0
+    assert m.last_result['achieved']['id_fpr']['pixels'] == 7
+    assert _numpy_id_threshold(s.ravel(), 0.7) == 4.0
+
+
 def test_void_pixels_are_not_id_and_the_maximum_edge_case():
     maps = [np.arange(12, dtype=np.float32).reshape(3, 4)]
     gt = [np.zeros((3, 4), np.uint8)]
@@ -262,6 +274,12 @@ def test_api_refuses_bad_requests_before_running(tmp_path):
     with pytest.raises(ValueError, match='must not set `type`'):
         calibrate_ood(STREET_CONFIG, 'missing.pth', id_fpr=0.1,
                       scorer_options={'type': 'msp'})
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="unknown scorer 'no_such"):
         calibrate_ood(STREET_CONFIG, 'missing.pth', id_fpr=0.1,
                       scorer='no_such_scorer')
+    with pytest.raises(ValueError, match='--sml-stats'):
+        calibrate_ood(STREET_CONFIG, 'missing.pth', id_fpr=0.1,
+                      scorer='sml', scorer_options={'stats_file': 'x.json'})
+    with pytest.raises(ValueError, match='--ood-label must be None or an'):
+        calibrate_ood(STREET_CONFIG, 'missing.pth', id_fpr=0.1,
+                      ood_label=300)

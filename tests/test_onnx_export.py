@@ -16,7 +16,8 @@ pytest.importorskip('onnxruntime')
 
 from mmseg_ood.apis import init_model, score_image  # noqa: E402
 from mmseg_ood.apis.onnx_export import (OODExportError,  # noqa: E402
-                                        check_onnx, export_onnx,
+                                        check_onnx, compare_outputs,
+                                        dynamic_input_axes, export_onnx,
                                         reference_outputs)
 from mmseg_ood.calibration_file import (CalibrationMismatchError,  # noqa
                                         OODCalibration)
@@ -42,26 +43,41 @@ def _images(shape, seed):
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def _calibration(path, ckpt, threshold, scorer=None, sha=None):
+def _calibration(path, ckpt, threshold, scorer=None, sha=None,
+                 num_classes=6):
     scorer = scorer or {'type': 'energy'}
     return OODCalibration(
         scorer_name=scorer['type'], scorer_config=scorer,
         threshold=threshold, rule='id_fpr', target=0.01, dataset='val',
         checkpoint_sha256=sha or file_sha256(ckpt),
-        model=dict(checkpoint=ckpt, num_classes=6)).save(str(path))
+        model=dict(checkpoint=ckpt, num_classes=num_classes)).save(
+            str(path))
+
+
+def _gap_threshold(score):
+    """A threshold in the widest gap between two scores from the 5% to
+    the 95% quantile: both decisions occur, and no pixel lies within float
+    rounding (ONNX vs PyTorch differ by up to 4e-7 here) of the threshold,
+    so the two masks must be identical. (The briefly trained model's
+    energies span only about 1e-4, in steps of a few float32 ulps.)"""
+    values = np.unique(score).astype(np.float64)
+    lo, hi = np.searchsorted(values, np.quantile(score, [0.05, 0.95]))
+    i = lo + 1 + int(np.argmax(np.diff(values[lo:hi + 1])))
+    assert values[i] - values[i - 1] > 2e-6, 'no gap to put a threshold in'
+    return float((values[i - 1] + values[i]) / 2)
 
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory, trained_work_dir):
-    """The trained checkpoint, a calibration whose threshold is the median
-    energy of the check image (so both decisions occur), and its dynamic
-    export."""
+    """The trained checkpoint, a calibration whose threshold lies between
+    the energies of the check image (so both decisions occur), and its
+    dynamic export."""
     tmp = tmp_path_factory.mktemp('onnx')
     ckpt = _ckpt(trained_work_dir)
     model = init_model(STREET_CONFIG, ckpt)
     _, score, _ = reference_outputs(model, 'energy', 0.0,
                                     _images((1, *SHAPE), 0))
-    threshold = float(np.median(score))
+    threshold = _gap_threshold(score)
     calib = _calibration(tmp / 'calibration.json', ckpt, threshold)
     out = str(tmp / 'model.onnx')
     result = export_onnx(STREET_CONFIG, ckpt, calib, out, shape=SHAPE,
@@ -76,10 +92,11 @@ def test_round_trip_matches_pytorch(setup):
                        setup['threshold'], images)
     assert check.max_score_diff <= 1e-4
     assert check.mask_mismatch == 0 and check.pred_mismatch == 0
-    # the threshold is the median score: the mask is not trivial
-    assert 0.3 < check.ood_fraction < 0.7
-    # near-threshold flips are only ever pixels within the tolerance
-    assert check.near_threshold_flips <= check.near_threshold_pixels
+    assert check.nonfinite_mismatch == 0
+    # the threshold is inside the scores: the mask is not trivial
+    assert 0.05 <= check.ood_fraction <= 0.95
+    # on the synthetic model the mask is identical, near the threshold too
+    assert check.near_threshold_flips == 0
     assert check.passed and 'PASSED' in check.summary()
     assert setup['result']['ood_label'] == 6  # null -> num_classes
 
@@ -206,8 +223,10 @@ def test_cli_end_to_end(setup, tmp_path):
                     '--shape', *map(str, SHAPE), '--check-image', img)
     assert osp.isfile(out)
     assert 'PASSED' in proc.stdout
+    assert f'fixed 1x3x{SHAPE[0]}x{SHAPE[1]}' in proc.stdout
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     assert record['check']['passed'] and record['shape'] == list(SHAPE)
+    assert record['dynamic_axes'] == []
     assert record['check']['max_score_diff'] <= 1e-4
     # a refused export: exit status 1 and the reason, no traceback
     other = _calibration(tmp_path / 'other.json', setup['ckpt'], 0.0,
@@ -216,3 +235,144 @@ def test_cli_end_to_end(setup, tmp_path):
                     '--calibration', other, '--out', out, check=False)
     assert proc.returncode == 1
     assert 'made for' in proc.stderr and 'Traceback' not in proc.stderr
+
+
+def test_dynamic_axes_are_the_exporters():
+    # the tool prints these: dynamo specializes the batch
+    assert dynamic_input_axes('torchscript', True) == ('N', 'H', 'W')
+    assert dynamic_input_axes('dynamo', True) == ('H', 'W')
+    assert dynamic_input_axes('dynamo', False) == ()
+
+
+def test_compare_outputs_fails_on_nan_mismatch():
+    rng = np.random.default_rng(0)
+    score = rng.normal(size=(1, 4, 5)).astype(np.float32)
+    mask = (score >= 0).astype(np.uint8)
+    pred = np.where(mask == 1, 6, 1)
+    ref = (pred, score, mask)
+    same = compare_outputs(ref, ref, 0.0)
+    assert same['max_score_diff'] == 0 and same['nonfinite_mismatch'] == 0
+    # a NaN where PyTorch is finite (nanmax would skip it)
+    bad = score.copy()
+    bad[0, 1, 2] = np.nan
+    out = compare_outputs((pred, bad, mask), ref, 0.0)
+    assert out['nonfinite_mismatch'] == 1
+    assert out['max_score_diff'] == float('inf')
+    check = check_onnx_result(out)
+    assert not check.passed and 'NaN/Inf mismatches 1' in check.summary()
+    # ... and the other way round, and an Inf
+    assert compare_outputs(ref, (pred, bad, mask), 0.0)[
+        'nonfinite_mismatch'] == 1
+    inf = score.copy()
+    inf[0, 0, 0] = np.inf
+    assert compare_outputs((pred, inf, mask), ref, 0.0)[
+        'nonfinite_mismatch'] == 1
+    # NaN on both sides agrees
+    both = compare_outputs((pred, bad, mask), (pred, bad, mask), 0.0)
+    assert both['nonfinite_mismatch'] == 0 and both['max_score_diff'] == 0
+    assert check_onnx_result(both).passed
+
+
+def check_onnx_result(fields):
+    from mmseg_ood.apis.onnx_export import OnnxCheck
+    return OnnxCheck(**fields)
+
+
+class _NaNAtMax(BaseScorer):
+    """Energy, NaN where the first logit is at its maximum."""
+    name = 'nan_at_max'
+
+    def score(self, inputs):
+        first = inputs.logits[:, 0]
+        at_max = first >= first.amax(dim=(1, 2), keepdim=True)
+        energy = -torch.logsumexp(inputs.logits, dim=1)
+        return torch.where(at_max, torch.full_like(energy, float('nan')),
+                           energy)
+
+
+def test_nan_score_is_ood_in_the_graph(setup, tmp_path):
+    calib = OODCalibration(
+        scorer_name='nan_at_max', scorer_config={'type': _NaNAtMax},
+        threshold=1e6, rule='id_fpr', target=0.01, dataset='val',
+        checkpoint_sha256=file_sha256(setup['ckpt']),
+        model=dict(num_classes=6))
+    out = str(tmp_path / 'nan.onnx')
+    result = export_onnx(STREET_CONFIG, setup['ckpt'], calib, out,
+                         shape=SHAPE)
+    check = result['check']
+    assert check.passed, check.summary()
+    assert check.nonfinite_mismatch == 0
+    import onnxruntime as ort
+    sess = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
+    img = _images((1, *SHAPE), 0).transpose(0, 3, 1, 2).astype(np.float32)
+    pred, score, mask = sess.run(None, {'img': img})
+    nan = np.isnan(score)
+    assert nan.any() and not nan.all()
+    # fail-safe: NaN is OOD; nothing else reaches the threshold
+    np.testing.assert_array_equal(mask == 1, nan)
+    assert (pred[nan] == 6).all() and (pred[~nan] < 6).all()
+
+
+BINARY = {'model.decode_head.num_classes': 2,
+          'model.decode_head.out_channels': 1}
+
+
+def test_binary_head_default_ood_label_is_num_classes(tmp_path):
+    """One output channel, two classes: OOD pixels get 2 (as OODSegmentor
+    gives them), not 1 (the foreground class)."""
+    torch.manual_seed(0)
+    model = init_model(STREET_CONFIG, cfg_options=dict(BINARY))
+    ckpt = str(tmp_path / 'binary.pth')
+    torch.save({'state_dict': model.state_dict(), 'meta': {}}, ckpt)
+    images = _images((1, *SHAPE), 0)
+    _, score, _ = reference_outputs(model, 'energy', 0.0, images)
+    threshold = _gap_threshold(score)
+    calib = _calibration(tmp_path / 'calibration.json', ckpt, threshold,
+                         num_classes=2)
+    out = str(tmp_path / 'binary.onnx')
+    result = export_onnx(STREET_CONFIG, ckpt, calib, out, shape=SHAPE,
+                         cfg_options=dict(BINARY))
+    assert result['ood_label'] == 2
+    check = result['check']
+    assert check.passed, check.summary()
+    assert check.mask_mismatch == check.near_threshold_flips == 0
+    import onnxruntime as ort
+    sess = ort.InferenceSession(out, providers=['CPUExecutionProvider'])
+    pred, _, mask = sess.run(None, {
+        'img': images.transpose(0, 3, 1, 2).astype(np.float32)})
+    model = init_model(STREET_CONFIG, ckpt, cfg_options=dict(BINARY))
+    pred_t, _, mask_t = reference_outputs(model, OODCalibration.load(calib),
+                                          None, images)
+    np.testing.assert_array_equal(pred, pred_t)
+    np.testing.assert_array_equal(mask, mask_t)
+    assert set(np.unique(pred[mask == 1])) == {2}
+    assert set(np.unique(pred[mask == 0])) <= {0, 1}
+    assert 0 < mask.mean() < 1
+
+
+def _ood_config(tmp_path, calib):
+    path = tmp_path / 'ood_config.py'
+    path.write_text(
+        f'_base_ = [{STREET_CONFIG!r}]\n'
+        "model = dict(_delete_=True, type='OODSegmentor',\n"
+        '             segmentor={{_base_.model}},\n'
+        f'             calibration={calib!r})\n')
+    return str(path)
+
+
+def test_ood_segmentor_config(setup, tmp_path):
+    """A config building an OODSegmentor exports its plain segmentor with
+    the same calibration, and refuses another one."""
+    cfg = _ood_config(tmp_path, setup['calib'])
+    result = export_onnx(cfg, setup['ckpt'], setup['calib'],
+                         str(tmp_path / 'm.onnx'), shape=SHAPE)
+    assert result['check'].passed, result['check'].summary()
+    other = _calibration(tmp_path / 'other.json', setup['ckpt'],
+                         setup['threshold'] + 1.0)
+    with pytest.raises(OODExportError) as info:
+        export_onnx(cfg, setup['ckpt'], other, str(tmp_path / 'o.onnx'),
+                    shape=SHAPE)
+    msg = str(info.value)
+    assert 'ood_config.py' in msg and 'OODSegmentor' in msg, msg
+    assert 'threshold' in msg and 'other.json' in msg, msg
+    assert not osp.exists(tmp_path / 'o.onnx')

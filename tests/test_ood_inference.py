@@ -8,6 +8,7 @@ loader), the images are the tiny synthetic street OOD images."""
 import os
 import os.path as osp
 import shutil
+import sys
 
 import cv2
 import numpy as np
@@ -305,7 +306,43 @@ def test_cli_errors_name_what_failed(setup, tmp_path, capsys):
                          sha='cd' * 32).save(str(tmp_path / 'other.json'))
     err = fails(setup['images'][0], calib=other)
     assert 'other/iter_300.pth' in err and setup['ckpt'] in err
+    gone = str(tmp_path / 'gone.json')
+    assert f'calibration file {gone} not found' in fails(
+        setup['images'][0], calib=gone)
     assert not (tmp_path / 'out').exists()
+
+
+def test_cli_lets_internal_errors_through(setup, tmp_path, monkeypatch):
+    """Only the user's errors become one line and exit status 2; a bug
+    (here any ValueError inside the inferencer) keeps its traceback."""
+    from mmseg_ood.tools.ood_infer import main
+    api = sys.modules['mmseg_ood.apis.ood_infer']
+
+    def broken(*args, **kwargs):
+        raise ValueError('an internal bug')
+
+    monkeypatch.setattr(api, 'OODInferencer', broken)
+    with pytest.raises(ValueError, match='an internal bug'):
+        main([STREET_CONFIG, setup['ckpt'], setup['images'][0],
+              '--calibration', setup['calib'], '--out-dir',
+              str(tmp_path / 'out')])
+
+
+def test_only_undecodable_images_are_named_unreadable(setup, inferencer,
+                                                      tmp_path, monkeypatch):
+    from mmseg_ood.apis import OODInputError
+    broken = tmp_path / 'broken.png'
+    broken.write_bytes(b'not a png')
+    with pytest.raises(OODInputError, match=f'cannot read image {broken}'):
+        inferencer(str(broken))
+
+    def bad_config(item):   # e.g. a transform misconfigured
+        raise KeyError('Resize needs `scale`')
+
+    monkeypatch.setattr(inferencer, 'pipeline', bad_config)
+    with pytest.raises(KeyError, match='Resize needs') as e:
+        inferencer(setup['images'][0])
+    assert not isinstance(e.value, ValueError)
 
 
 def test_unknown_colour_is_far_from_every_class():
@@ -313,13 +350,113 @@ def test_unknown_colour_is_far_from_every_class():
     # sidewalk (244, 35, 232) is nearly magenta, the first preference
     palette = [[128, 64, 128], [244, 35, 232], [70, 70, 70],
                [107, 142, 35], [70, 130, 180], [0, 0, 142]]
-    c = np.array(unknown_color(palette), float)
-    nearest = np.sqrt(((np.array(palette, float) - c) ** 2).sum(1)).min()
+    used = np.array(palette + [[0, 0, 0]], float)  # with padding black
+
+    def nearest(colour):
+        return np.sqrt(((used - np.array(colour, float)) ** 2).sum(1)).min()
+
+    c = unknown_color(palette)
     for other in UNKNOWN_COLORS:   # no preferred colour is farther
-        d = np.sqrt(((np.array(palette + [[0, 0, 0]], float) -
-                      np.array(other, float)) ** 2).sum(1)).min()
-        assert d <= nearest
+        assert nearest(other) <= nearest(c)
     assert tuple(c) != (255, 0, 255)
     # a palette holding every preferred colour: still a free colour
     full = [list(x) for x in UNKNOWN_COLORS]
     assert list(unknown_color(full)) not in full + [[0, 0, 0]]
+
+
+def test_nan_scores_are_ood(setup):
+    """Fail-safe: a NaN score is OOD, never silently in-distribution."""
+    from mmseg.apis import inference_model
+    from mmseg_ood.calibration_file import OODCalibration, decide_ood
+    from mmseg_ood.models import OODSegmentor
+    from mmseg_ood.scorers.energy import Energy
+
+    class NaNOnTheLeft(Energy):
+        def score(self, inputs):
+            s = super().score(inputs).clone()
+            s[..., :s.shape[-1] // 2] = float('nan')
+            return s
+
+    th = setup['threshold']
+    model = OODSegmentor.wrap(setup['model'], scorer=NaNOnTheLeft(),
+                              threshold=th)
+    res = inference_model(model, setup['images'][0])
+    score = res.ood_score.data[0]
+    nan = torch.isnan(score)
+    assert nan.any() and (~nan).any()
+    mask = res.ood_mask.data[0]
+    assert torch.equal(mask, (score >= th) | nan)
+    assert (res.pred_sem_seg.data[0][nan] == model.ood_label).all()
+    # the calibration's own decision follows the same rule
+    calib = OODCalibration.load(setup['calib'])
+    scores = np.array([np.nan, th - 1, th, th + 1], np.float32)
+    expected = [True, False, True, True]
+    assert calib.decide(scores).tolist() == expected
+    assert calib.decide(torch.from_numpy(scores)).tolist() == expected
+    assert decide_ood(scores, th).tolist() == expected
+
+
+def test_calibration_with_a_scorer(setup):
+    """A scorer given with a calibration must be the calibrated one; a
+    different one is refused naming both."""
+    from mmseg_ood.apis import OODInferencer
+    from mmseg_ood.calibration_file import CalibrationMismatchError
+    from mmseg_ood.models import OODSegmentor
+    with pytest.raises(CalibrationMismatchError,
+                       match="scorer 'energy'.*not 'msp'"):
+        OODInferencer(STREET_CONFIG, setup['ckpt'],
+                      calibration=setup['calib'], scorer='msp',
+                      show_progress=False)
+    same = OODSegmentor.wrap(setup['model'], setup['calib'],
+                             checkpoint=setup['ckpt'], scorer='energy')
+    assert same.scorer_name == 'energy'
+    assert same.threshold == setup['threshold']
+
+
+def test_inferencer_checks_label_and_threshold_first(setup):
+    from mmseg_ood.apis import OODInferencer
+    with pytest.raises(ValueError, match='`ood_label` must be .* got 256'):
+        OODInferencer(STREET_CONFIG, setup['ckpt'],
+                      calibration=setup['calib'], ood_label=256)
+    with pytest.raises(ValueError, match='`ood_label` must be .* got True'):
+        OODInferencer(STREET_CONFIG, setup['ckpt'],
+                      calibration=setup['calib'], ood_label=True)
+    with pytest.raises(ValueError, match='`threshold` must be a finite'):
+        OODInferencer(STREET_CONFIG, setup['ckpt'], scorer='energy',
+                      threshold=float('inf'))
+
+
+def test_config_built_wrapper_without_dataset_meta(setup, tmp_path):
+    """mmseg's init_model reads ``model.decode_head`` for a checkpoint
+    without ``dataset_meta``; OOD scoring sees through the wrapper."""
+    from mmseg.apis import inference_model
+    from mmseg_ood.apis import init_model, score_image
+    from mmseg_ood.models import OODScoring, OODSegmentor, unwrap_segmentor
+    from mmseg_ood.utils import checkpoint_state_dict, load_checkpoint_file
+    plain = checkpoint_state_dict(load_checkpoint_file(setup['ckpt']))
+    bare = str(tmp_path / 'no_meta.pth')
+    # a meta without dataset_meta (mmseg's init_model needs `meta` itself:
+    # it reads checkpoint['meta'] unconditionally)
+    torch.save({'state_dict': plain, 'meta': {}}, bare)
+    calib = _calibration(bare, setup['threshold']).save(
+        str(tmp_path / 'calibration.json'))
+    model = init_model(_ood_config(tmp_path, calib), bare)
+    assert isinstance(model, OODSegmentor)
+    assert unwrap_segmentor(model) is model.segmentor
+    assert model.decode_head is model.segmentor.decode_head
+    # the property registers nothing: the weights are in the state once
+    assert 'decode_head' not in model._modules
+    assert set(model.state_dict()) == set(plain)
+    with pytest.raises(AttributeError):
+        model.decode_head = None
+    # scorers attach to the plain segmentor (as export_onnx does) ...
+    scoring = OODScoring(model, ['msp'])
+    assert scoring.segmentor is model.segmentor
+    # ... and not on top of the wrapper's own scorer: a clear error
+    with pytest.raises(RuntimeError, match='another OODScoring'):
+        score_image(model, setup['images'][0], ['msp'])
+    # detached again: the wrapper works as before
+    res = inference_model(model, setup['images'][0])
+    np.testing.assert_array_equal(
+        res.ood_mask.data[0].numpy(),
+        setup['scores'][0] >= setup['threshold'])

@@ -90,7 +90,7 @@ def input_files(text):
     return sorted({
         node.value for node in ast.walk(ast.parse(text))
         if isinstance(node, ast.Constant) and isinstance(node.value, str)
-        and re.fullmatch(r'[\w./-]+\.(png|jpg|pth)', node.value)})
+        and re.fullmatch(r'[\w./-]+\.(png|jpg|pth|json)', node.value)})
 
 
 def test_readme_has_both_kinds_of_block():
@@ -181,7 +181,19 @@ class Placeholders:
             'img.png': osp.join(self.synthetic_root, 'street', 'ood',
                                 'images', '0000.png'),
             'iter_2000.pth': _checkpoint(self.trained_work_dir),
+            'calibration.json': self._calibration(),
         }
+
+    def _calibration(self):
+        from mmseg_ood.calibration_file import OODCalibration
+        from mmseg_ood.utils import file_sha256
+        ckpt = _checkpoint(self.trained_work_dir)
+        return OODCalibration(
+            scorer_name='energy', scorer_config=dict(type='energy'),
+            threshold=0.0, rule='id_fpr', target=0.01, dataset='val',
+            checkpoint_sha256=file_sha256(ckpt),
+            model=dict(checkpoint=ckpt, num_classes=6)).save(
+                str(self.tmp_path / 'given_calibration.json'))
 
     def config(self):
         # the trained model's config, loaded in one process

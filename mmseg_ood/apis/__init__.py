@@ -10,7 +10,9 @@ from .dataset_presets import (DatasetPreset, available_dataset_presets,
                               load_dataset_preset)
 from .evaluation_pass import EvaluationSession, PassResult
 from .meta_classify import meta_classify
-from .ood_inferencer import OODInferencer
+from .ood_infer import ood_infer
+from .ood_inferencer import (OODInferencer, OODInputError,
+                             OODInputNotFoundError)
 from .onnx_export import OODExportError, export_onnx
 from .ood_test import DEFAULT_SCORERS, ood_test
 from .score import init_model, score_image
@@ -20,7 +22,7 @@ from .train import train
 
 __all__ = [
     'train', 'test', 'init_model', 'score_image', 'ood_test',
-    'OODInferencer',
+    'OODInferencer', 'OODInputError', 'OODInputNotFoundError', 'ood_infer',
     'DEFAULT_SCORERS', 'EvaluationSession', 'PassResult', 'DatasetPreset',
     'available_dataset_presets', 'load_dataset_preset', 'fit_sml',
     'sml_scorer', 'meta_classify', 'analyze_representation',

@@ -14,7 +14,8 @@ from typing import Optional
 
 from mmengine.dist import get_rank
 
-from ..calibration_file import OODCalibration
+from ..calibration_file import (OODCalibration, check_ood_label,
+                                check_rate)
 from ..evaluation.operating_point import (OperatingPointMetric,
                                           describe_rule, threshold_summary)
 from ..models.embedding_capture import final_decode_head
@@ -41,10 +42,8 @@ def _check_request(scorer, id_fpr, tpr, best_f1, ood_dataset, id_dataset_,
                          f'--best-f1; got {chosen or "none"}')
     rule = chosen[0]
     target = {'id_fpr': id_fpr, 'tpr': tpr, 'best_f1': None}[rule]
-    if target is not None and (isinstance(target, bool) or not isinstance(
-            target, (int, float)) or not 0.0 < target < 1.0):
-        flag = '--id-fpr' if rule == 'id_fpr' else '--tpr'
-        raise ValueError(f'{flag} must be a rate in (0, 1), got {target!r}')
+    if target is not None:
+        check_rate(target, '--id-fpr' if rule == 'id_fpr' else '--tpr')
     if rule != 'id_fpr' and ood_dataset is None:
         raise ValueError(f'--{rule.replace("_", "-")} needs a labelled OOD '
                          'set: --ood-dataset NAME (presets: '
@@ -55,18 +54,17 @@ def _check_request(scorer, id_fpr, tpr, best_f1, ood_dataset, id_dataset_,
     if rule != 'id_fpr' and id_dataset_ not in (None, 'val'):
         raise ValueError(f'--id-dataset is for --id-fpr, not --'
                          f'{rule.replace("_", "-")}')
-    if not 0.0 < level < 1.0:
-        raise ValueError(f'`level` must be in (0, 1), got {level!r}')
-    if ood_label is not None and (isinstance(ood_label, bool) or not
-                                  isinstance(ood_label, int) or
-                                  not 0 <= ood_label <= 255):
-        raise ValueError('--ood-label must be an int in [0, 255], got '
-                         f'{ood_label!r}')
+    check_rate(level, '--level')
+    check_ood_label(ood_label, '--ood-label')
     if not isinstance(scorer, str) or not scorer:
         raise ValueError(f'--scorer must be a scorer name, got {scorer!r}')
     if 'type' in (scorer_options or {}):
         raise ValueError('--scorer-options must not set `type`; name the '
                          'scorer with --scorer')
+    if scorer == 'sml' and {'stats_file', 'num_classes'} & set(
+            scorer_options or {}):
+        raise ValueError('sml: give fitted statistics with --sml-stats FILE, '
+                         'not --scorer-options stats_file / num_classes')
     config = dict(type=scorer, **dict(scorer_options or {}))
     if scorer != 'sml':
         build_scorer(dict(config))  # unknown names / options fail here

@@ -11,12 +11,22 @@ One graph does what ``mmseg_ood`` does in PyTorch for one calibration file
          scores (and embeddings) at the head's resolution, and its map is
          resized to the input together with the logits, exactly as
          :class:`~mmseg_ood.models.OODScoring` does in ``predict``
-      -> pred     (N, H, W) int64: argmax class, OOD pixels set to
-                  ``ood_label`` (``num_classes`` when the calibration says
-                  ``null``)
+      -> pred     (N, H, W) int64: argmax class (``sigmoid > threshold``
+                  for a one-channel binary head), OOD pixels set to
+                  ``ood_label`` (the segmentor's ``num_classes`` - 2 for
+                  a binary head - when the calibration says ``null``)
          score    (N, H, W) float32: the calibrated scorer's map, higher =
                   more OOD
-         ood_mask (N, H, W) uint8: 1 where ``score >= threshold``
+         ood_mask (N, H, W) uint8: 1 where ``score >= threshold`` or the
+                  score is NaN
+
+This is the decision :class:`~mmseg_ood.models.OODSegmentor` makes in
+PyTorch, and the check (:func:`check_onnx`) compares against that very
+deployment path (``OODSegmentor.wrap(model, calibration)``'s
+``test_step``). A NaN score counts as OOD (fail-safe: a pixel the scorer
+cannot score is not trusted as in-distribution), so ``ood_mask`` is 1 and
+``pred`` is ``ood_label`` there; ``score`` keeps the NaN. The check fails
+on any NaN or Inf in one output where the other has a different value.
 
 The graph is that of mmseg's inference at the input's own resolution: the
 test pipeline's ``Resize`` is not in it (resize before, as the pipeline
@@ -67,13 +77,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..calibration_file import OODCalibration
-from ..models import OODScoring
+from ..calibration_file import (CalibrationMismatchError, OODCalibration,
+                                check_ood_label, check_threshold)
+from ..models import OODScoring, OODSegmentor
 from ..models.embedding_capture import (describe_head, final_decode_head,
                                         unwrap_segmentor)
 
 __all__ = ['OODExportError', 'ExportableOODSegmentor', 'OnnxCheck',
            'export_onnx', 'export_module', 'check_onnx',
+           'compare_outputs', 'deployment_model', 'dynamic_input_axes',
            'reference_outputs', 'OUTPUT_NAMES', 'EXPORTERS']
 
 #: The graph's outputs, in order.
@@ -105,6 +117,36 @@ def _shape_pair(shape, name='shape') -> Optional[Tuple[int, int]]:
     return shape
 
 
+def _plain_segmentor(model: nn.Module) -> nn.Module:
+    """The mmseg segmentor inside wrappers and an
+    :class:`~mmseg_ood.models.OODSegmentor`."""
+    model = unwrap_segmentor(model)
+    while isinstance(model, OODSegmentor):
+        model = unwrap_segmentor(model.segmentor)
+    return model
+
+
+def _ood_segmentor_in(model: nn.Module) -> Optional[OODSegmentor]:
+    """The ``OODSegmentor`` a model is (inside DDP / TTA wrappers), or
+    ``None``; not :func:`unwrap_segmentor`, which looks through it."""
+    from mmengine.model import is_model_wrapper
+    while not isinstance(model, OODSegmentor):
+        if is_model_wrapper(model):
+            model = model.module
+        elif hasattr(model, 'module') and hasattr(model, 'merge_preds'):
+            model = model.module  # SegTTAModel
+        else:
+            return None
+    return model
+
+
+def _num_classes(segmentor: nn.Module) -> int:
+    """The classes the segmentor predicts, as OODSegmentor counts them
+    (2 for a binary head with one output channel)."""
+    return int(getattr(segmentor, 'num_classes', None)
+               or final_decode_head(segmentor).num_classes)
+
+
 class ExportableOODSegmentor(nn.Module):
     """A segmentor, one scorer and its threshold as one traceable module.
 
@@ -115,14 +157,19 @@ class ExportableOODSegmentor(nn.Module):
     attached and active, so that the score map is computed and resized by
     the very code of :func:`~mmseg_ood.apis.score_image`; then mmseg's
     post-processing (padding removal, argmax; ``sigmoid > threshold`` for a
-    one-channel head).
+    one-channel head), and :class:`~mmseg_ood.models.OODSegmentor`'s
+    decision (``score >= threshold`` or a NaN score is OOD).
 
     Args:
-        segmentor: An mmseg ``EncoderDecoder`` (or subclass) in eval mode.
+        segmentor: An mmseg ``EncoderDecoder`` (or subclass) in eval mode;
+            the plain segmentor of an ``OODSegmentor`` is taken (its own
+            scorer and threshold are not: :func:`export_onnx` checks them
+            against the calibration).
         scorer: The scorer (an instance, name or config dict).
-        threshold: ``score >= threshold`` is OOD.
-        ood_label: Label of OOD pixels in ``pred`` (``None``: the number of
-            classes).
+        threshold: ``score >= threshold`` (or a NaN score) is OOD.
+        ood_label: Label of OOD pixels in ``pred``, in ``[0, 255]``
+            (``None``: the segmentor's ``num_classes``, as in
+            ``OODSegmentor``; 2 for a one-channel binary head).
         fixed_shape: The one input size ``(H, W)`` the graph is exported
             for, or ``None`` for dynamic sizes (refused for slide
             inference).
@@ -130,6 +177,8 @@ class ExportableOODSegmentor(nn.Module):
     Raises:
         OODExportError: slide inference without ``fixed_shape``; a scorer
             the model cannot support; an unknown test mode.
+        ValueError: a non-finite ``threshold``; ``ood_label`` not in
+            ``[0, 255]``.
 
     Shape:
         ``img``: ``(N, 3, H, W)`` float32 BGR in ``[0, 255]``;
@@ -141,24 +190,20 @@ class ExportableOODSegmentor(nn.Module):
                  ood_label: Optional[int] = None,
                  fixed_shape: Optional[Sequence[int]] = None):
         super().__init__()
-        segmentor = unwrap_segmentor(segmentor)
+        segmentor = _plain_segmentor(segmentor)
         self.segmentor = segmentor
         self.fixed_shape = _shape_pair(fixed_shape, 'fixed_shape')
-        if isinstance(threshold, bool) or not isinstance(
-                threshold, (int, float)) or not math.isfinite(threshold):
-            raise ValueError('`threshold` must be a finite number, got '
-                             f'{threshold!r}')
-        self.threshold = float(threshold)
+        self.threshold = check_threshold(threshold)
         self.head = final_decode_head(segmentor)
         self.head_name = describe_head(self.head)
-        self.num_classes = int(segmentor.out_channels)
-        if ood_label is None:
-            ood_label = self.num_classes
-        if isinstance(ood_label, bool) or not isinstance(ood_label, int) \
-                or ood_label < 0:
-            raise ValueError('`ood_label` must be None or an int >= 0, got '
-                             f'{ood_label!r}')
-        self.ood_label = ood_label
+        # channels of the logits (1 for a binary sigmoid head) and classes
+        # predicted (2 then): the default OOD label is a new class index,
+        # as in OODSegmentor, never the binary head's foreground
+        self.out_channels = int(segmentor.out_channels)
+        self.num_classes = _num_classes(segmentor)
+        ood_label = check_ood_label(ood_label)
+        self.ood_label = self.num_classes if ood_label is None else \
+            ood_label
         test_cfg = getattr(segmentor, 'test_cfg', None) or {}
         self.mode = test_cfg.get('mode', 'whole')
         if self.mode not in ('whole', 'slide'):
@@ -228,7 +273,7 @@ class ExportableOODSegmentor(nn.Module):
         # scores to mmseg's post-processing
         with self.scoring.scores_appended():
             out = seg.inference(x, [dict(meta) for _ in range(n)])
-        c = self.num_classes
+        c = self.out_channels
         if out.shape[1] != c + 1:
             raise OODExportError(
                 f'{type(seg).__name__}.inference did not pass the class '
@@ -240,7 +285,8 @@ class ExportableOODSegmentor(nn.Module):
             pred = logits.argmax(dim=1)
         else:
             pred = (logits[:, 0].sigmoid() > self.head.threshold).long()
-        mask = score >= self.threshold
+        # OODSegmentor's decision; a NaN score is OOD (fail-safe)
+        mask = (score >= self.threshold) | torch.isnan(score)
         pred = torch.where(mask, torch.full_like(pred, self.ood_label), pred)
         return pred, score, mask.to(torch.uint8)
 
@@ -261,58 +307,145 @@ class ExportableOODSegmentor(nn.Module):
 
 
 # reference -----------------------------------------------------------------
-def reference_outputs(model: nn.Module, scorer, threshold: float,
+def deployment_model(model: nn.Module,
+                     scorer: Union[str, dict, OODCalibration, object],
+                     threshold: Optional[float] = None,
+                     ood_label: Optional[int] = None) -> OODSegmentor:
+    """The PyTorch deployment the ONNX graph stands for:
+    ``OODSegmentor.wrap`` of the plain segmentor.
+
+    Args:
+        model: The segmentor (an ``OODSegmentor`` is unwrapped first: the
+            decision is the one given here).
+        scorer: An :class:`OODCalibration` (then ``threshold`` must be
+            ``None`` or its own), or a scorer (instance, name or config
+            dict) with ``threshold``.
+        threshold: ``score >= threshold`` is OOD (without a calibration).
+        ood_label: Label of OOD pixels (``None``: the calibration's, else
+            ``num_classes``).
+
+    Returns:
+        OODSegmentor: sharing the model's modules.
+    """
+    seg = _plain_segmentor(model)
+    if isinstance(scorer, OODCalibration):
+        if threshold is not None and \
+                check_threshold(threshold) != scorer.threshold:
+            raise ValueError(f'threshold {threshold!r} is not the '
+                             f'calibration\'s ({scorer.threshold!r})')
+        return OODSegmentor.wrap(seg, scorer, ood_label=ood_label)
+    return OODSegmentor.wrap(seg, scorer=scorer,
+                             threshold=check_threshold(threshold),
+                             ood_label=ood_label)
+
+
+def reference_outputs(model: nn.Module, scorer, threshold: Optional[float],
                       images: np.ndarray, ood_label: Optional[int] = None):
-    """The PyTorch reference: mmseg's own ``test_step`` (data preprocessor,
-    ``predict``, ``postprocess_result``) with
-    :class:`~mmseg_ood.models.OODScoring`, one image at a time.
+    """The PyTorch reference: the deployment path, ``test_step`` of
+    :func:`deployment_model` (``OODSegmentor.wrap``: mmseg's data
+    preprocessor, ``predict``, ``postprocess_result``, the OOD decision),
+    one image at a time.
 
     Args:
         model: The segmentor.
-        scorer: The scorer (instance, name or config dict).
-        threshold: ``score >= threshold`` is OOD.
+        scorer: An :class:`OODCalibration` (``threshold`` ``None``), or the
+            scorer (instance, name or config dict).
+        threshold: ``score >= threshold`` is OOD (without a calibration).
         images: ``(N, H, W, 3)`` BGR images (uint8 or float).
-        ood_label: Label of OOD pixels (``None``: number of classes).
+        ood_label: Label of OOD pixels (``None``: the calibration's, else
+            ``num_classes``).
 
     Returns:
-        tuple: ``pred`` ``(N, H, W)`` int64 (OOD pixels set to
-        ``ood_label``), ``score`` ``(N, H, W)`` float32, ``ood_mask``
-        ``(N, H, W)`` uint8, as numpy arrays.
+        tuple: ``pred_sem_seg`` ``(N, H, W)`` int64 (OOD pixels set to
+        ``ood_label``), ``ood_score`` ``(N, H, W)`` float32, ``ood_mask``
+        ``(N, H, W)`` uint8 of the deployment's data samples, as numpy
+        arrays.
     """
     from mmseg.structures import SegDataSample
-    seg = unwrap_segmentor(model)
-    if ood_label is None:
-        ood_label = int(seg.out_channels)
-    preds, scores = [], []
-    with OODScoring(seg, {'score': scorer}) as scoring, torch.no_grad():
-        del scoring
+    wrapper = deployment_model(model, scorer, threshold, ood_label)
+    preds, scores, masks = [], [], []
+    with torch.no_grad():
         for img in images:
             h, w = img.shape[:2]
             sample = SegDataSample(metainfo=dict(
                 ori_shape=(h, w), img_shape=(h, w), pad_shape=(h, w)))
             inputs = torch.from_numpy(
                 np.ascontiguousarray(img.transpose(2, 0, 1)))
-            out = seg.test_step(dict(inputs=[inputs],
-                                     data_samples=[sample]))[0]
+            out = wrapper.test_step(dict(inputs=[inputs],
+                                         data_samples=[sample]))[0]
             preds.append(out.pred_sem_seg.data[0].long().numpy())
-            scores.append(out.ood_scores['score'].float().numpy())
-    pred, score = np.stack(preds), np.stack(scores)
-    mask = score >= threshold
-    pred = np.where(mask, ood_label, pred)
-    return pred, score, mask.astype(np.uint8)
+            scores.append(out.ood_score.data[0].float().numpy())
+            masks.append(out.ood_mask.data[0].numpy().astype(np.uint8))
+    return np.stack(preds), np.stack(scores), np.stack(masks)
 
 
 # check ----------------------------------------------------------------------
+def compare_outputs(onnx_outputs: Sequence[np.ndarray],
+                    torch_outputs: Sequence[np.ndarray], threshold: float,
+                    tolerance: float = SCORE_TOLERANCE) -> dict:
+    """Compare ``(pred, score, ood_mask)`` of onnxruntime and PyTorch.
+
+    Non-finite scores are compared as values: a NaN facing a NaN, or an
+    Inf facing the same Inf, agrees; a NaN or Inf facing anything else is
+    a ``nonfinite_mismatch`` and makes ``max_score_diff`` ``inf`` (never
+    skipped, as ``nanmax`` would).
+
+    Args:
+        onnx_outputs / torch_outputs: ``(pred, score, ood_mask)`` each
+            ``(N, H, W)``.
+        threshold: The decision threshold.
+        tolerance: Score tolerance, and the band around the threshold in
+            which mask flips are counted as near-threshold flips.
+
+    Returns:
+        dict: The fields of :class:`OnnxCheck` but the timings.
+    """
+    pred_o, score_o, mask_o = (np.asarray(v) for v in onnx_outputs)
+    pred_t, score_t, mask_t = (np.asarray(v) for v in torch_outputs)
+    if not (score_o.shape == score_t.shape == pred_o.shape == pred_t.shape
+            == mask_o.shape == mask_t.shape):
+        raise ValueError('outputs of different shapes: ONNX '
+                         f'{[v.shape for v in (pred_o, score_o, mask_o)]}'
+                         ', PyTorch '
+                         f'{[v.shape for v in (pred_t, score_t, mask_t)]}')
+    a, b = score_o.astype(np.float64), score_t.astype(np.float64)
+    finite = np.isfinite(a) & np.isfinite(b)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    nonfinite = int((~finite & ~same).sum())
+    diff = np.abs(a - b)[finite]
+    max_diff = float(diff.max()) if diff.size else 0.0
+    if nonfinite:
+        max_diff = math.inf
+    near = np.abs(b - threshold) <= tolerance  # False where b is NaN
+    flips = mask_o.astype(bool) != mask_t.astype(bool)
+    pred_diff = pred_o != pred_t
+    return dict(
+        shape=tuple(int(v) for v in score_t.shape),
+        max_score_diff=max_diff, nonfinite_mismatch=nonfinite,
+        mask_mismatch=int((flips & ~near).sum()),
+        near_threshold_flips=int((flips & near).sum()),
+        near_threshold_pixels=int(near.sum()),
+        pred_mismatch=int((pred_diff & ~(flips & near)).sum()),
+        ood_fraction=float(mask_t.astype(bool).mean()) if mask_t.size
+        else 0.0,
+        tolerance=float(tolerance))
+
+
 @dataclass
 class OnnxCheck:
-    """onnxruntime's outputs against PyTorch's on the same images.
+    """onnxruntime's outputs against PyTorch's deployment
+    (``OODSegmentor``) on the same images.
 
     Attributes:
         shape: ``(N, H, W)`` of the images checked.
-        max_score_diff: ``max |score_onnx - score_torch|``.
+        max_score_diff: ``max |score_onnx - score_torch|`` over pixels
+            finite on both sides; ``inf`` if there is a non-finite
+            mismatch.
+        nonfinite_mismatch: Pixels where one score is NaN or Inf and the
+            other is not the same value (must be 0).
         mask_mismatch: Mask pixels that differ although the reference
-            score is farther than ``tolerance`` from the threshold (must
-            be 0).
+            score is farther than ``tolerance`` from the threshold (or
+            NaN) (must be 0).
         near_threshold_flips: Mask pixels that differ with the reference
             score within ``tolerance`` of the threshold (a legitimate flip
             under float rounding; reported, not failed).
@@ -333,12 +466,14 @@ class OnnxCheck:
     pred_mismatch: int
     ood_fraction: float
     tolerance: float
+    nonfinite_mismatch: int = 0
     onnx_seconds: float = 0.0
     torch_seconds: float = 0.0
     passed: bool = field(init=False)
 
     def __post_init__(self):
         self.passed = bool(self.max_score_diff <= self.tolerance
+                           and self.nonfinite_mismatch == 0
                            and self.mask_mismatch == 0
                            and self.pred_mismatch == 0)
 
@@ -346,6 +481,7 @@ class OnnxCheck:
         n, h, w = self.shape
         return (f'check on {n} image(s) {h}x{w}: max |score diff| '
                 f'{self.max_score_diff:.3g} (tolerance {self.tolerance:g}), '
+                f'NaN/Inf mismatches {self.nonfinite_mismatch}, '
                 f'mask mismatches {self.mask_mismatch}, near-threshold '
                 f'flips {self.near_threshold_flips} (of '
                 f'{self.near_threshold_pixels} pixels within '
@@ -368,17 +504,20 @@ def _session(path: str, threads: Optional[int] = None):
                                 providers=['CPUExecutionProvider'])
 
 
-def check_onnx(onnx_path: str, model: nn.Module, scorer, threshold: float,
-               images: np.ndarray, ood_label: Optional[int] = None,
+def check_onnx(onnx_path: str, model: nn.Module, scorer,
+               threshold: Optional[float], images: np.ndarray,
+               ood_label: Optional[int] = None,
                tolerance: float = SCORE_TOLERANCE) -> OnnxCheck:
     """Run ``onnx_path`` with onnxruntime (CPU) on ``images`` and compare
-    with :func:`reference_outputs` of the PyTorch model.
+    (:func:`compare_outputs`) with :func:`reference_outputs`, the PyTorch
+    deployment (``OODSegmentor.wrap(model, calibration)``).
 
     Args:
         onnx_path: The exported file.
         model: The segmentor it was exported from.
-        scorer: The scorer (instance, name or config dict).
-        threshold: The calibrated threshold.
+        scorer: The :class:`OODCalibration` exported (``threshold``
+            ``None``), or the scorer (instance, name or config dict).
+        threshold: The threshold (without a calibration).
         images: ``(N, H, W, 3)`` BGR images.
         ood_label: As in the export.
         tolerance: Score tolerance, and the band around the threshold in
@@ -391,31 +530,22 @@ def check_onnx(onnx_path: str, model: nn.Module, scorer, threshold: float,
     if images.ndim != 4 or images.shape[3] != 3:
         raise ValueError('`images` must be (N, H, W, 3) BGR, got shape '
                          f'{images.shape}')
+    if isinstance(scorer, OODCalibration) and threshold is None:
+        threshold = scorer.threshold
     t0 = time.perf_counter()
-    pred_t, score_t, mask_t = reference_outputs(model, scorer, threshold,
-                                                images, ood_label)
+    reference = reference_outputs(model, scorer, threshold, images,
+                                  ood_label)
     t1 = time.perf_counter()
     sess = _session(onnx_path)
     feed = {INPUT_NAME: np.ascontiguousarray(
         images.transpose(0, 3, 1, 2)).astype(np.float32)}
-    pred_o, score_o, mask_o = sess.run(list(OUTPUT_NAMES), feed)
+    outputs = sess.run(list(OUTPUT_NAMES), feed)
     t2 = time.perf_counter()
-    if score_o.shape != score_t.shape:
-        raise RuntimeError(f'{onnx_path}: score map of shape {score_o.shape}'
-                           f', PyTorch gives {score_t.shape}')
-    near = np.abs(score_t - threshold) <= tolerance
-    flips = mask_o.astype(bool) != mask_t.astype(bool)
-    pred_diff = pred_o != pred_t
-    diff = np.abs(score_o.astype(np.float64) - score_t)
-    return OnnxCheck(
-        shape=tuple(int(v) for v in score_t.shape),
-        max_score_diff=float(np.nanmax(diff)) if diff.size else 0.0,
-        mask_mismatch=int((flips & ~near).sum()),
-        near_threshold_flips=int((flips & near).sum()),
-        near_threshold_pixels=int(near.sum()),
-        pred_mismatch=int((pred_diff & ~(flips & near)).sum()),
-        ood_fraction=float(mask_t.mean()), tolerance=float(tolerance),
-        onnx_seconds=t2 - t1, torch_seconds=t1 - t0)
+    try:
+        fields = compare_outputs(outputs, reference, threshold, tolerance)
+    except ValueError as e:
+        raise RuntimeError(f'{onnx_path}: {e}') from None
+    return OnnxCheck(**fields, onnx_seconds=t2 - t1, torch_seconds=t1 - t0)
 
 
 # export ---------------------------------------------------------------------
@@ -440,6 +570,44 @@ def _load_image(path: str, shape: Optional[Tuple[int, int]]) -> np.ndarray:
         img = cv2.resize(img, (shape[1], shape[0]),
                          interpolation=cv2.INTER_LINEAR)
     return img
+
+
+def dynamic_input_axes(exporter: str, dynamic: bool) -> Tuple[str, ...]:
+    """The input axes a ``dynamic`` export leaves dynamic: ``('N', 'H',
+    'W')`` with the TorchScript exporter, ``('H', 'W')`` with dynamo
+    (batch fixed at 1), ``()`` for a fixed export."""
+    if not dynamic:
+        return ()
+    return ('N', 'H', 'W') if exporter == 'torchscript' else ('H', 'W')
+
+
+def _decision_differences(wrapper: OODSegmentor,
+                          calibration: OODCalibration) -> list:
+    """How an ``OODSegmentor``'s own decision differs from
+    ``calibration``'s (empty: the same)."""
+    out = []
+    own = wrapper.calibration
+    if own is not None:
+        if (own.scorer_name, own.scorer_config, own.scorer_state) != (
+                calibration.scorer_name, calibration.scorer_config,
+                calibration.scorer_state):
+            out.append(f'scorer {own.scorer_name!r} {own.scorer_config} '
+                       f'vs {calibration.scorer_name!r} '
+                       f'{calibration.scorer_config}'
+                       + (' (or its fitted state)'
+                          if own.scorer_config == calibration.scorer_config
+                          else ''))
+    elif wrapper.scorer_name != calibration.scorer_name:
+        out.append(f'scorer {wrapper.scorer_name!r} vs '
+                   f'{calibration.scorer_name!r}')
+    if wrapper.threshold != calibration.threshold:
+        out.append(f'threshold {wrapper.threshold!r} vs '
+                   f'{calibration.threshold!r}')
+    label = calibration.ood_label
+    label = wrapper.num_classes if label is None else label
+    if wrapper.ood_label != label:
+        out.append(f'ood_label {wrapper.ood_label} vs {label}')
+    return out
 
 
 def export_module(module: ExportableOODSegmentor, out: str,
@@ -520,6 +688,9 @@ def export_onnx(config, checkpoint: str,
 
     Args:
         config: Model config (file, ``mmseg_ood::<path>`` or ``Config``).
+            A config whose model is an ``OODSegmentor`` is exported with
+            its plain segmentor if its own decision (scorer, threshold,
+            ``ood_label``) is ``calibration``'s, and refused otherwise.
         checkpoint: The checkpoint; must be the one ``calibration`` was
             made for (its SHA-256 is compared).
         calibration: A calibration file (or directory holding
@@ -528,7 +699,8 @@ def export_onnx(config, checkpoint: str,
         shape: ``(H, W)`` of the exported input (fixed) or, with
             ``dynamic``, of the example input traced and checked. Default:
             the test pipeline's ``Resize`` scale.
-        dynamic: Dynamic batch, height and width axes (whole inference).
+        dynamic: Dynamic batch, height and width axes (whole inference;
+            height and width only with ``exporter='dynamo'``).
         check: Run onnxruntime on a check image and compare with PyTorch.
         check_image: Image file for the check (resized to ``shape``);
             default: a uniform random image (``seed``).
@@ -540,7 +712,9 @@ def export_onnx(config, checkpoint: str,
         seed: Seed of the example input and the random check image.
 
     Returns:
-        dict: ``out``, ``shape``, ``dynamic``, ``exporter``, ``scorer``,
+        dict: ``out``, ``shape``, ``dynamic``, ``dynamic_axes`` (the input
+        axes left dynamic, see :func:`dynamic_input_axes`), ``exporter``,
+        ``scorer``,
         ``threshold``, ``ood_label``, ``opset``, ``seconds`` (export time)
         and, with ``check``, ``check`` (an :class:`OnnxCheck`).
 
@@ -548,7 +722,9 @@ def export_onnx(config, checkpoint: str,
         CalibrationMismatchError: the calibration was made for another
             checkpoint.
         OODExportError: what cannot be exported (see the module
-            docstring), naming the config, the head and the scorer.
+            docstring), naming the config, the head and the scorer; an
+            ``OODSegmentor`` config whose own calibration differs from
+            ``calibration``.
 
     Example:
         >>> result = export_onnx(config, 'iter_300.pth', 'calibration.json',
@@ -570,6 +746,22 @@ def export_onnx(config, checkpoint: str,
             raise ValueError(f'{config_name}: the test pipeline has no '
                              'Resize scale to take the export size from; '
                              'give `shape` (--shape H W)')
+    inner = _ood_segmentor_in(model)
+    if inner is not None:
+        own = inner.calibration
+        differences = _decision_differences(inner, calibration)
+        if differences:
+            raise OODExportError(
+                f'{config_name} builds an OODSegmentor with its own '
+                'decision (' + (f'calibration {own.source}' if own is not
+                                None and own.source else
+                                'scorer and threshold in the config')
+                + ') that differs from the calibration given '
+                f'({calibration.source or "OODCalibration"}): '
+                + '; '.join(differences) + '. Export with the '
+                "config's own calibration file, or with the plain model "
+                'config (the segmentor nested under model.segmentor)')
+        model = _plain_segmentor(inner)
     scorer = calibration.build_scorer()
     try:
         module = ExportableOODSegmentor(
@@ -577,10 +769,18 @@ def export_onnx(config, checkpoint: str,
             fixed_shape=None if dynamic else shape).eval()
     except OODExportError as e:
         raise OODExportError(f'{config_name}: {e}') from None
+    made_for = calibration.model.get('num_classes')
+    if made_for is not None and made_for != module.num_classes:
+        # as OODSegmentor refuses it
+        raise CalibrationMismatchError(
+            f'{calibration.source or "the calibration"} was made for a '
+            f'model with {made_for} classes, not for {config_name} with '
+            f'{module.num_classes}')
     t0 = time.perf_counter()
     export_module(module, out, shape, dynamic=dynamic, opset=opset,
                   exporter=exporter, what=config_name, seed=seed)
     result = dict(out=out, shape=list(shape), dynamic=bool(dynamic),
+                  dynamic_axes=list(dynamic_input_axes(exporter, dynamic)),
                   exporter=exporter, scorer=calibration.scorer_name,
                   threshold=calibration.threshold,
                   ood_label=module.ood_label, opset=opset,
@@ -591,7 +791,7 @@ def export_onnx(config, checkpoint: str,
         else:
             rng = np.random.default_rng(seed)
             images = rng.integers(0, 256, (1, *shape, 3), dtype=np.uint8)
-        result['check'] = check_onnx(out, model, scorer,
-                                     calibration.threshold, images,
-                                     calibration.ood_label)
+        # against the PyTorch deployment: OODSegmentor.wrap(model,
+        # calibration), the very decision the graph makes
+        result['check'] = check_onnx(out, model, calibration, None, images)
     return result

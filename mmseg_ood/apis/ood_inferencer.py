@@ -9,7 +9,8 @@ visualizer and ``vis/`` overlays) with three differences:
   config) and wrapped in :class:`~mmseg_ood.models.OODSegmentor`, whose
   calibration is checked against the checkpoint file;
 - the predictions carry the OOD decision: ``pred_sem_seg`` with
-  ``ood_label`` where ``score >= threshold``, the score map and the mask;
+  ``ood_label`` where ``score >= threshold`` (or the score is NaN:
+  fail-safe), the score map and the mask;
   overlays draw "unknown" in its own colour;
 - ``out_dir`` gets, per input, the label map ``pred/<name>.png``, the mask
   ``mask/<name>.png`` (0 / 255) and the score map ``score/<name>.npy``
@@ -33,12 +34,24 @@ from mmengine.config import Config
 
 from mmseg.apis import MMSegInferencer
 
-from ..calibration_file import OODCalibration
+from ..calibration_file import (OODCalibration, check_ood_label,
+                                check_threshold)
 from ..models import OODSegmentor
 from ..utils import resolve_config_path
 from .score import init_model
 
-__all__ = ['OODInferencer']
+__all__ = ['OODInferencer', 'OODInputError', 'OODInputNotFoundError']
+
+
+class OODInputError(ValueError):
+    """An input of OOD inference the user must fix: a missing file, a file
+    of unknown type, an image that does not decode, inputs whose outputs
+    would overwrite each other. The message names the input."""
+
+
+class OODInputNotFoundError(OODInputError, FileNotFoundError):
+    """An input file or folder (or calibration file) does not exist (also a
+    ``FileNotFoundError``)."""
 
 
 class OODInferencer(MMSegInferencer):
@@ -53,6 +66,8 @@ class OODInferencer(MMSegInferencer):
             :class:`~mmseg_ood.calibration_file.OODCalibration`.
         scorer / threshold: Instead of a calibration: a scorer name or
             config dict and its threshold (not tied to any checkpoint).
+            ``scorer`` alone with a calibration: must be the calibration's
+            scorer (else ``CalibrationMismatchError``).
         ood_label: Label of OOD pixels (``None``: the calibration's, else
             ``num_classes``).
         classes / palette / dataset_name: As in ``MMSegInferencer``; they
@@ -66,9 +81,10 @@ class OODInferencer(MMSegInferencer):
 
     Raises:
         CalibrationMismatchError: The calibration was made for another
-            checkpoint or number of classes (names both).
-        ValueError: A calibration is given with a config whose model is an
-            ``OODSegmentor`` already, or neither is given.
+            checkpoint, number of classes or scorer (names both).
+        ValueError: A calibration or threshold is given with a config whose
+            model is an ``OODSegmentor`` already, or neither is given; an
+            ``ood_label`` out of [0, 255]; a non-finite threshold.
 
     Example:
         >>> inferencer = OODInferencer(config, ckpt,
@@ -94,6 +110,10 @@ class OODInferencer(MMSegInferencer):
                  scope: Optional[str] = 'mmseg',
                  unsafe_load: bool = False,
                  show_progress: bool = True) -> None:
+        # checked before anything is loaded
+        check_ood_label(ood_label, '`ood_label`')
+        if threshold is not None:
+            check_threshold(threshold, '`threshold`')
         self._ood_args = dict(calibration=calibration, scorer=scorer,
                               threshold=threshold, ood_label=ood_label)
         self._unsafe_load = unsafe_load
@@ -124,12 +144,16 @@ class OODInferencer(MMSegInferencer):
                                   palette=meta.get('palette'))
         given = {k: v for k, v in self._ood_args.items() if v is not None}
         if isinstance(model, OODSegmentor):
-            if set(given) - {'ood_label'}:
+            if set(given) - {'ood_label', 'scorer'} or (
+                    'scorer' in given and model.calibration is None):
                 raise ValueError(
                     f'config {cfg.filename} builds an OODSegmentor with its '
                     f'own calibration; do not pass {sorted(given)} too')
+            if 'scorer' in given:  # may name the calibrated one
+                model.calibration.check_matches(scorer=given['scorer'])
             if 'ood_label' in given:
-                model.ood_label = given['ood_label']
+                model.ood_label = check_ood_label(given['ood_label'],
+                                                  '`ood_label`')
             return model
         return OODSegmentor.wrap(model, checkpoint=weights, **given)
 
@@ -179,8 +203,11 @@ class OODInferencer(MMSegInferencer):
             not a list. With ``return_datasamples``: the data samples.
 
         Raises:
-            FileNotFoundError: An input file or folder does not exist.
-            ValueError: An input cannot be read as an image (names it).
+            OODInputNotFoundError: An input file or folder does not exist
+                (a ``FileNotFoundError``).
+            OODInputError: An input file does not decode as an image
+                (names it; a ``ValueError``). Other errors of the pipeline
+                propagate unchanged.
         """
         def sub(name):
             return osp.join(out_dir, name) if out_dir != '' else ''
@@ -198,18 +225,21 @@ class OODInferencer(MMSegInferencer):
         for item in inputs if isinstance(inputs, (list, tuple)) else \
                 [inputs]:
             if isinstance(item, str) and not osp.exists(item):
-                raise FileNotFoundError(f'input {item} not found')
+                raise OODInputNotFoundError(f'input {item} not found')
         return super()._inputs_to_list(inputs)
 
     def _load(self, item):
-        """The test pipeline on one input; an unreadable file is named."""
+        """The test pipeline on one input. If it fails on a file that does
+        not decode as an image, :class:`OODInputError` names the file; any
+        other failure (a config error, a transform's bug) propagates
+        unchanged."""
         try:
             return self.pipeline(item)
         except Exception as e:
-            if not isinstance(item, str):
+            if not isinstance(item, str) or _decodes(item):
                 raise
-            raise ValueError(f'cannot read image {item}: '
-                             f'{type(e).__name__}: {e}') from e
+            raise OODInputError(f'cannot read image {item}: '
+                                f'{type(e).__name__}: {e}') from e
 
     def preprocess(self, inputs, batch_size: int = 1, **kwargs):
         chunked = self._get_chunk_data(map(self._load, inputs), batch_size)
@@ -265,3 +295,20 @@ class OODInferencer(MMSegInferencer):
             if visualization is not None:
                 results['visualization'] = results['visualization'][0]
         return results
+
+
+def _decodes(path: str) -> bool:
+    """Whether the file decodes as an image (by OpenCV, mmcv's default
+    backend, or Pillow, its other common one)."""
+    try:
+        if cv2.imread(path, cv2.IMREAD_UNCHANGED) is not None:
+            return True
+    except cv2.error:
+        pass
+    try:
+        from PIL import Image
+        with Image.open(path) as img:
+            img.load()
+        return True
+    except Exception:  # any failure to decode is "does not decode"
+        return False

@@ -4,11 +4,15 @@ A deployment needs one threshold per scorer (OOD when ``score >=
 threshold``) at an operating point it can defend:
 
 - ``'id_fpr'``: at most a fraction ``alpha`` of ID pixels flagged, from ID
-  data alone (no OOD labels). The threshold is the smallest ID score above
-  ``w``, the ``K + 1``-th largest ID score with ``K = floor(alpha N)``:
-  ``w = np.quantile(s, 1 - alpha, method='inverted_cdf')``. It flags the
-  largest share of ID pixels that does not exceed ``alpha`` (``K`` of
-  them, fewer under ties), and no other threshold value flags that many.
+  data alone (no OOD labels). With ``N`` ID pixels, ``K = max{k : k / N
+  <= alpha}`` (:func:`count_at_most`); the threshold is the smallest ID
+  score above ``w``, the ``K + 1``-th largest ID score. It flags ``K`` ID
+  pixels (fewer under ties), the most that stay within ``alpha``, and no
+  other threshold value flags that many. ``w`` is ``np.quantile(s, 1 -
+  alpha, method='inverted_cdf')``, except where ``(1 - alpha) N`` is
+  within float rounding of an integer: numpy's ``1 - alpha`` can then
+  land one pixel higher (e.g. ``alpha = 0.7``, ``N = 10``: ``(1 - 0.7) *
+  10 = 3.0000000000000004``, numpy flags 6 pixels where 7 are allowed).
 - ``'tpr'``: the largest threshold whose pixel TPR on a labelled OOD set
   reaches ``rate`` (an OOD score, exact).
 - ``'best_f1'``: the best pixel-F1 threshold on a labelled OOD set (over
@@ -44,6 +48,7 @@ import numpy as np
 from mmengine.dist import all_reduce, get_dist_info
 from mmseg.registry import METRICS
 
+from ..calibration_file import RULES, check_rate
 from ..labels import IGNORE_INDEX
 from .accumulating_metric import AccumulatingMetric
 from .accumulator import Accumulator, merge_across_ranks
@@ -55,8 +60,8 @@ __all__ = ['OperatingPointMetric', 'rate_interval', 'count_at_most',
            'count_at_least', 'OPERATING_RULES', 'ImageRates',
            'describe_rule', 'threshold_summary']
 
-#: What a threshold can be chosen by.
-OPERATING_RULES = ('id_fpr', 'tpr', 'best_f1')
+#: What a threshold can be chosen by (the calibration file's rules).
+OPERATING_RULES = RULES
 _ID, _OOD = 0, 1
 
 
@@ -189,11 +194,18 @@ class OperatingPointMetric(AccumulatingMetric):
         label_key: Data-sample field of the labels.
         spill_dir: Directory for the spilled score maps (default: the
             system's temporary directory).
+        collect_device / prefix: As in mmengine's ``BaseMetric``.
 
     Attributes:
         last_result: After ``evaluate``: ``threshold``, ``achieved`` (by
             rate name, see :func:`rate_interval`), ``id_pixels``,
             ``ood_pixels``, ``images``.
+
+    References:
+        W. G. Cochran, "Sampling Techniques", 3rd ed., Wiley 1977, sec. 6.4
+        and 11.8 (the ratio estimator's variance over clusters); numpy's
+        ``quantile(method='inverted_cdf')`` (Hyndman and Fan, "Sample
+        quantiles in statistical packages", 1996, definition 1).
     """
     default_prefix = 'operating_point'
 
@@ -213,18 +225,15 @@ class OperatingPointMetric(AccumulatingMetric):
             if target is not None:
                 raise ValueError('`target` must be None for best_f1, got '
                                  f'{target!r}')
-        elif isinstance(target, bool) or not isinstance(
-                target, (int, float)) or not 0.0 < target < 1.0:
-            raise ValueError(f'{rule}: `target` must be a rate in (0, 1), '
-                             f'got {target!r}')
+        else:
+            check_rate(target, f'{rule}: `target`')
         if labels not in ('id', 'ood'):
             raise ValueError(f"`labels` must be 'id' or 'ood', got "
                              f'{labels!r}')
         if labels == 'id' and rule != 'id_fpr':
             raise ValueError(f'{rule} needs OOD labels (labels=\'ood\'); '
                              'ID data alone gives only id_fpr')
-        if not 0.0 < level < 1.0:
-            raise ValueError(f'`level` must be in (0, 1), got {level!r}')
+        check_rate(level, '`level`')
         StreamingOODMetric(bits=bits)  # validates bits
         self.scorer, self.rule, self.target = scorer, rule, target
         self.labels, self.level, self.bits = labels, level, bits
@@ -397,9 +406,10 @@ class OperatingPointMetric(AccumulatingMetric):
 def describe_rule(rule: str, target: Optional[float]) -> str:
     """The rule in words, for the calibration file and the tables."""
     if rule == 'id_fpr':
-        return (f'smallest ID score above the (1 - {target:g}) inverted-CDF '
-                f'quantile of the ID scores: at most {target:g} of the ID '
-                'pixels are flagged (score >= threshold)')
+        return (f'smallest ID score above the (K + 1)-th largest, K = '
+                f'max{{k : k / N <= {target:g}}} of the N ID pixels: at most '
+                f'{target:g} of the ID pixels are flagged (score >= '
+                'threshold)')
     if rule == 'tpr':
         return (f'largest threshold at which at least {target:g} of the OOD '
                 'pixels are flagged (score >= threshold)')

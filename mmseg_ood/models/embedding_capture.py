@@ -16,12 +16,16 @@ from mmengine.model import is_model_wrapper
 
 
 def unwrap_segmentor(model: nn.Module) -> nn.Module:
-    """The segmentor inside DDP wrappers and TTA models."""
+    """The segmentor inside DDP wrappers, TTA models and
+    :class:`~mmseg_ood.models.OODSegmentor` (its plain segmentor)."""
+    from .ood_segmentor import OODSegmentor  # (it imports this module)
     while True:
         if is_model_wrapper(model):
             model = model.module
         elif hasattr(model, 'module') and hasattr(model, 'merge_preds'):
             model = model.module  # SegTTAModel
+        elif isinstance(model, OODSegmentor):
+            model = model.segmentor
         else:
             return model
 

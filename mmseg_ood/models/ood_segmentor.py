@@ -6,9 +6,10 @@
 with the scorer attached (:class:`~mmseg_ood.models.OODScoring`, so the
 score map is aligned with ``pred_sem_seg``) and relabels every pixel whose
 score is at or above the threshold (``score >= threshold``, the package's
-convention) as ``ood_label`` - by default a new class index
-``num_classes``, named "unknown" in ``dataset_meta`` with a colour of its
-own, so that mmseg's ``SegLocalVisualizer`` draws it.
+convention; a NaN score counts as OOD, fail-safe) as ``ood_label`` - by
+default a new class index ``num_classes``, named "unknown" in
+``dataset_meta`` with a colour of its own, so that mmseg's
+``SegLocalVisualizer`` draws it.
 
 From a config (the plain model config nested under ``segmentor``)::
 
@@ -29,7 +30,6 @@ calibration stays outside the checkpoint: it is a separate, hashed file.
 """
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from typing import Optional, Sequence, Union
 
@@ -41,7 +41,9 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 
-from ..calibration_file import CalibrationMismatchError, OODCalibration
+from ..calibration_file import (CalibrationMismatchError, OODCalibration,
+                                check_ood_label, check_threshold,
+                                decide_ood)
 from ..utils.arguments import strict_arguments
 from .embedding_capture import final_decode_head
 from .ood_scoring import OODScoring, build_scorers
@@ -178,19 +180,29 @@ class OODSegmentor(BaseSegmentor):
 
     ``predict`` returns per image, besides mmseg's ``seg_logits``:
 
-    - ``pred_sem_seg``: the segmentor's prediction with every pixel where
-      ``score >= threshold`` set to ``ood_label``;
+    - ``pred_sem_seg``: the segmentor's prediction with every OOD pixel
+      (see below) set to ``ood_label``;
     - ``ood_score``: ``PixelData`` ``(1, H, W)`` float32, the calibrated
       scorer's map (higher = more OOD), aligned with ``pred_sem_seg``;
-    - ``ood_mask``: ``PixelData`` ``(1, H, W)`` bool, ``score >=
-      threshold``;
+    - ``ood_mask``: ``PixelData`` ``(1, H, W)`` bool, the OOD pixels;
     - ``ood_scores``: ``{scorer name: Tensor (H, W)}``, as
       :class:`~mmseg_ood.models.OODScoring` fills it.
+
+    A pixel is OOD where ``score >= threshold`` or the score is NaN: the
+    decision is fail-safe, a NaN score (e.g. from a numerically broken
+    input) is never silently in-distribution (the rule of
+    :meth:`OODCalibration.decide
+    <mmseg_ood.calibration_file.OODCalibration.decide>`).
 
     The threshold and scorer come either from a calibration file (which
     also records the checkpoint it was made for: see
     :meth:`check_checkpoint`) or are given directly (``scorer`` +
     ``threshold``; nothing then ties them to the weights).
+
+    ``decode_head`` (read-only) is the segmentor's, so that code reading
+    ``model.decode_head`` (mmseg's ``init_model`` for a checkpoint without
+    ``dataset_meta``) works on the wrapper; it is not a submodule of its
+    own (the state dict holds it once).
 
     ``dataset_meta`` is the segmentor's with the class "unknown" at
     ``ood_label`` in a colour not in its palette
@@ -209,11 +221,14 @@ class OODSegmentor(BaseSegmentor):
             in an mmseg config) or a built module.
         calibration: A calibration file (or its directory) or an
             :class:`~mmseg_ood.calibration_file.OODCalibration`. Excludes
-            ``scorer`` / ``threshold``.
-        scorer: Without a calibration: the scorer (a name or config dict,
-            e.g. ``dict(type='energy')``).
+            ``threshold``.
+        scorer: Without a calibration: the scorer (a name, config dict or
+            scorer instance, e.g. ``dict(type='energy')``). With one: must
+            be the calibration's scorer (checked, see
+            :meth:`OODCalibration.check_matches
+            <mmseg_ood.calibration_file.OODCalibration.check_matches>`).
         threshold: Without a calibration: the decision threshold
-            (``score >= threshold`` is OOD).
+            (``score >= threshold`` is OOD), finite.
         ood_label: Label of OOD pixels in ``pred_sem_seg``, in ``[0,
             255]``. ``None``: the calibration's ``ood_label``, else
             ``num_classes`` (a new class). A label below ``num_classes``
@@ -223,11 +238,12 @@ class OODSegmentor(BaseSegmentor):
             outer model, which then leaves the segmentor's alone).
 
     Raises:
-        ValueError: Neither or both of ``calibration`` and ``scorer`` +
-            ``threshold``; a non-finite threshold; ``ood_label`` out of
-            range.
+        ValueError: Neither ``calibration`` nor ``scorer`` +
+            ``threshold``, or both ``calibration`` and ``threshold``; a
+            non-finite threshold; ``ood_label`` out of range.
         CalibrationMismatchError: The calibration records another number
-            of classes than the segmentor's.
+            of classes than the segmentor's, or another scorer than
+            ``scorer``.
         UnsupportedScorerError: The scorer cannot run on this segmentor.
 
     Example:
@@ -283,11 +299,7 @@ class OODSegmentor(BaseSegmentor):
             ood_label = calibration.ood_label
         if ood_label is None:
             ood_label = self.num_classes
-        if isinstance(ood_label, bool) or not isinstance(ood_label, int) \
-                or not 0 <= ood_label <= 255:
-            raise ValueError('`ood_label` must be None or an int in [0, '
-                             f'255], got {ood_label!r}')
-        self.ood_label = ood_label
+        self.ood_label = check_ood_label(ood_label, '`ood_label`')
         self.register_state_dict_post_hook(_strip_segmentor_prefix)
         self.register_load_state_dict_pre_hook(_add_segmentor_prefix)
 
@@ -295,27 +307,26 @@ class OODSegmentor(BaseSegmentor):
     def _calibration(calibration, scorer, threshold
                      ) -> Optional[OODCalibration]:
         if calibration is not None:
-            if scorer is not None or threshold is not None:
+            if threshold is not None:
                 raise ValueError('give either `calibration` or `scorer` + '
                                  '`threshold`, not both (got calibration='
                                  f'{calibration!r}, scorer={scorer!r}, '
                                  f'threshold={threshold!r})')
-            if isinstance(calibration, OODCalibration):
-                return calibration
-            if not isinstance(calibration, str):
+            if isinstance(calibration, str):
+                calibration = OODCalibration.load(calibration)
+            elif not isinstance(calibration, OODCalibration):
                 raise TypeError('`calibration` must be a file name or an '
                                 'OODCalibration, got '
                                 f'{type(calibration).__name__}')
-            return OODCalibration.load(calibration)
+            if scorer is not None:  # only the calibrated scorer fits
+                calibration.check_matches(scorer=scorer)
+            return calibration
         if scorer is None or threshold is None:
             raise ValueError('OODSegmentor needs `calibration` (a file from '
                              'tools/calibrate_ood.py) or both `scorer` and '
                              f'`threshold`; got scorer={scorer!r}, '
                              f'threshold={threshold!r}')
-        if isinstance(threshold, bool) or not isinstance(
-                threshold, (int, float)) or not math.isfinite(threshold):
-            raise ValueError('`threshold` must be a finite number, got '
-                             f'{threshold!r}')
+        check_threshold(threshold, '`threshold`')
         return None
 
     @classmethod
@@ -363,6 +374,12 @@ class OODSegmentor(BaseSegmentor):
         if self.calibration is not None:
             self.calibration.check_matches(checkpoint=checkpoint)
 
+    @property
+    def decode_head(self) -> nn.Module:
+        """The segmentor's decode head (read-only; not registered again, so
+        the state dict holds it once)."""
+        return self.segmentor.decode_head
+
     # dataset_meta -----------------------------------------------------------
     @property
     def dataset_meta(self) -> dict:
@@ -392,17 +409,32 @@ class OODSegmentor(BaseSegmentor):
             ``ood_label``), ``seg_logits``, ``ood_score``, ``ood_mask`` and
             ``ood_scores``.
         """
+        if 'postprocess_result' in vars(self.segmentor):
+            # an OODScoring attached to the plain segmentor (e.g. through
+            # unwrap_segmentor(self)): two would append score channels to
+            # one head's logits, each taking the other's for classes
+            raise RuntimeError(
+                'another OODScoring is attached to the segmentor of this '
+                f'OODSegmentor; its predictions carry `ood_scores` of '
+                f'{self.scorer_name!r} already: attach other scorers to the '
+                'plain segmentor (`model.segmentor`) and run that')
         with self._scoring:
             results = self.segmentor(inputs, data_samples, mode='predict')
         for sample in results:
             score = sample.ood_scores[self.scorer_name]
-            mask = score >= self.threshold
+            mask = self.decide(score)
             # argmax made a fresh tensor: relabel in place, no copy
             pred = sample.pred_sem_seg.data.masked_fill_(mask, self.ood_label)
             sample.set_data(dict(pred_sem_seg=PixelData(data=pred),
                                  ood_score=PixelData(data=score[None]),
                                  ood_mask=PixelData(data=mask[None])))
         return results
+
+    def decide(self, score: torch.Tensor) -> torch.Tensor:
+        """The OOD mask of a score map: ``score >= threshold`` or NaN
+        (fail-safe; :func:`~mmseg_ood.calibration_file.decide_ood`, the
+        rule of ``OODCalibration.decide`` too)."""
+        return decide_ood(score, self.threshold)
 
     def loss(self, inputs, data_samples):
         raise NotImplementedError(

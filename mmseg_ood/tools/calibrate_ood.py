@@ -23,14 +23,12 @@ from mmseg_ood.tools.runner_args import (add_runner_arguments,
 
 
 def _rate(value: str) -> float:
+    from mmseg_ood.calibration_file import check_rate
     try:
-        rate = float(value)
+        return check_rate(float(value), 'the value')
     except ValueError:
-        rate = -1.0
-    if not 0.0 < rate < 1.0:
         raise argparse.ArgumentTypeError(
-            f'must be a rate in (0, 1), got {value!r}')
-    return rate
+            f'must be a rate in (0, 1), got {value!r}') from None
 
 
 def parse_args(argv=None):

@@ -8,11 +8,15 @@
 (or ``python tools/export_onnx.py`` in a clone). The graph takes raw BGR
 images ``img`` ``(N, 3, H, W)`` float32 in [0, 255] and returns ``pred``
 (class map, OOD pixels set to the calibration's ``ood_label``), ``score``
-and ``ood_mask`` (see :mod:`mmseg_ood.apis.onnx_export`). After the export
-the tool runs the file with onnxruntime on a random image (or
-``--check-image``), compares it with PyTorch and prints the result; the
+and ``ood_mask`` (see :mod:`mmseg_ood.apis.onnx_export`; a NaN score is
+OOD). With ``--dynamic`` the TorchScript exporter leaves batch, height and
+width dynamic, ``--exporter dynamo`` height and width (batch 1). After the
+export the tool runs the file with onnxruntime on a random image (or
+``--check-image``), compares it with the PyTorch deployment
+(``OODSegmentor`` with the same calibration) and prints the result; the
 exit status is 1 if the check fails, or if the model cannot be exported
-(with the reason), 0 otherwise.
+(with the reason), 0 otherwise. README section: "tools/export_onnx.py:
+model + scorer + threshold in one ONNX graph".
 """
 import argparse
 import json
@@ -35,7 +39,8 @@ def parse_args(argv=None):
                    "traced and checked (default: the test pipeline's "
                    'Resize scale)')
     p.add_argument('--dynamic', action='store_true',
-                   help='dynamic batch, height and width (whole inference '
+                   help='dynamic batch, height and width (height and width '
+                   'only, batch 1, with --exporter dynamo; whole inference '
                    'only)')
     p.add_argument('--check-image',
                    help='image for the onnxruntime check (resized to the '
@@ -44,8 +49,10 @@ def parse_args(argv=None):
                    help='skip the onnxruntime check')
     p.add_argument('--exporter', choices=['torchscript', 'dynamo'],
                    default='torchscript',
-                   help='torch.onnx exporter (default: torchscript; see '
-                   'README "ONNX export")')
+                   help='torch.onnx exporter (default: torchscript; '
+                   'dynamo fixes the batch at 1; see the README section '
+                   '"tools/export_onnx.py: model + scorer + threshold in '
+                   'one ONNX graph")')
     p.add_argument('--opset', type=int, default=17, help='ONNX opset')
     p.add_argument('--seed', type=int, default=0,
                    help='seed of the random check image')
@@ -74,11 +81,16 @@ def main(argv=None):
         raise SystemExit(f'export_onnx: error: {e}') from None
     check = result.pop('check', None)
     h, w = result['shape']
+    axes = result['dynamic_axes']
+    if not axes:
+        layout = f'fixed 1x3x{h}x{w}'
+    else:
+        layout = 'dynamic ' + ', '.join(axes)
+        if 'N' not in axes:
+            layout += ', batch fixed at 1'
     print(f'wrote {result["out"]} ({result["exporter"]} exporter, opset '
           f'{result["opset"]}, input img (N, 3, H, W) float32 BGR, '
-          + ('dynamic N, H, W' if result['dynamic'] else
-             f'fixed 1x3x{h}x{w}')
-          + f'); scorer {result["scorer"]!r}, threshold '
+          f'{layout}); scorer {result["scorer"]!r}, threshold '
           f'{result["threshold"]:.6g}, ood_label {result["ood_label"]}; '
           f'export {result["seconds"]:.1f} s')
     if check is not None:

@@ -92,7 +92,11 @@ def ends_distributed_runs(main):
     gloo's threads were seen to abort a worker whose work was done
     ("terminate called without an active exception", exit -6), even after
     ``destroy_process_group`` (something still held the group). A failure
-    propagates as usual; without a launcher nothing changes."""
+    propagates as usual; without a launcher nothing changes. A rank that
+    fails after the others returned leaves them at the barrier until the
+    launcher stops them (torchrun does at once; otherwise gloo's timeout,
+    30 minutes). Exit handlers are skipped: what must be cleaned up (score
+    map spills) is closed when each pass's metrics reset."""
     @functools.wraps(main)
     def wrapper(argv=None):
         result = main(argv)
