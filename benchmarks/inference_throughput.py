@@ -50,11 +50,10 @@ def main():
     import numpy as np
     import torch
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
+    from random_checkpoint import random_checkpoint
 
     import mmseg_ood  # noqa: F401
     from mmseg.apis import MMSegInferencer
-    from mmseg.registry import MODELS
     from mmseg_ood.apis import OODInferencer, init_model, score_image
     from mmseg_ood.calibration_file import OODCalibration
     from mmseg_ood.utils import file_sha256, safe_checkpoint_loading
@@ -65,15 +64,9 @@ def main():
     for t in cfg.test_dataloader.dataset.pipeline:
         if t['type'] == 'Resize':  # infer at full resolution, as deployed
             t['scale'] = (w, h)
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    ckpt = osp.join(tmp, 'random.pth')
-    meta = dict(dataset_meta=dict(
+    ckpt = random_checkpoint(cfg, tmp, meta=dict(dataset_meta=dict(
         classes=tuple(f'c{i}' for i in range(6)),
-        palette=[[40 * i, 80, 160] for i in range(6)]))
-    torch.save(dict(state_dict=model.state_dict(), meta=meta), ckpt)
+        palette=[[40 * i, 80, 160] for i in range(6)])))
     images = []
     for i in range(args.images):
         path = osp.join(tmp, f'{i:04d}.png')

@@ -39,10 +39,9 @@ def main():
     import onnxruntime as ort
     import torch
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
+    from random_checkpoint import random_checkpoint
 
     import mmseg_ood  # noqa: F401
-    from mmseg.registry import MODELS
     from mmseg_ood.apis import init_model
     from mmseg_ood.apis.onnx_export import (ExportableOODSegmentor,
                                             export_onnx)
@@ -50,13 +49,7 @@ def main():
     from mmseg_ood.utils import file_sha256
     torch.set_num_threads(args.threads)
     tmp = tempfile.mkdtemp(prefix='mmseg_ood_onnx_bench_')
-    cfg = Config.fromfile(CONFIG)
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    ckpt = osp.join(tmp, 'random.pth')
-    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    ckpt = random_checkpoint(Config.fromfile(CONFIG), tmp)
     calib = OODCalibration(
         scorer_name='energy', scorer_config={'type': 'energy'},
         threshold=-2.0, rule='id_fpr', target=0.01, dataset='none',

@@ -94,22 +94,15 @@ def main():
 
     import torch
     from mmengine.config import Config
-    from mmengine.registry import init_default_scope
+    from random_checkpoint import random_checkpoint
 
     import mmseg_ood  # noqa: F401
-    from mmseg.registry import MODELS
     from mmseg_ood.synthetic import make_synthetic_benchmark
     tmp = tempfile.mkdtemp(prefix='mmseg_ood_bench_')
     roots = make_synthetic_benchmark(
         tmp, variants='street', num_train=0, num_val=2,
         num_ood=args.images, num_image_ood=0, size=tuple(args.size))
-    cfg = Config.fromfile(CONFIG)
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    ckpt = osp.join(tmp, 'random.pth')
-    torch.save(dict(state_dict=model.state_dict(), meta={}), ckpt)
+    ckpt = random_checkpoint(Config.fromfile(CONFIG), tmp)
     env = dict(os.environ, MMSEG_OOD_DATA=tmp)
     runs = {k: [] for k in args.kinds}
     for _ in range(args.repeats):

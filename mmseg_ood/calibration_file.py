@@ -225,6 +225,17 @@ class OODCalibration:
                     f'({own}), not {scorer!r}: a threshold of one scorer '
                     'means nothing for another')
 
+    def check_num_classes(self, num_classes: int, model: str) -> None:
+        """Refuse a model with another number of classes than the one the
+        calibration was made for (``CalibrationMismatchError`` naming the
+        calibration and ``model``)."""
+        made_for = self.model.get('num_classes')
+        if made_for is not None and made_for != num_classes:
+            raise CalibrationMismatchError(
+                f'{self.source or "the calibration"} was made for a model '
+                f'with {made_for} classes, not for {model} with '
+                f'{num_classes}')
+
     # files -------------------------------------------------------------
     def to_dict(self) -> dict:
         return dict(

@@ -101,6 +101,18 @@ def run_tool(script, *args, env=None, check=True, nproc=None):
     return proc
 
 
+def ood_segmentor_config(tmp_path, calibration):
+    """What a user writes: the street config's model nested as the
+    ``segmentor`` of an ``OODSegmentor`` with ``calibration``."""
+    path = tmp_path / 'ood_config.py'
+    path.write_text(
+        f'_base_ = [{STREET_CONFIG!r}]\n'
+        "model = dict(_delete_=True, type='OODSegmentor',\n"
+        '             segmentor={{_base_.model}},\n'
+        f'             calibration={calibration!r})\n')
+    return str(path)
+
+
 def score_quantiles(config, ckpt, root, scorer, quantiles):
     """Quantiles of ``scorer`` over the street OOD images of ``root``
     (through the public API)."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import STREET_CONFIG, run_tool
+from conftest import STREET_CONFIG, ood_segmentor_config, run_tool
 
 pytest.importorskip('onnxruntime')
 
@@ -350,20 +350,11 @@ def test_binary_head_default_ood_label_is_num_classes(tmp_path):
     assert 0 < mask.mean() < 1
 
 
-def _ood_config(tmp_path, calib):
-    path = tmp_path / 'ood_config.py'
-    path.write_text(
-        f'_base_ = [{STREET_CONFIG!r}]\n'
-        "model = dict(_delete_=True, type='OODSegmentor',\n"
-        '             segmentor={{_base_.model}},\n'
-        f'             calibration={calib!r})\n')
-    return str(path)
-
 
 def test_ood_segmentor_config(setup, tmp_path):
     """A config building an OODSegmentor exports its plain segmentor with
     the same calibration, and refuses another one."""
-    cfg = _ood_config(tmp_path, setup['calib'])
+    cfg = ood_segmentor_config(tmp_path, setup['calib'])
     result = export_onnx(cfg, setup['ckpt'], setup['calib'],
                          str(tmp_path / 'm.onnx'), shape=SHAPE)
     assert result['check'].passed, result['check'].summary()

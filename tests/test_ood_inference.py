@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import STREET_CONFIG, run_tool
+from conftest import STREET_CONFIG, ood_segmentor_config, run_tool
 
 NUM_CLASSES = 6
 
@@ -158,7 +158,7 @@ def test_mismatched_calibration_is_refused(setup, tmp_path):
     with pytest.raises(CalibrationMismatchError, match=both):
         OODSegmentor.wrap(setup['model'], other, checkpoint=setup['ckpt'])
     # a config-built OODSegmentor: checked by init_model
-    cfg = _ood_config(tmp_path, other)
+    cfg = ood_segmentor_config(tmp_path, other)
     with pytest.raises(CalibrationMismatchError, match=both):
         init_model(cfg, setup['ckpt'])
     seven = _calibration(setup['ckpt'], 0.0, num_classes=7).save(
@@ -168,23 +168,13 @@ def test_mismatched_calibration_is_refused(setup, tmp_path):
         OODSegmentor.wrap(setup['model'], seven)
 
 
-def _ood_config(tmp_path, calib):
-    """What a user writes: the plain config nested as ``segmentor``."""
-    path = tmp_path / 'ood_config.py'
-    path.write_text(
-        f'_base_ = [{STREET_CONFIG!r}]\n'
-        "model = dict(_delete_=True, type='OODSegmentor',\n"
-        '             segmentor={{_base_.model}},\n'
-        f'             calibration={calib!r})\n')
-    return str(path)
-
 
 def test_config_built_wrapper_loads_a_plain_checkpoint(setup, tmp_path):
     from mmseg.apis import inference_model
     from mmseg_ood.apis import OODInferencer, init_model
     from mmseg_ood.models import OODSegmentor
     from mmseg_ood.utils import checkpoint_state_dict, load_checkpoint_file
-    cfg = _ood_config(tmp_path, setup['calib'])
+    cfg = ood_segmentor_config(tmp_path, setup['calib'])
     model = init_model(cfg, setup['ckpt'])
     assert isinstance(model, OODSegmentor)
     # the weights are the checkpoint's (keys without `segmentor.`)
@@ -440,7 +430,7 @@ def test_config_built_wrapper_without_dataset_meta(setup, tmp_path):
     torch.save({'state_dict': plain, 'meta': {}}, bare)
     calib = _calibration(bare, setup['threshold']).save(
         str(tmp_path / 'calibration.json'))
-    model = init_model(_ood_config(tmp_path, calib), bare)
+    model = init_model(ood_segmentor_config(tmp_path, calib), bare)
     assert isinstance(model, OODSegmentor)
     assert unwrap_segmentor(model) is model.segmentor
     assert model.decode_head is model.segmentor.decode_head

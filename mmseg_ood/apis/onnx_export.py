@@ -77,7 +77,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..calibration_file import (CalibrationMismatchError, OODCalibration,
+from ..calibration_file import (OODCalibration,
                                 check_ood_label, check_threshold)
 from ..models import OODScoring, OODSegmentor
 from ..models.embedding_capture import (describe_head, final_decode_head,
@@ -769,13 +769,7 @@ def export_onnx(config, checkpoint: str,
             fixed_shape=None if dynamic else shape).eval()
     except OODExportError as e:
         raise OODExportError(f'{config_name}: {e}') from None
-    made_for = calibration.model.get('num_classes')
-    if made_for is not None and made_for != module.num_classes:
-        # as OODSegmentor refuses it
-        raise CalibrationMismatchError(
-            f'{calibration.source or "the calibration"} was made for a '
-            f'model with {made_for} classes, not for {config_name} with '
-            f'{module.num_classes}')
+    calibration.check_num_classes(module.num_classes, config_name)
     t0 = time.perf_counter()
     export_module(module, out, shape, dynamic=dynamic, opset=opset,
                   exporter=exporter, what=config_name, seed=seed)

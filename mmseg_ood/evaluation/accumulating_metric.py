@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, Hashable, Optional, Sequence
+from typing import Dict, Hashable, Iterator, Optional, Sequence, Tuple
 
+import numpy as np
 from mmengine.evaluator import BaseMetric
 
 from .sampler_padding import PerSampleAccumulators
+from .score_map_spill import ScoreMapSpill
 
 __all__ = ['AccumulatingMetric']
 
@@ -27,6 +29,14 @@ class AccumulatingMetric(BaseMetric):
     rank returns the same numbers); then it prefixes the keys and resets
     the state, also when computing fails.
 
+    A metric that needs a second look at the maps once a threshold is
+    known (component metrics at the best-F1 threshold, an exact quantile)
+    spills each sample's labels and maps to disk with :meth:`spill`
+    (a :class:`~mmseg_ood.evaluation.score_map_spill.ScoreMapSpill` under
+    ``self.spill_dir``, or the system's temporary directory) and reads them
+    back with :meth:`spilled`; a padding repeat is left out of them too,
+    and the files go away at :meth:`reset`.
+
     Subclasses implement :meth:`process_sample` and
     :meth:`compute_accumulated`, and extend :meth:`reset` for state of
     their own.
@@ -35,11 +45,31 @@ class AccumulatingMetric(BaseMetric):
     def __init__(self, collect_device: str = 'cpu',
                  prefix: Optional[str] = None):
         self.samples = PerSampleAccumulators()
+        self._spill: Optional[ScoreMapSpill] = None
         super().__init__(collect_device=collect_device, prefix=prefix)
 
     def reset(self) -> None:
-        """Forget every sample seen (called after each evaluation)."""
+        """Forget every sample seen and remove the spilled maps (called
+        after each evaluation)."""
         self.samples.reset()
+        if self._spill is not None:
+            self._spill.close()
+        self._spill = None
+
+    def spill(self, labels: np.ndarray, maps: Dict[str, np.ndarray],
+              tag: Optional[str] = None) -> None:
+        """Write the current sample's labels and maps to this rank's
+        spill."""
+        if self._spill is None:
+            self._spill = ScoreMapSpill(getattr(self, 'spill_dir', None))
+        self._spill.append(self.samples.num_samples, labels, maps, tag=tag)
+
+    def spilled(self) -> Iterator[Tuple[Optional[str], np.ndarray,
+                                        Dict[str, np.ndarray]]]:
+        """``(tag, labels, maps)`` of each sample this rank spilled, in
+        order, without a padding repeat."""
+        if self._spill is not None:
+            yield from self._spill.read_tagged()
 
     def accumulator(self, key: Hashable, factory):
         """The accumulator ``key`` to update with the current sample
@@ -68,7 +98,10 @@ class AccumulatingMetric(BaseMetric):
         evaluation, each dataset sample once (``size``: the dataset length,
         which tells the padding repeats)."""
         try:
-            results = self.compute_accumulated(self.samples.finish(size))
+            local = self.samples.finish(size)
+            if self._spill is not None and self.samples.last_dropped:
+                self._spill.drop(self.samples.num_samples)
+            results = self.compute_accumulated(local)
         finally:
             self.reset()
         pre = f'{self.prefix}/' if self.prefix else ''

@@ -20,7 +20,6 @@ from .inputs import VOID, check_finite, flat_ood_labels, to_numpy
 from .label_checks import UnlistedLabelValues, warn_unlisted_values
 from .per_image import PER_IMAGE_KEYS, PerImageOODMetrics
 from .report import percent, table_columns
-from .score_map_spill import ScoreMapSpill
 from .score_transform import Float16RankTransform
 from .smiyc_files import (check_compression, fit_transforms, frame_file,
                           write_frame)
@@ -271,17 +270,9 @@ class OODMetric(AccumulatingMetric):
         self.last_thresholds: Optional[Dict[str, str]] = None
         self.last_per_image: Optional[PerImageOODMetrics] = None
         self.last_labels: Optional[dict] = None
-        self._spill: Optional[ScoreMapSpill] = None
         self.reset()
 
     # state ------------------------------------------------------------------
-    def reset(self) -> None:
-        """Drop the accumulators and the spilled score maps."""
-        super().reset()
-        if getattr(self, '_spill', None) is not None:
-            self._spill.close()
-        self._spill = None
-
     def _new_pixel(self, name: str) -> StreamingOODMetric:
         return StreamingOODMetric(self.bits, self.ignore_index,
                                   self.tpr_points, name)
@@ -357,10 +348,7 @@ class OODMetric(AccumulatingMetric):
             self.accumulator(_PER_IMAGE, PerImageOODMetrics).update(
                 image, per_image)
         if maps:
-            if self._spill is None:
-                self._spill = ScoreMapSpill(self.spill_dir)
-            self._spill.append(self.samples.num_samples,
-                               y.reshape(labels.shape), maps, tag=image)
+            self.spill(y.reshape(labels.shape), maps, tag=image)
         # nothing goes to self.results: the accumulators are the state
 
     def _per_image_case(self, y: np.ndarray, image) -> Optional[dict]:
@@ -398,10 +386,8 @@ class OODMetric(AccumulatingMetric):
         accumulators at ``thresholds``, and the export's files of the maps
         through ``transforms``."""
         accs = {n: self._new_components(t) for n, t in thresholds.items()}
-        if self._spill is None:
-            return accs
         ex = self.export
-        for image, labels, maps in self._spill.read_tagged():
+        for image, labels, maps in self.spilled():
             gt = None
             for n, m in maps.items():
                 if n in accs:
@@ -418,8 +404,6 @@ class OODMetric(AccumulatingMetric):
 
     def compute_accumulated(self, local) -> dict:
         """Merge across ranks and compute; the same result on every rank."""
-        if self._spill is not None and self.samples.last_dropped:
-            self._spill.drop(self.samples.num_samples)  # a padding repeat
         own = {kind: OrderedDict((n, a) for (k, n), a in local.items()
                                  if k == kind) for kind in ('pixel', 'fixed')}
         per_image = _merged(local, _PER_IMAGE, PerImageOODMetrics) \

@@ -53,7 +53,6 @@ from ..labels import IGNORE_INDEX
 from .accumulating_metric import AccumulatingMetric
 from .accumulator import Accumulator, merge_across_ranks
 from .inputs import VOID, check_finite, flat_ood_labels, to_numpy
-from .score_map_spill import ScoreMapSpill
 from .streaming import StreamingOODMetric, _keys_to_values, _order_keys
 
 __all__ = ['OperatingPointMetric', 'rate_interval', 'count_at_most',
@@ -240,15 +239,8 @@ class OperatingPointMetric(AccumulatingMetric):
         self.ignore_index, self.label_key = ignore_index, label_key
         self.spill_dir = spill_dir
         self._shift = np.uint32(32 - bits)
-        self._spill: Optional[ScoreMapSpill] = None
         self.last_result: Optional[dict] = None
         self.reset()
-
-    def reset(self) -> None:
-        super().reset()
-        if getattr(self, '_spill', None) is not None:
-            self._spill.close()
-        self._spill = None
 
     # per sample ---------------------------------------------------------
     def _labels_of(self, sample: dict, shape) -> np.ndarray:
@@ -283,16 +275,12 @@ class OperatingPointMetric(AccumulatingMetric):
         self.accumulator('pixel', lambda: StreamingOODMetric(
             self.bits, name=self.scorer)).update_valid(
                 s.reshape(-1)[y != VOID], y[y != VOID])
-        if self._spill is None:
-            self._spill = ScoreMapSpill(self.spill_dir)
-        self._spill.append(self.samples.num_samples, y.reshape(s.shape),
-                           {self.scorer: s}, tag=sample.get('img_path'))
+        self.spill(y.reshape(s.shape), {self.scorer: s},
+                   tag=sample.get('img_path'))
 
     # threshold ----------------------------------------------------------
     def _valid_maps(self):
-        if self._spill is None:
-            return
-        for labels, maps in self._spill.read():
+        for _, labels, maps in self.spilled():
             y = labels.reshape(-1)
             valid = y != VOID
             yield maps[self.scorer].reshape(-1)[valid], y[valid]
@@ -369,8 +357,6 @@ class OperatingPointMetric(AccumulatingMetric):
                                   np.float32(np.inf)))
 
     def compute_accumulated(self, local) -> dict:
-        if self._spill is not None and self.samples.last_dropped:
-            self._spill.drop(self.samples.num_samples)  # a padding repeat
         merged = merge_across_ranks(
             OrderedDict((k, a) for k, a in local.items() if k == 'pixel'),
             lambda _: StreamingOODMetric(self.bits, name=self.scorer))

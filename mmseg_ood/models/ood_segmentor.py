@@ -41,7 +41,7 @@ from mmengine.structures import PixelData
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
 
-from ..calibration_file import (CalibrationMismatchError, OODCalibration,
+from ..calibration_file import (OODCalibration,
                                 check_ood_label, check_threshold,
                                 decide_ood)
 from ..utils.arguments import strict_arguments
@@ -280,12 +280,8 @@ class OODSegmentor(BaseSegmentor):
             final_decode_head(segmentor).num_classes
         self.calibration = calibration
         if calibration is not None:
-            made_for = calibration.model.get('num_classes')
-            if made_for is not None and made_for != self.num_classes:
-                raise CalibrationMismatchError(
-                    f'{calibration.source or "the calibration"} was made '
-                    f'for a model with {made_for} classes, not for '
-                    f'{type(segmentor).__name__} with {self.num_classes}')
+            calibration.check_num_classes(self.num_classes,
+                                          type(segmentor).__name__)
             scorers = OrderedDict(
                 [(calibration.scorer_name, calibration.build_scorer())])
             self.threshold = calibration.threshold
