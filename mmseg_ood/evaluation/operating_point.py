@@ -50,6 +50,7 @@ from mmseg.registry import METRICS
 
 from ..calibration_file import RULES, check_rate
 from ..labels import IGNORE_INDEX
+from ..utils.arguments import strict_arguments
 from .accumulating_metric import AccumulatingMetric
 from .accumulator import Accumulator, merge_across_ranks
 from .inputs import VOID, check_finite, flat_ood_labels, to_numpy
@@ -170,6 +171,7 @@ def _bin_of(values: np.ndarray, shift: np.uint32) -> np.ndarray:
 
 
 @METRICS.register_module()
+@strict_arguments
 class OperatingPointMetric(AccumulatingMetric):
     """The threshold of one scorer at an operating point, and the rates it
     achieves, exactly, in bounded memory (see the module docstring).
