@@ -20,6 +20,7 @@ from .ood_metric import OODMetric, format_table
 from .ood_segments import feature_names, image_segments
 from .operating_point import OperatingPointMetric, rate_interval
 from .open_set_iou import OpenSetIoUAccumulator, OpenSetIoUMetric
+from .per_class_iou import PerClassIoUMetric
 from .pixel_metrics import pixel_ood_metrics
 from .representation import (RepresentationAccumulator,
                              RepresentationMetric, effective_dimensionality)
@@ -32,6 +33,7 @@ __all__ = [
     'pixel_ood_metrics', 'StreamingOODMetric', 'ComponentAccumulator',
     'image_component_stats', 'CalibrationAccumulator', 'CalibrationMetric',
     'OODMetric', 'OperatingPointMetric', 'rate_interval',
+    'PerClassIoUMetric',
     'OpenSetIoUAccumulator', 'OpenSetIoUMetric',
     'UndefinedMetricWarning', 'curve_metrics', 'format_table', 'DEFAULT_TAUS',
     'SIZE_PRESETS', 'MetaClassifier', 'cross_validated_tp_probability',

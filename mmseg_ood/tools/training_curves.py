@@ -1,0 +1,51 @@
+"""Training curves of several runs: loss and per-class IoU over iterations.
+
+    python -m mmseg_ood.tools.training_curves WORK_DIR [WORK_DIR ...] \
+        [--names ...] --out DIR
+
+(or ``python tools/training_curves.py`` in a clone). Reads each run's
+mmengine ``scalars.json``; writes DIR/training_curves.png and .md. Per-class
+IoU needs the runs validated with ``PerClassIoUMetric``
+(``--cfg-options val_evaluator.type=PerClassIoUMetric
+train_cfg.val_interval=50``).
+"""
+import argparse
+import os
+import os.path as osp
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description='Training curves of runs')
+    p.add_argument('work_dirs', nargs='+', help="the runs' work dirs")
+    p.add_argument('--names', nargs='+', help='names of the runs (default: '
+                   'the work dirs\' names)')
+    p.add_argument('--out', required=True, help='output directory')
+    args = p.parse_args(argv)
+    if args.names and len(args.names) != len(args.work_dirs):
+        p.error(f'--names gives {len(args.names)} names for '
+                f'{len(args.work_dirs)} work dirs')
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from mmseg_ood.evaluation.training_curves import (curves_markdown,
+                                                      plot_curves,
+                                                      read_scalars)
+    names = args.names or [osp.basename(osp.normpath(w))
+                           for w in args.work_dirs]
+    try:
+        runs = {n: read_scalars(w) for n, w in zip(names, args.work_dirs)}
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f'training_curves: error: {e}')
+    os.makedirs(args.out, exist_ok=True)
+    md = osp.join(args.out, 'training_curves.md')
+    with open(md, 'w') as f:
+        f.write(curves_markdown(runs))
+    png = plot_curves(runs, osp.join(args.out, 'training_curves.png'))
+    print(f'[training_curves] {md}, {png}')
+    return runs
+
+
+if __name__ == '__main__':
+    main()
