@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Issue 6's measured comparison on the synthetic objects benchmark: train the
-# baseline, IBE, SCrIBE, entropy maximization and UOI + CE with the same
-# schedule (each reused if its checkpoint exists; FORCE_TRAIN=1 retrains),
-# score each with tools/ood_test.py on the objects OOD split, and print one
-# table (ID mIoU, AUROC / AP / FPR95 of the relevant scorers).
+# The measured comparison of the training-time methods on the synthetic
+# objects benchmark: train the baseline, IBE, SCrIBE, entropy maximization
+# and UOI + CE with the same schedule (each reused if its checkpoint exists;
+# FORCE_TRAIN=1 retrains), validated every 50 iterations with each class's
+# IoU (training curves: WORK/curves/), score each with tools/ood_test.py on
+# the objects OOD split, and print one table (ID mIoU, AUROC / AP / FPR95
+# of the relevant scorers).
+#
+# FINETUNE=1: as users run IBE / SCrIBE, from a trained model: the baseline
+# is trained from scratch first, converted (tools/convert_checkpoint.py) and
+# every variant is fine-tuned from it for the same schedule, against the
+# baseline fine-tuned equally long (the control, "baseline").
+# EXTRA_OPTIONS="k=v ..." adds --cfg-options to every training and
+# evaluation (e.g. a shorter schedule for a smoke run).
 #     bash scripts/compare_ood_training.sh [VARIANT ...]
+#     FINETUNE=1 bash scripts/compare_ood_training.sh [baseline ibe scribe]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-.venv/bin/python}
@@ -13,25 +23,58 @@ WORK=${COMPARE_WORK_DIR:-work_dirs/compare}
 VARIANTS=("$@")
 if [[ ${#VARIANTS[@]} -eq 0 ]]; then
     VARIANTS=(baseline ibe scribe entropy-max uoi-ce)
+    [[ -n ${FINETUNE:-} ]] && VARIANTS=(baseline ibe scribe)
 fi
 config() {
     local tag=""
     [[ $1 != baseline ]] && tag="-$1"
     echo "configs/synthetic/deeplabv3plus_r18-d8${tag}_1xb8-300it_synthetic-objects-128x128.py"
 }
+# shellcheck disable=SC2206  # k=v words
+EXTRA=(${EXTRA_OPTIONS:-})
+CURVES=(train_cfg.val_interval=50 val_evaluator.type=PerClassIoUMetric
+        "${EXTRA[@]}")
+
+train() {  # train WORK_DIR CONFIG [--cfg-options ...]: unless trained
+    local dir=$1 cfg=$2; shift 2
+    local ckpt
+    ckpt=$(cat "$dir/last_checkpoint" 2>/dev/null || true)
+    if [[ -z $ckpt || ! -f $ckpt || -n ${FORCE_TRAIN:-} ]]; then
+        echo "[compare] training $dir: $cfg" >&2
+        $PY tools/train.py "$cfg" --work-dir "$dir" \
+            --cfg-options "${CURVES[@]}" "$@" >&2
+        ckpt=$(cat "$dir/last_checkpoint")
+    fi
+    echo "$ckpt"
+}
 
 $PY tools/make_synthetic.py "$MMSEG_OOD_DATA" --variants objects
+if [[ -n ${FINETUNE:-} ]]; then
+    # the starting point: the baseline from scratch
+    start=$(train "$WORK/scratch-baseline" "$(config baseline)")
+    WORK=$WORK/finetune
+fi
+dirs=()
 for v in "${VARIANTS[@]}"; do
     cfg=$(config "$v")
-    ckpt=$(cat "$WORK/$v/last_checkpoint" 2>/dev/null || true)
-    if [[ -z $ckpt || ! -f $ckpt || -n ${FORCE_TRAIN:-} ]]; then
-        echo "[compare] training $v: $cfg"
-        $PY tools/train.py "$cfg" --work-dir "$WORK/$v"
-        ckpt=$(cat "$WORK/$v/last_checkpoint")
+    init=()
+    if [[ -n ${FINETUNE:-} ]]; then
+        from=$start
+        if [[ $v == ibe || $v == scribe ]]; then
+            from=$WORK/init/$v.pth
+            $PY tools/convert_checkpoint.py "$start" --to "$v" \
+                --background-index 0 --out "$from" --config "$cfg"
+        fi
+        init=("load_from=$from")
     fi
+    ckpt=$(train "$WORK/$v" "$cfg" "${init[@]}")
+    dirs+=("$WORK/$v")
     echo "[compare] OOD evaluation of $v ($ckpt)"
     $PY tools/ood_test.py "$cfg" "$ckpt" --work-dir "$WORK/$v/ood" \
-        --datasets synthetic_objects_ood
+        --datasets synthetic_objects_ood \
+        ${EXTRA[@]+--cfg-options "${EXTRA[@]}"}
 done
+$PY tools/training_curves.py "${dirs[@]}" --names "${VARIANTS[@]}" \
+    --out "$WORK/curves"
 $PY tools/compare_results.py "$WORK" "${VARIANTS[@]}" \
     --out "$WORK/comparison.md"
