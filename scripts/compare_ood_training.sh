@@ -13,7 +13,11 @@
 # baseline fine-tuned equally long (the control, "baseline").
 # EXTRA_OPTIONS="k=v ..." adds --cfg-options to every training and
 # evaluation (e.g. a shorter schedule for a smoke run).
+# The controlled changes of the IBE diagnosis are variants too:
+# baseline-600it and ibe-600it (twice the schedule), ibe-aux (auxiliary head
+# wrapped as IBE), ibe-lr10 (classifier learning rate x10).
 #     bash scripts/compare_ood_training.sh [VARIANT ...]
+#     bash scripts/compare_ood_training.sh baseline-600it ibe-600it ibe-aux ibe-lr10
 #     FINETUNE=1 bash scripts/compare_ood_training.sh [baseline ibe scribe]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,12 +27,17 @@ WORK=${COMPARE_WORK_DIR:-work_dirs/compare}
 VARIANTS=("$@")
 if [[ ${#VARIANTS[@]} -eq 0 ]]; then
     VARIANTS=(baseline ibe scribe entropy-max uoi-ce)
-    [[ -n ${FINETUNE:-} ]] && VARIANTS=(baseline ibe scribe)
 fi
-config() {
-    local tag=""
-    [[ $1 != baseline ]] && tag="-$1"
-    echo "configs/synthetic/deeplabv3plus_r18-d8${tag}_1xb8-300it_synthetic-objects-128x128.py"
+config() {  # VARIANT[-600it] -> its config
+    local v=${1%-600it} tag="" iters=300it
+    [[ $v != "$1" ]] && iters=600it
+    [[ $v != baseline ]] && tag="-$v"
+    local cfg="configs/synthetic/deeplabv3plus_r18-d8${tag}_1xb8-${iters}_synthetic-objects-128x128.py"
+    if [[ ! -f $cfg ]]; then
+        echo "[compare] no config for variant '$1': $cfg" >&2
+        return 1
+    fi
+    echo "$cfg"
 }
 # shellcheck disable=SC2206  # k=v words
 EXTRA=(${EXTRA_OPTIONS:-})
@@ -48,6 +57,7 @@ train() {  # train WORK_DIR CONFIG [--cfg-options ...]: unless trained
     echo "$ckpt"
 }
 
+for v in "${VARIANTS[@]}"; do config "$v" > /dev/null; done  # all known
 $PY tools/make_synthetic.py "$MMSEG_OOD_DATA" --variants objects
 if [[ -n ${FINETUNE:-} ]]; then
     # the starting point: the baseline from scratch
@@ -60,9 +70,10 @@ for v in "${VARIANTS[@]}"; do
     init=()
     if [[ -n ${FINETUNE:-} ]]; then
         from=$start
-        if [[ $v == ibe || $v == scribe ]]; then
+        head=${v%%-*}  # ibe-600it: an IBE head
+        if [[ $head == ibe || $head == scribe ]]; then
             from=$WORK/init/$v.pth
-            $PY tools/convert_checkpoint.py "$start" --to "$v" \
+            $PY tools/convert_checkpoint.py "$start" --to "$head" \
                 --background-index 0 --out "$from" --config "$cfg"
         fi
         init=("load_from=$from")
