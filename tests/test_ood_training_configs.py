@@ -100,6 +100,56 @@ def test_synthetic_variants_differ_from_the_baseline_only_as_named(variant):
     assert model(x, mode='tensor').shape[1] == 6
 
 
+def _controlled(variant, iters='300it'):
+    tag = '' if variant == 'baseline' else f'-{variant}'
+    return osp.join(
+        CONFIGS, 'synthetic',
+        f'deeplabv3plus_r18-d8{tag}_1xb8-{iters}_synthetic-objects-128x128.py')
+
+
+@pytest.mark.parametrize('variant', ['baseline', 'ibe'])
+def test_twice_the_schedule_changes_only_its_length(variant):
+    """The schedule control of the IBE diagnosis: same warm-up, poly decay
+    to 600 instead of 300, everything else as the 300-iteration config."""
+    short = Config.fromfile(_controlled(variant))
+    long = Config.fromfile(_controlled(variant, '600it'))
+    assert long.train_cfg.max_iters == 600
+    assert long.default_hooks.checkpoint.interval == 600
+    warm, poly = long.param_scheduler
+    assert warm == short.param_scheduler[0]
+    assert poly == dict(short.param_scheduler[1], end=600)
+    assert long.model == short.model
+    assert long.optim_wrapper == short.optim_wrapper
+    assert long.train_dataloader == short.train_dataloader
+
+
+def test_ibe_controls_change_what_they_name():
+    ibe = Config.fromfile(_synthetic('ibe'))
+    aux = Config.fromfile(_controlled('ibe-aux'))
+    assert aux.model.decode_head == ibe.model.decode_head
+    assert aux.model.auxiliary_head.type == 'IBEHead'
+    assert aux.model.auxiliary_head.head == ibe.model.auxiliary_head
+    model = _build(aux)
+    assert model.auxiliary_head.head.conv_seg.out_channels == 5
+    # lr x10 on the decode head's classifier only (not the auxiliary
+    # head's conv_seg): the parameter groups mmengine builds
+    from mmengine.optim import build_optim_wrapper
+    lr10 = Config.fromfile(_controlled('ibe-lr10'))
+    assert lr10.model == ibe.model
+    model = _build(lr10)
+    groups = build_optim_wrapper(model, lr10.optim_wrapper).optimizer
+    base_lr = lr10.optim_wrapper.optimizer.lr
+    lrs = {}
+    names = {id(p): n for n, p in model.named_parameters()}
+    for group in groups.param_groups:
+        for p in group['params']:
+            lrs[names[id(p)]] = group['lr']
+    fast = sorted(n for n, lr in lrs.items() if lr == 10 * base_lr)
+    assert fast == ['decode_head.head.conv_seg.bias',
+                    'decode_head.head.conv_seg.weight']
+    assert all(lr == base_lr for n, lr in lrs.items() if n not in fast)
+
+
 def test_ibe_and_entropy_max_train_and_score_end_to_end(
         synthetic_root, tmp_path, trained_work_dir, monkeypatch):
     """Through what tools/train.py and tools/ood_test.py call, in-process
