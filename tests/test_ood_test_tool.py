@@ -451,6 +451,13 @@ def test_tune_runs_one_grid_pass(tmp_path, data_env, trained_work_dir):
     assert set(tuning['best']) == {'energy', 'n_energy'}
     assert len(tuning['grid']) == 8   # 4 temperatures x 2 scorers
     assert 'energy*' in res['results']['synthetic_ood']
+    # a small grid is scored at the evaluation's resolution: the grid's
+    # default point has the evaluated default scorer's numbers
+    assert tuning['bits'] == 20
+    default = res['results']['synthetic_ood']['energy']
+    point = tuning['grid']['energy[T=1]']
+    for key in ('ap', 'auroc', 'fpr95'):
+        assert point[key] == pytest.approx(default[key], abs=1e-12)
 
 
 def test_results_json_is_strict_json(tmp_path):
