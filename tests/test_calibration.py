@@ -121,6 +121,35 @@ def test_counts_at_rates():
     assert count_at_least(0.3, 10) == 3   # 0.3 * 10 = 3.0000000000000004
 
 
+def test_bin_value_counts_merge_in_any_split_and_count_exactly():
+    """The read-back's per-value counts follow the merge protocol (the one
+    way states cross ranks): two halves merged equal one pass, and each
+    count equals numpy's count of that float32 value."""
+    from mmseg_ood.evaluation.operating_point import BinValueCounts
+    from mmseg_ood.evaluation.streaming import _order_keys
+    rng = np.random.default_rng(0)
+    s = np.round(rng.normal(size=5000), 3).astype(np.float32)
+    y = (rng.random(5000) < 0.3).astype(np.uint8)
+    bits = 20
+    shift = np.uint32(32 - bits)
+    keys = _order_keys(s)
+    bins = np.unique(keys >> shift)[[3, 40]]
+    one = BinValueCounts(bins, 1 << (32 - bits))
+    one.update(keys, y, shift)
+    halves = [BinValueCounts(bins, 1 << (32 - bits)) for _ in range(2)]
+    halves[0].update(keys[:1234], y[:1234], shift)
+    halves[1].update(keys[1234:], y[1234:], shift)
+    merged = halves[0].empty_like().merge(halves[0]).merge(halves[1])
+    for b in bins:
+        np.testing.assert_array_equal(merged.compute()[b], one.compute()[b])
+        for value in np.unique(s[(keys >> shift) == b]):
+            j = int(_order_keys(np.array([value]))[0] & ((1 << 12) - 1))
+            for c in (0, 1):
+                assert one.compute()[b][c, j] == np.sum((s == value) & (y == c))
+    with pytest.raises(ValueError, match='does not fit'):
+        one.load_state_dict(dict(counts={-1: np.zeros((2, 4096), np.int64)}))
+
+
 def _clustered(rng, images, pixels, spread=0.5):
     """ID scores with a per-image offset: pixels of an image correlate."""
     offsets = rng.normal(scale=spread, size=(images, 1))

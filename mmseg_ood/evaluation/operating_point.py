@@ -45,7 +45,6 @@ from collections import OrderedDict
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-from mmengine.dist import all_reduce, get_dist_info
 from mmseg.registry import METRICS
 
 from ..calibration_file import RULES, check_rate
@@ -56,8 +55,8 @@ from .accumulator import Accumulator, merge_across_ranks
 from .inputs import VOID, check_finite, flat_ood_labels, to_numpy
 from .streaming import StreamingOODMetric, _keys_to_values, _order_keys
 
-__all__ = ['OperatingPointMetric', 'rate_interval', 'count_at_most',
-           'count_at_least', 'OPERATING_RULES', 'ImageRates',
+__all__ = ['OperatingPointMetric', 'BinValueCounts', 'rate_interval',
+           'count_at_most', 'count_at_least', 'OPERATING_RULES', 'ImageRates',
            'describe_rule', 'threshold_summary']
 
 #: What a threshold can be chosen by (the calibration file's rules).
@@ -168,6 +167,55 @@ class ImageRates(Accumulator):
 
 def _bin_of(values: np.ndarray, shift: np.uint32) -> np.ndarray:
     return (_order_keys(values.astype(np.float32)) >> shift).astype(np.int64)
+
+
+class BinValueCounts(Accumulator):
+    """ID / OOD counts of each float32 value in a few histogram bins.
+
+    The full-resolution read-back of :class:`OperatingPointMetric`: the
+    bins are those holding the order statistic; each keeps a ``(2, size)``
+    count over the low ``32 - bits`` bits of the order key.
+
+    Args:
+        bins: Histogram bins (the order key's high ``bits`` bits).
+        size: ``2^(32 - bits)``, values per bin.
+    """
+
+    def __init__(self, bins, size: int):
+        self.bins = tuple(int(b) for b in bins)
+        self.size = int(size)
+        self.reset()
+
+    def reset(self) -> None:
+        self.counts = {b: np.zeros((2, self.size), np.int64)
+                       for b in self.bins}
+
+    def update(self, keys: np.ndarray, labels: np.ndarray,
+               shift) -> None:
+        """Count ``keys`` (order keys) with their 0 / 1 ``labels``."""
+        hi = (keys >> shift).astype(np.int64)
+        low = np.uint32(self.size - 1)
+        for b, counts in self.counts.items():
+            sel = hi == b
+            if sel.any():
+                for c in (_ID, _OOD):
+                    pick = sel & (labels == c)
+                    counts[c] += np.bincount(keys[pick] & low,
+                                             minlength=self.size)
+
+    def state_dict(self) -> dict:
+        return dict(counts={b: c.copy() for b, c in self.counts.items()})
+
+    def load_state_dict(self, state: dict) -> 'BinValueCounts':
+        for b, c in state['counts'].items():
+            if b not in self.counts or c.shape != (2, self.size):
+                raise ValueError(f'bin {b} with shape {c.shape} does not '
+                                 f'fit bins {self.bins} of size {self.size}')
+            self.counts[b] += c
+        return self
+
+    def compute(self) -> Dict[int, np.ndarray]:
+        return {b: c.copy() for b, c in self.counts.items()}
 
 
 @METRICS.register_module()
@@ -290,26 +338,10 @@ class OperatingPointMetric(AccumulatingMetric):
     def _exact_counts(self, bins) -> Dict[int, np.ndarray]:
         """bin -> ``(2, 2^(32 - bits))`` ID / OOD counts of each float32
         value in the bin, over every rank's spilled maps."""
-        size = 1 << (32 - self.bits)
-        low = np.uint32(size - 1)
-        out = {b: np.zeros((2, size), np.int64) for b in bins}
+        local = BinValueCounts(bins, 1 << (32 - self.bits))
         for s, y in self._valid_maps():
-            keys = _order_keys(s)
-            hi = (keys >> self._shift).astype(np.int64)
-            for b, counts in out.items():
-                sel = hi == b
-                if sel.any():
-                    for c in (_ID, _OOD):
-                        pick = sel & (y == c)
-                        counts[c] += np.bincount(keys[pick] & low,
-                                                 minlength=size)
-        if get_dist_info()[1] > 1:
-            import torch
-            for b in out:
-                t = torch.from_numpy(out[b])
-                all_reduce(t)
-                out[b] = t.numpy()
-        return out
+            local.update(_order_keys(s), y, self._shift)
+        return merge_across_ranks({'exact': local})['exact'].compute()
 
     def _value(self, b: int, j: int) -> float:
         key = np.uint32((b << int(self._shift)) + j)
