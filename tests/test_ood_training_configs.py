@@ -132,22 +132,30 @@ def test_ibe_controls_change_what_they_name():
     model = _build(aux)
     assert model.auxiliary_head.head.conv_seg.out_channels == 5
     # lr x10 on the decode head's classifier only (not the auxiliary
-    # head's conv_seg): the parameter groups mmengine builds
-    from mmengine.optim import build_optim_wrapper
+    # head's conv_seg): the parameter groups mmengine builds; `lr10` is
+    # the same change to the baseline (its control)
     lr10 = Config.fromfile(_controlled('ibe-lr10'))
     assert lr10.model == ibe.model
-    model = _build(lr10)
-    groups = build_optim_wrapper(model, lr10.optim_wrapper).optimizer
-    base_lr = lr10.optim_wrapper.optimizer.lr
-    lrs = {}
+    assert _ten_times_lr(lr10) == ['decode_head.head.conv_seg.bias',
+                                   'decode_head.head.conv_seg.weight']
+    base_lr10 = Config.fromfile(_controlled('lr10'))
+    assert base_lr10.model == Config.fromfile(_synthetic('baseline')).model
+    assert _ten_times_lr(base_lr10) == ['decode_head.conv_seg.bias',
+                                        'decode_head.conv_seg.weight']
+
+
+def _ten_times_lr(cfg):
+    """Parameters with 10x the base lr; every other one has the base lr."""
+    from mmengine.optim import build_optim_wrapper
+    model = _build(cfg)
+    optimizer = build_optim_wrapper(model, cfg.optim_wrapper).optimizer
+    base_lr = cfg.optim_wrapper.optimizer.lr
     names = {id(p): n for n, p in model.named_parameters()}
-    for group in groups.param_groups:
-        for p in group['params']:
-            lrs[names[id(p)]] = group['lr']
+    lrs = {names[id(p)]: group['lr'] for group in optimizer.param_groups
+           for p in group['params']}
     fast = sorted(n for n, lr in lrs.items() if lr == 10 * base_lr)
-    assert fast == ['decode_head.head.conv_seg.bias',
-                    'decode_head.head.conv_seg.weight']
     assert all(lr == base_lr for n, lr in lrs.items() if n not in fast)
+    return fast
 
 
 def test_balanced_controls_weight_the_classes_by_median_frequency():
