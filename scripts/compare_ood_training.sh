@@ -15,12 +15,10 @@
 # evaluation (e.g. a shorter schedule for a smoke run).
 # The controlled changes of the IBE diagnosis are variants too:
 # baseline-600it and ibe-600it (twice the schedule), ibe-aux (auxiliary head
-# wrapped as IBE), lr10 and ibe-lr10 (classifier learning rate x10),
-# balanced and ibe-balanced (median-frequency class weights in the cross
-# entropy).
+# wrapped as IBE), lr10 and ibe-lr10 (classifier learning rate x10).
 #     bash scripts/compare_ood_training.sh [VARIANT ...]
 #     bash scripts/compare_ood_training.sh baseline ibe ibe-aux lr10 ibe-lr10 \
-#         balanced ibe-balanced baseline-600it ibe-600it
+#         baseline-600it ibe-600it
 #     FINETUNE=1 bash scripts/compare_ood_training.sh [baseline ibe scribe]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

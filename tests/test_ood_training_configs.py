@@ -158,26 +158,6 @@ def _ten_times_lr(cfg):
     return fast
 
 
-def test_balanced_controls_weight_the_classes_by_median_frequency():
-    """w_c = median(f) / f_c from the train split's pixel shares, in both
-    heads' cross entropy; ibe-balanced is the balanced baseline's head
-    wrapped as IBE."""
-    base = Config.fromfile(_synthetic('baseline'))
-    cfg = Config.fromfile(_controlled('balanced'))
-    shares = np.array([84.03, 4.20, 4.34, 1.83, 2.81, 2.80])
-    expected = np.median(shares) / shares
-    for head in (cfg.model.decode_head, cfg.model.auxiliary_head):
-        np.testing.assert_allclose(head.loss_decode.class_weight, expected,
-                                   atol=1e-4)
-    weights = cfg.model.decode_head.loss_decode.pop('class_weight')
-    cfg.model.auxiliary_head.loss_decode.pop('class_weight')
-    assert cfg.model == base.model
-    ibe = Config.fromfile(_controlled('ibe-balanced'))
-    assert ibe.model.decode_head.type == 'IBEHead'
-    assert ibe.model.decode_head.head.loss_decode.class_weight == weights
-    assert _build(ibe).decode_head.head.conv_seg.out_channels == 5
-
-
 def test_ibe_and_entropy_max_train_and_score_end_to_end(
         synthetic_root, tmp_path, trained_work_dir, monkeypatch):
     """Through what tools/train.py and tools/ood_test.py call, in-process
