@@ -1,3 +1,4 @@
+import contextlib
 import os
 import os.path as osp
 import socket
@@ -76,6 +77,32 @@ def zoo_model_config(name, **test_cfg):
         model.test_cfg = test_cfg
     to_bn(model)
     return model
+
+
+#: The environment of a tool run whose floats a test compares with floats
+#: computed in the test process (inside :func:`one_thread`): the CPU forward
+#: pass is not bit-identical across thread counts (DESIGN.md).
+ONE_THREAD_ENV = {'OMP_NUM_THREADS': '1'}
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run torch in this process on one thread (the counterpart of
+    :data:`ONE_THREAD_ENV`), restoring the thread count after."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def single_thread():
+    """The test body runs torch on one thread (:func:`one_thread`)."""
+    with one_thread():
+        yield
 
 
 def run_tool(script, *args, env=None, check=True, nproc=None):

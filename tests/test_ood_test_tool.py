@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import QUICK_CFG, QUICK_OPTIONS, STREET_CONFIG, run_tool
+from conftest import (ONE_THREAD_ENV, QUICK_CFG, QUICK_OPTIONS, STREET_CONFIG,
+                      run_tool)
 
 SCORERS = ['msp', 'entropy', 'max_logit', 'energy', 'norm', 'n_max_logit',
            'n_energy']
@@ -31,7 +32,7 @@ def ood_run(tmp_path_factory, synthetic_root, trained_work_dir):
         str(out), '--datasets', 'synthetic_ood', '--show-dir',
         str(out / 'heat'), '--show-num', '2', '--export-smiyc',
         str(out / 'smiyc'), '--per-image', '--cfg-options', *QUICK_OPTIONS,
-        env={'MMSEG_OOD_DATA': synthetic_root})
+        env={'MMSEG_OOD_DATA': synthetic_root, **ONE_THREAD_ENV})
     return out, proc
 
 
@@ -93,6 +94,7 @@ def test_smiyc_export_format(ood_run, synthetic_root):
 
 
 def test_exported_files_give_the_tools_numbers(ood_run, synthetic_root,
+                                               single_thread,
                                                trained_work_dir, monkeypatch):
     """Read back, the float16 files give every scorer's AUROC / AP / FPR95
     within 1e-3 of the exact metrics of the scores, and of results.json up
@@ -147,6 +149,7 @@ def test_exported_files_give_the_tools_numbers(ood_run, synthetic_root,
 
 
 def test_numbers_equal_the_evaluation_api(ood_run, synthetic_root,
+                                          single_thread,
                                           trained_work_dir, monkeypatch):
     """Score the same images with score_image and evaluate directly."""
     from mmseg.apis import init_model
