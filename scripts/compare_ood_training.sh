@@ -12,7 +12,12 @@
 # every variant is fine-tuned from it for the same schedule, against the
 # baseline fine-tuned equally long (the control, "baseline").
 # EXTRA_OPTIONS="k=v ..." adds --cfg-options to every training and
-# evaluation (e.g. a shorter schedule for a smoke run).
+# evaluation (e.g. a shorter schedule for a smoke run). SEED=N trains the
+# variants with randomness.seed=N into WORK[/finetune]-seedN (a fine-tune
+# still starts from the seed-0 scratch baseline).
+# The UOI diagnosis (README): FINETUNE=1 with the variants uoi-ce-noclip
+# (the collapse, measured), uoi-ce (clipped), uoi-ce-ftlr-noclip (a lower
+# fine-tune lr alone), uoi-ce-patch4-noclip (coarse soft labels alone), uoi.
 # The controlled changes of the IBE diagnosis are variants too:
 # baseline-600it and ibe-600it (twice the schedule), ibe-aux (auxiliary head
 # wrapped as IBE), lr10 and ibe-lr10 (classifier learning rate x10).
@@ -61,9 +66,13 @@ train() {  # train WORK_DIR CONFIG [--cfg-options ...]: unless trained
 for v in "${VARIANTS[@]}"; do config "$v" > /dev/null; done  # all known
 $PY tools/make_synthetic.py "$MMSEG_OOD_DATA" --variants objects
 if [[ -n ${FINETUNE:-} ]]; then
-    # the starting point: the baseline from scratch
+    # the starting point: the baseline from scratch (seed 0, whatever SEED)
     start=$(train "$WORK/scratch-baseline" "$(config baseline)")
     WORK=$WORK/finetune
+fi
+if [[ -n ${SEED:-} ]]; then  # another seed: its own work dirs
+    WORK=$WORK-seed$SEED
+    CURVES+=("randomness.seed=$SEED")
 fi
 dirs=()
 for v in "${VARIANTS[@]}"; do

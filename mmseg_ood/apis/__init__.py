@@ -15,6 +15,7 @@ from .ood_inferencer import (OODInferencer, OODInputError,
                              OODInputNotFoundError)
 from .onnx_export import OODExportError, export_onnx
 from .ood_test import DEFAULT_SCORERS, ood_test
+from .rerank_proposals import rerank_proposals
 from .score import init_model, score_image
 from .sml import fit_sml, sml_scorer
 from .test import test
@@ -26,5 +27,5 @@ __all__ = [
     'DEFAULT_SCORERS', 'EvaluationSession', 'PassResult', 'DatasetPreset',
     'available_dataset_presets', 'load_dataset_preset', 'fit_sml',
     'sml_scorer', 'meta_classify', 'analyze_representation',
-    'calibrate_ood', 'export_onnx', 'OODExportError'
+    'calibrate_ood', 'export_onnx', 'OODExportError', 'rerank_proposals'
 ]

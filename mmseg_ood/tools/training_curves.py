@@ -7,7 +7,10 @@
 mmengine ``scalars.json``; writes DIR/training_curves.png and .md. Per-class
 IoU needs the runs validated with ``PerClassIoUMetric``
 (``--cfg-options val_evaluator.type=PerClassIoUMetric
-train_cfg.val_interval=50``).
+train_cfg.val_interval=50``). The loss terms' gradient norms and the
+largest UOI term need the losses wrapped in ``MonitoredLoss`` (the .md then
+lists each run's largest terms); per-iteration values need
+``default_hooks.logger.interval=1 log_processor.window_size=1``.
 """
 import argparse
 import os
@@ -31,7 +34,8 @@ def main(argv=None):
     args = parse_args(argv)
     from mmseg_ood.evaluation.training_curves import (curves_markdown,
                                                       plot_curves,
-                                                      read_scalars)
+                                                      read_scalars,
+                                                      spikes_markdown)
     names = args.names or [osp.basename(osp.normpath(w))
                            for w in args.work_dirs]
     try:
@@ -40,8 +44,12 @@ def main(argv=None):
         raise SystemExit(f'training_curves: error: {e}')
     os.makedirs(args.out, exist_ok=True)
     md = osp.join(args.out, 'training_curves.md')
-    with open(md, 'w') as f:
+    with open(md + '.tmp', 'w') as f:
         f.write(curves_markdown(runs))
+        spikes = spikes_markdown(runs)
+        if spikes:
+            f.write('\n' + spikes)
+    os.replace(md + '.tmp', md)
     png = plot_curves(runs, osp.join(args.out, 'training_curves.png'))
     print(f'[training_curves] {md}, {png}')
     return runs

@@ -37,7 +37,8 @@ def _target_probabilities(target: Tensor, num_classes: int,
 def expected_intersection_union(pred: Tensor,
                                 target: Tensor,
                                 ignore_index: int = IGNORE_INDEX,
-                                weight: Optional[Tensor] = None):
+                                weight: Optional[Tensor] = None,
+                                label_patch: int = 1):
     """Per-class expected intersection, union and label mass over the batch.
 
     ``E[I_k] = sum_i p^_ik p_ik`` (eq. 24) and
@@ -52,6 +53,16 @@ def expected_intersection_union(pred: Tensor,
             to 0 are void).
         ignore_index: Void label of hard targets.
         weight: Optional per-pixel weight ``(N, H, W)``.
+        label_patch: Side ``f`` of the non-overlapping patches over which
+            labels and prediction are pooled first (1: per pixel). With
+            ``f > 1`` each patch ``j`` of valid-pixel weight ``w_j`` (the
+            weighted count of its valid pixels) carries the soft label
+            ``p_jk``, its class distribution (the paper's down-sampled soft
+            ground truth, sec. 3.1), and the prediction ``p^_jk``, the mean
+            softmax over its valid pixels; ``E[I_k] = sum_j w_j p^_jk
+            p_jk`` and ``E[U_k] = sum_j w_j (p^_jk + p_jk - p^_jk p_jk)``.
+            The label mass is unchanged; ``H`` and ``W`` must be multiples
+            of ``f`` (``(N, C, H, W)`` inputs only).
 
     Returns:
         tuple: ``E[I]``, ``E[U]`` and the label mass ``sum_i p_ik``, each
@@ -73,10 +84,29 @@ def expected_intersection_union(pred: Tensor,
     if weight is not None:
         mask = mask * weight.to(dtype)
     mask = mask.unsqueeze(1)
+    if label_patch != 1:
+        prob, labels, mask = _pooled(prob, labels, mask, label_patch)
     dims = [0] + list(range(2, pred.dim()))
     inter = (prob * labels * mask).sum(dims)
     union = ((prob + labels - prob * labels) * mask).sum(dims)
     return inter, union, (labels * mask).sum(dims)
+
+
+def _pooled(prob: Tensor, labels: Tensor, mask: Tensor,
+            patch: int) -> Tuple[Tensor, Tensor, Tensor]:
+    """Patch means of ``prob`` and ``labels`` over the valid pixels, and
+    each patch's weight ``(N, 1, H/f, W/f)`` (see
+    :func:`expected_intersection_union`, ``label_patch``)."""
+    if prob.dim() != 4 or prob.shape[2] % patch or prob.shape[3] % patch:
+        raise ValueError(f'`label_patch`={patch} needs (N, C, H, W) logits '
+                         'with H and W multiples of it, got '
+                         f'{tuple(prob.shape)}')
+    area = float(patch * patch)
+    weight = F.avg_pool2d(mask, patch) * area
+    safe = weight.clamp_min(torch.finfo(weight.dtype).tiny)
+    prob = F.avg_pool2d(prob * mask, patch) * area / safe
+    labels = F.avg_pool2d(labels * mask, patch) * area / safe
+    return prob, labels, weight
 
 
 class _ExpectedOverlapLoss(nn.Module):
@@ -86,12 +116,18 @@ class _ExpectedOverlapLoss(nn.Module):
     def __init__(self,
                  loss_weight: float = 1.0,
                  eps: float = 1e-6,
+                 label_patch: int = 1,
                  loss_name: Optional[str] = None):
         super().__init__()
         if eps <= 0:
             raise ValueError(f'`eps` must be > 0, got {eps}')
+        if isinstance(label_patch, bool) or not isinstance(label_patch, int) \
+                or label_patch < 1:
+            raise ValueError('`label_patch` must be an int >= 1, got '
+                             f'{label_patch!r}')
         self.loss_weight = float(loss_weight)
         self.eps = float(eps)
+        self.label_patch = label_patch
         self._loss_name = check_loss_name(loss_name or self.default_name)
 
     def forward(self,
@@ -101,12 +137,53 @@ class _ExpectedOverlapLoss(nn.Module):
                 ignore_index: int = IGNORE_INDEX,
                 **kwargs) -> Tensor:
         inter, union, mass = expected_intersection_union(
-            pred, target, ignore_index, weight)
+            pred, target, ignore_index, weight, self.label_patch)
         present = mass > 0
         if not present.any():  # every pixel void: no signal, keep the graph
             return pred.sum() * 0.0
         ratio = self.per_class(inter[present], union[present])
         return self.loss_weight * ratio.mean().to(pred.dtype)
+
+    def diagnostics(self,
+                    pred: Tensor,
+                    target: Tensor,
+                    weight: Optional[Tensor] = None,
+                    ignore_index: int = IGNORE_INDEX,
+                    border: int = 8,
+                    **kwargs) -> dict:
+        """The class with the largest per-class term of this batch, and
+        where its labelled pixels are (logged by
+        :class:`~mmseg_ood.models.losses.MonitoredLoss`).
+
+        Returns:
+            dict: ``max_term`` (its per-class term), ``max_term_class``
+            (its index), ``max_term_pixels`` (its label mass in the batch),
+            ``max_term_inter`` (its ``E[I]``), ``max_term_border``
+            (the share of its label mass within ``border`` pixels of a crop
+            edge; NaN for ``(N, C)`` inputs), and ``classes_present``.
+            Empty if every pixel is void.
+        """
+        inter, union, mass = expected_intersection_union(
+            pred, target, ignore_index, weight, self.label_patch)
+        present = mass > 0
+        if not present.any():
+            return {}
+        terms = torch.full_like(inter, -float('inf'))
+        terms[present] = self.per_class(inter[present], union[present])
+        k = int(terms.argmax())
+        near_edge = float('nan')
+        if pred.dim() == 4:
+            labels, valid = _target_probabilities(target, pred.shape[1],
+                                                  ignore_index)
+            m = labels[:, k] * valid
+            inner = m[:, border:-border, border:-border].sum() \
+                if min(m.shape[1:]) > 2 * border else m.new_zeros(())
+            near_edge = float(1 - inner / m.sum())
+        return dict(max_term=float(terms[k]), max_term_class=k,
+                    max_term_pixels=float(mass[k]),
+                    max_term_inter=float(inter[k]),
+                    max_term_border=near_edge,
+                    classes_present=int(present.sum()))
 
     def per_class(self, inter: Tensor, union: Tensor) -> Tensor:
         raise NotImplementedError
@@ -139,6 +216,9 @@ class UOILoss(_ExpectedOverlapLoss):
     Args:
         loss_weight: Factor of the loss.
         eps: Lower bound of the expected intersection.
+        label_patch: Pool labels and prediction over ``f x f`` patches
+            first (the paper's coarse soft labels, sec. 3.1; see
+            :func:`expected_intersection_union`); 1: per pixel.
         loss_name: Key in the loss dict (must start with ``loss_``).
 
     Example:
@@ -166,6 +246,8 @@ class IoULoss(_ExpectedOverlapLoss):
     Args:
         loss_weight: Factor of the loss.
         eps: Lower bound of the expected union.
+        label_patch: Pool labels and prediction over ``f x f`` patches
+            first, as in :class:`UOILoss`; 1: per pixel.
         loss_name: Key in the loss dict (must start with ``loss_``).
 
     References:
