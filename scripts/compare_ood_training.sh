@@ -15,6 +15,9 @@
 # evaluation (e.g. a shorter schedule for a smoke run). SEED=N trains the
 # variants with randomness.seed=N into WORK[/finetune]-seedN (a fine-tune
 # still starts from the seed-0 scratch baseline).
+# RERANK=1 (with FINETUNE=1): the UOI paper's measurement, proposal
+# re-ranking by eq. 17 (tools/rerank_proposals.py): candidates from the
+# scratch baseline, picked by each plain-head variant (WORK/reranking/).
 # The UOI diagnosis (README): FINETUNE=1 with the variants uoi-ce-noclip
 # (the collapse, measured), uoi-ce (clipped), uoi-ce-ftlr-noclip (a lower
 # fine-tune lr alone), uoi-ce-patch4-noclip (coarse soft labels alone), uoi.
@@ -64,6 +67,10 @@ train() {  # train WORK_DIR CONFIG [--cfg-options ...]: unless trained
 }
 
 for v in "${VARIANTS[@]}"; do config "$v" > /dev/null; done  # all known
+if [[ -n ${RERANK:-} && -z ${FINETUNE:-} ]]; then
+    echo '[compare] RERANK=1 needs FINETUNE=1 (the scratch baseline makes the candidates)' >&2
+    exit 1
+fi
 $PY tools/make_synthetic.py "$MMSEG_OOD_DATA" --variants objects
 if [[ -n ${FINETUNE:-} ]]; then
     # the starting point: the baseline from scratch (seed 0, whatever SEED)
@@ -99,3 +106,16 @@ $PY tools/training_curves.py "${dirs[@]}" --names "${VARIANTS[@]}" \
     --out "$WORK/curves"
 $PY tools/compare_results.py "$WORK" "${VARIANTS[@]}" \
     --out "$WORK/comparison.md"
+if [[ -n ${RERANK:-} ]]; then
+    # the UOI paper's measurement (eq. 17): every plain-head variant
+    # re-ranks candidates made from the scratch baseline's output
+    nets=()
+    for v in "${VARIANTS[@]}"; do
+        head=${v%%-*}
+        [[ $head == ibe || $head == scribe ]] && continue
+        nets+=("$v=$(cat "$WORK/$v/last_checkpoint")")
+    done
+    $PY tools/rerank_proposals.py "$(config baseline)" \
+        --checkpoints "${nets[@]}" --proposals "$start" \
+        --work-dir "$WORK/reranking" ${EXTRA[@]+--cfg-options "${EXTRA[@]}"}
+fi
