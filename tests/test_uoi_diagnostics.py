@@ -268,3 +268,23 @@ def test_uoi_controls_change_only_what_they_name():
     assert uoi.model.decode_head.loss_decode == [dict(
         type='MonitoredLoss', loss=dict(type='UOILoss', loss_weight=1.0))]
     assert uoi.optim_wrapper == ref.optim_wrapper
+
+
+def test_fine_tuning_schedule_configs_change_only_the_schedule():
+    """uoi-ce-ftlr and its cross-entropy control ftlr: AdamW at 2e-4, one
+    poly decay from iteration 0, everything else as their references."""
+    schedule = [dict(type='PolyLR', eta_min=1e-5, power=0.9, begin=0,
+                     end=300, by_epoch=False)]
+    base = osp.join(CONFIGS, 'synthetic', 'deeplabv3plus_r18-d8_1xb8-300it_'
+                    'synthetic-objects-128x128.py')
+    for variant, ref_path in (('uoi-ce-ftlr', OBJECTS_UOI_CE),
+                              ('ftlr', base)):
+        cfg = Config.fromfile(_objects(variant) if variant != 'ftlr' else
+                              base.replace('-d8_', '-d8-ftlr_'))
+        ref = Config.fromfile(ref_path)
+        assert cfg.param_scheduler == schedule
+        assert cfg.optim_wrapper.optimizer.lr == 2e-4
+        cfg.optim_wrapper.optimizer.lr = ref.optim_wrapper.optimizer.lr
+        assert cfg.optim_wrapper == ref.optim_wrapper
+        assert cfg.model == ref.model
+        assert cfg.train_cfg == ref.train_cfg
