@@ -288,3 +288,36 @@ def test_fine_tuning_schedule_configs_change_only_the_schedule():
         assert cfg.optim_wrapper == ref.optim_wrapper
         assert cfg.model == ref.model
         assert cfg.train_cfg == ref.train_cfg
+
+
+def test_min_class_pixels_leaves_out_small_classes():
+    """The deviation, off by default: a class with at most m labelled
+    pixels leaves the mean exactly like an absent class."""
+    from mmseg_ood.models.losses import expected_intersection_union
+    torch.manual_seed(4)
+    logits = torch.randn(1, 3, 6, 6, dtype=torch.float64)
+    target = torch.zeros(1, 6, 6, dtype=torch.long)
+    target[0, 2:5, 2:5] = 1
+    target[0, 0, :2] = 2  # a 2-pixel fragment
+    inter, union, _ = expected_intersection_union(logits, target)
+    terms = (union / inter).numpy()
+    full = _build(dict(type='UOILoss'))(logits, target)
+    assert float(full) == pytest.approx(terms.mean())
+    cut = _build(dict(type='UOILoss', min_class_pixels=2))
+    assert float(cut(logits, target)) == pytest.approx(terms[:2].mean())
+    assert cut.diagnostics(logits, target)['classes_present'] == 2
+    # "at most m": 2 pixels stay in with m = 1.5
+    assert float(_build(dict(type='UOILoss', min_class_pixels=1.5))(
+        logits, target)) == pytest.approx(terms.mean())
+    with pytest.raises(ValueError, match='`min_class_pixels` must be >= 0'):
+        _build(dict(type='UOILoss', min_class_pixels=-1))
+
+
+def test_min_pixels_control_changes_only_the_loss():
+    ref = Config.fromfile(OBJECTS_UOI_CE)
+    cfg = Config.fromfile(_objects('uoi-ce-minpix64'))
+    uoi = cfg.model.decode_head.loss_decode[0].loss
+    assert uoi.pop('min_class_pixels') == 64
+    assert cfg.model == ref.model
+    assert cfg.optim_wrapper == ref.optim_wrapper
+    assert 'CONTROL' in open(_objects('uoi-ce-minpix64')).read()

@@ -117,6 +117,7 @@ class _ExpectedOverlapLoss(nn.Module):
                  loss_weight: float = 1.0,
                  eps: float = 1e-6,
                  label_patch: int = 1,
+                 min_class_pixels: float = 0.0,
                  loss_name: Optional[str] = None):
         super().__init__()
         if eps <= 0:
@@ -128,6 +129,10 @@ class _ExpectedOverlapLoss(nn.Module):
         self.loss_weight = float(loss_weight)
         self.eps = float(eps)
         self.label_patch = label_patch
+        if not min_class_pixels >= 0:
+            raise ValueError('`min_class_pixels` must be >= 0, got '
+                             f'{min_class_pixels!r}')
+        self.min_class_pixels = float(min_class_pixels)
         self._loss_name = check_loss_name(loss_name or self.default_name)
 
     def forward(self,
@@ -138,7 +143,7 @@ class _ExpectedOverlapLoss(nn.Module):
                 **kwargs) -> Tensor:
         inter, union, mass = expected_intersection_union(
             pred, target, ignore_index, weight, self.label_patch)
-        present = mass > 0
+        present = mass > self.min_class_pixels
         if not present.any():  # every pixel void: no signal, keep the graph
             return pred.sum() * 0.0
         ratio = self.per_class(inter[present], union[present])
@@ -165,7 +170,7 @@ class _ExpectedOverlapLoss(nn.Module):
         """
         inter, union, mass = expected_intersection_union(
             pred, target, ignore_index, weight, self.label_patch)
-        present = mass > 0
+        present = mass > self.min_class_pixels
         if not present.any():
             return {}
         terms = torch.full_like(inter, -float('inf'))
@@ -219,6 +224,13 @@ class UOILoss(_ExpectedOverlapLoss):
         label_patch: Pool labels and prediction over ``f x f`` patches
             first (the paper's coarse soft labels, sec. 3.1; see
             :func:`expected_intersection_union`); 1: per pixel.
+        min_class_pixels: **A deviation from the paper, off by default
+            (0).** Classes whose label mass in the batch is at most this
+            many pixels are left out of the mean like absent classes:
+            ``(1/K'') sum_{k: sum_i p_ik > m} E[U_k] / E[I_k]``. A class
+            present only as a fragment the model misses has ``E[I_k]``
+            near 0 and a term that dwarfs the others (README, "UOI + CE:
+            why it collapsed"); this drops such terms.
         loss_name: Key in the loss dict (must start with ``loss_``).
 
     Example:
@@ -248,6 +260,8 @@ class IoULoss(_ExpectedOverlapLoss):
         eps: Lower bound of the expected union.
         label_patch: Pool labels and prediction over ``f x f`` patches
             first, as in :class:`UOILoss`; 1: per pixel.
+        min_class_pixels: Leave out classes with at most this label mass,
+            as in :class:`UOILoss` (a deviation from the paper; 0: off).
         loss_name: Key in the loss dict (must start with ``loss_``).
 
     References:
