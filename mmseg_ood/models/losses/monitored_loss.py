@@ -44,6 +44,10 @@ class MonitoredLoss(nn.Module):
       ``diagnostics(pred, target, **kwargs)`` if it has one
       (:meth:`UOILoss.diagnostics`).
 
+    The keys carry the loss name only, not the head: to monitor the same
+    loss in two heads (decode and auxiliary), give them distinct
+    ``loss_name`` s.
+
     mmengine's optimizer wrapper logs the total parameter-gradient norm as
     ``grad_norm`` when ``optim_wrapper.clip_grad`` is set. mmengine's
     ``LogProcessor`` averages keys with ``loss`` or ``grad_norm`` in their
