@@ -144,7 +144,8 @@ class _ExpectedOverlapLoss(nn.Module):
         inter, union, mass = expected_intersection_union(
             pred, target, ignore_index, weight, self.label_patch)
         present = mass > self.min_class_pixels
-        if not present.any():  # every pixel void: no signal, keep the graph
+        if not present.any():  # all void (or every class below
+            # min_class_pixels): no signal, keep the graph
             return pred.sum() * 0.0
         ratio = self.per_class(inter[present], union[present])
         return self.loss_weight * ratio.mean().to(pred.dtype)
@@ -216,7 +217,8 @@ class UOILoss(_ExpectedOverlapLoss):
     (their probability mass is taken from those), and by the cross entropy
     usually combined with it (the paper's best: 0.7 UOI + 0.3 CE, through
     mmseg's list of ``loss_decode``). ``E[I_k]`` is clamped at ``eps``.
-    A batch with no valid pixel gives 0.
+    A batch with no valid pixel (or, with ``min_class_pixels``, no class
+    above it) gives 0.
 
     Args:
         loss_weight: Factor of the loss.
