@@ -181,3 +181,17 @@ def test_tool_end_to_end(tmp_path, synthetic_root, trained_work_dir):
                    'nameless', '--proposals', ckpt, '--work-dir', str(work),
                    check=False)
     assert bad.returncode == 2 and 'expected NAME=CHECKPOINT' in bad.stderr
+
+
+def test_api_refuses_bad_requests_before_loading():
+    from mmseg_ood.apis import rerank_proposals
+    with pytest.raises(ValueError, match='no networks'):
+        rerank_proposals(STREET_CONFIG, {}, 'p.pth')
+    with pytest.raises(ValueError, match='`num_candidates` must be >= 2'):
+        rerank_proposals(STREET_CONFIG, {'a': 'a.pth'}, 'p.pth',
+                         num_candidates=1)
+    with pytest.raises(ValueError, match='`max_images` must be >= 1'):
+        rerank_proposals(STREET_CONFIG, {'a': 'a.pth'}, 'p.pth',
+                         max_images=0)
+    with pytest.raises(FileNotFoundError, match="checkpoint of 'proposal'"):
+        rerank_proposals(STREET_CONFIG, {'a': 'a.pth'}, 'missing.pth')

@@ -90,6 +90,8 @@ def rerank_proposals(config: str,
     if num_candidates < 2:
         raise ValueError('`num_candidates` must be >= 2 to re-rank, got '
                          f'{num_candidates}')
+    if max_images is not None and max_images < 1:
+        raise ValueError(f'`max_images` must be >= 1, got {max_images}')
     for name, path in [('proposal', proposal_checkpoint),
                        *checkpoints.items()]:
         if not osp.isfile(path):
