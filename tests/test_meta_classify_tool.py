@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from conftest import QUICK_OPTIONS, STREET_CONFIG, run_tool, score_quantiles
+from conftest import (ONE_THREAD_ENV, QUICK_OPTIONS, STREET_CONFIG, run_tool,
+                      score_quantiles)
 
 
 def _ckpt(work_dir):
@@ -44,7 +45,7 @@ def meta_run(tmp_path_factory, trained_work_dir, synthetic_root, thresholds):
                     '--scorer', 'max_logit', '--thresholds',
                     *map(repr, thresholds), '--cv', '2', '--save', save,
                     '--cfg-options', *QUICK_OPTIONS,
-                    env={'MMSEG_OOD_DATA': synthetic_root})
+                    env={'MMSEG_OOD_DATA': synthetic_root, **ONE_THREAD_ENV})
     return work, save, proc
 
 
@@ -102,7 +103,8 @@ def test_ood_test_applies_the_classifier(meta_run, tmp_path, synthetic_root,
     run_tool('ood_test.py', STREET_CONFIG, _ckpt(trained_work_dir),
              '--work-dir', out, '--scorers', 'max_logit', 'msp',
              '--meta-classifier', save, '--no-id-eval', '--cfg-options',
-             *QUICK_OPTIONS, env={'MMSEG_OOD_DATA': synthetic_root})
+             *QUICK_OPTIONS,
+             env={'MMSEG_OOD_DATA': synthetic_root, **ONE_THREAD_ENV})
     payload = json.load(open(osp.join(out, 'results.json')))
     assert payload['id_miou'] == {}        # --no-id-eval
     scorers = payload['results']['synthetic_ood']
