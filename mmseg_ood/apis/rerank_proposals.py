@@ -14,7 +14,7 @@ import torch
 from ..evaluation.proposal_reranking import (ConfusionAccumulator,
                                              image_miou, reranking_scores,
                                              segment_flip_candidates)
-from ..evaluation.report import dump_json
+from ..evaluation.report import dump_json, dump_text
 from ..utils import load_config
 from .score import init_model
 
@@ -158,10 +158,7 @@ def rerank_proposals(config: str,
         md = reranking_markdown(result)
         dump_json(dict(schema=1, **result),
                   osp.join(out_dir, 'reranking.json'))
-        tmp = osp.join(out_dir, 'reranking.md.tmp')
-        with open(tmp, 'w') as f:
-            f.write(md)
-        os.replace(tmp, osp.join(out_dir, 'reranking.md'))
+        dump_text(md, osp.join(out_dir, 'reranking.md'))
     return result
 
 

@@ -57,6 +57,12 @@ def dump_json(payload, path: str) -> None:
                                    allow_nan=False))
 
 
+def dump_text(text: str, path: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file, then
+    ``os.replace``)."""
+    _atomic_write(path, text)
+
+
 def _atomic_write(path: str, text: str) -> None:
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:

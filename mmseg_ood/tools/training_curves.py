@@ -36,6 +36,7 @@ def main(argv=None):
                                                       plot_curves,
                                                       read_scalars,
                                                       spikes_markdown)
+    from mmseg_ood.evaluation.report import dump_text
     names = args.names or [osp.basename(osp.normpath(w))
                            for w in args.work_dirs]
     try:
@@ -44,12 +45,8 @@ def main(argv=None):
         raise SystemExit(f'training_curves: error: {e}')
     os.makedirs(args.out, exist_ok=True)
     md = osp.join(args.out, 'training_curves.md')
-    with open(md + '.tmp', 'w') as f:
-        f.write(curves_markdown(runs))
-        spikes = spikes_markdown(runs)
-        if spikes:
-            f.write('\n' + spikes)
-    os.replace(md + '.tmp', md)
+    spikes = spikes_markdown(runs)
+    dump_text(curves_markdown(runs) + ('\n' + spikes if spikes else ''), md)
     png = plot_curves(runs, osp.join(args.out, 'training_curves.png'))
     print(f'[training_curves] {md}, {png}')
     return runs
