@@ -122,9 +122,14 @@ def run_tool(script, *args, env=None, check=True, nproc=None):
         launch + [osp.join(REPO, 'tools', script), *args],
         capture_output=True, text=True, env=full_env, cwd=REPO, timeout=900)
     if check and proc.returncode != 0:
+        # under torchrun the first rank to fail prints the cause; the tail
+        # is the other ranks' reaction to it, so show both
+        first = proc.stderr.find('Traceback')
+        cause = proc.stderr[first:first + 6000] if first >= 0 else ''
         raise AssertionError(
             f'{script} failed with {proc.returncode}:\n{proc.stdout[-4000:]}'
-            f'\n{proc.stderr[-4000:]}')
+            f'\n--- first traceback ---\n{cause}'
+            f'\n--- end of stderr ---\n{proc.stderr[-4000:]}')
     return proc
 
 

@@ -197,6 +197,9 @@ def robustness_test(models: Sequence[ModelSpec],
                             f"model {models[0].name!r}'s test set")
         for p in presets:
             check_dataset_files(p.dataset, f'dataset {p.name!r} ({p.path})')
+        # the first Runner sets up the process group: ask for the rank
+        # after it (before, every rank is rank 0 of 1)
+        first.runner  # noqa: B018
         rank0 = get_dist_info()[0] == 0
         todo = [(cell, key) for cell in cells for key in sessions
                 if cell_key(key[0], *cell, key[1]) not in done]

@@ -6,6 +6,7 @@ import json
 import math
 import os
 import os.path as osp
+import tempfile
 from typing import Dict
 
 COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'),
@@ -64,10 +65,26 @@ def dump_text(text: str, path: str) -> None:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    tmp = path + '.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
+    # a temporary name of its own: two writers of one path (two processes,
+    # a rerun beside a running job) never replace each other's half file
+    fd, tmp = tempfile.mkstemp(dir=osp.dirname(osp.abspath(path)),
+                               prefix=osp.basename(path) + '.',
+                               suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'w') as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if osp.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def markdown_table(results: Dict[str, Dict[str, dict]],
