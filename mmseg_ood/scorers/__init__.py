@@ -5,7 +5,7 @@ higher = more OOD.
 """
 from .background import BackgroundProbability
 from .base import (OOD_SCORERS, BaseScorer, ScoreInputs,
-                   UnsupportedScorerError, build_scorer)
+                   UnsupportedScorerError, build_scorer, parse_scorer_spec)
 from .energy import Energy
 from .entropy import Entropy
 from .gen import GeneralizedEntropy
@@ -20,7 +20,7 @@ from .sml import StandardizedMaxLogit
 
 __all__ = [
     'OOD_SCORERS', 'BaseScorer', 'ScoreInputs', 'UnsupportedScorerError',
-    'build_scorer', 'MaxSoftmax', 'Entropy', 'MaxLogit',
+    'build_scorer', 'parse_scorer_spec', 'MaxSoftmax', 'Entropy', 'MaxLogit',
     'StandardizedMaxLogit', 'Energy', 'EmbeddingNorm', 'NormalizedMaxLogit',
     'NormalizedEnergy', 'BackgroundProbability', 'RejectedByAll',
     'NoObjectMass', 'GeneralizedEntropy'

@@ -6,6 +6,7 @@ Shapes: logits ``(N, C, H, W)`` -> ``(N, H, W)``, or ``(N, C)`` -> ``(N,)``.
 """
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -262,16 +263,64 @@ def check_num_classes(name: str, logits: Tensor) -> int:
     return num_classes
 
 
-def build_scorer(cfg: Union[dict, str]) -> BaseScorer:
-    """Build a scorer from ``dict(type=NAME, **params)`` or a bare name.
+def parse_scorer_spec(spec: str) -> dict:
+    """A scorer named in text -> its config dict.
+
+    ``'NAME'`` -> ``dict(type=NAME)``; ``'NAME:key=value[,key=value...]'``
+    also sets parameters, e.g. ``'n_energy:eta=1.5'`` -> ``dict(type=
+    'n_energy', eta=1.5)`` (the "N-Energy + CW" of the norm-decoupling
+    thesis, Table 5.1). Values are Python literals (``1.5``, ``True``,
+    ``None``); anything else stays a string (``stats_file=sml.json``). This
+    is how ``--scorers`` of ``tools/ood_test.py`` sets parameters; wherever
+    a scorer is given by name (``OODScoringHook``, ``score_image``), its
+    results are reported under the text as written.
 
     Raises:
-        ValueError: unknown ``type``; the message lists the registered names.
+        ValueError: an empty name, an empty parameter list after ``:``, an
+            item without ``=`` or with an empty key, or a key given twice;
+            the message quotes the text.
+    """
+    name, colon, rest = spec.partition(':')
+    name = name.strip()
+    if not name:
+        raise ValueError(f'scorer {spec!r}: no name before the parameters '
+                         "(write e.g. 'n_energy:eta=1.5')")
+    cfg = dict(type=name)
+    if not colon:
+        return cfg
+    if not rest.strip():
+        raise ValueError(f"scorer {spec!r}: nothing after ':' (write "
+                         "'NAME:key=value[,key=value...]', e.g. "
+                         "'n_energy:eta=1.5')")
+    for item in rest.split(','):
+        key, eq, text = (t.strip() for t in item.partition('='))
+        if not eq or not key:
+            raise ValueError(f'scorer {spec!r}: {item.strip()!r} is not '
+                             "'key=value'")
+        if key in cfg:
+            raise ValueError(f'scorer {spec!r}: {key!r} is given twice'
+                             if key != 'type' else
+                             f"scorer {spec!r}: 'type' is the name before "
+                             "':'")
+        try:
+            cfg[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            cfg[key] = text
+    return cfg
+
+
+def build_scorer(cfg: Union[dict, str]) -> BaseScorer:
+    """Build a scorer from ``dict(type=NAME, **params)``, a bare name, or
+    ``'NAME:key=value,...'`` (:func:`parse_scorer_spec`).
+
+    Raises:
+        ValueError: unknown ``type`` (the message lists the registered
+            names), or a malformed ``'NAME:...'``.
         TypeError: an argument the scorer does not take; the message lists
             the ones it does.
     """
     if isinstance(cfg, str):
-        cfg = dict(type=cfg)
+        cfg = parse_scorer_spec(cfg)
     if not isinstance(cfg, dict) or 'type' not in cfg:
         raise TypeError('a scorer config must be a dict with a `type` key or '
                         f'a name, got {cfg!r}')
