@@ -6,6 +6,8 @@ the package's configs, or any file) that defines::
     ood_dataset = dict(type=..., data_root=...)  # required
     component_preset = 'anomaly_track'           # SMIYC size filters
     smiyc_name = 'AnomalyTrack-all'              # dataset name of the export
+    whole_image = True     # no known class anywhere (IBE Table 2): the
+                           # background IoU, not pixel OOD metrics
 
 The presets ship with the package (see
 :func:`mmseg_ood.utils.config_root`), so
@@ -39,12 +41,17 @@ class DatasetPreset:
             :data:`~mmseg_ood.evaluation.SIZE_PRESETS`.
         smiyc_name: Dataset name in the SMIYC export layout.
         path: The preset file.
+        whole_image: A whole-image OOD set (every pixel background, e.g.
+            textures or noise): evaluated with the background IoU
+            (:class:`~mmseg_ood.evaluation.BackgroundIoUMetric`) instead
+            of the pixel OOD metrics.
     """
     name: str
     dataset: dict
     component_preset: str = 'anomaly_track'
     smiyc_name: str = ''
     path: str = ''
+    whole_image: bool = False
 
 
 def dataset_preset_dir() -> str:
@@ -65,7 +72,8 @@ def load_dataset_preset(spec: str) -> DatasetPreset:
 
     Raises:
         ValueError: an unknown name (listing the available ones), a file
-            without ``ood_dataset``, or an unknown ``component_preset``.
+            without ``ood_dataset``, an unknown ``component_preset``, or a
+            ``whole_image`` that is not a bool.
     """
     path = spec if spec.endswith('.py') else osp.join(dataset_preset_dir(),
                                                       f'{spec}.py')
@@ -87,6 +95,11 @@ def load_dataset_preset(spec: str) -> DatasetPreset:
     if not isinstance(smiyc_name, str) or not smiyc_name:
         raise ValueError(f'{path}: `smiyc_name` must be a non-empty str, got '
                          f'{smiyc_name!r}')
+    whole_image = cfg.get('whole_image', False)
+    if not isinstance(whole_image, bool):
+        raise ValueError(f'{path}: `whole_image` must be True or False, got '
+                         f'{whole_image!r}')
     return DatasetPreset(name=name, dataset=cfg.ood_dataset.to_dict(),
                          component_preset=component_preset,
-                         smiyc_name=smiyc_name, path=path)
+                         smiyc_name=smiyc_name, path=path,
+                         whole_image=whole_image)

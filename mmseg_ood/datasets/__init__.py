@@ -11,6 +11,7 @@ from .outlier_proxy import OutlierMixDataset, OutlierProxyDataset
 from .synthetic import SyntheticObjectsDataset, SyntheticStreetDataset
 from .transforms import (LoadImageFromFileChecked, LoadOODAnnotations,
                          with_ood_annotations, without_annotations)
+from .whole_image import WholeImageOODDataset
 
 __all__ = [
     'check_dataset_files', 'CORRUPTIONS', 'ImageCorruption',
@@ -23,5 +24,5 @@ __all__ = [
     'without_annotations',
     'value_lut', 'listed_values',
     'OutlierProxyDataset',
-    'OutlierMixDataset'
+    'OutlierMixDataset', 'WholeImageOODDataset'
 ]

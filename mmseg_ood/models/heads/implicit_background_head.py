@@ -8,6 +8,21 @@ implicit background logit ``v_BG = -logsumexp(v_FG)`` (IBE eq. 5) at
 ``pred_sem_seg``, slide inference, TTA) sees the k-vector, so the wrapped
 head's own ``loss_by_feat`` / ``predict_by_feat`` run unchanged.
 
+Where the background logit is built (``background_logit``): mmseg resizes
+the head's logits bilinearly, to the label size in ``loss_by_feat`` and to
+the input (or slide-window crop) size in ``predict_by_feat``.
+``'before_resize'`` (default) inserts ``v_BG`` at the head's resolution and
+lets mmseg resize it with the foreground logits; ``'after_resize'`` resizes
+the k-1 foreground logits and builds ``v_BG`` from the resized ones (the
+paper's "three lines" after the model's upsampling to the input size).
+Since ``-logsumexp`` is not linear the two differ between the head's pixels.
+Both settings have the same parameters, so checkpoints serve either.
+Unchanged by the setting: ``forward`` (the k-vector at the head's
+resolution, which the OOD scorers read before mmseg resizes), and what
+mmseg does after ``predict_by_feat``: slide inference averages the crops'
+k-vectors where windows overlap, and ``postprocess_result`` resizes them to
+``ori_shape`` when the test pipeline resized the image.
+
 Cascade segmentors (OCRNet): wrap the last head; its ``forward(inputs,
 prev_output)`` signature is passed through. The auxiliary head is left
 alone unless it is wrapped too.
@@ -17,17 +32,25 @@ from __future__ import annotations
 import copy
 from typing import List, Optional
 
+import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+from mmseg.models.utils import resize
 from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...implicit_background import (check_background_index,
+                                    foreground_logits,
                                     implicit_background_logits)
 from ...utils.arguments import strict_arguments
 
 _CE_TYPES = ('CrossEntropyLoss', 'mmseg.CrossEntropyLoss')
+
+#: Values of ``background_logit``: build ``v_BG`` at the head's resolution
+#: and resize it with the foreground logits, or resize the foreground
+#: logits first and build ``v_BG`` from them.
+BACKGROUND_LOGIT_PLACES = ('before_resize', 'after_resize')
 
 
 class ImplicitBackgroundHead(BaseModule):
@@ -39,6 +62,12 @@ class ImplicitBackgroundHead(BaseModule):
             k, the number of classes including the background.
         background_index: Index of the background class in the k-vector
             (VOC: 0).
+        background_logit: ``'before_resize'`` (default): ``v_BG`` is built
+            from the foreground logits at the head's resolution and mmseg
+            resizes it with them; ``'after_resize'``: the foreground logits
+            are resized (to the label size for the loss, to the input size
+            in ``predict_by_feat``) and ``v_BG`` is built from the resized
+            ones. No parameter depends on it.
         init_cfg: Initialization config of the wrapper (the wrapped head
             keeps its own).
 
@@ -56,9 +85,14 @@ class ImplicitBackgroundHead(BaseModule):
     def __init__(self,
                  head: dict,
                  background_index: int = 0,
+                 background_logit: str = 'before_resize',
                  init_cfg: Optional[dict] = None):
         super().__init__(init_cfg)
         name = type(self).__name__
+        if background_logit not in BACKGROUND_LOGIT_PLACES:
+            raise ValueError(f'{name}: `background_logit` must be one of '
+                             f'{BACKGROUND_LOGIT_PLACES}, got '
+                             f'{background_logit!r}')
         if not isinstance(head, dict) or 'type' not in head:
             raise TypeError(f'{name}: `head` must be a decode-head config '
                             f'dict with a `type`, got {head!r}')
@@ -87,6 +121,7 @@ class ImplicitBackgroundHead(BaseModule):
                 f'{type(self.head).__name__}'
                 '; mask-classification heads have no per-pixel classifier')
         self.background_index = background_index
+        self.background_logit = background_logit
         self.num_classes = k
         self.out_channels = k
 
@@ -122,11 +157,37 @@ class ImplicitBackgroundHead(BaseModule):
 
     def loss_by_feat(self, seg_logits: Tensor,
                      batch_data_samples: list) -> dict:
+        """The wrapped head's losses on the k-vector ``seg_logits``
+        ``(N, k, h, w)``. With ``background_logit='after_resize'`` the
+        foreground logits are first resized to the label size as mmseg's
+        ``BaseDecodeHead.loss_by_feat`` resizes (bilinear, the head's
+        ``align_corners``) and ``v_BG`` is rebuilt from them; the wrapped
+        head's own resize is then to the same size, the identity."""
+        if self.background_logit == 'after_resize':
+            bg = self.background_index
+            size = batch_data_samples[0].gt_sem_seg.data.shape[-2:]
+            fg = resize(foreground_logits(seg_logits, bg), size=size,
+                        mode='bilinear', align_corners=self.align_corners)
+            seg_logits = implicit_background_logits(fg, bg)
         return self.head.loss_by_feat(seg_logits, batch_data_samples)
 
     def predict_by_feat(self, seg_logits: Tensor,
                         batch_img_metas: List[dict]) -> Tensor:
-        return self.head.predict_by_feat(seg_logits, batch_img_metas)
+        """The wrapped head's ``predict_by_feat`` (the resize to the input
+        or crop size) of the k-vector ``(N, k, h, w)``. With
+        ``background_logit='after_resize'`` the foreground logits are
+        resized and ``v_BG`` is rebuilt from them. Channels beyond the k
+        (score maps that :class:`~mmseg_ood.models.OODScoring` appends)
+        are resized as they are."""
+        if self.background_logit == 'before_resize':
+            return self.head.predict_by_feat(seg_logits, batch_img_metas)
+        bg, k = self.background_index, self.num_classes
+        fg = foreground_logits(seg_logits[:, :k], bg)
+        out = self.head.predict_by_feat(
+            torch.cat([fg, seg_logits[:, k:]], dim=1), batch_img_metas)
+        full = implicit_background_logits(out[:, :k - 1], bg)
+        return torch.cat([full, out[:, k - 1:]], dim=1) \
+            if seg_logits.shape[1] > k else full
 
 
 @MODELS.register_module()
