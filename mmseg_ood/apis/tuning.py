@@ -1,12 +1,17 @@
 """The grid of ``ood_test --tune``: norm-decoupled scorers over eta, delta
-and the temperature, all scored from one forward pass per image."""
+and the temperature, all scored from one forward pass per image.
+
+Each tuned parameter takes the default values of :data:`TUNE_GRID` or a
+list of its own (``--tune temperature=0.01,0.1,1 eta``, parsed by
+:func:`tune_values`)."""
 from __future__ import annotations
 
 import itertools
-from typing import Dict, List, Optional, Sequence
+import math
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 __all__ = ['TUNE_GRID', 'tuning_scorers', 'restrict_grid', 'tunable_types',
-           'best_of_grid']
+           'best_of_grid', 'tune_values', 'TuneSpec']
 
 #: Values tried for each tunable parameter.
 TUNE_GRID = dict(eta=(0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
@@ -14,6 +19,11 @@ TUNE_GRID = dict(eta=(0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
                  temperature=(0.5, 1.0, 2.0, 5.0))
 #: The scorers' defaults (a parameter not tuned stays at its default).
 DEFAULTS = dict(eta=1.0, delta=0.0, temperature=1.0)
+
+
+#: What ``tune`` may be: items ``'eta'`` (the default grid) or
+#: ``'eta=0,0.5,1'``, or a mapping ``{'eta': (0, 0.5, 1) or None}``.
+TuneSpec = Union[Sequence[str], Mapping[str, Optional[Sequence[float]]]]
 
 
 def check_tuned(tune: Sequence[str]) -> None:
@@ -27,19 +37,113 @@ def check_tuned(tune: Sequence[str]) -> None:
         raise ValueError(f'`tune` names {twice} more than once')
 
 
-def tuning_scorers() -> Dict[str, dict]:
+def _number(param: str, text) -> float:
+    """One grid value of ``param``, checked against its range (eta: any
+    finite number; delta: [0, 1], thesis eq. 5.7; temperature: > 0, eq.
+    4.20)."""
+    if isinstance(text, bool):
+        raise ValueError(f'`tune` {param}: {text!r} is not a number')
+    try:
+        v = float(text)
+    except (TypeError, ValueError):
+        raise ValueError(f'`tune` {param}: {text!r} is not a number') \
+            from None
+    if not math.isfinite(v):
+        raise ValueError(f'`tune` {param}: values must be finite, got '
+                         f'{text!r}')
+    if param == 'temperature' and v <= 0:
+        raise ValueError(f'`tune` temperature must be > 0, got {text!r}')
+    if param == 'delta' and not 0.0 <= v <= 1.0:
+        raise ValueError(f'`tune` delta must be in [0, 1], got {text!r}')
+    return v
+
+
+def _values(param: str, given) -> Tuple[float, ...]:
+    """The grid of ``param``: ``None`` -> :data:`TUNE_GRID`'s; a string
+    ``'0,0.5,1'`` (or ``'[0,0.5,1]'``, as mmengine's ``--cfg-options``
+    writes lists), a number or a sequence of numbers -> those values."""
+    if given is None:
+        return tuple(TUNE_GRID[param])
+    if isinstance(given, str):
+        text = given.strip()
+        if len(text) >= 2 and text[0] + text[-1] in ('[]', '()'):
+            text = text[1:-1]
+        items = [t.strip() for t in text.split(',')]
+        if all(not t for t in items):
+            example = ','.join(f'{v:g}' for v in TUNE_GRID[param][:3])
+            raise ValueError(f'`tune` {param}= lists no values: give e.g. '
+                             f'{param}={example}')
+        if not all(items):
+            raise ValueError(f'`tune` {param}={given}: an empty value '
+                             '(two commas, or one at an end)')
+    elif isinstance(given, (int, float)):
+        items = [given]
+    else:
+        items = list(given)
+        if not items:
+            raise ValueError(f'`tune` {param}: the list of values is empty')
+    values = [_number(param, t) for t in items]
+    seen = {}
+    for v in values:  # grid points are named with `:g`
+        if f'{v:g}' in seen:
+            raise ValueError(f'`tune` {param} lists {v:g} twice'
+                             + ('' if seen[f'{v:g}'] == v else
+                                f' ({seen[f"{v:g}"]!r} and {v!r} are the '
+                                'same to 6 significant digits)'))
+        seen[f'{v:g}'] = v
+    return tuple(values)
+
+
+def tune_values(tune: TuneSpec) -> Dict[str, Tuple[float, ...]]:
+    """``tune`` as ``{parameter: grid values}``, in the order named.
+
+    Args:
+        tune: Items ``'eta'`` (the parameter's :data:`TUNE_GRID` values) or
+            ``'eta=0,0.5,1'`` (``--tune`` on the command line; also
+            ``'eta=[0,0.5,1]'``), or a mapping ``{'eta': values or None}``.
+
+    Raises:
+        ValueError: an unknown parameter, one named twice, an empty list,
+            a value that is not a finite number or out of range
+            (``temperature <= 0``, ``delta`` outside [0, 1]), or a value
+            listed twice; the message names the parameter and the value.
+    """
+    if isinstance(tune, str):
+        tune = [tune]
+    if isinstance(tune, Mapping):
+        pairs = [(str(k), v) for k, v in tune.items()]
+    else:
+        pairs = []
+        for item in tune:
+            if not isinstance(item, str):
+                raise ValueError(f'`tune` items must be strings such as '
+                                 f"'eta' or 'temperature=0.1,1', got "
+                                 f'{item!r}')
+            name, sep, rest = item.partition('=')
+            pairs.append((name.strip(), rest if sep else None))
+    check_tuned([name for name, _ in pairs])
+    return {name: _values(name, given) for name, given in pairs}
+
+
+def tuning_scorers(values: Optional[Mapping[str, Sequence[float]]] = None
+                   ) -> Dict[str, dict]:
     """The full grid: ``n_energy`` over (eta, delta, T), ``n_max_logit``
-    over (eta, delta), ``energy`` over T; point name -> scorer config."""
+    over (eta, delta), ``energy`` over T; point name -> scorer config.
+
+    Args:
+        values: Grid values of some parameters (:func:`tune_values`); the
+            others take :data:`TUNE_GRID`'s.
+    """
+    v = {**TUNE_GRID, **(values or {})}
     grid = {}
-    for eta, delta, t in itertools.product(TUNE_GRID['eta'],
-                                           TUNE_GRID['delta'],
-                                           TUNE_GRID['temperature']):
+    for eta, delta, t in itertools.product(v['eta'], v['delta'],
+                                           v['temperature']):
         grid[f'n_energy[eta={eta:g},delta={delta:g},T={t:g}]'] = dict(
             type='n_energy', eta=eta, delta=delta, temperature=t)
-    for eta, delta in itertools.product(TUNE_GRID['eta'], TUNE_GRID['delta']):
+    for eta, delta in itertools.product(v['eta'], v['delta']):
         grid[f'n_max_logit[eta={eta:g},delta={delta:g}]'] = dict(
             type='n_max_logit', eta=eta, delta=delta)
-    for t in TUNE_GRID['temperature']:
+    for t in v['temperature']:
         grid[f'energy[T={t:g}]'] = dict(type='energy', temperature=t)
     return grid
 

@@ -107,6 +107,12 @@ class OpenSetIoUMetric(AccumulatingMetric):
         ``mIoU@t=<t>`` (percent, as mmseg's ``IoUMetric``) for each ``t``,
         and ``mIoU`` for ``t = None``.
 
+    Attributes:
+        last_curve: After ``evaluate``, ``{t: mIoU in percent}``, not
+            rounded (``tools/ood_test.py --open-set-iou`` plots it with
+            :func:`~mmseg_ood.evaluation.figures.plot_open_set_miou`);
+            ``None`` before.
+
     References:
         Chan, Rottmann & Gottschalk, "Entropy Maximization and Meta
         Classification for Out-of-Distribution Detection in Semantic
@@ -131,6 +137,7 @@ class OpenSetIoUMetric(AccumulatingMetric):
         self.scorer = scorer
         self.thresholds = list(thresholds)
         self.ignore_index = ignore_index
+        self.last_curve: Optional[dict] = None
 
     def _new_accumulator(self, name: str = '') -> OpenSetIoUAccumulator:
         return OpenSetIoUAccumulator(len(self.dataset_meta['classes']),
@@ -151,7 +158,8 @@ class OpenSetIoUMetric(AccumulatingMetric):
         if not merged:
             return {}
         out = {}
-        for t, v in merged['areas'].compute().items():
+        self.last_curve = merged['areas'].compute()
+        for t, v in self.last_curve.items():
             key = 'mIoU' if t is None else f'mIoU@t={t:g}'
             out[key] = float(np.round(v, 2))
         print_log(f'open-set mIoU ({self.scorer}): {out}', logger='current')

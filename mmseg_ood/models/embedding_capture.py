@@ -9,7 +9,7 @@ logits are captured instead (:class:`QueryCapture`).
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
@@ -50,6 +50,47 @@ def final_classifier(head: nn.Module) -> Optional[nn.Conv2d]:
             conv.groups == 1:
         return conv
     return None
+
+
+def class_weight_norms(model: nn.Module,
+                       classes: Optional[Sequence[str]] = None
+                       ) -> Optional[dict]:
+    """The norms ``w_c = ||W_c||`` of the rows of the final 1x1 classifier.
+
+    The class weights of the norm-decoupling thesis (eq. 4.15-4.16: ``s_c =
+    ||W_c|| ||z|| cos(alpha_c)``), which the class-weight exponent eta
+    (eq. 4.22-4.23) and the temperature of normalized energy (eq. 4.20)
+    act on: decoupled logits lie within ``+-max_c w_c``.
+
+    Args:
+        model: A segmentor (inside DDP / TTA / ``OODSegmentor`` wrappers).
+        classes: The model's class names (``dataset_meta['classes']``),
+            optional.
+
+    Returns:
+        ``None`` for a head without a 1x1 classifier (mask classification);
+        else ``dict(per_class=[w_c], classes=[name], min=, max=, mean=)``,
+        one entry per row of the classifier, computed in float64. An IBE /
+        SCrIBE head has no background row: its ``classes`` skip the
+        background class (``background_index`` is recorded).
+    """
+    head = final_decode_head(unwrap_segmentor(model))
+    conv = final_classifier(head)
+    if conv is None:
+        return None
+    w = conv.weight.detach().flatten(1).double().norm(dim=1).cpu().tolist()
+    background = getattr(head, 'background_index', None) \
+        if head_kind(head) in ('ibe', 'scribe') else None
+    rows = list(range(len(w) + (background is not None)))
+    if background is not None:
+        rows.remove(background)
+    names = [str(classes[i]) if classes is not None and i < len(classes)
+             else str(i) for i in rows]
+    out = dict(per_class=w, classes=names, min=min(w), max=max(w),
+               mean=sum(w) / len(w))
+    if background is not None:
+        out['background_index'] = background
+    return out
 
 
 def is_mask_classification_head(head: nn.Module) -> bool:
