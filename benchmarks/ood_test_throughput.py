@@ -8,7 +8,9 @@ the export transform existed), ``export-rank`` (``ood`` + the export
 through the rank-preserving float16 transform + per-image metrics: what
 ``--export-smiyc DIR --per-image`` costs). The default compares ``plain``
 and ``ood``; ``--kinds export export-rank`` measures the cost of the
-transform and the per-image metrics.
+transform and the per-image metrics. ``bootstrap`` is ``ood`` with
+``--bootstrap 1000`` (per-image histograms and 1000 resampled curves per
+scorer): ``--kinds ood bootstrap`` measures what the intervals cost.
 
 Same model (DeepLabV3+ R18 of the synthetic config, random weights saved
 as a checkpoint), same images (the synthetic OOD split generated at
@@ -65,7 +67,9 @@ def worker(kind, ckpt, data_root, work_dir, size):
                          'n_max_logit', 'n_energy'], ood_labels=True,
             metrics=[dict(type='OODMetric', component_threshold='best_f1',
                           component_preset=preset.component_preset,
-                          per_image=kind == 'export-rank', export=export)],
+                          per_image=kind == 'export-rank', export=export,
+                          bootstrap=(dict(samples=1000)
+                                     if kind == 'bootstrap' else None))],
             hooks=hooks, progress=False)
     else:  # what tools/test.py runs: the model and mmseg's IoUMetric
         result = session.run_pass(
@@ -85,7 +89,8 @@ def main():
     p.add_argument('--size', type=int, nargs=2, default=[512, 1024])
     p.add_argument('--repeats', type=int, default=2)
     p.add_argument('--kinds', nargs='+', default=['plain', 'ood'],
-                   choices=['plain', 'ood', 'export', 'export-rank'])
+                   choices=['plain', 'ood', 'export', 'export-rank',
+                            'bootstrap'])
     p.add_argument('--worker', nargs=5,
                    metavar=('KIND', 'CKPT', 'ROOT', 'WORK', 'HxW'))
     args = p.parse_args()

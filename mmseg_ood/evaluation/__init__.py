@@ -8,6 +8,8 @@ an :class:`AccumulatingMetric` that merges its accumulators across ranks
 with :func:`merge_across_ranks`."""
 from .accumulating_metric import AccumulatingMetric
 from .accumulator import Accumulator, merge_across_ranks
+from .background_iou import (BackgroundIoUAccumulator, BackgroundIoUMetric,
+                             background_pixel_counts)
 from .calibration import CalibrationAccumulator, CalibrationMetric
 from .components import (DEFAULT_TAUS, SIZE_PRESETS, ComponentAccumulator,
                          image_component_stats)
@@ -30,6 +32,8 @@ from .streaming import StreamingOODMetric
 
 __all__ = [
     'Accumulator', 'merge_across_ranks', 'AccumulatingMetric',
+    'BackgroundIoUAccumulator', 'BackgroundIoUMetric',
+    'background_pixel_counts',
     'pixel_ood_metrics', 'StreamingOODMetric', 'ComponentAccumulator',
     'image_component_stats', 'CalibrationAccumulator', 'CalibrationMetric',
     'OODMetric', 'OperatingPointMetric', 'rate_interval',

@@ -14,12 +14,14 @@ from ..labels import IGNORE_INDEX
 from ..utils.arguments import strict_arguments
 from .accumulating_metric import AccumulatingMetric
 from .accumulator import merge_across_ranks
+from .bootstrap import (BOOTSTRAP_KEYS, ImageHistograms, bootstrap_knots,
+                        check_bootstrap, image_bootstrap)
 from .components import (SIZE_PRESETS, ComponentAccumulator,
                          GroundTruthComponents)
 from .inputs import VOID, check_finite, flat_ood_labels, to_numpy
 from .label_checks import UnlistedLabelValues, warn_unlisted_values
 from .per_image import PER_IMAGE_KEYS, PerImageOODMetrics
-from .report import percent, table_columns
+from .report import percent_ci, table_columns
 from .score_transform import Float16RankTransform
 from .smiyc_files import (check_compression, fit_transforms, frame_file,
                           write_frame)
@@ -102,13 +104,14 @@ def _check_threshold(threshold) -> None:
 
 def format_table(results: Dict[str, Dict[str, float]]) -> str:
     """A text table, one row per scorer, metrics in percent; undefined
-    values (NaN) print as ``n/a``."""
+    values (NaN) print as ``n/a``; a bootstrap interval ``<metric>_ci``
+    follows its metric in brackets."""
     from prettytable import PrettyTable
     cols = [(k, t) for k, t in table_columns(results.values())
             if any(k in r for r in results.values())]
     table = PrettyTable(['scorer'] + [t for _, t in cols])
     for name, r in results.items():
-        table.add_row([name] + [percent(r.get(k)) for k, _ in cols])
+        table.add_row([name] + [percent_ci(r, k) for k, _ in cols])
     return table.get_string()
 
 
@@ -151,6 +154,20 @@ class OODMetric(AccumulatingMetric):
     its own histogram, whose metrics are taken, and then merged into the
     pooled one (the pooled numbers are the same either way).
 
+    ``bootstrap=dict(samples=R, seed=0, level=0.95, bins=1024)`` adds,
+    per scorer, percentile bootstrap intervals of the pooled metrics with
+    images resampled with replacement (``auroc_ci``, ``ap_ci``,
+    ``fpr95_ci``: ``[low, high]``; the same resamples for every scorer):
+    see :mod:`~mmseg_ood.evaluation.bootstrap` for the definition, the
+    bins and their error. Every scorer's maps are then spilled (as for a
+    deferred threshold); the read-back that computes the component metrics
+    counts each image into ``bins`` quantile bins of the pooled histogram
+    (merged across ranks, so the same bins on every rank), and the
+    per-image histograms (``8 bins`` bytes an image and scorer) are
+    gathered from every rank, padding repeats left out as everywhere.
+    :attr:`last_bootstrap` holds the settings, the number of images, the
+    resamples without OOD or ID pixels and each scorer's binning error.
+
     Label values that the dataset's ``value_map`` does not list (recorded by
     :class:`~mmseg_ood.datasets.LoadOODAnnotations` as ``ood_unlisted``)
     are evaluated as void; they are added up over the dataset
@@ -186,6 +203,9 @@ class OODMetric(AccumulatingMetric):
             ``dataset_name`` (the benchmark's, e.g. ``'AnomalyTrack-all'``),
             optional ``method_prefix`` (``''``) and ``compression``
             (``None``: uncompressed, or a gzip level).
+        bootstrap: ``None`` (off), or ``dict(samples=R, seed=0,
+            level=0.95, bins=1024)`` (see
+            :func:`~mmseg_ood.evaluation.bootstrap.check_bootstrap`).
         label_key: Data-sample field holding the OOD label map.
         spill_dir: Directory for the spilled score maps; ``None``: the
             system's temporary directory (the package's tools and
@@ -208,6 +228,11 @@ class OODMetric(AccumulatingMetric):
             (its ``table()`` lists every image).
         last_labels: After ``evaluate``, the summary of unlisted label
             values (:meth:`UnlistedLabelValues.compute`).
+        last_bootstrap: After ``evaluate`` with ``bootstrap``: its
+            settings, ``images`` (resampled), ``undefined`` (resamples
+            without OOD or ID pixels, left out) and ``bin_error`` (scorer
+            -> metric -> binned full-sample value minus the reported one);
+            ``None`` otherwise.
 
     References:
         Chan et al., "SegmentMeIfYouCan: A Benchmark for Anomaly
@@ -227,6 +252,7 @@ class OODMetric(AccumulatingMetric):
                  per_image: bool = False,
                  dataset_name: Optional[str] = None,
                  export: Optional[dict] = None,
+                 bootstrap: Optional[dict] = None,
                  label_key: str = 'gt_sem_seg',
                  spill_dir: Optional[str] = None,
                  collect_device: str = 'cpu',
@@ -259,6 +285,7 @@ class OODMetric(AccumulatingMetric):
         self.per_image = per_image
         self.dataset_name = dataset_name
         self.export = _check_export(export)
+        self.bootstrap = check_bootstrap(bootstrap)
         #: After ``evaluate`` with ``export``: scorer -> its transform.
         self.last_transforms: Dict[str, Float16RankTransform] = {}
         self.component_threshold = component_threshold
@@ -270,6 +297,7 @@ class OODMetric(AccumulatingMetric):
         self.last_thresholds: Optional[Dict[str, str]] = None
         self.last_per_image: Optional[PerImageOODMetrics] = None
         self.last_labels: Optional[dict] = None
+        self.last_bootstrap: Optional[dict] = None
         self.reset()
 
     # state ------------------------------------------------------------------
@@ -336,7 +364,7 @@ class OODMetric(AccumulatingMetric):
                         f'scorer {name!r}: {image} has NaN scores, which '
                         'the SMIYC export cannot rank')
                 maps[name] = s
-            elif threshold_rule(t) is not None:
+            elif threshold_rule(t) is not None or self.bootstrap is not None:
                 maps[name] = s
             if t is not None and threshold_rule(t) is None:  # fixed
                 if gt is None:
@@ -381,15 +409,21 @@ class OODMetric(AccumulatingMetric):
         return SIZE_PRESETS[self.component_preset][1]
 
     def _read_back(self, thresholds: Dict[str, float],
-                   transforms: Dict[str, Float16RankTransform]) -> dict:
+                   transforms: Dict[str, Float16RankTransform],
+                   knots: Dict[str, np.ndarray]
+                   ) -> Tuple[dict, Dict[str, ImageHistograms]]:
         """One pass over this rank's spilled maps: the component
-        accumulators at ``thresholds``, and the export's files of the maps
-        through ``transforms``."""
+        accumulators at ``thresholds``, the export's files of the maps
+        through ``transforms``, and the per-image histograms in the
+        bootstrap bins of ``knots``."""
         accs = {n: self._new_components(t) for n, t in thresholds.items()}
+        hists = {n: ImageHistograms(k) for n, k in knots.items()}
         ex = self.export
         for image, labels, maps in self.spilled():
             gt = None
             for n, m in maps.items():
+                if n in hists:
+                    hists[n].update(image, m, labels)
                 if n in accs:
                     if gt is None:
                         gt = GroundTruthComponents(labels, self._min_gt_size,
@@ -400,7 +434,29 @@ class OODMetric(AccumulatingMetric):
                                            ex['method_prefix'] + n,
                                            ex['dataset_name'], image),
                                 transforms[n](m), ex['compression'])
-        return accs
+        return accs, hists
+
+    def _intervals(self, results: dict,
+                   hists: Dict[str, ImageHistograms]) -> dict:
+        """Add each scorer's bootstrap intervals to ``results``; return
+        :attr:`last_bootstrap`."""
+        b = self.bootstrap
+        info = dict(b, images=0, undefined=0, bin_error={})
+        for n, h in hists.items():
+            got = image_bootstrap(h.compute()['counts'], b['samples'],
+                                  b['seed'], b['level'])
+            for k in BOOTSTRAP_KEYS:
+                results[n][f'{k}_ci'] = got[f'{k}_ci']
+            info['bin_error'][n] = {k: got['binned'][k] - results[n][k]
+                                    for k in BOOTSTRAP_KEYS}
+            info['images'] = max(info['images'], got['images'])
+            info['undefined'] = max(info['undefined'], got['undefined'])
+        if info['undefined'] and get_rank() == 0:
+            warnings.warn(
+                f"OODMetric bootstrap: {info['undefined']} of {b['samples']} "
+                f"resamples of the {info['images']} images have no OOD or no "
+                'ID pixels; the intervals are over the others')
+        return info
 
     def compute_accumulated(self, local) -> dict:
         """Merge across ranks and compute; the same result on every rank."""
@@ -435,13 +491,20 @@ class OODMetric(AccumulatingMetric):
         self.last_transforms = {} if ex is None else fit_transforms(
             pixel, ex['out_dir'], ex['method_prefix'], ex['dataset_name'],
             'every non-void pixel of the evaluated frames')
-        components = merge_across_ranks(
-            self._read_back(deferred, self.last_transforms))
+        knots = {} if self.bootstrap is None else {
+            n: bootstrap_knots(m, self.bootstrap['bins'])
+            for n, m in pixel.items()}
+        accs, hists = self._read_back(deferred, self.last_transforms, knots)
+        components = merge_across_ranks(accs)
         components.update(merge_across_ranks(
             own['fixed'],
             lambda n: self._new_components(self._requested_threshold(n))))
         for n, acc in components.items():
             results[n].update(acc.compute())
+        bootstrap = None
+        if knots:  # every rank's images, in name order
+            bootstrap = self._intervals(results, merge_across_ranks(
+                hists, lambda n: ImageHistograms(knots[n])))
         if per_image is not None:
             averaged = per_image.compute()
             for n in results:
@@ -455,7 +518,7 @@ class OODMetric(AccumulatingMetric):
             warn_unlisted_values(self.dataset_name or 'the evaluated dataset',
                                  labels)
         self.last_results, self.last_pixel = results, pixel
-        self.last_labels = labels
+        self.last_labels, self.last_bootstrap = labels, bootstrap
         self.last_thresholds, self.last_per_image = rules, per_image
         flat = {f'{n}/{k}': v for n, r in results.items()
                 for k, v in r.items()}
