@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import QUICK_CFG, QUICK_OPTIONS, STREET_CONFIG, run_tool
+from conftest import (ONE_THREAD_ENV, QUICK_CFG, QUICK_OPTIONS, STREET_CONFIG,
+                      one_thread, run_tool)
 
 NAMES = ('baseline', 'again')
 
@@ -28,13 +29,16 @@ def _val_images(root):
 @pytest.fixture(scope='module')
 def tool_run(tmp_path_factory, trained_work_dir, synthetic_root):
     """The same checkpoint twice, under two names; class 0 is one the
-    two-iteration model never predicts (an undefined matrix)."""
+    two-iteration model never predicts (an undefined matrix). On one
+    thread, as ``reference`` (the forward pass differs in its last bits
+    across thread counts, and the argmax counts are compared exactly)."""
     work = str(tmp_path_factory.mktemp('representation'))
     ckpt = _ckpt(trained_work_dir)
     proc = run_tool('analyze_representation.py', STREET_CONFIG, ckpt,
                     STREET_CONFIG, ckpt, '--work-dir', work, '--names',
                     *NAMES, '--classes', '0', '4', '--cfg-options',
-                    *QUICK_OPTIONS, env={'MMSEG_OOD_DATA': synthetic_root})
+                    *QUICK_OPTIONS,
+                    env={'MMSEG_OOD_DATA': synthetic_root, **ONE_THREAD_ENV})
     payload = json.load(open(osp.join(work, 'representation.json')))
     return work, payload, proc
 
@@ -43,13 +47,14 @@ def tool_run(tmp_path_factory, trained_work_dir, synthetic_root):
 def reference(trained_work_dir, synthetic_root):
     """Every pixel's logit vector of the test images (mmseg's
     ``inference_model``, the config's test pipeline), as ``(k, pixels)``
-    float64."""
+    float64, on one thread as ``tool_run``."""
     from mmseg.apis import inference_model
 
     from mmseg_ood.apis import init_model
     model = init_model(STREET_CONFIG, _ckpt(trained_work_dir))
-    logits = [inference_model(model, f).seg_logits.data.cpu().numpy()
-              for f in _val_images(synthetic_root)]
+    with one_thread():
+        logits = [inference_model(model, f).seg_logits.data.cpu().numpy()
+                  for f in _val_images(synthetic_root)]
     return np.concatenate([v.reshape(v.shape[0], -1) for v in logits],
                           1).astype(np.float64)
 
@@ -103,6 +108,8 @@ def test_numbers_equal_numpy_on_the_logits(tool_run, reference):
     eig = np.sort(np.linalg.eigvalsh(np.cov(v, bias=True)))[::-1]
     expected = np.cumsum(eig) / eig.sum()
     pred = v.argmax(0)
+    # the same logits (both sides on one thread); the tolerance covers the
+    # float64 sums, streamed by the tool, in one go by numpy
     for record in payload['models'].values():
         np.testing.assert_allclose(record['explained_variance'], expected,
                                    rtol=1e-6)
@@ -231,7 +238,7 @@ def test_classes_are_checked_against_the_logits_after_the_pass(
 def test_two_processes_equal_one(tmp_path, tool_run, trained_work_dir,
                                 synthetic_root):
     """Each rank accumulates its image; the merge gives one process's
-    numbers (up to the float32 logits of another thread count). A rank
+    numbers (up to the order of the float64 sums merged). A rank
     that sees no image of its own is covered in test_representation.py
     (an empty accumulator takes the size it merges)."""
     _, one, _ = tool_run

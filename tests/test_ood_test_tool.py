@@ -54,6 +54,11 @@ def test_writes_every_output(ood_run):
     assert rows[0] == 'dataset,image,scorer,auroc,ap,fpr95,skipped'
     assert len(rows) == 1 + 3 * len(SCORERS)
     assert res['component_threshold']['rule'] == 'best-f1'
+    # what a rerun needs, recorded (tests/test_reproducibility.py)
+    assert res['run']['threads']['torch'] == 1
+    assert res['run']['threads']['OMP_NUM_THREADS'] == '1'
+    assert res['run']['seed']['checkpoint_training'] == 0
+    assert 'Run: seed 0 (checkpoint trained with seed 0), 1 torch' in md
     assert res['component_threshold']['thresholds']['synthetic_ood'][
         'energy'] == dict(rule='best_f1',
                           value=energy['best_f1_threshold'])

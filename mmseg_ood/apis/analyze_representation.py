@@ -33,6 +33,7 @@ import numpy as np
 from ..evaluation.report import _atomic_write, dump_json
 from ..evaluation.representation import RepresentationAccumulator
 from ..utils import load_config, resolve_config_path
+from ..utils.run_record import run_record
 from .evaluation_pass import EvaluationSession
 
 __all__ = ['analyze_representation', 'config_num_classes']
@@ -238,7 +239,7 @@ def analyze_representation(
         reference='SCrIBE: Sigmoid + IBE, sec. 4, Fig. 3 (normalized '
         'auto-correlation per predicted class) and Fig. 4 (accumulated '
         'explained variance)',
-        classes=classes, models=records, files={})
+        classes=classes, models=records, run=run_record(), files={})
     table = markdown_table(records)
     if rank == 0:
         payload['files'] = write_representation(work_dir, payload,

@@ -32,6 +32,7 @@ from ..evaluation.segment_metric import (DEFAULT_SEGMENT_THRESHOLDS,
                                          segment_results, threshold_key)
 from ..evaluation.segment_report import table2_markdown, write_meta_results
 from ..scorers import build_scorer
+from ..utils.run_record import run_record
 from .dataset_presets import load_dataset_preset
 from .evaluation_pass import EvaluationSession
 
@@ -169,6 +170,7 @@ def meta_classify(config: str,
                 'OODSegmentMetric').last_data
         payload = _evaluate(session, collected, scorer, thresholds, cv,
                             feature_set, C, save)
+        payload['run'] = run_record(session.cfg, session.checkpoint_meta)
         if rank0:
             paths = write_meta_results(session.work_dir, payload)
             for p in presets:

@@ -23,16 +23,27 @@ from ..engine import MetaClassifierHook, SMIYCExportHook
 from ..engine.smiyc_export_hook import TRANSFORMS as EXPORT_TRANSFORMS
 from ..evaluation.smiyc_files import transform_file
 from ..evaluation import OODSegmentMetric, load_meta_classifiers
+from ..evaluation.bootstrap import check_bootstrap
+from ..utils.run_record import run_record
 from ..evaluation.ood_metric import threshold_rule
 from ..evaluation.report import (dump_json, markdown_table, plot_curves,
                                  write_per_image, write_results)
 from ..evaluation.segment_report import segment_tables_markdown
+from ..evaluation.figures import (plot_open_set_miou,
+                                  plot_score_distributions,
+                                  plot_tuning_sweeps)
+from ..evaluation.open_set_iou import OpenSetIoUMetric
+from ..evaluation.report import percent
+from ..evaluation.score_distribution import (distributions_of,
+                                             save_distributions)
+from ..models import class_weight_norms
 from ..scorers import build_scorer
+from .background_iou import background_iou_markdown, background_iou_pass
 from .dataset_presets import DatasetPreset, load_dataset_preset
 from .evaluation_pass import EvaluationSession
 from .sml import SML_SPLITS, id_dataset, sml_scorer
-from .tuning import (best_of_grid, check_tuned, restrict_grid,
-                     tunable_types, tuning_scorers)
+from .tuning import (TuneSpec, best_of_grid, restrict_grid, tunable_types,
+                     tune_values, tuning_scorers)
 
 __all__ = ['ood_test', 'DEFAULT_SCORERS']
 
@@ -114,13 +125,82 @@ def _segment_markdown(payload: dict) -> str:
         for dataset, rows in (payload.get('segments') or {}).items())
 
 
+def _bootstrap_markdown(payload: dict) -> str:
+    """What the brackets of a ``bootstrap`` run's tables are ('' without
+    one)."""
+    b = payload.get('bootstrap')
+    if not b:
+        return ''
+    return (f"Brackets: {100 * b['level']:g} % percentile bootstrap "
+            f"intervals over images, {b['samples']} resamples (seed "
+            f"{b['seed']}, {b['bins']} bins; images: " + ', '.join(
+                f'{d} {n}' for d, n in b['images'].items()) + ').')
+
+
+def _tuning_markdown(payload: dict) -> str:
+    """The best tuned point per scorer type and the class-weight norms
+    they act on (Markdown; '' when there is neither)."""
+    lines = []
+    tuning = payload.get('tuning')
+    if tuning:
+        lines += [f"## Tuning on {tuning['dataset']} (AP, best point per "
+                  'scorer; every point in tuning/ap_vs_<param>.png and '
+                  'results.json)', '',
+                  '| scorer | best point | AP | grid |', '|---|---|---|---|']
+        for kind, b in tuning['best'].items():
+            grid = ', '.join(f'{p} {",".join(f"{v:g}" for v in vals)}'
+                             for p, vals in tuning['values'].items()
+                             if p in b['params'])
+            lines.append(f"| {kind} | {b['point']} | {percent(b['ap'])} | "
+                         f'{grid} |')
+        lines.append('')
+    norms = payload.get('class_weight_norms')
+    if norms:
+        lines.append(
+            f"Class-weight norms ||W_c|| of the final classifier: min "
+            f"{norms['min']:.3f}, max {norms['max']:.3f} (" + ', '.join(
+                f'{c} {w:.3f}' for c, w in zip(norms['classes'],
+                                               norms['per_class'])) + ').')
+    elif tuning:
+        lines.append('Class-weight norms: the model has no 1x1 classifier.')
+    return '\n'.join(lines) if tuning or norms else ''
+
+
+def _write_distributions(out_dir: str, dataset: str, metric) -> None:
+    """``<dataset>.json`` (each scorer's ID / OOD histogram at
+    :data:`~mmseg_ood.evaluation.score_distribution.DEFAULT_NUM_BINS`
+    bins, for later comparison) and ``<dataset>.png`` (thesis Figs. 4.2 /
+    4.3) from an OODMetric's pooled histograms."""
+    os.makedirs(out_dir, exist_ok=True)
+    dists = distributions_of(metric.last_pixel)
+    save_distributions(osp.join(out_dir, f'{dataset}.json'), dataset, dists)
+    plot_score_distributions(osp.join(out_dir, f'{dataset}.png'), dataset,
+                             dists, metric.last_results)
+
+
+def _open_set_curve(metric: OpenSetIoUMetric) -> dict:
+    """``results.json["open_set_iou"]`` of an evaluated metric: the
+    thresholds, the mIoU at each and the plain mIoU (percent)."""
+    curve = metric.last_curve
+    ts = [t for t in curve if t is not None]
+    return dict(scorer=metric.scorer, thresholds=ts,
+                miou=[float(curve[t]) for t in ts],
+                plain=float(curve[None]))
+
+
+#: Figure directories of a run, written as ``<name>.partial`` and renamed
+#: when the run completes.
+FIGURE_DIRS = ('curves', 'distributions', 'tuning')
+
 #: Largest tuning grid scored at the evaluation's own histogram resolution.
 EXACT_GRID_POINTS = 16
 
 
 def _tune(session: EvaluationSession, preset: DatasetPreset,
-          tune: Sequence[str], grid: Dict[str, dict]) -> dict:
-    """The tuning pass: every grid point on ``preset``, best AP per type.
+          tune: Dict[str, tuple], grid: Dict[str, dict]) -> dict:
+    """The tuning pass: every grid point on ``preset``, best AP per type;
+    ``tune`` maps each tuned parameter to its grid values (recorded as
+    ``values``).
 
     The histograms have the evaluation's resolution (``bits=20``) while the
     grid has at most :data:`EXACT_GRID_POINTS` points, ``bits=16`` beyond
@@ -137,6 +217,7 @@ def _tune(session: EvaluationSession, preset: DatasetPreset,
     res = result.metric('OODMetric').last_results
     return dict(
         dataset=preset.name, tuned=list(tune), bits=bits,
+        values={p: list(v) for p, v in tune.items()},
         best=best_of_grid(res, grid),
         grid={n: dict(params=grid[n], ap=res[n]['ap'],
                       auroc=res[n]['auroc'], fpr95=res[n]['fpr95'])
@@ -148,7 +229,7 @@ def ood_test(config: str,
              work_dir: Optional[str] = None,
              datasets: Sequence[str] = ('synthetic_ood', ),
              scorers: Optional[Sequence[str]] = None,
-             tune: Sequence[str] = (),
+             tune: TuneSpec = (),
              tune_on: Optional[str] = None,
              show_dir: Optional[str] = None,
              show_num: int = 10,
@@ -156,8 +237,10 @@ def ood_test(config: str,
              export_transform: str = 'rank',
              component_threshold='best-f1',
              per_image: bool = False,
+             bootstrap: Optional[dict] = None,
              tta: bool = False,
              id_eval: bool = True,
+             open_set_iou: bool = False,
              sml_stats: Optional[str] = None,
              sml_fit_on: str = 'train',
              meta_classifier: Optional[str] = None,
@@ -170,15 +253,33 @@ def ood_test(config: str,
         config: Config file or ``mmseg_ood::<path>``.
         checkpoint: The model's weights.
         work_dir: Output directory (``results.json``, ``results.csv``,
-            ``results.md``, ``curves/``); default as mmseg's tools.
+            ``results.md``, ``curves/``, ``distributions/``: each
+            dataset's ID / OOD score histograms as ``<dataset>.png`` and
+            ``<dataset>.json``, ``tuning/ap_vs_<param>.png`` when tuning);
+            default as mmseg's tools.
         datasets: Preset names (``configs/_base_/datasets/ood/``, shipped
-            with the package) or preset files.
+            with the package) or preset files. A whole-image preset
+            (``whole_image = True``: textures, noise) gets the model's
+            background IoU instead (IBE Table 2,
+            :func:`~mmseg_ood.apis.background_iou.background_iou_pass`):
+            ``results.json["background_iou"][<dataset>]``, a section of
+            ``results.md``; "not applicable" for a model without a
+            background class.
         scorers: Scorer names; ``None`` = every default scorer the model
             supports (others skipped with a warning). Named scorers that the
-            model cannot support are an error.
+            model cannot support are an error. ``'NAME:key=value,...'``
+            sets a scorer's parameters (``'n_energy:eta=1.5'``, see
+            :func:`~mmseg_ood.scorers.parse_scorer_spec`), reported under
+            that text.
         tune: Any of ``eta``, ``delta``, ``temperature``: grid-search them
             on ``tune_on`` (one forward pass per image for the whole grid),
             maximizing AP; the best values are then used on every dataset.
+            Each over the default grid (:data:`~mmseg_ood.apis.tuning.
+            TUNE_GRID`) or over values of its own: ``'temperature=0.01,
+            0.1,1'`` or a mapping ``{'temperature': (0.01, 0.1, 1)}`` (see
+            :func:`~mmseg_ood.apis.tuning.tune_values`). The grid goes to
+            ``results.json["tuning"]`` (``values``: each parameter's), AP
+            against each parameter to ``tuning/ap_vs_<param>.png``.
         tune_on: Dataset to tune on (default: the first of ``datasets``).
         show_dir / show_num: Heatmaps of the first ``show_num`` images.
         export_smiyc: Directory for the SMIYC submission files
@@ -204,8 +305,20 @@ def ood_test(config: str,
             the images with both ID and OOD pixels (columns labelled "per
             image"; the pooled ones "pooled"); ``per_image.csv`` lists each
             image.
+        bootstrap: ``None``, or ``dict(samples=R, seed=0, level=0.95,
+            bins=1024)``: percentile bootstrap intervals of each scorer's
+            pooled AUROC / AP / FPR95 on each dataset, images resampled
+            with replacement (``auroc_ci``, ``ap_ci``, ``fpr95_ci`` in
+            ``results.json``, brackets in the tables; the settings, the
+            number of images and the binning error once, under
+            ``bootstrap``). See :mod:`mmseg_ood.evaluation.bootstrap`.
         tta: Test-time augmentation (scores merged by ``OODSegTTAModel``).
         id_eval: Also report the mIoU of the config's own test set.
+        open_set_iou: In that same pass, also the mIoU with an extra OOD
+            class for pixels whose ``entropy`` is at least ``t``, for
+            ``t`` in :data:`OPEN_SET_THRESHOLDS` (entropy-maximization sec.
+            6.3, Fig. 5): ``results.json["open_set_iou"]`` and
+            ``curves/open_set_miou.png``. Needs ``id_eval``.
         sml_stats: Statistics file of the ``sml`` scorer; without it they
             are fitted on ``sml_fit_on`` and cached in ``work_dir``.
         sml_fit_on: ``'train'`` or ``'val'``: the config's ID split SML is
@@ -224,7 +337,8 @@ def ood_test(config: str,
     plan = _check_request(scorers, tune, tune_on, datasets, sml_stats,
                           sml_fit_on, meta_classifier, tta,
                           component_threshold, per_image, export_smiyc,
-                          export_transform)
+                          export_transform, bootstrap)
+    plan.open_set_iou = _check_open_set_iou(open_set_iou, id_eval)
     with EvaluationSession(config, checkpoint, work_dir, cfg_options,
                            launcher, unsafe_load, tta,
                            tool='ood_test') as session:
@@ -247,17 +361,41 @@ class _Plan:
     export: bool = False
     per_image: bool = False
     export_transform: str = 'rank'
+    bootstrap: Optional[dict] = None
     #: dataset name -> its frames without a label file (exported only)
     unlabelled: Dict[str, int] = field(default_factory=dict)
+    #: each tuned parameter's grid values (:func:`tune_values`)
+    tune_values: Dict[str, tuple] = field(default_factory=dict)
+    #: the ID pass also gives the open-set mIoU curve (entropy-max Fig. 5)
+    open_set_iou: bool = False
+
+
+#: Entropy thresholds of ``open_set_iou`` (the normalized entropy is in
+#: [0, 1]; entropy-maximization Fig. 5 spans that range).
+OPEN_SET_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+
+
+def _check_open_set_iou(open_set_iou, id_eval) -> bool:
+    """Validate ``open_set_iou`` (a bool, needing the ID pass)."""
+    if not isinstance(open_set_iou, bool):
+        raise TypeError(f'`open_set_iou` must be a bool, got '
+                        f'{open_set_iou!r}')
+    if open_set_iou and not id_eval:
+        raise ValueError('`open_set_iou` is computed in the ID pass, which '
+                         '`id_eval=False` (--no-id-eval) skips')
+    return open_set_iou
 
 
 def _check_request(scorers, tune, tune_on, datasets, sml_stats,
                    sml_fit_on, meta_classifier=None, tta=False,
                    component_threshold='best-f1', per_image=False,
-                   export_smiyc=None, export_transform='rank') -> _Plan:
+                   export_smiyc=None, export_transform='rank',
+                   bootstrap=None) -> _Plan:
     """Every argument checked (scorers built, presets loaded, the tuning
     grid chosen), before a file is read or written."""
-    check_tuned(tune)
+    bootstrap = check_bootstrap(bootstrap)
+    values = tune_values(tune)  # {parameter: grid values}
+    tune = list(values)
     if tune_on is not None and not tune:
         raise ValueError(f'`tune_on` ({tune_on!r}) is given but nothing to '
                          'tune: add `tune` (--tune eta delta temperature)')
@@ -298,7 +436,7 @@ def _check_request(scorers, tune, tune_on, datasets, sml_stats,
     presets = [load_dataset_preset(d) for d in datasets]
     grid, tune_preset = {}, None
     if tune:
-        grid = restrict_grid(tuning_scorers(), tune, scorers)
+        grid = restrict_grid(tuning_scorers(values), tune, scorers)
         if not grid:
             raise ValueError(
                 f'`tune` {list(tune)} has nothing to tune among the scorers '
@@ -314,9 +452,15 @@ def _check_request(scorers, tune, tune_on, datasets, sml_stats,
     threshold = parse_component_threshold(component_threshold)
     threshold_preset = load_dataset_preset(threshold[1]) \
         if threshold[0] == 'from' else None
+    for role, p in (('tune_on', tune_preset),
+                    ('component_threshold from:', threshold_preset)):
+        if p is not None and p.whole_image:
+            raise ValueError(f'`{role}` {p.name!r} is a whole-image OOD set '
+                             '(no OOD label maps): it has a background IoU, '
+                             'not pixel OOD metrics')
     return _Plan(scorers, presets, list(tune), tune_preset, grid, meta,
                  threshold, threshold_preset, bool(export_smiyc), per_image,
-                 export_transform)
+                 export_transform, bootstrap, tune_values=values)
 
 
 def _check_files(session: EvaluationSession, plan: _Plan, id_eval: bool,
@@ -430,7 +574,13 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
                    tuning=None, id_miou={},
                    component_threshold=dict(
                        rule=_rule_name(plan.threshold), thresholds={}),
-                   per_image=plan.per_image, labels={})
+                   per_image=plan.per_image, labels={},
+                   run=run_record(session.cfg, session.checkpoint_meta))
+    payload['class_weight_norms'] = class_weight_norms(
+        session.model, session.dataset_meta('classes'))
+    if plan.bootstrap:
+        payload['bootstrap'] = dict(plan.bootstrap, images={}, undefined={},
+                                    bin_error={})
     if export_smiyc:
         payload['export'] = dict(dir=export_smiyc,
                                  transform=plan.export_transform,
@@ -440,18 +590,28 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
     # written while the run goes on; results.* and curves/ of an earlier
     # run are replaced only once this one is complete
     partial = osp.join(work_dir, 'results.partial.json')
-    curves = osp.join(work_dir, 'curves.partial')
-    if rank0 and osp.isdir(curves):
-        shutil.rmtree(curves)
+    staged = {d: osp.join(work_dir, f'{d}.partial') for d in FIGURE_DIRS}
+    curves = staged['curves']
+    for d in staged.values():
+        if rank0 and osp.isdir(d):
+            shutil.rmtree(d)
 
     per_image_rows: Dict[str, list] = {}
     if plan.tune_preset is not None:
-        payload['tuning'] = _tune(session, plan.tune_preset, plan.tune,
-                                  plan.grid)
+        payload['tuning'] = _tune(session, plan.tune_preset,
+                                  plan.tune_values, plan.grid)
+        if rank0:
+            plot_tuning_sweeps(staged['tuning'], payload['tuning'])
         scorer_list += [dict(b['params'], name=f'{t}*')
                         for t, b in payload['tuning']['best'].items()]
 
     for preset in presets:
+        if preset.whole_image:  # no OOD labels: IBE Table 2's number
+            payload.setdefault('background_iou', {})[preset.name] = \
+                background_iou_pass(session, preset)
+            if rank0:
+                dump_json(payload, partial)
+            continue
         hooks = []
         if show_dir:
             hooks.append(dict(type='OODVisualizationHook',
@@ -476,7 +636,7 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
         metrics = [dict(type='OODMetric', component_threshold=threshold,
                         component_preset=preset.component_preset,
                         per_image=plan.per_image, dataset_name=preset.name,
-                        export=export)]
+                        export=export, bootstrap=plan.bootstrap)]
         if plan.meta:
             hooks.append(MetaClassifierHook(plan.meta))
             metrics.append(OODSegmentMetric(plan.meta[0].scorer,
@@ -493,6 +653,10 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
             n: dict(rule=metric.last_thresholds[n],
                     value=r.get('component_threshold'))
             for n, r in metric.last_results.items()}
+        if plan.bootstrap:
+            for key in ('images', 'undefined', 'bin_error'):
+                payload['bootstrap'][key][preset.name] = \
+                    metric.last_bootstrap[key]
         if plan.per_image and rank0:
             per_image_rows[preset.name] = metric.last_per_image.table()
         if export_smiyc and unlabelled:
@@ -524,27 +688,50 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
         if rank0:
             plot_curves(curves, preset.name, metric.last_pixel,
                         metric.last_results)
+            _write_distributions(staged['distributions'], preset.name,
+                                 metric)
             dump_json(payload, partial)
 
     if id_eval:
+        open_set = OpenSetIoUMetric(
+            scorer='entropy', thresholds=(None, ) + OPEN_SET_THRESHOLDS) \
+            if plan.open_set_iou else None
         result = session.run_pass(
-            name='id_test_set',
+            name='id_test_set', scorers=['entropy'] if open_set else None,
             metrics=[dict(type='IoUMetric', iou_metrics=['mIoU'],
-                          prefix='id')])
+                          prefix='id')] + ([open_set] if open_set else []))
         payload['id_miou'] = dict(test_set=float(result.metrics['id/mIoU']))
+        if open_set is not None:
+            payload['open_set_iou'] = _open_set_curve(open_set)
+            if rank0:
+                plot_open_set_miou(
+                    osp.join(curves, 'open_set_miou.png'),
+                    {osp.basename(session.checkpoint):
+                     payload['open_set_iou']})
     payload['complete'] = True
     if rank0:
-        write_results(work_dir, payload, _segment_markdown(payload))
+        write_results(work_dir, payload, '\n\n'.join(
+            t for t in (_bootstrap_markdown(payload),
+                        _segment_markdown(payload),
+                        _tuning_markdown(payload),
+                        background_iou_markdown(
+                            payload.get('background_iou'))) if t))
         if plan.per_image:
             write_per_image(osp.join(work_dir, 'per_image.csv'),
                             per_image_rows)
-        final = osp.join(work_dir, 'curves')
-        if osp.isdir(final):
-            shutil.rmtree(final)
-        if osp.isdir(curves):
-            os.replace(curves, final)
+        for name, staging in staged.items():
+            final = osp.join(work_dir, name)
+            if osp.isdir(final):
+                shutil.rmtree(final)
+            if osp.isdir(staging):
+                os.replace(staging, final)
         if osp.exists(partial):
             os.remove(partial)
         print('\n' + markdown_table(payload['results'], payload['id_miou']))
+        tuning_text = _tuning_markdown(payload)
+        if tuning_text:
+            print('\n' + tuning_text)
+        if payload.get('background_iou'):
+            print('\n' + background_iou_markdown(payload['background_iou']))
         print(f'\nresults: {osp.join(work_dir, "results.md")}')
     return payload

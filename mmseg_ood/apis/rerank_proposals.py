@@ -16,6 +16,7 @@ from ..evaluation.proposal_reranking import (ConfusionAccumulator,
                                              segment_flip_candidates)
 from ..evaluation.report import dump_json, dump_text
 from ..utils import load_config
+from ..utils.run_record import run_record
 from .score import init_model
 
 __all__ = ['rerank_proposals', 'reranking_markdown']
@@ -156,7 +157,7 @@ def rerank_proposals(config: str,
     if out_dir is not None:
         os.makedirs(out_dir, exist_ok=True)
         md = reranking_markdown(result)
-        dump_json(dict(schema=1, **result),
+        dump_json(dict(schema=1, run=run_record(), **result),
                   osp.join(out_dir, 'reranking.json'))
         dump_text(md, osp.join(out_dir, 'reranking.md'))
     return result

@@ -38,6 +38,17 @@ def percent(v) -> str:
         else f'{100 * v:.2f}'
 
 
+def percent_ci(row: dict, key: str) -> str:
+    """``percent(row[key])``, and where the row has a bootstrap interval
+    ``row[key + '_ci']`` (``OODMetric(bootstrap=...)``), the interval in
+    brackets: ``19.10 [15.20, 23.40]``."""
+    text = percent(row.get(key))
+    ci = row.get(f'{key}_ci')
+    if ci is not None:
+        text += f' [{percent(ci[0])}, {percent(ci[1])}]'
+    return text
+
+
 def json_safe(obj):
     """``obj`` with every NaN / infinite float replaced by ``None``
     (``null``): JSON has no NaN, and strict parsers (JavaScript's
@@ -90,7 +101,8 @@ def _umask() -> int:
 def markdown_table(results: Dict[str, Dict[str, dict]],
                    id_miou: Dict[str, float] = None) -> str:
     """Rows: scorer; columns: per dataset AUROC, AP, FPR95, sIoU, PPV,
-    mean F1 (percent; ``n/a`` where undefined)."""
+    mean F1 (percent; ``n/a`` where undefined; bootstrap intervals in
+    brackets where the results have them, :func:`percent_ci`)."""
     datasets = list(results)
     scorers = list(dict.fromkeys(s for d in datasets for s in results[d]))
     columns = table_columns(r for d in datasets for r in results[d].values())
@@ -101,7 +113,7 @@ def markdown_table(results: Dict[str, Dict[str, dict]],
         row = [s]
         for d in datasets:
             r = results[d].get(s, {})
-            row += [percent(r.get(k)) for k, _ in columns]
+            row += [percent_ci(r, k) for k, _ in columns]
         lines.append('| ' + ' | '.join(row) + ' |')
     text = '\n'.join(lines)
     per_image = [(d, r) for d in datasets for r in results[d].values()
@@ -153,6 +165,30 @@ def comparison_table(runs: Dict[str, dict], dataset: str,
     return '\n'.join(lines)
 
 
+def run_markdown(run: dict) -> str:
+    """One paragraph of a results file's ``run`` record
+    (:func:`mmseg_ood.utils.run_record.run_record`): what a rerun needs."""
+    seed = run.get('seed') or {}
+    threads = run.get('threads') or {}
+    versions = run.get('versions') or {}
+    det = run.get('deterministic') or {}
+    commit = run.get('commit')
+    commit = 'no git checkout' if commit is None else (
+        commit[:10] + (' + uncommitted changes' if run.get('dirty') else ''))
+    machine = run.get('machine') or {}
+    return ('Run: seed {} (checkpoint trained with seed {}), {} torch '
+            'threads (OMP_NUM_THREADS={}), deterministic={}; {}; commit {};'
+            ' {} {}, {} CPUs. The same numbers to the last digit need all '
+            'of this and the same machine type.').format(
+                seed.get('run'), seed.get('checkpoint_training'),
+                threads.get('torch'), threads.get('OMP_NUM_THREADS'),
+                det.get('config'),
+                ', '.join(f'{k} {v}' for k, v in versions.items()
+                          if v is not None), commit,
+                machine.get('device'), machine.get('arch'),
+                machine.get('cpus'))
+
+
 def write_results(work_dir: str, payload: dict,
                   extra_markdown: str = '') -> Dict[str, str]:
     """Write ``results.json``, ``results.csv`` and ``results.md`` (with
@@ -181,7 +217,10 @@ def write_results(work_dir: str, payload: dict,
                              **{k: json_safe(r.get(k)) for k in (
                                  'per_image_auroc', 'per_image_ap',
                                  'per_image_fpr95', 'per_image_images',
-                                 'per_image_skipped') if k in r}))
+                                 'per_image_skipped') if k in r},
+                             **{f'{k}_ci_{end}': json_safe(r[f'{k}_ci'][j])
+                                for k in _POOLED if f'{k}_ci' in r
+                                for j, end in enumerate(('low', 'high'))}))
     with open(paths['csv'] + '.tmp', 'w', newline='') as f:
         if rows:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -191,6 +230,8 @@ def write_results(work_dir: str, payload: dict,
     md = '# OOD results\n\n' + markdown_table(results, payload.get('id_miou'))
     if extra_markdown:
         md += '\n\n' + extra_markdown
+    if payload.get('run'):
+        md += '\n\n' + run_markdown(payload['run'])
     if payload.get('tuning'):
         md += '\n\n## Tuning\n\n' + json.dumps(json_safe(payload['tuning']),
                                                indent=2)

@@ -4,11 +4,12 @@
         [--datasets road_anomaly21 road_obstacle21 fs_lost_and_found ...] \
         [--scorers msp energy n_energy sml ...] \
         [--sml-stats FILE | --sml-fit-on train|val] \
-        [--tune eta delta temperature --tune-on DATASET] \
-        [--show-dir DIR --show-num N] [--export-smiyc DIR] \
+        [--tune eta delta temperature=0.01,0.1,1 --tune-on DATASET] \
+        [--open-set-iou] [--show-dir DIR --show-num N] [--export-smiyc DIR] \
         [--export-transform rank|none] [--tta] \
         [--component-threshold best-f1|VALUE|from:DATASET|tpr:RATE] \
-        [--per-image] [--meta-classifier meta.json] \
+        [--per-image] [--bootstrap N [--bootstrap-seed S]
+        [--bootstrap-level L]] [--meta-classifier meta.json] \
         [--cfg-options ...] [--launcher none|pytorch|slurm] [--unsafe-load]
 
 (or ``python tools/ood_test.py`` in a clone). CONFIG is a file or
@@ -30,6 +31,15 @@ of the component metrics: each dataset's own best pixel F1 (default, the
 SMIYC benchmark's oracle), a fixed value, the best-F1 threshold of another
 dataset, or the threshold at a pixel TPR. ``--per-image`` adds AUROC / AP /
 FPR95 averaged over images next to the pooled ones, and DIR/per_image.csv.
+``--bootstrap N`` adds percentile bootstrap intervals of the pooled AUROC /
+AP / FPR95, N resamples of the images (``--bootstrap-level``, default 0.95;
+``--bootstrap-seed``, default 0).
+``--tune`` takes each parameter alone (its default grid) or with values of
+its own, ``temperature=0.01,0.1,1`` (AP against each parameter in
+DIR/tuning/ap_vs_<param>.png). DIR/distributions/<dataset>.png and .json
+hold each scorer's ID and OOD score histograms. ``--open-set-iou`` adds the
+ID mIoU with an OOD class at entropy thresholds (DIR/curves/
+open_set_miou.png, entropy-maximization Fig. 5).
 """
 import argparse
 
@@ -39,13 +49,49 @@ from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
                                         parse_runner_args)
 
 
+def _resamples(text: str) -> int:
+    """``--bootstrap``: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f'must be a number of resamples >= 1, got {text!r}')
+    return value
+
+
+def _seed(text: str) -> int:
+    """``--bootstrap-seed``: an int >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'must be an int >= 0, got {text!r}')
+    return value
+
+
+def _level(text: str) -> float:
+    """``--bootstrap-level``: in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float('nan')
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f'must be in (0, 1), e.g. 0.95, got {text!r}')
+    return value
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description='OOD evaluation of a segmentation checkpoint')
     add_evaluation_arguments(p)
     p.add_argument('--scorers', nargs='+',
                    help='scorer names (default: every scorer the model '
-                   'supports)')
+                   'supports); NAME:key=value,... sets parameters, e.g. '
+                   'n_energy:eta=1.5 (reported under that text)')
     p.add_argument('--sml-stats', help='statistics file of the sml scorer '
                    '(default: fit them on --sml-fit-on, cached in the work '
                    'dir)')
@@ -53,8 +99,10 @@ def parse_args(argv=None):
                    help="the config's ID split the sml statistics are "
                    'fitted on')
     p.add_argument('--tune', nargs='+', default=[],
-                   choices=['eta', 'delta', 'temperature'],
-                   help='grid-search these parameters (maximizing AP)')
+                   metavar='PARAM[=V1,V2,...]',
+                   help='grid-search these parameters (maximizing AP): '
+                   'eta, delta, temperature, each alone (its default grid) '
+                   'or with its own values, e.g. temperature=0.01,0.1,1')
     p.add_argument('--tune-on', help='dataset to tune on (default: first)')
     p.add_argument('--show-dir', help='directory for per-image heatmaps')
     p.add_argument('--show-num', type=int, default=10,
@@ -75,6 +123,14 @@ def parse_args(argv=None):
     p.add_argument('--per-image', action='store_true',
                    help='also report AUROC / AP / FPR95 averaged over '
                    'images (and DIR/per_image.csv)')
+    p.add_argument('--bootstrap', type=_resamples, metavar='N',
+                   help='percentile bootstrap intervals of the pooled '
+                   'AUROC / AP / FPR95, N resamples of the images (e.g. '
+                   '1000)')
+    p.add_argument('--bootstrap-seed', type=_seed, metavar='S',
+                   help='seed of the resampling (default 0)')
+    p.add_argument('--bootstrap-level', type=_level, metavar='L',
+                   help='coverage of the intervals (default 0.95)')
     p.add_argument('--tta', action='store_true',
                    help='test-time augmentation')
     p.add_argument('--meta-classifier', help='meta-classifier file '
@@ -82,8 +138,35 @@ def parse_args(argv=None):
                    'scorer with the rejected segments removed')
     p.add_argument('--no-id-eval', action='store_true',
                    help="skip the mIoU of the config's own test set")
+    p.add_argument('--open-set-iou', action='store_true',
+                   help="also the ID mIoU with an OOD class for pixels "
+                   "whose entropy is >= t, t = 0.05, 0.1, ..., 1 "
+                   '(entropy-maximization Fig. 5), in the same ID pass')
     add_runner_arguments(p)
-    return parse_runner_args(p, argv)
+    args = parse_runner_args(p, argv)
+    from mmseg_ood.apis.tuning import tune_values
+    try:
+        args.tune = tune_values(args.tune)  # {parameter: grid values}
+    except ValueError as e:
+        p.error(f'argument --tune: {e}')
+    if args.open_set_iou and args.no_id_eval:
+        p.error('--open-set-iou is computed in the ID pass, which '
+                '--no-id-eval skips')
+    for flag in ('seed', 'level'):
+        if getattr(args, f'bootstrap_{flag}') is not None and \
+                args.bootstrap is None:
+            p.error(f'--bootstrap-{flag} needs --bootstrap N')
+    return args
+
+
+def _bootstrap(args):
+    """The API's ``bootstrap`` dict of the flags (``None`` without
+    ``--bootstrap``)."""
+    if args.bootstrap is None:
+        return None
+    given = dict(seed=args.bootstrap_seed, level=args.bootstrap_level)
+    return dict(samples=args.bootstrap,
+                **{k: v for k, v in given.items() if v is not None})
 
 
 @ends_distributed_runs
@@ -97,8 +180,9 @@ def main(argv=None):
         show_num=args.show_num, export_smiyc=args.export_smiyc,
         export_transform=args.export_transform,
         component_threshold=args.component_threshold,
-        per_image=args.per_image,
+        per_image=args.per_image, bootstrap=_bootstrap(args),
         tta=args.tta, id_eval=not args.no_id_eval,
+        open_set_iou=args.open_set_iou,
         sml_stats=args.sml_stats, sml_fit_on=args.sml_fit_on,
         meta_classifier=args.meta_classifier,
         cfg_options=args.cfg_options, launcher=args.launcher,
