@@ -1,4 +1,6 @@
 """Calibration (ECE, non-distinctiveness) and open-set mIoU."""
+import math
+
 import pytest
 import torch
 
@@ -50,13 +52,49 @@ def test_perfectly_calibrated_is_zero():
     assert CalibrationAccumulator().update(p, y).compute()['ece'] == 0.0
 
 
+def test_non_distinctiveness_ibe_eq4_hand_worked():
+    """IBE eq. 4 on one pixel, by hand: logits v = (v_BG, v_1, v_2) =
+    (log 2, log 3, log 1), so softmax(v) = (2, 3, 1) / 6 and the foreground
+    softmax softmax(v_ID) = (3, 1) / 4. mu_BG = 1/3, mu_ID = 3/4, mu_ND =
+    1/4. The largest foreground entry of the *full* softmax (the quantity
+    of results schema 1) is 1/2, giving 1/6 = mu_ND * (1 - p_BG)."""
+    v = torch.tensor([2.0, 3.0, 1.0]).log().view(3, 1, 1)
+    y = torch.zeros(1, 1, dtype=torch.long)
+    for logits in (None, v):
+        out = CalibrationAccumulator(background_index=0).update(
+            v.softmax(0), y, logits=logits).compute()
+        assert out['non_distinctiveness'] == pytest.approx(1 / 4)
+        assert out['non_distinctiveness_full_softmax'] == pytest.approx(1 / 6)
+    # another background index: the background is class 2 (mass 1/6),
+    # the foreground softmax (2, 3) / 5
+    out = CalibrationAccumulator(background_index=2).update(
+        v.softmax(0), y).compute()
+    assert out['non_distinctiveness'] == pytest.approx(1 / 6 * 3 / 5)
+
+
 def test_non_distinctiveness_ibe_eq4():
     logits, label = random_probs(7)
     p = logits.softmax(0)
     acc = CalibrationAccumulator(background_index=0).update(p, label)
     keep = label != 255
-    ref = (p[0] * p[1:].max(0).values)[keep].double().mean().item()
-    assert acc.compute()['non_distinctiveness'] == pytest.approx(ref)
+    ref = (p[0] * logits[1:].softmax(0).max(0).values)[keep]
+    assert acc.compute()['non_distinctiveness'] == pytest.approx(
+        ref.double().mean().item(), rel=1e-6)
+
+
+def test_non_distinctiveness_all_background_needs_logits():
+    """Where p_BG rounds to 1 the foreground softmax is still defined from
+    the logits (and eq. 4 gives mu_BG * mu_ID = 1 * max softmax(v_ID))."""
+    v = torch.tensor([200.0, 0.0, -1.0]).view(3, 1, 1)
+    y = torch.zeros(1, 1, dtype=torch.long)
+    p = v.softmax(0)
+    assert p[1:].sum() == 0
+    out = CalibrationAccumulator(background_index=0).update(
+        p, y, logits=v).compute()
+    assert out['non_distinctiveness'] == pytest.approx(
+        1 / (1 + math.exp(-1)))
+    with pytest.raises(ValueError, match='pass the logits'):
+        CalibrationAccumulator(background_index=0).update(p, y)
 
 
 def test_calibration_metric_reads_samples():

@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import QUICK_OPTIONS, STREET_CONFIG, run_tool
+from conftest import ONE_THREAD_ENV, QUICK_OPTIONS, STREET_CONFIG, run_tool
 
 
 def _ckpt(work_dir):
@@ -21,12 +21,14 @@ def _args(ckpt, work, *extra):
 
 @pytest.fixture(scope='module')
 def robustness_run(tmp_path_factory, trained_work_dir, synthetic_root):
+    # on one thread, as the resumed run whose cells are compared with ==
+    # (the forward pass differs in its last bits across thread counts)
     work = str(tmp_path_factory.mktemp('robust'))
     cache = osp.join(work, 'cache')
     proc = run_tool('robustness_test.py',
                     *_args(_ckpt(trained_work_dir), work, '--cache-dir',
                            cache, '--ood-datasets', 'synthetic_ood'),
-                    env={'MMSEG_OOD_DATA': synthetic_root})
+                    env={'MMSEG_OOD_DATA': synthetic_root, **ONE_THREAD_ENV})
     return work, cache, proc
 
 
@@ -84,16 +86,36 @@ def test_a_resumed_run_gives_the_same_tables(robustness_run, tmp_path,
     keep = {k: v for k, v in full['cells'].items()
             if not k.startswith('b|glass_blur')}
     with open(osp.join(resumed, 'robustness.partial.json'), 'w') as f:
-        json.dump(dict(complete=False, settings=full['settings'],
-                       cells=keep), f)
+        json.dump(dict(schema=full['schema'], complete=False,
+                       settings=full['settings'], cells=keep), f)
     proc = run_tool('robustness_test.py',
                     *_args(_ckpt(trained_work_dir), resumed, '--cache-dir',
                            cache, '--ood-datasets', 'synthetic_ood'),
-                    env={'MMSEG_OOD_DATA': synthetic_root})
+                    env={'MMSEG_OOD_DATA': synthetic_root, **ONE_THREAD_ENV})
     assert proc.stdout.count('[robustness_test] cell ') == 1
     again = json.load(open(osp.join(resumed, 'robustness.json')))
     assert again['cells'] == full['cells']
     assert again['summary'] == full['summary']
+
+
+def test_a_partial_file_of_another_schema_is_not_resumed(tmp_path, capsys):
+    """Cells of results schema 1 held another non-distinctiveness (the full
+    softmax's largest foreground entry, not IBE eq. 4): never mixed in."""
+    from mmseg_ood.apis.robustness_test import RESULTS_SCHEMA, _load_partial
+    path = str(tmp_path / 'robustness.partial.json')
+    cells = {'a|clean|0|ss': dict(miou=0.5, ece=0.1,
+                                  non_distinctiveness=0.01)}
+    settings = dict(seed=0)
+    for schema, expected in ((None, {}), (1, {}), (RESULTS_SCHEMA, cells)):
+        payload = dict(complete=False, settings=settings, cells=cells)
+        if schema is not None:
+            payload['schema'] = schema
+        with open(path, 'w') as f:
+            json.dump(payload, f)
+        assert _load_partial(path, settings) == expected
+    out = capsys.readouterr().out
+    assert out.count('has results schema 1') == 2
+    assert 'IBE eq. 4' in out
 
 
 def test_a_failing_run_writes_no_tables(

@@ -35,6 +35,7 @@ from ..engine import PredictionCaptureHook
 from ..evaluation.report import dump_json
 from ..evaluation.robustness_report import write_robustness_results
 from ..models import final_decode_head, head_kind
+from ..utils.run_record import run_record
 from .dataset_presets import load_dataset_preset
 from .evaluation_pass import EvaluationSession
 
@@ -42,6 +43,12 @@ __all__ = ['robustness_test', 'ModelSpec', 'corruption_cells',
            'SEVERITIES']
 
 SEVERITIES = (1, 2, 3, 4, 5)
+#: Version of ``robustness.json``'s cells; a partial file of another
+#: version is not resumed.
+RESULTS_SCHEMA = 2
+SCHEMA_CHANGES = {
+    2: 'non_distinctiveness is IBE eq. 4 (foreground softmax); schema 1 '
+       'held p_BG * max full softmax, now non_distinctiveness_full_softmax'}
 #: The clean cell (severity 0).
 CLEAN = ('clean', 0)
 
@@ -128,11 +135,17 @@ def _settings(models, corruptions, severities, msc, presets, seed) -> dict:
 
 
 def _load_partial(path: str, settings: dict) -> Dict[str, dict]:
-    """Finished cells of an interrupted run with the same settings."""
+    """Finished cells of an interrupted run with the same settings and
+    results schema."""
     if not osp.isfile(path):
         return {}
     with open(path) as f:
         d = json.load(f)
+    if d.get('schema', 1) != RESULTS_SCHEMA:
+        print(f'[robustness_test] {path} has results schema '
+              f'{d.get("schema", 1)}, this version writes {RESULTS_SCHEMA} '
+              f'({SCHEMA_CHANGES[RESULTS_SCHEMA]}): starting afresh')
+        return {}
     if d.get('settings') != settings:
         print(f'[robustness_test] {path} is from a run with other '
               'settings: starting afresh')
@@ -222,9 +235,13 @@ def robustness_test(models: Sequence[ModelSpec],
                 sessions[(name, tta)], corruption, severity, presets, cache,
                 seed, with_ood=not tta, hooks=hooks)
             if rank0:
-                dump_json(dict(complete=False, settings=settings,
-                               cells=done), partial)
-        payload = dict(complete=True, settings=settings,
+                dump_json(dict(schema=RESULTS_SCHEMA, complete=False,
+                               settings=settings, cells=done), partial)
+        first_session = next(iter(sessions.values()))
+        payload = dict(schema=RESULTS_SCHEMA, complete=True,
+                       settings=settings,
+                       run=run_record(first_session.cfg,
+                                      first_session.checkpoint_meta),
                        models=[m.name for m in models],
                        cells=done)
         if rank0:
@@ -267,9 +284,10 @@ def _cell(session: EvaluationSession, corruption: str, severity: int,
     # mmseg's IoUMetric reports percent; the cells keep fractions
     out = dict(miou=float(result.metrics['id/mIoU']) / 100,
                ece=float(result.metrics['calibration/ece']))
-    nd = result.metrics.get('calibration/non_distinctiveness')
-    if nd is not None:
-        out['non_distinctiveness'] = float(nd)
+    for key in ('non_distinctiveness', 'non_distinctiveness_full_softmax'):
+        nd = result.metrics.get(f'calibration/{key}')
+        if nd is not None:
+            out[key] = float(nd)
     if with_ood and presets:
         out['ood'] = {}
         for p in presets:

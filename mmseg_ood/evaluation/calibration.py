@@ -23,11 +23,22 @@ class CalibrationAccumulator(Accumulator):
     of correctly predicted pixels in the bin. Pixels labelled
     ``ignore_index`` are excluded.
 
-    Expected non-distinctiveness (IBE eq. 4), for models with a background
-    class: ``E[mu_BG * mu_ID]`` with ``mu_BG = p_BG`` and
-    ``mu_ID = max_{c != BG} p_c`` over all non-ignored pixels.
+    Expected non-distinctiveness, for models with a background class: IBE
+    eq. 4 (ibe-implicit-background-estimation.txt),
+    ``mu_ID(v) = max softmax(v_ID)`` (the softmax over the *foreground
+    logits only*), ``mu_BG(v) = softmax(v)_BG``, ``mu_ND = mu_BG * mu_ID``,
+    averaged over all non-ignored pixels (the paper's ``E[mu_ND(v)]``,
+    Table 4). From probabilities, ``softmax(v_ID)_c = p_c / (1 - p_BG)``;
+    with ``logits`` it is computed from the foreground logits directly
+    (exact also where ``p_BG`` rounds to 1).
 
-    Memory: three float64 vectors of ``num_bins`` plus two scalars.
+    The project reported another quantity before 2026-12-06 (results schema
+    1): ``p_BG * max_{c != BG} p_c``, the largest foreground entry of the
+    *full* softmax, smaller than eq. 4 by the factor ``1 - p_BG``. It stays
+    available under its own name, ``non_distinctiveness_full_softmax``; it
+    cannot be compared with the paper's Table 4.
+
+    Memory: three float64 vectors of ``num_bins`` plus three scalars.
 
     Args:
         num_bins: Number of confidence bins (> 0).
@@ -57,17 +68,27 @@ class CalibrationAccumulator(Accumulator):
         self.conf_sum = np.zeros(b, np.float64)
         self.correct_sum = np.zeros(b, np.float64)
         self.nd_sum = 0.0
+        self.nd_full_sum = 0.0
         self.nd_count = 0
 
-    def update(self, probs, labels) -> 'CalibrationAccumulator':
+    def update(self, probs, labels,
+               logits=None) -> 'CalibrationAccumulator':
         """Add ``probs`` ``(C, H, W)`` (softmax probabilities) and ``labels``
-        ``(H, W)`` class indices."""
+        ``(H, W)`` class indices; ``logits`` ``(C, H, W)`` (optional, the
+        logits ``probs`` came from) make eq. 4's foreground softmax exact
+        where the background takes all the mass."""
         p = torch.as_tensor(to_numpy(probs)).float()
         y = torch.as_tensor(to_numpy(labels)).long()
         if p.dim() != 3 or tuple(p.shape[1:]) != tuple(y.shape):
             raise ValueError(f'probs must be (C, H, W) and labels (H, W) '
                              f'with the same H, W; got {tuple(p.shape)} and '
                              f'{tuple(y.shape)}')
+        if logits is not None:
+            logits = torch.as_tensor(to_numpy(logits))
+            if tuple(logits.shape) != tuple(p.shape):
+                raise ValueError(f'logits must have the shape of probs '
+                                 f'{tuple(p.shape)}, got '
+                                 f'{tuple(logits.shape)}')
         valid = y != self.ignore_index
         p = p[:, valid]                          # (C, n)
         y = y[valid]
@@ -87,9 +108,26 @@ class CalibrationAccumulator(Accumulator):
         self.correct_sum += np.bincount(bins, correct, self.num_bins)
         bg = self.background_index
         if bg is not None:
-            mu_bg = p[bg]
-            mu_id = torch.cat([p[:bg], p[bg + 1:]]).max(dim=0).values
-            self.nd_sum += float((mu_bg * mu_id).double().sum())
+            if bg >= p.shape[0]:
+                raise ValueError(f'`background_index` {bg} is not a class of '
+                                 f'{p.shape[0]}-class probabilities')
+            mu_bg = p[bg].double()
+            fg = torch.cat([p[:bg], p[bg + 1:]]).double()
+            if logits is not None:
+                v = logits[:, valid].double()
+                v_id = torch.cat([v[:bg], v[bg + 1:]])
+                mu_id = torch.softmax(v_id, dim=0).max(dim=0).values
+            else:
+                mass = fg.sum(dim=0)
+                if bool((mass <= 0).any()):
+                    raise ValueError(
+                        'non-distinctiveness: the background takes all the '
+                        'probability at some pixels, so the foreground '
+                        'softmax (IBE eq. 4) is undefined from probabilities;'
+                        ' pass the logits')
+                mu_id = fg.max(dim=0).values / mass
+            self.nd_sum += float((mu_bg * mu_id).sum())
+            self.nd_full_sum += float((mu_bg * fg.max(dim=0).values).sum())
             self.nd_count += int(y.numel())
         return self
 
@@ -99,13 +137,14 @@ class CalibrationAccumulator(Accumulator):
         self.conf_sum += state['conf_sum']
         self.correct_sum += state['correct_sum']
         self.nd_sum += state['nd_sum']
+        self.nd_full_sum += state['nd_full_sum']
         self.nd_count += state['nd_count']
         return self
 
     def state_dict(self) -> dict:
         return dict(count=self.count.copy(), conf_sum=self.conf_sum.copy(),
                     correct_sum=self.correct_sum.copy(), nd_sum=self.nd_sum,
-                    nd_count=self.nd_count)
+                    nd_full_sum=self.nd_full_sum, nd_count=self.nd_count)
 
     def compute(self) -> Dict[str, float]:
         n = self.count.sum()
@@ -117,8 +156,11 @@ class CalibrationAccumulator(Accumulator):
             gap = np.abs(self.correct_sum[nz] - self.conf_sum[nz])
             out['ece'] = float(gap.sum() / n)
         if self.background_index is not None:
-            out['non_distinctiveness'] = (self.nd_sum / self.nd_count
-                                          if self.nd_count else float('nan'))
+            n_nd = self.nd_count
+            out['non_distinctiveness'] = (self.nd_sum / n_nd if n_nd
+                                          else float('nan'))
+            out['non_distinctiveness_full_softmax'] = (
+                self.nd_full_sum / n_nd if n_nd else float('nan'))
         return out
 
 
@@ -158,7 +200,7 @@ class CalibrationMetric(AccumulatingMetric):
         logits = torch.as_tensor(to_numpy(sample['seg_logits']['data']))
         label = to_numpy(sample['gt_sem_seg']['data']).squeeze(0)
         self.accumulator('calibration', self._empty.empty_like).update(
-            torch.softmax(logits.float(), dim=0), label)
+            torch.softmax(logits.float(), dim=0), label, logits=logits)
 
     def compute_accumulated(self, local) -> dict:
         merged = merge_across_ranks(local, lambda _: self._empty.empty_like())
