@@ -1,0 +1,190 @@
+"""Mean and spread over training seeds: the same models trained with
+several seeds, each evaluated by ``tools/ood_test.py``.
+
+A difference between two models smaller than the spread of either is not
+a result. The spread is the sample standard deviation (``ddof=1``) over the
+seeds, with the smallest and largest value beside it; with 3 seeds it is a
+rough figure, which is why the range is printed too.
+"""
+import math
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+#: Pixel metrics a seed table lists, as (key, title).
+SEED_COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'))
+
+
+def spread(values: Sequence[Optional[float]]) -> dict:
+    """``dict(mean, sd, min, max, n, undefined)`` of the defined values
+    (None or NaN are undefined metrics: counted, not averaged). ``sd`` is
+    ``None`` with fewer than two values."""
+    defined = [float(v) for v in values
+               if v is not None and math.isfinite(float(v))]
+    out = dict(n=len(defined), undefined=len(values) - len(defined),
+               mean=None, sd=None, min=None, max=None)
+    if defined:
+        a = np.asarray(defined, dtype=np.float64)
+        out.update(mean=float(a.mean()), min=float(a.min()),
+                   max=float(a.max()),
+                   sd=float(a.std(ddof=1)) if len(a) > 1 else None)
+    return out
+
+
+def format_spread(s: dict, scale: float = 100.0) -> str:
+    """``88.74 ± 0.52 (88.20-89.30)``; ``n/a`` when no value is defined."""
+    if s['mean'] is None:
+        return 'n/a'
+    if s['sd'] is None:
+        return f"{scale * s['mean']:.2f}"
+    return (f"{scale * s['mean']:.2f} ± {scale * s['sd']:.2f} "
+            f"({scale * s['min']:.2f}-{scale * s['max']:.2f})")
+
+
+def seed_spreads(runs_per_seed: List[Dict[str, dict]], dataset: str,
+                 scorers: Sequence[str],
+                 columns: Sequence[str] = tuple(c for c, _ in SEED_COLUMNS)
+                 ) -> Dict[str, dict]:
+    """Model -> ``{'id_miou': spread, scorer: {column: spread}}`` over the
+    seeds.
+
+    Args:
+        runs_per_seed: One dict per seed: model name -> the payload of its
+            ``results.json``. Every seed must have every model.
+        dataset: The OOD dataset.
+        scorers: Scorers to summarize (a scorer missing from a run is an
+            error: the spread would silently cover fewer seeds).
+        columns: Metric keys.
+    """
+    if not runs_per_seed:
+        raise ValueError('no seeds to summarize')
+    names = list(runs_per_seed[0])
+    out = {}
+    for name in names:
+        payloads = []
+        for i, runs in enumerate(runs_per_seed):
+            if name not in runs:
+                raise ValueError(f'seed run {i} has no model {name!r}')
+            p = runs[name]
+            if not p.get('complete', True):
+                raise ValueError(f'seed run {i} of {name!r} is incomplete '
+                                 '(results.partial.json); rerun it')
+            if dataset not in p.get('results', {}):
+                raise ValueError(
+                    f'seed run {i} of {name!r} has no results on '
+                    f"{dataset!r}; it has {sorted(p.get('results', {}))}")
+            payloads.append(p)
+        miou = [(p.get('id_miou') or {}).get('test_set') for p in payloads]
+        row = dict(id_miou=spread([None if m is None else m / 100
+                                   for m in miou]))
+        for s in scorers:
+            missing = [i for i, p in enumerate(payloads)
+                       if s not in p['results'][dataset]]
+            if missing:
+                raise ValueError(f'{name!r}: scorer {s!r} missing from seed '
+                                 f'run(s) {missing}')
+            row[s] = {c: spread([p['results'][dataset][s].get(c)
+                                 for p in payloads]) for c in columns}
+        out[name] = row
+    return out
+
+
+def seed_table(spreads: Dict[str, dict], scorers: Sequence[str],
+               columns: Sequence[str] = tuple(c for c, _ in SEED_COLUMNS)
+               ) -> str:
+    """Markdown: one row per model and scorer, ``mean ± sd (min-max)`` in
+    percent, and how many seeds."""
+    titles = dict(SEED_COLUMNS)
+    head = ['model', 'seeds', 'ID mIoU', 'scorer'] + \
+        [titles.get(c, c) for c in columns]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for name, row in spreads.items():
+        n = row['id_miou']['n'] + row['id_miou']['undefined']
+        for s in scorers:
+            lines.append('| ' + ' | '.join(
+                [name, str(n), format_spread(row['id_miou']), s] +
+                [format_spread(row[s][c]) for c in columns]) + ' |')
+    return ('Mean ± sample standard deviation (smallest-largest) over the '
+            'seeds, percent.\n\n' + '\n'.join(lines))
+
+
+#: Per-model quantities of ``robustness.json`` a calibration summary lists:
+#: (title, cell selector, key). ``clean``: the clean cell; ``corrupted``:
+#: the mean over the corrupted cells.
+CALIBRATION_ROWS = (
+    ('clean mIoU', 'clean', 'miou'),
+    ('clean ECE', 'clean', 'ece'),
+    ('clean non-distinctiveness (IBE eq. 4)', 'clean', 'non_distinctiveness'),
+    ('corrupted mIoU (mean over cells)', 'corrupted', 'miou'),
+    ('corrupted ECE (mean over cells)', 'corrupted', 'ece'),
+    ('corrupted non-distinctiveness (mean)', 'corrupted',
+     'non_distinctiveness'),
+)
+
+
+def _robustness_value(payload: dict, model: str, where: str, key: str):
+    cells = [(k.split('|'), v) for k, v in payload['cells'].items()]
+    picked = [v.get(key) for (m, c, s, tta), v in cells
+              if m == model and tta == 'ss' and
+              ((c, s) == ('clean', '0')) == (where == 'clean')]
+    if not picked or any(v is None for v in picked):
+        return None
+    return float(np.mean(picked))
+
+
+def calibration_spreads(payloads: List[dict]) -> Dict[str, Dict[str, dict]]:
+    """Model -> row title -> spread over the seeds, from one
+    ``robustness.json`` per seed (``tools/robustness_test.py`` with the same
+    models, corruptions and severities)."""
+    if not payloads:
+        raise ValueError('no seeds to summarize')
+    models = payloads[0].get('models', [])
+    for i, p in enumerate(payloads):
+        if p.get('schema') != payloads[0].get('schema'):
+            raise ValueError(f'robustness file {i} has schema '
+                             f"{p.get('schema')}, the first "
+                             f"{payloads[0].get('schema')}: rerun it")
+        if p.get('models') != models or sorted(p['cells']) != \
+                sorted(payloads[0]['cells']):
+            raise ValueError(f'robustness file {i} has other models or '
+                             'cells than the first: the seeds must run the '
+                             'same request')
+    return {m: {title: spread([_robustness_value(p, m, where, key)
+                               for p in payloads])
+                for title, where, key in CALIBRATION_ROWS}
+            for m in models}
+
+
+def background_spreads(payloads: Dict[str, List[dict]]
+                       ) -> Dict[str, Dict[str, dict]]:
+    """Model -> whole-image dataset -> spread of the pooled background IoU
+    (``results.json["background_iou"]``, IBE Table 2) over the seeds;
+    ``payloads``: model -> one ``results.json`` per seed."""
+    out = {}
+    for model, runs in payloads.items():
+        datasets = sorted((runs[0].get('background_iou') or {}))
+        out[model] = {}
+        for d in datasets:
+            values = []
+            for r in runs:
+                b = (r.get('background_iou') or {}).get(d)
+                if b is None:
+                    raise ValueError(f'{model!r}: a seed has no background '
+                                     f'IoU on {d!r}')
+                values.append(b['pooled'] / 100 if b.get('applicable')
+                              else None)
+            out[model][d] = spread(values)
+    return out
+
+
+def spread_rows_table(spreads: Dict[str, Dict[str, dict]], title: str,
+                      scale: float = 100.0) -> str:
+    """Markdown: a row per quantity, a column per model."""
+    models = list(spreads)
+    rows = list(spreads[models[0]]) if models else []
+    lines = [f'| {title} | ' + ' | '.join(models) + ' |',
+             '|' + '---|' * (len(models) + 1)]
+    for r in rows:
+        lines.append(f'| {r} | ' + ' | '.join(
+            format_spread(spreads[m][r], scale) for m in models) + ' |')
+    return '\n'.join(lines)
