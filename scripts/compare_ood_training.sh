@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The measured comparison of the training-time methods on the synthetic
 # objects benchmark: train the baseline, IBE, SCrIBE, entropy maximization
-# and UOI + CE with the same schedule (each reused if its checkpoint exists;
-# FORCE_TRAIN=1 retrains), validated every 50 iterations with each class's
+# and UOI + CE with the same schedule (each reused if its checkpoint exists,
+# and its evaluation if a complete results.json newer than it exists;
+# FORCE_TRAIN=1 retrains and re-evaluates), validated every 50 iterations with each class's
 # IoU (training curves: WORK/curves/), score each with tools/ood_test.py on
 # the objects OOD split, and print one table (ID mIoU, AUROC / AP / FPR95
 # of the relevant scorers).
@@ -97,10 +98,17 @@ for v in "${VARIANTS[@]}"; do
     fi
     ckpt=$(train "$WORK/$v" "$cfg" "${init[@]}")
     dirs+=("$WORK/$v")
-    echo "[compare] OOD evaluation of $v ($ckpt)"
-    $PY tools/ood_test.py "$cfg" "$ckpt" --work-dir "$WORK/$v/ood" \
-        --datasets synthetic_objects_ood \
-        ${EXTRA[@]+--cfg-options "${EXTRA[@]}"}
+    # a complete evaluation of this very checkpoint is reused
+    if [[ -z ${FORCE_TRAIN:-} && -f $WORK/$v/ood/results.json ]] && \
+        [[ $WORK/$v/ood/results.json -nt $ckpt ]] && \
+        ! grep -q '"complete": false' "$WORK/$v/ood/results.json"; then
+        echo "[compare] reusing the OOD evaluation of $v"
+    else
+        echo "[compare] OOD evaluation of $v ($ckpt)"
+        $PY tools/ood_test.py "$cfg" "$ckpt" --work-dir "$WORK/$v/ood" \
+            --datasets synthetic_objects_ood \
+            ${EXTRA[@]+--cfg-options "${EXTRA[@]}"}
+    fi
 done
 $PY tools/training_curves.py "${dirs[@]}" --names "${VARIANTS[@]}" \
     --out "$WORK/curves"

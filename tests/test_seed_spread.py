@@ -135,3 +135,22 @@ def test_seed_summary_tool(tmp_path, capsys):
     assert '| tex | 90.50 ± 0.71 (90.00-91.00) |' in text
     with pytest.raises(SystemExit, match='robustness.json not found'):
         seed_summary.main([str(tmp_path / 'missing')])
+
+
+@pytest.mark.parametrize('script,arg,message', [
+    ('seed_study.sh', 'bogus', "unknown part 'bogus'"),
+    ('compare_ood_training.sh', 'bogus', "no config for variant 'bogus'"),
+])
+def test_study_scripts_refuse_an_unknown_part_before_running(
+        script, arg, message, tmp_path):
+    """Both scripts check their arguments before any training (they run
+    for hours); nothing is written."""
+    import os
+    import subprocess
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PY='false', SEED_WORK_DIR=str(tmp_path / 'w'),
+               COMPARE_WORK_DIR=str(tmp_path / 'w'))
+    proc = subprocess.run(['bash', os.path.join(repo, 'scripts', script),
+                           arg], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and message in proc.stderr
+    assert not (tmp_path / 'w').exists()
