@@ -44,8 +44,14 @@ def test_seed_spreads_over_runs_and_their_errors():
         statistics.stdev([0.4, 0.5]))
     with pytest.raises(ValueError, match="seed run 1 has no model 'a'"):
         seed_spreads([runs[0], dict(b=_payload(1, 0.1))], 'ood', ['energy'])
-    with pytest.raises(ValueError, match="scorer 'msp' missing"):
-        seed_spreads(runs, 'ood', ['msp'])
+    # a scorer no seed has is not this model's: left out
+    assert 'msp' not in seed_spreads(runs, 'ood', ['energy', 'msp'])['a']
+    partial = [dict(a=_payload(88.0, 0.4)), dict(a=_payload(90.0, 0.5))]
+    partial[1]['a']['results']['ood']['msp'] = dict(auroc=0.5, ap=0.1,
+                                                    fpr95=0.9)
+    with pytest.raises(ValueError, match=r"scorer 'msp' missing from seed "
+                       r'run\(s\) \[0\]'):
+        seed_spreads(partial, 'ood', ['msp'])
     with pytest.raises(ValueError, match='incomplete'):
         seed_spreads([dict(a=_payload(1, 0.1, complete=False))], 'ood',
                      ['energy'])
@@ -71,10 +77,13 @@ def test_compare_results_seed_roots(tmp_path, capsys):
     row = '| base | 3 | 89.00 ± 1.00 (88.00-90.00) | energy | 90.00 ± ' \
         '0.00 (90.00-90.00) | 45.00 ± 5.00 (40.00-50.00) |'
     assert row in out.read_text() and row in capsys.readouterr().out
-    with pytest.raises(SystemExit, match='scorer .msp. missing'):
-        compare_results.main([str(tmp_path / 's0'), 'base', '--seed-roots',
-                              str(tmp_path / 's1'), '--dataset', 'ood',
-                              '--scorers', 'msp'])
+    _write(tmp_path / 's0' / 'other' / 'ood' / 'results.json',
+           _payload(88.0, 0.40))
+    with pytest.raises(SystemExit, match=r's1/other/ood/results.json not '
+                       'found'):
+        compare_results.main([str(tmp_path / 's0'), 'base', 'other',
+                              '--seed-roots', str(tmp_path / 's1'),
+                              '--dataset', 'ood', '--scorers', 'msp'])
 
 
 def _robustness(ece_clean, ece_noise, nd=0.01, models=('b', 'i')):

@@ -52,8 +52,10 @@ def seed_spreads(runs_per_seed: List[Dict[str, dict]], dataset: str,
         runs_per_seed: One dict per seed: model name -> the payload of its
             ``results.json``. Every seed must have every model.
         dataset: The OOD dataset.
-        scorers: Scorers to summarize (a scorer missing from a run is an
-            error: the spread would silently cover fewer seeds).
+        scorers: Scorers to summarize. One that no seed of a model has is
+            left out for that model (``background`` of a plain head); one
+            that some seeds have and others not is an error: the spread
+            would silently cover fewer seeds.
         columns: Metric keys.
     """
     if not runs_per_seed:
@@ -80,6 +82,8 @@ def seed_spreads(runs_per_seed: List[Dict[str, dict]], dataset: str,
         for s in scorers:
             missing = [i for i, p in enumerate(payloads)
                        if s not in p['results'][dataset]]
+            if len(missing) == len(payloads):
+                continue  # not a scorer of this model (e.g. background)
             if missing:
                 raise ValueError(f'{name!r}: scorer {s!r} missing from seed '
                                  f'run(s) {missing}')
@@ -100,7 +104,7 @@ def seed_table(spreads: Dict[str, dict], scorers: Sequence[str],
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for name, row in spreads.items():
         n = row['id_miou']['n'] + row['id_miou']['undefined']
-        for s in scorers:
+        for s in (s for s in scorers if s in row):
             lines.append('| ' + ' | '.join(
                 [name, str(n), format_spread(row['id_miou']), s] +
                 [format_spread(row[s][c]) for c in columns]) + ' |')
