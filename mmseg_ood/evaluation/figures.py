@@ -42,6 +42,16 @@ _PARAM_LABELS = dict(eta='class-weight exponent eta (thesis eq. 4.23)',
 _SHORT = dict(eta='eta', delta='delta', temperature='T')
 
 
+def _small_panel(ax, xlabel: str, ylabel: str) -> None:
+    """Labels, ticks, grid and legend of one panel of a multi-panel
+    figure, in the small fonts these figures share."""
+    ax.set_xlabel(xlabel, fontsize=7)
+    ax.set_ylabel(ylabel, fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, loc='best')
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use('Agg')
@@ -134,11 +144,7 @@ def plot_score_distributions(path: str, dataset: str,
             f'{name}\nAP {percent(r.get("ap"))}, AUROC ' \
             f'{percent(r.get("auroc"))}'
         ax.set_title(title, fontsize=8)
-        ax.set_xlabel('score (higher = more OOD)', fontsize=7)
-        ax.set_ylabel('density', fontsize=7)
-        ax.tick_params(labelsize=6)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc='best')
+        _small_panel(ax, 'score (higher = more OOD)', 'density')
     fig.suptitle(f'ID and OOD score distributions - {dataset} '
                  '(dashed: medians)', fontsize=9)
     return _save(fig, path)
@@ -301,11 +307,7 @@ def plot_tuning_sweeps(out_dir: str, tuning: dict) -> Dict[str, str]:
             if log:
                 ax.set_xscale('log')
             ax.set_title(kind, fontsize=9)
-            ax.set_xlabel(_PARAM_LABELS.get(param, param), fontsize=7)
-            ax.set_ylabel('AP (%)', fontsize=7)
-            ax.tick_params(labelsize=6)
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=6, loc='best')
+            _small_panel(ax, _PARAM_LABELS.get(param, param), 'AP (%)')
         fig.suptitle(f'AP against {param} on {tuning.get("dataset", "")} '
                      '(ringed: best point)', fontsize=9)
         paths[param] = _save(
