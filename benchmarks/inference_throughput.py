@@ -55,7 +55,7 @@ def main():
     import mmseg_ood  # noqa: F401
     from mmseg.apis import MMSegInferencer
     from mmseg_ood.apis import OODInferencer, init_model, score_image
-    from mmseg_ood.calibration_file import OODCalibration
+    from mmseg_ood.formats.threshold_file import OODCalibration
     from mmseg_ood.utils import file_sha256, safe_checkpoint_loading
 
     h, w = args.size

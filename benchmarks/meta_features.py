@@ -129,7 +129,7 @@ def _status(field):
 def memory_child(args):
     """Print the peak resident bytes of one ``image_segments`` call above
     the memory held before it (inputs built, peak reset)."""
-    from mmseg_ood.evaluation.ood_segments import image_segments
+    from mmseg_ood.meta.segments import image_segments
     probs, entropy, ood = synthetic_image(args.height, args.width,
                                           args.classes)
     thresholds = THRESHOLDS[:args.memory_child] if args.memory_child > 1 \
@@ -165,8 +165,7 @@ def main():
     torch.set_grad_enabled(False)
     if args.memory_child is not None:
         return memory_child(args)
-    from mmseg_ood.evaluation.ood_segments import (image_segments,
-                                                   pixel_measures)
+    from mmseg_ood.meta.segments import image_segments, pixel_measures
     h, w, q = args.height, args.width, args.classes
     probs, entropy, ood = synthetic_image(h, w, q)
     image_segments(probs[:, :64, :64], entropy[:64, :64], THRESHOLDS,

@@ -1,4 +1,4 @@
-"""StreamingOODMetric vs scikit-learn (exact) on many pixels.
+"""PixelOODAccumulator vs scikit-learn (exact) on many pixels.
 
 For each of three score distributions (Gaussian, unbounded energies, heavy
 ties), both compute AUROC, AP and FPR@95 over the same pixels in one run:
@@ -53,7 +53,7 @@ def main():
     p.add_argument('--pixels', type=int, default=50_000_000)
     p.add_argument('--chunk', type=int, default=2048 * 1024)
     args = p.parse_args()
-    from mmseg_ood.evaluation import StreamingOODMetric
+    from mmseg_ood.evaluation import PixelOODAccumulator
 
     print(f'pixels: {args.pixels:,}  chunk: {args.chunk:,}')
     head = (f'{"distribution":20s} {"method":10s} {"time s":>8s} '
@@ -62,7 +62,7 @@ def main():
     for name, s, y in distributions(args.pixels):
 
         def streaming():
-            m = StreamingOODMetric(name=name)
+            m = PixelOODAccumulator(name=name)
             for i in range(0, s.size, args.chunk):
                 m.update(s[i:i + args.chunk], y[i:i + args.chunk])
             return m.compute(), m.nbytes

@@ -295,8 +295,8 @@ def linear_classifier_gap(model, img):
     import torch.nn.functional as F
     from mmseg.apis import inference_model
 
-    from mmseg_ood.models.embedding_capture import (final_classifier,
-                                                    final_decode_head)
+    from mmseg_ood.models.introspection import (final_classifier,
+                                                final_decode_head)
     head = final_decode_head(model)
     conv = final_classifier(head)
     if conv is None:
@@ -354,8 +354,7 @@ def run_family(family: str, size=(128, 256), seed: int = 0,
 
     import mmseg_ood  # noqa: F401
     from mmseg_ood.apis import DEFAULT_SCORERS, init_model, score_image
-    from mmseg_ood.models.embedding_capture import (final_decode_head,
-                                                    head_kind)
+    from mmseg_ood.models.introspection import final_decode_head, head_kind
     size = tuple(SIZE_OVERRIDES.get(family, size))
     rec = dict(family=family, config=None, size=list(size), head=None,
                head_kind=None, ran=[], skipped={}, build_s=None,

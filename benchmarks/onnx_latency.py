@@ -43,9 +43,9 @@ def main():
 
     import mmseg_ood  # noqa: F401
     from mmseg_ood.apis import init_model
-    from mmseg_ood.apis.onnx_export import (ExportableOODSegmentor,
-                                            export_onnx)
-    from mmseg_ood.calibration_file import OODCalibration
+    from mmseg_ood.deploy.onnx_export import (ExportableOODSegmentor,
+                                              export_onnx)
+    from mmseg_ood.formats.threshold_file import OODCalibration
     from mmseg_ood.utils import file_sha256
     torch.set_num_threads(args.threads)
     tmp = tempfile.mkdtemp(prefix='mmseg_ood_onnx_bench_')

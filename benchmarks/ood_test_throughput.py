@@ -40,7 +40,8 @@ CONFIG = osp.join(REPO, 'configs', 'synthetic',
 
 
 def worker(kind, ckpt, data_root, work_dir, size):
-    from mmseg_ood.apis import EvaluationSession, load_dataset_preset
+    from mmseg_ood.engine import EvaluationSession
+    from mmseg_ood.datasets import load_dataset_preset
     session = EvaluationSession(
         CONFIG, ckpt, work_dir,
         cfg_options={'test_dataloader.num_workers': 0,

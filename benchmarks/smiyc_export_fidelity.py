@@ -29,7 +29,7 @@ def exported_metrics(export_dir, preset, scorers):
 
     from mmseg.registry import DATASETS
     from mmseg_ood.datasets import LoadOODAnnotations
-    from mmseg_ood.evaluation.smiyc_files import smiyc_frame_id
+    from mmseg_ood.formats.smiyc import smiyc_frame_id
     from mmseg_ood.evaluation import pixel_ood_metrics
     init_default_scope('mmseg')
     ds = DATASETS.build(dict(preset.dataset, pipeline=[], lazy_init=False))
@@ -61,7 +61,8 @@ def main():
     p.add_argument('--work-dir', default=None)
     args = p.parse_args()
 
-    from mmseg_ood.apis import load_dataset_preset, ood_test
+    from mmseg_ood.apis import ood_test
+    from mmseg_ood.datasets import load_dataset_preset
     work = args.work_dir or tempfile.mkdtemp(prefix='mmseg_ood_fidelity_')
     preset = load_dataset_preset(args.dataset)
     runs = {}

@@ -6,7 +6,7 @@ full training step (data preprocessor, forward, losses, backward, AdamW
 step) on the same random batch; entropy maximization's batch carries
 outlier pixels (254) like a mixed batch. Variants run interleaved in one
 process, round after round, so machine noise hits all alike; the ratio of
-medians to the baseline is printed (issue 6 goal: <= 1.03).
+medians to the baseline is printed (goal: <= 1.03).
 ``uoi-ce`` is the shipped config (both terms in ``MonitoredLoss``, the
 gradient clipped); ``uoi-ce-unmonitored`` is the same losses unwrapped and
 unclipped, so the two rows give the cost of the monitoring and clipping.

@@ -7,8 +7,10 @@ all a user adds. (Where torchvision is not installed, it also lets
 mmpretrain's backbones import: see
 :mod:`mmseg_ood.utils.mmpretrain_without_torchvision`.)
 """
-# first: before anything can import mmpretrain
-from .utils import mmpretrain_without_torchvision  # noqa: F401,I001
+# first: old import paths keep working (mmseg_ood.deprecation), and
+# mmpretrain imports without torchvision, before anything imports it
+from . import deprecation  # noqa: F401,I001  (installs the old paths)
+from .utils import mmpretrain_without_torchvision  # noqa: F401
 from . import datasets  # noqa: F401  (registers datasets)
 from . import engine  # noqa: F401  (registers hooks)
 from . import evaluation  # noqa: F401  (registers metrics)

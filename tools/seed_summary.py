@@ -1,9 +1,9 @@
 """Calibration and background IoU over training seeds.
 
 The tool lives in the package:
-``python -m mmseg_ood.tools.seed_summary --help``.
+``python -m mmseg_ood.tools.analysis.seed_summary --help``.
 """
-from mmseg_ood.tools.seed_summary import main
+from mmseg_ood.tools.analysis.seed_summary import main
 
 if __name__ == '__main__':
     main()

@@ -20,5 +20,5 @@ load_from = ('https://download.openmmlab.com/mmsegmentation/v0.5/'
 test_evaluator = [
     dict(type='IoUMetric', iou_metrics=['mIoU']),
     # 15 bins as Guo et al. 2017 and the IBE paper
-    dict(type='CalibrationMetric', num_bins=15, background_index=0)
+    dict(type='ECEMetric', num_bins=15, background_index=0)
 ]

@@ -30,11 +30,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..evaluation.report import _atomic_write, dump_json
-from ..evaluation.representation import RepresentationAccumulator
+from ..engine.evaluation_session import EvaluationSession
+from ..evaluation.accumulators.representation import RepresentationAccumulator
 from ..utils import load_config, resolve_config_path
+from ..utils.files import atomic_write_text, dump_json
 from ..utils.run_record import run_record
-from .evaluation_pass import EvaluationSession
 
 __all__ = ['analyze_representation', 'config_num_classes']
 
@@ -287,7 +287,7 @@ def write_representation(work_dir: str, payload: dict,
           '![explained variance](explained_variance.png)']
     md += [f'![auto-correlation, class {c}](autocorrelation_class{c}.png)'
            for c in payload['classes']]
-    _atomic_write(paths['md'], '\n'.join(md) + '\n')
+    atomic_write_text(paths['md'], '\n'.join(md) + '\n')
     dump_json({k: v for k, v in payload.items() if k != 'files'},
               paths['json'])
     return paths

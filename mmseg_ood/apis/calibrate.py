@@ -3,7 +3,7 @@
 One evaluation pass (:class:`~mmseg_ood.apis.EvaluationSession`) scores
 the calibration data with one scorer; :class:`~mmseg_ood.evaluation.
 OperatingPointMetric` picks the threshold exactly and measures the rates
-it achieves; the result is an :class:`~mmseg_ood.calibration_file.
+it achieves; the result is an :class:`~mmseg_ood.formats.threshold_file.
 OODCalibration` written as JSON, which ``OODSegmentor``, ``OODInferencer``,
 ``tools/ood_infer.py`` and ``tools/export_onnx.py`` read.
 """
@@ -14,15 +14,16 @@ from typing import Optional
 
 from mmengine.dist import get_rank
 
-from ..calibration_file import (OODCalibration, check_ood_label,
-                                check_rate)
-from ..evaluation.operating_point import (OperatingPointMetric,
-                                          describe_rule, threshold_summary)
-from ..models.embedding_capture import final_decode_head
+from ..datasets.presets import available_dataset_presets, load_dataset_preset
+from ..engine.evaluation_session import EvaluationSession
+from ..evaluation.metrics.operating_point import (OperatingPointMetric,
+                                                  describe_rule,
+                                                  threshold_summary)
+from ..formats.threshold_file import (OODCalibration, check_ood_label,
+                                      check_rate)
+from ..models.introspection import final_decode_head
 from ..scorers import build_scorer
 from ..utils import file_sha256
-from .dataset_presets import available_dataset_presets, load_dataset_preset
-from .evaluation_pass import EvaluationSession
 from .sml import SML_SPLITS, id_dataset, sml_scorer
 
 __all__ = ['calibrate_ood', 'ID_SPLITS']

@@ -16,11 +16,12 @@ from typing import Optional
 import torch
 
 from ..models.heads.checkpoint_conversion import (BIAS_MODES,
-                                                   CONVERSION_TARGETS,
-                                                   find_final_head, to_plain,
-                                                   to_implicit_background)
-from ..utils import (check_checkpoint_fits, checkpoint_state_dict,
-                     file_sha256, load_checkpoint_file)
+                                                  CONVERSION_TARGETS,
+                                                  find_final_head,
+                                                  to_implicit_background,
+                                                  to_plain)
+from ..utils import (check_checkpoint_fits, checkpoint_state_dict, file_sha256,
+                     load_checkpoint_file)
 from ..version import __version__
 
 __all__ = ['convert_checkpoint']
@@ -88,7 +89,7 @@ def convert_checkpoint(src: str, to: str, out: str,
     result = dict(meta=meta, state_dict=converted)
     checked = None
     if config is not None:
-        from .score import init_model
+        from ..models.inference import init_model
         model = init_model(config, None, cfg_options=cfg_options)
         check_checkpoint_fits(model, result, out, config)
         checked = config

@@ -21,20 +21,18 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from ..datasets import check_dataset_files
-from ..evaluation.meta_classifier import (MetaClassifier,
-                                          cross_validated_tp_probability,
-                                          describe_cv, resolve_cv,
-                                          save_meta_classifiers)
-from ..evaluation.ood_segments import (TRUE_POSITIVE, feature_names,
-                                       paper_feature_names)
-from ..evaluation.segment_metric import (DEFAULT_SEGMENT_THRESHOLDS,
-                                         SegmentData, check_thresholds,
-                                         segment_results, threshold_key)
-from ..evaluation.segment_report import table2_markdown, write_meta_results
+from ..datasets.presets import load_dataset_preset
+from ..engine.evaluation_session import EvaluationSession
+from ..evaluation.metrics.segment_metric import (DEFAULT_SEGMENT_THRESHOLDS,
+                                                 SegmentData, check_thresholds,
+                                                 segment_results,
+                                                 threshold_key)
+from ..meta.classifier import (MetaClassifier, cross_validated_tp_probability,
+                               describe_cv, resolve_cv, save_meta_classifiers)
+from ..meta.segments import TRUE_POSITIVE, feature_names, paper_feature_names
+from ..reports.segments import detection_errors_markdown, write_meta_results
 from ..scorers import build_scorer
 from ..utils.run_record import run_record
-from .dataset_presets import load_dataset_preset
-from .evaluation_pass import EvaluationSession
 
 __all__ = ['meta_classify', 'FEATURE_SETS']
 
@@ -50,9 +48,9 @@ def _feature_names(feature_set: str, num_classes: int) -> List[str]:
 def evaluate_threshold(data: SegmentData, classifier: MetaClassifier,
                        cv: Union[str, int]) -> dict:
     """Table 2 and Table 3 at one threshold
-    (:func:`~mmseg_ood.evaluation.segment_metric.segment_results`), the
+    (:func:`~mmseg_ood.evaluation.metrics.segment_metric.segment_results`), the
     meta classifier's TP probabilities cross-validated by image; ``cv``
-    says how (:func:`~mmseg_ood.evaluation.meta_classifier.describe_cv`),
+    says how (:func:`~mmseg_ood.meta.classifier.describe_cv`),
     or why there is no classifier (``note``)."""
     ev = data.evaluated
     groups = data.image[ev]
@@ -175,7 +173,7 @@ def meta_classify(config: str,
             paths = write_meta_results(session.work_dir, payload)
             for p in presets:
                 print(f'\n{p.name} (detection errors, Table 2):\n' +
-                      table2_markdown({'model': payload}, p.name))
+                      detection_errors_markdown({'model': payload}, p.name))
             print(f'\nresults: {paths["md"]}')
             if payload['saved']:
                 print(f'meta classifier: {payload["saved"]}')

@@ -18,7 +18,7 @@ raises :class:`~mmseg_ood.apis.OODInputError` (a missing input, config,
 checkpoint or calibration file - :class:`~mmseg_ood.apis.
 OODInputNotFoundError` -, a file of unknown type, a video that does not
 open, two inputs of one name, an image that does not decode) or
-:class:`~mmseg_ood.calibration_file.CalibrationMismatchError` (a
+:class:`~mmseg_ood.formats.threshold_file.CalibrationMismatchError` (a
 calibration made for another checkpoint, scorer or number of classes); all
 of them before anything is written, except an image that does not decode
 (inference stops there). Anything else is a bug and propagates as it is.
@@ -30,10 +30,10 @@ import os.path as osp
 import sys
 from typing import Optional, Sequence, Union
 
-from ..calibration_file import OODCalibration
+from ..deploy.inferencer import (OODInferencer, OODInputError,
+                                 OODInputNotFoundError)
+from ..formats.threshold_file import OODCalibration
 from ..utils import resolve_config_path
-from .ood_inferencer import (OODInferencer, OODInputError,
-                             OODInputNotFoundError)
 
 __all__ = ['ood_infer', 'collect_inputs', 'IMAGE_EXTENSIONS',
            'VIDEO_EXTENSIONS']
@@ -184,7 +184,7 @@ def ood_infer(config,
         out_dir: Output folder (layout: see the module docstring);
             ``None``: write nothing (with ``show``).
         calibration: Calibration file (or its directory) or
-            :class:`~mmseg_ood.calibration_file.OODCalibration`; needed
+            :class:`~mmseg_ood.formats.threshold_file.OODCalibration`; needed
             unless the config builds an ``OODSegmentor``.
         show: Show each overlay in a window.
         device: e.g. ``'cpu'``, ``'cuda:0'``.

@@ -17,33 +17,33 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..datasets import (OODSegDataset, check_dataset_files,
-                        without_annotations)
+from ..datasets import OODSegDataset, check_dataset_files, without_annotations
+from ..datasets.presets import DatasetPreset, load_dataset_preset
 from ..engine import MetaClassifierHook, SMIYCExportHook
-from ..engine.smiyc_export_hook import TRANSFORMS as EXPORT_TRANSFORMS
-from ..evaluation.smiyc_files import transform_file
-from ..evaluation import OODSegmentMetric, load_meta_classifiers
-from ..evaluation.bootstrap import check_bootstrap
-from ..utils.run_record import run_record
-from ..evaluation.ood_metric import threshold_rule
-from ..evaluation.report import (dump_json, markdown_table, plot_curves,
-                                 write_per_image, write_results)
-from ..evaluation.segment_report import segment_tables_markdown
-from ..evaluation.figures import (plot_open_set_miou,
-                                  plot_score_distributions,
-                                  plot_tuning_sweeps)
-from ..evaluation.open_set_iou import OpenSetIoUMetric
-from ..evaluation.report import percent
-from ..evaluation.score_distribution import (distributions_of,
-                                             save_distributions)
+from ..engine.background_iou_pass import (background_iou_markdown,
+                                          background_iou_pass)
+from ..engine.evaluation_session import EvaluationSession
+from ..engine.hooks.smiyc_export_hook import TRANSFORMS as EXPORT_TRANSFORMS
+from ..engine.tuning import (TuneSpec, best_of_grid, restrict_grid,
+                             tunable_types, tune_values, tuning_scorers)
+from ..evaluation import OODSegmentMetric
+from ..evaluation.accumulators.bootstrap import check_bootstrap
+from ..evaluation.accumulators.score_distribution import (distributions_of,
+                                                          save_distributions)
+from ..evaluation.metrics.ood_metric import threshold_rule
+from ..evaluation.metrics.open_set_iou import OpenSetIoUMetric
+from ..formats.smiyc import transform_file
+from ..meta import load_meta_classifiers
 from ..models import class_weight_norms
+from ..reports.figures import (plot_open_set_miou, plot_score_distributions,
+                               plot_tuning_sweeps)
+from ..reports.results import (markdown_table, percent, plot_roc_pr,
+                               write_per_image, write_results)
+from ..reports.segments import segment_tables_markdown
 from ..scorers import build_scorer
-from .background_iou import background_iou_markdown, background_iou_pass
-from .dataset_presets import DatasetPreset, load_dataset_preset
-from .evaluation_pass import EvaluationSession
+from ..utils.files import dump_json
+from ..utils.run_record import run_record
 from .sml import SML_SPLITS, id_dataset, sml_scorer
-from .tuning import (TuneSpec, best_of_grid, restrict_grid, tunable_types,
-                     tune_values, tuning_scorers)
 
 __all__ = ['ood_test', 'DEFAULT_SCORERS']
 
@@ -168,7 +168,7 @@ def _tuning_markdown(payload: dict) -> str:
 
 def _write_distributions(out_dir: str, dataset: str, metric) -> None:
     """``<dataset>.json`` (each scorer's ID / OOD histogram at
-    :data:`~mmseg_ood.evaluation.score_distribution.DEFAULT_NUM_BINS`
+    :data:`~mmseg_ood.evaluation.accumulators.score_distribution.DEFAULT_NUM_BINS`
     bins, for later comparison) and ``<dataset>.png`` (thesis Figs. 4.2 /
     4.3) from an OODMetric's pooled histograms."""
     os.makedirs(out_dir, exist_ok=True)
@@ -261,7 +261,7 @@ def ood_test(config: str,
             with the package) or preset files. A whole-image preset
             (``whole_image = True``: textures, noise) gets the model's
             background IoU instead (IBE Table 2,
-            :func:`~mmseg_ood.apis.background_iou.background_iou_pass`):
+            :func:`~mmseg_ood.engine.background_iou_pass.background_iou_pass`):
             ``results.json["background_iou"][<dataset>]``, a section of
             ``results.md``; "not applicable" for a model without a
             background class.
@@ -274,10 +274,10 @@ def ood_test(config: str,
         tune: Any of ``eta``, ``delta``, ``temperature``: grid-search them
             on ``tune_on`` (one forward pass per image for the whole grid),
             maximizing AP; the best values are then used on every dataset.
-            Each over the default grid (:data:`~mmseg_ood.apis.tuning.
+            Each over the default grid (:data:`~mmseg_ood.engine.tuning.
             TUNE_GRID`) or over values of its own: ``'temperature=0.01,
             0.1,1'`` or a mapping ``{'temperature': (0.01, 0.1, 1)}`` (see
-            :func:`~mmseg_ood.apis.tuning.tune_values`). The grid goes to
+            :func:`~mmseg_ood.engine.tuning.tune_values`). The grid goes to
             ``results.json["tuning"]`` (``values``: each parameter's), AP
             against each parameter to ``tuning/ap_vs_<param>.png``.
         tune_on: Dataset to tune on (default: the first of ``datasets``).
@@ -311,7 +311,8 @@ def ood_test(config: str,
             with replacement (``auroc_ci``, ``ap_ci``, ``fpr95_ci`` in
             ``results.json``, brackets in the tables; the settings, the
             number of images and the binning error once, under
-            ``bootstrap``). See :mod:`mmseg_ood.evaluation.bootstrap`.
+            ``bootstrap``). See
+            :mod:`mmseg_ood.evaluation.accumulators.bootstrap`.
         tta: Test-time augmentation (scores merged by ``OODSegTTAModel``).
         id_eval: Also report the mIoU of the config's own test set.
         open_set_iou: In that same pass, also the mIoU with an extra OOD
@@ -686,7 +687,7 @@ def _run(session: EvaluationSession, plan: _Plan, show_dir, show_num,
             payload['segments'][preset.name] = result.metric(
                 'OODSegmentMetric').last_results
         if rank0:
-            plot_curves(curves, preset.name, metric.last_pixel,
+            plot_roc_pr(curves, preset.name, metric.last_pixel,
                         metric.last_results)
             _write_distributions(staged['distributions'], preset.name,
                                  metric)

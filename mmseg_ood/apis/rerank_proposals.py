@@ -11,13 +11,13 @@ from typing import Dict, Optional, Union
 import numpy as np
 import torch
 
-from ..evaluation.proposal_reranking import (ConfusionAccumulator,
-                                             image_miou, reranking_scores,
-                                             segment_flip_candidates)
-from ..evaluation.report import dump_json, dump_text
+from ..evaluation.functional.proposal_reranking import (
+    ConfusionAccumulator, image_miou, reranking_scores,
+    segment_flip_candidates)
+from ..models.inference import init_model
 from ..utils import load_config
+from ..utils.files import dump_json, dump_text
 from ..utils.run_record import run_record
-from .score import init_model
 
 __all__ = ['rerank_proposals', 'reranking_markdown']
 
@@ -47,11 +47,11 @@ def rerank_proposals(config: str,
 
     For each image of ``config``'s validation set, the proposal model
     (``proposal_checkpoint``) gives the candidates
-    (:func:`~mmseg_ood.evaluation.proposal_reranking.
+    (:func:`~mmseg_ood.evaluation.functional.proposal_reranking.
     segment_flip_candidates`: its argmax and up to ``num_candidates - 1``
     relabellings of its least certain segments), the same for every
     network. Each network picks the candidate of lowest eq. 17 score
-    (:func:`~mmseg_ood.evaluation.proposal_reranking.reranking_scores`)
+    (:func:`~mmseg_ood.evaluation.functional.proposal_reranking.reranking_scores`)
     against its softmax at the image's resolution, pooled to ``grid``.
 
     Args:
@@ -85,6 +85,7 @@ def rerank_proposals(config: str,
     """
     from mmengine.dataset import pseudo_collate
     from mmengine.registry import init_default_scope
+
     from mmseg.registry import DATASETS
     if not checkpoints:
         raise ValueError('no networks to compare (`checkpoints` is empty)')

@@ -31,13 +31,13 @@ from mmengine.dist import get_dist_info
 
 from ..datasets import CORRUPTIONS, check_dataset_files, with_corruption
 from ..datasets.corruption import EXTRA_CORRUPTIONS
+from ..datasets.presets import load_dataset_preset
 from ..engine import PredictionCaptureHook
-from ..evaluation.report import dump_json
-from ..evaluation.robustness_report import write_robustness_results
-from ..models import final_decode_head, head_kind
+from ..engine.background_iou_pass import background_index
+from ..engine.evaluation_session import EvaluationSession
+from ..reports.robustness import write_robustness_results
+from ..utils.files import dump_json
 from ..utils.run_record import run_record
-from .dataset_presets import load_dataset_preset
-from .evaluation_pass import EvaluationSession
 
 __all__ = ['robustness_test', 'ModelSpec', 'corruption_cells',
            'SEVERITIES']
@@ -102,19 +102,6 @@ def _check_request(models, corruptions, severities, ood_datasets):
                          f'clean cell, 0, is always run), got {severities}')
     presets = [load_dataset_preset(d) for d in ood_datasets]
     return corruptions, sorted(severities), presets
-
-
-def background_index(session: EvaluationSession) -> Optional[int]:
-    """The background class of a model for non-distinctiveness (IBE eq. 4):
-    the implicit background of IBE / SCrIBE heads, or a class named
-    ``background``; ``None`` otherwise."""
-    head = final_decode_head(session.model)
-    if head_kind(head) in ('ibe', 'scribe'):
-        return int(head.background_index)
-    classes = (session.checkpoint_meta.get('dataset_meta') or {}).get(
-        'classes') or ()
-    names = [str(c).lower() for c in classes]
-    return names.index('background') if 'background' in names else None
 
 
 def _settings(models, corruptions, severities, msc, presets, seed) -> dict:
@@ -277,7 +264,7 @@ def _cell(session: EvaluationSession, corruption: str, severity: int,
     dataset = _corrupted(session.cfg.test_dataloader.dataset, corruption,
                          severity, cache, seed)
     metrics = [dict(type='IoUMetric', iou_metrics=['mIoU'], prefix='id'),
-               dict(type='CalibrationMetric',
+               dict(type='ECEMetric',
                     background_index=background_index(session))]
     result = session.run_pass(dataset, name=f'{tag} (test set)',
                               metrics=metrics, hooks=hooks)

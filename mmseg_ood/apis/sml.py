@@ -21,11 +21,11 @@ from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
+from ..engine.evaluation_session import EvaluationSession
 from ..evaluation import merge_across_ranks
-from ..evaluation.sampler_padding import PerSampleAccumulators
+from ..evaluation.metrics.sampler_padding import PerSampleAccumulators
 from ..scorers import BaseScorer, ScoreInputs, StandardizedMaxLogit
 from ..utils import file_sha256
-from .evaluation_pass import EvaluationSession
 
 __all__ = ['fit_sml', 'sml_scorer', 'id_dataset', 'SML_SPLITS']
 

@@ -2,47 +2,15 @@
 plus safe checkpoint loading and readable unknown-type errors."""
 from __future__ import annotations
 
-import os.path as osp
 from typing import Optional
 
 from ..datasets import check_dataset_files
 from ..engine import FiniteLogitsHook
+from ..engine.runner import build_runner, enable_tta, enable_visualization
 from ..models import unwrap_segmentor
 from ..utils import (check_checkpoint_fits, explain_unknown_types,
                      load_checkpoint_file, load_config,
                      safe_checkpoint_loading)
-from .train import build_runner
-
-
-def enable_visualization(cfg, show: bool = False,
-                         show_dir: Optional[str] = None,
-                         wait_time: float = 2) -> None:
-    """Make the ``visualization`` hook draw (and save to ``show_dir``).
-
-    A relative ``show_dir`` is taken under ``cfg.work_dir`` (mmseg documents
-    this but mmengine resolves it against the current directory).
-    """
-    hooks = cfg.default_hooks
-    if 'visualization' not in hooks:
-        raise ValueError(
-            '`--show` / `--show-dir` need default_hooks.visualization in the '
-            "config, e.g. visualization=dict(type='SegVisualizationHook')")
-    hooks.visualization['draw'] = True
-    if show:
-        hooks.visualization['show'] = True
-        hooks.visualization['wait_time'] = wait_time
-    if show_dir:
-        cfg.visualizer['save_dir'] = osp.join(cfg.work_dir, show_dir)
-
-
-def enable_tta(cfg) -> None:
-    """Test with ``cfg.tta_pipeline`` and ``cfg.tta_model`` (mmseg's TTA)."""
-    for key in ('tta_pipeline', 'tta_model'):
-        if key not in cfg:
-            raise ValueError(f'`--tta` needs `{key}` in the config')
-    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-    cfg.tta_model.module = cfg.model
-    cfg.model = cfg.tta_model
 
 
 def test(config: str,

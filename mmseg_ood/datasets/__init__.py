@@ -7,7 +7,9 @@ from .ood_datasets import (FishyscapesLAFDataset, FishyscapesStaticDataset,
                            OODSegDataset, RoadAnomaly21Dataset,
                            RoadAnomalyDataset, RoadObstacle21Dataset,
                            SyntheticOODDataset, listed_values, value_lut)
-from .outlier_proxy import OutlierMixDataset, OutlierProxyDataset
+from .outlier_datasets import OutlierMixDataset, OutlierProxyDataset
+from .presets import (DatasetPreset, available_dataset_presets,
+                      load_dataset_preset)
 from .synthetic import SyntheticObjectsDataset, SyntheticStreetDataset
 from .transforms import (LoadImageFromFileChecked, LoadOODAnnotations,
                          with_ood_annotations, without_annotations)
@@ -24,5 +26,6 @@ __all__ = [
     'without_annotations',
     'value_lut', 'listed_values',
     'OutlierProxyDataset',
-    'OutlierMixDataset', 'WholeImageOODDataset'
+    'OutlierMixDataset', 'WholeImageOODDataset', 'DatasetPreset',
+    'available_dataset_presets', 'load_dataset_preset'
 ]

@@ -23,7 +23,6 @@ import numpy as np
 
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
-
 from ..labels import IGNORE_INDEX
 from .layout import check_data_dirs
 

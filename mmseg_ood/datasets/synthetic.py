@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
-
 from ..synthetic import (OBJECTS_CLASSES, OBJECTS_PALETTE, STREET_CLASSES,
                          STREET_PALETTE)
 from .layout import check_data_dirs

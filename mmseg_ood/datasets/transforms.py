@@ -21,6 +21,7 @@ from mmengine import fileio
 
 from mmseg.datasets.transforms import LoadAnnotations, PackSegInputs
 from mmseg.registry import TRANSFORMS
+from ..labels import IGNORE_INDEX
 
 #: The metainfo key of a sample's unlisted raw label values.
 UNLISTED_KEY = 'ood_unlisted'
@@ -111,9 +112,10 @@ class LoadOODAnnotations(LoadAnnotations):
                 f"{results['reduce_zero_label']}")
         if self.reduce_zero_label:
             raw = raw.copy()
-            raw[raw == 0] = 255
+            # as mmseg's LoadAnnotations: 0 -> void, the rest shift down
+            raw[raw == 0] = IGNORE_INDEX
             raw = raw - 1
-            raw[raw == 254] = 255
+            raw[raw == IGNORE_INDEX - 1] = IGNORE_INDEX
         if results.get('label_map', None) is not None:
             src = raw.copy()
             for old_id, new_id in results['label_map'].items():

@@ -11,7 +11,6 @@ from typing import Sequence
 
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
-
 from .layout import check_data_dirs
 from .transforms import without_annotations
 

@@ -1,16 +1,16 @@
-"""Runner hooks registered into ``mmseg.registry.HOOKS``."""
-from .finite_logits_hook import FiniteLogitsHook
-from .meta_classifier_hook import MetaClassifierHook, filter_score_map
-from .ood_scoring_hook import OODScoringHook
-from .ood_visualization_hook import OODVisualizationHook, normalize_min_max
-from .prediction_capture_hook import PredictionCaptureHook
-from .progress_hook import ProgressBarHook
-from .rank_zero_logger_hook import RankZeroLoggerHook
-from .smiyc_export_hook import SMIYCExportHook, smiyc_frame_id
+"""The Runner side of the project: hooks registered into
+``mmseg.registry.HOOKS`` (:mod:`~mmseg_ood.engine.hooks`), the evaluation
+session every OOD tool runs its passes in, and the tuning grids."""
+from ..formats.smiyc import smiyc_frame_id
+from .evaluation_session import EvaluationSession, PassResult
+from .hooks import (FiniteLogitsHook, MetaClassifierHook, OODScoringHook,
+                    OODVisualizationHook, PredictionCaptureHook,
+                    ProgressBarHook, RankZeroLoggerHook, SMIYCExportHook,
+                    filter_score_map, normalize_min_max)
 
 __all__ = [
     'FiniteLogitsHook', 'MetaClassifierHook', 'filter_score_map',
-    'OODScoringHook', 'OODVisualizationHook',
-    'PredictionCaptureHook', 'ProgressBarHook', 'RankZeroLoggerHook',
-    'SMIYCExportHook', 'normalize_min_max', 'smiyc_frame_id'
+    'OODScoringHook', 'OODVisualizationHook', 'PredictionCaptureHook',
+    'ProgressBarHook', 'RankZeroLoggerHook', 'SMIYCExportHook',
+    'normalize_min_max', 'smiyc_frame_id', 'EvaluationSession', 'PassResult'
 ]

@@ -1,48 +1,40 @@
-"""OOD evaluation: exact and streaming pixel metrics, SMIYC component
-metrics, calibration, open-set mIoU, OOD segments and their meta
-classifier, and the registered mmseg metrics.
+"""OOD evaluation in three layers, each importing only the ones before it:
 
-Every streaming accumulator follows one merge protocol
-(:mod:`~mmseg_ood.evaluation.accumulator`), and every registered metric is
-an :class:`AccumulatingMetric` that merges its accumulators across ranks
-with :func:`merge_across_ranks`."""
-from .accumulating_metric import AccumulatingMetric
-from .accumulator import Accumulator, merge_across_ranks
-from .background_iou import (BackgroundIoUAccumulator, BackgroundIoUMetric,
-                             background_pixel_counts)
-from .calibration import CalibrationAccumulator, CalibrationMetric
-from .components import (DEFAULT_TAUS, SIZE_PRESETS, ComponentAccumulator,
-                         image_component_stats)
-from .curves import UndefinedMetricWarning, curve_metrics
-from .label_checks import (UnlistedLabelValues, UnlistedLabelValueWarning,
+- :mod:`~mmseg_ood.evaluation.functional`: pure functions on arrays;
+- :mod:`~mmseg_ood.evaluation.accumulators`: streaming state with
+  ``update`` / ``merge`` / ``compute`` (:class:`Accumulator`);
+- :mod:`~mmseg_ood.evaluation.metrics`: the registered mmseg metrics, thin
+  :class:`AccumulatingMetric` subclasses that feed accumulators and merge
+  them across ranks with :func:`merge_across_ranks`.
+"""
+from ..deprecation import package_getattr
+from .accumulators import (DEFAULT_TAUS, SIZE_PRESETS, Accumulator,
+                           BackgroundIoUAccumulator, ComponentAccumulator,
+                           ECEAccumulator, OpenSetIoUAccumulator,
+                           PixelOODAccumulator, RepresentationAccumulator,
+                           UnlistedLabelValues, UnlistedLabelValueWarning,
+                           background_pixel_counts, effective_dimensionality,
+                           image_component_stats, merge_across_ranks,
                            unlisted_values_message, warn_unlisted_values)
-from .meta_classifier import (MetaClassifier, cross_validated_tp_probability,
-                              load_meta_classifiers, save_meta_classifiers)
-from .ood_metric import OODMetric, format_table
-from .ood_segments import feature_names, image_segments
-from .operating_point import OperatingPointMetric, rate_interval
-from .open_set_iou import OpenSetIoUAccumulator, OpenSetIoUMetric
-from .per_class_iou import PerClassIoUMetric
-from .pixel_metrics import pixel_ood_metrics
-from .representation import (RepresentationAccumulator,
-                             RepresentationMetric, effective_dimensionality)
-from .segment_metric import (DEFAULT_SEGMENT_THRESHOLDS, OODSegmentMetric,
-                             SegmentData, detection_errors)
-from .streaming import StreamingOODMetric
+from .functional import (UndefinedMetricWarning, curve_metrics,
+                         pixel_ood_metrics)
+from .metrics import (DEFAULT_SEGMENT_THRESHOLDS, AccumulatingMetric,
+                      BackgroundIoUMetric, ECEMetric, OODMetric,
+                      OODSegmentMetric, OpenSetIoUMetric, OperatingPointMetric,
+                      PerClassIoUMetric, RepresentationMetric, SegmentData,
+                      detection_errors, format_table, rate_interval)
+
+__getattr__ = package_getattr(__name__)  # names that moved or were renamed
 
 __all__ = [
     'Accumulator', 'merge_across_ranks', 'AccumulatingMetric',
     'BackgroundIoUAccumulator', 'BackgroundIoUMetric',
-    'background_pixel_counts',
-    'pixel_ood_metrics', 'StreamingOODMetric', 'ComponentAccumulator',
-    'image_component_stats', 'CalibrationAccumulator', 'CalibrationMetric',
-    'OODMetric', 'OperatingPointMetric', 'rate_interval',
-    'PerClassIoUMetric',
-    'OpenSetIoUAccumulator', 'OpenSetIoUMetric',
+    'background_pixel_counts', 'pixel_ood_metrics', 'PixelOODAccumulator',
+    'ComponentAccumulator', 'image_component_stats', 'ECEAccumulator',
+    'ECEMetric', 'OODMetric', 'OperatingPointMetric', 'rate_interval',
+    'PerClassIoUMetric', 'OpenSetIoUAccumulator', 'OpenSetIoUMetric',
     'UndefinedMetricWarning', 'curve_metrics', 'format_table', 'DEFAULT_TAUS',
-    'SIZE_PRESETS', 'MetaClassifier', 'cross_validated_tp_probability',
-    'load_meta_classifiers', 'save_meta_classifiers', 'feature_names',
-    'image_segments', 'DEFAULT_SEGMENT_THRESHOLDS', 'OODSegmentMetric',
+    'SIZE_PRESETS', 'DEFAULT_SEGMENT_THRESHOLDS', 'OODSegmentMetric',
     'SegmentData', 'detection_errors', 'RepresentationAccumulator',
     'RepresentationMetric', 'effective_dimensionality',
     'UnlistedLabelValues', 'UnlistedLabelValueWarning',

@@ -44,14 +44,12 @@ import torch.nn as nn
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
-
 from ..scorers import (BaseScorer, ScoreInputs, UnsupportedScorerError,
                        build_scorer)
+from .captures import EmbeddingCapture, QueryCapture
+from .introspection import (describe_head, final_classifier, final_decode_head,
+                            head_kind, unwrap_segmentor)
 from .mask_classification import mask_predict
-from .embedding_capture import (EmbeddingCapture, QueryCapture,
-                                describe_head, final_classifier,
-                                final_decode_head, head_kind,
-                                unwrap_segmentor)
 
 ScorerSpec = Union[str, dict, BaseScorer]
 

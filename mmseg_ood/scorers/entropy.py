@@ -4,8 +4,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import (OOD_SCORERS, BaseScorer, ScoreInputs,
-                   check_num_classes)
+from .base import OOD_SCORERS, BaseScorer, ScoreInputs, check_num_classes
 
 
 @OOD_SCORERS.register_module('entropy')

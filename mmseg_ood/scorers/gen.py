@@ -6,8 +6,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .base import (OOD_SCORERS, BaseScorer, ScoreInputs,
-                   check_num_classes, check_number)
+from .base import (OOD_SCORERS, BaseScorer, ScoreInputs, check_num_classes,
+                   check_number)
 
 
 @OOD_SCORERS.register_module('gen')

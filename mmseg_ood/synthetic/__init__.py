@@ -3,7 +3,7 @@ from ..labels import PROXY_OOD_INDEX
 from .benchmark import (VARIANTS, SyntheticSpec, make_synthetic_benchmark,
                         render_id, render_image_ood, render_ood, render_proxy)
 from .objects import OBJECTS_CLASSES, OBJECTS_PALETTE
-from .outlier_proxy import render_outlier_proxy
+from .outlier_images import render_outlier_proxy
 from .street import STREET_CLASSES, STREET_PALETTE
 
 __all__ = [

@@ -29,10 +29,10 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from ..labels import IGNORE_INDEX, ID_LABEL, OOD_LABEL
+from ..labels import ID_LABEL, IGNORE_INDEX, OOD_LABEL
 from . import textures as tx
 from .objects import OBJECTS_CLASSES, OBJECTS_PALETTE, render_objects
-from .outlier_proxy import render_outlier_proxy
+from .outlier_images import render_outlier_proxy
 from .street import (STREET_CLASSES, STREET_PALETTE, apply_camera,
                      place_unseen_objects, render_street)
 

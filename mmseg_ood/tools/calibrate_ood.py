@@ -10,7 +10,7 @@
         [--cfg-options ...] [--launcher none|pytorch|slurm] [--unsafe-load]
 
 (or ``python tools/calibrate_ood.py`` in a clone). Writes
-DIR/calibration.json (see :mod:`mmseg_ood.calibration_file`), which
+DIR/calibration.json (see :mod:`mmseg_ood.formats.threshold_file`), which
 ``tools/ood_infer.py`` and ``tools/export_onnx.py`` take.
 """
 import argparse
@@ -18,12 +18,12 @@ import argparse
 from mmengine.config import DictAction
 
 from mmseg_ood.tools.runner_args import (add_runner_arguments,
-                                        ends_distributed_runs,
-                                        parse_runner_args)
+                                         ends_distributed_runs,
+                                         parse_runner_args)
 
 
 def _rate(value: str) -> float:
-    from mmseg_ood.calibration_file import check_rate
+    from mmseg_ood.formats.threshold_file import check_rate
     try:
         return check_rate(float(value), 'the value')
     except ValueError:

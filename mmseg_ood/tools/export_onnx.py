@@ -8,7 +8,7 @@
 (or ``python tools/export_onnx.py`` in a clone). The graph takes raw BGR
 images ``img`` ``(N, 3, H, W)`` float32 in [0, 255] and returns ``pred``
 (class map, OOD pixels set to the calibration's ``ood_label``), ``score``
-and ``ood_mask`` (see :mod:`mmseg_ood.apis.onnx_export`; a NaN score is
+and ``ood_mask`` (see :mod:`mmseg_ood.deploy.onnx_export`; a NaN score is
 OOD). With ``--dynamic`` the TorchScript exporter leaves batch, height and
 width dynamic, ``--exporter dynamo`` height and width (batch 1). After the
 export the tool runs the file with onnxruntime on a random image (or
@@ -67,8 +67,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    from mmseg_ood.apis.onnx_export import OODExportError, export_onnx
-    from mmseg_ood.calibration_file import CalibrationMismatchError
+    from mmseg_ood.deploy.onnx_export import OODExportError, export_onnx
+    from mmseg_ood.formats.threshold_file import CalibrationMismatchError
     try:
         result = export_onnx(
             args.config, args.checkpoint, args.calibration, args.out,

@@ -14,11 +14,12 @@ DIR/meta_results.json, .csv, .md and DIR/detection_errors_<dataset>.png;
 """
 import argparse
 
-from mmseg_ood.evaluation.segment_metric import DEFAULT_SEGMENT_THRESHOLDS
+from mmseg_ood.evaluation.metrics.segment_metric import \
+    DEFAULT_SEGMENT_THRESHOLDS
 from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
-                                        add_runner_arguments,
-                                        ends_distributed_runs,
-                                        parse_runner_args)
+                                         add_runner_arguments,
+                                         ends_distributed_runs,
+                                         parse_runner_args)
 
 
 def _cv(value: str):

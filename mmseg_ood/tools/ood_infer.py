@@ -53,7 +53,7 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from mmseg_ood.apis import OODInputError, ood_infer
-    from mmseg_ood.calibration_file import CalibrationMismatchError
+    from mmseg_ood.formats.threshold_file import CalibrationMismatchError
     try:
         return ood_infer(
             args.config, args.checkpoint, args.inputs, out_dir=args.out_dir,

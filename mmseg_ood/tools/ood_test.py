@@ -44,9 +44,9 @@ open_set_miou.png, entropy-maximization Fig. 5).
 import argparse
 
 from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
-                                        add_runner_arguments,
-                                        ends_distributed_runs,
-                                        parse_runner_args)
+                                         add_runner_arguments,
+                                         ends_distributed_runs,
+                                         parse_runner_args)
 
 
 def _resamples(text: str) -> int:
@@ -144,7 +144,7 @@ def parse_args(argv=None):
                    '(entropy-maximization Fig. 5), in the same ID pass')
     add_runner_arguments(p)
     args = parse_runner_args(p, argv)
-    from mmseg_ood.apis.tuning import tune_values
+    from mmseg_ood.engine.tuning import tune_values
     try:
         args.tune = tune_values(args.tune)  # {parameter: grid values}
     except ValueError as e:

@@ -15,9 +15,9 @@ an interrupted run resumes from DIR/robustness.partial.json.
 import argparse
 import os.path as osp
 
-from mmseg_ood.tools.runner_args import (add_runner_arguments, model_pairs,
-                                        ends_distributed_runs,
-                                        parse_runner_args)
+from mmseg_ood.tools.runner_args import (add_runner_arguments,
+                                         ends_distributed_runs, model_pairs,
+                                         parse_runner_args)
 
 
 def parse_args(argv=None):

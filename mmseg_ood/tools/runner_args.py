@@ -35,7 +35,7 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser,
                              datasets_note: str = '') -> None:
     """Add ``config``, ``checkpoint``, ``--work-dir`` and ``--datasets``
     (OOD dataset presets), as the OOD evaluation tools name them."""
-    from mmseg_ood.apis.dataset_presets import available_dataset_presets
+    from mmseg_ood.datasets.presets import available_dataset_presets
     parser.add_argument('config', help='model config file (or '
                         'mmseg_ood::<path> for a config shipped with the '
                         'package)')

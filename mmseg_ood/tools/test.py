@@ -10,8 +10,8 @@ mmseg_ood loaded and checkpoints loaded safely.
 import argparse
 
 from mmseg_ood.tools.runner_args import (add_runner_arguments,
-                                        ends_distributed_runs,
-                                        parse_runner_args)
+                                         ends_distributed_runs,
+                                         parse_runner_args)
 
 
 def parse_args(argv=None):

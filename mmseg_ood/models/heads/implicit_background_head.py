@@ -35,13 +35,12 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
+from torch import Tensor
+
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
-from torch import Tensor
-
-from ...implicit_background import (check_background_index,
-                                    foreground_logits,
+from ...implicit_background import (check_background_index, foreground_logits,
                                     implicit_background_logits)
 from ...utils.arguments import strict_arguments
 

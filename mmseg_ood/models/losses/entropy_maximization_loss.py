@@ -5,9 +5,9 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
-from mmseg.registry import MODELS
 from torch import Tensor
 
+from mmseg.registry import MODELS
 from ...labels import IGNORE_INDEX, PROXY_OOD_INDEX
 from ...utils.arguments import strict_arguments
 from .class_labels import class_labels

@@ -16,9 +16,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 from mmengine.logging import MessageHub
-from mmseg.registry import MODELS
 from torch import Tensor
 
+from mmseg.registry import MODELS
 from ...utils.arguments import strict_arguments
 
 __all__ = ['MonitoredLoss']

@@ -7,9 +7,9 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from mmseg.registry import MODELS
 from torch import Tensor
 
+from mmseg.registry import MODELS
 from ...labels import IGNORE_INDEX
 from ...utils.arguments import strict_arguments
 from .class_labels import class_labels

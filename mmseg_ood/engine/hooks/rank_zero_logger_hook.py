@@ -1,0 +1,32 @@
+"""mmengine's ``LoggerHook`` with one writer of the test metrics file."""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from mmengine.dist import get_rank
+from mmengine.hooks import LoggerHook
+
+from mmseg.registry import HOOKS
+from ...utils.arguments import strict_arguments
+
+
+@HOOKS.register_module()
+@strict_arguments
+class RankZeroLoggerHook(LoggerHook):
+    """``LoggerHook`` whose ``after_test_epoch`` runs on rank 0 only.
+
+    mmengine's hook dumps the test metrics to
+    ``<log_dir>/<timestamp>.json`` on every rank; the ranks share the log
+    dir, so in a distributed test they write the same file at once and it
+    can come out corrupted (two JSON objects run together). The metrics are
+    the same on every rank, so rank 0 writes them alone. The package's
+    Runners use this hook in place of ``LoggerHook`` when distributed.
+
+    Args:
+        **kwargs: As mmengine's ``LoggerHook``.
+    """
+
+    def after_test_epoch(self, runner,
+                         metrics: Optional[Dict[str, float]] = None) -> None:
+        if get_rank() == 0:
+            super().after_test_epoch(runner, metrics)

@@ -1,0 +1,118 @@
+"""Validation and formatting of (scores, labels) pairs."""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+from ...labels import IGNORE_INDEX
+
+#: Label of void pixels in :func:`flat_ood_labels` output.
+VOID = 2
+
+
+def to_numpy(x) -> np.ndarray:
+    """Tensor (any device) or array-like -> numpy array."""
+    if hasattr(x, 'detach'):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def flat_ood_labels(labels, ignore_index: int = IGNORE_INDEX,
+                    name: str = 'scores') -> np.ndarray:
+    """Flatten and check an OOD label map.
+
+    Args:
+        labels: 0 (ID), 1 (OOD) or ``ignore_index`` (void), any shape.
+        ignore_index: Void label.
+        name: Scorer name for the message.
+
+    Returns:
+        1-D uint8: 0 ID, 1 OOD, :data:`VOID` (2) void.
+
+    Raises:
+        ValueError: a label is not 0, 1 or ``ignore_index``.
+    """
+    y = to_numpy(labels).reshape(-1)
+    void = y == ignore_index
+    bad = ~void & (y != 0) & (y != 1)
+    if bad.any():
+        found = sorted(set(np.unique(y[bad]).tolist()))[:10]
+        raise ValueError(f'{name}: OOD labels must be 0 (ID), 1 (OOD) or '
+                         f'{ignore_index} (void), found {found}')
+    out = y.astype(np.uint8)
+    if void.any():
+        out[void] = VOID
+    return out
+
+
+def check_finite(scores: np.ndarray, labels: np.ndarray,
+                 name: str = 'scores') -> bool:
+    """Whether every score is finite; raise if a non-void one is not.
+
+    Args:
+        scores: 1-D scores.
+        labels: 1-D output of :func:`flat_ood_labels`.
+        name: Scorer name for the message.
+
+    Returns:
+        ``True`` if all scores are finite, ``False`` if only void pixels
+        hold NaN / Inf (the caller must then drop the void pixels).
+
+    Raises:
+        ValueError: NaN / Inf on a non-void pixel (naming ``name``).
+    """
+    finite = np.isfinite(scores)
+    if finite.all():
+        return True
+    n = int((~finite & (labels != VOID)).sum())
+    if n:
+        raise ValueError(f'scorer {name!r} produced {n} NaN/Inf values on '
+                         'non-void pixels; OOD metrics need finite scores')
+    return False
+
+
+def valid_scores_and_labels(scores, labels, ignore_index: int = IGNORE_INDEX,
+                            name: str = 'scores'
+                            ) -> Tuple[np.ndarray, np.ndarray]:
+    """Flatten, drop void pixels, check values.
+
+    Returns:
+        tuple: float scores (float32 stays float32, integers become
+        float64) and uint8 labels (0/1) of the non-void pixels.
+
+    Raises:
+        ValueError: shapes differ, a label is not 0, 1 or ``ignore_index``,
+            or a score is NaN / Inf (naming ``name``).
+    """
+    s, y = flat_scores_and_labels(scores, labels, ignore_index, name)
+    valid = y != VOID
+    if not valid.all():
+        s, y = s[valid], y[valid]
+    return s, y
+
+
+def flat_scores_and_labels(scores, labels, ignore_index: int = IGNORE_INDEX,
+                           name: str = 'scores'
+                           ) -> Tuple[np.ndarray, np.ndarray]:
+    """Flatten and check values, keeping void pixels (labelled
+    :data:`VOID`) unless their scores are NaN / Inf.
+
+    Returns:
+        tuple: 1-D float scores and uint8 labels (0, 1, :data:`VOID`).
+
+    Raises:
+        ValueError: as :func:`valid_scores_and_labels`.
+    """
+    s, y = to_numpy(scores), to_numpy(labels)
+    if s.shape != y.shape:
+        raise ValueError(f'{name}: scores {s.shape} and labels {y.shape} '
+                         'must have the same shape')
+    y = flat_ood_labels(y, ignore_index, name)
+    s = s.reshape(-1)
+    if not np.issubdtype(s.dtype, np.floating):
+        s = s.astype(np.float64)
+    if not check_finite(s, y, name):
+        valid = y != VOID
+        s, y = s[valid], y[valid]
+    return s, y

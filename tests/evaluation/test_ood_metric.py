@@ -1,0 +1,281 @@
+"""The registered OODMetric: agreement with the direct API, distributed."""
+import gc
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from mmseg_ood.evaluation import (ComponentAccumulator, OODMetric,
+                                  PixelOODAccumulator)
+from mmseg_ood.evaluation import (ECEMetric, OODSegmentMetric,
+                                  OpenSetIoUMetric, RepresentationMetric)
+from mmseg_ood.evaluation.metrics.sampler_padding import last_sample_is_padding
+from mmseg_ood.formats.score_map_spill import SPILL_PREFIX, ScoreMapSpill
+
+NUM = 6
+
+
+def make_sample(i):
+    rng = np.random.default_rng(i)
+    lab = np.zeros((40, 50), np.uint8)
+    lab[5:15, 5 + i:20 + i] = 1
+    lab[30:, :] = 255 if i % 2 else 0
+    high = (lab == 1)
+    high[20:28, 30:45] = True                  # an ID region scored high: FP
+    msp = rng.random(lab.shape) * 0.3 + 0.6 * high
+    energy = 20 * (rng.random(lab.shape) * 0.3 + 0.6 * high) - 15
+    return dict(
+        ood_scores=dict(msp=torch.from_numpy(msp).float(),
+                        energy=torch.from_numpy(energy).float()),
+        gt_sem_seg=dict(data=torch.from_numpy(lab)[None]),
+        img_path=f'{i}.png')
+
+
+def expected(name, threshold):
+    pix = PixelOODAccumulator(name=name)
+    samples = [make_sample(i) for i in range(NUM)]
+    for s in samples:
+        pix.update(s['ood_scores'][name], s['gt_sem_seg']['data'][0])
+    r = pix.compute()
+    t = r['best_f1_threshold'] if threshold == 'best_f1' else threshold
+    comp = ComponentAccumulator(t, preset='obstacle_track')
+    for s in samples:
+        comp.update(s['ood_scores'][name], s['gt_sem_seg']['data'][0])
+    r.update(comp.compute())
+    return r
+
+
+@pytest.mark.parametrize('threshold', [
+    'best_f1', dict(msp=0.5, energy=-5.0), dict(msp='best_f1', energy=-5.0)
+])
+def test_metric_equals_direct_api(threshold):
+    metric = OODMetric(component_threshold=threshold,
+                       component_preset='obstacle_track')
+    for i in range(NUM):
+        metric.process({}, [make_sample(i)])
+    out = metric.evaluate(NUM)
+    assert metric.last_results['msp']['num_gt_components'] > 0
+    for name in ('msp', 'energy'):
+        t = threshold if isinstance(threshold, str) else threshold[name]
+        ref = expected(name, t)
+        for k in ('auroc', 'ap', 'fpr95', 'siou', 'ppv', 'mean_f1'):
+            assert out[f'ood/{name}/{k}'] == pytest.approx(ref[k]), (name, k)
+        assert 0 < ref['ppv'] < 1 and 0 < ref['mean_f1'] < 1
+
+
+def test_spilled_maps_are_removed_after_evaluation_and_on_errors(tmp_path):
+    metric = OODMetric(component_threshold='best_f1', spill_dir=str(tmp_path))
+    metric.process({}, [make_sample(0)])
+    spill = metric._spill.dir
+    assert osp.dirname(spill) == str(tmp_path)
+    assert len(os.listdir(spill)) == 1
+    metric.evaluate(1)
+    assert os.listdir(tmp_path) == []
+    # a failing evaluation still removes them
+    metric.process({}, [make_sample(0)])
+    bad = make_sample(1)
+    bad['ood_scores']['msp'][0, 0] = float('nan')
+    with pytest.raises(ValueError, match="scorer 'msp'"):
+        metric.process({}, [bad])
+    metric.evaluate(2)
+    assert os.listdir(tmp_path) == []
+    # an abandoned metric (the loop raised before evaluate) on collection
+    metric.process({}, [make_sample(0)])
+    assert os.listdir(tmp_path) != []
+    del metric
+    gc.collect()
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_killed_runs_spill_is_removed_by_the_next(tmp_path):
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    host = socket.gethostname().replace('_', '-')
+    stale = tmp_path / f'{SPILL_PREFIX}{host}_{dead.pid}_x1'
+    stale.mkdir()
+    (stale / 'maps.npy').write_bytes(b'0' * 10)
+    live = tmp_path / f'{SPILL_PREFIX}{host}_{os.getpid()}_y'
+    live.mkdir()
+    other = tmp_path / 'results.json'
+    other.write_text('{}')
+    spill = ScoreMapSpill(str(tmp_path))
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        [live.name, other.name, osp.basename(spill.dir)])
+    spill.close()
+    assert not osp.exists(spill.dir)
+
+
+def test_metric_errors_are_clear():
+    m = OODMetric()
+    s = make_sample(0)
+    del s['ood_scores']
+    with pytest.raises(KeyError, match='OODScoringHook'):
+        m.process({}, [s])
+    s = make_sample(0)
+    s['ood_scores']['msp'][0, 0] = float('nan')
+    with pytest.raises(ValueError, match="scorer 'msp'"):
+        OODMetric().process({}, [s])
+    with pytest.raises(KeyError, match=r"\['sml'\]"):
+        OODMetric(scorers=['sml']).process({}, [make_sample(0)])
+    with pytest.raises(ValueError, match='component_preset'):
+        OODMetric(component_preset='laf')
+    with pytest.raises(ValueError, match='component_threshold'):
+        OODMetric(component_threshold='best_iou')
+
+
+def test_non_finite_scores_on_void_pixels_are_ignored():
+    clean, dirty = (OODMetric(component_preset='obstacle_track')
+                    for _ in range(2))
+    for i in (1, 3):  # odd samples have void rows
+        s = make_sample(i)
+        clean.process({}, [s])
+        s = make_sample(i)
+        s['ood_scores']['energy'][30:, :] = float('inf')
+        dirty.process({}, [s])
+    out = dirty.evaluate(2)
+    assert out == clean.evaluate(2)
+    assert out['ood/energy/num_pred_components'] > 0
+
+
+def test_all_void_and_no_ood_images_give_nan_not_a_crash():
+    m = OODMetric()
+    s = make_sample(0)
+    s['gt_sem_seg']['data'][:] = 0   # no OOD pixel anywhere
+    m.process({}, [s])
+    with pytest.warns(UserWarning, match='no OOD'):
+        out = m.evaluate(1)
+    assert np.isnan(out['ood/msp/ap']) and np.isnan(out['ood/msp/auroc'])
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def padded_metrics():
+    """The five accumulating metrics, on the samples of make_sample."""
+    open_set = OpenSetIoUMetric(scorer='msp', thresholds=(None, 0.5))
+    open_set.dataset_meta = dict(classes=('a', 'b', 'c'))
+    return [OODMetric(component_threshold='best_f1',
+                      component_preset='obstacle_track'),
+            ECEMetric(), open_set,
+            OODSegmentMetric(scorer='msp', thresholds=(0.3, 0.6)),
+            RepresentationMetric()]
+
+
+def with_predictions(sample):
+    """make_sample plus 3-class logits and their argmax."""
+    i = int(sample['img_path'].split('.')[0])
+    logits = torch.from_numpy(np.random.default_rng(100 + i).normal(
+        size=(3, 40, 50))).float()
+    logits[1] += 2 * sample['ood_scores']['msp']
+    sample['seg_logits'] = dict(data=logits)
+    sample['pred_sem_seg'] = dict(data=logits.argmax(0)[None])
+    return sample
+
+
+def evaluate_all(metrics, indices, size):
+    from mmseg_ood.evaluation import merge_across_ranks
+    from mmseg_ood.evaluation.metrics.sampler_padding import (
+                                                              PerSampleAccumulators)
+    from mmseg_ood.scorers import StandardizedMaxLogit
+    sml = PerSampleAccumulators()   # as the SML fit keeps its statistics
+    for i in indices:
+        sample = with_predictions(make_sample(i))
+        for m in metrics:
+            m.process({}, [sample])
+        sml.start_sample()
+        sml.get('sml', StandardizedMaxLogit).partial_fit(
+            sample['seg_logits']['data'][None])
+    out = {}
+    for m in metrics:
+        out.update(m.evaluate(size))
+    fitted = merge_across_ranks(sml.finish(size))['sml']
+    out.update({f'sml/{k}': float(v) for k, v in enumerate(
+        np.r_[fitted.mean, fitted.std, fitted.stats.count])})
+    return out
+
+
+def _worker(rank, world, port, path, size):
+    import torch.distributed as dist
+    from mmengine.dataset import DefaultSampler
+    dist.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}',
+                            rank=rank, world_size=world)
+    import mmseg_ood  # noqa: F401
+    # mmengine's own sampler: pads to a multiple of the ranks by repeating
+    # the first samples
+    indices = list(DefaultSampler(list(range(size)), shuffle=False))
+    out = evaluate_all(padded_metrics(), indices, size)
+    torch.save(dict(indices=indices, out=out), f'{path}.{rank}')
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize('size', [NUM, NUM - 1])
+def test_two_process_gloo_equals_one_process(tmp_path, size):
+    """Bit-identical, also when the sampler pads (an odd count): the
+    repeated sample is counted once."""
+    ref = evaluate_all(padded_metrics(), range(size), size)
+    path = str(tmp_path / 'out')
+    mp.spawn(_worker, args=(2, _free_port(), path, size), nprocs=2,
+             join=True)
+    seen = []
+    for rank in range(2):
+        got = torch.load(f'{path}.{rank}', weights_only=False)
+        seen += got['indices']
+        assert set(got['out']) == set(ref)
+        for k, v in ref.items():
+            if k.startswith(('calibration/', 'sml/',
+                             'representation/')):  # float64 sums
+                assert got['out'][k] == pytest.approx(v, rel=1e-12), k
+                continue
+            assert got['out'][k] == v or (v != v and got['out'][k] != got[
+                'out'][k]), (k, got['out'][k], v)   # integer counts: exact
+    assert len(seen) == 2 * -(-size // 2)  # a repeat when size is odd
+    assert ref['ood/msp/num_gt_components'] > 0
+    assert ref['segments/msp@0.3/segments'] > 0
+
+
+def test_padding_is_dropped_only_from_the_last_sample():
+    assert not last_sample_is_padding(3, 5, rank=0, world_size=2)
+    assert last_sample_is_padding(3, 5, rank=1, world_size=2)
+    assert not last_sample_is_padding(3, 6, rank=1, world_size=2)
+    assert not last_sample_is_padding(0, 5, rank=1, world_size=2)
+    assert last_sample_is_padding(2, 4, rank=2, world_size=3)
+
+
+# A job started in the background by a non-interactive shell inherits
+# SIGINT ignored, and Python then installs no KeyboardInterrupt handler:
+# the child restores it, so Ctrl-C is what it would be in a terminal.
+SPILL_AND_WAIT = '''
+import signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import numpy as np
+from mmseg_ood.formats.score_map_spill import ScoreMapSpill
+from mmseg_ood.tools.runner_args import exit_cleanly_on_sigterm
+exit_cleanly_on_sigterm()
+spill = ScoreMapSpill(sys.argv[1])
+spill.append(0, np.zeros((4, 4), np.uint8), dict(msp=np.zeros((4, 4))))
+print(spill.dir, flush=True)
+time.sleep(60)
+'''
+
+
+@pytest.mark.parametrize('sig', ['SIGINT', 'SIGTERM'])
+def test_spill_is_removed_on_interrupt_and_termination(tmp_path, sig):
+    import signal
+    proc = subprocess.Popen([sys.executable, '-c', SPILL_AND_WAIT,
+                             str(tmp_path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    spill = proc.stdout.readline().strip()
+    assert osp.isdir(spill)
+    proc.send_signal(getattr(signal, sig))
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
+    assert os.listdir(tmp_path) == []
