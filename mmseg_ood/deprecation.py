@@ -168,6 +168,31 @@ RENAMED_NAMES: Dict[Tuple[str, str], str] = {
         'mmseg_ood.reports.training_log:plot_training_log',
     ('mmseg_ood.evaluation.report', 'plot_curves'):
         'mmseg_ood.reports.results:plot_roc_pr',
+    # names that left a module that still exists
+    ('mmseg_ood.apis.train', 'build_runner'):
+        'mmseg_ood.engine.runner:build_runner',
+    ('mmseg_ood.apis.train', 'unique_experiment_name'):
+        'mmseg_ood.engine.runner:unique_experiment_name',
+    ('mmseg_ood.apis.train', 'init_cpu_distributed'):
+        'mmseg_ood.engine.runner:init_cpu_distributed',
+    ('mmseg_ood.apis.train', 'enable_amp'):
+        'mmseg_ood.engine.runner:enable_amp',
+    ('mmseg_ood.apis.test', 'enable_tta'):
+        'mmseg_ood.engine.runner:enable_tta',
+    ('mmseg_ood.apis.test', 'enable_visualization'):
+        'mmseg_ood.engine.runner:enable_visualization',
+    ('mmseg_ood.apis.robustness_test', 'background_index'):
+        'mmseg_ood.engine.background_iou_pass:background_index',
+    ('mmseg_ood.apis.analyze_representation', 'LEVELS'):
+        'mmseg_ood.reports.representation:LEVELS',
+    ('mmseg_ood.apis.analyze_representation', 'markdown_table'):
+        'mmseg_ood.reports.representation:markdown_table',
+    ('mmseg_ood.apis.analyze_representation', 'write_representation'):
+        'mmseg_ood.reports.representation:write_representation',
+    ('mmseg_ood.apis.analyze_representation', 'plot_explained_variance'):
+        'mmseg_ood.reports.representation:plot_explained_variance',
+    ('mmseg_ood.apis.analyze_representation', 'plot_autocorrelation'):
+        'mmseg_ood.reports.representation:plot_autocorrelation',
     # names of packages that now live elsewhere
     ('mmseg_ood.evaluation', 'StreamingOODMetric'):
         'mmseg_ood.evaluation.accumulators.pixel:PixelOODAccumulator',

@@ -14,6 +14,7 @@ from .calibrate import calibrate_ood
 from .meta_classify import meta_classify
 from .ood_infer import ood_infer
 from .ood_test import DEFAULT_SCORERS, ood_test
+from .ood_test_options import OODTestOptions
 from .rerank_proposals import rerank_proposals
 from .sml import fit_sml, sml_scorer
 from .test import test
@@ -23,6 +24,7 @@ __getattr__ = package_getattr(__name__)  # names that moved out of apis
 
 __all__ = [
     'train', 'test', 'init_model', 'score_image', 'ood_test',
+    'OODTestOptions',
     'OODInferencer', 'OODInputError', 'OODInputNotFoundError', 'ood_infer',
     'DEFAULT_SCORERS', 'fit_sml',
     'sml_scorer', 'meta_classify', 'analyze_representation',

@@ -1,6 +1,6 @@
 """Calibrate an OOD decision for deployment: ``tools/calibrate_ood.py``.
 
-One evaluation pass (:class:`~mmseg_ood.apis.EvaluationSession`) scores
+One evaluation pass (:class:`~mmseg_ood.engine.EvaluationSession`) scores
 the calibration data with one scorer; :class:`~mmseg_ood.evaluation.
 OperatingPointMetric` picks the threshold exactly and measures the rates
 it achieves; the result is an :class:`~mmseg_ood.formats.threshold_file.

@@ -1,7 +1,7 @@
 """Meta classification of OOD segments, evaluated and fitted.
 
 The orchestration behind ``tools/meta_classify.py``, on top of
-:class:`~mmseg_ood.apis.EvaluationSession`: one pass per OOD dataset
+:class:`~mmseg_ood.engine.EvaluationSession`: one pass per OOD dataset
 collects every segment of the chosen score map at each threshold (its
 features and ground truth: :class:`~mmseg_ood.evaluation.OODSegmentMetric`);
 then, per dataset and threshold, a logistic regression is cross-validated

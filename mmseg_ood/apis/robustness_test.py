@@ -2,7 +2,7 @@
 severity (SCrIBE sec. 4, Tables 1-2, Fig. 5-6).
 
 The orchestration behind ``tools/robustness_test.py``, on top of
-:class:`~mmseg_ood.apis.EvaluationSession`: one session per model (and one
+:class:`~mmseg_ood.engine.EvaluationSession`: one session per model (and one
 with test-time augmentation per model for ``msc``), then, cell by cell
 (corruption x severity, clean first), one pass per model over the config's
 test set with :class:`~mmseg_ood.datasets.ImageCorruption` in its pipeline
@@ -32,12 +32,16 @@ from mmengine.dist import get_dist_info
 from ..datasets import CORRUPTIONS, check_dataset_files, with_corruption
 from ..datasets.corruption import EXTRA_CORRUPTIONS
 from ..datasets.presets import load_dataset_preset
+from ..deprecation import package_getattr
 from ..engine import PredictionCaptureHook
-from ..engine.background_iou_pass import background_index
+from ..engine.background_iou_pass import \
+    background_index as _background_index
 from ..engine.evaluation_session import EvaluationSession
 from ..reports.robustness import write_robustness_results
 from ..utils.files import dump_json
 from ..utils.run_record import run_record
+
+__getattr__ = package_getattr(__name__)  # names moved to lower layers
 
 __all__ = ['robustness_test', 'ModelSpec', 'corruption_cells',
            'SEVERITIES']
@@ -265,7 +269,7 @@ def _cell(session: EvaluationSession, corruption: str, severity: int,
                          severity, cache, seed)
     metrics = [dict(type='IoUMetric', iou_metrics=['mIoU'], prefix='id'),
                dict(type='ECEMetric',
-                    background_index=background_index(session))]
+                    background_index=_background_index(session))]
     result = session.run_pass(dataset, name=f'{tag} (test set)',
                               metrics=metrics, hooks=hooks)
     # mmseg's IoUMetric reports percent; the cells keep fractions

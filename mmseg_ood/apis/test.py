@@ -5,12 +5,17 @@ from __future__ import annotations
 from typing import Optional
 
 from ..datasets import check_dataset_files
+from ..deprecation import package_getattr
 from ..engine import FiniteLogitsHook
-from ..engine.runner import build_runner, enable_tta, enable_visualization
+from ..engine.runner import build_runner as _build_runner
+from ..engine.runner import enable_tta as _enable_tta
+from ..engine.runner import enable_visualization as _enable_visualization
 from ..models import unwrap_segmentor
 from ..utils import (check_checkpoint_fits, explain_unknown_types,
                      load_checkpoint_file, load_config,
                      safe_checkpoint_loading)
+
+__getattr__ = package_getattr(__name__)  # names moved to lower layers
 
 
 def test(config: str,
@@ -46,9 +51,9 @@ def test(config: str,
     cfg = load_config(config, cfg_options, work_dir, launcher)
     cfg.load_from = checkpoint
     if show or show_dir:
-        enable_visualization(cfg, show, show_dir, wait_time)
+        _enable_visualization(cfg, show, show_dir, wait_time)
     if tta:
-        enable_tta(cfg)
+        _enable_tta(cfg)
     if out is not None:
         cfg.test_evaluator['output_dir'] = out
         cfg.test_evaluator['keep_results'] = True
@@ -56,7 +61,7 @@ def test(config: str,
     # by the Runner as mmseg's tools/test.py does
     ckpt = load_checkpoint_file(checkpoint, unsafe=unsafe_load)
     check_dataset_files(cfg.test_dataloader.dataset, "the config's test set")
-    runner = build_runner(cfg)
+    runner = _build_runner(cfg)
     check_checkpoint_fits(unwrap_segmentor(runner.model), ckpt, checkpoint,
                           config)
     del ckpt

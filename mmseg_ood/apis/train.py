@@ -6,8 +6,12 @@ from typing import Optional
 
 from mmengine.runner import Runner
 
-from ..engine.runner import build_runner, enable_amp
+from ..deprecation import package_getattr
+from ..engine.runner import build_runner as _build_runner
+from ..engine.runner import enable_amp as _enable_amp
 from ..utils import explain_unknown_types, load_config, safe_checkpoint_loading
+
+__getattr__ = package_getattr(__name__)  # names moved to lower layers
 
 
 def train(config: str,
@@ -31,9 +35,9 @@ def train(config: str,
     """
     cfg = load_config(config, cfg_options, work_dir, launcher)
     if amp:
-        enable_amp(cfg)
+        _enable_amp(cfg)
     cfg.resume = resume
-    runner = build_runner(cfg)
+    runner = _build_runner(cfg)
     with safe_checkpoint_loading(unsafe_load), explain_unknown_types():
         runner.train()
     return runner

@@ -152,7 +152,17 @@ class OODSegDataset(BaseSegDataset):
 
 @DATASETS.register_module()
 class SyntheticOODDataset(OODSegDataset):
-    """The OOD split of the synthetic benchmark (SMIYC format)."""
+    """The OOD split of the synthetic benchmark (SMIYC format).
+
+    Args:
+        value_map: Raw value -> 0 (ID) / 1 (OOD) / 255 (void); defaults
+            to ``{0: 0, 1: 1, 255: 255}``.
+        require_labels: Drop images without a label file instead of
+            failing (as :class:`OODSegDataset`).
+        **kwargs: mmseg ``BaseSegDataset`` arguments; ``img_suffix``,
+            ``seg_map_suffix`` and ``data_prefix`` default to this
+            dataset's layout (``DEFAULTS``).
+    """
     LAYOUT = ('{root}/\n    images/NNNN.png\n'
               '    labels_masks/NNNN_labels_semantic.png')
     HINT = ('Generate it with: python tools/make_synthetic.py <out_dir>; '
@@ -169,6 +179,15 @@ class RoadAnomaly21Dataset(OODSegDataset):
     """SMIYC AnomalyTrack (RoadAnomaly21); labelled part = validation.
 
     Labels are already 0 / 1 / 255.
+
+    Args:
+        value_map: Raw value -> 0 (ID) / 1 (OOD) / 255 (void); defaults
+            to ``{0: 0, 1: 1, 255: 255}``.
+        require_labels: Drop images without a label file instead of
+            failing (as :class:`OODSegDataset`).
+        **kwargs: mmseg ``BaseSegDataset`` arguments; ``img_suffix``,
+            ``seg_map_suffix`` and ``data_prefix`` default to this
+            dataset's layout (``DEFAULTS``).
     """
     LAYOUT = ('{root}/   (dataset_AnomalyTrack)\n    images/*.jpg\n'
               '    labels_masks/*_labels_semantic.png')
@@ -184,6 +203,15 @@ class RoadObstacle21Dataset(OODSegDataset):
     """SMIYC ObstacleTrack (RoadObstacle21); labelled part = validation.
 
     Labels are already 0 / 1 / 255 (void off the road).
+
+    Args:
+        value_map: Raw value -> 0 (ID) / 1 (OOD) / 255 (void); defaults
+            to ``{0: 0, 1: 1, 255: 255}``.
+        require_labels: Drop images without a label file instead of
+            failing (as :class:`OODSegDataset`).
+        **kwargs: mmseg ``BaseSegDataset`` arguments; ``img_suffix``,
+            ``seg_map_suffix`` and ``data_prefix`` default to this
+            dataset's layout (``DEFAULTS``).
     """
     LAYOUT = ('{root}/   (dataset_ObstacleTrack)\n    images/*.webp\n'
               '    labels_masks/*_labels_semantic.png')
@@ -201,6 +229,15 @@ class LostAndFoundDataset(OODSegDataset):
     Raw 1 (free road) -> 0, raw 2..200 (obstacles) -> 1, everything else
     (0 = off the road, 201..255) -> 255: the region of interest is the
     drivable road. Every raw value is listed, so no value is reported.
+
+    Args:
+        value_map: Raw value -> 0 (ID) / 1 (OOD) / 255 (void); defaults
+            to the mapping above.
+        require_labels: Drop images without a label file instead of
+            failing (as :class:`OODSegDataset`).
+        **kwargs: mmseg ``BaseSegDataset`` arguments; ``img_suffix``,
+            ``seg_map_suffix`` and ``data_prefix`` default to this
+            dataset's layout (``DEFAULTS``).
     """
     VALUE_MAP = {0: 255, 1: 0, (2, 200): 1, (201, 255): 255}
     LAYOUT = ('{root}/   (dataset_LostAndFound)\n'
@@ -220,6 +257,15 @@ class FishyscapesLAFDataset(OODSegDataset):
 
     Labels (0 / 1 / 255) as released by Fishyscapes; the images are the
     LostAndFound frames, copied or linked next to them.
+
+    Args:
+        value_map: Raw value -> 0 (ID) / 1 (OOD) / 255 (void); defaults
+            to ``{0: 0, 1: 1, 255: 255}``.
+        require_labels: Drop images without a label file instead of
+            failing (as :class:`OODSegDataset`).
+        **kwargs: mmseg ``BaseSegDataset`` arguments; ``img_suffix``,
+            ``seg_map_suffix`` and ``data_prefix`` default to this
+            dataset's layout (``DEFAULTS``).
     """
     LAYOUT = ('{root}/   (fishyscapes_lost_and_found)\n'
               '    images/<fid>_leftImg8bit.png\n'
@@ -234,7 +280,17 @@ class FishyscapesLAFDataset(OODSegDataset):
 @DATASETS.register_module()
 class FishyscapesStaticDataset(OODSegDataset):
     """Fishyscapes Static (validation): Cityscapes images with pasted
-    objects; labels 0 / 1 / 255."""
+    objects; labels 0 / 1 / 255.
+
+    Args:
+        value_map: Raw value -> 0 (ID) / 1 (OOD) / 255 (void); defaults
+            to ``{0: 0, 1: 1, 255: 255}``.
+        require_labels: Drop images without a label file instead of
+            failing (as :class:`OODSegDataset`).
+        **kwargs: mmseg ``BaseSegDataset`` arguments; ``img_suffix``,
+            ``seg_map_suffix`` and ``data_prefix`` default to this
+            dataset's layout (``DEFAULTS``).
+    """
     LAYOUT = ('{root}/   (fishyscapes_static)\n    <id>_rgb.png\n'
               '    <id>_labels.png')
 
@@ -253,6 +309,15 @@ class RoadAnomalyDataset(OODSegDataset):
     companion code uses for value 2, with other values kept as void.) The
     released label maps hold only 0 and 2, so the map lists no void: any
     other value is evaluated as void and reported.
+
+    Args:
+        value_map: Raw value -> 0 (ID) / 1 (OOD) / 255 (void); defaults
+            to ``{0: 0, 2: 1}``.
+        require_labels: Drop images without a label file instead of
+            failing (as :class:`OODSegDataset`).
+        **kwargs: mmseg ``BaseSegDataset`` arguments; ``img_suffix``,
+            ``seg_map_suffix`` and ``data_prefix`` default to this
+            dataset's layout (``DEFAULTS``).
     """
     VALUE_MAP = {0: 0, 2: 1}
     LAYOUT = ('{root}/   (RoadAnomaly_jpg)\n    frames/<name>.jpg\n'
@@ -271,6 +336,15 @@ class OODFolderDataset(OODSegDataset):
     The ``value_map`` (default: 0 / 1 / 255 as in SMIYC) should list every
     raw value of the masks, voids included; the evaluation reports pixels
     of values it does not list (evaluated as void).
+
+    Args:
+        value_map: Raw value (or ``(low, high)`` range) -> 0 (ID) / 1
+            (OOD) / 255 (void); defaults to ``{0: 0, 1: 1, 255: 255}``.
+        require_labels: Drop images without a label file instead of
+            failing (as :class:`OODSegDataset`).
+        **kwargs: mmseg ``BaseSegDataset`` arguments (``data_root``,
+            ``data_prefix``, ``img_suffix``, ``seg_map_suffix``,
+            ``pipeline``...); the suffixes default to ``'.png'``.
 
     Example:
         >>> dict(type='OODFolderDataset', data_root='my_data',

@@ -36,11 +36,14 @@ class OutlierProxyDataset(BaseSegDataset):
     synthetic benchmark has one under ``<variant>/outlier_proxy``.
 
     Args:
-        data_root: The proxy's root (layout in the module docstring).
         img_suffix: ``'.jpg'`` for the COCO proxy, ``'.png'`` (default) for
             the synthetic one.
-        **kwargs: As :class:`mmseg.datasets.BaseSegDataset` (``pipeline``,
-            ``data_prefix``, ...).
+        seg_map_suffix: Label file suffix (``'.png'``).
+        data_prefix: Image and label folders under ``data_root``
+            (``images`` and ``annotations``).
+        **kwargs: As :class:`mmseg.datasets.BaseSegDataset`: ``data_root``
+            is the proxy's root (layout in the module docstring);
+            ``pipeline``...
     """
     METAINFO = dict(classes=('outlier', ), palette=[[255, 0, 0]])
 

@@ -41,6 +41,12 @@ class SyntheticStreetDataset(_SyntheticSegDataset):
     """Cityscapes-like synthetic street scenes (6 classes, no background).
 
     Classes: road, sidewalk, building, vegetation, sky, vehicle.
+
+    Args:
+        img_suffix: Image file suffix.
+        seg_map_suffix: Label file suffix.
+        **kwargs: mmseg ``BaseSegDataset`` arguments (``data_root``,
+            ``data_prefix``, ``pipeline``...).
     """
     METAINFO = dict(classes=STREET_CLASSES, palette=list(STREET_PALETTE))
     variant = 'street'
@@ -51,6 +57,12 @@ class SyntheticObjectsDataset(_SyntheticSegDataset):
     """VOC-like synthetic scenes: background (index 0) and 5 object classes.
 
     Classes: background, disk, box, triangle, ring, cross.
+
+    Args:
+        img_suffix: Image file suffix.
+        seg_map_suffix: Label file suffix.
+        **kwargs: mmseg ``BaseSegDataset`` arguments (``data_root``,
+            ``data_prefix``, ``pipeline``...).
     """
     METAINFO = dict(classes=OBJECTS_CLASSES, palette=list(OBJECTS_PALETTE))
     variant = 'objects'

@@ -53,7 +53,13 @@ class LoadOODAnnotations(LoadAnnotations):
     its image.
 
     Args:
-        **kwargs: As mmseg's ``LoadAnnotations``.
+        reduce_zero_label: As mmseg's ``LoadAnnotations``: 0 becomes void
+            and the other raw values shift down by one before the value
+            map; ``None`` takes the dataset's setting, another value must
+            equal it.
+        backend_args: Arguments of the file backend (mmengine ``fileio``).
+        imdecode_backend: Decoding backend of :func:`mmcv.imfrombytes`
+            (``'pillow'`` by default).
     """
 
     def _load_seg_map(self, results: dict) -> None:
@@ -134,9 +140,15 @@ class LoadImageFromFileChecked(LoadImageFromFile):
     ``None`` as in mmcv.
 
     Args:
-        **kwargs: As mmcv's ``LoadImageFromFile`` (``to_float32``,
-            ``color_type``, ``imdecode_backend``, ``ignore_empty``,
-            ``backend_args``...).
+        to_float32: Return a float32 image instead of uint8.
+        color_type: The ``flag`` of :func:`mmcv.imfrombytes`
+            (``'color'``).
+        imdecode_backend: Decoding backend of :func:`mmcv.imfrombytes`
+            (``'cv2'``).
+        file_client_args: Deprecated in mmcv; use ``backend_args``.
+        ignore_empty: Return ``None`` for a missing or undecodable file
+            instead of raising.
+        backend_args: Arguments of the file backend (mmengine ``fileio``).
     """
 
     def transform(self, results: dict) -> Optional[dict]:

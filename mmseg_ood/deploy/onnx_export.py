@@ -81,7 +81,7 @@ from ..formats.threshold_file import (OODCalibration, check_ood_label,
                                       check_threshold)
 from ..models import OODScoring, OODSegmentor
 from ..models.introspection import (describe_head, final_decode_head,
-                                    unwrap_segmentor)
+                                    unwrap_runtime_wrappers, unwrap_segmentor)
 
 __all__ = ['OODExportError', 'ExportableOODSegmentor', 'OnnxCheck',
            'export_onnx', 'export_module', 'check_onnx',
@@ -117,27 +117,11 @@ def _shape_pair(shape, name='shape') -> Optional[Tuple[int, int]]:
     return shape
 
 
-def _plain_segmentor(model: nn.Module) -> nn.Module:
-    """The mmseg segmentor inside wrappers and an
-    :class:`~mmseg_ood.models.OODSegmentor`."""
-    model = unwrap_segmentor(model)
-    while isinstance(model, OODSegmentor):
-        model = unwrap_segmentor(model.segmentor)
-    return model
-
-
 def _ood_segmentor_in(model: nn.Module) -> Optional[OODSegmentor]:
     """The ``OODSegmentor`` a model is (inside DDP / TTA wrappers), or
     ``None``; not :func:`unwrap_segmentor`, which looks through it."""
-    from mmengine.model import is_model_wrapper
-    while not isinstance(model, OODSegmentor):
-        if is_model_wrapper(model):
-            model = model.module
-        elif hasattr(model, 'module') and hasattr(model, 'merge_preds'):
-            model = model.module  # SegTTAModel
-        else:
-            return None
-    return model
+    model = unwrap_runtime_wrappers(model)
+    return model if isinstance(model, OODSegmentor) else None
 
 
 def _num_classes(segmentor: nn.Module) -> int:
@@ -190,7 +174,7 @@ class ExportableOODSegmentor(nn.Module):
                  ood_label: Optional[int] = None,
                  fixed_shape: Optional[Sequence[int]] = None):
         super().__init__()
-        segmentor = _plain_segmentor(segmentor)
+        segmentor = unwrap_segmentor(segmentor)
         self.segmentor = segmentor
         self.fixed_shape = _shape_pair(fixed_shape, 'fixed_shape')
         self.threshold = check_threshold(threshold)
@@ -327,7 +311,7 @@ def deployment_model(model: nn.Module,
     Returns:
         OODSegmentor: sharing the model's modules.
     """
-    seg = _plain_segmentor(model)
+    seg = unwrap_segmentor(model)
     if isinstance(scorer, OODCalibration):
         if threshold is not None and \
                 check_threshold(threshold) != scorer.threshold:
@@ -761,7 +745,7 @@ def export_onnx(config, checkpoint: str,
                 + '; '.join(differences) + '. Export with the '
                 "config's own calibration file, or with the plain model "
                 'config (the segmentor nested under model.segmentor)')
-        model = _plain_segmentor(inner)
+        model = unwrap_segmentor(inner)
     scorer = calibration.build_scorer()
     try:
         module = ExportableOODSegmentor(

@@ -40,8 +40,7 @@ def background_iou_pass(session: EvaluationSession,
 
     The background class is the implicit background of an IBE / SCrIBE
     head, else the class named ``background`` in the checkpoint's
-    ``dataset_meta`` (:func:`~mmseg_ood.apis.robustness_test.
-    background_index`).
+    ``dataset_meta`` (:func:`background_index`).
 
     Returns:
         dict: ``applicable=True``, ``background_index`` and the metric's

@@ -15,6 +15,19 @@ import torch.nn as nn
 from mmengine.model import is_model_wrapper
 
 
+def unwrap_runtime_wrappers(model: nn.Module) -> nn.Module:
+    """The model inside DDP-style wrappers and mmseg's TTA model, but not
+    inside a model that wraps a segmentor for a purpose of its own (such as
+    :class:`~mmseg_ood.models.OODSegmentor`)."""
+    while True:
+        if is_model_wrapper(model):
+            model = model.module
+        elif hasattr(model, 'module') and hasattr(model, 'merge_preds'):
+            model = model.module  # SegTTAModel
+        else:
+            return model
+
+
 def unwrap_segmentor(model: nn.Module) -> nn.Module:
     """The segmentor inside DDP wrappers, TTA models and any model that says
     what it wraps.
@@ -24,14 +37,11 @@ def unwrap_segmentor(model: nn.Module) -> nn.Module:
     attribute naming it, so this module needs no import of the wrappers.
     """
     while True:
-        if is_model_wrapper(model):
-            model = model.module
-        elif hasattr(model, 'module') and hasattr(model, 'merge_preds'):
-            model = model.module  # SegTTAModel
-        elif isinstance(getattr(model, 'wrapped_segmentor', None), nn.Module):
-            model = model.wrapped_segmentor
-        else:
+        model = unwrap_runtime_wrappers(model)
+        inner = getattr(model, 'wrapped_segmentor', None)
+        if not isinstance(inner, nn.Module):
             return model
+        model = inner
 
 
 def final_decode_head(segmentor: nn.Module) -> nn.Module:

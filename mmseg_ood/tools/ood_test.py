@@ -169,24 +169,29 @@ def _bootstrap(args):
                 **{k: v for k, v in given.items() if v is not None})
 
 
-@ends_distributed_runs
-def main(argv=None):
-    args = parse_args(argv)
-    from mmseg_ood.apis import ood_test
-    return ood_test(
-        args.config, args.checkpoint, work_dir=args.work_dir,
+def build_options(args):
+    """The API's :class:`~mmseg_ood.apis.OODTestOptions` of the parsed
+    flags."""
+    from mmseg_ood.apis import OODTestOptions
+    return OODTestOptions(
         datasets=args.datasets, scorers=args.scorers, tune=args.tune,
         tune_on=args.tune_on, show_dir=args.show_dir,
         show_num=args.show_num, export_smiyc=args.export_smiyc,
         export_transform=args.export_transform,
         component_threshold=args.component_threshold,
-        per_image=args.per_image, bootstrap=_bootstrap(args),
-        tta=args.tta, id_eval=not args.no_id_eval,
-        open_set_iou=args.open_set_iou,
+        per_image=args.per_image, bootstrap=_bootstrap(args), tta=args.tta,
+        id_eval=not args.no_id_eval, open_set_iou=args.open_set_iou,
         sml_stats=args.sml_stats, sml_fit_on=args.sml_fit_on,
-        meta_classifier=args.meta_classifier,
-        cfg_options=args.cfg_options, launcher=args.launcher,
-        unsafe_load=args.unsafe_load)
+        meta_classifier=args.meta_classifier)
+
+
+@ends_distributed_runs
+def main(argv=None):
+    args = parse_args(argv)
+    from mmseg_ood.apis import ood_test
+    return ood_test(args.config, args.checkpoint, build_options(args),
+                    work_dir=args.work_dir, cfg_options=args.cfg_options,
+                    launcher=args.launcher, unsafe_load=args.unsafe_load)
 
 
 if __name__ == '__main__':

@@ -289,7 +289,11 @@ def _parse(tool, args):
     import importlib
 
     from mmseg_ood.tools import runner_args
-    module = importlib.import_module(f'mmseg_ood.tools.{tool}')
+    with open(osp.join(REPO, 'tools', f'{tool}.py')) as f:
+        package_tool = re.findall(
+            r'^from (mmseg_ood\.tools\.[\w.]+) import main$', f.read(),
+            re.M)[0]
+    module = importlib.import_module(package_tool)
     err = io.StringIO()
     env = dict(os.environ)
     try:

@@ -215,7 +215,7 @@ def test_sml_flags_reach_the_evaluation(monkeypatch):
     from mmseg_ood.tools import ood_test as tool
     seen = {}
     monkeypatch.setattr(mmseg_ood.apis, 'ood_test',
-                        lambda *a, **kw: seen.update(kw))
+                        lambda *a, **kw: seen.update(vars(a[2])))
     monkeypatch.setenv('LOCAL_RANK', '0')  # restored afterwards
     tool.main(['cfg.py', 'ckpt.pth', '--scorers', 'msp', 'sml',
                '--sml-fit-on', 'val', '--sml-stats', 's.json'])

@@ -204,7 +204,7 @@ def test_ood_test_reports_background_iou(objects_root, tmp_path,
 
 
 def test_whole_image_set_cannot_be_tuned_on():
-    from mmseg_ood.apis.ood_test import _check_request
+    from mmseg_ood.apis import ood_test
     with pytest.raises(ValueError, match='whole-image'):
-        _check_request(None, ['eta'], PRESETS[0], ['synthetic_ood'], None,
-                       'train')
+        ood_test(STREET_CONFIG, 'no.pth', tune=['eta'], tune_on=PRESETS[0],
+                 datasets=['synthetic_ood'])

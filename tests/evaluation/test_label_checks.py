@@ -4,13 +4,19 @@ import json
 import os
 import os.path as osp
 import random
+import sys
 import warnings
 
 import cv2
 import numpy as np
 import pytest
 from mmengine.registry import init_default_scope
-from test_ood_datasets import CASES, build_preset, rgb, write
+
+# the dataset layouts of tests/datasets/test_ood_datasets.py, whichever
+# folder pytest collects first
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                            'datasets'))
+from test_ood_datasets import CASES, build_preset, rgb, write  # noqa: E402
 
 import mmseg_ood  # noqa: F401
 from mmseg.registry import DATASETS, TRANSFORMS

@@ -279,3 +279,95 @@ def test_spill_is_removed_on_interrupt_and_termination(tmp_path, sig):
     proc.wait(timeout=30)
     assert proc.returncode != 0
     assert os.listdir(tmp_path) == []
+
+
+# the jobs it is made of ----------------------------------------------------
+
+
+def _all_jobs(tmp_path, **kw):
+    return OODMetric(component_threshold=dict(msp='best_f1', energy=-5.0),
+                     component_preset='obstacle_track', per_image=True,
+                     bootstrap=dict(samples=50, bins=64),
+                     export=dict(out_dir=str(tmp_path), dataset_name='D'),
+                     spill_dir=str(tmp_path), **kw)
+
+
+def test_one_read_back_serves_components_bootstrap_and_export(
+        tmp_path, monkeypatch):
+    """The deferred components, the bootstrap and the export read the
+    spill in one pass, each image once."""
+    passes = []
+    read = ScoreMapSpill.read_tagged
+
+    def counted(self):
+        passes.append(0)
+        for record in read(self):
+            passes[-1] += 1
+            yield record
+
+    monkeypatch.setattr(ScoreMapSpill, 'read_tagged', counted)
+    metric = _all_jobs(tmp_path)
+    for i in range(NUM):
+        metric.process({}, [make_sample(i)])
+    out = metric.evaluate(NUM)
+    assert passes == [NUM]
+    assert 'ood/msp/siou' in out and 'ood/msp/auroc_ci' in out
+    assert len(list((tmp_path / 'anomaly_p' / 'msp' / 'D').iterdir())) == NUM
+
+
+def test_each_job_adds_only_its_own_numbers(tmp_path):
+    """Turning a job on adds its keys and changes no other number."""
+    def run(**kw):
+        metric = OODMetric(component_preset='obstacle_track',
+                           spill_dir=str(tmp_path), **kw)
+        for i in range(NUM):
+            metric.process({}, [make_sample(i)])
+        return metric.evaluate(NUM), metric
+
+    base, _ = run(component_threshold=None)
+    assert not any(k.endswith(('siou', '_ci', 'per_image_ap')) for k in base)
+    fixed, m = run(component_threshold=-5.0)
+    assert m.last_thresholds == dict(msp='fixed', energy='fixed')
+    deferred, m = run(component_threshold='tpr:0.9')
+    assert m.last_thresholds == dict(msp='tpr:0.9', energy='tpr:0.9')
+    per_image, m = run(component_threshold=None, per_image=True)
+    assert len(m.last_per_image.table()) == 2 * NUM  # image x scorer
+    boot, m = run(component_threshold=None,
+                  bootstrap=dict(samples=50, bins=64))
+    assert m.last_bootstrap['images'] == NUM
+    export, m = run(component_threshold=None,
+                    export=dict(out_dir=str(tmp_path), dataset_name='D'))
+    assert list(m.last_transforms) == ['msp', 'energy']
+    for out, added in ((fixed, 'siou'), (deferred, 'siou'),
+                       (per_image, 'per_image_ap'), (boot, 'auroc_ci'),
+                       (export, None)):
+        assert {k: out[k] for k in base} == base
+        assert (added is None) == (set(out) == set(base))
+        assert added is None or f'ood/msp/{added}' in out
+    everything, _ = run(component_threshold=dict(msp='best_f1', energy=-5.0),
+                        per_image=True, bootstrap=dict(samples=50, bins=64),
+                        export=dict(out_dir=str(tmp_path), dataset_name='D'))
+    alone, _ = run(component_threshold=dict(msp='best_f1', energy=-5.0))
+    assert {k: everything[k] for k in alone} == alone
+
+
+def test_a_job_is_built_only_where_the_arguments_ask(tmp_path):
+    from mmseg_ood.evaluation.metrics.ood_metric_jobs import (
+        ComponentThresholds)
+    t = ComponentThresholds(dict(a='best_f1', b=0.5, c='tpr:0.8'),
+                            'anomaly_track', 255)
+    assert t.any_fixed() and t.any_deferred() and t.tpr_rates() == (0.8, )
+    assert [t.describe(n) for n in 'abcd'] == ['best_f1', 'fixed',
+                                               'tpr:0.8', 'none']
+    assert (t.fixed('b'), t.fixed('a'), t.deferred('c')) == \
+        (0.5, None, ('tpr', 0.8))
+    assert not ComponentThresholds(None, 'anomaly_track', 255).any_fixed()
+    assert not ComponentThresholds(0.5, 'anomaly_track', 255).any_deferred()
+    # a fixed threshold alone spills nothing
+    metric = OODMetric(component_threshold=0.5, spill_dir=str(tmp_path))
+    metric.process({}, [make_sample(0)])
+    assert metric._spill is None
+    assert OODMetric(component_threshold=0.5, tpr_points=(0.9, )
+                     ).tpr_points == (0.9, )
+    assert OODMetric(component_threshold='tpr:0.8', tpr_points=(0.9, )
+                     ).tpr_points == (0.9, 0.8)

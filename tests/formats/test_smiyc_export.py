@@ -362,3 +362,116 @@ def test_ood_metric_exports_the_frames_it_evaluates(tmp_path):
     with pytest.raises(ValueError, match='gzip level 0-9'):
         OODMetric(export=dict(out_dir='x', dataset_name='D',
                               compression=11))
+
+
+# the one pipeline -------------------------------------------------------
+
+
+def test_smiyc_export_validates_its_options():
+    from mmseg_ood.formats import SMIYCExport
+    with pytest.raises(ValueError, match='`out_dir` must be a non-empty'):
+        SMIYCExport('', 'D')
+    with pytest.raises(ValueError, match='`dataset_name` must be a non-'):
+        SMIYCExport('x', None)
+    with pytest.raises(TypeError, match='`method_prefix` must be a str'):
+        SMIYCExport('x', 'D', method_prefix=1)
+    with pytest.raises(ValueError, match='`transform` must be one of'):
+        SMIYCExport('x', 'D', transform='raw')
+    with pytest.raises(ValueError, match='gzip level 0-9'):
+        SMIYCExport('x', 'D', compression=True)
+    # the metric's dict form: its own messages, its defaults
+    assert SMIYCExport.from_options(None) is None
+    with pytest.raises(TypeError, match='`export` must be a dict'):
+        SMIYCExport.from_options('x')
+    with pytest.raises(ValueError, match=r"unknown keys \['transform'\]; it "
+                       'takes out_dir, dataset_name, method_prefix, '
+                       'compression'):
+        SMIYCExport.from_options(dict(out_dir='x', dataset_name='D',
+                                      transform='none'))
+    with pytest.raises(ValueError, match="needs a non-empty str 'out_dir'"):
+        SMIYCExport.from_options(dict(out_dir='', dataset_name='D'))
+    with pytest.raises(TypeError, match='`export` method_prefix must be'):
+        SMIYCExport.from_options(dict(out_dir='x', dataset_name='D',
+                                      method_prefix=None))
+    e = SMIYCExport.from_options(dict(out_dir='x', dataset_name='D'))
+    assert e.transform == 'rank' and e.needs_fit
+    assert e.options() == dict(out_dir='x', dataset_name='D',
+                               method_prefix='', compression=None)
+
+
+@pytest.mark.parametrize('compression', [None, 4])
+def test_smiyc_export_fit_and_write(tmp_path, compression):
+    """check_map -> fit (recorded) -> write: the frame is the fitted
+    transform of the map, in the layout of frame_file."""
+    from mmseg_ood.formats import SMIYCExport
+    from mmseg_ood.formats.smiyc import frame_file
+    rng = np.random.default_rng(9)
+    maps = [(rng.normal(size=(12, 16)) * 3).astype(np.float32)
+            for _ in range(2)]
+    export = SMIYCExport(str(tmp_path), 'Set-all', method_prefix='p_',
+                         compression=compression)
+    hist = PixelOODAccumulator(name='energy')
+    for m in maps:
+        export.check_map('energy', m, 'f.png')
+        Float16RankTransform.observe(hist, m)
+    fitted = export.fit(dict(energy=hist), 'the test maps')
+    assert fitted is export.transforms and list(fitted) == ['energy']
+    record = json.load(open(transform_file(str(tmp_path), 'p_energy',
+                                           'Set-all')))
+    assert record['fitted_on'] == 'the test maps'
+    assert record['num_pixels'] == 2 * 12 * 16
+    for i, m in enumerate(maps):
+        export.write('energy', f'/a/{i}_leftImg8bit.png', m)
+        path = frame_file(str(tmp_path), 'p_energy', 'Set-all',
+                          f'/a/{i}_leftImg8bit.png')
+        assert path == export.frame_path('energy', f'/b/{i}.png')
+        np.testing.assert_array_equal(_read(path), fitted['energy'](m))
+    with pytest.raises(ValueError, match="'energy': f.png has NaN scores"):
+        export.check_map('energy', np.float32([np.nan]), 'f.png')
+    raw = SMIYCExport(str(tmp_path), 'D', transform='none')
+    assert not raw.needs_fit
+    raw.write('msp', '/a/g.png', np.float32([[0.25, -3.0]]))
+    np.testing.assert_array_equal(
+        _read(tmp_path / 'anomaly_p' / 'msp' / 'D' / 'g.hdf5'),
+        np.float16([[0.25, -3.0]]))
+    with pytest.raises(ValueError, match='outside the float16 range'):
+        raw.write('msp', '/a/g.png', np.float32([7e4]))
+
+
+def test_the_hook_and_the_metric_share_the_pipeline(tmp_path):
+    """Both build a SMIYCExport of their arguments; the hook's options read
+    from it."""
+    from mmseg_ood.evaluation import OODMetric
+    from mmseg_ood.formats import SMIYCExport
+    hook = SMIYCExportHook(out_dir=str(tmp_path), dataset_name='D',
+                           method_prefix='m_', transform='none',
+                           compression=3)
+    assert isinstance(hook.export, SMIYCExport)
+    assert (hook.out_dir, hook.dataset_name, hook.method_prefix,
+            hook.transform, hook.compression) == (str(tmp_path), 'D', 'm_',
+                                                   'none', 3)
+    metric = OODMetric(export=dict(out_dir=str(tmp_path), dataset_name='D'))
+    assert metric.export == dict(out_dir=str(tmp_path), dataset_name='D',
+                                 method_prefix='', compression=None)
+
+
+def test_the_hook_leaves_a_padding_repeat_out(tmp_path, monkeypatch):
+    """Two ranks, an odd dataset: rank 1's last frame is a repeat of frame
+    0; its pixels are not fitted on and its file is not rewritten."""
+    import mmseg_ood.evaluation.metrics.sampler_padding as padding
+    monkeypatch.setattr(padding, 'get_dist_info', lambda: (1, 2))
+    rng = np.random.default_rng(10)
+    frames = [(f'/x/{i}.png', dict(energy=rng.normal(size=(6, 8))
+                                   .astype(np.float32))) for i in range(2)]
+    hook = SMIYCExportHook(out_dir=str(tmp_path), dataset_name='D',
+                           spill_dir=str(tmp_path))
+    runner = _runner(3)   # rank 1 of 2 sees positions 1 and 3 (a repeat)
+    hook.before_test_epoch(runner)
+    for i, (path, maps) in enumerate(frames):
+        hook.after_test_iter(runner, i, outputs=[_sample(path, **maps)])
+    hook.after_test_epoch(runner, {})
+    record = json.load(open(transform_file(str(tmp_path), 'energy', 'D')))
+    assert record['num_pixels'] == 6 * 8
+    assert (tmp_path / 'anomaly_p' / 'energy' / 'D' / '0.hdf5').exists()
+    assert not (tmp_path / 'anomaly_p' / 'energy' / 'D' / '1.hdf5').exists()
+    assert not list(tmp_path.glob('mmseg_ood_spill_*'))

@@ -147,6 +147,7 @@ def test_writer_takes_models_of_different_k(tmp_path):
     an empty panel (with a warning) and nulls in the JSON."""
     module = importlib.import_module('mmseg_ood.apis.analyze_representation')
     from mmseg_ood.evaluation import RepresentationAccumulator
+    from mmseg_ood.reports.representation import write_representation
     rng = np.random.default_rng(0)
     accs, records = {}, {}
     for name, k in (('three', 3), ('five', 5)):
@@ -157,7 +158,7 @@ def test_writer_takes_models_of_different_k(tmp_path):
                                              None)
     payload = dict(classes=[0, 2], models=records)
     with pytest.warns(UserWarning, match='never predicts class 2'):
-        paths = module.write_representation(str(tmp_path), payload, accs)
+        paths = write_representation(str(tmp_path), payload, accs)
     for path in paths.values():
         assert osp.getsize(path) > 0, path
     data = json.load(open(paths['json']))

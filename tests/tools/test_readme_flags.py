@@ -17,6 +17,15 @@ TOOLS = sorted(f[:-3] for f in os.listdir(osp.join(REPO, 'tools'))
 EXEMPT = {'--help', '--local_rank', '--local-rank'}
 
 
+def package_tool(tool: str) -> str:
+    """The ``mmseg_ood.tools`` module that ``tools/<tool>.py`` runs."""
+    with open(osp.join(REPO, 'tools', f'{tool}.py')) as f:
+        found = re.findall(r'^from (mmseg_ood\.tools\.[\w.]+) import main$',
+                           f.read(), re.M)
+    assert len(found) == 1, f'tools/{tool}.py calls no package tool'
+    return found[0]
+
+
 class _Parser(Exception):
     pass
 
@@ -27,7 +36,7 @@ def _flags(tool: str, monkeypatch) -> set:
     def catch(parser, *args, **kwargs):
         raise _Parser(parser)
     monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', catch)
-    mod = importlib.import_module(f'mmseg_ood.tools.{tool}')
+    mod = importlib.import_module(package_tool(tool))
     with pytest.raises(_Parser) as caught:
         mod.parse_args([])
     parser = caught.value.args[0]

@@ -62,6 +62,89 @@ def test_tables_figures_and_cells(robustness_run):
     assert proc.stdout.count('[robustness_test] cell ') == 6
 
 
+def _hand_corrupted(img_path, corruption, severity, seed=0):
+    """``img_path`` as cv2 loads it (BGR), corrupted with the toolkit
+    directly: NumPy's global generator seeded with the first 4 bytes (little
+    endian) of sha256 of ``'<normalized path>|<corruption>|<severity>|
+    <seed>'``, the corruption applied to the RGB image."""
+    import hashlib
+
+    import cv2
+    import numpy as np
+    from imagecorruptions import corrupt
+    key = f'{osp.normpath(img_path)}|{corruption}|{severity}|{seed}'
+    np.random.seed(int.from_bytes(hashlib.sha256(key.encode()).digest()[:4],
+                                  'little'))
+    rgb = np.ascontiguousarray(cv2.imread(img_path)[..., ::-1])
+    return np.ascontiguousarray(
+        corrupt(rgb, severity=severity, corruption_name=corruption)[..., ::-1])
+
+
+def test_a_corrupted_cell_equals_a_hand_computation(
+        robustness_run, trained_work_dir, synthetic_root, single_thread):
+    """The cell ``a|fog|2``: the test images (the street val split)
+    corrupted here with ``imagecorruptions`` itself, the model's
+    predictions on them, and mIoU / ECE computed with numpy."""
+    import glob
+    import hashlib
+
+    import cv2
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from mmseg.apis import inference_model
+    from mmseg_ood.apis import init_model
+    work, cache, _ = robustness_run
+    cell = json.load(open(osp.join(work, 'robustness.json')))['cells'][
+        'a|fog|2|ss']
+    # the paths as the dataset lists them (data_root + data_prefix + name):
+    # they seed the corruption
+    root = osp.join(synthetic_root, 'street')
+    images = sorted(glob.glob(osp.join(root, 'images', 'val', '*.png')))
+    assert len(images) == 2
+    model = init_model(STREET_CONFIG, _ckpt(trained_work_dir))
+    num_classes = len(model.dataset_meta['classes'])
+    inter, union = np.zeros(num_classes), np.zeros(num_classes)
+    gap = np.zeros(15)                 # per ECE bin: sum(correct - conf)
+    pixels = 0
+    for path in images:
+        img = _hand_corrupted(path, 'fog', 2)
+        # the tool's corrupted pixels are these (its cache holds them)
+        key = hashlib.sha256(osp.normpath(path).encode()).hexdigest()[:16]
+        cached = cv2.imread(osp.join(
+            cache, 'fog', '2', '0',
+            f'{key}_{osp.splitext(osp.basename(path))[0]}.png'))
+        np.testing.assert_array_equal(cached, img)
+        assert not np.array_equal(img, cv2.imread(path))
+        with torch.no_grad():
+            result = inference_model(model, img)
+        label = np.asarray(Image.open(
+            osp.join(root, 'annotations', 'val', osp.basename(path))))
+        pred = result.pred_sem_seg.data[0].numpy()
+        probs = torch.softmax(result.seg_logits.data.float(), 0).numpy()
+        assert pred.shape == label.shape == probs.shape[1:]
+        valid = label != 255
+        p, y = pred[valid], label[valid]
+        for k in range(num_classes):
+            inter[k] += np.sum((p == k) & (y == k))
+            union[k] += np.sum((p == k) | (y == k))
+        conf = probs.max(0)[valid].astype(np.float64)
+        correct = (probs.argmax(0)[valid] == y).astype(np.float64)
+        bins = np.minimum((conf * 15).astype(int), 14)
+        np.add.at(gap, bins, correct - conf)
+        pixels += int(valid.sum())
+    with np.errstate(invalid='ignore'):
+        miou = np.nanmean(inter / union)
+    # mmseg's IoUMetric reports percent rounded to 2 decimals (a float32);
+    # the cells divide it by 100: equal up to the float32 of the percent,
+    # far below one rounding step (1e-4)
+    assert cell['miou'] == pytest.approx(round(100 * miou, 2) / 100,
+                                         abs=1e-8)
+    assert cell['ece'] == pytest.approx(np.abs(gap).sum() / pixels,
+                                        abs=1e-6)
+
+
 def test_each_image_is_corrupted_once_and_cached(robustness_run,
                                                  synthetic_root):
     import glob

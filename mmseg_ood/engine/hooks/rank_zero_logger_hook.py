@@ -23,7 +23,20 @@ class RankZeroLoggerHook(LoggerHook):
     Runners use this hook in place of ``LoggerHook`` when distributed.
 
     Args:
-        **kwargs: As mmengine's ``LoggerHook``.
+        interval: Logging interval, in iterations.
+        ignore_last: Skip the log of the last iterations of an epoch when
+            fewer than ``interval`` remain.
+        interval_exp_name: Interval of printing the experiment name.
+        out_dir: Root to copy the logs to (default: keep them in the work
+            dir only).
+        out_suffix: Suffixes of the log files copied to ``out_dir``.
+        keep_local: Keep the local logs when ``out_dir`` is set.
+        file_client_args: Deprecated in mmengine; use ``backend_args``.
+        log_metric_by_epoch: Log validation metrics by epoch (else by
+            iteration).
+        backend_args: Arguments of the file backend (mmengine ``fileio``).
+
+    All as mmengine's ``LoggerHook``.
     """
 
     def after_test_epoch(self, runner,

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Optional
 
 import numpy as np
 from mmengine.hooks import Hook
@@ -13,14 +13,12 @@ from ...evaluation.accumulators.pixel import PixelOODAccumulator
 from ...evaluation.accumulators.score_transform import Float16RankTransform
 from ...evaluation.metrics.sampler_padding import PerSampleAccumulators
 from ...formats.score_map_spill import ScoreMapSpill
-from ...formats.smiyc import (check_compression, fit_transforms, frame_file,
-                              smiyc_frame_id, transform_file, write_frame)
+from ...formats.smiyc import (TRANSFORMS, SMIYCExport, smiyc_frame_id,
+                              transform_file)
 from ...utils.arguments import strict_arguments
 
 __all__ = ['SMIYCExportHook', 'smiyc_frame_id', 'transform_file',
            'TRANSFORMS']
-
-TRANSFORMS = ('rank', 'none')
 
 
 @HOOKS.register_module()
@@ -52,7 +50,8 @@ class SMIYCExportHook(Hook):
     frame: the maps are spilled to disk during the pass
     (:class:`~mmseg_ood.formats.score_map_spill.ScoreMapSpill`) and
     written at the end of the pass, each rank its own frames, with one
-    transform for all ranks. It is recorded in
+    transform for all ranks (the pipeline is :class:`~mmseg_ood.formats.
+    smiyc.SMIYCExport`, the same as ``OODMetric``'s). It is recorded in
     ``<out_dir>/anomaly_p/<method>/<dataset>.score_transform.json``
     (:meth:`Float16RankTransform.from_dict` reads it back).
     ``transform='none'`` writes the raw scores, cast (scores beyond the
@@ -70,6 +69,9 @@ class SMIYCExportHook(Hook):
             check_compression`).
 
     Attributes:
+        export: The :class:`~mmseg_ood.formats.smiyc.SMIYCExport` of the
+            arguments (``out_dir``, ``dataset_name``, ``method_prefix``,
+            ``transform`` and ``compression`` read from it).
         transforms: After a ``'rank'`` pass, scorer -> its transform.
     """
 
@@ -79,39 +81,29 @@ class SMIYCExportHook(Hook):
                  method_prefix: str = '', transform: str = 'rank',
                  spill_dir: Optional[str] = None,
                  compression: Optional[int] = None):
-        for arg, value in (('out_dir', out_dir),
-                           ('dataset_name', dataset_name)):
-            if not isinstance(value, str) or not value:
-                raise ValueError(f'`{arg}` must be a non-empty str, got '
-                                 f'{value!r}')
-        if not isinstance(method_prefix, str):
-            raise TypeError(f'`method_prefix` must be a str, got '
-                            f'{method_prefix!r}')
-        if transform not in TRANSFORMS:
-            raise ValueError(f'`transform` must be one of {TRANSFORMS}, got '
-                             f'{transform!r}')
-        self.compression = check_compression(compression)
-        self.out_dir = out_dir
-        self.dataset_name = dataset_name
-        self.method_prefix = method_prefix
-        self.transform = transform
+        self.export = SMIYCExport(out_dir, dataset_name,
+                                  method_prefix=method_prefix,
+                                  compression=compression,
+                                  transform=transform)
         self.spill_dir = spill_dir
         self.transforms: Dict[str, Float16RankTransform] = {}
         self._reset()
+
+    out_dir = property(lambda self: self.export.out_dir)
+    dataset_name = property(lambda self: self.export.dataset_name)
+    method_prefix = property(lambda self: self.export.method_prefix)
+    transform = property(lambda self: self.export.transform)
+    compression = property(lambda self: self.export.compression)
 
     def _reset(self) -> None:
         spill = getattr(self, '_spill', None)
         if spill is not None:
             spill.close()
+        # each frame's maps, tagged with its image path
         self._spill: Optional[ScoreMapSpill] = None
-        self._frames: List[Tuple[int, str]] = []  # (sample, image path)
         # per scorer, the histogram of every pixel (a padding repeat left
         # out, see sampler_padding)
         self._samples = PerSampleAccumulators()
-
-    def _path(self, name: str, img_path: str) -> str:
-        return frame_file(self.out_dir, self.method_prefix + name,
-                          self.dataset_name, img_path)
 
     def before_test_epoch(self, runner) -> None:
         self._reset()
@@ -119,27 +111,18 @@ class SMIYCExportHook(Hook):
 
     def after_test_iter(self, runner, batch_idx, data_batch=None,
                         outputs=None) -> None:
+        export = self.export
         for sample in outputs:
             image = sample.img_path
-            if self.transform == 'rank':
+            if export.needs_fit:
                 self._samples.start_sample()
             maps = OrderedDict()
             for name, score in sample.get('ood_scores', {}).items():
                 s = score.detach().cpu().numpy().astype(np.float32,
                                                         copy=False)
-                if np.isnan(s).any():
-                    raise ValueError(
-                        f'scorer {name!r}: {sample.img_path} has NaN scores, '
-                        'which the SMIYC export cannot rank')
-                if self.transform == 'none':
-                    value = s.astype(np.float16)
-                    if not np.isfinite(value).all():
-                        raise ValueError(
-                            f'scorer {name!r}: {sample.img_path} has scores '
-                            'outside the float16 range the SMIYC format '
-                            "stores; export with transform='rank'")
-                    write_frame(self._path(name, image), value,
-                                self.compression)
+                export.check_map(name, s, image)
+                if not export.needs_fit:  # no transform to wait for
+                    export.write(name, image, s)
                     continue
                 Float16RankTransform.observe(self._samples.get(
                     name, lambda n=name: PixelOODAccumulator(name=n)), s)
@@ -147,12 +130,11 @@ class SMIYCExportHook(Hook):
             if maps:
                 if self._spill is None:
                     self._spill = ScoreMapSpill(self.spill_dir)
-                key = self._samples.num_samples
-                self._spill.append(key, np.zeros(0, np.uint8), maps)
-                self._frames.append((key, image))
+                self._spill.append(self._samples.num_samples,
+                                   np.zeros(0, np.uint8), maps, tag=image)
 
     def after_test_epoch(self, runner, metrics=None) -> None:
-        if self.transform == 'none':
+        if not self.export.needs_fit:
             return
         try:
             self._write_all(runner)
@@ -161,19 +143,13 @@ class SMIYCExportHook(Hook):
 
     def _write_all(self, runner) -> None:
         local = self._samples.finish(len(runner.test_dataloader.dataset))
-        if self._samples.last_dropped:  # a repeat added by padding
-            last = self._samples.num_samples
-            if self._frames and self._frames[-1][0] == last:
-                self._spill.drop(last)
-                self._frames.pop()
+        if self._spill is not None and self._samples.last_dropped:
+            self._spill.drop(self._samples.num_samples)  # a padding repeat
         hist = merge_across_ranks(local,
                                   lambda n: PixelOODAccumulator(name=n))
-        self.transforms = fit_transforms(
-            hist, self.out_dir, self.method_prefix, self.dataset_name,
-            'every finite pixel of every exported frame')
+        self.transforms = self.export.fit(
+            hist, 'every finite pixel of every exported frame')
         if self._spill is not None:
-            for (_, image), (_, maps) in zip(self._frames,
-                                             self._spill.read()):
+            for image, _, maps in self._spill.read_tagged():
                 for n, s in maps.items():
-                    write_frame(self._path(n, image), self.transforms[n](s),
-                                self.compression)
+                    self.export.write(n, image, s)

@@ -3,104 +3,30 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Union
 
-import numpy as np
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
 
 from mmseg.registry import METRICS
-from ...formats.smiyc import (check_compression, fit_transforms, frame_file,
-                              write_frame)
+from ...formats.smiyc import SMIYCExport
 from ...labels import IGNORE_INDEX
 from ...reports.results import percent_ci, table_columns
 from ...utils.arguments import strict_arguments
-from ..accumulators.base import merge_across_ranks
-from ..accumulators.bootstrap import (BOOTSTRAP_KEYS, ImageHistograms,
-                                      bootstrap_knots, check_bootstrap,
-                                      image_bootstrap)
-from ..accumulators.components import (SIZE_PRESETS, ComponentAccumulator,
-                                       GroundTruthComponents)
-from ..accumulators.label_checks import (UnlistedLabelValues,
-                                         warn_unlisted_values)
-from ..accumulators.per_image import PER_IMAGE_KEYS, PerImageOODMetrics
+from ..accumulators.bootstrap import check_bootstrap
+from ..accumulators.components import SIZE_PRESETS
+from ..accumulators.per_image import PerImageOODMetrics
 from ..accumulators.pixel import PixelOODAccumulator
 from ..accumulators.score_transform import Float16RankTransform
-from ..functional.inputs import VOID, check_finite, flat_ood_labels, to_numpy
+from ..functional.inputs import to_numpy
 from .accumulating_metric import AccumulatingMetric
+from .ood_metric_jobs import (BootstrapJob, ComponentThresholds,
+                              DeferredComponentsJob, ExportJob,
+                              FixedComponentsJob, LabelChecksJob, PerImageJob,
+                              PixelMetricsJob, ScoredImage,
+                              check_component_threshold, threshold_rule)
 
-#: Accumulator keys of the per-image metrics and the label checks.
-_PER_IMAGE = ('per_image', '')
-_LABELS = ('labels', '')
-
-
-def _merged(local, key, factory):
-    """The accumulator ``key`` of every rank, merged (``factory()`` where no
-    rank has one)."""
-    part = {'': local[key]} if key in local else {}
-    return merge_across_ranks(part, lambda _: factory()).get('') or factory()
-
-
-def threshold_rule(t) -> Optional[Tuple[str, float]]:
-    """``('best_f1', nan)`` or ``('tpr', rate)`` for a threshold known only
-    after the pass; ``None`` for a number or ``None``.
-
-    Raises:
-        ValueError: ``t`` is none of ``'best_f1'``, ``'tpr:<rate>'`` (rate
-            in (0, 1]), a finite number or ``None``.
-    """
-    if t is None or (isinstance(t, (int, float)) and not isinstance(t, bool)
-                     and np.isfinite(t)):
-        return None
-    if t == 'best_f1':
-        return ('best_f1', float('nan'))
-    if isinstance(t, str) and t.startswith('tpr:'):
-        try:
-            rate = float(t[4:])
-        except ValueError:
-            rate = float('nan')
-        if 0.0 < rate <= 1.0:
-            return ('tpr', rate)
-    raise ValueError(
-        "`component_threshold` must be 'best_f1', 'tpr:<rate>' (rate in "
-        "(0, 1], e.g. 'tpr:0.95'), a finite number, None, or a dict "
-        f'{{scorer: one of those}}, got {t!r}')
-
-
-def _check_export(export: Optional[dict]) -> Optional[dict]:
-    """Validate ``export`` (see :class:`OODMetric`); fill its defaults."""
-    if export is None:
-        return None
-    if not isinstance(export, dict):
-        raise TypeError(f'`export` must be a dict or None, got {export!r}')
-    unknown = set(export) - {'out_dir', 'dataset_name', 'method_prefix',
-                             'compression'}
-    if unknown:
-        raise ValueError(f'`export` has unknown keys {sorted(unknown)}; it '
-                         'takes out_dir, dataset_name, method_prefix, '
-                         'compression')
-    for key in ('out_dir', 'dataset_name'):
-        if not isinstance(export.get(key), str) or not export[key]:
-            raise ValueError(f'`export` needs a non-empty str {key!r}, got '
-                             f'{export.get(key)!r}')
-    out = {**dict(method_prefix='', compression=None), **export}
-    if not isinstance(out['method_prefix'], str):
-        raise TypeError('`export` method_prefix must be a str, got '
-                        f'{out["method_prefix"]!r}')
-    check_compression(out['compression'])
-    return out
-
-
-def _check_threshold(threshold) -> None:
-    """Validate ``component_threshold``."""
-    if isinstance(threshold, dict):
-        for k, v in threshold.items():
-            if not isinstance(k, str):
-                raise ValueError('`component_threshold` dict keys must be '
-                                 f'scorer names, got {k!r}')
-            threshold_rule(v)
-    else:
-        threshold_rule(threshold)
+__all__ = ['OODMetric', 'format_table', 'threshold_rule']
 
 
 def format_table(results: Dict[str, Dict[str, float]]) -> str:
@@ -179,13 +105,20 @@ class OODMetric(AccumulatingMetric):
     values and pixel counts.
 
     ``export=dict(out_dir=..., dataset_name=...)`` also writes the SMIYC
-    submission files of the evaluated frames (:mod:`~mmseg_ood.evaluation.
-    smiyc_files`), each scorer's scores through a :class:`~mmseg_ood.
-    evaluation.score_transform.Float16RankTransform` fitted from its pooled
-    histogram (the non-void pixels, merged across ranks): every map is
-    spilled, and each rank writes its frames in the same read-back that
-    computes the component metrics, so exporting costs no second copy of
-    the maps (as mmseg's ``IoUMetric`` writes submission files).
+    submission files of the evaluated frames (:class:`~mmseg_ood.formats.
+    smiyc.SMIYCExport`, the pipeline of :class:`~mmseg_ood.engine.
+    SMIYCExportHook` too), each scorer's scores through a :class:`~mmseg_ood.
+    evaluation.accumulators.score_transform.Float16RankTransform` fitted
+    from its pooled histogram (the non-void pixels, merged across ranks):
+    every map is spilled, and each rank writes its frames in the same
+    read-back that computes the component metrics, so exporting costs no
+    second copy of the maps (as mmseg's ``IoUMetric`` writes submission
+    files).
+
+    Each of these jobs is a unit of :mod:`~mmseg_ood.evaluation.metrics.
+    ood_metric_jobs` owning its accumulators; the metric builds those its
+    arguments ask for, feeds them each sample, and computes them in the
+    order of their data (pixel metrics first, then the one read-back).
 
     Returned keys are ``<scorer>/<metric>`` (fractions in [0, 1]; NaN where
     undefined, shown as ``n/a`` in the logged table), and
@@ -265,7 +198,7 @@ class OODMetric(AccumulatingMetric):
             raise ValueError(f'`component_preset` must be one of '
                              f'{sorted(SIZE_PRESETS)}, got '
                              f'{component_preset!r}')
-        _check_threshold(component_threshold)
+        check_component_threshold(component_threshold)
         if scorers is not None and (isinstance(scorers, str) or not all(
                 isinstance(n, str) for n in scorers)):
             raise TypeError('`scorers` must be a list of scorer names or '
@@ -275,20 +208,19 @@ class OODMetric(AccumulatingMetric):
         if not isinstance(per_image, bool):
             raise TypeError(f'`per_image` must be a bool, got {per_image!r}')
         PixelOODAccumulator(bits=bits, tpr_points=tpr_points)  # validates
+        smiyc_export = SMIYCExport.from_options(export)
+        self.bootstrap = check_bootstrap(bootstrap)
         self.scorers = list(scorers) if scorers is not None else None
         self.bits = bits
         self.ignore_index = ignore_index
+        thresholds = ComponentThresholds(component_threshold,
+                                         component_preset, ignore_index)
         # the rates of 'tpr:<rate>' thresholds are read off the pixel curve
-        rules = component_threshold.values() if isinstance(
-            component_threshold, dict) else [component_threshold]
-        rates = [r[1] for r in map(threshold_rule, rules)
-                 if r is not None and r[0] == 'tpr']
         self.tpr_points = tuple(tpr_points) + tuple(
-            r for r in rates if r not in tpr_points)
+            r for r in thresholds.tpr_rates() if r not in tpr_points)
         self.per_image = per_image
         self.dataset_name = dataset_name
-        self.export = _check_export(export)
-        self.bootstrap = check_bootstrap(bootstrap)
+        self.export = None if smiyc_export is None else smiyc_export.options()
         #: After ``evaluate`` with ``export``: scorer -> its transform.
         self.last_transforms: Dict[str, Float16RankTransform] = {}
         self.component_threshold = component_threshold
@@ -301,16 +233,24 @@ class OODMetric(AccumulatingMetric):
         self.last_per_image: Optional[PerImageOODMetrics] = None
         self.last_labels: Optional[dict] = None
         self.last_bootstrap: Optional[dict] = None
+        # the jobs (ood_metric_jobs), those the arguments ask for
+        self._thresholds = thresholds
+        self._labels = LabelChecksJob(dataset_name)
+        self._pixel = PixelMetricsJob(bits, ignore_index, self.tpr_points)
+        self._per_image = PerImageJob(self._pixel) if per_image else None
+        self._fixed = FixedComponentsJob(thresholds) \
+            if thresholds.any_fixed() else None
+        self._deferred = DeferredComponentsJob(thresholds) \
+            if thresholds.any_deferred() else None
+        self._bootstrap = None if self.bootstrap is None else \
+            BootstrapJob(self.bootstrap)
+        self._export = None if smiyc_export is None else \
+            ExportJob(smiyc_export)
+        # the jobs that read the spilled maps back, in one pass
+        self._readers = [j for j in (self._deferred, self._bootstrap,
+                                     self._export) if j is not None]
+        self._checks = [] if self._export is None else [self._export.check]
         self.reset()
-
-    # state ------------------------------------------------------------------
-    def _new_pixel(self, name: str) -> PixelOODAccumulator:
-        return PixelOODAccumulator(self.bits, self.ignore_index,
-                                  self.tpr_points, name)
-
-    def _metric_for(self, name: str) -> PixelOODAccumulator:
-        return self.accumulator(('pixel', name),
-                                lambda: self._new_pixel(name))
 
     # mmengine interface --------------------------------------------------
     def process_sample(self, sample: dict) -> None:
@@ -333,193 +273,62 @@ class OODMetric(AccumulatingMetric):
         if missing:
             raise KeyError(f'OODMetric: scorers {missing} are not in '
                            f'ood_scores (have {sorted(scores)})')
-        image = sample.get('img_path')
-        unlisted = sample.get('ood_unlisted')
-        if unlisted is not None:
-            self.accumulator(_LABELS, UnlistedLabelValues).update(
-                sample.get('seg_map_path') or image, unlisted)
-        y = flat_ood_labels(labels, self.ignore_index,
-                            f'OODMetric ({image})')
-        valid = None
-        maps, gt = {}, None
-        per_image = self._per_image_case(y, image)
-        for name in names:
-            s = to_numpy(scores[name])
-            if s.shape != labels.shape:
-                raise ValueError(
-                    f'scorer {name!r}: score map {s.shape} and OOD labels '
-                    f"{labels.shape} differ ({sample.get('img_path')})")
-            flat, yy = s.reshape(-1), y
-            if not check_finite(flat, y, name):
-                # NaN / Inf only on void pixels: leave those out
-                valid = y != VOID if valid is None else valid
-                flat, yy = flat[valid], y[valid]
-            if per_image is None:
-                self._metric_for(name).update_valid(flat, yy)
-            else:  # the image's own histogram, then into the pooled one
-                own = self._new_pixel(name).update_valid(flat, yy)
-                per_image[name] = own.compute()
-                self._metric_for(name).merge(own)
-            t = self._requested_threshold(name)
-            if self.export is not None:
-                if np.isnan(s).any():  # void pixels too: they are exported
-                    raise ValueError(
-                        f'scorer {name!r}: {image} has NaN scores, which '
-                        'the SMIYC export cannot rank')
-                maps[name] = s
-            elif threshold_rule(t) is not None or self.bootstrap is not None:
-                maps[name] = s
-            if t is not None and threshold_rule(t) is None:  # fixed
-                if gt is None:
-                    gt = GroundTruthComponents(
-                        y.reshape(labels.shape), self._min_gt_size,
-                        VOID)
-                self._fixed_for(name, t).update(s, None, gt=gt)
-        if per_image:
-            self.accumulator(_PER_IMAGE, PerImageOODMetrics).update(
-                image, per_image)
+        self._labels.process(sample, self.accumulator)
+        image = ScoredImage.read(labels, scores, names,
+                                 sample.get('img_path'), self.ignore_index,
+                                 self._checks)
+        own = None if self._per_image is None else \
+            self._per_image.process(image, self.accumulator)
+        self._pixel.process(image, self.accumulator, own)
+        if self._fixed is not None:
+            self._fixed.process(image, self.accumulator)
+        maps = OrderedDict((n, m) for n, m in image.maps.items()
+                           if any(j.needs_map(n) for j in self._readers))
         if maps:
-            self.spill(y.reshape(labels.shape), maps, tag=image)
+            self.spill(image.labels, maps, tag=image.image)
         # nothing goes to self.results: the accumulators are the state
-
-    def _per_image_case(self, y: np.ndarray, image) -> Optional[dict]:
-        """A dict to fill with the image's metrics by scorer, or ``None``
-        (per-image metrics off, or the image skipped: recorded)."""
-        if not self.per_image:
-            return None
-        present = np.bincount(y, minlength=3)
-        if present[0] and present[1]:
-            return {}
-        self.accumulator(_PER_IMAGE, PerImageOODMetrics).update(
-            image, skipped='no OOD pixels' if present[0] else
-            'no ID pixels' if present[1] else 'all void')
-        return None
-
-    def _requested_threshold(self, name: str):
-        t = self.component_threshold
-        return t.get(name) if isinstance(t, dict) else t
-
-    def _new_components(self, threshold: float) -> ComponentAccumulator:
-        return ComponentAccumulator(threshold, preset=self.component_preset,
-                                    ignore_index=self.ignore_index)
-
-    def _fixed_for(self, name: str, threshold) -> ComponentAccumulator:
-        return self.accumulator(
-            ('fixed', name), lambda: self._new_components(float(threshold)))
-
-    @property
-    def _min_gt_size(self) -> int:
-        return SIZE_PRESETS[self.component_preset][1]
-
-    def _read_back(self, thresholds: Dict[str, float],
-                   transforms: Dict[str, Float16RankTransform],
-                   knots: Dict[str, np.ndarray]
-                   ) -> Tuple[dict, Dict[str, ImageHistograms]]:
-        """One pass over this rank's spilled maps: the component
-        accumulators at ``thresholds``, the export's files of the maps
-        through ``transforms``, and the per-image histograms in the
-        bootstrap bins of ``knots``."""
-        accs = {n: self._new_components(t) for n, t in thresholds.items()}
-        hists = {n: ImageHistograms(k) for n, k in knots.items()}
-        ex = self.export
-        for image, labels, maps in self.spilled():
-            gt = None
-            for n, m in maps.items():
-                if n in hists:
-                    hists[n].update(image, m, labels)
-                if n in accs:
-                    if gt is None:
-                        gt = GroundTruthComponents(labels, self._min_gt_size,
-                                                   VOID)
-                    accs[n].update(m, None, gt=gt)
-                if n in transforms:
-                    write_frame(frame_file(ex['out_dir'],
-                                           ex['method_prefix'] + n,
-                                           ex['dataset_name'], image),
-                                transforms[n](m), ex['compression'])
-        return accs, hists
-
-    def _intervals(self, results: dict,
-                   hists: Dict[str, ImageHistograms]) -> dict:
-        """Add each scorer's bootstrap intervals to ``results``; return
-        :attr:`last_bootstrap`."""
-        b = self.bootstrap
-        info = dict(b, images=0, undefined=0, bin_error={})
-        for n, h in hists.items():
-            got = image_bootstrap(h.compute()['counts'], b['samples'],
-                                  b['seed'], b['level'])
-            for k in BOOTSTRAP_KEYS:
-                results[n][f'{k}_ci'] = got[f'{k}_ci']
-            info['bin_error'][n] = {k: got['binned'][k] - results[n][k]
-                                    for k in BOOTSTRAP_KEYS}
-            info['images'] = max(info['images'], got['images'])
-            info['undefined'] = max(info['undefined'], got['undefined'])
-        if info['undefined'] and get_rank() == 0:
-            warnings.warn(
-                f"OODMetric bootstrap: {info['undefined']} of {b['samples']} "
-                f"resamples of the {info['images']} images have no OOD or no "
-                'ID pixels; the intervals are over the others')
-        return info
 
     def compute_accumulated(self, local) -> dict:
         """Merge across ranks and compute; the same result on every rank."""
-        own = {kind: OrderedDict((n, a) for (k, n), a in local.items()
-                                 if k == kind) for kind in ('pixel', 'fixed')}
-        per_image = _merged(local, _PER_IMAGE, PerImageOODMetrics) \
-            if self.per_image else None
-        labels = _merged(local, _LABELS, UnlistedLabelValues).compute()
-        # 1. pixel metrics: every rank's (sparse) histograms
-        pixel = merge_across_ranks(own['pixel'], self._new_pixel)
+        per_image = None if self._per_image is None else \
+            self._per_image.merge(local)
+        labels = self._labels.merge(local)
+        # 1. pixel metrics: every rank's (sparse) histograms; the other
+        #    jobs' thresholds, bins and transforms come from them
+        pixel = self._pixel.merge(local)
         if not pixel:
             warnings.warn('OODMetric got no samples')
             return {}
         results = OrderedDict((n, m.compute()) for n, m in pixel.items())
-        # 2. component metrics at thresholds read off the pixel curves (a
-        #    second pass over each rank's spilled maps) and at fixed
-        #    thresholds (streamed); the thresholds are the same on every rank
-        deferred, rules = {}, {}
-        for n in pixel:
-            t = self._requested_threshold(n)
-            rule = threshold_rule(t)
-            if rule is None:
-                rules[n] = 'fixed' if t is not None else 'none'
-                continue
-            rules[n] = t if rule[0] == 'best_f1' else f'tpr:{rule[1]:g}'
-            key = 'best_f1_threshold' if rule[0] == 'best_f1' else \
-                f'threshold@tpr{rule[1]:g}'
-            value = results[n][key]
-            if value == value:  # undefined without OOD or ID pixels
-                deferred[n] = float(value)
-        ex = self.export
-        self.last_transforms = {} if ex is None else fit_transforms(
-            pixel, ex['out_dir'], ex['method_prefix'], ex['dataset_name'],
-            'every non-void pixel of the evaluated frames')
-        knots = {} if self.bootstrap is None else {
-            n: bootstrap_knots(m, self.bootstrap['bins'])
-            for n, m in pixel.items()}
-        accs, hists = self._read_back(deferred, self.last_transforms, knots)
-        components = merge_across_ranks(accs)
-        components.update(merge_across_ranks(
-            own['fixed'],
-            lambda n: self._new_components(self._requested_threshold(n))))
+        rules = OrderedDict((n, self._thresholds.describe(n)) for n in pixel)
+        # 2. one pass over this rank's spilled maps: component metrics at
+        #    thresholds read off the pixel curves, the bootstrap's
+        #    per-image histograms, the export's files
+        if self._deferred is not None:
+            self._deferred.start(results)
+        self.last_transforms = {} if self._export is None else \
+            self._export.start(pixel)
+        if self._bootstrap is not None:
+            self._bootstrap.start(pixel)
+        for image, spilled_labels, maps in self.spilled():
+            for job in self._readers:
+                job.read(image, spilled_labels, maps)
+        # 3. merge: components (read back, and streamed at fixed
+        #    thresholds), bootstrap intervals, per-image averages
+        components = OrderedDict()
+        if self._deferred is not None:
+            components.update(self._deferred.finish())
+        if self._fixed is not None:
+            components.update(self._fixed.merge(local))
         for n, acc in components.items():
             results[n].update(acc.compute())
-        bootstrap = None
-        if knots:  # every rank's images, in name order
-            bootstrap = self._intervals(results, merge_across_ranks(
-                hists, lambda n: ImageHistograms(knots[n])))
+        bootstrap = None if self._bootstrap is None else \
+            self._bootstrap.finish(results)
         if per_image is not None:
-            averaged = per_image.compute()
-            for n in results:
-                results[n].update(averaged.get(n) or {
-                    **{f'per_image_{k}': float('nan')
-                       for k in PER_IMAGE_KEYS},
-                    'per_image_images': 0,
-                    'per_image_skipped': len(per_image.skipped)})
+            self._per_image.finish(per_image, results)
         if get_rank() == 0:
             print_log('\n' + format_table(results), logger='current')
-            warn_unlisted_values(self.dataset_name or 'the evaluated dataset',
-                                 labels)
+            self._labels.warn(labels)
         self.last_results, self.last_pixel = results, pixel
         self.last_labels, self.last_bootstrap = labels, bootstrap
         self.last_thresholds, self.last_per_image = rules, per_image

@@ -202,6 +202,18 @@ class IBEHead(ImplicitBackgroundHead):
     ``v_n``, ``S = sum_FG e^{v_m}`` (scribe eq. 2, which writes the
     negative, descent direction).
 
+    Args:
+        head: Config of an mmseg decode head with a ``conv_seg``
+            classifier; its ``num_classes`` is k, the classes including
+            the background (the wrapped head gets k - 1).
+        background_index: Index of the background class in the k-vector
+            (VOC: 0).
+        background_logit: ``'before_resize'`` (default) or
+            ``'after_resize'``: where ``v_BG`` is built (see
+            :class:`ImplicitBackgroundHead`).
+        init_cfg: Initialization config of the wrapper (the wrapped head
+            keeps its own).
+
     Example:
         >>> decode_head = dict(type='IBEHead', background_index=0,
         ...                    head=dict(type='DepthwiseSeparableASPPHead',
@@ -232,6 +244,18 @@ class SCrIBEHead(ImplicitBackgroundHead):
     Pixels labelled neither a class nor ``ignore_index`` (e.g. 254
     outliers) count, in mmseg's sigmoid CE, as "no class": every component,
     background included, is pushed negative.
+
+    Args:
+        head: Config of an mmseg decode head with a ``conv_seg``
+            classifier; its ``num_classes`` is k, the classes including
+            the background (the wrapped head gets k - 1).
+        background_index: Index of the background class in the k-vector
+            (VOC: 0).
+        background_logit: ``'before_resize'`` (default) or
+            ``'after_resize'``: where ``v_BG`` is built (see
+            :class:`ImplicitBackgroundHead`).
+        init_cfg: Initialization config of the wrapper (the wrapped head
+            keeps its own).
 
     References:
         "SCrIBE: Sigmoid + IBE", sec. 3, eq. 4; IBE eq. 5.

@@ -25,6 +25,12 @@ class OODSegTTAModel(SegTTAModel):
     map has already been un-flipped and resized to ``ori_shape`` by the
     segmentor, so the means are pixel-aligned. Drop-in for ``SegTTAModel``:
     ``tta_model = dict(type='OODSegTTAModel')``.
+
+    Args:
+        module: The segmentor (a config dict or the model); mmseg's tools
+            set it to the config's ``model``.
+        data_preprocessor: Replaces the segmentor's data preprocessor if
+            given (as mmengine's ``BaseTTAModel``).
     """
 
     def merge_preds(self, data_samples_list: List[SampleList]) -> SampleList:

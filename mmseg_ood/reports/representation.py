@@ -1,0 +1,145 @@
+"""Reports of ``tools/analyze_representation.py``: the effective
+dimensionality table and the SCrIBE paper's Fig. 3 (auto-correlation of the
+logits) and Fig. 4 (accumulated explained variance), written atomically."""
+from __future__ import annotations
+
+import os
+import os.path as osp
+import warnings
+from typing import Dict
+
+import numpy as np
+
+from ..evaluation.accumulators.representation import RepresentationAccumulator
+from ..utils.files import atomic_write_text, dump_json
+
+__all__ = ['LEVELS', 'markdown_table', 'write_representation',
+           'plot_explained_variance', 'plot_autocorrelation']
+
+#: Explained-variance levels of the effective dimensionality (Fig. 4 lines).
+LEVELS = (0.90, 0.95)
+
+
+def _count(v) -> str:
+    return 'n/a' if v is None else str(v)
+
+
+def markdown_table(records: Dict[str, dict]) -> str:
+    """model | k | pixels | dims 90% | dims 95% (``n/a``: undefined)."""
+    lines = ['| model | k | pixels | dims 90% | dims 95% |',
+             '|---|---|---|---|---|']
+    for name, r in records.items():
+        lines.append(f'| {name} | {r["num_classes"]} | {r["pixels"]} | '
+                     f'{_count(r["dims_90"])} | {_count(r["dims_95"])} |')
+    return '\n'.join(lines)
+
+
+def write_representation(work_dir: str, payload: dict,
+                         accumulators: Dict[str, RepresentationAccumulator]
+                         ) -> Dict[str, str]:
+    """Write ``representation.json``, ``.md``, ``explained_variance.png``
+    and ``autocorrelation_class<c>.png`` (each complete under its name:
+    written to a temporary one and renamed); return their paths."""
+    os.makedirs(work_dir, exist_ok=True)
+    paths = {k: osp.join(work_dir, f'representation.{k}')
+             for k in ('json', 'md')}
+    records = payload['models']
+    paths['explained_variance'] = plot_explained_variance(
+        osp.join(work_dir, 'explained_variance.png'), records)
+    for c in payload['classes']:
+        paths[f'autocorrelation_class{c}'] = plot_autocorrelation(
+            osp.join(work_dir, f'autocorrelation_class{c}.png'), c,
+            accumulators, records)
+    md = ['# Representation structure\n',
+          'Effective dimensionality: the number of principal components of '
+          'the logit vectors that explain 90 % / 95 % of their variance '
+          '(SCrIBE sec. 4, Fig. 4); pixels of the test set.\n',
+          markdown_table(records), '',
+          '![explained variance](explained_variance.png)']
+    md += [f'![auto-correlation, class {c}](autocorrelation_class{c}.png)'
+           for c in payload['classes']]
+    atomic_write_text(paths['md'], '\n'.join(md) + '\n')
+    dump_json({k: v for k, v in payload.items() if k != 'files'},
+              paths['json'])
+    return paths
+
+
+def _save(fig, path: str) -> str:
+    import matplotlib.pyplot as plt
+    tmp = path + '.tmp'
+    fig.savefig(tmp, dpi=100, format='png')
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def plot_explained_variance(path: str, records: Dict[str, dict]) -> str:
+    """Fig. 4: accumulated explained variance against the number of
+    components, a curve per model; dashed lines at 90 % and 95 %."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    kmax = 1
+    # identical curves (one model under two names) stay visible
+    styles = ('-', '--', ':', '-.')
+    for i, (name, r) in enumerate(records.items()):
+        ev = np.asarray(r['explained_variance'], np.float64)
+        if not np.isfinite(ev).all():
+            continue  # no pixel (or no variance): nothing to draw
+        x = np.arange(1, len(ev) + 1)
+        kmax = max(kmax, len(ev))
+        ax.plot(x, ev, marker='o', linestyle=styles[i % len(styles)],
+                markersize=3,
+                label=f'{name} (90%: {r["dims_90"]}, 95%: {r["dims_95"]})')
+    for level in LEVELS:
+        ax.axhline(level, color='grey', linestyle='--', linewidth=0.8)
+        ax.annotate(f'{level:.0%}', (kmax, level), fontsize=7,
+                    color='grey', textcoords='offset points', xytext=(2, 2))
+    ax.set(xlabel='number of components', ylabel='accumulated explained '
+           'variance', title='Accumulated explained variance of the logits',
+           ylim=(0, 1.02), xlim=(0.5, kmax + 0.5))
+    if kmax <= 30:
+        ax.set_xticks(range(1, kmax + 1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc='lower right')
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_autocorrelation(path: str, cls: int,
+                         accumulators: Dict[str, RepresentationAccumulator],
+                         records: Dict[str, dict]) -> str:
+    """Fig. 3: the normalized auto-correlation matrix of the logit vectors
+    predicted as ``cls``, a heatmap per model, one colour scale (-1 to
+    1). Undefined entries (class never predicted, a component always 0)
+    are left blank, with a warning."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    n = len(accumulators)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 1.2, 3.9),
+                             squeeze=False)
+    image = None
+    for ax, (name, acc) in zip(axes[0], accumulators.items()):
+        r = acc.autocorrelation(cls)
+        class_names = records[name].get('class_names')
+        label = f'{cls} ({class_names[cls]})' if class_names else str(cls)
+        if acc.count[cls] == 0:
+            warnings.warn(f'model {name!r} never predicts class {cls}: its '
+                          f'auto-correlation panel in {path} is empty')
+        image = ax.imshow(r, vmin=-1, vmax=1, cmap='RdBu_r',
+                          interpolation='nearest')
+        ax.set_title(f'{name}\nclass {label}, {int(acc.count[cls])} px',
+                     fontsize=9)
+        ax.set_xlabel('component j')
+        ax.set_ylabel('component i')
+        if acc.num_classes <= 30:
+            ticks = range(acc.num_classes)
+            ax.set_xticks(ticks)
+            ax.set_yticks(ticks)
+            ax.tick_params(labelsize=6)
+    fig.suptitle(f'Normalized auto-correlation of the logits, predicted '
+                 f'class {cls}', fontsize=10)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    return _save(fig, path)
