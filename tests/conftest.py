@@ -1,6 +1,7 @@
 import contextlib
 import os
 import os.path as osp
+import re
 import socket
 import subprocess
 import sys
@@ -179,3 +180,12 @@ def trained_work_dir(tmp_path_factory, synthetic_root):
     run_tool('train.py', STREET_CONFIG, '--work-dir', work, '--cfg-options',
              *QUICK_OPTIONS, env={'MMSEG_OOD_DATA': synthetic_root})
     return work
+
+
+def package_tool(tool: str) -> str:
+    """The ``mmseg_ood.tools`` module that ``tools/<tool>.py`` runs."""
+    with open(osp.join(REPO, 'tools', f'{tool}.py')) as f:
+        found = re.findall(r'^from (mmseg_ood\.tools\.[\w.]+) import main$',
+                           f.read(), re.M)
+    assert len(found) == 1, f'tools/{tool}.py calls no package tool'
+    return found[0]

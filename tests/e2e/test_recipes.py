@@ -36,7 +36,8 @@ import torch
 import yaml
 from mmengine.config import Config
 
-from conftest import QUICK_CFG, REPO, STREET_CONFIG, zoo_config_path
+from conftest import (QUICK_CFG, REPO, STREET_CONFIG, package_tool,
+                      zoo_config_path)
 
 DOC = osp.join(REPO, 'docs', 'recipes.md')
 RECIPES = osp.join(REPO, 'configs', 'recipes')
@@ -289,11 +290,7 @@ def _parse(tool, args):
     import importlib
 
     from mmseg_ood.tools import runner_args
-    with open(osp.join(REPO, 'tools', f'{tool}.py')) as f:
-        package_tool = re.findall(
-            r'^from (mmseg_ood\.tools\.[\w.]+) import main$', f.read(),
-            re.M)[0]
-    module = importlib.import_module(package_tool)
+    module = importlib.import_module(package_tool(tool))
     err = io.StringIO()
     env = dict(os.environ)
     try:

@@ -8,22 +8,13 @@ import re
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, package_tool
 
 README = open(osp.join(REPO, 'README.md'), encoding='utf-8').read()
 TOOLS = sorted(f[:-3] for f in os.listdir(osp.join(REPO, 'tools'))
                if f.endswith('.py'))
 #: torchrun's own argument, not a user's
 EXEMPT = {'--help', '--local_rank', '--local-rank'}
-
-
-def package_tool(tool: str) -> str:
-    """The ``mmseg_ood.tools`` module that ``tools/<tool>.py`` runs."""
-    with open(osp.join(REPO, 'tools', f'{tool}.py')) as f:
-        found = re.findall(r'^from (mmseg_ood\.tools\.[\w.]+) import main$',
-                           f.read(), re.M)
-    assert len(found) == 1, f'tools/{tool}.py calls no package tool'
-    return found[0]
 
 
 class _Parser(Exception):
