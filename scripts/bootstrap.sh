@@ -63,8 +63,9 @@ mmcv() {
 mmseg() { pip install "$MMSEG_SPEC" ftfy regex; }
 model_zoo_extras() { pip install "$MMDET_SPEC" "$MMPRETRAIN_SPEC"; }
 project() {
-    # Dependencies not pinned above come from setup.cfg (extras: dev).
-    pip install --no-build-isolation -e "$here[dev]"
+    # Dependencies not pinned above come from setup.cfg: the core, every
+    # optional extra (all) and the test tools (dev).
+    pip install --no-build-isolation -e "$here[all,dev]"
     # mmpretrain's models import torchvision, which has no CPU build for
     # torch 2.13: mmseg_ood lets them import without it (README)
     "$VENV/bin/python" -c 'import mmseg_ood, mmdet.models, mmpretrain.models' \

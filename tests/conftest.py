@@ -189,3 +189,26 @@ def package_tool(tool: str) -> str:
                            f.read(), re.M)
     assert len(found) == 1, f'tools/{tool}.py calls no package tool'
     return found[0]
+
+
+@pytest.fixture
+def isolated_loggers():
+    """Forget the mmengine loggers a test creates: they write to the
+    test's captured stdout, which is closed after it."""
+    from mmengine.logging import MMLogger
+    before = set(MMLogger._instance_dict)
+    yield
+    for name in set(MMLogger._instance_dict) - before:
+        MMLogger._instance_dict.pop(name)
+
+
+#: The street config with a small test resize (fast on CPU): a config
+#: file's text.
+SMALL_RESIZE_CONFIG = (
+    f'_base_ = [{STREET_CONFIG!r}]\n'
+    'test_pipeline = [\n'
+    "    dict(type='LoadImageFromFile'),\n"
+    "    dict(type='Resize', scale=(64, 32), keep_ratio=True),\n"
+    "    dict(type='LoadAnnotations'),\n"
+    "    dict(type='PackSegInputs')]\n"
+    'test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n')

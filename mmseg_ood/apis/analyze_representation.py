@@ -31,6 +31,7 @@ import numpy as np
 
 from ..deprecation import package_getattr
 from ..engine.evaluation_session import EvaluationSession
+from ..errors import InvalidValueError, MissingInputError
 from ..evaluation.accumulators.representation import RepresentationAccumulator
 from ..reports.representation import markdown_table as _markdown_table
 from ..reports.representation import \
@@ -66,7 +67,7 @@ def _check_names(models, names) -> List[str]:
         origin = 'the config file names (pass `names` to tell them apart)'
     else:
         if isinstance(names, str) or len(names) != len(models):
-            raise ValueError(
+            raise InvalidValueError(
                 f'`names` must give one name per model: {len(models)} '
                 f'model(s), got {names!r}')
         names = list(names)
@@ -74,12 +75,13 @@ def _check_names(models, names) -> List[str]:
     for n in names:
         if not isinstance(n, str) or not n or n in ('.', '..') or \
                 '/' in n or os.sep in n:
-            raise ValueError(f'model names are directory names: non-empty, '
-                             f"no '/', not '.' or '..'; got {n!r}")
+            raise InvalidValueError(
+                f'model names are directory names: non-empty, '
+                f"no '/', not '.' or '..'; got {n!r}")
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
-        raise ValueError(f'model names must be unique; {origin} repeat '
-                         f'{repeated}')
+        raise InvalidValueError(f'model names must be unique; {origin} repeat '
+                                f'{repeated}')
     return names
 
 
@@ -87,35 +89,40 @@ def _check_request(models, work_dir, names, classes, cfg_options, launcher
                    ) -> Tuple[List[Tuple[str, str]], List[str],
                               Optional[List[int]], List[Optional[int]]]:
     if isinstance(models, (str, bytes)) or not models:
-        raise ValueError('`models` must be a non-empty list of (config, '
-                         f'checkpoint) pairs, got {models!r}')
+        raise InvalidValueError(
+            '`models` must be a non-empty list of (config, '
+            f'checkpoint) pairs, got {models!r}')
     for m in models:
         if isinstance(m, (str, bytes)) or len(m) != 2:
-            raise ValueError('`models` must be (config, checkpoint) pairs, '
-                             f'got {m!r}')
+            raise InvalidValueError(
+                '`models` must be (config, checkpoint) pairs, '
+                f'got {m!r}')
     models = [tuple(m) for m in models]
     if not work_dir:
-        raise ValueError(f'`work_dir` must be a directory, got {work_dir!r}')
+        raise InvalidValueError(
+            f'`work_dir` must be a directory, got {work_dir!r}')
     if osp.exists(work_dir) and not osp.isdir(work_dir):
         raise NotADirectoryError(f'`work_dir` must be a directory, got the '
                                  f'file {work_dir!r}')
     names = _check_names(models, names)
     if classes is not None:
         if isinstance(classes, (str, bytes)):
-            raise ValueError(f'`classes` must be a list of class indices, '
-                             f'got {classes!r}')
+            raise InvalidValueError(
+                f'`classes` must be a list of class indices, '
+                f'got {classes!r}')
         classes = list(classes)
         for c in classes:
             if isinstance(c, bool) or not isinstance(c, (int, np.integer)) \
                     or c < 0:
-                raise ValueError(f'`classes` must be ints >= 0, got {c!r} '
-                                 f'in {classes!r}')
+                raise InvalidValueError(
+                    f'`classes` must be ints >= 0, got {c!r} '
+                    f'in {classes!r}')
         classes = list(dict.fromkeys(int(c) for c in classes))
     ks = []
     for (config, checkpoint), name in zip(models, names):
         resolve_config_path(config)  # FileNotFoundError naming the file
         if not osp.isfile(osp.expanduser(checkpoint)):
-            raise FileNotFoundError(f'checkpoint file not found: '
+            raise MissingInputError(f'checkpoint file not found: '
                                     f'{checkpoint} (model {name!r})')
         k = config_num_classes(load_config(config, cfg_options, None,
                                            launcher))
@@ -129,8 +136,9 @@ def _check_classes(classes: Sequence[int], name: str, k: int,
                    note: str = '') -> None:
     bad = [c for c in classes if c >= k]
     if bad:
-        raise ValueError(f'`classes` {bad}{note} out of range for model '
-                         f'{name!r}: it has k={k} classes (0 to {k - 1})')
+        raise InvalidValueError(
+            f'`classes` {bad}{note} out of range for model '
+            f'{name!r}: it has k={k} classes (0 to {k - 1})')
 
 
 def _model_record(config: str, checkpoint: str,
@@ -224,8 +232,9 @@ def analyze_representation(
             result = session.run_pass(name=name, metrics=[metric])
             acc = result.metric('RepresentationMetric').last_accumulator
             if acc is None:
-                raise ValueError(f'model {name!r}: no pixel was evaluated '
-                                 f'(the test set of {config} is empty)')
+                raise InvalidValueError(
+                    f'model {name!r}: no pixel was evaluated '
+                    f'(the test set of {config} is empty)')
             accumulators[name] = acc
             records[name] = _model_record(config, checkpoint, acc,
                                           _class_names(session,

@@ -23,6 +23,7 @@ import numpy as np
 from ..datasets import check_dataset_files
 from ..datasets.presets import load_dataset_preset
 from ..engine.evaluation_session import EvaluationSession
+from ..errors import InvalidValueError, OODNotice, OutputPathError
 from ..evaluation.metrics.segment_metric import (DEFAULT_SEGMENT_THRESHOLDS,
                                                  SegmentData, check_thresholds,
                                                  segment_results,
@@ -32,6 +33,7 @@ from ..meta.classifier import (MetaClassifier, cross_validated_tp_probability,
 from ..meta.segments import TRUE_POSITIVE, feature_names, paper_feature_names
 from ..reports.segments import detection_errors_markdown, write_meta_results
 from ..scorers import build_scorer
+from ..utils.files import check_output_dir, check_output_path
 from ..utils.run_record import run_record
 
 __all__ = ['meta_classify', 'FEATURE_SETS']
@@ -81,32 +83,50 @@ def fit_classifier(parts: Sequence[SegmentData], classifier: MetaClassifier
             ys.append((data.kind[ev] == TRUE_POSITIVE).astype(np.int64))
     try:
         if not xs:
-            raise ValueError(f'no segment at {classifier.scorer} >= '
-                             f'{classifier.threshold:g}')
+            raise InvalidValueError(f'no segment at {classifier.scorer} >= '
+                                    f'{classifier.threshold:g}')
         return classifier.fit(np.concatenate(xs), np.concatenate(ys))
     except ValueError as e:
-        warnings.warn(f'not saved: {e}')
+        warnings.warn(f'not saved: {e}', OODNotice)
         return None
 
 
-def _check_request(scorer, thresholds, cv, feature_set, datasets, save):
+def _check_request(scorer, thresholds, cv, feature_set, datasets, save,
+                   inputs=()):
     build_scorer(scorer)  # ValueError listing the registered names
     thresholds = check_thresholds(thresholds)
     resolve_cv(cv, 2)  # ValueError for a bad value
     if feature_set not in FEATURE_SETS:
-        raise ValueError(f'`feature_set` must be one of {FEATURE_SETS}, got '
-                         f'{feature_set!r}')
+        raise InvalidValueError(
+            f'`feature_set` must be one of {FEATURE_SETS}, got '
+            f'{feature_set!r}')
     if isinstance(datasets, str) or not datasets:
-        raise ValueError('`datasets` must be a non-empty list of preset '
-                         f'names, got {datasets!r}')
-    presets = [load_dataset_preset(d) for d in datasets]
+        raise InvalidValueError(
+            '`datasets` must be a non-empty list of preset '
+            f'names, got {datasets!r}')
     if save is not None:
-        if osp.isdir(save):
-            raise IsADirectoryError(f'`save` must be a file name, got the '
-                                    f'directory {save!r}')
-        # made now: a run must not fail at its end for want of it
-        os.makedirs(osp.dirname(osp.abspath(save)), exist_ok=True)
+        # refused now, not at the run's end: a folder, an input (the
+        # config, the checkpoint), a folder that is a file; the folder is
+        # made now so that the run cannot fail at its end for want of it
+        folder = osp.dirname(osp.abspath(save))
+        check_output_dir(folder, 'the folder of --save')
+        os.makedirs(folder, exist_ok=True)
+        check_output_path(save, inputs, '--save')
+    presets = [load_dataset_preset(d) for d in datasets]
     return presets, thresholds
+
+
+def work_dir_output(work_dir: str, path: str) -> bool:
+    """Whether ``path`` is one of the files :func:`write_meta_results`
+    writes in ``work_dir`` (``meta_results.*``,
+    ``detection_errors_*.png``)."""
+    if osp.dirname(osp.abspath(path)) != osp.abspath(work_dir):
+        return False
+    name = osp.basename(path)
+    return name in ('meta_results.json', 'meta_results.csv',
+                    'meta_results.md') or (
+                        name.startswith('detection_errors_') and
+                        name.endswith('.png'))
 
 
 def meta_classify(config: str,
@@ -148,12 +168,17 @@ def meta_classify(config: str,
         The payload written to ``meta_results.json``.
     """
     presets, thresholds = _check_request(scorer, thresholds, cv,
-                                         feature_set, datasets, save)
+                                         feature_set, datasets, save,
+                                         (config, checkpoint))
     with EvaluationSession(config, checkpoint, work_dir, cfg_options,
                            launcher, unsafe_load,
                            tool='meta_classify') as session:
         for p in presets:
             check_dataset_files(p.dataset, f'dataset {p.name!r} ({p.path})')
+        if save is not None and work_dir_output(session.work_dir, save):
+            raise OutputPathError(
+                f'--save {save} is one of the results this run writes in '
+                f'{session.work_dir}; choose another file name')
         rank0 = session.runner.rank == 0
         if rank0:
             print(f'[meta_classify] log: {session.log_file}')
@@ -176,7 +201,9 @@ def meta_classify(config: str,
                       detection_errors_markdown({'model': payload}, p.name))
             print(f'\nresults: {paths["md"]}')
             if payload['saved']:
-                print(f'meta classifier: {payload["saved"]}')
+                print(f'meta classifier: {payload["saved"]} '
+                      f'({len(payload["saved_thresholds"])} threshold(s): '
+                      f'{", ".join(payload["saved_thresholds"])})')
     return payload
 
 
@@ -185,7 +212,7 @@ def _evaluate(session, collected, scorer, thresholds, cv, feature_set, C,
     num_classes = max(d.num_classes for per in collected.values()
                       for d in per.values())
     if not num_classes:
-        raise ValueError('no image was evaluated')
+        raise InvalidValueError('no image was evaluated')
     names = _feature_names(feature_set, num_classes)
     results = {}
     for dataset, per in collected.items():
@@ -194,7 +221,7 @@ def _evaluate(session, collected, scorer, thresholds, cv, feature_set, C,
                 per[t], MetaClassifier(names, scorer, t, C=C,
                                        num_classes=num_classes), cv)
             for t in thresholds}
-    saved = None
+    saved, saved_thresholds = None, []
     if save is not None:
         fitted = [fit_classifier([per[t] for per in collected.values()],
                                  MetaClassifier(names, scorer, t, C=C,
@@ -202,16 +229,20 @@ def _evaluate(session, collected, scorer, thresholds, cv, feature_set, C,
                   for t in thresholds]
         fitted = [c for c in fitted if c is not None]
         if not fitted:
-            raise ValueError(f'no meta classifier could be fitted for '
-                             f'{save!r}: too few segments of a kind at every '
-                             'threshold')
+            raise InvalidValueError(
+                f'no meta classifier could be fitted for '
+                f'{save!r}: too few segments of a kind at every '
+                'threshold')
         if session.runner.rank == 0:
             save_meta_classifiers(
-                save, fitted, datasets=list(collected),
-                config=session.config, checkpoint=session.checkpoint)
+                save, fitted, inputs=(session.config, session.checkpoint),
+                datasets=list(collected), config=session.config,
+                checkpoint=session.checkpoint)
         saved = save
+        saved_thresholds = [threshold_key(c.threshold) for c in fitted]
     return dict(
         complete=True, config=session.config, checkpoint=session.checkpoint,
         scorer=scorer, thresholds=thresholds, feature_set=feature_set,
         features=names, C=C, saved=saved,
+        saved_thresholds=saved_thresholds,
         cv=cv, results=results)

@@ -13,27 +13,44 @@ recursive) and writes under ``out_dir``:
   ``mask/<name>/<frame>.png`` (6-digit frame numbers from 0). No score maps
   for videos (one float32 map per frame would dwarf the video).
 
-A progress bar counts images and video frames. What the user must fix
-raises :class:`~mmseg_ood.apis.OODInputError` (a missing input, config,
-checkpoint or calibration file - :class:`~mmseg_ood.apis.
-OODInputNotFoundError` -, a file of unknown type, a video that does not
-open, two inputs of one name, an image that does not decode) or
+Every file is written atomically (a temporary file in the same folder,
+then ``os.replace``); a write that fails is an error, never a success with
+files missing. The overlay video is written to a temporary file and moved
+into place only once its last frame is written, so an interrupted or
+failed run leaves no unplayable ``.mp4``.
+
+A progress line counts images and video frames. What the user must fix
+raises a :class:`~mmseg_ood.errors.UserError`, all of them before anything
+is written except an image or a video that stops decoding part way:
+:class:`~mmseg_ood.apis.OODInputError` (a file of unknown type, an image
+file that is no image, a video that does not open or has no frames, two
+inputs of one name, a folder without images or videos),
+:class:`~mmseg_ood.apis.OODInputNotFoundError` (a missing input, config,
+checkpoint or calibration file), :class:`~mmseg_ood.errors.OutputPathError`
+(``out_dir`` is a file; an output would overwrite an input, by path or
+through a link), :class:`~mmseg_ood.errors.InvalidValueError` (a device
+this machine does not have), :class:`~mmseg_ood.errors.DamagedFileError`
+(a checkpoint or calibration file that is not one) and
 :class:`~mmseg_ood.formats.threshold_file.CalibrationMismatchError` (a
-calibration made for another checkpoint, scorer or number of classes); all
-of them before anything is written, except an image that does not decode
-(inference stops there). Anything else is a bug and propagates as it is.
+calibration made for another checkpoint, scorer or number of classes). A
+failed write is an ``OSError`` naming the file. Anything else is a bug and
+propagates as it is.
 """
 from __future__ import annotations
 
+import functools
 import os
 import os.path as osp
-import sys
-from typing import Optional, Sequence, Union
+from typing import List, Optional, Sequence, Union
 
 from ..deploy.inferencer import (OODInferencer, OODInputError,
-                                 OODInputNotFoundError)
+                                 OODInputNotFoundError, check_outputs_apart,
+                                 output_names)
+from ..errors import InvalidValueError
 from ..formats.threshold_file import OODCalibration
-from ..utils import resolve_config_path
+from ..utils import check_device, resolve_config_path
+from ..utils.files import atomic_output, check_output_dir, write_with
+from ..utils.progress import progress
 
 __all__ = ['ood_infer', 'collect_inputs', 'IMAGE_EXTENSIONS',
            'VIDEO_EXTENSIONS']
@@ -44,20 +61,27 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff',
 VIDEO_EXTENSIONS = ('.mp4', '.avi', '.mov', '.mkv', '.webm', '.mpg',
                     '.mpeg', '.m4v')
 
+#: Subfolders of ``out_dir``, by the inferencer's output keys.
+_SUBDIRS = dict(img='vis', pred='pred', mask='mask', score='score')
+
 
 def collect_inputs(inputs: Sequence[str]) -> list:
     """``(kind, path)`` for each input, folders expanded (sorted, not
     recursive), in the order given; ``kind`` is ``'image'`` or
-    ``'video'``.
+    ``'video'``. The same file given twice (by any name) is taken once.
 
     Raises:
-        OODInputNotFoundError: An input does not exist.
+        OODInputNotFoundError: An input does not exist (a dangling link
+            included).
         OODInputError: A file is neither an image nor a video (by
-            extension); a folder holds neither; two inputs share a name
-            (their outputs would overwrite each other).
+            extension); a folder holds neither; an image file whose
+            contents are no image OpenCV or Pillow reads (empty, text,
+            another format: checked by its header); two inputs share a
+            name (their outputs would overwrite each other).
     """
     found = []
     for item in inputs:
+        item = os.fspath(item)
         if osp.isdir(item):
             names = sorted(os.listdir(item))
             inside = [osp.join(item, n) for n in names
@@ -77,16 +101,23 @@ def collect_inputs(inputs: Sequence[str]) -> list:
             found.append((kind, item))
         else:
             raise OODInputNotFoundError(f'input {item} not found')
-    seen = {}
-    for _, path in found:
+    unique, seen, stems = [], set(), {}
+    for kind, path in found:
+        st = os.stat(path)
+        if (st.st_dev, st.st_ino) in seen:  # the same file again
+            continue
+        seen.add((st.st_dev, st.st_ino))
         stem = osp.splitext(osp.basename(path))[0]
-        if stem in seen:
+        if stem in stems:
             raise OODInputError(
-                f'inputs {seen[stem]} and {path} have the same name '
+                f'inputs {stems[stem]} and {path} have the same name '
                 f'{stem!r}: their outputs would overwrite each other; give '
                 'them separately')
-        seen[stem] = path
-    return found
+        stems[stem] = path
+        if kind == 'image':
+            _check_image_header(path)
+        unique.append((kind, path))
+    return unique
 
 
 def _kind(path):
@@ -98,51 +129,145 @@ def _kind(path):
     return None
 
 
+def _check_image_header(path: str) -> None:
+    """Refuse an image file whose header no decoder recognises (cheap: the
+    pixels are decoded later, where a truncated file still fails by
+    name)."""
+    import cv2
+    try:
+        if cv2.haveImageReader(path):
+            return
+    except cv2.error:
+        pass
+    try:
+        from PIL import Image
+        with Image.open(path):
+            return
+    except Exception:  # any failure to identify is "no image"
+        pass
+    size = osp.getsize(path)
+    raise OODInputError(
+        f'cannot read image {path}: '
+        + ('the file is empty' if size == 0 else
+           f'its {size} bytes are no image format OpenCV or Pillow reads')
+        + '; is it the right file?')
+
+
 def _open_video(path):
     import mmcv
     reader = mmcv.VideoReader(path)
     if not reader.opened:
-        raise OODInputError(f'cannot open video {path}')
+        raise OODInputError(f'cannot open video {path}: not a video OpenCV '
+                            'decodes (empty, truncated or another format?)')
     return reader
 
 
-def _infer_video(inferencer, path, out_dir, show, opacity, progress) -> int:
-    """Overlay video plus per-frame label maps and masks of one video;
-    returns the number of frames."""
+def _count_frames(path: str) -> int:
+    """Frames of a video, for the progress count; a video without frames
+    is refused by name."""
+    reader = _open_video(path)
+    count = int(reader.frame_cnt)
+    if count <= 0 or reader.width <= 0 or reader.height <= 0:
+        # some containers do not record the count: a first frame decides
+        if reader.width <= 0 or reader.height <= 0 or reader.read() is None:
+            raise OODInputError(f'video {path} has no frames; nothing to '
+                                'segment')
+        count = 1
+    return count
+
+
+def _video_outputs(path: str, out_dir: str, frames: int) -> dict:
+    """The files the video's outputs will be, by their path."""
+    stem = osp.splitext(osp.basename(path))[0]
+    planned = {osp.join(out_dir, 'vis', f'{stem}.mp4'): [path]}
+    for sub in ('pred', 'mask'):
+        for i in range(frames):
+            planned[osp.join(out_dir, sub, stem, f'{i:06d}.png')] = [path]
+    return planned
+
+
+def _make_folder(path: str) -> str:
+    check_output_dir(path, 'output folder')
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def _imwrite(path: str, img) -> bool:
     import cv2
+    return cv2.imwrite(path, img)
+
+
+def _infer_video(inferencer, path, out_dir, show, opacity, bar,
+                 inputs: List[str]) -> int:
+    """Overlay video plus per-frame label maps and masks of one video;
+    returns the number of frames.
+
+    The overlay video goes to a temporary file, moved to ``vis/<name>.mp4``
+    after its last frame; a video that yields no frame, a writer that does
+    not open, or any error on the way leaves no ``.mp4`` (nor a
+    temporary file) behind.
+    """
     reader = _open_video(path)
     stem = osp.splitext(osp.basename(path))[0]
-    writer = None
-    frames = 0
-    if out_dir:
-        pred_dir = osp.join(out_dir, 'pred', stem)
-        mask_dir = osp.join(out_dir, 'mask', stem)
-        os.makedirs(pred_dir, exist_ok=True)
-        os.makedirs(mask_dir, exist_ok=True)
-        os.makedirs(osp.join(out_dir, 'vis'), exist_ok=True)
-        writer = cv2.VideoWriter(
-            osp.join(out_dir, 'vis', f'{stem}.mp4'),
-            cv2.VideoWriter_fourcc(*'mp4v'), reader.fps or 25.0,
-            (reader.width, reader.height))
-    try:
+
+    def frames_of(write_frame=None):
+        done = 0
         for frame in reader:
             if frame is None:
                 break
             res = inferencer(frame, return_vis=True, show=show,
                              opacity=opacity)
-            if writer is not None:
-                writer.write(res['visualization'][..., ::-1].copy())
-                pred = res['predictions']
-                name = f'{frames:06d}.png'
-                cv2.imwrite(osp.join(pred_dir, name),
-                            pred['sem_seg'].astype('uint8'))
-                cv2.imwrite(osp.join(mask_dir, name),
-                            pred['ood_mask'].astype('uint8') * 255)
-            frames += 1
-            progress.update()
-    finally:
-        if writer is not None:
-            writer.release()
+            if write_frame is not None:
+                write_frame(done, res)
+            done += 1
+            bar.update()
+        if done == 0:
+            raise OODInputError(f'video {path} has no frame that decodes; '
+                                'nothing written for it')
+        return done
+
+    if not out_dir:
+        return frames_of()
+    import cv2
+    pred_dir = _make_folder(osp.join(out_dir, 'pred', stem))
+    mask_dir = _make_folder(osp.join(out_dir, 'mask', stem))
+    vis_dir = _make_folder(osp.join(out_dir, 'vis'))
+    target = osp.join(vis_dir, f'{stem}.mp4')
+
+    def write_frame(i, res):
+        writer.write(res['visualization'][..., ::-1].copy())
+        pred = res['predictions']
+        name = f'{i:06d}.png'
+        write_with(osp.join(pred_dir, name),
+                   functools.partial(_imwrite,
+                                     img=pred['sem_seg'].astype('uint8')),
+                   inputs, f'label map of frame {i} of {path}')
+        write_with(osp.join(mask_dir, name),
+                   functools.partial(
+                       _imwrite, img=pred['ood_mask'].astype('uint8') * 255),
+                   inputs, f'OOD mask of frame {i} of {path}')
+
+    try:
+        with atomic_output(target, inputs,
+                           f'overlay video of {path}') as tmp:
+            writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*'mp4v'),
+                                     reader.fps or 25.0,
+                                     (reader.width, reader.height))
+            try:
+                if not writer.isOpened():
+                    raise OSError(
+                        f'cannot write the overlay video {target}: '
+                        "OpenCV's VideoWriter did not open (no mp4v "
+                        'encoder in this OpenCV build, or the folder is '
+                        'not writable)')
+                frames = frames_of(write_frame)
+            finally:
+                writer.release()
+    except BaseException:
+        for folder in (pred_dir, mask_dir):  # made for this video only
+            if not os.listdir(folder):
+                os.rmdir(folder)
+        raise
     return frames
 
 
@@ -196,49 +321,75 @@ def ood_infer(config,
 
     Returns:
         dict: ``images`` and ``frames`` (counts done), ``scorer``,
-        ``threshold``, ``ood_label`` and ``out_dir``.
+        ``threshold``, ``ood_label``, ``out_dir`` and ``written`` (the
+        number of files written).
 
     Raises:
-        OODInputError: What the user must fix (see the module docstring);
-            :class:`OODInputNotFoundError` for a missing file.
+        OODInputError: What the user must fix about an input (see the
+            module docstring); :class:`OODInputNotFoundError` for a missing
+            file.
+        OutputPathError: ``out_dir`` is a file, or an output would be one
+            of the inputs (or two inputs would write one output).
         CalibrationMismatchError: The calibration was made for another
             checkpoint, scorer or number of classes.
-        ValueError: Neither ``out_dir`` nor ``show``; ``opacity`` outside
-            [0, 1].
+        InvalidValueError: Neither ``out_dir`` nor ``show``; ``opacity``
+            outside [0, 1]; a ``device`` this machine does not have.
+        OSError: Writing an output failed; the message names the file.
     """
-    from mmengine.utils import ProgressBar
     if not out_dir and not show:
-        raise ValueError('give `out_dir` (or `show`): nothing would be '
-                         'written')
+        raise InvalidValueError('give `out_dir` (or `show`): nothing would be '
+                                'written')
     if not 0 <= opacity <= 1:
-        raise ValueError(f'`opacity` must be in [0, 1], got {opacity}')
+        raise InvalidValueError(f'`opacity` must be in [0, 1], got {opacity}')
+    device = str(check_device(device, '--device'))
     items = collect_inputs(inputs)
     calibration = _check_files(config, checkpoint, calibration)
-    # count frames first: a broken video fails before any work
-    total = sum(1 if kind == 'image' else _open_video(path).frame_cnt
-                for kind, path in items)
+    read = [path for _, path in items] + [
+        x for x in (config, checkpoint,
+                    getattr(calibration, 'source', None))
+        if isinstance(x, str)]
+    if out_dir:
+        check_output_dir(out_dir, '--out-dir', inputs=read)
+    # count frames first: a broken or empty video fails before any work
+    counts = [1 if kind == 'image' else _count_frames(path)
+              for kind, path in items]
+    if out_dir:
+        planned = {}
+        for (kind, path), count in zip(items, counts):
+            if kind == 'image':
+                names = output_names(path, 0)
+                outs = {osp.join(out_dir, sub, names[key]): [path]
+                        for key, sub in _SUBDIRS.items()}
+            else:
+                outs = _video_outputs(path, out_dir, count)
+            for out, sources in outs.items():
+                planned.setdefault(out, []).extend(sources)
+        check_outputs_apart(planned, read)
     inferencer = OODInferencer(
         config, checkpoint, calibration=calibration, ood_label=ood_label,
         device=device, unsafe_load=unsafe_load, show_progress=False)
     model = inferencer.ood_segmentor
+    total = sum(counts)
     print(f'[ood_infer] scorer {model.scorer_name}, threshold '
           f'{model.threshold:.6g}, OOD label {model.ood_label}; '
           f'{len(items)} input(s), {total} image(s) / frame(s)')
-    progress = ProgressBar(total)
     images = frames = 0
-    for kind, path in items:
-        if kind == 'image':
-            inferencer(path, out_dir=out_dir or '', show=show,
-                       opacity=opacity)
-            images += 1
-            progress.update()
-        else:
-            frames += _infer_video(inferencer, path, out_dir, show,
-                                   opacity, progress)
-    sys.stdout.write('\n')
+    with progress(total, 'ood_infer', unit='images') as bar:
+        for kind, path in items:
+            if kind == 'image':
+                inferencer(path, out_dir=out_dir or '', show=show,
+                           opacity=opacity)
+                images += 1
+                bar.update()
+            else:
+                frames += _infer_video(inferencer, path, out_dir, show,
+                                       opacity, bar, read)
+    written = 4 * images + 2 * frames + sum(
+        1 for kind, _ in items if kind == 'video') if out_dir else 0
     if out_dir:
-        print(f'[ood_infer] {images} image(s), {frames} video frame(s) -> '
-              f'{out_dir}')
+        print(f'[ood_infer] {images} image(s), {frames} video frame(s): '
+              f'{written} file(s) written under {out_dir} (vis/, pred/, '
+              'mask/, score/)')
     return dict(images=images, frames=frames, scorer=model.scorer_name,
                 threshold=model.threshold, ood_label=model.ood_label,
-                out_dir=out_dir)
+                out_dir=out_dir, written=written)

@@ -28,6 +28,7 @@ from ..engine.background_iou_pass import (background_iou_markdown,
 from ..engine.evaluation_session import EvaluationSession
 from ..engine.tuning import (best_of_grid, restrict_grid, tune_values,
                              tuning_scorers)
+from ..errors import InvalidTypeError, InvalidValueError, OODNotice
 from ..evaluation import OODSegmentMetric
 from ..evaluation.accumulators.bootstrap import check_bootstrap
 from ..evaluation.accumulators.score_distribution import (distributions_of,
@@ -38,11 +39,11 @@ from ..meta import load_meta_classifiers
 from ..models import class_weight_norms
 from ..reports.figures import (plot_open_set_miou, plot_score_distributions,
                                plot_tuning_sweeps)
-from ..reports.results import (markdown_table, percent, plot_roc_pr,
-                               write_per_image, write_results)
+from ..reports.results import (RESULTS_SCHEMA_VERSION, markdown_table, percent,
+                               plot_roc_pr, write_per_image, write_results)
 from ..reports.segments import segment_tables_markdown
 from ..utils.arguments import check_arguments
-from ..utils.files import dump_json
+from ..utils.files import check_output_dir, dump_json
 from ..utils.run_record import run_record
 from .ood_test_options import (DEFAULT_SCORERS, OPEN_SET_THRESHOLDS,
                                OODTestOptions, parse_component_threshold)
@@ -224,15 +225,17 @@ def ood_test(config: str,
     """
     if isinstance(options, (str, os.PathLike)):
         if work_dir is not None:
-            raise TypeError(f'ood_test: got the work dir twice, {options!r} '
-                            f'in the place of `options` and `work_dir` '
-                            f'{work_dir!r}')
+            raise InvalidTypeError(
+                f'ood_test: got the work dir twice, {options!r} '
+                f'in the place of `options` and `work_dir` '
+                f'{work_dir!r}')
         options, work_dir = None, os.fspath(options)
     if options is None:
         options = OODTestOptions()
     elif not isinstance(options, OODTestOptions):
-        raise TypeError('ood_test: `options` must be an OODTestOptions, got '
-                        f'{type(options).__name__} {options!r}')
+        raise InvalidTypeError(
+            'ood_test: `options` must be an OODTestOptions, got '
+            f'{type(options).__name__} {options!r}')
     check_arguments('ood_test', fields, list(_RUN_KEYWORDS) + [
         f.name for f in dataclasses.fields(OODTestOptions)])
     options = dataclasses.replace(options, **fields)
@@ -268,6 +271,10 @@ def _check_request(options: OODTestOptions) -> _Plan:
     meta classifiers loaded, the tuning grid chosen, before a file is read
     or written."""
     options.validate()
+    for flag, folder in (('--show-dir', options.show_dir),
+                         ('--export-smiyc', options.export_smiyc)):
+        if folder is not None:
+            check_output_dir(folder, flag)
     values = tune_values(options.tune)  # {parameter: grid values}
     tune = list(values)
     scorers = list(options.scorers) if options.scorers is not None else None
@@ -276,7 +283,7 @@ def _check_request(options: OODTestOptions) -> _Plan:
     if options.meta_classifier is not None:
         meta = load_meta_classifiers(options.meta_classifier)
         if meta[0].scorer not in names:
-            raise ValueError(
+            raise InvalidValueError(
                 f'{options.meta_classifier}: the meta classifier reads '
                 f'{meta[0].scorer!r} maps, which are not among the scorers '
                 f'{names}; add it to `scorers`')
@@ -293,9 +300,10 @@ def _check_request(options: OODTestOptions) -> _Plan:
     for role, p in (('tune_on', tune_preset),
                     ('component_threshold from:', threshold_preset)):
         if p is not None and p.whole_image:
-            raise ValueError(f'`{role}` {p.name!r} is a whole-image OOD set '
-                             '(no OOD label maps): it has a background IoU, '
-                             'not pixel OOD metrics')
+            raise InvalidValueError(
+                f'`{role}` {p.name!r} is a whole-image OOD set '
+                '(no OOD label maps): it has a background IoU, '
+                'not pixel OOD metrics')
     return _Plan(options, scorers, presets, tune_preset, grid, meta,
                  threshold, threshold_preset,
                  bootstrap=check_bootstrap(options.bootstrap),
@@ -326,7 +334,7 @@ def _check_files(session: EvaluationSession, plan: _Plan) -> bool:
             check_dataset_files(session.cfg.test_dataloader.dataset,
                                 "the config's test set (ID mIoU)")
         except FileNotFoundError as e:
-            warnings.warn(f'ID mIoU skipped: {e}')
+            warnings.warn(f'ID mIoU skipped: {e}', OODNotice)
             return False
     return options.id_eval
 
@@ -380,7 +388,7 @@ def _metric_threshold(threshold: Tuple[str, object], preset: DatasetPreset,
         warnings.warn(
             f'component metrics on {preset.name!r}: {source.name!r} has no '
             f'best-F1 threshold for {undefined} (it needs ID and OOD '
-            'pixels); those scorers get none')
+            'pixels); those scorers get none', OODNotice)
     # scorers the source did not score (e.g. skipped there) get none
     # either: OODMetric records their rule as 'none'
     return {n: float(t) for n, t in thresholds.items()
@@ -411,7 +419,8 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
     scorer_list = _scorer_list(session, options)
     if rank0:
         print(f'[ood_test] log: {session.log_file}')
-    payload = dict(complete=False, config=session.config,
+    payload = dict(schema_version=RESULTS_SCHEMA_VERSION, complete=False,
+                   config=session.config,
                    checkpoint=session.checkpoint, datasets=names, results={},
                    tuning=None, id_miou={},
                    component_threshold=dict(
@@ -575,5 +584,9 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
             print('\n' + tuning_text)
         if payload.get('background_iou'):
             print('\n' + background_iou_markdown(payload['background_iou']))
-        print(f'\nresults: {osp.join(work_dir, "results.md")}')
+        written = [n for n in ('results.json', 'results.csv', 'results.md',
+                               'per_image.csv', *FIGURE_DIRS)
+                   if osp.exists(osp.join(work_dir, n))]
+        print(f'\nresults: {osp.join(work_dir, "results.md")}\n'
+              f'wrote into {work_dir}: {", ".join(written)}')
     return payload

@@ -6,6 +6,7 @@ fields over it. ``tools/ood_test.py`` builds one from its flags.
 """
 from __future__ import annotations
 
+import os
 import os.path as osp
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -15,6 +16,7 @@ import numpy as np
 from ..engine.hooks.smiyc_export_hook import TRANSFORMS as EXPORT_TRANSFORMS
 from ..engine.tuning import (TuneSpec, restrict_grid, tunable_types,
                              tune_values, tuning_scorers)
+from ..errors import InvalidTypeError, InvalidValueError, MissingInputError
 from ..evaluation.accumulators.bootstrap import check_bootstrap
 from ..evaluation.metrics.ood_metric import threshold_rule
 from ..scorers import build_scorer
@@ -57,28 +59,30 @@ def parse_component_threshold(text) -> Tuple[str, Optional[object]]:
     forms = ("'best-f1', a number, 'from:<dataset>' or 'tpr:<rate>' "
              '(rate in (0, 1])')
     if not isinstance(text, (str, int, float)) or isinstance(text, bool):
-        raise ValueError(f'`component_threshold` must be {forms}, got '
-                         f'{text!r}')
+        raise InvalidValueError(f'`component_threshold` must be {forms}, got '
+                                f'{text!r}')
     if text in ('best-f1', 'best_f1'):
         return 'best-f1', None
     if isinstance(text, str) and text.startswith('from:'):
         if not text[5:]:
-            raise ValueError("`component_threshold` 'from:' needs a "
-                             "dataset, e.g. 'from:road_anomaly21'")
+            raise InvalidValueError("`component_threshold` 'from:' needs a "
+                                    "dataset, e.g. 'from:road_anomaly21'")
         return 'from', text[5:]
     if isinstance(text, str) and text.startswith('tpr:'):
         try:
             return 'tpr', threshold_rule(text)[1]
         except ValueError:
-            raise ValueError(f"`component_threshold` 'tpr:<rate>' needs a "
-                             f'rate in (0, 1], got {text!r}') from None
+            raise InvalidValueError(
+                f"`component_threshold` 'tpr:<rate>' needs a "
+                f'rate in (0, 1], got {text!r}') from None
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f'`component_threshold` must be {forms}, got '
-                         f'{text!r}') from None
+        raise InvalidValueError(f'`component_threshold` must be {forms}, got '
+                                f'{text!r}') from None
     if not np.isfinite(value):
-        raise ValueError(f'`component_threshold` must be finite, got {text!r}')
+        raise InvalidValueError(
+            f'`component_threshold` must be finite, got {text!r}')
     return 'fixed', value
 
 
@@ -202,57 +206,78 @@ class OODTestOptions:
                 ``per_image`` or ``open_set_iou`` not a bool).
             FileNotFoundError: no ``sml_stats`` file.
         """
+        datasets = self.datasets
+        if isinstance(datasets, (str, os.PathLike)) or not isinstance(
+                datasets, Sequence) or not datasets:
+            hint = (f' (one dataset: [{datasets!r}])'
+                    if isinstance(datasets, str) else '')
+            raise InvalidValueError(
+                '`datasets` must be a non-empty list of dataset preset names '
+                f'or files, got {datasets!r}{hint}')
+        bad = [d for d in datasets if not isinstance(d, (str, os.PathLike))]
+        if bad:
+            raise InvalidTypeError('`datasets` holds names or paths, got '
+                                   f'{bad[0]!r}')
+        twice = sorted({str(d) for d in datasets if datasets.count(d) > 1})
+        if twice:
+            raise InvalidValueError(f'`datasets` names {twice} more than once')
         check_bootstrap(self.bootstrap)
         values = tune_values(self.tune)  # {parameter: grid values}
         tune = list(values)
         if self.tune_on is not None and not tune:
-            raise ValueError(f'`tune_on` ({self.tune_on!r}) is given but '
-                             'nothing to tune: add `tune` (--tune eta delta '
-                             'temperature)')
+            raise InvalidValueError(
+                f'`tune_on` ({self.tune_on!r}) is given but '
+                'nothing to tune: add `tune` (--tune eta delta '
+                'temperature)')
         if self.sml_fit_on not in SML_SPLITS:
-            raise ValueError(f'`sml_fit_on` must be one of {SML_SPLITS}, '
-                             f'got {self.sml_fit_on!r}')
+            raise InvalidValueError(
+                f'`sml_fit_on` must be one of {SML_SPLITS}, '
+                f'got {self.sml_fit_on!r}')
         scorers = self.scorers
         if scorers is not None:
             if isinstance(scorers, str) or not scorers:
-                raise ValueError('`scorers` must be a non-empty list of '
-                                 f'scorer names, got {scorers!r}')
+                raise InvalidValueError(
+                    '`scorers` must be a non-empty list of '
+                    f'scorer names, got {scorers!r}')
             scorers = list(scorers)
             twice = sorted({n for n in scorers if scorers.count(n) > 1})
             if twice:
-                raise ValueError(f'`scorers` names {twice} more than once')
+                raise InvalidValueError(
+                    f'`scorers` names {twice} more than once')
         names = scorers if scorers is not None else list(DEFAULT_SCORERS)
         for name in names:
             build_scorer(name)  # ValueError listing the registered names
         if self.sml_stats is not None:
             if 'sml' not in names:
-                raise ValueError('`sml_stats` is given but `sml` is not '
-                                 f'among the scorers {names}')
+                raise InvalidValueError(
+                    '`sml_stats` is given but `sml` is not '
+                    f'among the scorers {names}')
             if not osp.isfile(self.sml_stats):
-                raise FileNotFoundError(
+                raise MissingInputError(
                     f'`sml_stats`: no file {self.sml_stats!r}')
         if self.meta_classifier is not None and self.tta:
-            raise ValueError(
+            raise InvalidValueError(
                 '`meta_classifier` with `tta`: meta classifiers are fitted '
                 'on the features of single-scale predictions '
                 '(tools/meta_classify.py has no TTA), so they are not '
                 'applied to test-time-augmented ones')
         if tune and not restrict_grid(tuning_scorers(values), tune,
                                       scorers):
-            raise ValueError(
+            raise InvalidValueError(
                 f'`tune` {tune} has nothing to tune among the scorers '
                 f'{scorers}: it tunes {tunable_types(tune)}')
         if self.export_transform not in EXPORT_TRANSFORMS:
-            raise ValueError(f'`export_transform` must be one of '
-                             f'{EXPORT_TRANSFORMS}, got '
-                             f'{self.export_transform!r}')
+            raise InvalidValueError(f'`export_transform` must be one of '
+                                    f'{EXPORT_TRANSFORMS}, got '
+                                    f'{self.export_transform!r}')
         if not isinstance(self.per_image, bool):
-            raise TypeError(f'`per_image` must be a bool, got '
-                            f'{self.per_image!r}')
+            raise InvalidTypeError(f'`per_image` must be a bool, got '
+                                   f'{self.per_image!r}')
         parse_component_threshold(self.component_threshold)
         if not isinstance(self.open_set_iou, bool):
-            raise TypeError(f'`open_set_iou` must be a bool, got '
-                            f'{self.open_set_iou!r}')
+            raise InvalidTypeError(f'`open_set_iou` must be a bool, got '
+                                   f'{self.open_set_iou!r}')
         if self.open_set_iou and not self.id_eval:
-            raise ValueError('`open_set_iou` is computed in the ID pass, '
-                             'which `id_eval=False` (--no-id-eval) skips')
+            raise InvalidValueError(
+                '`open_set_iou` is computed in the ID pass, '
+                'which `id_eval=False` (--no-id-eval) skips')

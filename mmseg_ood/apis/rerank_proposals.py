@@ -11,6 +11,7 @@ from typing import Dict, Optional, Union
 import numpy as np
 import torch
 
+from ..errors import InvalidValueError, MissingInputError
 from ..evaluation.functional.proposal_reranking import (
     ConfusionAccumulator, image_miou, reranking_scores,
     segment_flip_candidates)
@@ -85,19 +86,20 @@ def rerank_proposals(config: str,
     """
     from mmengine.dataset import pseudo_collate
     from mmengine.registry import init_default_scope
-
     from mmseg.registry import DATASETS
     if not checkpoints:
-        raise ValueError('no networks to compare (`checkpoints` is empty)')
+        raise InvalidValueError(
+            'no networks to compare (`checkpoints` is empty)')
     if num_candidates < 2:
-        raise ValueError('`num_candidates` must be >= 2 to re-rank, got '
-                         f'{num_candidates}')
+        raise InvalidValueError(
+            '`num_candidates` must be >= 2 to re-rank, got '
+            f'{num_candidates}')
     if max_images is not None and max_images < 1:
-        raise ValueError(f'`max_images` must be >= 1, got {max_images}')
+        raise InvalidValueError(f'`max_images` must be >= 1, got {max_images}')
     for name, path in [('proposal', proposal_checkpoint),
                        *checkpoints.items()]:
         if not osp.isfile(path):
-            raise FileNotFoundError(f'checkpoint of {name!r} not found: '
+            raise MissingInputError(f'checkpoint of {name!r} not found: '
                                     f'{path}')
     cfg = load_config(config, cfg_options)
     init_default_scope(cfg.get('default_scope', 'mmseg'))

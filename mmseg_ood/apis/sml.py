@@ -22,6 +22,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from ..engine.evaluation_session import EvaluationSession
+from ..errors import InvalidValueError
 from ..evaluation import merge_across_ranks
 from ..evaluation.metrics.sampler_padding import PerSampleAccumulators
 from ..scorers import BaseScorer, ScoreInputs, StandardizedMaxLogit
@@ -68,18 +69,19 @@ def id_dataset(cfg, split: str) -> dict:
             type this function cannot see through.
     """
     if split not in SML_SPLITS:
-        raise ValueError(f'`split` must be one of {SML_SPLITS}, got '
-                         f'{split!r}')
+        raise InvalidValueError(f'`split` must be one of {SML_SPLITS}, got '
+                                f'{split!r}')
     loader = cfg.get(f'{split}_dataloader')
     if loader is None:
-        raise ValueError(f'the config has no {split}_dataloader to fit SML on')
+        raise InvalidValueError(
+            f'the config has no {split}_dataloader to fit SML on')
     dataset = loader.dataset.to_dict() if hasattr(
         loader.dataset, 'to_dict') else dict(loader.dataset)
     while 'pipeline' not in dataset and isinstance(dataset.get('dataset'),
                                                    dict):
         dataset = dict(dataset['dataset'])  # RepeatDataset and the like
     if 'pipeline' not in dataset:
-        raise ValueError(
+        raise InvalidValueError(
             f"cannot fit SML on the {split} set: its dataset "
             f"({dataset.get('type')}) has no pipeline of its own; fit on the "
             "other split or pass fitted statistics (`stats_file`)")
@@ -127,8 +129,8 @@ def sml_scorer(session: EvaluationSession, stats_file: Optional[str] = None,
     if stats_file is not None:
         return StandardizedMaxLogit(stats_file=stats_file)
     if split not in SML_SPLITS:
-        raise ValueError(f'`split` must be one of {SML_SPLITS}, got '
-                         f'{split!r}')
+        raise InvalidValueError(f'`split` must be one of {SML_SPLITS}, got '
+                                f'{split!r}')
     cache_dir = cache_dir or session.work_dir
     path = osp.join(cache_dir, f'sml_statistics_{split}.json')
     meta = dict(checkpoint_sha256=file_sha256(session.checkpoint),

@@ -31,7 +31,9 @@ from typing import Iterable, Optional
 import cv2
 import numpy as np
 
+from ..errors import InvalidValueError, MissingInputError
 from ..labels import IGNORE_INDEX, PROXY_OOD_INDEX
+from ..utils.extras import require_extra
 
 #: COCO categories that are Cityscapes classes (Cityscapes "traffic sign"
 #: is COCO "stop sign").
@@ -73,28 +75,35 @@ def prepare_coco_ood_proxy(coco_root: str,
     Returns:
         dict: the summary also written to ``out_dir/meta.json`` (counts,
         the excluded categories found in the file, taxonomy, split).
+
+    Raises:
+        MissingExtraError: pycocotools is not installed (the ``coco``
+            extra).
     """
+    require_extra('coco', 'converting COCO into outlier proxies')
     from pycocotools.coco import COCO
     ann_file = osp.join(coco_root, 'annotations', f'instances_{split}.json')
     img_dir = osp.join(coco_root, split)
     for path, what in ((ann_file, 'annotation file'), (img_dir,
                                                          'image directory')):
         if not osp.exists(path):
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f'COCO {what} {path!r} not found. Expected layout:\n'
                 f'{coco_root}/\n    annotations/instances_{split}.json\n'
                 f'    {split}/<file_name>.jpg')
     if min_size < 1:
-        raise ValueError(f'`min_size` must be >= 1, got {min_size}')
+        raise InvalidValueError(f'`min_size` must be >= 1, got {min_size}')
     coco = COCO(ann_file)
     names = {c['name']: c['id'] for c in coco.loadCats(coco.getCatIds())}
     if id_taxonomy not in ID_TAXONOMIES and id_taxonomy != 'none':
-        raise ValueError(f'unknown `id_taxonomy` {id_taxonomy!r}; choose '
-                         f"from {sorted(ID_TAXONOMIES) + ['none']}")
+        raise InvalidValueError(
+            f'unknown `id_taxonomy` {id_taxonomy!r}; choose '
+            f"from {sorted(ID_TAXONOMIES) + ['none']}")
     unknown = [n for n in exclude if n not in names]
     if unknown:
-        raise ValueError(f'unknown COCO categories in `exclude`: {unknown}; '
-                         f'choose from {sorted(names)}')
+        raise InvalidValueError(
+            f'unknown COCO categories in `exclude`: {unknown}; '
+            f'choose from {sorted(names)}')
     # taxonomy names absent from this annotation file cannot occur in it
     exclude = list(dict.fromkeys(
         [n for n in ID_TAXONOMIES.get(id_taxonomy, ()) if n in names] +
@@ -119,7 +128,7 @@ def prepare_coco_ood_proxy(coco_root: str,
             mask[coco.annToMask(ann) > 0] = PROXY_OOD_INDEX
         src = osp.join(img_dir, info['file_name'])
         if not osp.isfile(src):
-            raise FileNotFoundError(f'COCO image {src!r} (id {img_id}) is '
+            raise MissingInputError(f'COCO image {src!r} (id {img_id}) is '
                                     f'listed in {ann_file!r} but missing')
         stem = osp.splitext(info['file_name'])[0]
         dst = osp.join(out_dir, 'images', info['file_name'])

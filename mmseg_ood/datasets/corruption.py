@@ -30,8 +30,9 @@ from typing import List, Optional, Sequence
 import cv2
 import numpy as np
 from mmcv.transforms import BaseTransform
-
 from mmseg.registry import TRANSFORMS
+
+from ..errors import InvalidValueError
 from ..utils.arguments import strict_arguments
 
 __all__ = ['CORRUPTIONS', 'EXTRA_CORRUPTIONS', 'ImageCorruption',
@@ -95,17 +96,18 @@ class ImageCorruption(BaseTransform):
     def __init__(self, corruption: str, severity: int, seed: int = 0,
                  cache_dir: Optional[str] = None):
         if corruption not in CORRUPTIONS + EXTRA_CORRUPTIONS:
-            raise ValueError(
+            raise InvalidValueError(
                 f'`corruption` must be one of {list(CORRUPTIONS)} (or '
                 f'{list(EXTRA_CORRUPTIONS)}), got {corruption!r}')
         if isinstance(severity, bool) or not isinstance(
                 severity, (int, np.integer)) or not 0 <= severity <= 5:
-            raise ValueError('`severity` must be an int in 0..5 (0: '
-                             f'unchanged), got {severity!r}')
+            raise InvalidValueError('`severity` must be an int in 0..5 (0: '
+                                    f'unchanged), got {severity!r}')
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise ValueError(f'`seed` must be an int, got {seed!r}')
+            raise InvalidValueError(f'`seed` must be an int, got {seed!r}')
         if cache_dir is not None and not isinstance(cache_dir, str):
-            raise ValueError(f'`cache_dir` must be a path, got {cache_dir!r}')
+            raise InvalidValueError(
+                f'`cache_dir` must be a path, got {cache_dir!r}')
         self.corruption = corruption
         self.severity = int(severity)
         self.seed = int(seed)
@@ -125,13 +127,15 @@ class ImageCorruption(BaseTransform):
         from imagecorruptions import corrupt
         if img.dtype != np.uint8 or img.ndim not in (2, 3) or (
                 img.ndim == 3 and img.shape[2] != 3):
-            raise ValueError(f'ImageCorruption: {img_path}: expected an '
-                             'H x W x 3 or H x W uint8 image, got '
-                             f'{img.dtype} {img.shape}')
+            raise InvalidValueError(
+                f'ImageCorruption: {img_path}: expected an '
+                'H x W x 3 or H x W uint8 image, got '
+                f'{img.dtype} {img.shape}')
         if min(img.shape[:2]) < 32:
-            raise ValueError(f'ImageCorruption: {img_path}: the corruptions '
-                             'need images of at least 32 x 32 pixels, got '
-                             f'{img.shape[1]} x {img.shape[0]}')
+            raise InvalidValueError(
+                f'ImageCorruption: {img_path}: the corruptions '
+                'need images of at least 32 x 32 pixels, got '
+                f'{img.shape[1]} x {img.shape[0]}')
         seed = corruption_seed(img_path, self.corruption, self.severity,
                                self.seed)
         kwargs = {'seed': seed} if self.corruption in _SEEDED else {}
@@ -193,5 +197,6 @@ def with_corruption(pipeline: Sequence, corruption: str, severity: int,
                 'LoadImageFromFile', 'mmseg.LoadImageFromFile',
                 'mmcv.LoadImageFromFile'):
             return out[:i + 1] + [step] + out[i + 1:]
-    raise ValueError('the test pipeline has no LoadImageFromFile to put '
-                     f'ImageCorruption after: {[t.get("type") for t in out]}')
+    raise InvalidValueError(
+        'the test pipeline has no LoadImageFromFile to put '
+        f'ImageCorruption after: {[t.get("type") for t in out]}')

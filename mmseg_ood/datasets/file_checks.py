@@ -6,6 +6,10 @@ import os.path as osp
 
 from mmseg.registry import DATASETS
 
+from mmseg_ood.errors import InvalidValueError, MissingInputError
+
+from .presets import missing_root_message
+
 __all__ = ['check_dataset_files']
 
 
@@ -27,7 +31,9 @@ def check_dataset_files(dataset: dict, what: str) -> int:
         int: The number of samples.
 
     Raises:
-        FileNotFoundError: the data root or image directory is missing, the
+        MissingInputError: the data root or image directory is missing
+            (naming the environment variable a preset's root comes from,
+            :func:`~mmseg_ood.datasets.presets.missing_root_message`), the
             dataset has no samples, or an image file is missing.
         ValueError: an image file is empty.
     """
@@ -36,24 +42,28 @@ def check_dataset_files(dataset: dict, what: str) -> int:
     cfg['lazy_init'] = False
     root = cfg.get('data_root')
     if root and not osp.isdir(root):
-        raise FileNotFoundError(f'{what}: data_root {root!r} is not a '
-                                'directory')
+        # a preset's root from an unset (or wrong) environment variable:
+        # name the variable
+        raise MissingInputError(
+            missing_root_message(root)
+            or f'{what}: data_root {root!r} is not a directory')
     try:
         ds = DATASETS.build(cfg)
     except FileNotFoundError as e:
-        raise FileNotFoundError(f'{what}: {e}') from e
+        raise MissingInputError(f'{what}: {e}') from e
     if len(ds) == 0:
         prefix = cfg.get('data_prefix') or {}
         where = osp.join(root or '', prefix.get('img_path', '') or '')
-        raise FileNotFoundError(f'{what}: no images found under {where!r}')
+        raise MissingInputError(f'{what}: no images found under {where!r}')
     if hasattr(ds, 'get_data_info'):
         for i in range(len(ds)):
             path = ds.get_data_info(i).get('img_path')
             if not isinstance(path, str) or '://' in path:
                 continue  # remote storage: left to the loader
             if not osp.isfile(path):
-                raise FileNotFoundError(f'{what}: image {path!r} is missing')
+                raise MissingInputError(f'{what}: image {path!r} is missing')
             if osp.getsize(path) == 0:
-                raise ValueError(f'{what}: image file {path!r} is empty '
-                                 '(0 bytes)')
+                raise InvalidValueError(
+                    f'{what}: image file {path!r} is empty '
+                    '(0 bytes)')
     return len(ds)

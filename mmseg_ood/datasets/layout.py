@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os.path as osp
 
+from mmseg_ood.errors import MissingInputError
+
 
 def check_data_dirs(dataset, layout: str, hint: str = '') -> None:
     """Raise ``FileNotFoundError`` naming the missing directory, the
@@ -10,7 +12,7 @@ def check_data_dirs(dataset, layout: str, hint: str = '') -> None:
     for field in ('img_path', 'seg_map_path'):
         path = dataset.data_prefix.get(field)
         if path and not osp.isdir(path):
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f'{type(dataset).__name__}: data_prefix.{field} directory '
                 f'{path!r} does not exist (data_root={dataset.data_root!r}).'
                 ' Expected layout:\n' +

@@ -20,9 +20,10 @@ import os.path as osp
 from typing import Dict, Optional
 
 import numpy as np
-
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
+
+from ..errors import InvalidTypeError, InvalidValueError, MissingInputError
 from ..labels import IGNORE_INDEX
 from .layout import check_data_dirs
 
@@ -34,18 +35,19 @@ OOD_METAINFO = dict(
 def _value_map_entries(value_map: Dict, void: int):
     """``(low, high, target)`` of each entry, validated."""
     if not isinstance(value_map, dict):
-        raise TypeError('`value_map` must be a dict of raw value (or '
-                        '(low, high) range) -> 0, 1 or '
-                        f'{void}, got {type(value_map).__name__}')
+        raise InvalidTypeError('`value_map` must be a dict of raw value (or '
+                               '(low, high) range) -> 0, 1 or '
+                               f'{void}, got {type(value_map).__name__}')
     for raw, new in value_map.items():
         if new not in (0, 1, void):
-            raise ValueError(f'`value_map` targets must be 0, 1 or {void}, '
-                             f'got {raw!r} -> {new!r}')
+            raise InvalidValueError(
+                f'`value_map` targets must be 0, 1 or {void}, '
+                f'got {raw!r} -> {new!r}')
         lo, hi = raw if isinstance(raw, (tuple, list)) else (raw, raw)
         if not all(isinstance(v, (int, np.integer)) and
                    not isinstance(v, bool) for v in (lo, hi)) or \
                 not 0 <= lo <= hi <= 255:
-            raise ValueError(
+            raise InvalidValueError(
                 '`value_map` keys must be raw values in [0, 255] or '
                 f'(low, high) ranges with 0 <= low <= high <= 255, got '
                 f'{raw!r}')
@@ -138,7 +140,7 @@ class OODSegDataset(BaseSegDataset):
         if self.require_labels:
             infos = [i for i in infos if osp.isfile(i['seg_map_path'])]
         if not infos:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f'{type(self).__name__}: no labelled images found under '
                 f'{self.data_prefix.get("img_path")!r} (image suffix '
                 f'{self.img_suffix!r}, label suffix {self.seg_map_suffix!r})'

@@ -17,9 +17,10 @@ from typing import Union
 
 import numpy as np
 from mmengine.dataset import BaseDataset
-
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
+
+from ..errors import InvalidTypeError, InvalidValueError, MissingInputError
 from .layout import check_data_dirs
 
 _LAYOUT = """\
@@ -67,7 +68,7 @@ class OutlierProxyDataset(BaseSegDataset):
             'tools/make_synthetic.py under <variant>/outlier_proxy.')
         data_list = super().load_data_list()
         if not data_list:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f'OutlierProxyDataset: no *{self.img_suffix} image under '
                 f"{self.data_prefix['img_path']!r}")
         return data_list
@@ -114,8 +115,9 @@ class OutlierMixDataset:
                  lazy_init: bool = False):
         if isinstance(ratio, bool) or not isinstance(
                 ratio, (int, float)) or not ratio > 0:
-            raise ValueError(f'OutlierMixDataset: `ratio` must be a number '
-                             f'> 0, got {ratio!r}')
+            raise InvalidValueError(
+                f'OutlierMixDataset: `ratio` must be a number '
+                f'> 0, got {ratio!r}')
         self.ratio = float(ratio)
         self.dataset = self._build(dataset, 'dataset')
         self.outlier = self._build(outlier, 'outlier')
@@ -129,8 +131,9 @@ class OutlierMixDataset:
             return DATASETS.build(cfg)
         if hasattr(cfg, '__getitem__') and hasattr(cfg, '__len__'):
             return cfg
-        raise TypeError(f'OutlierMixDataset: `{field}` must be a dataset or '
-                        f'its config, got {type(cfg).__name__}')
+        raise InvalidTypeError(
+            f'OutlierMixDataset: `{field}` must be a dataset or '
+            f'its config, got {type(cfg).__name__}')
 
     @property
     def metainfo(self) -> dict:
@@ -144,7 +147,8 @@ class OutlierMixDataset:
             if hasattr(ds, 'full_init'):
                 ds.full_init()
             if len(ds) == 0:
-                raise ValueError(f'OutlierMixDataset: `{field}` is empty')
+                raise InvalidValueError(
+                    f'OutlierMixDataset: `{field}` is empty')
         self.num_id = len(self.dataset)
         self.num_outlier = max(1, int(round(self.ratio * self.num_id)))
         self._fully_initialized = True

@@ -18,9 +18,10 @@ import mmcv
 import numpy as np
 from mmcv.transforms import LoadImageFromFile
 from mmengine import fileio
-
 from mmseg.datasets.transforms import LoadAnnotations, PackSegInputs
 from mmseg.registry import TRANSFORMS
+
+from ..errors import InvalidValueError, MissingFieldError
 from ..labels import IGNORE_INDEX
 
 #: The metainfo key of a sample's unlisted raw label values.
@@ -67,7 +68,7 @@ class LoadOODAnnotations(LoadAnnotations):
         listed = results.get('ood_listed')
         if lut is None or listed is None:
             missing = 'ood_lut' if lut is None else 'ood_listed'
-            raise KeyError(
+            raise MissingFieldError(
                 f"LoadOODAnnotations: sample {results.get('img_path')} has "
                 f'no `{missing}`; use it with an OOD dataset (OODSegDataset)')
         raw = self._decode_label(results['seg_map_path'],
@@ -89,17 +90,21 @@ class LoadOODAnnotations(LoadAnnotations):
             raw = mmcv.imfrombytes(img_bytes, flag='unchanged',
                                    backend=self.imdecode_backend)
         except Exception as e:  # PIL / cv2 decoding errors, truncated files
-            raise ValueError(f'cannot decode {what}{_reason(e)}') from e
+            raise InvalidValueError(f'cannot decode {what}{_reason(e)}') from e
         if raw is None:  # cv2 returns None for undecodable bytes
-            raise ValueError(f'cannot decode {what}')
-        raw = raw.squeeze()
+            raise InvalidValueError(f'cannot decode {what}')
+        if raw.ndim == 3 and raw.shape[2] == 1:
+            # only the channel axis: squeeze() would also drop the height
+            # of a 1xW map (or the width of an Hx1 one)
+            raw = raw[..., 0]
         if raw.ndim != 2:
-            raise ValueError(f'{what} has shape {raw.shape}; expected a '
-                             'single-channel (H, W) map of raw label values')
+            raise InvalidValueError(
+                f'{what} has shape {raw.shape}; expected a '
+                'single-channel (H, W) map of raw label values')
         if raw.dtype != np.uint8:
             # a 16-bit map would wrap around modulo 256 in astype(uint8)
             if raw.size and (raw.min() < 0 or raw.max() > 255):
-                raise ValueError(
+                raise InvalidValueError(
                     f'{what} holds values in [{raw.min()}, {raw.max()}] '
                     f'({raw.dtype}); raw label values must be in [0, 255]')
             raw = raw.astype(np.uint8)
@@ -112,7 +117,7 @@ class LoadOODAnnotations(LoadAnnotations):
         if self.reduce_zero_label is None:
             self.reduce_zero_label = results['reduce_zero_label']
         if self.reduce_zero_label != results['reduce_zero_label']:
-            raise ValueError(
+            raise InvalidValueError(
                 'LoadOODAnnotations: `reduce_zero_label` is '
                 f'{self.reduce_zero_label} but the dataset was built with '
                 f"{results['reduce_zero_label']}")
@@ -158,7 +163,7 @@ class LoadImageFromFileChecked(LoadImageFromFile):
         except FileNotFoundError:
             raise
         except Exception as e:  # cv2: assert img is not None; PIL errors
-            raise ValueError(
+            raise InvalidValueError(
                 f'cannot decode the image {path!r}{_reason(e)}') from e
 
 
@@ -243,9 +248,10 @@ def with_ood_annotations(pipeline: Sequence) -> list:
                         dict(type='LoadOODAnnotations')
                     ]] + steps[j:]
                     return out
-    raise ValueError('the test pipeline has no PackSegInputs, so there is no '
-                     'place for LoadOODAnnotations: '
-                     f'{[t.get("type") for t in out if isinstance(t, dict)]}')
+    raise InvalidValueError(
+        'the test pipeline has no PackSegInputs, so there is no '
+        'place for LoadOODAnnotations: '
+        f'{[t.get("type") for t in out if isinstance(t, dict)]}')
 
 
 def without_annotations(pipeline: Sequence) -> list:

@@ -11,6 +11,8 @@ from typing import Sequence
 
 from mmseg.datasets import BaseSegDataset
 from mmseg.registry import DATASETS
+
+from ..errors import InvalidValueError, MissingInputError
 from .layout import check_data_dirs
 from .transforms import without_annotations
 
@@ -46,7 +48,7 @@ class WholeImageOODDataset(BaseSegDataset):
                  **kwargs):
         prefix = kwargs.get('data_prefix') or {}
         if prefix.get('seg_map_path'):
-            raise ValueError(
+            raise InvalidValueError(
                 'WholeImageOODDataset has no label files: every pixel is '
                 'background; drop `data_prefix.seg_map_path` (got '
                 f"{prefix['seg_map_path']!r})")
@@ -58,7 +60,7 @@ class WholeImageOODDataset(BaseSegDataset):
         check_data_dirs(self, self.LAYOUT)
         infos = super().load_data_list()
         if not infos:
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f'WholeImageOODDataset: no images ({self.img_suffix!r}) '
                 f'under {self.data_prefix.get("img_path")!r}')
         return infos

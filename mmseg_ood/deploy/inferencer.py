@@ -20,35 +20,53 @@ visualizer and ``vis/`` overlays) with three differences:
 
 Array inputs are BGR, as everywhere in mmseg and OpenCV; the overlay of an
 array is drawn from its RGB conversion (mmseg draws arrays as if they were
-RGB, which swaps red and blue in its overlays).
+RGB, which swaps red and blue in its overlays). A grayscale ``(H, W)`` /
+``(H, W, 1)`` or BGRA ``(H, W, 4)`` uint8 array is converted to BGR; other
+shapes and dtypes are refused by name. Image files are decoded as mmseg
+decodes them (grayscale, 16-bit and RGBA files as 8-bit BGR). Any size
+works, a single pixel included.
+
+Every file is written atomically through :func:`~mmseg_ood.utils.files.
+write_with` (a temporary file in the same folder, then ``os.replace``): a
+writer that fails (``cv2.imwrite`` returning ``False``, a full disk) is an
+error, never a missing file behind a success. Before any work, each call
+checks that no output would be one of its inputs (by path or through a
+link) and that no two inputs share an output (:func:`check_outputs_apart`).
 """
 from __future__ import annotations
 
+import functools
+import os
 import os.path as osp
-from typing import List, Optional, Union
+from typing import Dict, Iterable, List, Optional, Union
 
 import cv2
-import mmengine
 import numpy as np
 from mmengine.config import Config
-
+from mmengine.structures import PixelData
 from mmseg.apis import MMSegInferencer
+from mmseg.structures import SegDataSample
+
+from ..errors import (InvalidTypeError, InvalidValueError, MissingInputError,
+                      OutputPathError)
 from ..formats.threshold_file import (OODCalibration, check_ood_label,
                                       check_threshold)
 from ..models import OODSegmentor
 from ..models.inference import init_model
-from ..utils import resolve_config_path
+from ..utils import check_device, resolve_config_path
+from ..utils.files import check_output_dir, write_with
 
-__all__ = ['OODInferencer', 'OODInputError', 'OODInputNotFoundError']
+__all__ = ['OODInferencer', 'OODInputError', 'OODInputNotFoundError',
+           'check_outputs_apart', 'output_names']
 
 
-class OODInputError(ValueError):
+class OODInputError(InvalidValueError):
     """An input of OOD inference the user must fix: a missing file, a file
     of unknown type, an image that does not decode, inputs whose outputs
     would overwrite each other. The message names the input."""
 
 
-class OODInputNotFoundError(OODInputError, FileNotFoundError):
+class OODInputNotFoundError(OODInputError, MissingInputError):
     """An input file or folder (or calibration file) does not exist (also a
     ``FileNotFoundError``)."""
 
@@ -83,7 +101,9 @@ class OODInferencer(MMSegInferencer):
             checkpoint, number of classes or scorer (names both).
         ValueError: A calibration or threshold is given with a config whose
             model is an ``OODSegmentor`` already, or neither is given; an
-            ``ood_label`` out of [0, 255]; a non-finite threshold.
+            ``ood_label`` out of [0, 255]; a non-finite threshold; a
+            ``device`` this machine does not have (all
+            :class:`~mmseg_ood.errors.InvalidValueError`).
 
     Example:
         >>> inferencer = OODInferencer(config, ckpt,
@@ -113,6 +133,8 @@ class OODInferencer(MMSegInferencer):
         check_ood_label(ood_label, '`ood_label`')
         if threshold is not None:
             check_threshold(threshold, '`threshold`')
+        if device is not None:
+            device = str(check_device(device, '`device`'))
         self._ood_args = dict(calibration=calibration, scorer=scorer,
                               threshold=threshold, ood_label=ood_label)
         self._unsafe_load = unsafe_load
@@ -121,7 +143,7 @@ class OODInferencer(MMSegInferencer):
             # model-zoo name; resolve mmseg_ood::<path> first
             model = resolve_config_path(model)
             if not osp.isfile(model):
-                raise FileNotFoundError(f'config file {model} not found')
+                raise MissingInputError(f'config file {model} not found')
         super().__init__(model, weights, classes=classes, palette=palette,
                          dataset_name=dataset_name, device=device,
                          scope=scope)
@@ -145,7 +167,7 @@ class OODInferencer(MMSegInferencer):
         if isinstance(model, OODSegmentor):
             if set(given) - {'ood_label', 'scorer'} or (
                     'scorer' in given and model.calibration is None):
-                raise ValueError(
+                raise InvalidValueError(
                     f'config {cfg.filename} builds an OODSegmentor with its '
                     f'own calibration; do not pass {sorted(given)} too')
             if 'scorer' in given:  # may name the calibrated one
@@ -205,9 +227,32 @@ class OODInferencer(MMSegInferencer):
             OODInputNotFoundError: An input file or folder does not exist
                 (a ``FileNotFoundError``).
             OODInputError: An input file does not decode as an image
-                (names it; a ``ValueError``). Other errors of the pipeline
+                (names it; a ``ValueError``); an array that is no image
+                (its shape or dtype). Other errors of the pipeline
                 propagate unchanged.
+            OutputPathError: ``out_dir`` or one of its subfolders is a
+                file; an output would be one of the inputs; two inputs
+                would write the same output (checked before any work).
+            OSError: Writing an output failed (nothing is left under its
+                name).
         """
+        inputs = self._inputs_to_list(inputs)
+        dirs = dict(img=img_out_dir, pred=pred_out_dir, mask=mask_out_dir,
+                    score=score_out_dir)
+        if out_dir != '':
+            check_output_dir(out_dir, '`out_dir`', inputs=[
+                x for x in inputs if isinstance(x, str)])
+            planned = {}
+            for i, item in enumerate(inputs):
+                source = item if isinstance(item, str) else \
+                    f'array input #{i}'
+                names = output_names(item, self.num_pred_imgs + i)
+                for key, folder in dirs.items():
+                    planned.setdefault(osp.join(out_dir, folder, names[key]),
+                                       []).append(source)
+            check_outputs_apart(planned, [x for x in inputs
+                                          if isinstance(x, str)])
+
         def sub(name):
             return osp.join(out_dir, name) if out_dir != '' else ''
 
@@ -220,36 +265,98 @@ class OODInferencer(MMSegInferencer):
             **kwargs)
 
     def _inputs_to_list(self, inputs) -> list:
-        # a missing path would otherwise reach the pipeline as a "file"
-        for item in inputs if isinstance(inputs, (list, tuple)) else \
-                [inputs]:
-            if isinstance(item, str) and not osp.exists(item):
-                raise OODInputNotFoundError(f'input {item} not found')
-        return super()._inputs_to_list(inputs)
+        """A flat list of files and BGR arrays: folders expanded (their
+        files, sorted), missing paths and arrays that are no image refused
+        by name, grayscale and BGRA arrays converted to BGR."""
+        items = list(inputs) if isinstance(inputs, (list, tuple)) else \
+            [inputs]
+        out = []
+        for i, item in enumerate(items):
+            if isinstance(item, np.ndarray):
+                out.append(_as_bgr(item, f'array input #{i}'))
+            elif isinstance(item, (str, os.PathLike)):
+                item = os.fspath(item)
+                if not osp.exists(item):
+                    raise OODInputNotFoundError(f'input {item} not found')
+                if osp.isdir(item):
+                    files = [osp.join(item, n) for n in sorted(os.listdir(
+                        item)) if osp.isfile(osp.join(item, n))]
+                    if not files:
+                        raise OODInputError(f'folder {item} holds no files')
+                    out += files
+                else:
+                    out.append(item)
+            else:
+                raise InvalidTypeError(
+                    'inputs must be image files, folders or (H, W, 3) BGR '
+                    f'arrays, got {type(item).__name__}')
+        return out
 
     def _load(self, item):
         """The test pipeline on one input. If it fails on a file that does
-        not decode as an image, :class:`OODInputError` names the file; any
-        other failure (a config error, a transform's bug) propagates
+        not decode as an image, or in a resize that shrinks a thin image
+        (1 x 1000) to no pixel, :class:`OODInputError` names the input;
+        any other failure (a config error, a transform's bug) propagates
         unchanged."""
         try:
             return self.pipeline(item)
         except Exception as e:
-            if not isinstance(item, str) or _decodes(item):
-                raise
-            raise OODInputError(f'cannot read image {item}: '
-                                f'{type(e).__name__}: {e}') from e
+            if isinstance(item, str) and not _decodes(item):
+                raise OODInputError(f'cannot read image {item}: '
+                                    f'{type(e).__name__}: {e}') from e
+            if isinstance(e, cv2.error) and 'resize' in str(e):
+                shape = cv2.imread(item).shape if isinstance(item, str) \
+                    else item.shape
+                name = item if isinstance(item, str) else 'array input'
+                raise OODInputError(
+                    f'image {name} of {shape[0]} x {shape[1]} pixels '
+                    "cannot be resized by the config's test pipeline: "
+                    'its short side would shrink to 0 pixels at the '
+                    'Resize (keep_ratio); crop or pad it to a less '
+                    'extreme aspect ratio') from e
+            raise
 
     def preprocess(self, inputs, batch_size: int = 1, **kwargs):
         chunked = self._get_chunk_data(map(self._load, inputs), batch_size)
         yield from map(self.collate_fn, chunked)
 
-    def visualize(self, inputs: list, preds: list, **kwargs):
+    def visualize(self,
+                  inputs: list,
+                  preds: list,
+                  return_vis: bool = False,
+                  show: bool = False,
+                  wait_time: int = 0,
+                  img_out_dir: str = '',
+                  opacity: float = 0.8,
+                  with_labels: Optional[bool] = True) -> Optional[list]:
+        """mmseg's overlays (RGB arrays), each written to ``img_out_dir``
+        atomically (:func:`~mmseg_ood.utils.files.write_with`)."""
+        if not show and img_out_dir == '' and not return_vis:
+            return None
+        first = self.num_visualized_imgs
         # arrays are BGR (as the pipeline reads them); mmseg would draw
         # them as RGB
-        inputs = [x[..., ::-1] if isinstance(x, np.ndarray) else x
-                  for x in inputs]
-        return super().visualize(inputs, preds, **kwargs)
+        rgb = [x[..., ::-1] if isinstance(x, np.ndarray) else x
+               for x in inputs]
+        # the label maps as numpy: mmseg's _draw_sem_seg indexes the image
+        # with ``sem_seg[0] == label``, and a one-pixel torch bool tensor
+        # is taken there as the integer index 0 or 1 (IndexError on a 1x1
+        # image)
+        drawn = [SegDataSample(pred_sem_seg=PixelData(
+            data=p.pred_sem_seg.data.cpu().numpy())) for p in preds]
+        overlays = super().visualize(rgb, drawn, return_vis=True, show=show,
+                                     wait_time=wait_time, img_out_dir='',
+                                     opacity=opacity, with_labels=with_labels)
+        if img_out_dir != '':
+            _make_folder(img_out_dir)
+            for i, (item, overlay) in enumerate(zip(inputs, overlays)):
+                name = output_names(item, first + i)['img']
+                bgr = np.ascontiguousarray(overlay[..., ::-1])
+                write_with(osp.join(img_out_dir, name),
+                           functools.partial(_imwrite, img=bgr),
+                           inputs=_sources(item), what=f'overlay of '
+                           f'{_describe(item, first + i)}')
+        return overlays if return_vis else None
 
     def postprocess(self,
                     preds: list,
@@ -266,23 +373,27 @@ class OODInferencer(MMSegInferencer):
         results = dict(predictions=[], visualization=[])
         for i, pred in enumerate(preds):
             path = pred.metainfo.get('img_path')
-            name = osp.splitext(osp.basename(path))[0] if path else \
-                str(self.num_pred_imgs).zfill(8)
+            names = output_names(path, self.num_pred_imgs)
+            what = _describe(path, self.num_pred_imgs)
             out = dict(sem_seg=pred.pred_sem_seg.data[0].cpu().numpy(),
                        ood_mask=pred.ood_mask.data[0].cpu().numpy(),
                        ood_score=pred.ood_score.data[0].cpu().numpy())
-            if pred_out_dir != '':
-                mmengine.mkdir_or_exist(pred_out_dir)
-                cv2.imwrite(osp.join(pred_out_dir, f'{name}.png'),
-                            out['sem_seg'].astype(np.uint8))
-            if mask_out_dir != '':
-                mmengine.mkdir_or_exist(mask_out_dir)
-                cv2.imwrite(osp.join(mask_out_dir, f'{name}.png'),
-                            out['ood_mask'].astype(np.uint8) * 255)
-            if score_out_dir != '':
-                mmengine.mkdir_or_exist(score_out_dir)
-                np.save(osp.join(score_out_dir, f'{name}.npy'),
-                        out['ood_score'].astype(np.float32, copy=False))
+            writes = (
+                (pred_out_dir, names['pred'], 'label map',
+                 functools.partial(_imwrite,
+                                   img=out['sem_seg'].astype(np.uint8))),
+                (mask_out_dir, names['mask'], 'OOD mask',
+                 functools.partial(
+                     _imwrite, img=out['ood_mask'].astype(np.uint8) * 255)),
+                (score_out_dir, names['score'], 'score map',
+                 functools.partial(_save_npy, array=out['ood_score'].astype(
+                     np.float32, copy=False))))
+            for folder, name, kind, write in writes:
+                if folder != '':
+                    _make_folder(folder)
+                    write_with(osp.join(folder, name), write,
+                               inputs=_sources(path),
+                               what=f'{kind} of {what}')
             results['predictions'].append(out)
             if visualization is not None:
                 results['visualization'].append(visualization[i])
@@ -294,6 +405,107 @@ class OODInferencer(MMSegInferencer):
             if visualization is not None:
                 results['visualization'] = results['visualization'][0]
         return results
+
+
+def output_names(item, index: int) -> Dict[str, str]:
+    """File names of one input's outputs, by subfolder key: ``img`` (the
+    overlay: the input's file name, or ``<index>_vis.jpg`` for an array, as
+    mmseg names them), ``pred`` / ``mask`` (``<name>.png``) and ``score``
+    (``<name>.npy``); ``<name>`` is the file name without extension, or
+    ``index`` as 8 digits."""
+    if isinstance(item, str):
+        stem = osp.splitext(osp.basename(item))[0]
+        img = osp.basename(item)
+    else:
+        stem = str(index).zfill(8)
+        img = f'{stem}_vis.jpg'
+    return dict(img=img, pred=f'{stem}.png', mask=f'{stem}.png',
+                score=f'{stem}.npy')
+
+
+def check_outputs_apart(planned: Dict[str, List[str]],
+                        inputs: Iterable[str]) -> None:
+    """Refuse, before any work, outputs that would overwrite an input or
+    each other.
+
+    Args:
+        planned: Output path -> the inputs whose output it is (a list of
+            names for messages).
+        inputs: Files the run reads (images, videos, config, checkpoint,
+            calibration); compared by device and inode, so a symlink or a
+            hard link to an input counts as the input.
+
+    Raises:
+        OutputPathError: An output is one of the inputs (names both), or
+            two inputs would write the same output (names both).
+    """
+    seen = {}
+    for src in inputs:
+        try:
+            st = os.stat(src)
+        except OSError:  # not a file (yet): nothing to overwrite
+            continue
+        seen.setdefault((st.st_dev, st.st_ino), src)
+    for path, sources in planned.items():
+        if len(sources) > 1:
+            raise OutputPathError(
+                f'inputs {sources[0]} and {sources[1]} would both write '
+                f'{path}: give files of different names (or run them '
+                'separately)')
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        src = seen.get((st.st_dev, st.st_ino))
+        if src is not None:
+            raise OutputPathError(
+                f'the output {path} of {sources[0]} is the input {src}: '
+                'refusing to write over it; choose another --out-dir')
+
+
+def _make_folder(path: str) -> None:
+    """Create an output folder; a file in its place is refused by name."""
+    check_output_dir(path, 'output folder')
+    os.makedirs(path, exist_ok=True)
+
+
+def _sources(item) -> tuple:
+    return (item, ) if isinstance(item, str) else ()
+
+
+def _describe(item, index: int) -> str:
+    return item if isinstance(item, str) else f'array input {index}'
+
+
+def _imwrite(path: str, img: np.ndarray) -> bool:
+    """``cv2.imwrite``, whose ``False`` :func:`write_with` takes as a
+    failed write."""
+    return cv2.imwrite(path, img)
+
+
+def _save_npy(path: str, array: np.ndarray) -> None:
+    # the temporary name ends in .npy, so np.save adds nothing to it
+    np.save(path, array)
+
+
+def _as_bgr(img: np.ndarray, what: str) -> np.ndarray:
+    """An array input as a ``(H, W, 3)`` BGR image: grayscale ``(H, W)``
+    or ``(H, W, 1)`` and BGRA ``(H, W, 4)`` uint8 arrays are converted;
+    anything else is refused naming its shape or dtype."""
+    if img.dtype != np.uint8:
+        raise OODInputError(
+            f'{what} has dtype {img.dtype}; give a uint8 BGR image '
+            '(H, W, 3) with values 0-255 (e.g. from cv2.imread)')
+    if img.ndim not in (2, 3) or img.shape[0] == 0 or img.shape[1] == 0 \
+            or (img.ndim == 3 and img.shape[2] not in (1, 3, 4)):
+        raise OODInputError(
+            f'{what} has shape {img.shape}; expected an image (H, W, 3) BGR '
+            '(or (H, W) grayscale, (H, W, 4) BGRA) with H, W >= 1')
+    if img.ndim == 2 or img.shape[2] == 1:
+        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_BGRA2BGR)
+    return img
 
 
 def _decodes(path: str) -> bool:

@@ -77,13 +77,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import (DamagedFileError, InvalidValueError, MissingInputError,
+                      UserError)
 from ..formats.threshold_file import (OODCalibration, check_ood_label,
                                       check_threshold)
 from ..models import OODScoring, OODSegmentor
 from ..models.introspection import (describe_head, final_decode_head,
                                     unwrap_runtime_wrappers, unwrap_segmentor)
+from ..utils.checkpoint import (checkpoint_meta, load_checkpoint_file,
+                                state_dict_sha256)
+from ..utils.config import resolve_config_path
+from ..utils.extras import require_extra
+from ..utils.files import atomic_output, check_output_path
 
-__all__ = ['OODExportError', 'ExportableOODSegmentor', 'OnnxCheck',
+__all__ = ['OODExportError', 'OnnxCheckError', 'ExportableOODSegmentor',
+           'OnnxCheck',
            'export_onnx', 'export_module', 'check_onnx',
            'compare_outputs', 'deployment_model', 'dynamic_input_axes',
            'reference_outputs', 'OUTPUT_NAMES', 'EXPORTERS']
@@ -101,8 +109,18 @@ DEFAULT_OPSET = 17
 SCORE_TOLERANCE = 1e-4
 
 
-class OODExportError(ValueError):
+class OODExportError(InvalidValueError):
     """A model, scorer or setting that cannot be exported to ONNX."""
+
+
+class OnnxCheckError(OODExportError):
+    """The exported graph does not give PyTorch's outputs
+    (:class:`OnnxCheck` failed); ``check`` holds the comparison. The file
+    was not written."""
+
+    def __init__(self, message: str, check: 'OnnxCheck'):
+        super().__init__(message)
+        self.check = check
 
 
 def _shape_pair(shape, name='shape') -> Optional[Tuple[int, int]]:
@@ -112,8 +130,8 @@ def _shape_pair(shape, name='shape') -> Optional[Tuple[int, int]]:
     if len(shape) != 2 or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 1
             for v in shape):
-        raise ValueError(f'`{name}` must be two ints (H, W) >= 1, got '
-                         f'{shape!r}')
+        raise InvalidValueError(f'`{name}` must be two ints (H, W) >= 1, got '
+                                f'{shape!r}')
     return shape
 
 
@@ -315,8 +333,8 @@ def deployment_model(model: nn.Module,
     if isinstance(scorer, OODCalibration):
         if threshold is not None and \
                 check_threshold(threshold) != scorer.threshold:
-            raise ValueError(f'threshold {threshold!r} is not the '
-                             f'calibration\'s ({scorer.threshold!r})')
+            raise InvalidValueError(f'threshold {threshold!r} is not the '
+                                    f'calibration\'s ({scorer.threshold!r})')
         return OODSegmentor.wrap(seg, scorer, ood_label=ood_label)
     return OODSegmentor.wrap(seg, scorer=scorer,
                              threshold=check_threshold(threshold),
@@ -388,10 +406,11 @@ def compare_outputs(onnx_outputs: Sequence[np.ndarray],
     pred_t, score_t, mask_t = (np.asarray(v) for v in torch_outputs)
     if not (score_o.shape == score_t.shape == pred_o.shape == pred_t.shape
             == mask_o.shape == mask_t.shape):
-        raise ValueError('outputs of different shapes: ONNX '
-                         f'{[v.shape for v in (pred_o, score_o, mask_o)]}'
-                         ', PyTorch '
-                         f'{[v.shape for v in (pred_t, score_t, mask_t)]}')
+        raise InvalidValueError(
+            'outputs of different shapes: ONNX '
+            f'{[v.shape for v in (pred_o, score_o, mask_o)]}'
+            ', PyTorch '
+            f'{[v.shape for v in (pred_t, score_t, mask_t)]}')
     a, b = score_o.astype(np.float64), score_t.astype(np.float64)
     finite = np.isfinite(a) & np.isfinite(b)
     same = (a == b) | (np.isnan(a) & np.isnan(b))
@@ -512,8 +531,8 @@ def check_onnx(onnx_path: str, model: nn.Module, scorer,
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[3] != 3:
-        raise ValueError('`images` must be (N, H, W, 3) BGR, got shape '
-                         f'{images.shape}')
+        raise InvalidValueError('`images` must be (N, H, W, 3) BGR, got shape '
+                                f'{images.shape}')
     if isinstance(scorer, OODCalibration) and threshold is None:
         threshold = scorer.threshold
     t0 = time.perf_counter()
@@ -544,16 +563,50 @@ def _default_shape(cfg) -> Optional[Tuple[int, int]]:
 
 
 def _load_image(path: str, shape: Optional[Tuple[int, int]]) -> np.ndarray:
+    """A BGR image for the check, resized to ``shape`` (``(H, W)``) when
+    given.
+
+    Raises:
+        MissingInputError: no such file.
+        DamagedFileError: a folder, or a file OpenCV cannot read as an
+            image (text, truncated, another format).
+    """
     import cv2
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'check image {path} not found')
+    if not osp.exists(path):
+        raise MissingInputError(f'--check-image {path} not found')
+    if osp.isdir(path):
+        raise DamagedFileError(f'--check-image {path} is a folder; give an '
+                               'image file')
+    with open(path, 'rb'):  # a PermissionError names the file
+        pass
     img = cv2.imread(path, cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError(f'{path} is not an image OpenCV can read')
+    if img is None or img.size == 0:
+        raise DamagedFileError(
+            f'--check-image {path} is not an image OpenCV can read '
+            '(truncated, or another kind of file?)')
     if shape is not None and img.shape[:2] != tuple(shape):
         img = cv2.resize(img, (shape[1], shape[0]),
                          interpolation=cv2.INTER_LINEAR)
     return img
+
+
+def _check_opset(opset, exporter: str) -> int:
+    """``opset`` as an int the exporter writes; else a named error."""
+    try:
+        from torch.onnx._constants import (ONNX_MIN_OPSET,
+                                           ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+        low, high = ONNX_MIN_OPSET, ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    except ImportError:  # another torch: let torch.onnx judge the top
+        low, high = 7, None
+    if exporter == 'dynamo':
+        high = None  # onnxscript has its own range
+    if isinstance(opset, bool) or not isinstance(opset, int) or \
+            opset < low or (high is not None and opset > high):
+        upper = f' to {high}' if high is not None else ' or more'
+        raise InvalidValueError(
+            f'--opset must be an ONNX opset from {low}{upper} for the '
+            f'{exporter} exporter, got {opset!r}')
+    return opset
 
 
 def dynamic_input_axes(exporter: str, dynamic: bool) -> Tuple[str, ...]:
@@ -613,14 +666,32 @@ def export_module(module: ExportableOODSegmentor, out: str,
         what: The config, as error messages name it.
         seed: Seed of the random example input.
 
+    The file is written atomically: a failed or interrupted export leaves
+    a previous ``out`` as it was, and no partial file under its name.
+
     Raises:
         OODExportError: ``torch.onnx`` failed; the message names ``what``,
             the final decode head, the scorer and torch's first line.
+        InvalidValueError: an unknown ``exporter``, a bad ``shape`` or
+            ``opset``.
+        OutputPathError: ``out`` is a folder, or in a folder that does not
+            exist.
     """
     if exporter not in EXPORTERS:
-        raise ValueError(f'`exporter` must be one of {EXPORTERS}, got '
-                         f'{exporter!r}')
+        raise InvalidValueError(f'`exporter` must be one of {EXPORTERS}, got '
+                                f'{exporter!r}')
     shape = _shape_pair(shape)
+    opset = _check_opset(opset, exporter)
+    with atomic_output(out, what='the ONNX file') as tmp:
+        _export_to(module, tmp, shape, dynamic, opset, exporter, what, seed)
+
+
+def _export_to(module: ExportableOODSegmentor, out: str,
+               shape: Sequence[int], dynamic: bool, opset: int,
+               exporter: str, what: str, seed: int) -> None:
+    """``torch.onnx.export`` of ``module`` to ``out`` (see
+    :func:`export_module`), written in place; arguments checked
+    already."""
     generator = torch.Generator().manual_seed(seed)
     example = torch.rand(1, 3, *shape, generator=generator) * 255
     kwargs = dict(input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
@@ -638,7 +709,6 @@ def export_module(module: ExportableOODSegmentor, out: str,
             from torch.export import Dim
             kwargs['dynamic_shapes'] = (
                 {2: Dim('height'), 3: Dim('width')}, )
-    os.makedirs(osp.dirname(osp.abspath(out)), exist_ok=True)
     with module, torch.no_grad(), warnings.catch_warnings():
         # The tracer warns about every Python value taken from a tensor;
         # the ones in mmseg's and the scorers' checks are constants of the
@@ -675,11 +745,17 @@ def export_onnx(config, checkpoint: str,
             A config whose model is an ``OODSegmentor`` is exported with
             its plain segmentor if its own decision (scorer, threshold,
             ``ood_label``) is ``calibration``'s, and refused otherwise.
-        checkpoint: The checkpoint; must be the one ``calibration`` was
-            made for (its SHA-256 is compared).
+        checkpoint: The checkpoint; must hold the weights ``calibration``
+            was made for (their state-dict SHA-256 is compared; the file's
+            for a schema-1 calibration).
         calibration: A calibration file (or directory holding
             ``calibration.json``) or an :class:`OODCalibration`.
-        out: The ``.onnx`` file to write.
+        out: The ``.onnx`` file to write. Checked before any work: not
+            the config, the checkpoint, the calibration file or the check
+            image (by any name, links included), not a folder, and in a
+            folder that exists. Written atomically and only once the
+            check passed: a failed or interrupted export, or a failed
+            check, leaves a previous ``out`` as it was.
         shape: ``(H, W)`` of the exported input (fixed) or, with
             ``dynamic``, of the example input traced and checked. Default:
             the test pipeline's ``Resize`` scale.
@@ -703,12 +779,21 @@ def export_onnx(config, checkpoint: str,
         and, with ``check``, ``check`` (an :class:`OnnxCheck`).
 
     Raises:
-        CalibrationMismatchError: the calibration was made for another
-            checkpoint.
+        CalibrationMismatchError: the calibration was made for other
+            weights, class names, model definition (config sections) or
+            number of classes.
         OODExportError: what cannot be exported (see the module
             docstring), naming the config, the head and the scorer; an
             ``OODSegmentor`` config whose own calibration differs from
             ``calibration``.
+        OnnxCheckError: (an ``OODExportError``) the graph does not give
+            PyTorch's outputs; ``out`` is left as it was.
+        OutputPathError: ``out`` cannot be written safely.
+        MissingInputError / DamagedFileError: a missing or damaged
+            checkpoint, calibration file or check image (before any work).
+        InvalidValueError: a bad ``shape``, ``opset`` or ``exporter``.
+        MissingExtraError: onnx / onnxruntime (or onnxscript for
+            ``exporter='dynamo'``) not installed: the ``onnx`` extra.
 
     Example:
         >>> result = export_onnx(config, 'iter_300.pth', 'calibration.json',
@@ -717,19 +802,46 @@ def export_onnx(config, checkpoint: str,
         >>> print(result['check'].summary())
     """
     from ..models.inference import init_model
-    if not isinstance(calibration, OODCalibration):
-        calibration = OODCalibration.load(str(calibration))
-    calibration.check_matches(checkpoint=str(checkpoint))
+    # every input checked before any work, so that a good model.onnx is
+    # never replaced by a run that was bound to fail
+    if exporter not in EXPORTERS:
+        raise InvalidValueError(f'--exporter must be one of {EXPORTERS}, got '
+                                f'{exporter!r}')
+    require_extra('onnx', 'ONNX export')
+    if exporter == 'dynamo':
+        require_extra('onnx', 'ONNX export with --exporter dynamo',
+                      modules=('onnxscript', ))
     shape = _shape_pair(shape)
+    opset = _check_opset(opset, exporter)
+    if not isinstance(calibration, OODCalibration):
+        calibration = OODCalibration.load(os.fspath(calibration))
+    inputs = [_config_file(config), os.fspath(checkpoint),
+              calibration.source, check_image]
+    check_output_path(out, inputs, what='--out')
+    image = None
+    if check and check_image is not None:
+        image = _load_image(check_image, None)
+    ckpt = load_checkpoint_file(os.fspath(checkpoint), unsafe=unsafe_load)
+    classes = (checkpoint_meta(ckpt).get('dataset_meta') or {}).get(
+        'classes')
+    calibration.check_matches(
+        checkpoint=os.fspath(checkpoint),
+        state_dict_sha256=state_dict_sha256(ckpt, os.fspath(checkpoint))
+        if calibration.state_dict_sha256 is not None else None,
+        classes=list(classes) if isinstance(classes, (list, tuple))
+        else None, config_name=os.fspath(checkpoint))
+    del ckpt
     model = init_model(config, checkpoint, device='cpu',
                        cfg_options=cfg_options, unsafe_load=unsafe_load)
     config_name = str(getattr(model.cfg, 'filename', None) or config)
+    calibration.check_model_definition(model.cfg.model, config_name)
     if shape is None:
         shape = _default_shape(model.cfg)
         if shape is None:
-            raise ValueError(f'{config_name}: the test pipeline has no '
-                             'Resize scale to take the export size from; '
-                             'give `shape` (--shape H W)')
+            raise InvalidValueError(
+                f'{config_name}: the test pipeline has no '
+                'Resize scale to take the export size from; '
+                'give `shape` (--shape H W)')
     inner = _ood_segmentor_in(model)
     if inner is not None:
         own = inner.calibration
@@ -754,22 +866,43 @@ def export_onnx(config, checkpoint: str,
     except OODExportError as e:
         raise OODExportError(f'{config_name}: {e}') from None
     calibration.check_num_classes(module.num_classes, config_name)
-    t0 = time.perf_counter()
-    export_module(module, out, shape, dynamic=dynamic, opset=opset,
-                  exporter=exporter, what=config_name, seed=seed)
-    result = dict(out=out, shape=list(shape), dynamic=bool(dynamic),
-                  dynamic_axes=list(dynamic_input_axes(exporter, dynamic)),
-                  exporter=exporter, scorer=calibration.scorer_name,
-                  threshold=calibration.threshold,
-                  ood_label=module.ood_label, opset=opset,
-                  seconds=time.perf_counter() - t0)
     if check:
-        if check_image is not None:
+        if image is not None:
             images = _load_image(check_image, shape)[None]
         else:
             rng = np.random.default_rng(seed)
             images = rng.integers(0, 256, (1, *shape, 3), dtype=np.uint8)
-        # against the PyTorch deployment: OODSegmentor.wrap(model,
-        # calibration), the very decision the graph makes
-        result['check'] = check_onnx(out, model, calibration, None, images)
+    result = dict(out=out, shape=list(shape), dynamic=bool(dynamic),
+                  dynamic_axes=list(dynamic_input_axes(exporter, dynamic)),
+                  exporter=exporter, scorer=calibration.scorer_name,
+                  threshold=calibration.threshold,
+                  ood_label=module.ood_label, opset=opset)
+    with atomic_output(out, inputs, what='--out') as tmp:
+        t0 = time.perf_counter()
+        _export_to(module, tmp, shape, dynamic, opset, exporter,
+                   config_name, seed)
+        result['seconds'] = time.perf_counter() - t0
+        if check:
+            # against the PyTorch deployment: OODSegmentor.wrap(model,
+            # calibration), the very decision the graph makes; checked
+            # before the file replaces a previous one
+            result['check'] = check_onnx(tmp, model, calibration, None,
+                                         images)
+            if not result['check'].passed:
+                raise OnnxCheckError(
+                    f'{config_name}: the exported graph does not give '
+                    'the outputs of the PyTorch deployment ('
+                    f'{result["check"].summary()}); {out} was not written '
+                    '(--no-check writes it unchecked)', result['check'])
     return result
+
+
+def _config_file(config) -> Optional[str]:
+    """The file a config argument names (``None`` for a ``Config``
+    object or a config that does not resolve: named later)."""
+    if not isinstance(config, (str, os.PathLike)):
+        return getattr(config, 'filename', None)
+    try:
+        return resolve_config_path(os.fspath(config))
+    except UserError:
+        return None

@@ -13,6 +13,7 @@ import warnings
 from typing import Dict, Optional
 
 from ..datasets.presets import DatasetPreset
+from ..errors import OODNotice
 from ..evaluation import BackgroundIoUMetric
 from ..models import final_decode_head, head_kind
 from ..reports.results import percent
@@ -55,7 +56,7 @@ def background_iou_pass(session: EvaluationSession,
                   "and no class named 'background'" +
                   (f' among {list(classes)}' if classes else '') + ')')
         warnings.warn(f'{preset.name}: background IoU not applicable: '
-                      f'{reason}')
+                      f'{reason}', OODNotice)
         return dict(applicable=False, reason=reason)
     metric = BackgroundIoUMetric(background_index=bg)
     result = session.run_pass(preset.dataset, name=preset.name,

@@ -22,6 +22,7 @@ Example:
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os.path as osp
@@ -36,10 +37,13 @@ from mmengine.runner import Runner, TestLoop
 from mmengine.runner.checkpoint import load_state_dict
 
 from ..datasets.transforms import with_ood_annotations
+from ..errors import MissingFieldError
 from ..models import unwrap_segmentor
 from ..utils import (check_checkpoint_fits, checkpoint_state_dict,
                      explain_unknown_types, load_checkpoint_file, load_config,
                      safe_checkpoint_loading)
+from ..utils.files import check_output_dir
+from ..utils.work_dir_lock import work_dir_lock
 from .hooks import FiniteLogitsHook, OODScoringHook
 from .runner import build_runner, enable_tta, unique_experiment_name
 
@@ -74,8 +78,9 @@ class PassResult:
             if (isinstance(kind, str) and type(m).__name__ == kind) or (
                     isinstance(kind, type) and isinstance(m, kind)):
                 return m
-        raise KeyError(f'pass {self.name!r} has no {kind} metric; it had '
-                       f'{[type(m).__name__ for m in self.evaluators]}')
+        raise MissingFieldError(
+            f'pass {self.name!r} has no {kind} metric; it had '
+            f'{[type(m).__name__ for m in self.evaluators]}')
 
 
 class EvaluationSession:
@@ -109,6 +114,10 @@ class EvaluationSession:
             environment and hook tables); the log file (:attr:`log_file`)
             keeps everything. ``None``: the config's ``log_level``.
 
+    The session holds the work dir's lock (``utils.work_dir_lock``) from
+    construction to :meth:`close`: a second run on the same folder stops
+    with :class:`~mmseg_ood.errors.WorkDirLockedError` naming this one.
+
     Attributes:
         cfg: The loaded config (with the TTA model and pipeline if ``tta``).
         work_dir: The work directory.
@@ -129,8 +138,16 @@ class EvaluationSession:
         self.console_level = console_level
         self.cfg = load_config(config, cfg_options, work_dir, launcher)
         self.work_dir = self.cfg.work_dir
+        check_output_dir(self.work_dir, 'work dir', inputs=(checkpoint, ))
+        self._load(checkpoint, unsafe_load, tta)
+        # one run per work dir, from here to close()
+        self._lock = contextlib.ExitStack()
+        self._lock.enter_context(work_dir_lock(self.work_dir, tool))
+        self._runner: Optional[Runner] = None
+
+    def _load(self, checkpoint: str, unsafe_load: bool, tta: bool) -> None:
         # mmengine keys its logger and visualizer instances by this name
-        self.cfg.experiment_name = unique_experiment_name(tool)
+        self.cfg.experiment_name = unique_experiment_name(self.tool)
         self.cfg.load_from = None  # loaded (once, checked) by this session
         self.cfg.resume = False
         # the passes draw with their own hooks (OODVisualizationHook)
@@ -143,7 +160,6 @@ class EvaluationSession:
         meta = self._ckpt.get('meta') if isinstance(self._ckpt, dict) else None
         self.checkpoint_meta = meta if isinstance(meta, dict) else {}
         self.palette = self._palette()
-        self._runner: Optional[Runner] = None
 
     # set-up ------------------------------------------------------------------
     def dataset_meta(self, key: str):
@@ -316,6 +332,7 @@ class EvaluationSession:
                     h.close()
                 self._runner = None
         self._ckpt = None
+        self._lock.close()
 
     def __enter__(self) -> 'EvaluationSession':
         return self

@@ -14,9 +14,11 @@ import torch
 import torch.distributed as dist
 from mmengine.logging import MMLogger, print_log
 from mmengine.runner import Runner
-
 from mmseg.registry import RUNNERS
+
+from ..errors import InvalidValueError
 from ..utils import explain_unknown_types
+from ..utils.extras import check_config_extras
 
 _RUNNERS = itertools.count()
 
@@ -130,9 +132,9 @@ def build_runner(cfg, console_level: Optional[str] = None) -> Runner:
     first one's directory.
 
     ``launcher='pytorch'`` also runs on a CPU-only torch
-    (:func:`init_cpu_distributed`); distributed runs log with
+    (:func:`init_cpu_distributed`); runs log with
     :class:`~mmseg_ood.engine.RankZeroLoggerHook` (one writer of the test
-    metrics file).
+    metrics file, plain numbers in it).
 
     Args:
         cfg: The config.
@@ -141,11 +143,13 @@ def build_runner(cfg, console_level: Optional[str] = None) -> Runner:
             tables); the log file keeps everything. ``None``: as the
             config's ``log_level``.
     """
+    check_config_extras(cfg.get('model'), 'the config\'s model')
     init_cpu_distributed(cfg)
     logger = (cfg.get('default_hooks') or {}).get('logger')
-    if cfg.get('launcher', 'none') != 'none' and isinstance(logger, dict) \
-            and logger.get('type') in ('LoggerHook', 'mmengine.LoggerHook'):
-        # every rank would write the test metrics JSON, to the same file
+    if isinstance(logger, dict) and \
+            logger.get('type') in ('LoggerHook', 'mmengine.LoggerHook'):
+        # every rank would write the test metrics JSON, to the same file,
+        # and numpy counts as null
         logger['type'] = 'RankZeroLoggerHook'
     if cfg.get('experiment_name') is None:  # mmengine appends the time
         stem = osp.splitext(osp.basename(cfg.filename or 'config'))[0]
@@ -167,8 +171,9 @@ def enable_amp(cfg) -> None:
                   logger='current', level=logging.WARNING)
         return
     if wrapper != 'OptimWrapper':
-        raise ValueError('`--amp` needs optim_wrapper.type == '
-                         f"'OptimWrapper' in the config, got {wrapper!r}")
+        raise InvalidValueError(
+            '`--amp` needs optim_wrapper.type == '
+            f"'OptimWrapper' in the config, got {wrapper!r}")
     cfg.optim_wrapper.type = 'AmpOptimWrapper'
     cfg.optim_wrapper.loss_scale = 'dynamic'
 
@@ -183,7 +188,7 @@ def enable_visualization(cfg, show: bool = False,
     """
     hooks = cfg.default_hooks
     if 'visualization' not in hooks:
-        raise ValueError(
+        raise InvalidValueError(
             '`--show` / `--show-dir` need default_hooks.visualization in the '
             "config, e.g. visualization=dict(type='SegVisualizationHook')")
     hooks.visualization['draw'] = True
@@ -198,7 +203,7 @@ def enable_tta(cfg) -> None:
     """Test with ``cfg.tta_pipeline`` and ``cfg.tta_model`` (mmseg's TTA)."""
     for key in ('tta_pipeline', 'tta_model'):
         if key not in cfg:
-            raise ValueError(f'`--tta` needs `{key}` in the config')
+            raise InvalidValueError(f'`--tta` needs `{key}` in the config')
     cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
     cfg.tta_model.module = cfg.model
     cfg.model = cfg.tta_model

@@ -10,6 +10,8 @@ import itertools
 import math
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from mmseg_ood.errors import InvalidValueError
+
 __all__ = ['TUNE_GRID', 'tuning_scorers', 'restrict_grid', 'tunable_types',
            'best_of_grid', 'tune_values', 'TuneSpec']
 
@@ -31,10 +33,11 @@ def check_tuned(tune: Sequence[str]) -> None:
     once."""
     unknown = [t for t in tune if t not in TUNE_GRID]
     if unknown:
-        raise ValueError(f'`tune` takes {sorted(TUNE_GRID)}, got {unknown}')
+        raise InvalidValueError(
+            f'`tune` takes {sorted(TUNE_GRID)}, got {unknown}')
     twice = sorted({t for t in tune if list(tune).count(t) > 1})
     if twice:
-        raise ValueError(f'`tune` names {twice} more than once')
+        raise InvalidValueError(f'`tune` names {twice} more than once')
 
 
 def _number(param: str, text) -> float:
@@ -42,19 +45,21 @@ def _number(param: str, text) -> float:
     finite number; delta: [0, 1], thesis eq. 5.7; temperature: > 0, eq.
     4.20)."""
     if isinstance(text, bool):
-        raise ValueError(f'`tune` {param}: {text!r} is not a number')
+        raise InvalidValueError(f'`tune` {param}: {text!r} is not a number')
     try:
         v = float(text)
     except (TypeError, ValueError):
-        raise ValueError(f'`tune` {param}: {text!r} is not a number') \
-            from None
+        raise InvalidValueError(f'`tune` {param}: {text!r} is not a number') \
+                   from None
     if not math.isfinite(v):
-        raise ValueError(f'`tune` {param}: values must be finite, got '
-                         f'{text!r}')
+        raise InvalidValueError(f'`tune` {param}: values must be finite, got '
+                                f'{text!r}')
     if param == 'temperature' and v <= 0:
-        raise ValueError(f'`tune` temperature must be > 0, got {text!r}')
+        raise InvalidValueError(
+            f'`tune` temperature must be > 0, got {text!r}')
     if param == 'delta' and not 0.0 <= v <= 1.0:
-        raise ValueError(f'`tune` delta must be in [0, 1], got {text!r}')
+        raise InvalidValueError(
+            f'`tune` delta must be in [0, 1], got {text!r}')
     return v
 
 
@@ -71,25 +76,28 @@ def _values(param: str, given) -> Tuple[float, ...]:
         items = [t.strip() for t in text.split(',')]
         if all(not t for t in items):
             example = ','.join(f'{v:g}' for v in TUNE_GRID[param][:3])
-            raise ValueError(f'`tune` {param}= lists no values: give e.g. '
-                             f'{param}={example}')
+            raise InvalidValueError(
+                f'`tune` {param}= lists no values: give e.g. '
+                f'{param}={example}')
         if not all(items):
-            raise ValueError(f'`tune` {param}={given}: an empty value '
-                             '(two commas, or one at an end)')
+            raise InvalidValueError(f'`tune` {param}={given}: an empty value '
+                                    '(two commas, or one at an end)')
     elif isinstance(given, (int, float)):
         items = [given]
     else:
         items = list(given)
         if not items:
-            raise ValueError(f'`tune` {param}: the list of values is empty')
+            raise InvalidValueError(
+                f'`tune` {param}: the list of values is empty')
     values = [_number(param, t) for t in items]
     seen = {}
     for v in values:  # grid points are named with `:g`
         if f'{v:g}' in seen:
-            raise ValueError(f'`tune` {param} lists {v:g} twice'
-                             + ('' if seen[f'{v:g}'] == v else
-                                f' ({seen[f"{v:g}"]!r} and {v!r} are the '
-                                'same to 6 significant digits)'))
+            raise InvalidValueError(
+                f'`tune` {param} lists {v:g} twice'
+                + ('' if seen[f'{v:g}'] == v else
+                   f' ({seen[f"{v:g}"]!r} and {v!r} are the '
+                   'same to 6 significant digits)'))
         seen[f'{v:g}'] = v
     return tuple(values)
 
@@ -116,9 +124,10 @@ def tune_values(tune: TuneSpec) -> Dict[str, Tuple[float, ...]]:
         pairs = []
         for item in tune:
             if not isinstance(item, str):
-                raise ValueError(f'`tune` items must be strings such as '
-                                 f"'eta' or 'temperature=0.1,1', got "
-                                 f'{item!r}')
+                raise InvalidValueError(
+                    f'`tune` items must be strings such as '
+                    f"'eta' or 'temperature=0.1,1', got "
+                    f'{item!r}')
             name, sep, rest = item.partition('=')
             pairs.append((name.strip(), rest if sep else None))
     check_tuned([name for name, _ in pairs])

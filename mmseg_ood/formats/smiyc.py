@@ -21,6 +21,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 from mmengine.dist import get_rank
 
+from ..errors import InvalidTypeError, InvalidValueError
 from ..evaluation.accumulators.pixel import PixelOODAccumulator
 from ..evaluation.accumulators.score_transform import Float16RankTransform
 from ..utils.files import dump_json
@@ -67,8 +68,9 @@ def check_compression(compression) -> Optional[int]:
     if compression is not None and (
             isinstance(compression, bool) or
             not isinstance(compression, int) or not 0 <= compression <= 9):
-        raise ValueError('`compression` must be a gzip level 0-9 or None, '
-                         f'got {compression!r}')
+        raise InvalidValueError(
+            '`compression` must be a gzip level 0-9 or None, '
+            f'got {compression!r}')
     return compression
 
 
@@ -148,14 +150,16 @@ class SMIYCExport:
         for arg, value in (('out_dir', out_dir),
                            ('dataset_name', dataset_name)):
             if not isinstance(value, str) or not value:
-                raise ValueError(f'`{arg}` must be a non-empty str, got '
-                                 f'{value!r}')
+                raise InvalidValueError(
+                    f'`{arg}` must be a non-empty str, got '
+                    f'{value!r}')
         if not isinstance(method_prefix, str):
-            raise TypeError(f'`method_prefix` must be a str, got '
-                            f'{method_prefix!r}')
+            raise InvalidTypeError(f'`method_prefix` must be a str, got '
+                                   f'{method_prefix!r}')
         if transform not in TRANSFORMS:
-            raise ValueError(f'`transform` must be one of {TRANSFORMS}, got '
-                             f'{transform!r}')
+            raise InvalidValueError(
+                f'`transform` must be one of {TRANSFORMS}, got '
+                f'{transform!r}')
         self.compression = check_compression(compression)
         self.out_dir = out_dir
         self.dataset_name = dataset_name
@@ -178,19 +182,21 @@ class SMIYCExport:
         if options is None:
             return None
         if not isinstance(options, dict):
-            raise TypeError('`export` must be a dict or None, got '
-                            f'{options!r}')
+            raise InvalidTypeError('`export` must be a dict or None, got '
+                                   f'{options!r}')
         unknown = set(options) - set(_OPTION_KEYS)
         if unknown:
-            raise ValueError(f'`export` has unknown keys {sorted(unknown)}; '
-                             f'it takes {", ".join(_OPTION_KEYS)}')
+            raise InvalidValueError(
+                f'`export` has unknown keys {sorted(unknown)}; '
+                f'it takes {", ".join(_OPTION_KEYS)}')
         for key in ('out_dir', 'dataset_name'):
             if not isinstance(options.get(key), str) or not options[key]:
-                raise ValueError(f'`export` needs a non-empty str {key!r}, '
-                                 f'got {options.get(key)!r}')
+                raise InvalidValueError(
+                    f'`export` needs a non-empty str {key!r}, '
+                    f'got {options.get(key)!r}')
         if not isinstance(options.get('method_prefix', ''), str):
-            raise TypeError('`export` method_prefix must be a str, got '
-                            f'{options["method_prefix"]!r}')
+            raise InvalidTypeError('`export` method_prefix must be a str, got '
+                                   f'{options["method_prefix"]!r}')
         return cls(**options)
 
     def options(self) -> dict:
@@ -213,8 +219,9 @@ class SMIYCExport:
         """Raise ``ValueError`` if scorer ``name``'s map of ``image`` holds
         NaN (void pixels too: every pixel is exported)."""
         if np.isnan(score_map).any():
-            raise ValueError(f'scorer {name!r}: {image} has NaN scores, '
-                             'which the SMIYC export cannot rank')
+            raise InvalidValueError(
+                f'scorer {name!r}: {image} has NaN scores, '
+                'which the SMIYC export cannot rank')
 
     def fit(self, histograms: Mapping[str, PixelOODAccumulator],
             fitted_on: str) -> 'OrderedDict[str, Float16RankTransform]':
@@ -236,7 +243,7 @@ class SMIYCExport:
         if self.transform == 'none':
             value = np.asarray(score_map, np.float32).astype(np.float16)
             if not np.isfinite(value).all():
-                raise ValueError(
+                raise InvalidValueError(
                     f'scorer {name!r}: {image} has scores outside the '
                     'float16 range the SMIYC format stores; export with '
                     "transform='rank'")

@@ -18,7 +18,6 @@ after a round trip are identical.
 """
 from __future__ import annotations
 
-import json
 import math
 import os.path as osp
 from typing import Iterator, List, Optional, Sequence, Tuple, Union
@@ -29,15 +28,23 @@ from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..errors import (DamagedFileError, InvalidTypeError, InvalidValueError,
+                      MissingInputError)
+from ..utils.files import (check_schema_version, dump_json, expect_field,
+                           load_json)
 from ..version import __version__
 
 __all__ = ['MetaClassifier', 'save_meta_classifiers',
            'load_meta_classifiers', 'group_splits',
            'cross_validated_tp_probability', 'resolve_cv', 'describe_cv',
-           'FILE_FORMAT']
+           'FILE_FORMAT', 'META_CLASSIFIER_SCHEMA_VERSION']
 
 #: The ``format`` field of a meta-classifier file.
 FILE_FORMAT = 'mmseg_ood.meta_classifier'
+#: ``schema_version`` of a meta-classifier file. Version 0 (no field) is a
+#: file written before it was recorded: the same layout, with
+#: ``format_version`` 1 (still written, for older readers).
+META_CLASSIFIER_SCHEMA_VERSION = 1
 _FORMAT_VERSION = 1
 #: ``cv='auto'``: leave one image out up to this many images, else
 #: :data:`AUTO_FOLDS`-fold grouped by image.
@@ -64,25 +71,28 @@ class MetaClassifier:
                  num_classes: Optional[int] = None):
         names = list(feature_names)
         if not names or not all(isinstance(n, str) for n in names):
-            raise ValueError('`feature_names` must be a non-empty list of '
-                             f'names, got {feature_names!r}')
+            raise InvalidValueError(
+                '`feature_names` must be a non-empty list of '
+                f'names, got {feature_names!r}')
         if len(set(names)) != len(names):
-            raise ValueError('`feature_names` has duplicates')
+            raise InvalidValueError('`feature_names` has duplicates')
         if not isinstance(scorer, str):
-            raise TypeError(f'`scorer` must be a name, got {scorer!r}')
+            raise InvalidTypeError(f'`scorer` must be a name, got {scorer!r}')
         if not (_real(C) and C > 0 and math.isfinite(C)):
-            raise ValueError(f'`C` must be a finite number > 0, got {C!r}')
+            raise InvalidValueError(
+                f'`C` must be a finite number > 0, got {C!r}')
         if not (_real(threshold) and math.isfinite(threshold)):
-            raise ValueError('`threshold` must be a finite number, got '
-                             f'{threshold!r}')
+            raise InvalidValueError('`threshold` must be a finite number, got '
+                                    f'{threshold!r}')
         if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
-            raise ValueError(f'`max_iter` must be an int >= 1, got '
-                             f'{max_iter!r}')
+            raise InvalidValueError(f'`max_iter` must be an int >= 1, got '
+                                    f'{max_iter!r}')
         if num_classes is not None and not (
                 isinstance(num_classes, (int, np.integer))
                 and num_classes >= 2):
-            raise ValueError('`num_classes` must be None or an int >= 2, got '
-                             f'{num_classes!r}')
+            raise InvalidValueError(
+                '`num_classes` must be None or an int >= 2, got '
+                f'{num_classes!r}')
         self.feature_names = names
         self.scorer = scorer
         self.threshold = float(threshold)
@@ -103,7 +113,7 @@ class MetaClassifier:
         class features ``N_j``, ``P_j`` would be read as other classes').
         """
         if self.num_classes is not None and num_classes != self.num_classes:
-            raise ValueError(
+            raise InvalidValueError(
                 f'{where}: the meta classifier was fitted on segments of a '
                 f'model with {self.num_classes} classes; this one has '
                 f'{num_classes}')
@@ -119,7 +129,7 @@ class MetaClassifier:
         names = list(names)
         missing = [n for n in self.feature_names if n not in names]
         if missing:
-            raise ValueError(
+            raise InvalidValueError(
                 f'the meta classifier ({self.scorer} >= {self.threshold:g}) '
                 f'reads features {missing[:8]} that these segments do not '
                 f'have (they have {len(names)} features: '
@@ -140,7 +150,7 @@ class MetaClassifier:
         x, y = _check_xy(features, is_tp, len(self.feature_names))
         counts = np.bincount(y, minlength=2)
         if counts.min() < 2:
-            raise ValueError(
+            raise InvalidValueError(
                 f'cannot fit a meta classifier at {self.scorer} >= '
                 f'{self.threshold:g}: it needs at least 2 true-positive and 2 '
                 f'false-positive segments, got {counts[1]} and {counts[0]}')
@@ -153,8 +163,9 @@ class MetaClassifier:
             raise RuntimeError('the meta classifier is not fitted')
         x = np.asarray(features, np.float64)
         if x.ndim != 2 or x.shape[1] != len(self.feature_names):
-            raise ValueError(f'features must be (n, {len(self.feature_names)})'
-                             f', got {x.shape}')
+            raise InvalidValueError(
+                f'features must be (n, {len(self.feature_names)})'
+                f', got {x.shape}')
         if x.shape[0] == 0:
             return np.zeros(0)
         return self.pipeline.predict_proba(x)[:, 1]
@@ -185,27 +196,54 @@ class MetaClassifier:
     def from_dict(cls, d: dict, feature_names: Sequence[str], scorer: str,
                   num_classes: Optional[int] = None,
                   where: str = 'meta classifier') -> 'MetaClassifier':
-        """Rebuild a fitted classifier from :meth:`to_dict`'s output."""
+        """Rebuild a fitted classifier from :meth:`to_dict`'s output.
+
+        Every field is checked before use: ``threshold``, ``C`` (> 0),
+        ``max_iter`` (an int >= 1), the scaler's ``mean`` / ``scale``
+        (> 0) / ``var`` (>= 0) and the logistic regression's ``coef``
+        (each a list of one finite number per feature), ``intercept``,
+        ``classes`` (``[0, 1]``), ``n_samples_seen`` and ``n_iter``.
+
+        Raises:
+            DamagedFileError: a field missing, of the wrong type or shape,
+                not finite, or out of range (named, after ``where``).
+        """
         f = len(feature_names)
-        try:
-            clf = cls(feature_names, scorer, _number(d, 'threshold', where),
-                      C=_number(d, 'C', where),
-                      max_iter=int(_number(d, 'max_iter', where)),
-                      num_classes=num_classes)
-            s, g = d['scaler'], d['logistic']
-            mean = _vector(s, 'mean', f, where + '.scaler')
-            scale = _vector(s, 'scale', f, where + '.scaler')
-            var = _vector(s, 'var', f, where + '.scaler')
-            coef = _vector(g, 'coef', f, where + '.logistic')
-            intercept = _number(g, 'intercept', where + '.logistic')
-            if g['classes'] != [0, 1]:
-                raise ValueError(f'{where}.logistic.classes must be [0, 1], '
-                                 f"got {g['classes']!r}")
-            n_seen, n_iter = int(s['n_samples_seen']), int(g['n_iter'])
-        except KeyError as e:
-            raise ValueError(f'{where}: missing field {e}') from None
+        threshold = _number(d, 'threshold', where)
+        C = _number(d, 'C', where)
+        if C <= 0:
+            raise DamagedFileError(f'{where}.C must be > 0, got {C!r}')
+        max_iter = expect_field(d, 'max_iter', int, where)
+        if max_iter < 1:
+            raise DamagedFileError(
+                f'{where}.max_iter must be >= 1, got {max_iter!r}')
+        s = expect_field(d, 'scaler', dict, where)
+        g = expect_field(d, 'logistic', dict, where)
+        mean = _vector(s, 'mean', f, where + '.scaler')
+        scale = _vector(s, 'scale', f, where + '.scaler')
+        var = _vector(s, 'var', f, where + '.scaler')
         if (scale <= 0).any():
-            raise ValueError(f'{where}.scaler.scale must be > 0')
+            raise DamagedFileError(f'{where}.scaler.scale must be > 0')
+        if (var < 0).any():
+            raise DamagedFileError(f'{where}.scaler.var must be >= 0')
+        n_seen = expect_field(s, 'n_samples_seen', int, where + '.scaler')
+        coef = _vector(g, 'coef', f, where + '.logistic')
+        intercept = _number(g, 'intercept', where + '.logistic')
+        classes = expect_field(g, 'classes', list, where + '.logistic')
+        if classes != [0, 1] or any(isinstance(c, bool) for c in classes):
+            raise DamagedFileError(
+                f'{where}.logistic.classes must be [0, 1], got '
+                f'{_short(classes)}')
+        n_iter = expect_field(g, 'n_iter', int, where + '.logistic')
+        if n_seen < 1 or n_iter < 0:
+            raise DamagedFileError(
+                f'{where}: n_samples_seen must be >= 1 and n_iter >= 0, '
+                f'got {n_seen} and {n_iter}')
+        try:
+            clf = cls(feature_names, scorer, threshold, C=C,
+                      max_iter=max_iter, num_classes=num_classes)
+        except (InvalidValueError, InvalidTypeError) as e:
+            raise DamagedFileError(f'{where}: {e}') from None
         pipeline = clf._new_pipeline()
         scaler = pipeline.named_steps['scaler']
         scaler.mean_, scaler.scale_, scaler.var_ = mean, scale, var
@@ -235,63 +273,104 @@ def _check_xy(features, is_tp, num_features: int):
     x = np.asarray(features, np.float64)
     y = np.asarray(is_tp)
     if x.ndim != 2 or x.shape[1] != num_features:
-        raise ValueError(f'features must be (n, {num_features}), got '
-                         f'{x.shape}')
+        raise InvalidValueError(f'features must be (n, {num_features}), got '
+                                f'{x.shape}')
     if y.shape != (x.shape[0], ):
-        raise ValueError(f'labels must be ({x.shape[0]},), got {y.shape}')
+        raise InvalidValueError(
+            f'labels must be ({x.shape[0]},), got {y.shape}')
     if not np.isin(y, (0, 1)).all():
-        raise ValueError('labels must be 1 (TP) or 0 (FP)')
+        raise InvalidValueError('labels must be 1 (TP) or 0 (FP)')
     if not np.isfinite(x).all():
-        raise ValueError('segment features contain NaN / Inf')
+        raise InvalidValueError('segment features contain NaN / Inf')
     return x, y.astype(np.int64)
 
 
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'
+
+
 def _number(d: dict, key: str, where: str) -> float:
+    """``d[key]``, a finite number, for the file reader."""
+    if not isinstance(d, dict):
+        raise DamagedFileError(f'{where} must be an object, got '
+                               f'{type(d).__name__}')
+    if key not in d:
+        raise DamagedFileError(f'{where}: missing field {key!r}')
     v = d[key]
     if isinstance(v, bool) or not isinstance(v, (int, float)) or \
             not math.isfinite(v):
-        raise ValueError(f'{where}.{key} must be a finite number, got {v!r}')
+        raise DamagedFileError(
+            f'{where}.{key} must be a finite number, got {_short(v)}')
     return float(v)
 
 
 def _vector(d: dict, key: str, length: int, where: str) -> np.ndarray:
+    """``d[key]``, a list of ``length`` finite numbers, for the file
+    reader."""
+    if key not in d:
+        raise DamagedFileError(f'{where}: missing field {key!r}')
     v = d[key]
     if not isinstance(v, list) or len(v) != length or not all(
             isinstance(a, (int, float)) and not isinstance(a, bool)
             for a in v):
-        raise ValueError(f'{where}.{key} must be a list of {length} numbers '
-                         '(one per feature)')
+        shape = (f'a list of {len(v)} entries' if isinstance(v, list) else
+                 type(v).__name__)
+        raise DamagedFileError(
+            f'{where}.{key} must be a list of {length} numbers '
+            f'(one per feature), got {shape}')
     out = np.asarray(v, np.float64)
     if not np.isfinite(out).all():
-        raise ValueError(f'{where}.{key} has NaN / Inf')
+        raise DamagedFileError(f'{where}.{key} has NaN / Inf')
     return out
 
 
 # file ------------------------------------------------------------------------
 def save_meta_classifiers(path: str, classifiers: Sequence[MetaClassifier],
+                          *, inputs: Sequence[Optional[str]] = (),
                           **info) -> None:
     """Write fitted classifiers (one per threshold, same scorer and
-    features) to a JSON file; ``info`` (e.g. the datasets they were fitted
-    on) is stored alongside."""
+    features) to a JSON file, atomically; ``info`` (e.g. the datasets they
+    were fitted on) is stored alongside.
+
+    The file carries ``schema_version``
+    (:data:`META_CLASSIFIER_SCHEMA_VERSION`) and, for older readers,
+    ``format_version`` 1.
+
+    Args:
+        path: The JSON file.
+        classifiers: Fitted, sharing the scorer, the features and the
+            number of classes.
+        inputs: Files of the run (config, checkpoint) that ``path`` must
+            not be.
+
+    Raises:
+        InvalidValueError: no classifier, classifiers that do not share
+            their scorer / features / classes, or unknown classes.
+        OutputPathError: ``path`` is one of ``inputs``, a folder, or in a
+            folder that does not exist.
+    """
     if not classifiers:
-        raise ValueError('no meta classifier to save')
+        raise InvalidValueError('no meta classifier to save')
     first = classifiers[0]
     for c in classifiers[1:]:
         if (c.scorer, c.feature_names, c.num_classes) != (
                 first.scorer, first.feature_names, first.num_classes):
-            raise ValueError('meta classifiers saved together must share '
-                             'the scorer, the features and the classes')
+            raise InvalidValueError(
+                'meta classifiers saved together must share '
+                'the scorer, the features and the classes')
     if first.num_classes is None:
-        raise ValueError('the number of classes of the model the meta '
-                         'classifier was fitted for (`num_classes`) is '
-                         'unknown; set it before saving')
-    payload = dict(format=FILE_FORMAT, format_version=_FORMAT_VERSION,
+        raise InvalidValueError('the number of classes of the model the meta '
+                                'classifier was fitted for (`num_classes`) is '
+                                'unknown; set it before saving')
+    info = {k: v for k, v in info.items() if k != 'schema_version'}
+    payload = dict(schema_version=META_CLASSIFIER_SCHEMA_VERSION,
+                   format=FILE_FORMAT, format_version=_FORMAT_VERSION,
                    package_version=__version__, scorer=first.scorer,
                    num_classes=first.num_classes,
                    features=first.feature_names,
                    classifiers=[c.to_dict() for c in classifiers], **info)
-    with open(path, 'w') as f:
-        json.dump(payload, f, indent=1)
+    dump_json(payload, path, inputs, 'meta-classifier file')
 
 
 def load_meta_classifiers(path: str,
@@ -311,62 +390,76 @@ def load_meta_classifiers(path: str,
         num_classes: If given, the classes of the model the classifiers
             will read segments of.
 
+    Accepted: schema versions 0 (no ``schema_version``) to
+    :data:`META_CLASSIFIER_SCHEMA_VERSION`.
+
     Raises:
-        FileNotFoundError / ValueError: no such file, not JSON, not a
-            meta-classifier file, a field missing or malformed, or a scorer
-            / feature mismatch (each message names the file and the field).
+        MissingInputError: no such file (a ``FileNotFoundError``).
+        DamagedFileError: not JSON (truncated, not UTF-8, nested too
+            deeply), not a meta-classifier file, a newer schema, or a field
+            missing, of the wrong type or shape, or not finite (the
+            feature names, the coefficients: each message names the file
+            and the field).
+        InvalidValueError: a valid file that does not fit: another scorer,
+            features or number of classes than the model's.
     """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'meta classifier: no file {path!r}')
-    try:
-        with open(path) as f:
-            d = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f'{path}: not a JSON file ({e})') from None
+    what = 'meta-classifier file'
+    if not osp.lexists(path):  # the message ood_test's options give too
+        raise MissingInputError(f'meta classifier: no file {path!r}')
+    d = load_json(path, what)
     if not isinstance(d, dict) or d.get('format') != FILE_FORMAT:
-        raise ValueError(f'{path}: not a meta-classifier file (its "format" '
-                         f'field must be {FILE_FORMAT!r}); write one with '
-                         'tools/meta_classify.py --save')
-    if d.get('format_version') != _FORMAT_VERSION:
-        raise ValueError(f'{path}: format_version {d.get("format_version")!r}'
-                         f' is not {_FORMAT_VERSION} (written by mmseg_ood '
-                         f'{d.get("package_version")}, this is {__version__})')
-    names, clf_scorer = d.get('features'), d.get('scorer')
-    if not isinstance(names, list) or not names or not all(
-            isinstance(n, str) for n in names):
-        raise ValueError(f'{path}: "features" must be a list of names')
-    if not isinstance(clf_scorer, str):
-        raise ValueError(f'{path}: "scorer" must be a scorer name')
-    q = d.get('num_classes')
-    if isinstance(q, bool) or not isinstance(q, int) or q < 2:
-        raise ValueError(f'{path}: "num_classes" must be an int >= 2, got '
-                         f'{q!r}')
+        raise DamagedFileError(
+            f'{what} {path}: not a meta-classifier file (its "format" '
+            f'field must be {FILE_FORMAT!r}); write one with '
+            'tools/meta_classify.py --save')
+    check_schema_version(d, path, what, META_CLASSIFIER_SCHEMA_VERSION)
+    where = f'{what} {path}'
+    version = d.get('format_version', _FORMAT_VERSION)
+    if version != _FORMAT_VERSION or isinstance(version, bool):
+        raise DamagedFileError(
+            f'{where}: format_version {_short(version)} is not '
+            f'{_FORMAT_VERSION} (written by mmseg_ood '
+            f'{_short(d.get("package_version"))}, this is {__version__})')
+    names = expect_field(d, 'features', list, where)
+    if not names or not all(isinstance(n, str) for n in names) or \
+            len(set(names)) != len(names):
+        raise DamagedFileError(
+            f'{where}: the field \'features\' must be a non-empty list of '
+            f'distinct feature names, got {_short(names)}')
+    clf_scorer = expect_field(d, 'scorer', str, where)
+    q = expect_field(d, 'num_classes', int, where)
+    if q < 2:
+        raise DamagedFileError(f'{where}: the field \'num_classes\' must be '
+                               f'an int >= 2, got {q!r}')
+    entries = expect_field(d, 'classifiers', list, where)
+    if not entries:
+        raise DamagedFileError(
+            f'{where}: the field \'classifiers\' must be a non-empty list')
+    out = []
+    for i, e in enumerate(entries):
+        if not isinstance(e, dict):
+            raise DamagedFileError(
+                f'{where}: classifiers[{i}] must be an object, got '
+                f'{type(e).__name__}')
+        out.append(MetaClassifier.from_dict(e, names, clf_scorer, q,
+                                            f'{where}: classifiers[{i}]'))
     if scorer is not None and clf_scorer != scorer:
-        raise ValueError(f'{path}: the meta classifier was fitted on '
-                         f'{clf_scorer!r} segments, not {scorer!r}')
+        raise InvalidValueError(f'{path}: the meta classifier was fitted on '
+                                f'{clf_scorer!r} segments, not {scorer!r}')
     if feature_names is not None:
         missing = [n for n in names if n not in feature_names]
         if missing:
-            raise ValueError(
+            raise InvalidValueError(
                 f'{path}: the meta classifier reads features {missing[:8]} '
                 f'that this model\'s segments do not have ({len(names)} '
                 f'features in the file, {len(feature_names)} here); was it '
                 'fitted on a model with another number of classes?')
-    entries = d.get('classifiers')
-    if not isinstance(entries, list) or not entries:
-        raise ValueError(f'{path}: "classifiers" must be a non-empty list')
-    out = []
-    for i, e in enumerate(entries):
-        if not isinstance(e, dict):
-            raise ValueError(f'{path}: classifiers[{i}] must be an object')
-        out.append(MetaClassifier.from_dict(e, names, clf_scorer, q,
-                                            f'{path}: classifiers[{i}]'))
     if num_classes is not None:
         out[0].check_num_classes(num_classes, path)
     thresholds = [c.threshold for c in out]
     if len(set(thresholds)) != len(thresholds):
-        raise ValueError(f'{path}: two classifiers share a threshold '
-                         f'({thresholds})')
+        raise DamagedFileError(f'{path}: two classifiers share a threshold '
+                               f'({thresholds})')
     return out
 
 
@@ -386,8 +479,9 @@ def resolve_cv(cv: CV, num_groups: int) -> Tuple[str, int]:
     if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool) \
             and cv >= 2:
         return 'kfold', min(int(cv), num_groups)
-    raise ValueError(f"`cv` must be 'loo', 'auto' or a number of folds >= 2, "
-                     f'got {cv!r}')
+    raise InvalidValueError(
+        f"`cv` must be 'loo', 'auto' or a number of folds >= 2, "
+        f'got {cv!r}')
 
 
 def describe_cv(cv: CV, num_groups: int) -> str:
@@ -405,8 +499,9 @@ def group_splits(groups: np.ndarray, cv: CV = 'auto'
     groups = np.asarray(groups)
     n_groups = len(np.unique(groups))
     if n_groups < 2:
-        raise ValueError('cross-validation needs segments from at least 2 '
-                         f'images, got {n_groups}')
+        raise InvalidValueError(
+            'cross-validation needs segments from at least 2 '
+            f'images, got {n_groups}')
     kind, k = resolve_cv(cv, n_groups)
     splitter = LeaveOneGroupOut() if kind == 'loo' else GroupKFold(
         n_splits=k)

@@ -74,6 +74,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..errors import InvalidValueError
 from ..evaluation.functional.inputs import flat_ood_labels, to_numpy
 from ..labels import IGNORE_INDEX
 
@@ -92,8 +93,8 @@ _EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 def feature_names(num_classes: int) -> List[str]:
     """The feature names, in column order (see the module's table)."""
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f'`num_classes` must be an int >= 2, got '
-                         f'{num_classes!r}')
+        raise InvalidValueError(f'`num_classes` must be an int >= 2, got '
+                                f'{num_classes!r}')
     names = [f'{m}{r}_{s}' for m in DISPERSION_MEASURES for r in _REGIONS
              for s in ('mean', 'var')]
     names += ['S', 'S_in', 'S_bd', 'S_rel', 'S_in_rel']
@@ -132,8 +133,9 @@ def pixel_measures(probs) -> PixelMeasures:
     and the predicted class of softmax probabilities ``(q, H, W)``."""
     p = torch.as_tensor(to_numpy(probs)).float()
     if p.dim() != 3 or p.shape[0] < 2:
-        raise ValueError('probabilities must be (q, H, W) with q >= 2, got '
-                         f'shape {tuple(p.shape)}')
+        raise InvalidValueError(
+            'probabilities must be (q, H, W) with q >= 2, got '
+            f'shape {tuple(p.shape)}')
     top = p.topk(2, dim=0).values
     pred = p.argmax(dim=0)  # the first of tied maxima, as mmseg predicts
     ent = -torch.special.xlogy(p, p).sum(dim=0) / np.log(p.shape[0])
@@ -148,7 +150,8 @@ def label_segments(score, threshold: float):
     and ``1..n`` in the raster order of each segment's first pixel."""
     s = to_numpy(score)
     if s.ndim != 2:
-        raise ValueError(f'score map must be (H, W), got shape {s.shape}')
+        raise InvalidValueError(
+            f'score map must be (H, W), got shape {s.shape}')
     labels, n = ndimage.label(s >= threshold, structure=_EIGHT)
     return labels.astype(np.int32, copy=False), int(n)
 
@@ -195,8 +198,9 @@ def segment_features(measures: PixelMeasures, labels: np.ndarray,
     q = measures.num_classes
     h, w = labels.shape
     if measures.E.shape != (h, w):
-        raise ValueError(f'segment labels {labels.shape} and probabilities '
-                         f'{measures.probs.shape} differ in size')
+        raise InvalidValueError(
+            f'segment labels {labels.shape} and probabilities '
+            f'{measures.probs.shape} differ in size')
     out = np.zeros((n, len(feature_names(q))), np.float64)
     if n == 0:
         return out
@@ -269,8 +273,8 @@ def segment_truth(labels: np.ndarray, n: int, ood_labels,
     while len(shape) > 2 and shape[0] == 1:  # (1, H, W) as mmseg keeps it
         shape = shape[1:]
     if shape != labels.shape:
-        raise ValueError(f'OOD labels {to_numpy(ood_labels).shape} and '
-                         f'score map {labels.shape} differ in size')
+        raise InvalidValueError(f'OOD labels {to_numpy(ood_labels).shape} and '
+                                f'score map {labels.shape} differ in size')
     gt = flat_ood_labels(ood_labels, ignore_index, 'OOD segments')
     objects, num_objects = ndimage.label(gt.reshape(labels.shape) == 1,
                                          structure=_EIGHT)
@@ -323,8 +327,8 @@ def image_segments(probs, score, thresholds: Sequence[float],
     measures = pixel_measures(probs)
     score = to_numpy(score)
     if score.shape != measures.E.shape:
-        raise ValueError(f'score map {score.shape} and probabilities '
-                         f'{measures.probs.shape} differ in size')
+        raise InvalidValueError(f'score map {score.shape} and probabilities '
+                                f'{measures.probs.shape} differ in size')
     out = []
     for t in thresholds:
         labels, n = label_segments(score, t)

@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 import torch.nn as nn
 from mmengine.model import is_model_wrapper
 
+from mmseg_ood.errors import InvalidValueError
+
 
 def unwrap_runtime_wrappers(model: nn.Module) -> nn.Module:
     """The model inside DDP-style wrappers and mmseg's TTA model, but not
@@ -48,9 +50,10 @@ def final_decode_head(segmentor: nn.Module) -> nn.Module:
     """The decode head whose output is the segmentor's logits."""
     head = getattr(segmentor, 'decode_head', None)
     if head is None:
-        raise ValueError(f'{type(segmentor).__name__} has no `decode_head`; '
-                         'OOD scoring needs an mmseg EncoderDecoder-style '
-                         'segmentor')
+        raise InvalidValueError(
+            f'{type(segmentor).__name__} has no `decode_head`; '
+            'OOD scoring needs an mmseg EncoderDecoder-style '
+            'segmentor')
     if isinstance(head, nn.ModuleList):  # CascadeEncoderDecoder
         head = head[-1]
     return head

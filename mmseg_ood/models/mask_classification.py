@@ -20,6 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from mmseg_ood.errors import InvalidTypeError
+
 
 def mask_predict(head: nn.Module, x: Tuple[Tensor], batch_img_metas: List[
         dict]) -> Tuple[Tensor, Tensor, Tensor]:
@@ -52,8 +54,8 @@ def mask_predict(head: nn.Module, x: Tuple[Tensor], batch_img_metas: List[
             samples.append(SegDataSample(metainfo=meta))
         size = batch_img_metas[0]['batch_input_shape']
     else:
-        raise TypeError('mask_predict needs a MaskFormerHead or '
-                        f'Mask2FormerHead, got {type(head).__name__}')
+        raise InvalidTypeError('mask_predict needs a MaskFormerHead or '
+                               f'Mask2FormerHead, got {type(head).__name__}')
     all_cls_scores, all_mask_preds = head(x, samples)
     query_logits = all_cls_scores[-1]
     mask_logits = F.interpolate(all_mask_preds[-1], size=size,

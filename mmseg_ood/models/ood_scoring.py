@@ -40,10 +40,11 @@ from typing import Iterable, Mapping, Union
 
 import torch
 import torch.nn as nn
-
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.models.utils import resize
 from mmseg.structures import SegDataSample
+
+from ..errors import InvalidTypeError, InvalidValueError, OODNotice
 from ..scorers import (BaseScorer, ScoreInputs, UnsupportedScorerError,
                        build_scorer)
 from .captures import EmbeddingCapture, QueryCapture
@@ -78,14 +79,16 @@ def build_scorers(scorers: Union[Iterable[ScorerSpec], Mapping[str,
             scorer = spec
             name = name or spec.name
         else:
-            raise TypeError('a scorer must be a name, a config dict or a '
-                            f'BaseScorer, got {spec!r}')
+            raise InvalidTypeError(
+                'a scorer must be a name, a config dict or a '
+                f'BaseScorer, got {spec!r}')
         if name in out:
-            raise ValueError(f'scorer name {name!r} is used twice; give one '
-                             "of them a `name`")
+            raise InvalidValueError(
+                f'scorer name {name!r} is used twice; give one '
+                "of them a `name`")
         out[name] = scorer
     if not out:
-        raise ValueError('no scorers given')
+        raise InvalidValueError('no scorers given')
     return out
 
 
@@ -142,7 +145,7 @@ class OODScoring:
                 continue
             if strict:
                 raise UnsupportedScorerError(reason)
-            warnings.warn(f'skipping scorer {name!r}: {reason}')
+            warnings.warn(f'skipping scorer {name!r}: {reason}', OODNotice)
             del self.scorers[name]
         if not self.scorers:
             raise UnsupportedScorerError('none of the scorers can run on '
@@ -248,7 +251,8 @@ class OODScoring:
             if meta.get('flip', None):
                 direction = meta.get('flip_direction', None)
                 if direction not in ('horizontal', 'vertical'):
-                    raise ValueError(f'unknown flip_direction {direction!r}')
+                    raise InvalidValueError(
+                        f'unknown flip_direction {direction!r}')
                 m = m.flip(dims=(3, ) if direction == 'horizontal' else (2, ))
             # at the same size, bilinear weights are 1 and 0: the identity
             if tuple(m.shape[2:]) != tuple(meta['ori_shape']):

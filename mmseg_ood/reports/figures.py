@@ -21,13 +21,13 @@ from __future__ import annotations
 import math
 import os
 import os.path as osp
-import tempfile
 from typing import Dict, Optional, Sequence
 
 import numpy as np
 
+from ..errors import InvalidValueError
 from ..evaluation.accumulators.score_distribution import ScoreDistribution
-from .results import percent
+from .results import percent, save_figure
 
 __all__ = ['plot_score_distributions', 'plot_distribution_violins',
            'plot_tuning_sweeps', 'plot_open_set_miou', 'ID_COLOR',
@@ -80,25 +80,9 @@ def _ensure_dir(path: str) -> None:
 
 
 def _save(fig, path: str) -> str:
-    """Lay out, write (a temporary file, then ``os.replace``) and close a
-    figure; return ``path``."""
-    plt = _pyplot()
-    fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=osp.dirname(osp.abspath(path)),
-                               prefix=osp.basename(path) + '.',
-                               suffix='.tmp')
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100, format='png')
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # as a plain open() would create it
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if osp.exists(tmp):
-            os.remove(tmp)
-    return path
+    """Lay out, write atomically and close a figure; return ``path``
+    (:func:`~mmseg_ood.reports.results.save_figure`)."""
+    return save_figure(fig, path)
 
 
 def plot_score_distributions(path: str, dataset: str,
@@ -127,7 +111,7 @@ def plot_score_distributions(path: str, dataset: str,
         Norm-decoupling thesis, Figs. 4.2 and 4.3.
     """
     if not distributions:
-        raise ValueError('`distributions` is empty: nothing to plot')
+        raise InvalidValueError('`distributions` is empty: nothing to plot')
     _ensure_dir(path)
     fig, axes = _panels(len(distributions))
     for ax, (name, d) in zip(axes, distributions.items()):
@@ -196,7 +180,7 @@ def plot_distribution_violins(path: str,
         Chan, Rottmann & Gottschalk, ICCV 2021, Fig. 3 and appendix A.
     """
     if not runs:
-        raise ValueError('`runs` is empty: nothing to plot')
+        raise InvalidValueError('`runs` is empty: nothing to plot')
     _ensure_dir(path)
     plt = _pyplot()
     from matplotlib.patches import Patch
@@ -266,8 +250,8 @@ def plot_tuning_sweeps(out_dir: str, tuning: dict) -> Dict[str, str]:
     """
     for key in ('tuned', 'grid'):
         if key not in tuning:
-            raise ValueError(f'`tuning` has no {key!r} (expected '
-                             'results.json["tuning"])')
+            raise InvalidValueError(f'`tuning` has no {key!r} (expected '
+                                    'results.json["tuning"])')
     os.makedirs(out_dir, exist_ok=True)
     tuned = list(tuning['tuned'])
     best = {b['point'] for b in (tuning.get('best') or {}).values()}
@@ -339,7 +323,7 @@ def plot_open_set_miou(path: str, curves: Dict[str, dict],
         Chan, Rottmann & Gottschalk, ICCV 2021, sec. 6.3 and Fig. 5.
     """
     if not curves:
-        raise ValueError('`curves` is empty: nothing to plot')
+        raise InvalidValueError('`curves` is empty: nothing to plot')
     _ensure_dir(path)
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
@@ -347,8 +331,8 @@ def plot_open_set_miou(path: str, curves: Dict[str, dict],
     for model, c in curves.items():
         for key in ('thresholds', 'miou', 'plain'):
             if key not in c:
-                raise ValueError(f'open-set curve of {model!r} has no '
-                                 f'{key!r}')
+                raise InvalidValueError(f'open-set curve of {model!r} has no '
+                                        f'{key!r}')
         scorers.add(c.get('scorer', 'score'))
         x = np.asarray(c['thresholds'], np.float64)
         y = np.asarray([_nan(v) for v in c['miou']], np.float64)

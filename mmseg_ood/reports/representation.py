@@ -10,11 +10,18 @@ from typing import Dict
 
 import numpy as np
 
+from ..errors import OODNotice
 from ..evaluation.accumulators.representation import RepresentationAccumulator
 from ..utils.files import atomic_write_text, dump_json
+from .results import md_cell, save_figure
 
-__all__ = ['LEVELS', 'markdown_table', 'write_representation',
-           'plot_explained_variance', 'plot_autocorrelation']
+__all__ = ['LEVELS', 'REPRESENTATION_SCHEMA_VERSION', 'markdown_table',
+           'write_representation', 'plot_explained_variance',
+           'plot_autocorrelation']
+
+#: ``schema_version`` of ``representation.json`` (files without the field,
+#: written before it was recorded, are version 0 and have the same layout).
+REPRESENTATION_SCHEMA_VERSION = 1
 
 #: Explained-variance levels of the effective dimensionality (Fig. 4 lines).
 LEVELS = (0.90, 0.95)
@@ -29,7 +36,8 @@ def markdown_table(records: Dict[str, dict]) -> str:
     lines = ['| model | k | pixels | dims 90% | dims 95% |',
              '|---|---|---|---|---|']
     for name, r in records.items():
-        lines.append(f'| {name} | {r["num_classes"]} | {r["pixels"]} | '
+        lines.append(f'| {md_cell(name)} | {r["num_classes"]} | '
+                     f'{r["pixels"]} | '
                      f'{_count(r["dims_90"])} | {_count(r["dims_95"])} |')
     return '\n'.join(lines)
 
@@ -59,18 +67,16 @@ def write_representation(work_dir: str, payload: dict,
     md += [f'![auto-correlation, class {c}](autocorrelation_class{c}.png)'
            for c in payload['classes']]
     atomic_write_text(paths['md'], '\n'.join(md) + '\n')
-    dump_json({k: v for k, v in payload.items() if k != 'files'},
-              paths['json'])
+    dump_json({'schema_version': REPRESENTATION_SCHEMA_VERSION,
+               **{k: v for k, v in payload.items()
+                  if k not in ('files', 'schema_version')}}, paths['json'])
     return paths
 
 
 def _save(fig, path: str) -> str:
-    import matplotlib.pyplot as plt
-    tmp = path + '.tmp'
-    fig.savefig(tmp, dpi=100, format='png')
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    """Write atomically and close a figure (laid out by its maker);
+    return ``path``."""
+    return save_figure(fig, path, tight=False)
 
 
 def plot_explained_variance(path: str, records: Dict[str, dict]) -> str:
@@ -127,7 +133,8 @@ def plot_autocorrelation(path: str, cls: int,
         label = f'{cls} ({class_names[cls]})' if class_names else str(cls)
         if acc.count[cls] == 0:
             warnings.warn(f'model {name!r} never predicts class {cls}: its '
-                          f'auto-correlation panel in {path} is empty')
+                          f'auto-correlation panel in {path} is empty',
+                          OODNotice)
         image = ax.imshow(r, vmin=-1, vmax=1, cmap='RdBu_r',
                           interpolation='nearest')
         ax.set_title(f'{name}\nclass {label}, {int(acc.count[cls])} px',

@@ -1,14 +1,39 @@
-"""Result files of ``tools/ood_test.py``: JSON, CSV, Markdown, curves."""
+"""Result files of ``tools/ood_test.py``: JSON, CSV, Markdown, curves.
+
+Every file is written atomically (:mod:`mmseg_ood.utils.files`): a file
+named ``results.*`` is complete or absent, never half written.
+``results.json`` carries ``schema_version``
+(:data:`RESULTS_SCHEMA_VERSION`); :func:`load_results` reads it back with
+a :class:`~mmseg_ood.errors.DamagedFileError` naming the file and the field
+for anything malformed.
+"""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 import os.path as osp
-from typing import Dict
+from typing import Dict, Iterable, List, Sequence
 
-from ..utils.files import atomic_write_text, dump_json, json_safe
+from ..errors import DamagedFileError, InvalidValueError
+from ..utils.files import (atomic_output, atomic_write_text,
+                           check_output_dir, check_schema_version, dump_json,
+                           expect_field, json_safe, load_json)
+
+__all__ = [
+    'RESULTS_SCHEMA_VERSION', 'COLUMNS', 'PER_IMAGE_COLUMNS',
+    'table_columns', 'percent', 'percent_ci', 'md_cell', 'markdown_table',
+    'comparison_table', 'run_markdown', 'write_results', 'write_per_image',
+    'load_results', 'results_datasets', 'check_dataset', 'csv_text',
+    'save_figure', 'plot_roc_pr'
+]
+
+#: ``schema_version`` of ``results.json``. Version 0 (no field) is a file
+#: written before versions were recorded; its layout is the same, and it is
+#: read alike.
+RESULTS_SCHEMA_VERSION = 1
 
 COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'),
            ('siou', 'sIoU'), ('ppv', 'PPV'), ('mean_f1', 'mean F1'))
@@ -16,6 +41,10 @@ COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'),
 PER_IMAGE_COLUMNS = (('per_image_auroc', 'AUROC'), ('per_image_ap', 'AP'),
                      ('per_image_fpr95', 'FPR95'))
 _POOLED = ('auroc', 'ap', 'fpr95')
+#: Keys of a result row that hold a number (or ``null``: undefined).
+_NUMERIC = tuple(k for k, _ in COLUMNS + PER_IMAGE_COLUMNS) + (
+    'best_f1', 'best_f1_threshold', 'component_threshold', 'num_ood',
+    'num_id', 'per_image_images', 'per_image_skipped')
 
 
 def table_columns(rows) -> list:
@@ -50,6 +79,14 @@ def percent_ci(row: dict, key: str) -> str:
     return text
 
 
+def md_cell(text) -> str:
+    """``text`` as one cell of a Markdown table: ``|`` escaped, line
+    breaks as spaces (a name holding either would split or end the
+    row)."""
+    return str(text).replace('|', '\\|').replace('\r', ' ').replace(
+        '\n', ' ')
+
+
 def markdown_table(results: Dict[str, Dict[str, dict]],
                    id_miou: Dict[str, float] = None) -> str:
     """Rows: scorer; columns: per dataset AUROC, AP, FPR95, sIoU, PPV,
@@ -58,11 +95,12 @@ def markdown_table(results: Dict[str, Dict[str, dict]],
     datasets = list(results)
     scorers = list(dict.fromkeys(s for d in datasets for s in results[d]))
     columns = table_columns(r for d in datasets for r in results[d].values())
-    head = ['scorer'] + [f'{d} {t}' for d in datasets for _, t in columns]
+    head = ['scorer'] + [f'{md_cell(d)} {t}' for d in datasets
+                         for _, t in columns]
     lines = ['| ' + ' | '.join(head) + ' |',
              '|' + '---|' * len(head)]
     for s in scorers:
-        row = [s]
+        row = [md_cell(s)]
         for d in datasets:
             r = results[d].get(s, {})
             row += [percent_ci(r, k) for k, _ in columns]
@@ -75,12 +113,48 @@ def markdown_table(results: Dict[str, Dict[str, dict]],
             'SMIYC); per image: the mean over the images with ID and OOD ' \
             'pixels (' + ', '.join(
                 f'{d}: {r["per_image_images"]} averaged, '
-                f'{r["per_image_skipped"]} skipped'
+                f'{r.get("per_image_skipped")} skipped'
                 for d, r in dict(per_image).items()) + ').'
     if id_miou:
         text += '\n\nIn-distribution mIoU: ' + ', '.join(
-            f'{k}: {v:.2f}' for k, v in id_miou.items())
+            f'{k}: ' + ('n/a' if v is None else f'{v:.2f}')
+            for k, v in id_miou.items())
     return text
+
+
+def results_datasets(runs: Dict[str, dict]) -> List[str]:
+    """The datasets every run of ``runs`` (name -> ``results.json``
+    payload) has results on, in the first run's order.
+
+    Raises:
+        InvalidValueError: no dataset is common to all runs (the message
+            lists each run's).
+    """
+    names = list(runs)
+    if not names:
+        return []
+    common = [d for d in runs[names[0]].get('results', {})
+              if all(d in runs[n].get('results', {}) for n in names)]
+    if not common:
+        have = '; '.join(f'{n!r}: {sorted(runs[n].get("results", {}))}'
+                         for n in names)
+        raise InvalidValueError(
+            f'no dataset has results in every run ({have}); compare runs '
+            'evaluated on a common dataset, or name one with --dataset')
+    return common
+
+
+def check_dataset(runs: Dict[str, dict], dataset: str,
+                  files: Dict[str, str] = None) -> None:
+    """Refuse ``dataset`` when a run has no results on it, naming the run
+    (and its file, from ``files``) and the datasets it has."""
+    for name, payload in runs.items():
+        have = payload.get('results', {})
+        if dataset not in have:
+            where = f' ({files[name]})' if files and name in files else ''
+            raise InvalidValueError(
+                f'run {name!r}{where} has no results on {dataset!r}; it has '
+                f'{sorted(have)}: choose one with --dataset')
 
 
 def comparison_table(runs: Dict[str, dict], dataset: str,
@@ -91,28 +165,32 @@ def comparison_table(runs: Dict[str, dict], dataset: str,
     and the pixel metrics on ``dataset``.
 
     Args:
-        runs: Model name -> the payload of its ``results.json``.
+        runs: Model name -> the payload of its ``results.json``
+            (:func:`load_results`).
         dataset: The OOD dataset to report.
         scorers: Scorers to list, where a model has them.
         columns: Metric keys of :data:`COLUMNS`.
+
+    Raises:
+        InvalidValueError: a run is incomplete, or has no results on
+            ``dataset`` (the message lists the datasets it has).
     """
     titles = dict(COLUMNS)
     head = ['model', 'ID mIoU', 'scorer'] + [titles[c] for c in columns]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for model, payload in runs.items():
         if not payload.get('complete', True):
-            raise ValueError(f'the results of {model!r} are incomplete '
-                             '(results.partial.json); rerun its evaluation')
-        per = payload.get('results', {}).get(dataset)
-        if per is None:
-            raise ValueError(f'{model!r} has no results on {dataset!r}; it '
-                             f"has {sorted(payload.get('results', {}))}")
+            raise InvalidValueError(
+                f'the results of {model!r} are incomplete '
+                '(results.partial.json); rerun its evaluation')
+        check_dataset({model: payload}, dataset)
+        per = payload['results'][dataset]
         miou = (payload.get('id_miou') or {}).get('test_set')
         miou = 'n/a' if miou is None else f'{miou:.2f}'
         for s in scorers:
             if s in per:
                 lines.append('| ' + ' | '.join(
-                    [model, miou, s] +
+                    [md_cell(model), miou, md_cell(s)] +
                     [percent(per[s].get(c)) for c in columns]) + ' |')
     return '\n'.join(lines)
 
@@ -126,7 +204,8 @@ def run_markdown(run: dict) -> str:
     det = run.get('deterministic') or {}
     commit = run.get('commit')
     commit = 'no git checkout' if commit is None else (
-        commit[:10] + (' + uncommitted changes' if run.get('dirty') else ''))
+        str(commit)[:10] +
+        (' + uncommitted changes' if run.get('dirty') else ''))
     machine = run.get('machine') or {}
     return ('Run: seed {} (checkpoint trained with seed {}), {} torch '
             'threads (OMP_NUM_THREADS={}), deterministic={}; {}; commit {};'
@@ -141,20 +220,49 @@ def run_markdown(run: dict) -> str:
                 machine.get('cpus'))
 
 
+def csv_text(rows: Sequence[dict], fields: Iterable[str] = ()) -> str:
+    """``rows`` as CSV text with a header: the columns are ``fields``, then
+    every other key in the order the rows first have it (a row lacking a
+    column leaves it empty). No rows and no ``fields``: empty text."""
+    fields = list(dict.fromkeys(list(fields) +
+                                [k for r in rows for k in r]))
+    if not fields:
+        return ''
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, restval='')
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
 def write_results(work_dir: str, payload: dict,
                   extra_markdown: str = '') -> Dict[str, str]:
     """Write ``results.json``, ``results.csv`` and ``results.md`` (with
     ``extra_markdown`` appended).
 
-    Each file is written to a temporary name and renamed, so a file named
-    ``results.*`` is always complete. Undefined metrics (NaN) are ``null``
+    Every text is made before any file is written, and each file is
+    written atomically (:func:`~mmseg_ood.utils.files.atomic_output`), so
+    a file named ``results.*`` is always complete and a failure leaves the
+    previous ones as they were. ``results.json`` gets ``schema_version``
+    :data:`RESULTS_SCHEMA_VERSION`. Undefined metrics (NaN) are ``null``
     in the JSON, empty in the CSV and ``n/a`` in the Markdown table.
+
+    Args:
+        work_dir: The folder (created if missing).
+        payload: What ``results.json`` holds; ``payload['results']`` is
+            dataset -> scorer -> metric -> value.
+        extra_markdown: Appended to ``results.md``.
+
+    Returns:
+        ``{'json': ..., 'csv': ..., 'md': ...}``: the paths written.
+
+    Raises:
+        OutputPathError: ``work_dir`` is a file.
     """
-    os.makedirs(work_dir, exist_ok=True)
+    check_output_dir(work_dir, 'work dir')
     paths = {k: osp.join(work_dir, f'results.{k}')
              for k in ('json', 'csv', 'md')}
     results = payload['results']
-    dump_json(payload, paths['json'])
     rows = []
     for d, per in results.items():
         for s, r in per.items():
@@ -171,14 +279,9 @@ def write_results(work_dir: str, payload: dict,
                                  'per_image_fpr95', 'per_image_images',
                                  'per_image_skipped') if k in r},
                              **{f'{k}_ci_{end}': json_safe(r[f'{k}_ci'][j])
-                                for k in _POOLED if f'{k}_ci' in r
+                                for k in _POOLED if r.get(f'{k}_ci')
                                 for j, end in enumerate(('low', 'high'))}))
-    with open(paths['csv'] + '.tmp', 'w', newline='') as f:
-        if rows:
-            w = csv.DictWriter(f, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
-    os.replace(paths['csv'] + '.tmp', paths['csv'])
+    table = csv_text(rows)
     md = '# OOD results\n\n' + markdown_table(results, payload.get('id_miou'))
     if extra_markdown:
         md += '\n\n' + extra_markdown
@@ -187,6 +290,11 @@ def write_results(work_dir: str, payload: dict,
     if payload.get('tuning'):
         md += '\n\n## Tuning\n\n' + json.dumps(json_safe(payload['tuning']),
                                                indent=2)
+    os.makedirs(work_dir, exist_ok=True)
+    dump_json({'schema_version': RESULTS_SCHEMA_VERSION,
+               **{k: v for k, v in payload.items()
+                  if k != 'schema_version'}}, paths['json'])
+    atomic_write_text(paths['csv'], table)
     atomic_write_text(paths['md'], md + '\n')
     return paths
 
@@ -196,25 +304,119 @@ def write_per_image(path: str, rows_by_dataset: Dict[str, list]) -> str:
     image's AUROC / AP / FPR95, and each skipped image with the reason
     (rows of
     :meth:`~mmseg_ood.evaluation.accumulators.per_image.PerImageOODMetrics.
-    table`)."""
+    table`), written atomically. Returns ``path``."""
     fields = ['dataset', 'image', 'scorer', 'auroc', 'ap', 'fpr95',
               'skipped']
-    with open(path + '.tmp', 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        for dataset, rows in rows_by_dataset.items():
-            for row in rows:
-                w.writerow(dict(json_safe(row), dataset=dataset))
-    os.replace(path + '.tmp', path)
+    rows = [dict(json_safe(row), dataset=dataset)
+            for dataset, per in rows_by_dataset.items() for row in per]
+    atomic_write_text(path, csv_text(rows, fields))
     return path
 
 
-def save_figure(fig, path: str, dpi: int = 100) -> str:
-    """Lay out, write and close a matplotlib figure; return ``path``."""
+# reading ---------------------------------------------------------------------
+_NUMBER = (float, type(None))
+
+
+def load_results(path: str, what: str = 'results file') -> dict:
+    """Read a ``results.json`` that ``tools/ood_test.py`` wrote, checking
+    the structure its readers use.
+
+    Accepted: schema versions 0 (no ``schema_version``: files written
+    before it was recorded) to :data:`RESULTS_SCHEMA_VERSION`. Checked:
+    ``results`` (dataset -> scorer -> metrics, each metric a number or
+    ``null``, a bootstrap interval two of them), ``complete``,
+    ``id_miou``, ``background_iou`` and ``open_set_iou`` where present.
+
+    Args:
+        path: The file.
+        what: How messages name it.
+
+    Returns:
+        The payload.
+
+    Raises:
+        MissingInputError: no such file.
+        DamagedFileError: not JSON (truncated, not UTF-8, nested too
+            deeply), not an object, a newer schema version, or a field of
+            the wrong type; the message names the file and the field.
+    """
+    payload = load_json(path, what)
+    check_schema_version(payload, path, what, RESULTS_SCHEMA_VERSION)
+    where = f'{what} {path}'
+    expect_field(payload, 'complete', bool, where, default=True)
+    results = expect_field(payload, 'results', dict, where)
+    for dataset in results:
+        per = expect_field(results, dataset, dict, f'{where}: results')
+        for scorer in per:
+            row = expect_field(per, scorer, dict,
+                               f'{where}: results.{dataset}')
+            at = f'{where}: results.{dataset}.{scorer}'
+            for key in _NUMERIC:
+                expect_field(row, key, _NUMBER, at, default=None)
+            for key in _POOLED:
+                ci = expect_field(row, f'{key}_ci', (list, type(None)), at,
+                                  default=None)
+                if ci is not None and (len(ci) != 2 or not all(
+                        v is None or (isinstance(v, (int, float)) and
+                                      not isinstance(v, bool))
+                        for v in ci)):
+                    raise DamagedFileError(
+                        f'{at}: the field {key + "_ci"!r} must be two '
+                        f'numbers (low, high), got {ci!r}'[:300])
+    id_miou = expect_field(payload, 'id_miou', (dict, type(None)), where,
+                           default=None)
+    if id_miou is not None:
+        for key in id_miou:
+            expect_field(id_miou, key, _NUMBER, f'{where}: id_miou')
+    background = expect_field(payload, 'background_iou', (dict, type(None)),
+                              where, default=None)
+    for dataset in background or {}:
+        entry = expect_field(background, dataset, dict,
+                             f'{where}: background_iou')
+        at = f'{where}: background_iou.{dataset}'
+        expect_field(entry, 'applicable', bool, at, default=False)
+        expect_field(entry, 'pooled', _NUMBER, at, default=None)
+    open_set = expect_field(payload, 'open_set_iou', (dict, type(None)),
+                            where, default=None)
+    if open_set:
+        at = f'{where}: open_set_iou'
+        thresholds = expect_field(open_set, 'thresholds', list, at)
+        miou = expect_field(open_set, 'miou', list, at)
+        expect_field(open_set, 'plain', _NUMBER, at)
+        if len(thresholds) != len(miou) or not all(
+                v is None or (isinstance(v, (int, float)) and
+                              not isinstance(v, bool))
+                for v in thresholds + miou):
+            raise DamagedFileError(
+                f'{at}: thresholds and miou must be lists of numbers of '
+                f'one length, got {len(thresholds)} and {len(miou)} '
+                'entries')
+    return payload
+
+
+# figures ---------------------------------------------------------------------
+def save_figure(fig, path: str, dpi: int = 100, tight: bool = True) -> str:
+    """Lay out (``tight``), write atomically and close a matplotlib figure;
+    return ``path``.
+
+    The image goes to a temporary file beside ``path`` and replaces it
+    only once complete (:func:`~mmseg_ood.utils.files.atomic_output`); its
+    format is ``path``'s extension (PNG without one). The figure is closed
+    whatever happens.
+
+    Raises:
+        OutputPathError: ``path`` is a folder, or its folder does not
+            exist.
+    """
     import matplotlib.pyplot as plt
-    fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
+    fmt = osp.splitext(path)[1][1:].lower() or 'png'
+    try:
+        if tight:
+            fig.tight_layout()
+        with atomic_output(path, what='figure') as tmp:
+            fig.savefig(tmp, dpi=dpi, format=fmt)
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -11,6 +11,11 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from mmseg_ood.errors import InvalidValueError
+
+from .results import md_cell
+from .robustness import parse_cell_key, robustness_schema
+
 #: Pixel metrics a seed table lists, as (key, title).
 SEED_COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'))
 
@@ -59,20 +64,21 @@ def seed_spreads(runs_per_seed: List[Dict[str, dict]], dataset: str,
         columns: Metric keys.
     """
     if not runs_per_seed:
-        raise ValueError('no seeds to summarize')
+        raise InvalidValueError('no seeds to summarize')
     names = list(runs_per_seed[0])
     out = {}
     for name in names:
         payloads = []
         for i, runs in enumerate(runs_per_seed):
             if name not in runs:
-                raise ValueError(f'seed run {i} has no model {name!r}')
+                raise InvalidValueError(f'seed run {i} has no model {name!r}')
             p = runs[name]
             if not p.get('complete', True):
-                raise ValueError(f'seed run {i} of {name!r} is incomplete '
-                                 '(results.partial.json); rerun it')
+                raise InvalidValueError(
+                    f'seed run {i} of {name!r} is incomplete '
+                    '(results.partial.json); rerun it')
             if dataset not in p.get('results', {}):
-                raise ValueError(
+                raise InvalidValueError(
                     f'seed run {i} of {name!r} has no results on '
                     f"{dataset!r}; it has {sorted(p.get('results', {}))}")
             payloads.append(p)
@@ -85,8 +91,9 @@ def seed_spreads(runs_per_seed: List[Dict[str, dict]], dataset: str,
             if len(missing) == len(payloads):
                 continue  # not a scorer of this model (e.g. background)
             if missing:
-                raise ValueError(f'{name!r}: scorer {s!r} missing from seed '
-                                 f'run(s) {missing}')
+                raise InvalidValueError(
+                    f'{name!r}: scorer {s!r} missing from seed '
+                    f'run(s) {missing}')
             row[s] = {c: spread([p['results'][dataset][s].get(c)
                                  for p in payloads]) for c in columns}
         out[name] = row
@@ -106,7 +113,8 @@ def seed_table(spreads: Dict[str, dict], scorers: Sequence[str],
         n = row['id_miou']['n'] + row['id_miou']['undefined']
         for s in (s for s in scorers if s in row):
             lines.append('| ' + ' | '.join(
-                [name, str(n), format_spread(row['id_miou']), s] +
+                [md_cell(name), str(n), format_spread(row['id_miou']),
+                 md_cell(s)] +
                 [format_spread(row[s][c]) for c in columns]) + ' |')
     return ('Mean ± sample standard deviation (smallest-largest) over the '
             'seeds, percent.\n\n' + '\n'.join(lines))
@@ -127,10 +135,10 @@ CALIBRATION_ROWS = (
 
 
 def _robustness_value(payload: dict, model: str, where: str, key: str):
-    cells = [(k.split('|'), v) for k, v in payload['cells'].items()]
-    picked = [v.get(key) for (m, c, s, tta), v in cells
-              if m == model and tta == 'ss' and
-              ((c, s) == ('clean', '0')) == (where == 'clean')]
+    cells = [(parse_cell_key(k), v) for k, v in payload['cells'].items()]
+    picked = [v.get(key) for (m, c, s, msc), v in cells
+              if m == model and not msc and
+              ((c, s) == ('clean', 0)) == (where == 'clean')]
     if not picked or any(v is None for v in picked):
         return None
     return float(np.mean(picked))
@@ -141,18 +149,20 @@ def calibration_spreads(payloads: List[dict]) -> Dict[str, Dict[str, dict]]:
     ``robustness.json`` per seed (``tools/robustness_test.py`` with the same
     models, corruptions and severities)."""
     if not payloads:
-        raise ValueError('no seeds to summarize')
+        raise InvalidValueError('no seeds to summarize')
     models = payloads[0].get('models', [])
+    first = robustness_schema(payloads[0])
     for i, p in enumerate(payloads):
-        if p.get('schema') != payloads[0].get('schema'):
-            raise ValueError(f'robustness file {i} has schema '
-                             f"{p.get('schema')}, the first "
-                             f"{payloads[0].get('schema')}: rerun it")
+        if robustness_schema(p) != first:
+            raise InvalidValueError(f'robustness file {i} has schema '
+                                    f'{robustness_schema(p)}, the first '
+                                    f'{first}: rerun it')
         if p.get('models') != models or sorted(p['cells']) != \
                 sorted(payloads[0]['cells']):
-            raise ValueError(f'robustness file {i} has other models or '
-                             'cells than the first: the seeds must run the '
-                             'same request')
+            raise InvalidValueError(
+                f'robustness file {i} has other models or '
+                'cells than the first: the seeds must run the '
+                'same request')
     return {m: {title: spread([_robustness_value(p, m, where, key)
                                for p in payloads])
                 for title, where, key in CALIBRATION_ROWS}
@@ -173,10 +183,12 @@ def background_spreads(payloads: Dict[str, List[dict]]
             for r in runs:
                 b = (r.get('background_iou') or {}).get(d)
                 if b is None:
-                    raise ValueError(f'{model!r}: a seed has no background '
-                                     f'IoU on {d!r}')
-                values.append(b['pooled'] / 100 if b.get('applicable')
-                              else None)
+                    raise InvalidValueError(
+                        f'{model!r}: a seed has no background '
+                        f'IoU on {d!r}')
+                pooled = b.get('pooled')
+                values.append(pooled / 100 if b.get('applicable') and
+                              pooled is not None else None)
             out[model][d] = spread(values)
     return out
 
@@ -186,9 +198,10 @@ def spread_rows_table(spreads: Dict[str, Dict[str, dict]], title: str,
     """Markdown: a row per quantity, a column per model."""
     models = list(spreads)
     rows = list(spreads[models[0]]) if models else []
-    lines = [f'| {title} | ' + ' | '.join(models) + ' |',
+    lines = [f'| {title} | ' + ' | '.join(md_cell(m) for m in models) +
+             ' |',
              '|' + '---|' * (len(models) + 1)]
     for r in rows:
-        lines.append(f'| {r} | ' + ' | '.join(
+        lines.append(f'| {md_cell(r)} | ' + ' | '.join(
             format_spread(spreads[m][r], scale) for m in models) + ' |')
     return '\n'.join(lines)

@@ -1,22 +1,34 @@
 """Result files of ``tools/meta_classify.py``: the entropy-maximization
 paper's Table 2 (detection errors), Table 3 (meta-classification AUROC /
 AUPRC) and Fig. 7 (errors against the threshold), as Markdown, CSV and
-PNG."""
+PNG.
+
+``meta_results.json`` carries ``schema_version``
+(:data:`META_RESULTS_SCHEMA_VERSION`); :func:`load_meta_results` reads it
+back with a :class:`~mmseg_ood.errors.DamagedFileError` naming the file
+and the field for anything malformed."""
 from __future__ import annotations
 
-import csv
 import math
 import os
 import os.path as osp
 from typing import Dict, List
 
-from ..utils.files import atomic_write_text, dump_json
-from .results import percent, save_figure
+from ..errors import DamagedFileError, MissingFieldError
+from ..utils.files import (atomic_write_text, check_output_dir,
+                           check_schema_version, dump_json, expect_field,
+                           load_json)
+from .results import csv_text, md_cell, percent, save_figure
 
 __all__ = [
     'detection_errors_markdown', 'false_positive_detection_markdown',
-    'segment_tables_markdown', 'plot_detection_errors', 'write_meta_results'
+    'segment_tables_markdown', 'plot_detection_errors', 'write_meta_results',
+    'load_meta_results', 'META_RESULTS_SCHEMA_VERSION'
 ]
+
+#: ``schema_version`` of ``meta_results.json`` (files without the field,
+#: written before it was recorded, are version 0, of the same layout).
+META_RESULTS_SCHEMA_VERSION = 1
 
 _ERRORS = ('fp', 'fn', 'errors', 'id_miss_rate')
 _VARIANTS = (('baseline', ''), ('meta', ' + meta'))
@@ -34,9 +46,14 @@ def _score(v) -> str:
 def _rows(payload: dict, dataset: str) -> Dict[str, dict]:
     per = payload['results'].get(dataset)
     if per is None:
-        raise KeyError(f'no segment results on {dataset!r}; there are '
-                       f'{sorted(payload["results"])}')
+        raise MissingFieldError(
+            f'no segment results on {dataset!r}; there are '
+            f'{sorted(payload["results"])}')
     return per
+
+
+def _md_row(cells) -> str:
+    return '| ' + ' | '.join(md_cell(c) for c in cells) + ' |'
 
 
 def detection_errors_markdown(runs: Dict[str, dict], dataset: str) -> str:
@@ -55,7 +72,7 @@ def detection_errors_markdown(runs: Dict[str, dict], dataset: str) -> str:
                      'baseline' if variant == 'baseline' else '+ meta')
             head += [f'{group} {c}'
                      for c in ('FP', 'FN', 'Σ', 'ε % (ID miss)')]
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    lines = [_md_row(head), '|' + '---|' * len(head)]
     thresholds = list(dict.fromkeys(
         t for _, p in groups for t in _rows(p, dataset)))
     for t in sorted(thresholds, key=float):
@@ -80,7 +97,7 @@ def false_positive_detection_markdown(runs: Dict[str, dict],
         pre = f'{name} ' if len(runs) > 1 else ''
         head += [f'{pre}MSP AUROC', f'{pre}MSP AUPRC',
                  f'{pre}+ meta AUROC', f'{pre}+ meta AUPRC']
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    lines = [_md_row(head), '|' + '---|' * len(head)]
     thresholds = list(dict.fromkeys(
         t for p in runs.values() for t in _rows(p, dataset)))
     for t in sorted(thresholds, key=float):
@@ -98,7 +115,10 @@ def segment_tables_markdown(runs: Dict[str, dict], dataset: str) -> str:
     threshold, how the classifier was cross-validated (or why there is
     none)."""
     first = next(iter(runs.values()))
-    row = next(iter(_rows(first, dataset).values()))
+    row = next(iter(_rows(first, dataset).values()), None)
+    if row is None:
+        raise MissingFieldError(f'no segment results at any threshold on '
+                                f'{dataset!r}')
     notes = []
     for name, payload in runs.items():
         by_text: Dict[str, List[str]] = {}
@@ -174,26 +194,93 @@ def _csv_rows(payload: dict) -> List[dict]:
 
 def write_meta_results(work_dir: str, payload: dict,
                        name: str = 'model') -> Dict[str, str]:
-    """Write ``meta_results.json``, ``.csv``, ``.md`` and one
-    ``detection_errors_<dataset>.png`` per dataset (each file complete
-    under its name: written to a temporary one and renamed)."""
-    os.makedirs(work_dir, exist_ok=True)
+    """Write ``meta_results.json`` (with ``schema_version``), ``.csv``,
+    ``.md`` and one ``detection_errors_<dataset>.png`` per dataset.
+
+    The tables are made before any file is written, and each file is
+    written atomically, ``meta_results.json`` last: a failure leaves no
+    partial file under a final name.
+
+    Raises:
+        OutputPathError: ``work_dir`` is a file.
+    """
+    check_output_dir(work_dir, 'work dir')
     paths = {k: osp.join(work_dir, f'meta_results.{k}')
              for k in ('json', 'csv', 'md')}
-    dump_json(payload, paths['json'])
-    rows = _csv_rows(payload)
-    with open(paths['csv'] + '.tmp', 'w', newline='') as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else [
-            'dataset'])
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(paths['csv'] + '.tmp', paths['csv'])
+    table = csv_text(_csv_rows(payload), ['dataset'])
     runs = {name: payload}
     md = [f'# Meta classification of {payload["scorer"]} segments\n',
           f'Cross-validation: `{payload["cv"]}`.\n']
     for dataset in payload['results']:
         md += [f'## {dataset}\n', segment_tables_markdown(runs, dataset)]
+    os.makedirs(work_dir, exist_ok=True)
+    for dataset in payload['results']:
         png = osp.join(work_dir, f'detection_errors_{dataset}.png')
         paths[f'png_{dataset}'] = plot_detection_errors(png, runs, dataset)
+    atomic_write_text(paths['csv'], table)
     atomic_write_text(paths['md'], '\n'.join(md))
+    dump_json({'schema_version': META_RESULTS_SCHEMA_VERSION,
+               **{k: v for k, v in payload.items()
+                  if k != 'schema_version'}}, paths['json'])
     return paths
+
+
+_COUNT = (int, type(None))
+_NUMBER = (float, type(None))
+
+
+def load_meta_results(path: str, what: str = 'meta results file') -> dict:
+    """Read a ``meta_results.json`` that ``tools/meta_classify.py`` wrote,
+    checking what the tables and Fig. 7 read.
+
+    Accepted: schema versions 0 (no field) to
+    :data:`META_RESULTS_SCHEMA_VERSION`. Checked: ``results`` (dataset ->
+    threshold -> row: ``images``, ``baseline`` and ``meta`` detection
+    errors, the AUROC / AUPRC numbers, ``note`` / ``cv`` texts), each
+    threshold a number.
+
+    Raises:
+        MissingInputError: no such file.
+        DamagedFileError: not JSON, not an object, a newer schema, an
+            incomplete run, or a field of the wrong type (named).
+    """
+    payload = load_json(path, what)
+    check_schema_version(payload, path, what, META_RESULTS_SCHEMA_VERSION)
+    where = f'{what} {path}'
+    if not expect_field(payload, 'complete', bool, where, default=True):
+        raise DamagedFileError(f'{where} is marked incomplete: rerun '
+                               'tools/meta_classify.py')
+    expect_field(payload, 'scorer', str, where, default='score')
+    results = expect_field(payload, 'results', dict, where)
+    for dataset in results:
+        per = expect_field(results, dataset, dict, f'{where}: results')
+        for t in per:
+            try:
+                float(t)
+            except ValueError:
+                raise DamagedFileError(
+                    f'{where}: results.{dataset}: the threshold {t!r} is '
+                    'not a number') from None
+            row = expect_field(per, t, dict, f'{where}: results.{dataset}')
+            at = f'{where}: results.{dataset}.{t}'
+            expect_field(row, 'images', int, at)
+            for key in ('note', 'cv'):
+                expect_field(row, key, (str, type(None)), at, default=None)
+            for key in ('msp_auroc', 'msp_auprc', 'meta_auroc',
+                        'meta_auprc'):
+                expect_field(row, key, _NUMBER, at, default=None)
+            for variant, _ in _VARIANTS:
+                errors = expect_field(
+                    row, variant, dict, at) if variant == 'baseline' else \
+                    expect_field(row, variant, (dict, type(None)), at,
+                                 default=None)
+                if errors is None:
+                    continue
+                for key in ('fp', 'fn', 'errors', 'objects'):
+                    expect_field(errors, key, int, f'{at}.{variant}')
+                for key in ('tp', 'segments'):
+                    expect_field(errors, key, _COUNT, f'{at}.{variant}',
+                                 default=None)
+                expect_field(errors, 'id_miss_rate', _NUMBER,
+                             f'{at}.{variant}', default=None)
+    return payload

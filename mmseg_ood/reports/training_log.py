@@ -15,8 +15,14 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os.path as osp
+import warnings
 from typing import Dict, List, Optional, Sequence
+
+from mmseg_ood.errors import DamagedFileError, MissingInputError, OODNotice
+
+from .results import save_figure
 
 __all__ = [
     'read_scalars', 'training_log_markdown', 'plot_training_log',
@@ -33,28 +39,110 @@ TOTAL_GRADIENT = 'grad_norm'
 
 def read_scalars(work_dir: str) -> Dict[str, List[dict]]:
     """``{'train': [...], 'val': [...]}`` of a run's ``scalars.json`` (the
-    newest one in ``work_dir``), each a list of dicts with ``step``.
+    newest one in ``work_dir``), each a list of dicts with ``step`` and
+    numbers.
+
+    Each line of the file is a JSON object of numbers at an iteration
+    (``step``; ``iter`` is read alike). What cannot be plotted is left out
+    with one :class:`~mmseg_ood.errors.OODNotice` per file that says how
+    much and where: a line without an iteration, a value that is not a
+    number (a list, a string, ``null``; a training line whose ``loss`` is
+    not a number is left out whole), and the last line when it is cut
+    short (a run killed, or still writing, while it logged).
 
     Raises:
-        FileNotFoundError: no ``*/vis_data/scalars.json`` in ``work_dir``.
-        ValueError: a line that is not JSON, naming the file and line.
+        MissingInputError: ``work_dir`` is not a folder, or holds no
+            ``*/vis_data/scalars.json``.
+        DamagedFileError: the file is not UTF-8 text, a line before the
+            last is not JSON, a line is JSON but not an object, or no line
+            has an iteration (an empty log); each names the file (and the
+            line).
     """
+    if not osp.isdir(work_dir):
+        kind = 'is a file' if osp.exists(work_dir) else 'does not exist'
+        raise MissingInputError(f'work dir {work_dir} {kind}: give the work '
+                                'dir of a training run')
     files = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
                                       'scalars.json')))
     if not files:
-        raise FileNotFoundError(f'no */vis_data/scalars.json in {work_dir} '
+        raise MissingInputError(f'no */vis_data/scalars.json in {work_dir} '
                                 "(mmengine's LocalVisBackend writes it)")
+    path = files[-1]
+    try:
+        with open(path, encoding='utf-8') as f:
+            lines = [(n, line) for n, line in enumerate(f, 1)
+                     if line.strip()]
+    except UnicodeDecodeError as e:
+        raise DamagedFileError(f'{path} is not UTF-8 text (byte {e.start}):'
+                               " is it mmengine's scalars.json?") from None
     out = {'train': [], 'val': []}
-    with open(files[-1]) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
+    cut, no_step, dropped = [], [], {}
+    for i, (n, line) in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                cut.append(n)  # the run stopped while writing it
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f'{files[-1]} line {n}: {e}') from None
-            out['train' if 'loss' in row else 'val'].append(row)
+            raise DamagedFileError(f'{path} line {n} is not JSON ({e.msg}, '
+                                   f'column {e.colno})') from None
+        except RecursionError:
+            raise DamagedFileError(f'{path} line {n} is nested too deeply '
+                                   "to be mmengine's scalars") from None
+        if not isinstance(row, dict):
+            raise DamagedFileError(
+                f'{path} line {n} is {_TYPE.get(type(row), "a value")}, not '
+                "an object of scalars: is it mmengine's scalars.json?")
+        step = _iteration(row)
+        if step is None:
+            no_step.append(n)
+            continue
+        clean = {'step': step}
+        for k, v in row.items():
+            if k in ('step', 'iter'):
+                continue
+            if _number(v):
+                clean[k] = v
+            else:
+                dropped.setdefault(k, n)
+        if 'loss' in row and 'loss' not in clean:
+            continue  # a training line without its loss: nothing to plot
+        out['train' if 'loss' in clean else 'val'].append(clean)
+    notes = []
+    if cut:
+        notes.append(f'its last line ({cut[0]}) is cut short')
+    if no_step:
+        notes.append(f'{len(no_step)} line(s) have no iteration (step or '
+                     f'iter), first line {no_step[0]}')
+    if dropped:
+        notes.append('values that are not numbers were left out: ' +
+                     ', '.join(f'{k!r} (line {n})'
+                               for k, n in list(dropped.items())[:5]))
+    if notes:
+        warnings.warn(f'{path}: ' + '; '.join(notes), OODNotice)
+    if not out['train'] and not out['val']:
+        raise DamagedFileError(f'{path} holds no scalars at an iteration: '
+                               'has the run logged anything yet?')
     return out
+
+
+_TYPE = {list: 'a list', str: 'a string', int: 'a number',
+         float: 'a number', bool: 'true or false', type(None): 'null'}
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _iteration(row: dict) -> Optional[int]:
+    """The row's iteration: ``step`` (or ``iter``), an int >= 0 (a float
+    with an integer value too), else ``None``."""
+    for key in ('step', 'iter'):
+        v = row.get(key)
+        if _number(v) and math.isfinite(v) and v >= 0 and \
+                float(v).is_integer():
+            return int(v)
+    return None
 
 
 def _classes(rows: Sequence[dict]) -> List[str]:
@@ -100,8 +188,9 @@ def spikes_markdown(runs: Dict[str, Dict[str, List[dict]]],
                      '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
             for r in rows:
                 nan = float('nan')
+                cls = r.get(f'{loss}.max_term_class', -1)
                 cells = [str(r['step']), f'{r[term]:.4g}',
-                         str(int(r.get(f'{loss}.max_term_class', -1))),
+                         str(int(cls)) if math.isfinite(cls) else 'n/a',
                          f'{r.get(loss + ".max_term_pixels", nan):.0f}',
                          f'{r.get(loss + ".max_term_inter", nan):.3g}',
                          f'{r.get(loss + ".max_term_border", nan):.2f}']
@@ -207,7 +296,4 @@ def plot_training_log(runs: Dict[str, Dict[str, List[dict]]], out: str,
         ax.set_xlabel('iteration')
     for ax in axes[panels:]:
         ax.axis('off')
-    fig.tight_layout()
-    fig.savefig(out, dpi=80)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=80)

@@ -14,6 +14,7 @@ import torch
 from mmengine.registry import Registry
 from torch import Tensor
 
+from ..errors import InvalidTypeError, InvalidValueError
 from ..implicit_background import foreground_logits
 from ..utils.arguments import check_mapping_arguments
 
@@ -69,21 +70,23 @@ class ScoreInputs:
 
     def __post_init__(self):
         if not isinstance(self.logits, Tensor):
-            raise TypeError('`logits` must be a torch.Tensor, got '
-                            f'{type(self.logits).__name__}')
+            raise InvalidTypeError('`logits` must be a torch.Tensor, got '
+                                   f'{type(self.logits).__name__}')
         if self.logits.dim() not in (2, 4):
-            raise ValueError('`logits` must be (N, C) or (N, C, H, W), got '
-                             f'shape {tuple(self.logits.shape)}')
+            raise InvalidValueError(
+                '`logits` must be (N, C) or (N, C, H, W), got '
+                f'shape {tuple(self.logits.shape)}')
         if self.head_kind not in HEAD_KINDS:
-            raise ValueError(f'`head_kind` must be one of {HEAD_KINDS}, got '
-                             f'{self.head_kind!r}')
+            raise InvalidValueError(
+                f'`head_kind` must be one of {HEAD_KINDS}, got '
+                f'{self.head_kind!r}')
         n, c = self.logits.shape[:2]
         spatial = tuple(self.logits.shape[2:])
         if self.embeddings is not None:
             e = self.embeddings
             if e.dim() != self.logits.dim() or e.shape[0] != n or tuple(
                     e.shape[2:]) != spatial:
-                raise ValueError(
+                raise InvalidValueError(
                     '`embeddings` must be (N, D' + ', H, W' * bool(spatial) +
                     f') matching logits {tuple(self.logits.shape)}, got '
                     f'{tuple(e.shape)}')
@@ -92,21 +95,22 @@ class ScoreInputs:
             if w.dim() == 4 and w.shape[2:] == (1, 1):  # a 1x1 conv weight
                 self.cls_weight = w = w.flatten(1)
             if w.dim() != 2:
-                raise ValueError('`cls_weight` must be (C, D), got '
-                                 f'{tuple(w.shape)}')
+                raise InvalidValueError('`cls_weight` must be (C, D), got '
+                                        f'{tuple(w.shape)}')
             if self.embeddings is not None and w.shape[1] != \
                     self.embeddings.shape[1]:
-                raise ValueError(
+                raise InvalidValueError(
                     f'`cls_weight` {tuple(w.shape)} does not match the '
                     f'embedding dimension D={self.embeddings.shape[1]}')
         if self.cls_bias is not None and self.cls_weight is not None and \
                 self.cls_bias.shape != (self.cls_weight.shape[0], ):
-            raise ValueError(f'`cls_bias` must be ({self.cls_weight.shape[0]},'
-                             f'), got {tuple(self.cls_bias.shape)}')
+            raise InvalidValueError(
+                f'`cls_bias` must be ({self.cls_weight.shape[0]},'
+                f'), got {tuple(self.cls_bias.shape)}')
         if self.query_logits is not None:
             q = self.query_logits
             if q.dim() != 3 or q.shape[0] != n or q.shape[2] != c + 1:
-                raise ValueError(
+                raise InvalidValueError(
                     f'`query_logits` must be (N, Q, C + 1) = ({n}, Q, '
                     f'{c + 1}) for logits {tuple(self.logits.shape)}, got '
                     f'{tuple(q.shape)}')
@@ -115,14 +119,14 @@ class ScoreInputs:
             if self.query_logits is None or m.dim() != 2 + len(spatial) \
                     or m.shape[:2] != self.query_logits.shape[:2] or \
                     tuple(m.shape[2:]) != spatial:
-                raise ValueError(
+                raise InvalidValueError(
                     '`mask_probs` must be (N, Q' + ', H, W' * bool(spatial)
                     + ') matching `query_logits` and the logits, got '
                     f'{tuple(m.shape)}')
         if self.head_kind in ('ibe', 'scribe'):
             if self.background_index is None or not \
                     0 <= self.background_index < c:
-                raise ValueError(
+                raise InvalidValueError(
                     f"`background_index` must be in [0, {c}) for an "
                     f"'{self.head_kind}' head, got {self.background_index!r}")
 
@@ -206,7 +210,7 @@ class BaseScorer:
         return f'{type(self).__name__}()'
 
 
-class UnsupportedScorerError(ValueError):
+class UnsupportedScorerError(InvalidValueError):
     """The model cannot provide what a scorer needs."""
 
 
@@ -242,14 +246,14 @@ def check_number(name: str, value, low: Optional[float] = None,
                  low_open: bool = False) -> float:
     """Validate a real-valued constructor argument; return it as float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f'`{name}` must be a number, got '
-                        f'{type(value).__name__}')
+        raise InvalidTypeError(f'`{name}` must be a number, got '
+                               f'{type(value).__name__}')
     value = float(value)
     if value != value or value in (float('inf'), float('-inf')):
-        raise ValueError(f'`{name}` must be finite, got {value}')
+        raise InvalidValueError(f'`{name}` must be finite, got {value}')
     if low is not None and (value < low or (low_open and value == low)):
         op = '>' if low_open else '>='
-        raise ValueError(f'`{name}` must be {op} {low}, got {value}')
+        raise InvalidValueError(f'`{name}` must be {op} {low}, got {value}')
     return value
 
 
@@ -258,8 +262,9 @@ def check_num_classes(name: str, logits: Tensor) -> int:
     needs C >= 2."""
     num_classes = logits.shape[1]
     if num_classes < 2:
-        raise ValueError(f'{name} needs at least 2 classes, got logits of '
-                         f'shape {tuple(logits.shape)}')
+        raise InvalidValueError(
+            f'{name} needs at least 2 classes, got logits of '
+            f'shape {tuple(logits.shape)}')
     return num_classes
 
 
@@ -283,25 +288,28 @@ def parse_scorer_spec(spec: str) -> dict:
     name, colon, rest = spec.partition(':')
     name = name.strip()
     if not name:
-        raise ValueError(f'scorer {spec!r}: no name before the parameters '
-                         "(write e.g. 'n_energy:eta=1.5')")
+        raise InvalidValueError(
+            f'scorer {spec!r}: no name before the parameters '
+            "(write e.g. 'n_energy:eta=1.5')")
     cfg = dict(type=name)
     if not colon:
         return cfg
     if not rest.strip():
-        raise ValueError(f"scorer {spec!r}: nothing after ':' (write "
-                         "'NAME:key=value[,key=value...]', e.g. "
-                         "'n_energy:eta=1.5')")
+        raise InvalidValueError(f"scorer {spec!r}: nothing after ':' (write "
+                                "'NAME:key=value[,key=value...]', e.g. "
+                                "'n_energy:eta=1.5')")
     for item in rest.split(','):
         key, eq, text = (t.strip() for t in item.partition('='))
         if not eq or not key:
-            raise ValueError(f'scorer {spec!r}: {item.strip()!r} is not '
-                             "'key=value'")
+            raise InvalidValueError(
+                f'scorer {spec!r}: {item.strip()!r} is not '
+                "'key=value'")
         if key in cfg:
-            raise ValueError(f'scorer {spec!r}: {key!r} is given twice'
-                             if key != 'type' else
-                             f"scorer {spec!r}: 'type' is the name before "
-                             "':'")
+            raise InvalidValueError(
+                f'scorer {spec!r}: {key!r} is given twice'
+                if key != 'type' else
+                f"scorer {spec!r}: 'type' is the name before "
+                "':'")
         try:
             cfg[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -322,8 +330,9 @@ def build_scorer(cfg: Union[dict, str]) -> BaseScorer:
     if isinstance(cfg, str):
         cfg = parse_scorer_spec(cfg)
     if not isinstance(cfg, dict) or 'type' not in cfg:
-        raise TypeError('a scorer config must be a dict with a `type` key or '
-                        f'a name, got {cfg!r}')
+        raise InvalidTypeError(
+            'a scorer config must be a dict with a `type` key or '
+            f'a name, got {cfg!r}')
     args = dict(cfg)
     name = args.pop('type')
     if isinstance(name, type) and issubclass(name, BaseScorer):
@@ -334,8 +343,9 @@ def build_scorer(cfg: Union[dict, str]) -> BaseScorer:
         # default scope.
         cls = OOD_SCORERS.module_dict[name]
     else:
-        raise ValueError(f'unknown scorer {name!r}; registered scorers: '
-                         f'{", ".join(sorted(OOD_SCORERS.module_dict))}')
+        raise InvalidValueError(
+            f'unknown scorer {name!r}; registered scorers: '
+            f'{", ".join(sorted(OOD_SCORERS.module_dict))}')
     check_mapping_arguments(f'scorer {cls.name or cls.__name__!r}', args,
                             cls.__init__)
     return cls(**args)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from ..errors import InvalidTypeError, InvalidValueError
 from ..implicit_background import implicit_background_logits
 from .base import (ScoreInputs, check_number, embedding_norm, linear_logits,
                    logits_without_bias)
@@ -13,9 +14,9 @@ def check_decoupling_args(eta, delta, use_bias) -> tuple:
     eta = check_number('eta', eta)
     delta = check_number('delta', delta, 0.0)
     if delta > 1.0:
-        raise ValueError(f'`delta` must be in [0, 1], got {delta}')
+        raise InvalidValueError(f'`delta` must be in [0, 1], got {delta}')
     if not isinstance(use_bias, bool):
-        raise TypeError(f'`use_bias` must be a bool, got {use_bias!r}')
+        raise InvalidTypeError(f'`use_bias` must be a bool, got {use_bias!r}')
     return eta, delta, use_bias
 
 
@@ -39,7 +40,7 @@ def decoupled_logits(inputs: ScoreInputs, eta: float = 1.0,
         ``(N, C, H, W) -> (N, C, H, W)``.
     """
     if inputs.embeddings is None:
-        raise ValueError('decoupled scores need `embeddings`')
+        raise InvalidValueError('decoupled scores need `embeddings`')
     scores = linear_logits(inputs) if use_bias else logits_without_bias(
         inputs)
     scores = scores.float()
@@ -47,10 +48,10 @@ def decoupled_logits(inputs: ScoreInputs, eta: float = 1.0,
         scores = scores / embedding_norm(inputs).float()**(1.0 - delta)
     if eta != 1.0:
         if inputs.cls_weight is None:
-            raise ValueError('`eta` != 1 needs the classifier weight '
-                             '(`cls_weight`)')
+            raise InvalidValueError('`eta` != 1 needs the classifier weight '
+                                    '(`cls_weight`)')
         if inputs.cls_weight.shape[0] != scores.shape[1]:
-            raise ValueError(
+            raise InvalidValueError(
                 f'`cls_weight` has {inputs.cls_weight.shape[0]} rows but the '
                 f'logits have {scores.shape[1]} classes')
         w = inputs.cls_weight.float().norm(dim=1)

@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..errors import InvalidTypeError, InvalidValueError
 from .base import (OOD_SCORERS, BaseScorer, ScoreInputs, check_num_classes,
                    check_number)
 
@@ -56,13 +57,15 @@ class GeneralizedEntropy(BaseScorer):
     def __init__(self, gamma: float = 0.1, top_m: Optional[int] = 100):
         self.gamma = check_number('gamma', gamma, 0.0, low_open=True)
         if self.gamma >= 1.0:
-            raise ValueError(f'`gamma` must be in (0, 1), got {self.gamma}')
+            raise InvalidValueError(
+                f'`gamma` must be in (0, 1), got {self.gamma}')
         if top_m is not None and (isinstance(top_m, bool)
                                   or not isinstance(top_m, int)):
-            raise TypeError('`top_m` must be an int >= 1 or None, got '
-                            f'{type(top_m).__name__} {top_m!r}')
+            raise InvalidTypeError('`top_m` must be an int >= 1 or None, got '
+                                   f'{type(top_m).__name__} {top_m!r}')
         if top_m is not None and top_m < 1:
-            raise ValueError(f'`top_m` must be >= 1 or None, got {top_m}')
+            raise InvalidValueError(
+                f'`top_m` must be >= 1 or None, got {top_m}')
         self.top_m = top_m
 
     def score(self, inputs: ScoreInputs) -> Tensor:

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import (InvalidTypeError, InvalidValueError, MissingInputError,
+                      OODNotice)
 from .base import OOD_SCORERS, BaseScorer, ScoreInputs, check_number
 
 
@@ -55,8 +57,9 @@ class ClassStatistics:
         arrays = [np.asarray(state[k], np.float64)
                   for k in ('count', 'mean', 'm2')]
         if any(a.shape != self.count.shape for a in arrays):
-            raise ValueError(f'statistics of {arrays[0].shape} classes '
-                             f'cannot be merged into {self.count.shape}')
+            raise InvalidValueError(
+                f'statistics of {arrays[0].shape} classes '
+                f'cannot be merged into {self.count.shape}')
         self._merge(*arrays)
         return self
 
@@ -173,7 +176,7 @@ class StandardizedMaxLogit(BaseScorer):
         self.boundary_iterations = _check_int('boundary_iterations',
                                               boundary_iterations)
         if boundary_width % boundary_iterations:
-            raise ValueError(
+            raise InvalidValueError(
                 '`boundary_width` must be a multiple of '
                 f'`boundary_iterations`, got {boundary_width} and '
                 f'{boundary_iterations}')
@@ -182,8 +185,8 @@ class StandardizedMaxLogit(BaseScorer):
         self.smoothing_kernel = _check_int('smoothing_kernel',
                                            smoothing_kernel)
         if smoothing_kernel % 2 == 0:
-            raise ValueError('`smoothing_kernel` must be odd, got '
-                             f'{smoothing_kernel}')
+            raise InvalidValueError('`smoothing_kernel` must be odd, got '
+                                    f'{smoothing_kernel}')
         self.smoothing_sigma = check_number('smoothing_sigma',
                                             smoothing_sigma, 0.0,
                                             low_open=True)
@@ -195,8 +198,9 @@ class StandardizedMaxLogit(BaseScorer):
             self.load(stats_file)
         elif num_classes is not None:
             if not isinstance(num_classes, int) or num_classes < 1:
-                raise ValueError('`num_classes` must be an int >= 1, got '
-                                 f'{num_classes!r}')
+                raise InvalidValueError(
+                    '`num_classes` must be an int >= 1, got '
+                    f'{num_classes!r}')
             self.stats = ClassStatistics(num_classes)
 
     # fitting ---------------------------------------------------------------
@@ -210,13 +214,15 @@ class StandardizedMaxLogit(BaseScorer):
                 to use (e.g. not ignore-labelled).
         """
         if logits.dim() not in (2, 4):
-            raise ValueError('`logits` must be (N, C) or (N, C, H, W), got '
-                             f'{tuple(logits.shape)}')
+            raise InvalidValueError(
+                '`logits` must be (N, C) or (N, C, H, W), got '
+                f'{tuple(logits.shape)}')
         if self.stats is None:
             self.stats = ClassStatistics(logits.shape[1])
         if logits.shape[1] != len(self.stats.count):
-            raise ValueError(f'logits have {logits.shape[1]} classes, the '
-                             f'statistics {len(self.stats.count)}')
+            raise InvalidValueError(
+                f'logits have {logits.shape[1]} classes, the '
+                f'statistics {len(self.stats.count)}')
         max_logit, label = logits.detach().float().max(dim=1)
         if valid is not None:
             max_logit, label = max_logit[valid], label[valid]
@@ -284,22 +290,24 @@ class StandardizedMaxLogit(BaseScorer):
     def load(self, path: str) -> None:
         """Read statistics written by :meth:`save`."""
         if not osp.isfile(path):
-            raise FileNotFoundError(f'SML statistics file not found: {path}')
+            raise MissingInputError(f'SML statistics file not found: {path}')
         with open(path) as f:
             data = json.load(f)
         for key in ('count', 'mean', 'm2'):
             if key not in data:
-                raise ValueError(f'{path}: SML statistics need the field '
-                                 f'{key!r}; found {sorted(data)}')
+                raise InvalidValueError(
+                    f'{path}: SML statistics need the field '
+                    f'{key!r}; found {sorted(data)}')
         arrays = [np.asarray(data[k], np.float64)
                   for k in ('count', 'mean', 'm2')]
         if arrays[0].ndim != 1 or any(a.shape != arrays[0].shape
                                       for a in arrays) or not all(
                                           np.isfinite(a).all()
                                           for a in arrays):
-            raise ValueError(f'{path}: `count`, `mean` and `m2` must be '
-                             'finite lists of one length (one entry per '
-                             'class)')
+            raise InvalidValueError(
+                f'{path}: `count`, `mean` and `m2` must be '
+                'finite lists of one length (one entry per '
+                'class)')
         stats = ClassStatistics(len(arrays[0]))
         stats.count, stats.mean, stats.m2 = arrays
         self.stats = stats
@@ -310,21 +318,22 @@ class StandardizedMaxLogit(BaseScorer):
         logits = inputs.logits
         spatial = self.boundary_suppression or self.dilated_smoothing
         if spatial and logits.dim() != 4:
-            raise ValueError(
+            raise InvalidValueError(
                 "scorer 'sml': `boundary_suppression` and "
                 '`dilated_smoothing` need spatial logits (N, C, H, W), got '
                 f'shape {tuple(logits.shape)}')
         s = self._fitted()
         if logits.shape[1] != len(s.count):
-            raise ValueError(f"scorer 'sml' was fitted on {len(s.count)} "
-                             f'classes, the logits have {logits.shape[1]}')
+            raise InvalidValueError(
+                f"scorer 'sml' was fitted on {len(s.count)} "
+                f'classes, the logits have {logits.shape[1]}')
         mean, std = s.mean.copy(), s.std()
         missing = s.count == 0
         if missing.any():
             # Classes never predicted on the ID data: use pooled statistics.
             warnings.warn(f'SML: no ID pixels predicted as classes '
                           f'{np.flatnonzero(missing).tolist()}; using the '
-                          'pooled mean/std for them')
+                          'pooled mean/std for them', OODNotice)
             total = s.count.sum()
             pooled_mean = (s.count * s.mean).sum() / total
             pooled_m2 = s.m2.sum() + (s.count *
@@ -366,16 +375,17 @@ class StandardizedMaxLogit(BaseScorer):
 
 def _check_bool(name: str, value) -> bool:
     if not isinstance(value, bool):
-        raise TypeError(f'`{name}` must be a bool, got {value!r}')
+        raise InvalidTypeError(f'`{name}` must be a bool, got {value!r}')
     return value
 
 
 def _check_int(name: str, value, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f'`{name}` must be an int >= {low}, got '
-                        f'{type(value).__name__} {value!r}')
+        raise InvalidTypeError(f'`{name}` must be an int >= {low}, got '
+                               f'{type(value).__name__} {value!r}')
     if value < low:
-        raise ValueError(f'`{name}` must be an int >= {low}, got {value}')
+        raise InvalidValueError(
+            f'`{name}` must be an int >= {low}, got {value}')
     return value
 
 

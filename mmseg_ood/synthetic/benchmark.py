@@ -29,6 +29,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from ..errors import InvalidValueError
 from ..labels import ID_LABEL, IGNORE_INDEX, OOD_LABEL
 from . import textures as tx
 from .objects import OBJECTS_CLASSES, OBJECTS_PALETTE, render_objects
@@ -62,20 +63,21 @@ class SyntheticSpec:
 
     def __post_init__(self):
         if self.variant not in VARIANTS:
-            raise ValueError(f'`variant` must be one of {VARIANTS}, '
-                             f'got {self.variant!r}')
+            raise InvalidValueError(f'`variant` must be one of {VARIANTS}, '
+                                    f'got {self.variant!r}')
         for name in ('num_train', 'num_val', 'num_ood', 'num_image_ood',
                      'num_proxy'):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 0:
-                raise ValueError(
+                raise InvalidValueError(
                     f'`{name}` must be an int >= 0, got {value!r}')
         if self.size is None:
             self.size = (128, 256) if self.variant == 'street' else (128, 128)
         self.size = tuple(int(s) for s in self.size)
         if len(self.size) != 2 or min(self.size) < 32:
-            raise ValueError('`size` must be (height, width) with both >= 32, '
-                             f'got {self.size!r}')
+            raise InvalidValueError(
+                '`size` must be (height, width) with both >= 32, '
+                f'got {self.size!r}')
 
 
 def _rng(spec: SyntheticSpec, split: str, index: int) -> np.random.Generator:
@@ -252,7 +254,8 @@ def make_synthetic_benchmark(out_dir: str, seed: int = 0,
         variants = (variants, )
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
-        raise ValueError(f'`variants` must be among {VARIANTS}, got {unknown}')
+        raise InvalidValueError(
+            f'`variants` must be among {VARIANTS}, got {unknown}')
     return {
         v: write_variant(out_dir, SyntheticSpec(v, seed=seed, **counts),
                          overwrite)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidValueError
 from . import textures as tx
 
 OBJECTS_CLASSES = ('background', 'disk', 'box', 'triangle', 'ring', 'cross')
@@ -44,7 +45,7 @@ def _shape_mask(rng, shape, cls, cx, cy, r):
         v = -(xx - cx) * np.sin(angle) + (yy - cy) * np.cos(angle)
         return ((np.abs(u) <= r) & (np.abs(v) <= t)) | (
             (np.abs(v) <= r) & (np.abs(u) <= t))
-    raise ValueError(f'unknown object class {cls}')
+    raise InvalidValueError(f'unknown object class {cls}')
 
 
 def render_objects(rng: np.random.Generator, height: int = 128,

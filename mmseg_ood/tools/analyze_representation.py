@@ -14,15 +14,15 @@ DIR/autocorrelation_class<c>.png per class of ``--classes`` (Fig. 3;
 default: the class the first model predicts most often); each model's
 logs go to DIR/<name>.
 """
-import argparse
 
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 from mmseg_ood.tools.runner_args import (add_runner_arguments,
                                          ends_distributed_runs, model_pairs,
                                          parse_runner_args)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         description='Auto-correlation (Fig. 3) and accumulated explained '
         'variance (Fig. 4) of the logits of one or more models')
     p.add_argument('models', nargs='+', metavar='CONFIG CHECKPOINT',
@@ -44,6 +44,7 @@ def parse_args(argv=None):
     return args
 
 
+@tool_entry('analyze_representation')
 @ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)

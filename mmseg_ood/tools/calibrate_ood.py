@@ -17,6 +17,7 @@ import argparse
 
 from mmengine.config import DictAction
 
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 from mmseg_ood.tools.runner_args import (add_runner_arguments,
                                          ends_distributed_runs,
                                          parse_runner_args)
@@ -32,7 +33,7 @@ def _rate(value: str) -> float:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         description='Choose and record the threshold of an OOD scorer')
     p.add_argument('config', help='model config file (or mmseg_ood::<path>)')
     p.add_argument('checkpoint', help='checkpoint file')
@@ -71,6 +72,7 @@ def parse_args(argv=None):
     return parse_runner_args(p, argv)
 
 
+@tool_entry('calibrate_ood')
 @ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)

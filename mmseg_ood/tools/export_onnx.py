@@ -13,19 +13,26 @@ OOD). With ``--dynamic`` the TorchScript exporter leaves batch, height and
 width dynamic, ``--exporter dynamo`` height and width (batch 1). After the
 export the tool runs the file with onnxruntime on a random image (or
 ``--check-image``), compares it with the PyTorch deployment
-(``OODSegmentor`` with the same calibration) and prints the result; the
-exit status is 1 if the check fails, or if the model cannot be exported
-(with the reason), 0 otherwise. README section: "tools/export_onnx.py:
-model + scorer + threshold in one ONNX graph".
+(``OODSegmentor`` with the same calibration) and prints the result.
+
+Every input (the calibration, the checkpoint's weights against it, the
+check image, ``--out``) is checked before any work, and the file is
+written atomically once the check passed: a refused, failed or
+interrupted export leaves a previous ``--out`` as it was. A model that
+cannot be exported, a failed check or any other user error prints one
+line, ``export_onnx: error: <reason>``, and exits with status 2 (0 on
+success). README section: "tools/export_onnx.py: model + scorer +
+threshold in one ONNX graph".
 """
-import argparse
 import json
 
 from mmengine.config import DictAction
 
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         description='Export a model + calibrated OOD scorer + threshold to '
         'ONNX and check it with onnxruntime')
     p.add_argument('config', help='model config file')
@@ -65,20 +72,17 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@tool_entry('export_onnx')
 def main(argv=None):
     args = parse_args(argv)
-    from mmseg_ood.deploy.onnx_export import OODExportError, export_onnx
-    from mmseg_ood.formats.threshold_file import CalibrationMismatchError
-    try:
-        result = export_onnx(
-            args.config, args.checkpoint, args.calibration, args.out,
-            shape=args.shape, dynamic=args.dynamic,
-            check=not args.no_check, check_image=args.check_image,
-            opset=args.opset, exporter=args.exporter,
-            cfg_options=args.cfg_options, unsafe_load=args.unsafe_load,
-            seed=args.seed)
-    except (OODExportError, CalibrationMismatchError) as e:
-        raise SystemExit(f'export_onnx: error: {e}') from None
+    from mmseg_ood.deploy.onnx_export import export_onnx
+    result = export_onnx(
+        args.config, args.checkpoint, args.calibration, args.out,
+        shape=args.shape, dynamic=args.dynamic,
+        check=not args.no_check, check_image=args.check_image,
+        opset=args.opset, exporter=args.exporter,
+        cfg_options=args.cfg_options, unsafe_load=args.unsafe_load,
+        seed=args.seed)
     check = result.pop('check', None)
     h, w = result['shape']
     axes = result['dynamic_axes']
@@ -96,8 +100,6 @@ def main(argv=None):
     if check is not None:
         print(check.summary())
         print(json.dumps(dict(result, check=check.to_dict())))
-        if not check.passed:
-            raise SystemExit(1)
     return dict(result, check=check)
 
 

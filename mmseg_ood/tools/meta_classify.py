@@ -16,6 +16,7 @@ import argparse
 
 from mmseg_ood.evaluation.metrics.segment_metric import \
     DEFAULT_SEGMENT_THRESHOLDS
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
                                          add_runner_arguments,
                                          ends_distributed_runs,
@@ -37,7 +38,7 @@ def _cv(value: str):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         description='Meta classification of OOD segments (Table 2 / 3)')
     add_evaluation_arguments(p, '; each is cross-validated on its own')
     p.add_argument('--scorer', default='entropy',
@@ -62,6 +63,7 @@ def parse_args(argv=None):
     return parse_runner_args(p, argv)
 
 
+@tool_entry('meta_classify')
 @ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)

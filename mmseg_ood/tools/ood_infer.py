@@ -8,16 +8,18 @@
 video files and folders; see :func:`mmseg_ood.apis.ood_infer` for what is
 written under ``OUT``. What the user must fix (a missing input, config,
 checkpoint or calibration file, a file of unknown type, an unreadable
-image, a calibration made for another checkpoint or scorer) ends the tool
-with a one-line message and exit status 2; anything else is a bug and
-keeps its traceback.
+image, an empty video, a damaged checkpoint, an ``--out-dir`` that is a
+file or whose outputs would overwrite an input, a ``--device`` this
+machine does not have, a calibration made for another checkpoint or
+scorer) and a failed write end the tool with a one-line message and exit
+status 2 (``mmseg_ood.tools.entry``); anything else is a bug and keeps its
+traceback.
 """
-import argparse
-import sys
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         description='Segment images and videos with a calibrated OOD '
         '"unknown" class')
     p.add_argument('config', help='model config (the plain segmentor, or '
@@ -50,19 +52,15 @@ def parse_args(argv=None):
     return args
 
 
+@tool_entry('ood_infer')
 def main(argv=None):
     args = parse_args(argv)
-    from mmseg_ood.apis import OODInputError, ood_infer
-    from mmseg_ood.formats.threshold_file import CalibrationMismatchError
-    try:
-        return ood_infer(
-            args.config, args.checkpoint, args.inputs, out_dir=args.out_dir,
-            calibration=args.calibration, show=args.show,
-            device=args.device, ood_label=args.ood_label,
-            opacity=args.opacity, unsafe_load=args.unsafe_load)
-    except (OODInputError, CalibrationMismatchError) as e:
-        print(f'ood_infer: error: {e}', file=sys.stderr)
-        raise SystemExit(2) from None
+    from mmseg_ood.apis import ood_infer
+    return ood_infer(
+        args.config, args.checkpoint, args.inputs, out_dir=args.out_dir,
+        calibration=args.calibration, show=args.show, device=args.device,
+        ood_label=args.ood_label, opacity=args.opacity,
+        unsafe_load=args.unsafe_load)
 
 
 if __name__ == '__main__':

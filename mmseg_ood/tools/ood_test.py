@@ -43,6 +43,7 @@ open_set_miou.png, entropy-maximization Fig. 5).
 """
 import argparse
 
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
                                          add_runner_arguments,
                                          ends_distributed_runs,
@@ -85,7 +86,7 @@ def _level(text: str) -> float:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         description='OOD evaluation of a segmentation checkpoint')
     add_evaluation_arguments(p)
     p.add_argument('--scorers', nargs='+',
@@ -185,6 +186,7 @@ def build_options(args):
         meta_classifier=args.meta_classifier)
 
 
+@tool_entry('ood_test')
 @ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)

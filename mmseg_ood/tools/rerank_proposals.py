@@ -16,6 +16,8 @@ import argparse
 
 from mmengine.config import DictAction
 
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
+
 
 def _named_checkpoint(text):
     name, sep, path = text.partition('=')
@@ -36,7 +38,7 @@ def _background(text):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         description='mIoU after re-ranking proposals (SegNet paper eq. 17)')
     p.add_argument('config', help="the networks' config (and val set)")
     p.add_argument('--checkpoints', nargs='+', required=True,
@@ -66,6 +68,7 @@ def parse_args(argv=None):
     return args
 
 
+@tool_entry('rerank_proposals')
 def main(argv=None):
     args = parse_args(argv)
     from mmseg_ood.apis.rerank_proposals import (rerank_proposals,

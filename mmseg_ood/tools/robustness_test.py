@@ -9,19 +9,24 @@ several models on the same corrupted copies of their test set.
         [--unsafe-load]
 
 (or ``python tools/robustness_test.py`` in a clone). Writes
-DIR/robustness.json, .csv, .md, fig5_severity.png and fig6_examples.png;
-an interrupted run resumes from DIR/robustness.partial.json.
+DIR/robustness.json, .csv, .md, fig5_severity.png and fig6_examples.png,
+and ends with the path of the tables and each model's clean and corrupted
+mIoU; an interrupted run resumes from DIR/robustness.partial.json (a
+damaged one is set aside as robustness.partial.json.damaged, one of a run
+with other settings refused by name). Model names (``--names``, default:
+the config file names) are refused before any work if they hold ``|``, a
+path separator, a line break, are empty, ``..``, or repeat another.
 """
-import argparse
 import os.path as osp
 
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 from mmseg_ood.tools.runner_args import (add_runner_arguments,
                                          ends_distributed_runs, model_pairs,
                                          parse_runner_args)
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ToolArgumentParser(
         description='Several models on corrupted copies of their test set')
     p.add_argument('models', nargs='+', metavar='CONFIG CHECKPOINT',
                    help='config and checkpoint of each model, in pairs')
@@ -56,6 +61,7 @@ def parse_args(argv=None):
     return args
 
 
+@tool_entry('robustness_test')
 @ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)

@@ -7,15 +7,15 @@ mmseg_ood loaded and checkpoints loaded safely.
         [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
         [--unsafe-load]
 """
-import argparse
 
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 from mmseg_ood.tools.runner_args import (add_runner_arguments,
                                          ends_distributed_runs,
                                          parse_runner_args)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolArgumentParser(
         description='MMSeg test (and eval) a model')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
@@ -40,6 +40,7 @@ def parse_args(argv=None):
     return parse_runner_args(parser, argv)
 
 
+@tool_entry('test')
 @ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)

@@ -4,15 +4,15 @@
         [--cfg-options k=v ...] [--launcher none|pytorch|slurm|mpi]
         [--unsafe-load]
 """
-import argparse
 
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 from mmseg_ood.tools.runner_args import (add_runner_arguments,
                                          ends_distributed_runs,
                                          parse_runner_args)
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description='Train a segmentor')
+    parser = ToolArgumentParser(description='Train a segmentor')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models')
     parser.add_argument(
@@ -28,6 +28,7 @@ def parse_args(argv=None):
     return parse_runner_args(parser, argv)
 
 
+@tool_entry('train')
 @ends_distributed_runs
 def main(argv=None):
     args = parse_args(argv)

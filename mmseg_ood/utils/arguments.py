@@ -13,6 +13,8 @@ import functools
 import inspect
 from typing import Callable, Iterable, List, Mapping, Optional, Type
 
+from mmseg_ood.errors import InvalidTypeError
+
 __all__ = [
     'accepted_arguments', 'check_arguments', 'check_mapping_arguments',
     'strict_arguments'
@@ -57,9 +59,10 @@ def check_arguments(owner: str, given: Iterable[str],
         hint = f' (did you mean {" or ".join(map(repr, close))}?)' \
             if close else ''
         hints.append(repr(k) + hint)
-    raise TypeError(f'{owner}: unknown argument{"s" * (len(unknown) > 1)} '
-                    f'{", ".join(hints)}; accepted: '
-                    f'{", ".join(accepted) or "none"}')
+    raise InvalidTypeError(
+        f'{owner}: unknown argument{"s" * (len(unknown) > 1)} '
+        f'{", ".join(hints)}; accepted: '
+        f'{", ".join(accepted) or "none"}')
 
 
 def strict_arguments(cls: Type) -> Type:
@@ -77,8 +80,9 @@ def strict_arguments(cls: Type) -> Type:
     init = cls.__init__
     accepted = accepted_arguments(init)
     if accepted is None:
-        raise TypeError(f'strict_arguments: {cls.__name__}.__init__ takes '
-                        '**kwargs, so every argument would be accepted')
+        raise InvalidTypeError(
+            f'strict_arguments: {cls.__name__}.__init__ takes '
+            '**kwargs, so every argument would be accepted')
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):

@@ -6,7 +6,9 @@ OOD dataset presets) ship inside the wheel under ``mmseg_ood/.mim/configs``,
 where mmseg keeps its own. mmengine's ``pkg::`` scope knows only OpenMMLab's
 packages, so the tools resolve ``mmseg_ood::<path>`` themselves
 (:func:`resolve_config_path`); in a clone or an editable install the
-repository's ``configs/`` serves.
+repository's ``configs/`` serves. ``mmseg::<path>`` (and any installed
+OpenMMLab package's ``<package>::<path>``) names a config of that package's
+model zoo, wherever a tool takes a config.
 """
 from __future__ import annotations
 
@@ -19,10 +21,13 @@ from typing import Iterator, Optional
 from mmengine.config import Config
 from mmengine.registry import Registry
 
+from mmseg_ood.errors import (DamagedFileError, MissingExtraError,
+                              MissingFieldError, MissingInputError)
+
 __all__ = [
     'load_config', 'explain_unknown_types', 'UnknownTypeError',
     'registered_types', 'config_root', 'resolve_config_path', 'CONFIG_SCOPE',
-    'sync_bn_to_bn'
+    'sync_bn_to_bn', 'read_config'
 ]
 
 #: Prefix of a path in the package's configs: ``mmseg_ood::synthetic/...``.
@@ -42,36 +47,97 @@ def config_root() -> str:
                  osp.join(osp.dirname(_PACKAGE_DIR), 'configs')):
         if osp.isdir(root):
             return root
-    raise FileNotFoundError(
+    raise MissingInputError(
         f'the configs of mmseg_ood are missing: neither {_PACKAGE_DIR}/.mim/'
         f'configs (installed package) nor {osp.dirname(_PACKAGE_DIR)}/configs '
         '(clone) exists; reinstall the package')
+
+
+#: Extra of mmseg_ood that installs an OpenMMLab package whose configs a
+#: ``<package>::`` path may name.
+_EXTRA_OF_PACKAGE = {'mmdet': 'mask2former', 'mmpretrain': 'zoo'}
+_SCOPED = re.compile(r'^([A-Za-z_]\w*)::(.*)$')
+
+
+def _package_config(path: str, package: str, rel: str) -> str:
+    """The file ``<package>::<rel>`` names: ``<rel>`` under the configs an
+    OpenMMLab package ships (``<package>/.mim/configs``, as mmengine's
+    ``pkg::`` bases do)."""
+    import importlib.util
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.origin:
+        if package in _EXTRA_OF_PACKAGE:
+            raise MissingExtraError(
+                f'config {path!r} needs the package {package}, which is not '
+                "installed: pip install 'mmseg_ood["
+                f"{_EXTRA_OF_PACKAGE[package]}]'")
+        raise MissingInputError(
+            f'config {path!r}: no installed package {package!r}; a scoped '
+            f'config is <package>::<path>, e.g. mmseg::deeplabv3plus/'
+            'deeplabv3plus_r18-d8_4xb2-80k_cityscapes-512x1024.py or '
+            f'{CONFIG_SCOPE}synthetic/'
+            'deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py')
+    root = osp.join(osp.dirname(spec.origin), '.mim', 'configs')
+    full = osp.join(root, rel)
+    if not osp.isfile(full):
+        where = (f'in the configs {package} ships ({root})'
+                 if osp.isdir(root) else
+                 f'{package} was installed without its configs (no {root}; '
+                 'install it from PyPI, or give the config file path)')
+        raise MissingInputError(f'config {path!r} not found: no {rel} '
+                                f'{where}')
+    return full
 
 
 def resolve_config_path(path: str) -> str:
     """The file a config argument names.
 
     ``mmseg_ood::<relative path>`` is a config of this package (see
-    :func:`config_root`); anything else is a file path.
+    :func:`config_root`); ``<package>::<relative path>`` a config that an
+    installed OpenMMLab package ships (``mmseg::deeplabv3plus/...py``, the
+    model zoo's names, as in mmseg's tools and mmengine's ``_base_``);
+    anything else is a file path.
+
+    Args:
+        path: The config argument.
+
+    Returns:
+        str: The path of the config file.
 
     Raises:
-        FileNotFoundError: naming the path and, for ``mmseg_ood::``, where
-            it was looked up.
+        MissingInputError: The file does not exist (naming the path and,
+            for a scoped name, where it was looked up), or the package of
+            a scoped name is not installed.
+        MissingExtraError: The package is one of an extra of mmseg_ood
+            (``mmdet::``: ``[mask2former]``, ``mmpretrain::``: ``[zoo]``)
+            and is not installed.
     """
+    path = str(path)
     if path.startswith(CONFIG_SCOPE):
         rel = path[len(CONFIG_SCOPE):]
         full = osp.join(config_root(), rel)
         if not osp.isfile(full):
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f'config {path!r} not found: no {rel} in the package configs '
                 f'({config_root()})')
         return full
+    scoped = _SCOPED.match(path)
+    if scoped is not None and not osp.isfile(path):
+        return _package_config(path, *scoped.groups())
+    if osp.isdir(path):
+        raise MissingInputError(
+            f'config file not found: {path} is a folder; give a config '
+            'file (.py)')
     if not osp.isfile(path):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f'config file not found: {path} (configs shipped with mmseg_ood '
             f'are named {CONFIG_SCOPE}<path>, e.g. '
             f'{CONFIG_SCOPE}synthetic/'
-            'deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py)')
+            'deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py; '
+            "mmseg's model zoo configs mmseg::<path>)")
     return path
 
 
@@ -80,7 +146,7 @@ _UNKNOWN_TYPE = re.compile(
     r'([^\s\'"`]+) is not in the (\w+)::(\w+) registry')
 
 
-class UnknownTypeError(KeyError):
+class UnknownTypeError(MissingFieldError):
     """A config names a ``type`` that no registry in scope knows."""
 
     def __str__(self) -> str:  # KeyError would quote the whole message
@@ -143,19 +209,69 @@ def explain_unknown_types() -> Iterator[None]:
         raise UnknownTypeError(_unknown_type_message(*match.groups())) from e
 
 
+_ENV_NOT_FOUND = re.compile(r'`(\w+)` cannot be found in `os.environ`')
+
+
+def read_config(config: str) -> Config:
+    """``Config.fromfile`` of a config argument, with named errors.
+
+    Args:
+        config: A file, ``mmseg_ood::<path>`` or ``<package>::<path>``
+            (:func:`resolve_config_path`).
+
+    Returns:
+        Config: The config, its ``_base_`` files merged.
+
+    Raises:
+        MissingInputError: The file, a ``_base_`` file it names, or an
+            environment variable it reads without a default
+            (``{{$VAR:}}``) is missing.
+        DamagedFileError: The file is not valid Python (naming the line) or
+            not UTF-8 text.
+    """
+    path = resolve_config_path(config)
+    try:
+        return Config.fromfile(path)
+    except SyntaxError as e:
+        raise DamagedFileError(
+            f'config {path}: not a valid config file: '
+            f'{" ".join(str(e).split())}') from e
+    except UnicodeDecodeError as e:
+        raise DamagedFileError(
+            f'config {path}: not UTF-8 text ({e.reason} at byte '
+            f'{e.start})') from e
+    except KeyError as e:
+        missing = _ENV_NOT_FOUND.search(str(e))
+        if missing is None:
+            raise
+        raise MissingInputError(
+            f'config {path} reads the environment variable '
+            f'{missing.group(1)}, which is not set (or empty) and has no '
+            f'default; set it: export {missing.group(1)}=...') from e
+    except FileNotFoundError as e:
+        if isinstance(e, MissingInputError):
+            raise
+        raise MissingInputError(f'config {path}: {e}') from e
+
+
 def load_config(config: str,
                 cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None,
                 launcher: str = 'none') -> Config:
     """Load ``config`` the way mmseg's tools do.
 
-    ``config`` is a file or ``mmseg_ood::<path>``
-    (:func:`resolve_config_path`).
+    ``config`` is a file, ``mmseg_ood::<path>`` or ``mmseg::<path>``
+    (:func:`resolve_config_path`, :func:`read_config`).
     Applies ``--cfg-options`` and the launcher, and sets ``work_dir`` with
     mmseg's priority: argument > config field > ``./work_dirs/<config name>``.
+
+    Raises:
+        MissingInputError: The config (or an environment variable it
+            needs) is missing.
+        DamagedFileError: The config file cannot be read as a config.
     """
     config = resolve_config_path(config)
-    cfg = Config.fromfile(config)
+    cfg = read_config(config)
     cfg.launcher = launcher
     if cfg_options:
         cfg.merge_from_dict(cfg_options)

@@ -20,7 +20,7 @@ PKG = 'mmseg_ood'
 #: packages that register into mmseg's registries.
 LAYERS = [
     ['mmseg_ood.version', 'mmseg_ood.labels', 'mmseg_ood.deprecation',
-     'mmseg_ood.implicit_background'],
+     'mmseg_ood.implicit_background', 'mmseg_ood.errors'],
     ['mmseg_ood.utils'],
     ['mmseg_ood.scorers', 'mmseg_ood.synthetic'],
     ['mmseg_ood.evaluation.functional'],

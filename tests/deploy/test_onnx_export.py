@@ -21,7 +21,7 @@ from mmseg_ood.deploy.onnx_export import (OODExportError, check_onnx,
 from mmseg_ood.formats.threshold_file import (CalibrationMismatchError,
                                               OODCalibration)
 from mmseg_ood.scorers import BaseScorer  # noqa: E402
-from mmseg_ood.utils import file_sha256  # noqa: E402
+from mmseg_ood.utils import file_sha256, state_dict_sha256  # noqa: E402
 
 SHAPE = (64, 128)
 
@@ -48,7 +48,8 @@ def _calibration(path, ckpt, threshold, scorer=None, sha=None,
     return OODCalibration(
         scorer_name=scorer['type'], scorer_config=scorer,
         threshold=threshold, rule='id_fpr', target=0.01, dataset='val',
-        checkpoint_sha256=sha or file_sha256(ckpt),
+        state_dict_sha256=sha or state_dict_sha256(
+            torch.load(ckpt, weights_only=False)),
         model=dict(checkpoint=ckpt, num_classes=num_classes)).save(
             str(path))
 
@@ -232,10 +233,13 @@ def test_cli_end_to_end(setup, tmp_path):
     # a refused export: exit status 1 and the reason, no traceback
     other = _calibration(tmp_path / 'other.json', setup['ckpt'], 0.0,
                          sha='f' * 64)
+    before = open(out, 'rb').read()
     proc = run_tool('export_onnx.py', STREET_CONFIG, setup['ckpt'],
                     '--calibration', other, '--out', out, check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert 'made for' in proc.stderr and 'Traceback' not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert open(out, 'rb').read() == before  # the good file is kept
 
 
 def test_dynamic_axes_are_the_exporters():

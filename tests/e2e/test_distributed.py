@@ -82,6 +82,7 @@ def test_ood_test_two_processes_equal_one(tmp_path, odd_root,
                 assert (fa['value'][:] == fb['value'][:]).all(), a
 
 
+@pytest.mark.slow  # the suite keeps ood_test and calibrate
 def test_test_tool_two_processes_equal_one(tmp_path, odd_root,
                                            trained_work_dir):
     runs = _runs('test.py', tmp_path, odd_root, _ckpt(trained_work_dir))
@@ -94,6 +95,7 @@ def test_test_tool_two_processes_equal_one(tmp_path, odd_root,
     assert metrics[0] == metrics[1] and 'mIoU' in metrics[0]
 
 
+@pytest.mark.slow  # the suite keeps ood_test and calibrate
 def test_train_runs_under_torchrun_on_cpu(tmp_path, odd_root):
     """mmengine's own set-up calls CUDA, and SyncBN trains on GPUs only:
     the package's set-up uses gloo and builds SyncBN as BN."""
@@ -111,6 +113,7 @@ def test_train_runs_under_torchrun_on_cpu(tmp_path, odd_root):
     assert 'GPU number: 2' in log   # mmengine's name for the world size
 
 
+@pytest.mark.slow  # the suite keeps ood_test and calibrate
 def test_meta_classify_two_processes_equal_one(tmp_path, odd_root,
                                                trained_work_dir):
     """The segments of every image, each once, in one order: the same
@@ -134,6 +137,7 @@ def test_meta_classify_two_processes_equal_one(tmp_path, odd_root,
 
 
 
+@pytest.mark.slow  # the suite keeps ood_test and calibrate
 def test_robustness_test_two_processes_equal_one(tmp_path, odd_root,
                                                  trained_work_dir):
     ckpt = _ckpt(trained_work_dir)
@@ -164,9 +168,10 @@ def test_robustness_test_two_processes_equal_one(tmp_path, odd_root,
 
 
 
-@pytest.mark.parametrize('rule', [['--id-fpr', '0.03'],
-                                  ['--tpr', '0.7', '--ood-dataset',
-                                   'synthetic_ood']])
+@pytest.mark.parametrize('rule', [
+    ['--id-fpr', '0.03'],
+    pytest.param(['--tpr', '0.7', '--ood-dataset', 'synthetic_ood'],
+                 marks=pytest.mark.slow)])
 def test_calibrate_two_processes_equal_one(tmp_path, odd_root,
                                            trained_work_dir, rule):
     """The exact threshold's read-back of the spilled maps (one bin at full

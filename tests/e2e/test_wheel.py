@@ -19,7 +19,7 @@ def installed(tmp_path_factory):
     """The wheel, built without network and installed with ``--no-deps``
     into a directory of its own; returns (site dir, wheel path)."""
     tmp = tmp_path_factory.mktemp('wheel')
-    # a copy of the sources: no build/ left in the checkout, no stale files
+    # a copy of the sources: no stale files
     src = tmp / 'src'
     ignore = shutil.ignore_patterns('__pycache__', '*.pyc', '.mim')
     src.mkdir()
@@ -27,12 +27,16 @@ def installed(tmp_path_factory):
         shutil.copy(osp.join(REPO, name), src / name)
     for name in ('mmseg_ood', 'configs'):
         shutil.copytree(osp.join(REPO, name), src / name, ignore=ignore)
+    before = sorted(os.listdir(src))
     pip = [sys.executable, '-m', 'pip', '--disable-pip-version-check']
     build = subprocess.run(
         pip + ['wheel', '--no-deps', '--no-build-isolation', '--no-index',
                '-w', str(tmp / 'dist'), str(src)],
         capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    # `pip wheel .` leaves the source tree as it was: no build/, no
+    # mmseg_ood.egg-info (setup.py builds outside the tree)
+    assert sorted(os.listdir(src)) == before
     wheel = next((tmp / 'dist').glob('mmseg_ood-*.whl'))
     site = tmp / 'site'
     inst = subprocess.run(

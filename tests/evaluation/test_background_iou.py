@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from conftest import REPO, STREET_CONFIG
+from mmseg_ood.errors import OODNotice
 from mmseg_ood.evaluation import BackgroundIoUMetric
 
 OBJECTS_CONFIG = osp.join(
@@ -193,7 +194,7 @@ def test_ood_test_reports_background_iou(objects_root, tmp_path,
 
     street = _checkpoint(STREET_CONFIG, tmp_path / 'street.pth',
                          STREET_CLASSES)
-    with pytest.warns(UserWarning, match='not applicable'):
+    with pytest.warns(OODNotice, match='not applicable'):
         payload = ood_test(STREET_CONFIG, street,
                            work_dir=str(tmp_path / 'street'),
                            datasets=PRESETS[:1], id_eval=False,

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from mmseg_ood.errors import OODNotice
 from mmseg_ood.evaluation import (DEFAULT_TAUS, ComponentAccumulator,
                                   image_component_stats)
 from mmseg_ood.evaluation.accumulators.components import GroundTruthComponents
@@ -111,7 +112,7 @@ def test_image_without_gt_only_adds_false_positives():
     st = image_component_stats(score, lab, 0.5, 0, 0)
     assert st['siou'].size == 0
     assert st['fp'].tolist() == [2] * len(DEFAULT_TAUS)
-    with pytest.warns(UserWarning, match='no ground-truth'):
+    with pytest.warns(OODNotice, match='no ground-truth'):
         r = ComponentAccumulator(0.5, 0, 0).update(score, lab).compute()
     assert np.isnan(r['siou']) and r['mean_f1'] == 0.0
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from mmseg_ood.errors import OODNotice
 from mmseg_ood.evaluation import (ComponentAccumulator, OODMetric,
                                   PixelOODAccumulator)
 from mmseg_ood.evaluation import (ECEMetric, OODSegmentMetric,
@@ -148,7 +149,7 @@ def test_all_void_and_no_ood_images_give_nan_not_a_crash():
     s = make_sample(0)
     s['gt_sem_seg']['data'][:] = 0   # no OOD pixel anywhere
     m.process({}, [s])
-    with pytest.warns(UserWarning, match='no OOD'):
+    with pytest.warns(OODNotice, match='no OOD'):
         out = m.evaluate(1)
     assert np.isnan(out['ood/msp/ap']) and np.isnan(out['ood/msp/auroc'])
 

@@ -1,5 +1,6 @@
 """The meta classifier: its JSON file, and cross-validation by image."""
 import json
+import os
 
 import numpy as np
 import pytest
@@ -9,7 +10,10 @@ from sklearn.model_selection import KFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mmseg_ood.meta.classifier import (MetaClassifier,
+from mmseg_ood.errors import (DamagedFileError, MissingInputError,
+                              OutputPathError)
+from mmseg_ood.meta.classifier import (META_CLASSIFIER_SCHEMA_VERSION,
+                                       MetaClassifier,
                                        cross_validated_tp_probability,
                                        describe_cv, group_splits,
                                        load_meta_classifiers, resolve_cv,
@@ -78,14 +82,91 @@ def _write(tmp_path, mutate):
     (lambda d: d['classifiers'][0]['logistic'].update(classes=[0, 2]),
      r'classes must be \[0, 1\]'),
     (lambda d: d.update(classifiers=[]), 'non-empty list'),
-    (lambda d: d.pop('num_classes'), '"num_classes" must be an int >= 2'),
+    (lambda d: d.pop('num_classes'), "the field 'num_classes' is missing"),
+    (lambda d: d.update(num_classes=1), "'num_classes' must be an int >= 2"),
+    (lambda d: d.update(num_classes='19'), "'num_classes' must be an int"),
+    # the edges of issue 29: wrong nested types, shapes, a newer schema
+    (lambda d: d.update(schema_version=99), 'schema version 99, newer'),
+    (lambda d: d.update(features='E_mean'), "'features' must be a list"),
+    (lambda d: d.update(features=['E_mean', 3, 'S']),
+     "'features' must be a non-empty list of distinct feature names"),
+    (lambda d: d.update(features=['S', 'S', 'V_mean']),
+     'distinct feature names'),
+    (lambda d: d.update(classifiers={'0.5': {}}),
+     "'classifiers' must be a list"),
+    (lambda d: d.update(classifiers=[[1, 2]]),
+     r'classifiers\[0\] must be an object, got list'),
+    (lambda d: d['classifiers'][0].update(scaler=[0, 1]),
+     "the field 'scaler' must be an object"),
+    (lambda d: d['classifiers'][0]['logistic'].update(
+        coef=[[1.0, 2.0, 3.0]]),
+     'logistic.coef must be a list of 3 numbers .one per feature., got a '
+     'list of 1 entries'),
+    (lambda d: d['classifiers'][0]['logistic'].update(coef={'a': 1}),
+     'logistic.coef must be a list of 3 numbers .one per feature., got '
+     'dict'),
+    (lambda d: d['classifiers'][0]['scaler'].update(scale=[1, 0, 1]),
+     'scaler.scale must be > 0'),
+    (lambda d: d['classifiers'][0].update(C=-1), r'\.C must be > 0'),
+    (lambda d: d['classifiers'][0].update(max_iter=1.5),
+     "the field 'max_iter' must be an int"),
+    (lambda d: d['classifiers'][0]['logistic'].update(n_iter='7'),
+     "the field 'n_iter' must be an int"),
+    (lambda d: d['classifiers'][0]['logistic'].update(intercept=True),
+     'intercept must be a finite number, got True'),
+    (lambda d: d['classifiers'][0]['logistic'].update(classes=[False, True]),
+     r'classes must be \[0, 1\]'),
+    (lambda d: d['classifiers'].append(d['classifiers'][0]),
+     'two classifiers share a threshold'),
 ])
 def test_malformed_files_are_refused_naming_the_field(tmp_path, mutate,
                                                       message):
     path = _write(tmp_path, mutate)
-    with pytest.raises(ValueError, match=message) as e:
+    with pytest.raises(DamagedFileError, match=message) as e:
         load_meta_classifiers(path)
     assert path in str(e.value)
+
+
+def test_the_file_carries_a_schema_version_and_old_files_read(tmp_path):
+    path = _write(tmp_path, lambda d: None)
+    data = json.load(open(path))
+    assert data['schema_version'] == META_CLASSIFIER_SCHEMA_VERSION
+    assert data['format_version'] == 1  # for older readers
+    del data['schema_version']  # a file written before it was recorded
+    open(path, 'w').write(json.dumps(data))
+    assert load_meta_classifiers(path)[0].threshold == 0.5
+
+
+@pytest.mark.parametrize('text, message', [
+    ('{"format": "mmseg_ood.meta_classifier", "features": ["E_m',
+     'not valid JSON'),
+    ('', 'not valid JSON'),
+    ('[1, 2]', 'not a meta-classifier file'),
+    ('{"a": ' * 100000 + '1' + '}' * 100000, 'nested too deeply'),
+])
+def test_truncated_foreign_and_deep_files_are_named(tmp_path, text,
+                                                    message):
+    path = tmp_path / 'meta.json'
+    path.write_text(text)
+    with pytest.raises(DamagedFileError, match=message) as e:
+        load_meta_classifiers(str(path))
+    assert str(path) in str(e.value)
+
+
+def test_saving_is_atomic_and_never_over_an_input(tmp_path):
+    ckpt = tmp_path / 'model.pth'
+    ckpt.write_bytes(b'weights')
+    with pytest.raises(OutputPathError, match='is the input'):
+        save_meta_classifiers(str(ckpt), [_fitted()], inputs=[str(ckpt)])
+    assert ckpt.read_bytes() == b'weights'
+    link = tmp_path / 'link.json'
+    link.symlink_to(ckpt)
+    with pytest.raises(OutputPathError, match='is the input'):
+        save_meta_classifiers(str(link), [_fitted()], inputs=[str(ckpt)])
+    with pytest.raises(OutputPathError, match='does not exist'):
+        save_meta_classifiers(str(tmp_path / 'no' / 'm.json'), [_fitted()])
+    assert ckpt.read_bytes() == b'weights'
+    assert not [f for f in os.listdir(tmp_path) if '.tmp' in f]
 
 
 def test_nan_in_the_file_is_refused(tmp_path):
@@ -123,10 +204,12 @@ def test_mismatched_scorer_or_features_are_refused(tmp_path):
 def test_files_that_are_not_json_are_refused(tmp_path):
     path = tmp_path / 'meta.json'
     path.write_bytes(b'\x80\x04\x95pickle')
-    with pytest.raises(ValueError, match='not a JSON file'):
+    with pytest.raises(DamagedFileError, match='not UTF-8'):
         load_meta_classifiers(str(path))
-    with pytest.raises(FileNotFoundError, match='no file'):
+    with pytest.raises(MissingInputError, match='no file'):
         load_meta_classifiers(str(tmp_path / 'missing.json'))
+    with pytest.raises(DamagedFileError, match='is a folder'):
+        load_meta_classifiers(str(tmp_path))
 
 
 @pytest.mark.parametrize('kwargs, message', [

@@ -11,6 +11,7 @@ from conftest import to_bn, zoo_model_config
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.registry import MODELS
 from mmseg.structures import SegDataSample
+from mmseg_ood.errors import OODNotice
 from mmseg_ood.models import EmbeddingCapture, OODScoring, final_decode_head
 from mmseg_ood.scorers import BaseScorer, UnsupportedScorerError
 
@@ -209,7 +210,7 @@ def test_unsupported_scorers_are_refused_or_skipped():
                        match="'n_energy' is an embedding scorer.*"
                        r'NoClassifierHead \(class logits without a 1x1'):
         OODScoring(model, ['msp', 'n_energy'])
-    with pytest.warns(UserWarning, match="skipping scorer 'n_energy'"):
+    with pytest.warns(OODNotice, match="skipping scorer 'n_energy'"):
         scoring = OODScoring(model, ['msp', 'energy', 'n_energy'],
                              strict=False)
     assert scoring.names == ['msp', 'energy']

@@ -132,7 +132,7 @@ def test_distribution_file_round_trip_and_errors(tmp_path):
     with pytest.raises(ValueError, match='schema 1 .*got schema 7'):
         load_distributions(str(bad))
     bad.write_text('{')
-    with pytest.raises(ValueError, match='not a distributions file'):
+    with pytest.raises(ValueError, match='not valid JSON'):
         load_distributions(str(bad))
     with pytest.raises(ValueError, match='strictly increasing'):
         ScoreDistribution([0, 0], [1], [0])

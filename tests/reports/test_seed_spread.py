@@ -78,11 +78,13 @@ def test_compare_results_seed_roots(tmp_path, capsys):
     assert row in out.read_text() and row in capsys.readouterr().out
     _write(tmp_path / 's0' / 'other' / 'ood' / 'results.json',
            _payload(88.0, 0.40))
-    with pytest.raises(SystemExit, match=r's1/other/ood/results.json not '
-                       'found'):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
         compare_results.main([str(tmp_path / 's0'), 'base', 'other',
                               '--seed-roots', str(tmp_path / 's1'),
                               '--dataset', 'ood', '--scorers', 'msp'])
+    assert e.value.code == 2
+    assert 's1/other/ood/results.json not found' in capsys.readouterr().err
 
 
 def _robustness(ece_clean, ece_noise, nd=0.01, models=('b', 'i')):
@@ -94,7 +96,9 @@ def _robustness(ece_clean, ece_noise, nd=0.01, models=('b', 'i')):
                                                  non_distinctiveness=nd)
         cells[f'{m}|fog|5|ss'] = dict(miou=0.7, ece=ece_noise + 0.02,
                                       non_distinctiveness=nd)
-    return dict(schema=2, complete=True, models=list(models), cells=cells)
+    return dict(schema=2, complete=True, models=list(models), cells=cells,
+                settings=dict(corruptions=['gaussian_noise', 'fog'],
+                              severities=[5], msc=False, ood_datasets=[]))
 
 
 def test_calibration_spreads_separate_clean_from_corrupted():
@@ -133,7 +137,8 @@ def test_seed_summary_tool(tmp_path, capsys):
         for m in ('b', 'i'):
             _write(tmp_path / f's{i}' / 'background_iou' / m /
                    'results.json',
-                   dict(background_iou=dict(tex=dict(applicable=True,
+                   dict(results={},
+                        background_iou=dict(tex=dict(applicable=True,
                                                      pooled=90.0 + i))))
     out = tmp_path / 'sum.md'
     seed_summary.main([str(tmp_path / 's0'), str(tmp_path / 's1'),
@@ -141,8 +146,11 @@ def test_seed_summary_tool(tmp_path, capsys):
     text = out.read_text()
     assert '| clean ECE | 2.00 ± 1.41 (1.00-3.00) |' in text
     assert '| tex | 90.50 ± 0.71 (90.00-91.00) |' in text
-    with pytest.raises(SystemExit, match='robustness.json not found'):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
         seed_summary.main([str(tmp_path / 'missing')])
+    assert e.value.code == 2
+    assert 'robustness.json not found' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('script,arg,message', [

@@ -66,8 +66,9 @@ def test_bad_scalars_are_named(tmp_path):
     d = tmp_path / '20260101_000000' / 'vis_data'
     d.mkdir(parents=True)
     (d / 'scalars.json').write_text(json.dumps({'loss': 1, 'step': 1}) +
-                                    '\n{broken\n')
-    with pytest.raises(ValueError, match='scalars.json line 2'):
+                                    '\n{broken\n' +
+                                    json.dumps({'loss': 1, 'step': 2}))
+    with pytest.raises(ValueError, match='scalars.json line 2 is not JSON'):
         read_scalars(str(tmp_path))
     bad = run_tool('training_curves.py', str(tmp_path), str(tmp_path),
                    '--names', 'one', '--out', str(tmp_path / 'o'),

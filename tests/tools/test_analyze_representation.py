@@ -171,10 +171,23 @@ def test_writer_takes_models_of_different_k(tmp_path):
 
 # --- refusals, before anything runs ------------------------------------------
 def _refused(tmp_path, argv, error, match):
+    """One line and exit status 2 through the tool; ``--debug`` raises
+    ``error``; nothing written either way."""
+    import contextlib
+    import io
+    import re
+
     from mmseg_ood.tools.analyze_representation import main
     work = tmp_path / 'out'
-    with pytest.raises(error, match=match):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as e:
         main([*argv, '--work-dir', str(work)])
+    assert e.value.code == 2
+    lines = err.getvalue().strip().splitlines()
+    assert lines[-1].startswith('analyze_representation: error: ')
+    assert re.search(match, lines[-1]), lines[-1]
+    with pytest.raises(error, match=match):
+        main([*argv, '--work-dir', str(work), '--debug'])
     assert not work.exists()
 
 
@@ -236,6 +249,7 @@ def test_classes_are_checked_against_the_logits_after_the_pass(
     assert not glob.glob(str(tmp_path / 'representation.*'))
 
 
+@pytest.mark.slow  # the suite keeps ood_test's and calibrate's
 def test_two_processes_equal_one(tmp_path, tool_run, trained_work_dir,
                                 synthetic_root):
     """Each rank accumulates its image; the merge gives one process's

@@ -233,8 +233,9 @@ def test_file_round_trip_and_refusals(tmp_path):
         back.check_matches(scorer='msp')
     back.check_matches(scorer='energy', checkpoint_sha256='a' * 64)
     d = json.load(open(path))
+    assert d['schema_version'] == 2
     for key, value, message in [
-            ('version', 2, 'reads version 1'),
+            ('schema_version', 3, 'newer than this mmseg_ood reads'),
             ('format', 'other', 'not an mmseg_ood calibration'),
             ('threshold', float('nan'), 'finite number'),
             ('decision', 'score > threshold', 'is not')]:
@@ -242,10 +243,12 @@ def test_file_round_trip_and_refusals(tmp_path):
         with pytest.raises(ValueError, match=message):
             OODCalibration.from_dict(bad, source='x.json')
     del d['scorer']['config']
-    with pytest.raises(ValueError, match='x.json has no "scorer.config"'):
+    with pytest.raises(ValueError,
+                       match="x.json: scorer: the field 'config' is "
+                       'missing'):
         OODCalibration.from_dict(d, source='x.json')
     (tmp_path / 'bad.json').write_text('{')
-    with pytest.raises(ValueError, match='bad.json is not a JSON file'):
+    with pytest.raises(ValueError, match='bad.json is not valid JSON'):
         OODCalibration.load(str(tmp_path / 'bad.json'))
 
 
@@ -282,6 +285,13 @@ def test_tool_threshold_equals_numpy_on_the_models_scores(
     assert cal.data['images'] == len(images)
     assert cal.model['num_classes'] == 6 and cal.rule == 'id_fpr'
     cal.check_matches(checkpoint=ckpt, scorer='energy')
+    # bound to the weights, not the file: a weights-only copy matches
+    assert cal.state_dict_sha256 and cal.model['definition']['backbone']
+    assert len(cal.model['classes']) == 6
+    resaved = str(tmp_path / 'weights_only.pth')
+    torch.save({'state_dict': torch.load(ckpt, weights_only=False)[
+        'state_dict']}, resaved)
+    cal.check_matches(checkpoint=resaved, scorer='energy')
     other = osp.join(trained_work_dir, 'iter_1.pth')
     if not osp.exists(other):
         other = str(tmp_path / 'other.pth')

@@ -19,13 +19,14 @@ def plain(tmp_path_factory):
     """A plain model with random weights (a trained-looking conv_seg bias)
     and its checkpoint."""
     from mmseg_ood.apis import init_model
+    from mmseg_ood.synthetic import OBJECTS_CLASSES
     torch.manual_seed(0)
     model = init_model(PLAIN)
     with torch.no_grad():
         model.decode_head.conv_seg.bias.normal_()
     path = str(tmp_path_factory.mktemp('plain') / 'plain.pth')
     torch.save({'state_dict': model.state_dict(),
-                'meta': {'dataset_meta': {'classes': list('abcdef')}}},
+                'meta': {'dataset_meta': {'classes': list(OBJECTS_CLASSES)}}},
                path)
     return model, path
 
@@ -58,7 +59,7 @@ def test_foreground_logits_are_the_plain_models(plain, tmp_path, to,
             assert torch.equal(sd[k], v), k
     meta = torch.load(out, weights_only=True)['meta']
     assert meta['mmseg_ood_conversion']['to'] == to
-    assert meta['dataset_meta']['classes'] == list('abcdef')
+    assert meta['dataset_meta']['classes'][1] == 'disk'
 
 
 def test_relative_bias_keeps_the_plain_decision_up_to_eq5(plain, tmp_path):
@@ -125,6 +126,7 @@ def test_cli(plain, tmp_path):
     bad = run_tool('convert_checkpoint.py', src, '--to', 'ibe', '--out',
                    str(tmp_path / 'b.pth'), '--background-index', '9',
                    check=False)
-    assert bad.returncode == 1
-    assert 'convert_checkpoint: error:' in bad.stderr
+    assert bad.returncode == 2
+    assert bad.stderr.strip().startswith('convert_checkpoint: error:')
+    assert len(bad.stderr.strip().splitlines()) == 1
     assert 'background_index' in bad.stderr

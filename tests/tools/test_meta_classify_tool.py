@@ -132,14 +132,20 @@ def test_a_classifier_of_another_scorer_is_refused(meta_run, tmp_path,
     assert not osp.exists(osp.join(tmp_path, 'results.json'))
 
 
-def test_bad_arguments_are_refused_before_anything_runs(tmp_path):
+def test_bad_arguments_are_refused_before_anything_runs(tmp_path, capsys):
+    """One line, exit status 2 (the tool's main in-process, as its script
+    runs it), before the missing checkpoint is even looked at."""
+    from mmseg_ood.tools.meta_classify import main
     for args, message in (
             (['--cv', '1'], "'loo', 'auto' or a number of folds >= 2"),
             (['--scorer', 'nope'], 'nope'),
             (['--thresholds', '0.5', '0.5'], 'repeats a value')):
-        proc = run_tool('meta_classify.py', STREET_CONFIG, 'missing.pth',
-                        '--work-dir', str(tmp_path), *args, check=False)
-        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+        with pytest.raises(SystemExit) as e:
+            main([STREET_CONFIG, 'missing.pth', '--work-dir', str(tmp_path),
+                  *args])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err, err
+        assert 'Traceback' not in err and 'missing.pth' not in err
 
 
 def test_a_failed_run_leaves_the_previous_results(meta_run, tmp_path,

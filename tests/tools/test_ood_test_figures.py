@@ -6,6 +6,7 @@ One ood_test run through the command line serves every test here."""
 import json
 import os
 import os.path as osp
+import re
 import shutil
 
 import numpy as np
@@ -135,13 +136,17 @@ def test_compare_results_violins_and_open_set(figures_run, capsys):
     median = d.quantile(0.5, 'ood')
     assert f'| before | OOD | {d.total("ood")} |' in table
     assert f'{median:.4g}' in table
-    with pytest.raises(SystemExit, match=r"no scorer 'msp' \(has"):
+    with pytest.raises(SystemExit) as e:
         main([str(root), 'before', '--dataset', 'synthetic_ood',
               '--violins', str(violins), '--violin-scorer', 'msp'])
+    assert e.value.code == 2
+    assert re.search(r"no scorer 'msp' \(has", capsys.readouterr().err)
     # a run without the distribution files (made before they existed)
     old = root / 'old' / 'ood'
     old.mkdir(parents=True)
     shutil.copy(out / 'results.json', old / 'results.json')
-    with pytest.raises(SystemExit, match='synthetic_ood.json not found'):
+    with pytest.raises(SystemExit) as e:
         main([str(root), 'before', 'old', '--dataset', 'synthetic_ood',
               '--violins', str(violins)])
+    assert e.value.code == 2
+    assert 'synthetic_ood.json not found' in capsys.readouterr().err

@@ -248,7 +248,7 @@ def test_the_defaults_are_valid():
 # the flags of tools/ood_test.py that are not options: the model, the work
 # dir and the Runner's
 RUNNER_FLAGS = {'config', 'checkpoint', 'work_dir', 'cfg_options',
-                'launcher', 'unsafe_load', 'local_rank'}
+                'launcher', 'unsafe_load', 'local_rank', 'debug', 'verbose'}
 # the flags that set an option of another name
 FOLDED = {'no_id_eval': 'id_eval', 'bootstrap_seed': 'bootstrap',
           'bootstrap_level': 'bootstrap'}

@@ -183,22 +183,28 @@ def test_a_resumed_run_gives_the_same_tables(robustness_run, tmp_path,
 
 def test_a_partial_file_of_another_schema_is_not_resumed(tmp_path, capsys):
     """Cells of results schema 1 held another non-distinctiveness (the full
-    softmax's largest foreground entry, not IBE eq. 4): never mixed in."""
-    from mmseg_ood.apis.robustness_test import RESULTS_SCHEMA, _load_partial
+    softmax's largest foreground entry, not IBE eq. 4): never mixed in, and
+    set aside rather than overwritten."""
+    import os
+    from mmseg_ood.apis.robustness_test import RESULTS_SCHEMA, load_partial
     path = str(tmp_path / 'robustness.partial.json')
     cells = {'a|clean|0|ss': dict(miou=0.5, ece=0.1,
                                   non_distinctiveness=0.01)}
-    settings = dict(seed=0)
+    settings = dict(seed=0, corruptions=['fog'], severities=[2], msc=False,
+                    ood_datasets=[])
     for schema, expected in ((None, {}), (1, {}), (RESULTS_SCHEMA, cells)):
         payload = dict(complete=False, settings=settings, cells=cells)
         if schema is not None:
             payload['schema'] = schema
         with open(path, 'w') as f:
             json.dump(payload, f)
-        assert _load_partial(path, settings) == expected
+        assert load_partial(path, settings) == expected
     out = capsys.readouterr().out
     assert out.count('has results schema 1') == 2
     assert 'IBE eq. 4' in out
+    assert sorted(os.listdir(tmp_path)) == [
+        'robustness.partial.json', 'robustness.partial.json.schema1',
+        'robustness.partial.json.schema1.2']
 
 
 def test_a_failing_run_writes_no_tables(
@@ -217,7 +223,10 @@ def test_a_failing_run_writes_no_tables(
     assert 'nowhere' in proc.stderr
 
 
-def test_bad_arguments(tmp_path):
+def test_bad_arguments(tmp_path, capsys):
+    """Each a one-line error and exit status 2 (in-process: the tool's
+    main, as its script runs it)."""
+    from mmseg_ood.tools.robustness_test import main
     for args, message in (
             (['a.py', '--work-dir', str(tmp_path)], 'CONFIG CHECKPOINT pairs'),
             ([STREET_CONFIG, 'missing.pth', '--work-dir', str(tmp_path)],
@@ -229,5 +238,8 @@ def test_bad_arguments(tmp_path):
             ([STREET_CONFIG, STREET_CONFIG, STREET_CONFIG, STREET_CONFIG,
               '--work-dir', str(tmp_path), '--names', 'x', 'x'],
              'model names must be unique')):
-        proc = run_tool('robustness_test.py', *args, check=False)
-        assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and message in err, err
+        assert 'Traceback' not in err

@@ -87,6 +87,15 @@ def test_missing_file_is_named(tmp_path):
         load_checkpoint_file(str(tmp_path / 'nope.pth'))
 
 
+def test_runner_checkpoint_hash_is_its_weights(trained_work_dir, tmp_path):
+    from mmseg_ood.utils import state_dict_sha256
+    ckpt = load_checkpoint_file(_runner_checkpoint(trained_work_dir))
+    path = str(tmp_path / 'weights.pth')
+    torch.save(ckpt['state_dict'], path)  # a bare state dict
+    assert state_dict_sha256(load_checkpoint_file(path)) == \
+        state_dict_sha256(ckpt)
+
+
 def test_test_tool_refuses_foreign_checkpoint(tmp_path, synthetic_root,
                                               trained_work_dir, monkeypatch):
     from conftest import QUICK_OPTIONS, STREET_CONFIG, run_tool
@@ -98,9 +107,11 @@ def test_test_tool_refuses_foreign_checkpoint(tmp_path, synthetic_root,
             '--cfg-options', *QUICK_OPTIONS]
     env = {'MMSEG_OOD_DATA': synthetic_root}
     proc = run_tool('test.py', *args, env=env, check=False)
-    assert proc.returncode != 0
-    assert 'UnsafeCheckpointError' in proc.stderr
+    assert proc.returncode == 2  # a user error: one line, no traceback
+    assert proc.stderr.strip().startswith('test: error: checkpoint ')
+    assert len(proc.stderr.strip().splitlines()) == 1
     assert 'argparse.Namespace' in proc.stderr
+    assert '--unsafe-load' in proc.stderr
     # the opt-in works (what the tool calls, in-process)
     from conftest import QUICK_CFG
     from mmseg_ood.apis import test

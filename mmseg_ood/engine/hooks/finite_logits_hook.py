@@ -5,8 +5,9 @@ from typing import Optional, Sequence
 
 import torch
 from mmengine.hooks import Hook
-
 from mmseg.registry import HOOKS
+
+from ...errors import InvalidValueError
 from ...utils.arguments import strict_arguments
 
 
@@ -38,7 +39,7 @@ class FiniteLogitsHook(Hook):
             data = logits.data if hasattr(logits, 'data') else logits
             if not torch.isfinite(data).all():
                 bad = int((~torch.isfinite(data)).sum())
-                raise ValueError(
+                raise InvalidValueError(
                     f'the model output {bad} non-finite (NaN/Inf) logits of '
                     f'{data.numel()} for image '
                     f"{sample.metainfo.get('img_path')}: are the "

@@ -7,8 +7,9 @@ from typing import List, Sequence, Union
 import numpy as np
 import torch
 from mmengine.hooks import Hook
-
 from mmseg.registry import HOOKS
+
+from ...errors import InvalidValueError, MissingFieldError
 from ...evaluation.metrics.segment_metric import threshold_name
 from ...meta.classifier import MetaClassifier, load_meta_classifiers
 from ...meta.segments import feature_names, image_segments
@@ -90,12 +91,13 @@ class MetaClassifierHook(Hook):
             self.source = 'meta classifier'
         self.classifiers = list(meta_classifier)
         if not self.classifiers:
-            raise ValueError('`meta_classifier` has no classifier')
+            raise InvalidValueError('`meta_classifier` has no classifier')
         scorers = {c.scorer for c in self.classifiers}
         if len(scorers) > 1:
-            raise ValueError('`meta_classifier`: the classifiers read '
-                             f'different scorers {sorted(scorers)}; one hook '
-                             'filters one scorer')
+            raise InvalidValueError(
+                '`meta_classifier`: the classifiers read '
+                f'different scorers {sorted(scorers)}; one hook '
+                'filters one scorer')
         self.scorer = scorers.pop()
 
     @property
@@ -108,7 +110,7 @@ class MetaClassifierHook(Hook):
         for sample in outputs:
             scores = sample.get('ood_scores')
             if scores is None or self.scorer not in scores:
-                raise KeyError(
+                raise MissingFieldError(
                     f'{self.source}: the meta classifier reads '
                     f'{self.scorer!r} score maps, which this run does not '
                     f'score (it scores {sorted(scores or [])}); add '
@@ -120,7 +122,7 @@ class MetaClassifierHook(Hook):
                 maps = filter_score_map(scores[self.scorer], probs,
                                         self.classifiers)
             except ValueError as e:
-                raise ValueError(f'{self.source}: {e}') from None
+                raise InvalidValueError(f'{self.source}: {e}') from None
             for name, m in zip(self.names, maps):
                 scores[name] = m
         return outputs

@@ -5,9 +5,10 @@ from typing import Optional
 
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
-
 from mmseg.models import SegTTAModel
 from mmseg.registry import HOOKS
+
+from ...errors import InvalidValueError
 from ...evaluation import OODMetric
 from ...models import OODScoring, OODSegTTAModel, build_scorers
 from ...utils.arguments import strict_arguments
@@ -61,7 +62,7 @@ class OODScoringHook(Hook):
             model = model.module
         if isinstance(model, SegTTAModel) and not isinstance(
                 model, OODSegTTAModel):
-            raise ValueError(
+            raise InvalidValueError(
                 'OODScoringHook with test-time augmentation needs '
                 "tta_model = dict(type='OODSegTTAModel'); mmseg's "
                 'SegTTAModel drops the OOD scores when merging')

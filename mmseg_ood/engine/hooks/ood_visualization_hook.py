@@ -8,8 +8,9 @@ from typing import Optional
 import numpy as np
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
-
 from mmseg.registry import HOOKS
+
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX, OOD_LABEL
 from ...utils.arguments import strict_arguments
 
@@ -72,7 +73,7 @@ class OODVisualizationHook(Hook):
 
     def __init__(self, out_dir: str, num: int = 10, palette=None):
         if not isinstance(num, int) or num < 0:
-            raise ValueError(f'`num` must be an int >= 0, got {num!r}')
+            raise InvalidValueError(f'`num` must be an int >= 0, got {num!r}')
         self.out_dir = out_dir
         self.num = num
         self.palette = palette

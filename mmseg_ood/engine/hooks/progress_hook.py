@@ -1,22 +1,26 @@
-"""A progress bar for test loops: images/s and ETA."""
+"""Progress of test loops: images/s and ETA, fit for a terminal and a log."""
 from __future__ import annotations
 
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
-from mmengine.utils import ProgressBar
 
 from mmseg.registry import HOOKS
 from ...utils.arguments import strict_arguments
+from ...utils.progress import Progress
 
 
 @HOOKS.register_module()
 @strict_arguments
 class ProgressBarHook(Hook):
-    """mmengine's ``ProgressBar`` over the test images (rank 0 only): shows
-    the count, images per second, elapsed time and ETA.
+    """The progress over the test images (rank 0 only): the count, images
+    per second, elapsed time and ETA (:class:`~mmseg_ood.utils.progress.
+    Progress`). On a terminal a live bar; when the output goes to a file
+    (not a terminal), a plain line every 5 seconds or every 10 % of the
+    images, never a line over 200 characters.
 
     Args:
-        title: Printed before the bar.
+        title: Printed before the bar (a terminal) or at the start of each
+            line (a log).
     """
 
     def __init__(self, title: str = ''):
@@ -25,9 +29,8 @@ class ProgressBarHook(Hook):
 
     def before_test_epoch(self, runner) -> None:
         if get_rank() == 0:
-            if self.title:
-                print(self.title, flush=True)
-            self._bar = ProgressBar(len(runner.test_dataloader.dataset))
+            self._bar = Progress(len(runner.test_dataloader.dataset),
+                                 title=self.title, unit='images')
 
     def after_test_iter(self, runner, batch_idx, data_batch=None,
                         outputs=None) -> None:
@@ -35,11 +38,13 @@ class ProgressBarHook(Hook):
             world = 1
             if hasattr(runner, 'world_size'):
                 world = runner.world_size
-            for _ in range(len(outputs or ()) * world):
-                if self._bar.completed < self._bar.task_num:
-                    self._bar.update()
+            # the sampler pads the last batch of a distributed run
+            num = min(len(outputs or ()) * world,
+                      self._bar.total - self._bar.completed)
+            if num > 0:
+                self._bar.update(num)
 
     def after_test_epoch(self, runner, metrics=None) -> None:
         if self._bar is not None:
-            print(flush=True)
+            self._bar.close()
             self._bar = None

@@ -1,8 +1,10 @@
-"""mmengine's ``LoggerHook`` with one writer of the test metrics file."""
+"""mmengine's ``LoggerHook`` with one writer of the test metrics file, in
+plain numbers."""
 from __future__ import annotations
 
 from typing import Dict, Optional
 
+import numpy as np
 from mmengine.dist import get_rank
 from mmengine.hooks import LoggerHook
 
@@ -19,8 +21,14 @@ class RankZeroLoggerHook(LoggerHook):
     ``<log_dir>/<timestamp>.json`` on every rank; the ranks share the log
     dir, so in a distributed test they write the same file at once and it
     can come out corrupted (two JSON objects run together). The metrics are
-    the same on every rank, so rank 0 writes them alone. The package's
-    Runners use this hook in place of ``LoggerHook`` when distributed.
+    the same on every rank, so rank 0 writes them alone.
+
+    mmengine's hook also writes every value that is not a plain Python
+    number as ``null``: a count logged through the message hub comes back
+    as a ``numpy.int64`` (its history is a numpy array), so ``OODMetric``'s
+    ``num_ood`` was ``null`` in the file. Here numpy scalars are written as
+    the numbers they hold. The package's Runners use this hook in place of
+    ``LoggerHook``.
 
     Args:
         interval: Logging interval, in iterations.
@@ -43,3 +51,19 @@ class RankZeroLoggerHook(LoggerHook):
                          metrics: Optional[Dict[str, float]] = None) -> None:
         if get_rank() == 0:
             super().after_test_epoch(runner, metrics)
+
+    @staticmethod
+    def _process_tags(tags: dict):
+        """mmengine's conversion of the tags to JSON values, numpy scalars
+        (anywhere in the tags) as Python numbers first."""
+        return LoggerHook._process_tags(_plain(tags))
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -21,6 +21,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
 from ..functional.inputs import to_numpy
 from ..functional.roc_pr import UndefinedMetricWarning
@@ -34,7 +35,7 @@ def check_class_index(name: str, value) -> int:
     ``name``."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) \
             or value < 0:
-        raise ValueError(f'`{name}` must be an int >= 0, got {value!r}')
+        raise InvalidValueError(f'`{name}` must be an int >= 0, got {value!r}')
     return int(value)
 
 
@@ -65,13 +66,13 @@ def background_pixel_counts(pred, background_index: int, labels=None,
         return int(np.count_nonzero(p == background_index)), int(p.size)
     y = to_numpy(labels)
     if p.squeeze().shape != y.squeeze().shape:
-        raise ValueError(f'{name}: prediction {p.shape} and labels '
-                         f'{y.shape} differ in shape')
+        raise InvalidValueError(f'{name}: prediction {p.shape} and labels '
+                                f'{y.shape} differ in shape')
     p, y = p.reshape(-1), y.reshape(-1)
     valid = y != ignore_index
     other = valid & (y != background_index)
     if other.any():
-        raise ValueError(
+        raise InvalidValueError(
             f'{name}: {int(other.sum())} valid label pixels are not the '
             f'background {background_index} (values '
             f'{sorted(np.unique(y[other]).tolist())[:10]}); background IoU '
@@ -102,8 +103,9 @@ class BackgroundIoUAccumulator(Accumulator):
                ) -> 'BackgroundIoUAccumulator':
         """Add one image's counts (:func:`background_pixel_counts`)."""
         if not 0 <= background <= valid:
-            raise ValueError('need 0 <= background <= valid pixels, got '
-                             f'{background} and {valid}')
+            raise InvalidValueError(
+                'need 0 <= background <= valid pixels, got '
+                f'{background} and {valid}')
         self.background += int(background)
         self.valid += int(valid)
         if valid:

@@ -74,6 +74,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from ...errors import InvalidTypeError, InvalidValueError
 from .base import Accumulator
 from .pixel import PixelOODAccumulator
 from .score_transform import Float16RankTransform, float16_knots
@@ -116,27 +117,29 @@ def check_bootstrap(bootstrap: Optional[dict]) -> Optional[dict]:
     if bootstrap is None:
         return None
     if not isinstance(bootstrap, dict):
-        raise TypeError('`bootstrap` must be a dict(samples=N, seed=S, '
-                        f'level=L, bins=B) or None, got {bootstrap!r}')
+        raise InvalidTypeError('`bootstrap` must be a dict(samples=N, seed=S, '
+                               f'level=L, bins=B) or None, got {bootstrap!r}')
     unknown = sorted(set(bootstrap) - set(_DEFAULTS))
     if unknown:
-        raise ValueError(f'`bootstrap` has unknown keys {unknown}; it takes '
-                         f'{", ".join(_DEFAULTS)}')
+        raise InvalidValueError(
+            f'`bootstrap` has unknown keys {unknown}; it takes '
+            f'{", ".join(_DEFAULTS)}')
     out = {**_DEFAULTS, **bootstrap}
     if not _is_int(out['samples']) or out['samples'] < 1:
-        raise ValueError('`bootstrap` samples must be an int >= 1, got '
-                         f'{out["samples"]!r}')
+        raise InvalidValueError('`bootstrap` samples must be an int >= 1, got '
+                                f'{out["samples"]!r}')
     if not _is_int(out['seed']) or out['seed'] < 0:
-        raise ValueError('`bootstrap` seed must be an int >= 0, got '
-                         f'{out["seed"]!r}')
+        raise InvalidValueError('`bootstrap` seed must be an int >= 0, got '
+                                f'{out["seed"]!r}')
     level = out['level']
     if isinstance(level, bool) or not isinstance(
             level, (int, float, np.floating)) or not 0.0 < level < 1.0:
-        raise ValueError('`bootstrap` level must be in (0, 1), got '
-                         f'{level!r}')
+        raise InvalidValueError('`bootstrap` level must be in (0, 1), got '
+                                f'{level!r}')
     if not _is_int(out['bins']) or not 2 <= out['bins'] <= MAX_BINS:
-        raise ValueError(f'`bootstrap` bins must be an int in [2, {MAX_BINS}]'
-                         f', got {out["bins"]!r}')
+        raise InvalidValueError(
+            f'`bootstrap` bins must be an int in [2, {MAX_BINS}]'
+            f', got {out["bins"]!r}')
     return dict(samples=int(out['samples']), seed=int(out['seed']),
                 level=float(level), bins=int(out['bins']))
 
@@ -215,9 +218,10 @@ class ImageHistograms(Accumulator):
         """
         knots = np.asarray(state['knots'], np.float32)
         if not np.array_equal(knots, self.knots):
-            raise ValueError('ImageHistograms: cannot merge histograms of '
-                             f'other knots ({knots.size} vs '
-                             f'{self.knots.size})')
+            raise InvalidValueError(
+                'ImageHistograms: cannot merge histograms of '
+                f'other knots ({knots.size} vs '
+                f'{self.knots.size})')
         self.images += list(state['images'])
         self._counts += list(np.asarray(state['counts'], np.int32))
         return self

@@ -38,6 +38,7 @@ from typing import Dict, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
 from ..functional.inputs import to_numpy
 from ..functional.roc_pr import UndefinedMetricWarning
@@ -85,7 +86,7 @@ class GroundTruthComponents:
                  ignore_index: int = IGNORE_INDEX):
         lab = to_numpy(labels)
         if lab.ndim != 2:
-            raise ValueError(f'labels must be (H, W), got {lab.shape}')
+            raise InvalidValueError(f'labels must be (H, W), got {lab.shape}')
         self.shape = lab.shape
         self.min_gt_size = int(min_gt_size)
         self.valid = lab != ignore_index
@@ -122,15 +123,17 @@ def image_component_stats(scores, labels, threshold: float,
     if gt is None:
         lab = to_numpy(labels)
         if s.shape != lab.shape or s.ndim != 2:
-            raise ValueError(f'scores {s.shape} and labels {lab.shape} must '
-                             'be the same (H, W) shape')
+            raise InvalidValueError(
+                f'scores {s.shape} and labels {lab.shape} must '
+                'be the same (H, W) shape')
         gt = GroundTruthComponents(lab, min_gt_size, ignore_index)
     elif s.shape != gt.shape:
-        raise ValueError(f'scores {s.shape} and labels {gt.shape} must be '
-                         'the same (H, W) shape')
+        raise InvalidValueError(
+            f'scores {s.shape} and labels {gt.shape} must be '
+            'the same (H, W) shape')
     elif gt.min_gt_size != min_gt_size:
-        raise ValueError(f'`gt` was computed with min_gt_size='
-                         f'{gt.min_gt_size}, not {min_gt_size}')
+        raise InvalidValueError(f'`gt` was computed with min_gt_size='
+                                f'{gt.min_gt_size}, not {min_gt_size}')
     pred = s >= threshold
     pred &= gt.valid  # predictions on void pixels are dropped
     pred_cc, n_pred = label_components(pred)
@@ -197,15 +200,18 @@ class ComponentAccumulator(Accumulator):
                  ignore_index: int = IGNORE_INDEX):
         if preset is not None:
             if preset not in SIZE_PRESETS:
-                raise ValueError(f'`preset` must be one of '
-                                 f'{sorted(SIZE_PRESETS)}, got {preset!r}')
+                raise InvalidValueError(
+                    f'`preset` must be one of '
+                    f'{sorted(SIZE_PRESETS)}, got {preset!r}')
             min_pred_size, min_gt_size = SIZE_PRESETS[preset]
         for n, v in (('min_pred_size', min_pred_size),
                      ('min_gt_size', min_gt_size)):
             if not isinstance(v, (int, np.integer)) or v < 0:
-                raise ValueError(f'`{n}` must be an int >= 0, got {v!r}')
+                raise InvalidValueError(
+                    f'`{n}` must be an int >= 0, got {v!r}')
         if not np.isfinite(threshold):
-            raise ValueError(f'`threshold` must be finite, got {threshold}')
+            raise InvalidValueError(
+                f'`threshold` must be finite, got {threshold}')
         self.threshold = float(threshold)
         self.min_pred_size, self.min_gt_size = int(min_pred_size), int(
             min_gt_size)

@@ -6,6 +6,7 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
 from ..functional.inputs import to_numpy
 from .base import Accumulator
@@ -48,12 +49,13 @@ class ECEAccumulator(Accumulator):
                  background_index: Optional[int] = None,
                  ignore_index: int = IGNORE_INDEX):
         if not isinstance(num_bins, int) or num_bins < 1:
-            raise ValueError(
+            raise InvalidValueError(
                 f'`num_bins` must be an int >= 1, got {num_bins!r}')
         if background_index is not None and (
                 not isinstance(background_index, int) or background_index < 0):
-            raise ValueError('`background_index` must be None or an int >= 0, '
-                             f'got {background_index!r}')
+            raise InvalidValueError(
+                '`background_index` must be None or an int >= 0, '
+                f'got {background_index!r}')
         self.num_bins = num_bins
         self.background_index = background_index
         self.ignore_index = ignore_index
@@ -77,24 +79,26 @@ class ECEAccumulator(Accumulator):
         p = torch.as_tensor(to_numpy(probs)).float()
         y = torch.as_tensor(to_numpy(labels)).long()
         if p.dim() != 3 or tuple(p.shape[1:]) != tuple(y.shape):
-            raise ValueError(f'probs must be (C, H, W) and labels (H, W) '
-                             f'with the same H, W; got {tuple(p.shape)} and '
-                             f'{tuple(y.shape)}')
+            raise InvalidValueError(
+                f'probs must be (C, H, W) and labels (H, W) '
+                f'with the same H, W; got {tuple(p.shape)} and '
+                f'{tuple(y.shape)}')
         if logits is not None:
             logits = torch.as_tensor(to_numpy(logits))
             if tuple(logits.shape) != tuple(p.shape):
-                raise ValueError(f'logits must have the shape of probs '
-                                 f'{tuple(p.shape)}, got '
-                                 f'{tuple(logits.shape)}')
+                raise InvalidValueError(f'logits must have the shape of probs '
+                                        f'{tuple(p.shape)}, got '
+                                        f'{tuple(logits.shape)}')
         valid = y != self.ignore_index
         p = p[:, valid]                          # (C, n)
         y = y[valid]
         if y.numel() == 0:
             return self
         if int(y.max()) >= p.shape[0] or int(y.min()) < 0:
-            raise ValueError(f'labels must be in [0, {p.shape[0]}) or '
-                             f'{self.ignore_index}, got {int(y.min())}..'
-                             f'{int(y.max())}')
+            raise InvalidValueError(
+                f'labels must be in [0, {p.shape[0]}) or '
+                f'{self.ignore_index}, got {int(y.min())}..'
+                f'{int(y.max())}')
         conf, pred = p.max(dim=0)
         correct = (pred == y).double().numpy()
         conf = conf.double().numpy()
@@ -106,8 +110,9 @@ class ECEAccumulator(Accumulator):
         bg = self.background_index
         if bg is not None:
             if bg >= p.shape[0]:
-                raise ValueError(f'`background_index` {bg} is not a class of '
-                                 f'{p.shape[0]}-class probabilities')
+                raise InvalidValueError(
+                    f'`background_index` {bg} is not a class of '
+                    f'{p.shape[0]}-class probabilities')
             mu_bg = p[bg].double()
             fg = torch.cat([p[:bg], p[bg + 1:]]).double()
             if logits is not None:
@@ -117,7 +122,7 @@ class ECEAccumulator(Accumulator):
             else:
                 mass = fg.sum(dim=0)
                 if bool((mass <= 0).any()):
-                    raise ValueError(
+                    raise InvalidValueError(
                         'non-distinctiveness: the background takes all the '
                         'probability at some pixels, so the foreground '
                         'softmax (IBE eq. 4) is undefined from probabilities;'

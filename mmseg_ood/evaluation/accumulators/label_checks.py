@@ -24,21 +24,24 @@ from __future__ import annotations
 import warnings
 from typing import Mapping, Optional
 
+from ...errors import InvalidTypeError, InvalidValueError, OODNotice
 from .base import Accumulator
 
 __all__ = ['UnlistedLabelValues', 'UnlistedLabelValueWarning',
            'unlisted_values_message', 'warn_unlisted_values']
 
 
-class UnlistedLabelValueWarning(UserWarning):
+class UnlistedLabelValueWarning(OODNotice):
     """Label files hold raw values that the dataset's ``value_map`` does not
-    list; their pixels were evaluated as void."""
+    list; their pixels were evaluated as void. A package notice
+    (:class:`~mmseg_ood.errors.OODNotice`): a log line in a tool run."""
 
 
 def _check_counts(unlisted, name: str) -> dict:
     if not isinstance(unlisted, Mapping):
-        raise TypeError(f'`{name}` must be a mapping raw value -> pixel '
-                        f'count, got {type(unlisted).__name__}')
+        raise InvalidTypeError(
+            f'`{name}` must be a mapping raw value -> pixel '
+            f'count, got {type(unlisted).__name__}')
     out = {}
     for v, n in unlisted.items():
         try:
@@ -46,8 +49,9 @@ def _check_counts(unlisted, name: str) -> dict:
         except (TypeError, ValueError):
             value = count = -1
         if not 0 <= value <= 255 or count < 0 or value != v or count != n:
-            raise ValueError(f'`{name}` must map raw values in [0, 255] to '
-                             f'pixel counts >= 0, got {v!r}: {n!r}')
+            raise InvalidValueError(
+                f'`{name}` must map raw values in [0, 255] to '
+                f'pixel counts >= 0, got {v!r}: {n!r}')
         if count:
             out[value] = count
     return dict(sorted(out.items()))
@@ -77,8 +81,8 @@ class UnlistedLabelValues(Accumulator):
     def __init__(self, max_examples: int = 5):
         if isinstance(max_examples, bool) or not isinstance(
                 max_examples, int) or max_examples < 0:
-            raise ValueError('`max_examples` must be an int >= 0, got '
-                             f'{max_examples!r}')
+            raise InvalidValueError('`max_examples` must be an int >= 0, got '
+                                    f'{max_examples!r}')
         self.max_examples = max_examples
         self.reset()
 
@@ -99,8 +103,8 @@ class UnlistedLabelValues(Accumulator):
                 listed.
         """
         if not isinstance(file, str):
-            raise TypeError(f'`file` must be a str (a path), got '
-                            f'{type(file).__name__}')
+            raise InvalidTypeError(f'`file` must be a str (a path), got '
+                                   f'{type(file).__name__}')
         counts = _check_counts(unlisted, 'unlisted')
         if counts:
             self._add(counts, 1, [(file, counts)])

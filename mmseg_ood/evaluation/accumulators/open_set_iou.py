@@ -5,6 +5,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
 from ..functional.inputs import to_numpy
 from .base import Accumulator
@@ -27,8 +28,8 @@ class OpenSetIoUAccumulator(Accumulator):
                  thresholds: Sequence[Optional[float]],
                  ignore_index: int = IGNORE_INDEX):
         if not isinstance(num_classes, int) or num_classes < 1:
-            raise ValueError('`num_classes` must be an int >= 1, got '
-                             f'{num_classes!r}')
+            raise InvalidValueError('`num_classes` must be an int >= 1, got '
+                                    f'{num_classes!r}')
         self.num_classes = num_classes
         self.thresholds = tuple(thresholds)
         self.ignore_index = ignore_index
@@ -46,9 +47,10 @@ class OpenSetIoUAccumulator(Accumulator):
         valid = label != self.ignore_index
         p, y, s = pred[valid], label[valid], score[valid]
         if y.size and (y.min() < 0 or y.max() >= c):
-            raise ValueError(f'labels must be in [0, {c}) or '
-                             f'{self.ignore_index}, got {int(y.min())}..'
-                             f'{int(y.max())}')
+            raise InvalidValueError(
+                f'labels must be in [0, {c}) or '
+                f'{self.ignore_index}, got {int(y.min())}..'
+                f'{int(y.max())}')
         area_label = np.bincount(y, minlength=c)[:c]
         for i, t in enumerate(self.thresholds):
             q = p if t is None else np.where(s >= t, c, p)
@@ -63,8 +65,9 @@ class OpenSetIoUAccumulator(Accumulator):
 
     def load_state_dict(self, state: dict) -> 'OpenSetIoUAccumulator':
         if state['areas'].shape != self.areas.shape:
-            raise ValueError(f"areas {state['areas'].shape} cannot be merged "
-                             f'into {self.areas.shape}')
+            raise InvalidValueError(
+                f"areas {state['areas'].shape} cannot be merged "
+                f'into {self.areas.shape}')
         self.areas += state['areas']
         return self
 

@@ -5,6 +5,7 @@ from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
 from ..functional.float_keys import keys_to_values, order_keys
 from ..functional.inputs import flat_scores_and_labels
@@ -294,17 +295,18 @@ class PixelOODAccumulator(Accumulator):
                  name: str = 'scores', refine_fraction: float = 0.01,
                  max_refined: int = 256):
         if not isinstance(bits, int) or not 12 <= bits <= 24:
-            raise ValueError(
+            raise InvalidValueError(
                 f'`bits` must be an int in [12, 24], got {bits!r}')
         for p in tpr_points:
             if not 0.0 < p <= 1.0:
-                raise ValueError(f'`tpr_points` must be in (0, 1], got {p}')
+                raise InvalidValueError(
+                    f'`tpr_points` must be in (0, 1], got {p}')
         if not 0.0 < refine_fraction <= 1.0:
-            raise ValueError('`refine_fraction` must be in (0, 1], got '
-                             f'{refine_fraction}')
+            raise InvalidValueError('`refine_fraction` must be in (0, 1], got '
+                                    f'{refine_fraction}')
         if not isinstance(max_refined, int) or max_refined < 0:
-            raise ValueError('`max_refined` must be an int >= 0, got '
-                             f'{max_refined!r}')
+            raise InvalidValueError('`max_refined` must be an int >= 0, got '
+                                    f'{max_refined!r}')
         self.bits = bits
         self.ignore_index = ignore_index
         self.tpr_points = tuple(tpr_points)
@@ -369,8 +371,8 @@ class PixelOODAccumulator(Accumulator):
             return self
         top = int(labels.max())
         if top > 2 or (labels.dtype.kind == 'i' and int(labels.min()) < 0):
-            raise ValueError('update_valid: labels must be 0, 1 or 2 '
-                             f'(skipped), found {top}')
+            raise InvalidValueError('update_valid: labels must be 0, 1 or 2 '
+                                    f'(skipped), found {top}')
         rows = 3 if top == 2 else 2
         # the bins this update spans, page-aligned: keys preserve order, so
         # the extreme scores give the extreme bins
@@ -544,8 +546,9 @@ class PixelOODAccumulator(Accumulator):
         """Add another accumulator's counts (same ``bits``,
         ``refine_fraction`` and ``max_refined``) into this one."""
         if not isinstance(other, PixelOODAccumulator):
-            raise ValueError('can only merge a PixelOODAccumulator, got '
-                             f'{type(other).__name__}')
+            raise InvalidValueError(
+                'can only merge a PixelOODAccumulator, got '
+                f'{type(other).__name__}')
         return self.load_state_dict(other.state_dict())
 
     def state_dict(self) -> dict:
@@ -589,8 +592,9 @@ class PixelOODAccumulator(Accumulator):
         """
         for key in ('bits', 'refine_fraction', 'max_refined'):
             if state.get(key, getattr(self, key)) != getattr(self, key):
-                raise ValueError(f'state has {key}={state[key]!r}, this '
-                                 f'metric {getattr(self, key)!r}')
+                raise InvalidValueError(
+                    f'state has {key}={state[key]!r}, this '
+                    f'metric {getattr(self, key)!r}')
         index = np.asarray(state['index'], np.int64)
         count = np.asarray(state['count'], np.int64)
         cls, b = index >> self.bits, index & ((1 << self.bits) - 1)

@@ -25,6 +25,7 @@ from typing import Dict
 import numpy as np
 import torch
 
+from ...errors import InvalidValueError
 from ..functional.inputs import to_numpy
 from .base import Accumulator
 
@@ -35,7 +36,8 @@ def effective_dimensionality(explained: np.ndarray, fraction: float) -> int:
     """The number of leading components whose accumulated explained variance
     reaches ``fraction``."""
     if not 0 < fraction <= 1:
-        raise ValueError(f'`fraction` must be in (0, 1], got {fraction!r}')
+        raise InvalidValueError(
+            f'`fraction` must be in (0, 1], got {fraction!r}')
     # a tolerance for the last component's rounding (its sum is 1)
     return int(np.searchsorted(explained, fraction - 1e-12) + 1)
 
@@ -53,8 +55,8 @@ class RepresentationAccumulator(Accumulator):
     def __init__(self, num_classes: int):
         if isinstance(num_classes, bool) or not isinstance(
                 num_classes, (int, np.integer)) or num_classes < 2:
-            raise ValueError('`num_classes` must be an int >= 2, got '
-                             f'{num_classes!r}')
+            raise InvalidValueError('`num_classes` must be an int >= 2, got '
+                                    f'{num_classes!r}')
         self.num_classes = int(num_classes)
         self.reset()
 
@@ -71,12 +73,13 @@ class RepresentationAccumulator(Accumulator):
         if v.dim() == 3:
             v = v[None]
         if v.dim() != 4 or v.shape[1] != self.num_classes:
-            raise ValueError(f'logits must be ({self.num_classes}, H, W) or '
-                             f'(N, {self.num_classes}, H, W), got '
-                             f'{tuple(v.shape)}')
+            raise InvalidValueError(
+                f'logits must be ({self.num_classes}, H, W) or '
+                f'(N, {self.num_classes}, H, W), got '
+                f'{tuple(v.shape)}')
         v = v.double().permute(1, 0, 2, 3).reshape(self.num_classes, -1)
         if not torch.isfinite(v).all():
-            raise ValueError('logits contain NaN / Inf')
+            raise InvalidValueError('logits contain NaN / Inf')
         pred = v.argmax(dim=0)
         for c in torch.unique(pred).tolist():
             vc = v[:, pred == c]                         # (k, n_c)
@@ -96,9 +99,9 @@ class RepresentationAccumulator(Accumulator):
             self.num_classes = int(state['num_classes'])
             self.reset()
         if state['num_classes'] != self.num_classes:
-            raise ValueError(f'cannot merge statistics of '
-                             f"{state['num_classes']} classes into "
-                             f'{self.num_classes}')
+            raise InvalidValueError(f'cannot merge statistics of '
+                                    f"{state['num_classes']} classes into "
+                                    f'{self.num_classes}')
         self.count += state['count']
         self.sum += state['sum']
         self.outer += state['outer']

@@ -10,14 +10,14 @@ per-pixel array is held. A file of 10 scorers at 256 bins is about 50 KB.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Dict, Sequence
 
 import numpy as np
 
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
-from ...utils.files import dump_json
+from ...utils.files import dump_json, load_json
 
 __all__ = ['ScoreDistribution', 'distributions_of', 'save_distributions',
            'load_distributions', 'DISTRIBUTION_SCHEMA', 'DEFAULT_NUM_BINS']
@@ -57,13 +57,15 @@ class ScoreDistribution:
         b = self.edges.size - 1
         if b < 1 or not np.all(np.isfinite(self.edges)) or \
                 np.any(np.diff(self.edges) <= 0):
-            raise ValueError('`edges` must be at least 2 finite, strictly '
-                             f'increasing values, got {self.edges!r}')
+            raise InvalidValueError(
+                '`edges` must be at least 2 finite, strictly '
+                f'increasing values, got {self.edges!r}')
         for name in ('id_counts', 'ood_counts'):
             c = getattr(self, name)
             if c.shape != (b, ) or (c < 0).any():
-                raise ValueError(f'`{name}` must be {b} counts >= 0 (one '
-                                 f'per bin), got shape {c.shape}')
+                raise InvalidValueError(
+                    f'`{name}` must be {b} counts >= 0 (one '
+                    f'per bin), got shape {c.shape}')
 
     # construction ------------------------------------------------------------
     @classmethod
@@ -79,17 +81,18 @@ class ScoreDistribution:
             num_bins: ``B >= 1``.
         """
         if not isinstance(num_bins, int) or num_bins < 1:
-            raise ValueError(f'`num_bins` must be an int >= 1, got '
-                             f'{num_bins!r}')
+            raise InvalidValueError(f'`num_bins` must be an int >= 1, got '
+                                    f'{num_bins!r}')
         values = np.asarray(values, np.float64)
         ood = np.asarray(ood_counts, np.int64)
         idc = np.asarray(id_counts, np.int64)
         if not values.shape == ood.shape == idc.shape or values.ndim != 1:
-            raise ValueError('`values`, `ood_counts` and `id_counts` must be '
-                             f'1-D of one length, got {values.shape}, '
-                             f'{ood.shape}, {idc.shape}')
+            raise InvalidValueError(
+                '`values`, `ood_counts` and `id_counts` must be '
+                f'1-D of one length, got {values.shape}, '
+                f'{ood.shape}, {idc.shape}')
         if not np.all(np.isfinite(values)):
-            raise ValueError('`values` must be finite')
+            raise InvalidValueError('`values` must be finite')
         used = (ood + idc) > 0
         values, ood, idc = values[used], ood[used], idc[used]
         if values.size == 0:
@@ -130,8 +133,8 @@ class ScoreDistribution:
     def counts(self, which: str) -> np.ndarray:
         """The ``'id'`` or ``'ood'`` counts."""
         if which not in _CLASSES:
-            raise ValueError(f'`which` must be one of {_CLASSES}, got '
-                             f'{which!r}')
+            raise InvalidValueError(f'`which` must be one of {_CLASSES}, got '
+                                    f'{which!r}')
         return self.id_counts if which == 'id' else self.ood_counts
 
     def total(self, which: str) -> int:
@@ -154,7 +157,7 @@ class ScoreDistribution:
         pixels); see the class docstring for the definition."""
         q = np.asarray(q, np.float64)
         if np.any((q < 0) | (q > 1)):
-            raise ValueError(f'`q` must be in [0, 1], got {q}')
+            raise InvalidValueError(f'`q` must be in [0, 1], got {q}')
         c = self.counts(which)
         n = c.sum()
         if n == 0:
@@ -215,15 +218,16 @@ class ScoreDistribution:
             ValueError: naming ``what`` and the field that is malformed.
         """
         if not isinstance(data, dict):
-            raise ValueError(f'{what}: expected an object with edges, id, '
-                             f'ood, got {type(data).__name__}')
+            raise InvalidValueError(
+                f'{what}: expected an object with edges, id, '
+                f'ood, got {type(data).__name__}')
         missing = [k for k in ('edges', 'id', 'ood') if k not in data]
         if missing:
-            raise ValueError(f'{what}: missing {missing}')
+            raise InvalidValueError(f'{what}: missing {missing}')
         try:
             return cls(data['edges'], data['id'], data['ood'])
         except (ValueError, TypeError) as e:
-            raise ValueError(f'{what}: {e}') from None
+            raise InvalidValueError(f'{what}: {e}') from None
 
 
 def save_distributions(path: str, dataset: str,
@@ -240,21 +244,19 @@ def load_distributions(path: str) -> Dict[str, ScoreDistribution]:
     """Read a :func:`save_distributions` file.
 
     Raises:
-        FileNotFoundError: no such file.
-        ValueError: not JSON, another schema, or a malformed entry (naming
-            the file and the scorer).
+        MissingInputError: no such file.
+        DamagedFileError: not UTF-8 or not JSON (``load_json``).
+        ValueError: another schema, or a malformed entry (naming the file
+            and the scorer).
     """
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f'{path}: not a distributions file ({e})') from None
+    data = load_json(path, 'distributions file')
     if not isinstance(data, dict) or data.get('schema') != \
             DISTRIBUTION_SCHEMA or not isinstance(data.get('scorers'), dict):
         schema = data.get('schema') if isinstance(data, dict) else None
-        raise ValueError(f'{path}: expected a distributions file of schema '
-                         f'{DISTRIBUTION_SCHEMA} with `scorers`, got schema '
-                         f'{schema!r}')
+        raise InvalidValueError(
+            f'{path}: expected a distributions file of schema '
+            f'{DISTRIBUTION_SCHEMA} with `scorers`, got schema '
+            f'{schema!r}')
     return {n: ScoreDistribution.from_dict(d, f'{path}: scorer {n!r}')
             for n, d in data['scorers'].items()}
 

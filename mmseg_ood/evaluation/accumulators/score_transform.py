@@ -44,6 +44,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from ...errors import InvalidValueError
 from ..functional.float_keys import order_keys
 from .pixel import PixelOODAccumulator
 
@@ -121,11 +122,12 @@ class Float16RankTransform:
     def __init__(self, knots):
         knots = np.asarray(knots, np.float32).reshape(-1)
         if knots.size >= _CODES:
-            raise ValueError(f'at most {_CODES - 1} knots, got {knots.size}')
+            raise InvalidValueError(
+                f'at most {_CODES - 1} knots, got {knots.size}')
         if not np.isfinite(knots).all():
-            raise ValueError('knots must be finite')
+            raise InvalidValueError('knots must be finite')
         if knots.size > 1 and not (np.diff(knots) > 0).all():
-            raise ValueError('knots must be strictly increasing')
+            raise InvalidValueError('knots must be strictly increasing')
         self.knots = knots
         k = max(knots.size, 1)
         #: Index into FLOAT16_UNIT_VALUES of each code 0 to K.
@@ -249,11 +251,12 @@ class Float16RankTransform:
         where = f'{source}: ' if source else ''
         if not isinstance(data, dict) or data.get(
                 'format') != 'mmseg_ood.Float16RankTransform':
-            raise ValueError(f'{where}not a Float16RankTransform file')
+            raise InvalidValueError(f'{where}not a Float16RankTransform file')
         if data.get('version') != VERSION:
-            raise ValueError(f'{where}version {data.get("version")!r}; this '
-                             f'package reads version {VERSION}')
+            raise InvalidValueError(
+                f'{where}version {data.get("version")!r}; this '
+                f'package reads version {VERSION}')
         try:
             return cls(np.asarray(data['knots'], np.float64))
         except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f'{where}bad `knots`: {e}') from e
+            raise InvalidValueError(f'{where}bad `knots`: {e}') from e

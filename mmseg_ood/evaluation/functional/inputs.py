@@ -5,6 +5,7 @@ from typing import Tuple
 
 import numpy as np
 
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
 
 #: Label of void pixels in :func:`flat_ood_labels` output.
@@ -38,8 +39,9 @@ def flat_ood_labels(labels, ignore_index: int = IGNORE_INDEX,
     bad = ~void & (y != 0) & (y != 1)
     if bad.any():
         found = sorted(set(np.unique(y[bad]).tolist()))[:10]
-        raise ValueError(f'{name}: OOD labels must be 0 (ID), 1 (OOD) or '
-                         f'{ignore_index} (void), found {found}')
+        raise InvalidValueError(
+            f'{name}: OOD labels must be 0 (ID), 1 (OOD) or '
+            f'{ignore_index} (void), found {found}')
     out = y.astype(np.uint8)
     if void.any():
         out[void] = VOID
@@ -67,8 +69,9 @@ def check_finite(scores: np.ndarray, labels: np.ndarray,
         return True
     n = int((~finite & (labels != VOID)).sum())
     if n:
-        raise ValueError(f'scorer {name!r} produced {n} NaN/Inf values on '
-                         'non-void pixels; OOD metrics need finite scores')
+        raise InvalidValueError(
+            f'scorer {name!r} produced {n} NaN/Inf values on '
+            'non-void pixels; OOD metrics need finite scores')
     return False
 
 
@@ -106,8 +109,9 @@ def flat_scores_and_labels(scores, labels, ignore_index: int = IGNORE_INDEX,
     """
     s, y = to_numpy(scores), to_numpy(labels)
     if s.shape != y.shape:
-        raise ValueError(f'{name}: scores {s.shape} and labels {y.shape} '
-                         'must have the same shape')
+        raise InvalidValueError(
+            f'{name}: scores {s.shape} and labels {y.shape} '
+            'must have the same shape')
     y = flat_ood_labels(y, ignore_index, name)
     s = s.reshape(-1)
     if not np.issubdtype(s.dtype, np.floating):

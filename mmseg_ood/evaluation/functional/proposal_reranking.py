@@ -25,6 +25,7 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
 
 __all__ = [
@@ -36,15 +37,17 @@ __all__ = [
 def _grid(grid) -> Tuple[int, int]:
     gh, gw = (grid, grid) if np.isscalar(grid) else tuple(grid)
     if int(gh) != gh or int(gw) != gw or gh < 1 or gw < 1:
-        raise ValueError(f'`grid` must be a positive int or (h, w), got '
-                         f'{grid!r}')
+        raise InvalidValueError(
+            f'`grid` must be a positive int or (h, w), got '
+            f'{grid!r}')
     return int(gh), int(gw)
 
 
 def _patch_bounds(size: int, cells: int) -> np.ndarray:
     if cells > size:
-        raise ValueError(f'a grid of {cells} cells is finer than the image '
-                         f'side of {size} pixels')
+        raise InvalidValueError(
+            f'a grid of {cells} cells is finer than the image '
+            f'side of {size} pixels')
     return np.linspace(0, size, cells + 1).round().astype(int)
 
 
@@ -78,10 +81,10 @@ def soft_segmentation(labels: np.ndarray, num_classes: int,
     """
     labels = np.asarray(labels)
     if labels.ndim != 2:
-        raise ValueError(f'labels must be (H, W), got {labels.shape}')
+        raise InvalidValueError(f'labels must be (H, W), got {labels.shape}')
     if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f'labels must lie in [0, {num_classes}), got '
-                         f'[{labels.min()}, {labels.max()}]')
+        raise InvalidValueError(f'labels must lie in [0, {num_classes}), got '
+                                f'[{labels.min()}, {labels.max()}]')
     onehot = np.arange(num_classes)[:, None, None] == labels[None]
     return _pool(onehot, grid)
 
@@ -91,7 +94,7 @@ def pooled_probabilities(prob: np.ndarray, grid=13) -> np.ndarray:
     ``(gh, gw, K)``, the soft output ``p^`` of eq. 17 at the grid."""
     prob = np.asarray(prob, dtype=np.float64)
     if prob.ndim != 3:
-        raise ValueError(f'prob must be (K, H, W), got {prob.shape}')
+        raise InvalidValueError(f'prob must be (K, H, W), got {prob.shape}')
     return _pool(prob, grid)
 
 
@@ -128,23 +131,24 @@ def reranking_scores(prob: np.ndarray,
         np.ndarray: ``(M,)`` float64 scores; :func:`numpy.argmin` picks.
     """
     if not 0 < eps < 1:
-        raise ValueError(f'`eps` must be in (0, 1), got {eps}')
+        raise InvalidValueError(f'`eps` must be in (0, 1), got {eps}')
     if background_penalty < 0:
-        raise ValueError('`background_penalty` must be >= 0, got '
-                         f'{background_penalty}')
+        raise InvalidValueError('`background_penalty` must be >= 0, got '
+                                f'{background_penalty}')
     prob = np.asarray(prob, dtype=np.float64)
     k = prob.shape[0]
     if background_index is not None and not 0 <= background_index < k:
-        raise ValueError(f'`background_index` must be in [0, {k}), got '
-                         f'{background_index}')
+        raise InvalidValueError(f'`background_index` must be in [0, {k}), got '
+                                f'{background_index}')
     if len(candidates) == 0:
-        raise ValueError('no candidates to rank')
+        raise InvalidValueError('no candidates to rank')
     p = (1 - eps) * pooled_probabilities(prob, grid) + eps / k
     scores = []
     for c in candidates:
         if np.shape(c) != prob.shape[1:]:
-            raise ValueError(f'a candidate of shape {np.shape(c)} for a '
-                             f'soft output of {prob.shape[1:]}')
+            raise InvalidValueError(
+                f'a candidate of shape {np.shape(c)} for a '
+                f'soft output of {prob.shape[1:]}')
         hard = soft_segmentation(c, k, grid)
         q = (1 - eps) * hard + eps / k
         kl = (p * np.log(p / q)).sum() + (q * np.log(q / p)).sum()
@@ -182,8 +186,8 @@ def segment_flip_candidates(prob: np.ndarray,
         list: ``(H, W)`` int64 candidates, the argmax first.
     """
     if num_candidates < 1:
-        raise ValueError(f'`num_candidates` must be >= 1, got '
-                         f'{num_candidates}')
+        raise InvalidValueError(f'`num_candidates` must be >= 1, got '
+                                f'{num_candidates}')
     prob = np.asarray(prob, dtype=np.float64)
     y = prob.argmax(0)
     segments, runner_up, margin = [], [], []
@@ -259,8 +263,8 @@ class ConfusionAccumulator:
 
     def update(self, pred: np.ndarray, label: np.ndarray) -> None:
         if np.shape(pred) != np.shape(label):
-            raise ValueError(f'prediction {np.shape(pred)} and label '
-                             f'{np.shape(label)} differ in shape')
+            raise InvalidValueError(f'prediction {np.shape(pred)} and label '
+                                    f'{np.shape(label)} differ in shape')
         valid = label != self.ignore_index
         p, g = np.asarray(pred)[valid], np.asarray(label)[valid]
         k = self.num_classes

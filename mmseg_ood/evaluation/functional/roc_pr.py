@@ -23,9 +23,13 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+from ...errors import OODNotice
 
-class UndefinedMetricWarning(UserWarning):
-    """A metric is undefined for the data (no OOD or no ID pixels)."""
+
+class UndefinedMetricWarning(OODNotice):
+    """A metric is undefined for the data (no OOD or no ID pixels); it is
+    reported as NaN. A package notice
+    (:class:`~mmseg_ood.errors.OODNotice`): a log line in a tool run."""
 
 
 def curve_metrics(pos: np.ndarray, neg: np.ndarray, values: np.ndarray,

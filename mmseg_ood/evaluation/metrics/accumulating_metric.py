@@ -10,7 +10,41 @@ from mmengine.evaluator import BaseMetric
 from ...formats.score_map_spill import ScoreMapSpill
 from .sampler_padding import PerSampleAccumulators
 
-__all__ = ['AccumulatingMetric']
+__all__ = ['AccumulatingMetric', 'plain_numbers']
+
+
+def plain_numbers(value):
+    """``value`` with every numpy scalar (and 0-d tensor) as the Python
+    ``int`` / ``float`` / ``bool`` it holds, inside dicts, lists and tuples
+    too; arrays and other objects are kept as they are, NaN stays NaN. A
+    ``float32`` becomes the float of its shortest decimal (``70.83``), the
+    number mmseg's tables show.
+
+    mmengine's ``LoggerHook`` writes a metric that is not a plain Python
+    number (a ``numpy.int64`` count) as ``null`` in the JSON log; the
+    metrics return plain numbers so that every count reaches it.
+
+    Args:
+        value: A metric value or a (nested) dict / list / tuple of them.
+
+    Returns:
+        The same structure with plain numbers.
+    """
+    if isinstance(value, np.floating) and value.itemsize < 8:
+        # float32 70.83 -> 70.83, not 70.83000183105469: the shortest
+        # decimal that reads back as the same float32
+        return float(str(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        out = {k: plain_numbers(v) for k, v in value.items()}
+        return OrderedDict(out) if isinstance(value, OrderedDict) else out
+    if isinstance(value, (list, tuple)) and not hasattr(value, '_fields'):
+        return type(value)(plain_numbers(v) for v in value)
+    if getattr(value, 'ndim', None) == 0 and hasattr(value, 'item') and \
+            not isinstance(value, np.ndarray):
+        return value.item()  # a 0-d tensor
+    return value
 
 
 class AccumulatingMetric(BaseMetric):
@@ -98,7 +132,8 @@ class AccumulatingMetric(BaseMetric):
     def evaluate(self, size: int) -> dict:
         """Metrics of every sample processed on every rank since the last
         evaluation, each dataset sample once (``size``: the dataset length,
-        which tells the padding repeats)."""
+        which tells the padding repeats), as plain Python numbers
+        (:func:`plain_numbers`)."""
         try:
             local = self.samples.finish(size)
             if self._spill is not None and self.samples.last_dropped:
@@ -107,7 +142,7 @@ class AccumulatingMetric(BaseMetric):
         finally:
             self.reset()
         pre = f'{self.prefix}/' if self.prefix else ''
-        return {pre + k: v for k, v in results.items()}
+        return {pre + k: plain_numbers(v) for k, v in results.items()}
 
     def compute_metrics(self, results: list) -> dict:  # pragma: no cover
         raise NotImplementedError(

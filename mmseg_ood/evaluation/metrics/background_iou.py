@@ -4,6 +4,8 @@ from __future__ import annotations
 from typing import Optional
 
 from mmseg.registry import METRICS
+
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
 from ...utils.arguments import strict_arguments
 from ..accumulators.background_iou import (BackgroundIoUAccumulator,
@@ -61,7 +63,7 @@ class BackgroundIoUMetric(AccumulatingMetric):
         if logits is not None:
             c = int(logits['data'].shape[0])
             if c > 1 and self.background_index >= c:
-                raise ValueError(
+                raise InvalidValueError(
                     f'BackgroundIoUMetric: `background_index` '
                     f'{self.background_index} is not a class of the '
                     f'model, which predicts {c} classes')

@@ -7,8 +7,10 @@ from typing import Dict, Optional, Sequence, Union
 
 from mmengine.dist import get_rank
 from mmengine.logging import print_log
-
 from mmseg.registry import METRICS
+
+from ...errors import (InvalidTypeError, InvalidValueError, MissingFieldError,
+                       OODNotice)
 from ...formats.smiyc import SMIYCExport
 from ...labels import IGNORE_INDEX
 from ...reports.results import percent_ci, table_columns
@@ -195,18 +197,21 @@ class OODMetric(AccumulatingMetric):
                  prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         if component_preset not in SIZE_PRESETS:
-            raise ValueError(f'`component_preset` must be one of '
-                             f'{sorted(SIZE_PRESETS)}, got '
-                             f'{component_preset!r}')
+            raise InvalidValueError(f'`component_preset` must be one of '
+                                    f'{sorted(SIZE_PRESETS)}, got '
+                                    f'{component_preset!r}')
         check_component_threshold(component_threshold)
         if scorers is not None and (isinstance(scorers, str) or not all(
                 isinstance(n, str) for n in scorers)):
-            raise TypeError('`scorers` must be a list of scorer names or '
-                            f'None, got {scorers!r}')
+            raise InvalidTypeError(
+                '`scorers` must be a list of scorer names or '
+                f'None, got {scorers!r}')
         if not isinstance(label_key, str):
-            raise TypeError(f'`label_key` must be a str, got {label_key!r}')
+            raise InvalidTypeError(
+                f'`label_key` must be a str, got {label_key!r}')
         if not isinstance(per_image, bool):
-            raise TypeError(f'`per_image` must be a bool, got {per_image!r}')
+            raise InvalidTypeError(
+                f'`per_image` must be a bool, got {per_image!r}')
         PixelOODAccumulator(bits=bits, tpr_points=tpr_points)  # validates
         smiyc_export = SMIYCExport.from_options(export)
         self.bootstrap = check_bootstrap(bootstrap)
@@ -255,12 +260,12 @@ class OODMetric(AccumulatingMetric):
     # mmengine interface --------------------------------------------------
     def process_sample(self, sample: dict) -> None:
         if 'ood_scores' not in sample:
-            raise KeyError(
+            raise MissingFieldError(
                 'OODMetric: data sample has no `ood_scores`; add '
                 "custom_hooks=[dict(type='OODScoringHook', "
                 "scorers=[...])] to the config")
         if self.label_key not in sample:
-            raise KeyError(
+            raise MissingFieldError(
                 f'OODMetric: data sample has no {self.label_key!r} OOD '
                 'label map (0 ID, 1 OOD, 255 void); is LoadAnnotations '
                 'in the test pipeline?')
@@ -271,8 +276,8 @@ class OODMetric(AccumulatingMetric):
         names = self.scorers if self.scorers is not None else list(scores)
         missing = [n for n in names if n not in scores]
         if missing:
-            raise KeyError(f'OODMetric: scorers {missing} are not in '
-                           f'ood_scores (have {sorted(scores)})')
+            raise MissingFieldError(f'OODMetric: scorers {missing} are not in '
+                                    f'ood_scores (have {sorted(scores)})')
         self._labels.process(sample, self.accumulator)
         image = ScoredImage.read(labels, scores, names,
                                  sample.get('img_path'), self.ignore_index,
@@ -297,7 +302,7 @@ class OODMetric(AccumulatingMetric):
         #    jobs' thresholds, bins and transforms come from them
         pixel = self._pixel.merge(local)
         if not pixel:
-            warnings.warn('OODMetric got no samples')
+            warnings.warn('OODMetric got no samples', OODNotice)
             return {}
         results = OrderedDict((n, m.compute()) for n, m in pixel.items())
         rules = OrderedDict((n, self._thresholds.describe(n)) for n in pixel)

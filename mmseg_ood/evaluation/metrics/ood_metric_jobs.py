@@ -36,6 +36,7 @@ from typing import (Callable, Dict, Hashable, Mapping, Optional, Sequence,
 import numpy as np
 from mmengine.dist import get_rank
 
+from ...errors import InvalidValueError, OODNotice
 from ...formats.smiyc import SMIYCExport
 from ..accumulators.base import merge_across_ranks
 from ..accumulators.bootstrap import (BOOTSTRAP_KEYS, ImageHistograms,
@@ -86,7 +87,7 @@ def threshold_rule(t) -> Optional[Tuple[str, float]]:
             rate = float('nan')
         if 0.0 < rate <= 1.0:
             return ('tpr', rate)
-    raise ValueError(
+    raise InvalidValueError(
         "`component_threshold` must be 'best_f1', 'tpr:<rate>' (rate in "
         "(0, 1], e.g. 'tpr:0.95'), a finite number, None, or a dict "
         f'{{scorer: one of those}}, got {t!r}')
@@ -97,8 +98,9 @@ def check_component_threshold(threshold) -> None:
     if isinstance(threshold, dict):
         for k, v in threshold.items():
             if not isinstance(k, str):
-                raise ValueError('`component_threshold` dict keys must be '
-                                 f'scorer names, got {k!r}')
+                raise InvalidValueError(
+                    '`component_threshold` dict keys must be '
+                    f'scorer names, got {k!r}')
             threshold_rule(v)
     else:
         threshold_rule(threshold)
@@ -162,7 +164,7 @@ class ScoredImage:
         for name in names:
             s = to_numpy(scores[name])
             if s.shape != labels.shape:
-                raise ValueError(
+                raise InvalidValueError(
                     f'scorer {name!r}: score map {s.shape} and OOD labels '
                     f'{labels.shape} differ ({image})')
             flat, yy = s.reshape(-1), y
@@ -507,7 +509,7 @@ class BootstrapJob:
             warnings.warn(
                 f"OODMetric bootstrap: {info['undefined']} of {b['samples']} "
                 f"resamples of the {info['images']} images have no OOD or no "
-                'ID pixels; the intervals are over the others')
+                'ID pixels; the intervals are over the others', OODNotice)
         return info
 
 

@@ -5,8 +5,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 from mmengine.logging import print_log
-
 from mmseg.registry import METRICS
+
+from ...errors import InvalidValueError, MissingFieldError
 from ...labels import IGNORE_INDEX
 from ...utils.arguments import strict_arguments
 from ..accumulators.base import merge_across_ranks
@@ -60,13 +61,15 @@ class OpenSetIoUMetric(AccumulatingMetric):
                  prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         if not isinstance(scorer, str) or not scorer:
-            raise ValueError(f'`scorer` must be a scorer name, got {scorer!r}')
+            raise InvalidValueError(
+                f'`scorer` must be a scorer name, got {scorer!r}')
         if not thresholds:
-            raise ValueError('`thresholds` must not be empty')
+            raise InvalidValueError('`thresholds` must not be empty')
         for t in thresholds:
             if t is not None and not np.isfinite(t):
-                raise ValueError(f'`thresholds` must be finite or None, got '
-                                 f'{t}')
+                raise InvalidValueError(
+                    f'`thresholds` must be finite or None, got '
+                    f'{t}')
         self.scorer = scorer
         self.thresholds = list(thresholds)
         self.ignore_index = ignore_index
@@ -78,9 +81,10 @@ class OpenSetIoUMetric(AccumulatingMetric):
 
     def process_sample(self, sample: dict) -> None:
         if self.scorer not in sample.get('ood_scores', {}):
-            raise KeyError('OpenSetIoUMetric: no '
-                           f'ood_scores[{self.scorer!r}]; attach it with '
-                           'OODScoringHook')
+            raise MissingFieldError(
+                'OpenSetIoUMetric: no '
+                f'ood_scores[{self.scorer!r}]; attach it with '
+                'OODScoringHook')
         self.accumulator('areas', self._new_accumulator).update(
             to_numpy(sample['pred_sem_seg']['data']).squeeze(0),
             to_numpy(sample['gt_sem_seg']['data']).squeeze(0),

@@ -45,8 +45,9 @@ from collections import OrderedDict
 from typing import Dict, Optional, Tuple
 
 import numpy as np
-
 from mmseg.registry import METRICS
+
+from ...errors import InvalidValueError, MissingFieldError
 from ...formats.threshold_file import RULES, check_rate
 from ...labels import IGNORE_INDEX
 from ...utils.arguments import strict_arguments
@@ -211,8 +212,9 @@ class BinValueCounts(Accumulator):
     def load_state_dict(self, state: dict) -> 'BinValueCounts':
         for b, c in state['counts'].items():
             if b not in self.counts or c.shape != (2, self.size):
-                raise ValueError(f'bin {b} with shape {c.shape} does not '
-                                 f'fit bins {self.bins} of size {self.size}')
+                raise InvalidValueError(
+                    f'bin {b} with shape {c.shape} does not '
+                    f'fit bins {self.bins} of size {self.size}')
             self.counts[b] += c
         return self
 
@@ -270,20 +272,23 @@ class OperatingPointMetric(AccumulatingMetric):
                  prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         if rule not in OPERATING_RULES:
-            raise ValueError(f'`rule` must be one of {OPERATING_RULES}, got '
-                             f'{rule!r}')
+            raise InvalidValueError(
+                f'`rule` must be one of {OPERATING_RULES}, got '
+                f'{rule!r}')
         if rule == 'best_f1':
             if target is not None:
-                raise ValueError('`target` must be None for best_f1, got '
-                                 f'{target!r}')
+                raise InvalidValueError(
+                    '`target` must be None for best_f1, got '
+                    f'{target!r}')
         else:
             check_rate(target, f'{rule}: `target`')
         if labels not in ('id', 'ood'):
-            raise ValueError(f"`labels` must be 'id' or 'ood', got "
-                             f'{labels!r}')
+            raise InvalidValueError(f"`labels` must be 'id' or 'ood', got "
+                                    f'{labels!r}')
         if labels == 'id' and rule != 'id_fpr':
-            raise ValueError(f'{rule} needs OOD labels (labels=\'ood\'); '
-                             'ID data alone gives only id_fpr')
+            raise InvalidValueError(
+                f'{rule} needs OOD labels (labels=\'ood\'); '
+                'ID data alone gives only id_fpr')
         check_rate(level, '`level`')
         PixelOODAccumulator(bits=bits)  # validates bits
         self.scorer, self.rule, self.target = scorer, rule, target
@@ -299,8 +304,9 @@ class OperatingPointMetric(AccumulatingMetric):
         where = f'OperatingPointMetric ({sample.get("img_path")})'
         if self.labels == 'ood':
             if self.label_key not in sample:
-                raise KeyError(f'{where}: no {self.label_key!r} OOD label '
-                               'map (0 ID, 1 OOD, 255 void)')
+                raise MissingFieldError(
+                    f'{where}: no {self.label_key!r} OOD label '
+                    'map (0 ID, 1 OOD, 255 void)')
             lab = sample[self.label_key]
             lab = to_numpy(lab['data'] if isinstance(lab, dict)
                            else lab.data).reshape(shape)
@@ -316,9 +322,10 @@ class OperatingPointMetric(AccumulatingMetric):
     def process_sample(self, sample: dict) -> None:
         scores = sample.get('ood_scores') or {}
         if self.scorer not in scores:
-            raise KeyError(f'OperatingPointMetric: no {self.scorer!r} in '
-                           f'ood_scores (have {sorted(scores)}); attach the '
-                           'scorer with OODScoringHook')
+            raise MissingFieldError(
+                f'OperatingPointMetric: no {self.scorer!r} in '
+                f'ood_scores (have {sorted(scores)}); attach the '
+                'scorer with OODScoringHook')
         s = to_numpy(scores[self.scorer]).astype(np.float32, copy=False)
         y = self._labels_of(sample, s.shape)
         if not check_finite(s.reshape(-1), y, self.scorer):
@@ -356,7 +363,7 @@ class OperatingPointMetric(AccumulatingMetric):
         counts = pos if cls == _OOD else neg
         n = int(counts.sum())
         if n == 0:
-            raise ValueError(
+            raise InvalidValueError(
                 f'{self.rule}: the calibration data has no '
                 f'{"OOD" if cls == _OOD else "ID"} pixels for scorer '
                 f'{self.scorer!r}')
@@ -397,15 +404,16 @@ class OperatingPointMetric(AccumulatingMetric):
             OrderedDict((k, a) for k, a in local.items() if k == 'pixel'),
             lambda _: PixelOODAccumulator(self.bits, name=self.scorer))
         if 'pixel' not in merged:
-            raise ValueError('OperatingPointMetric got no images')
+            raise InvalidValueError('OperatingPointMetric got no images')
         hist = merged['pixel']
         if self.rule == 'best_f1':
             res = hist.compute()
             threshold = res['best_f1_threshold']
             if threshold != threshold:
-                raise ValueError('best_f1 needs both ID and OOD pixels; the '
-                                 f'calibration data has {res["num_id"]} ID '
-                                 f'and {res["num_ood"]} OOD pixels')
+                raise InvalidValueError(
+                    'best_f1 needs both ID and OOD pixels; the '
+                    f'calibration data has {res["num_id"]} ID '
+                    f'and {res["num_ood"]} OOD pixels')
         else:
             threshold = self._exact_threshold(hist)
         rates = ImageRates()

@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 import numpy as np
-
 from mmseg.evaluation.metrics import IoUMetric
 from mmseg.registry import METRICS
+
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
 from ...utils.arguments import strict_arguments
+from .accumulating_metric import plain_numbers
 
 __all__ = ['PerClassIoUMetric']
 
@@ -60,16 +62,17 @@ class PerClassIoUMetric(IoUMetric):
                          output_dir=output_dir, format_only=format_only,
                          prefix=prefix)
         if 'mIoU' not in self.metrics:
-            raise ValueError('PerClassIoUMetric reports IoU: `iou_metrics` '
-                             f"must include 'mIoU', got {self.metrics}")
+            raise InvalidValueError(
+                'PerClassIoUMetric reports IoU: `iou_metrics` '
+                f"must include 'mIoU', got {self.metrics}")
 
     def compute_metrics(self, results: list) -> Dict[str, float]:
         metrics = super().compute_metrics(results)
         if self.format_only:
-            return metrics
+            return plain_numbers(metrics)
         intersect, union = (sum(part) for part in tuple(zip(*results))[:2])
         iou = (intersect / union).numpy() if hasattr(intersect, 'numpy') \
             else np.asarray(intersect) / np.asarray(union)
         for name, value in zip(self.dataset_meta['classes'], iou):
             metrics[f'IoU.{name}'] = round(float(value) * 100, 2)
-        return metrics
+        return plain_numbers(metrics)

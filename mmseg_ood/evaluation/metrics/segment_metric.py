@@ -9,9 +9,10 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
+from mmseg.registry import METRICS
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from mmseg.registry import METRICS
+from ...errors import InvalidTypeError, InvalidValueError, MissingFieldError
 from ...labels import IGNORE_INDEX
 from ...meta.classifier import MetaClassifier, load_meta_classifiers
 from ...meta.segments import (FALSE_POSITIVE, IGNORED, TRUE_POSITIVE,
@@ -39,11 +40,12 @@ def check_thresholds(thresholds) -> List[float]:
             isinstance(t, (int, float, np.integer, np.floating))
             and not isinstance(t, bool) and np.isfinite(t)
             for t in thresholds):
-        raise ValueError('`thresholds` must be a non-empty list of finite '
-                         f'numbers, got {thresholds!r}')
+        raise InvalidValueError(
+            '`thresholds` must be a non-empty list of finite '
+            f'numbers, got {thresholds!r}')
     out = [float(t) for t in thresholds]
     if len(set(out)) != len(out):
-        raise ValueError(f'`thresholds` repeats a value: {out}')
+        raise InvalidValueError(f'`thresholds` repeats a value: {out}')
     return out
 
 
@@ -121,8 +123,9 @@ class SegmentTable(Accumulator):
         blocks = sorted(self.blocks, key=lambda b: b['key'])
         classes = {b['num_classes'] for b in blocks}
         if len(classes) > 1:
-            raise ValueError(f'segments of models with {sorted(classes)} '
-                             'classes cannot be pooled')
+            raise InvalidValueError(
+                f'segments of models with {sorted(classes)} '
+                'classes cannot be pooled')
         num_classes = classes.pop() if classes else 0
         width = len(feature_names(num_classes)) if num_classes else 0
         seg_offset = obj_offset = 0
@@ -303,14 +306,16 @@ class OODSegmentMetric(AccumulatingMetric):
                  collect_device: str = 'cpu', prefix: Optional[str] = None):
         super().__init__(collect_device=collect_device, prefix=prefix)
         if not isinstance(scorer, str):
-            raise TypeError(f'`scorer` must be a scorer name, got {scorer!r}')
+            raise InvalidTypeError(
+                f'`scorer` must be a scorer name, got {scorer!r}')
         if isinstance(meta_classifier, str):
             meta_classifier = load_meta_classifiers(meta_classifier, scorer)
         self.classifiers: Dict[float, MetaClassifier] = {}
         for c in meta_classifier or ():
             if c.scorer != scorer:
-                raise ValueError(f'the meta classifier was fitted on '
-                                 f'{c.scorer!r} segments, not {scorer!r}')
+                raise InvalidValueError(
+                    f'the meta classifier was fitted on '
+                    f'{c.scorer!r} segments, not {scorer!r}')
             self.classifiers[c.threshold] = c
         if thresholds is None:
             thresholds = sorted(self.classifiers) or \
@@ -327,13 +332,14 @@ class OODSegmentMetric(AccumulatingMetric):
         scores = sample.get('ood_scores')
         if scores is None or self.scorer not in scores:
             have = sorted(scores) if scores else []
-            raise KeyError(
+            raise MissingFieldError(
                 f'OODSegmentMetric: no {self.scorer!r} score map in the data '
                 f'sample ({where}; scored: {have}); score it with an '
                 'OODScoringHook')
         if 'gt_sem_seg' not in sample:
-            raise KeyError('OODSegmentMetric: data sample has no OOD label '
-                           f'map gt_sem_seg ({where})')
+            raise MissingFieldError(
+                'OODSegmentMetric: data sample has no OOD label '
+                f'map gt_sem_seg ({where})')
         logits = torch.as_tensor(to_numpy(sample['seg_logits']['data']))
         probs = torch.softmax(logits.float(), dim=0)
         labels = to_numpy(sample['gt_sem_seg']['data']).squeeze(0)

@@ -43,6 +43,7 @@ from typing import Dict, Tuple
 
 import torch
 
+from ...errors import InvalidValueError
 from ...implicit_background import check_background_index
 
 __all__ = ['to_implicit_background', 'to_plain', 'find_final_head',
@@ -75,7 +76,7 @@ def find_final_head(state: Dict[str, torch.Tensor]) -> Tuple[str, bool]:
     if not found:
         heads = sorted({k.split('.')[1] for k in state
                         if k.startswith('decode_head.')})
-        raise ValueError(
+        raise InvalidValueError(
             'no decode_head ... conv_seg.weight in the checkpoint: IBE / '
             'SCrIBE wrap heads that end in a 1x1 classifier `conv_seg` '
             f'(the decode head holds: {heads[:12] or "nothing"})')
@@ -107,17 +108,20 @@ def to_implicit_background(state: Dict[str, torch.Tensor],
             ``background_index`` or ``bias``.
     """
     if bias not in BIAS_MODES:
-        raise ValueError(f'`bias` must be one of {BIAS_MODES}, got {bias!r}')
+        raise InvalidValueError(
+            f'`bias` must be one of {BIAS_MODES}, got {bias!r}')
     prefix, wrapped = find_final_head(state)
     if wrapped:
-        raise ValueError(f'{prefix} is an IBE / SCrIBE head already '
-                         f'({prefix}.head.conv_seg); convert it --to plain '
-                         'first if you mean to re-wrap it')
+        raise InvalidValueError(
+            f'{prefix} is an IBE / SCrIBE head already '
+            f'({prefix}.head.conv_seg); convert it --to plain '
+            'first if you mean to re-wrap it')
     w, b = _rows(state, prefix)
     k = w.shape[0]
     if k < 2:
-        raise ValueError(f'{prefix}.conv_seg has {k} output; IBE needs the '
-                         'background and at least one foreground class')
+        raise InvalidValueError(
+            f'{prefix}.conv_seg has {k} output; IBE needs the '
+            'background and at least one foreground class')
     check_background_index(background_index, k)
     keep = [i for i in range(k) if i != background_index]
     if bias == 'relative':
@@ -148,8 +152,8 @@ def to_plain(state: Dict[str, torch.Tensor], background_index: int = 0
     """
     prefix, wrapped = find_final_head(state)
     if not wrapped:
-        raise ValueError(f'{prefix} is a plain head (no {prefix}.head.'
-                         'conv_seg): there is nothing to unwrap')
+        raise InvalidValueError(f'{prefix} is a plain head (no {prefix}.head.'
+                                'conv_seg): there is nothing to unwrap')
     inner = f'{prefix}.head'
     w, b = _rows(state, inner)
     check_background_index(background_index, w.shape[0] + 1)

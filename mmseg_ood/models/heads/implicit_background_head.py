@@ -35,11 +35,12 @@ from typing import List, Optional
 import torch
 import torch.nn as nn
 from mmengine.model import BaseModule
-from torch import Tensor
-
 from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 from mmseg.models.utils import resize
 from mmseg.registry import MODELS
+from torch import Tensor
+
+from ...errors import InvalidTypeError, InvalidValueError
 from ...implicit_background import (check_background_index, foreground_logits,
                                     implicit_background_logits)
 from ...utils.arguments import strict_arguments
@@ -89,32 +90,36 @@ class ImplicitBackgroundHead(BaseModule):
         super().__init__(init_cfg)
         name = type(self).__name__
         if background_logit not in BACKGROUND_LOGIT_PLACES:
-            raise ValueError(f'{name}: `background_logit` must be one of '
-                             f'{BACKGROUND_LOGIT_PLACES}, got '
-                             f'{background_logit!r}')
+            raise InvalidValueError(
+                f'{name}: `background_logit` must be one of '
+                f'{BACKGROUND_LOGIT_PLACES}, got '
+                f'{background_logit!r}')
         if not isinstance(head, dict) or 'type' not in head:
-            raise TypeError(f'{name}: `head` must be a decode-head config '
-                            f'dict with a `type`, got {head!r}')
+            raise InvalidTypeError(
+                f'{name}: `head` must be a decode-head config '
+                f'dict with a `type`, got {head!r}')
         head = copy.deepcopy(head)
         k = head.get('num_classes')
         if not isinstance(k, int) or isinstance(k, bool) or k < 2:
-            raise ValueError(f'{name}: `head.num_classes` must be an int >= 2 '
-                             '(the foreground classes plus the background), '
-                             f'got {k!r}')
+            raise InvalidValueError(
+                f'{name}: `head.num_classes` must be an int >= 2 '
+                '(the foreground classes plus the background), '
+                f'got {k!r}')
         try:
             check_background_index(background_index, k)
         except ValueError as e:
-            raise ValueError(f'{name}: {e}') from None
+            raise InvalidValueError(f'{name}: {e}') from None
         if head.get('out_channels') not in (None, k):
-            raise ValueError(f'{name}: `head.out_channels` must be None or '
-                             f"num_classes={k}, got {head['out_channels']!r}")
+            raise InvalidValueError(
+                f'{name}: `head.out_channels` must be None or '
+                f"num_classes={k}, got {head['out_channels']!r}")
         head['num_classes'] = k - 1
         if head.get('out_channels') is not None:
             head['out_channels'] = k - 1
         self.head = MODELS.build(self.adapt_head_config(head))
         if not isinstance(self.head, BaseDecodeHead) or not isinstance(
                 getattr(self.head, 'conv_seg', None), nn.Conv2d):
-            raise TypeError(
+            raise InvalidTypeError(
                 f'{name} wraps mmseg decode heads (BaseDecodeHead subclasses '
                 'with a `conv_seg` classifier), got '
                 f'{type(self.head).__name__}'
@@ -271,12 +276,13 @@ class SCrIBEHead(ImplicitBackgroundHead):
             if loss.get('type') not in _CE_TYPES:
                 continue
             if loss.get('use_mask', False):
-                raise ValueError('SCrIBEHead: a CrossEntropyLoss with '
-                                 '`use_mask=True` cannot be made sigmoid')
+                raise InvalidValueError(
+                    'SCrIBEHead: a CrossEntropyLoss with '
+                    '`use_mask=True` cannot be made sigmoid')
             loss['use_sigmoid'] = True
             found = True
         if not found:
-            raise ValueError(
+            raise InvalidValueError(
                 'SCrIBEHead trains with sigmoid cross entropy, but '
                 '`head.loss_decode` has no CrossEntropyLoss: '
                 f'{[x.get("type") for x in losses]}')

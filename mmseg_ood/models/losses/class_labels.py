@@ -1,6 +1,8 @@
 """Checking and indexing hard class labels, shared by the losses."""
 from torch import Tensor
 
+from mmseg_ood.errors import InvalidValueError
+
 
 def class_labels(target: Tensor, is_class: Tensor, num_classes: int,
                  others: str) -> Tensor:
@@ -20,6 +22,6 @@ def class_labels(target: Tensor, is_class: Tensor, num_classes: int,
     labels = target[is_class]
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         bad = labels[(labels < 0) | (labels >= num_classes)][0].item()
-        raise ValueError(f'label {bad} is neither a class in '
-                         f'[0, {num_classes}) nor {others}')
+        raise InvalidValueError(f'label {bad} is neither a class in '
+                                f'[0, {num_classes}) nor {others}')
     return target.masked_fill(~is_class, 0).long()

@@ -5,9 +5,10 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+from mmseg.registry import MODELS
 from torch import Tensor
 
-from mmseg.registry import MODELS
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX, PROXY_OOD_INDEX
 from ...utils.arguments import strict_arguments
 from .class_labels import class_labels
@@ -56,8 +57,9 @@ class EntropyMaximizationLoss(nn.Module):
                  loss_name: str = 'loss_entropy_max'):
         super().__init__()
         if not 0.0 <= ood_weight <= 1.0:
-            raise ValueError(f'`ood_weight` (lambda) must be in [0, 1], got '
-                             f'{ood_weight}')
+            raise InvalidValueError(
+                f'`ood_weight` (lambda) must be in [0, 1], got '
+                f'{ood_weight}')
         self.ood_weight = float(ood_weight)
         self.ood_index = int(ood_index)
         self.loss_weight = float(loss_weight)
@@ -72,11 +74,13 @@ class EntropyMaximizationLoss(nn.Module):
         """``pred`` logits ``(N, q, H, W)``, ``target`` ``(N, H, W)``."""
         q = pred.shape[1]
         if self.ood_index < q:
-            raise ValueError(f'`ood_index`={self.ood_index} is a class index '
-                             f'of the {q}-class prediction')
+            raise InvalidValueError(
+                f'`ood_index`={self.ood_index} is a class index '
+                f'of the {q}-class prediction')
         if tuple(target.shape) != (pred.shape[0], ) + tuple(pred.shape[2:]):
-            raise ValueError(f'target {tuple(target.shape)} does not match '
-                             f'pred {tuple(pred.shape)}')
+            raise InvalidValueError(
+                f'target {tuple(target.shape)} does not match '
+                f'pred {tuple(pred.shape)}')
         is_ood = target == self.ood_index
         is_id = (target != ignore_index) & ~is_ood
         safe = class_labels(

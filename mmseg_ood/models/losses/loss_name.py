@@ -1,4 +1,5 @@
 """The ``loss_name`` check shared by the losses."""
+from mmseg_ood.errors import InvalidValueError
 
 
 def check_loss_name(loss_name) -> str:
@@ -13,7 +14,8 @@ def check_loss_name(loss_name) -> str:
         ValueError: ``loss_name`` is not a str starting with ``loss_``.
     """
     if not isinstance(loss_name, str) or not loss_name.startswith('loss_'):
-        raise ValueError('`loss_name` must start with "loss_" (mmengine '
-                         'back-propagates only such losses), got '
-                         f'{loss_name!r}')
+        raise InvalidValueError(
+            '`loss_name` must start with "loss_" (mmengine '
+            'back-propagates only such losses), got '
+            f'{loss_name!r}')
     return loss_name

@@ -16,9 +16,10 @@ from typing import Optional
 import torch
 import torch.nn as nn
 from mmengine.logging import MessageHub
+from mmseg.registry import MODELS
 from torch import Tensor
 
-from mmseg.registry import MODELS
+from ...errors import InvalidTypeError
 from ...utils.arguments import strict_arguments
 
 __all__ = ['MonitoredLoss']
@@ -74,12 +75,13 @@ class MonitoredLoss(nn.Module):
     def __init__(self, loss: dict, log_gradient: bool = True):
         super().__init__()
         if not isinstance(loss, dict) or 'type' not in loss:
-            raise TypeError('`loss` must be a loss config dict with a '
-                            f'`type`, got {loss!r}')
+            raise InvalidTypeError('`loss` must be a loss config dict with a '
+                                   f'`type`, got {loss!r}')
         self.loss = MODELS.build(loss)
         if not isinstance(getattr(self.loss, 'loss_name', None), str):
-            raise TypeError(f'`loss` {loss["type"]!r} has no `loss_name`: '
-                            'mmseg could not put it in the loss dict')
+            raise InvalidTypeError(
+                f'`loss` {loss["type"]!r} has no `loss_name`: '
+                'mmseg could not put it in the loss dict')
         self.log_gradient = bool(log_gradient)
 
     @property

@@ -7,9 +7,10 @@ from typing import Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from mmseg.registry import MODELS
 from torch import Tensor
 
-from mmseg.registry import MODELS
+from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
 from ...utils.arguments import strict_arguments
 from .class_labels import class_labels
@@ -22,10 +23,11 @@ def _target_probabilities(target: Tensor, num_classes: int,
     ``(N, H, W)``."""
     if target.is_floating_point():  # soft labels, (N, C, H, W)
         if target.shape[1] != num_classes:
-            raise ValueError(f'soft labels have {target.shape[1]} classes, '
-                             f'the prediction {num_classes}')
+            raise InvalidValueError(
+                f'soft labels have {target.shape[1]} classes, '
+                f'the prediction {num_classes}')
         if (target < 0).any() or not torch.isfinite(target).all():
-            raise ValueError('soft labels must be finite and >= 0')
+            raise InvalidValueError('soft labels must be finite and >= 0')
         return target, target.sum(dim=1) > 0
     valid = target != ignore_index
     safe = class_labels(target, valid, num_classes,
@@ -69,13 +71,15 @@ def expected_intersection_union(pred: Tensor,
         ``(C,)`` float32 (float64 for float64 logits).
     """
     if pred.dim() < 2:
-        raise ValueError(f'pred must be (N, C, ...), got {tuple(pred.shape)}')
+        raise InvalidValueError(
+            f'pred must be (N, C, ...), got {tuple(pred.shape)}')
     soft = target.is_floating_point()
     expected = tuple(pred.shape) if soft else (pred.shape[0], ) + tuple(
         pred.shape[2:])
     if tuple(target.shape) != expected:
-        raise ValueError(f'target {tuple(target.shape)} does not match pred '
-                         f'{tuple(pred.shape)}: expected {expected}')
+        raise InvalidValueError(
+            f'target {tuple(target.shape)} does not match pred '
+            f'{tuple(pred.shape)}: expected {expected}')
     dtype = torch.float64 if pred.dtype == torch.float64 else torch.float32
     prob = pred.to(dtype).softmax(dim=1)
     labels, valid = _target_probabilities(target, pred.shape[1], ignore_index)
@@ -98,9 +102,10 @@ def _pooled(prob: Tensor, labels: Tensor, mask: Tensor,
     each patch's weight ``(N, 1, H/f, W/f)`` (see
     :func:`expected_intersection_union`, ``label_patch``)."""
     if prob.dim() != 4 or prob.shape[2] % patch or prob.shape[3] % patch:
-        raise ValueError(f'`label_patch`={patch} needs (N, C, H, W) logits '
-                         'with H and W multiples of it, got '
-                         f'{tuple(prob.shape)}')
+        raise InvalidValueError(
+            f'`label_patch`={patch} needs (N, C, H, W) logits '
+            'with H and W multiples of it, got '
+            f'{tuple(prob.shape)}')
     area = float(patch * patch)
     weight = F.avg_pool2d(mask, patch) * area
     safe = weight.clamp_min(torch.finfo(weight.dtype).tiny)
@@ -121,17 +126,17 @@ class _ExpectedOverlapLoss(nn.Module):
                  loss_name: Optional[str] = None):
         super().__init__()
         if eps <= 0:
-            raise ValueError(f'`eps` must be > 0, got {eps}')
+            raise InvalidValueError(f'`eps` must be > 0, got {eps}')
         if isinstance(label_patch, bool) or not isinstance(label_patch, int) \
                 or label_patch < 1:
-            raise ValueError('`label_patch` must be an int >= 1, got '
-                             f'{label_patch!r}')
+            raise InvalidValueError('`label_patch` must be an int >= 1, got '
+                                    f'{label_patch!r}')
         self.loss_weight = float(loss_weight)
         self.eps = float(eps)
         self.label_patch = label_patch
         if not min_class_pixels >= 0:
-            raise ValueError('`min_class_pixels` must be >= 0, got '
-                             f'{min_class_pixels!r}')
+            raise InvalidValueError('`min_class_pixels` must be >= 0, got '
+                                    f'{min_class_pixels!r}')
         self.min_class_pixels = float(min_class_pixels)
         self._loss_name = check_loss_name(loss_name or self.default_name)
 

@@ -38,9 +38,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.structures import PixelData
-
 from mmseg.models.segmentors.base import BaseSegmentor
 from mmseg.registry import MODELS
+
+from ...errors import InvalidTypeError, InvalidValueError
 from ...formats.threshold_file import (OODCalibration, check_ood_label,
                                        check_threshold, decide_ood)
 from ...utils.arguments import strict_arguments
@@ -88,8 +89,8 @@ def unknown_color(palette: Sequence) -> tuple:
         best = int(np.argmax(nearest))
         if nearest[best] > 0:
             return tuple(int(v) for v in candidates[best])
-    raise ValueError('no colour left for "unknown": the palette holds '
-                     'every candidate colour')
+    raise InvalidValueError('no colour left for "unknown": the palette holds '
+                            'every candidate colour')
 
 
 def with_unknown_class(meta: Optional[dict], num_classes: int,
@@ -268,8 +269,9 @@ class OODSegmentor(BaseSegmentor):
                 segmentor['pretrained'] = pretrained
             segmentor = MODELS.build(segmentor)
         elif not isinstance(segmentor, nn.Module):
-            raise TypeError('`segmentor` must be a model config dict or an '
-                            f'nn.Module, got {type(segmentor).__name__}')
+            raise InvalidTypeError(
+                '`segmentor` must be a model config dict or an '
+                f'nn.Module, got {type(segmentor).__name__}')
         calibration = self._calibration(calibration, scorer, threshold)
         # the segmentor's own preprocessor: test_step normalises and pads
         # exactly as for the plain model
@@ -309,24 +311,27 @@ class OODSegmentor(BaseSegmentor):
                      ) -> Optional[OODCalibration]:
         if calibration is not None:
             if threshold is not None:
-                raise ValueError('give either `calibration` or `scorer` + '
-                                 '`threshold`, not both (got calibration='
-                                 f'{calibration!r}, scorer={scorer!r}, '
-                                 f'threshold={threshold!r})')
+                raise InvalidValueError(
+                    'give either `calibration` or `scorer` + '
+                    '`threshold`, not both (got calibration='
+                    f'{calibration!r}, scorer={scorer!r}, '
+                    f'threshold={threshold!r})')
             if isinstance(calibration, str):
                 calibration = OODCalibration.load(calibration)
             elif not isinstance(calibration, OODCalibration):
-                raise TypeError('`calibration` must be a file name or an '
-                                'OODCalibration, got '
-                                f'{type(calibration).__name__}')
+                raise InvalidTypeError(
+                    '`calibration` must be a file name or an '
+                    'OODCalibration, got '
+                    f'{type(calibration).__name__}')
             if scorer is not None:  # only the calibrated scorer fits
                 calibration.check_matches(scorer=scorer)
             return calibration
         if scorer is None or threshold is None:
-            raise ValueError('OODSegmentor needs `calibration` (a file from '
-                             'tools/calibrate_ood.py) or both `scorer` and '
-                             f'`threshold`; got scorer={scorer!r}, '
-                             f'threshold={threshold!r}')
+            raise InvalidValueError(
+                'OODSegmentor needs `calibration` (a file from '
+                'tools/calibrate_ood.py) or both `scorer` and '
+                f'`threshold`; got scorer={scorer!r}, '
+                f'threshold={threshold!r}')
         check_threshold(threshold, '`threshold`')
         return None
 
@@ -356,7 +361,7 @@ class OODSegmentor(BaseSegmentor):
                 checkpoint; the message names both.
         """
         if isinstance(model, cls):
-            raise TypeError('the model is an OODSegmentor already')
+            raise InvalidTypeError('the model is an OODSegmentor already')
         wrapper = cls(segmentor=model, calibration=calibration, **kwargs)
         if checkpoint is not None:
             wrapper.check_checkpoint(checkpoint)
@@ -366,8 +371,9 @@ class OODSegmentor(BaseSegmentor):
         return wrapper
 
     def check_checkpoint(self, checkpoint: str) -> None:
-        """Refuse a checkpoint the calibration was not made for (by SHA-256
-        of the file; nothing to check without a calibration).
+        """Refuse a checkpoint the calibration was not made for (by the
+        SHA-256 of its weights, or of the file for a schema-1 calibration;
+        nothing to check without a calibration).
 
         Raises:
             CalibrationMismatchError: naming both checkpoints.

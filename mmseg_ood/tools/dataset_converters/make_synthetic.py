@@ -7,12 +7,13 @@
 
 See mmseg_ood/synthetic/benchmark.py for the layout it writes.
 """
-import argparse
 import time
+
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolArgumentParser(
         description='Generate the synthetic OOD benchmark')
     parser.add_argument('out_dir', help='output directory')
     parser.add_argument('--seed', type=int, default=0)
@@ -30,6 +31,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@tool_entry('make_synthetic')
 def main(argv=None):
     args = parse_args(argv)
     from mmseg_ood.synthetic import make_synthetic_benchmark

@@ -13,11 +13,11 @@ elsewhere, for ``OutlierProxyDataset``. See
 mmseg_ood/datasets/coco_ood_proxy.py for how this differs from the
 authors' script.
 """
-import argparse
+from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
+    parser = ToolArgumentParser(
         description='Build the COCO outlier proxy for entropy maximization')
     parser.add_argument('coco_root', help='COCO root (annotations/, '
                         'train2017/)')
@@ -36,6 +36,7 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@tool_entry('prepare_coco_ood')
 def main(argv=None):
     args = parse_args(argv)
     from mmseg_ood.datasets.coco_ood_proxy import prepare_coco_ood_proxy
