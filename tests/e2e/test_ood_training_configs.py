@@ -163,6 +163,7 @@ def _ten_times_lr(cfg):
     return fast
 
 
+@pytest.mark.slow  # trains: opt-in (--run-slow), the suite stays < 20 min
 def test_ibe_and_entropy_max_train_and_score_end_to_end(
         synthetic_root, tmp_path, trained_work_dir, monkeypatch):
     """Through what tools/train.py and tools/ood_test.py call, in-process

@@ -5,6 +5,7 @@ import json
 import os.path as osp
 import subprocess
 
+import pytest
 import torch
 
 from conftest import ONE_THREAD_ENV, QUICK_OPTIONS, STREET_CONFIG, run_tool
@@ -27,6 +28,7 @@ def _differing(a: dict, b: dict) -> list:
     return [k for k in a if not torch.equal(a[k], b[k])]
 
 
+@pytest.mark.slow  # trains: opt-in (--run-slow), the suite stays < 20 min
 def test_training_twice_gives_the_same_checkpoint_bit_for_bit(
         tmp_path, synthetic_root):
     first = _train(tmp_path / 'a', synthetic_root, 'randomness.seed=0')

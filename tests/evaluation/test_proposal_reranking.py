@@ -153,6 +153,7 @@ def test_image_miou_hand_worked():
     assert image_miou(pred, label, 3) == pytest.approx(0.5)
 
 
+@pytest.mark.slow  # trains: opt-in (--run-slow), the suite stays < 20 min
 def test_tool_end_to_end(tmp_path, synthetic_root, trained_work_dir):
     """Two names for one checkpoint give the same numbers; the oracle is
     at least the 1-best; the files are written; errors are one line."""

@@ -187,6 +187,7 @@ def test_every_shipped_uoi_config_clips_gradients():
     assert seen >= 6
 
 
+@pytest.mark.slow  # trains: opt-in (--run-slow), the suite stays < 20 min
 def test_diagnostics_reach_scalars_json_and_the_curves(tmp_path,
                                                        synthetic_root):
     """Two iterations of the shipped UOI + CE config: each iteration's

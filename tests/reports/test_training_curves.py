@@ -32,6 +32,7 @@ def test_per_class_iou_hand_worked():
         PerClassIoUMetric(iou_metrics=['mDice'])
 
 
+@pytest.mark.slow  # trains: opt-in (--run-slow), the suite stays < 20 min
 def test_curves_from_a_training_run(tmp_path, synthetic_root):
     """Two validations of a 4-iteration run: the per-class IoU is in
     scalars.json, and the tool tables and plots it."""
