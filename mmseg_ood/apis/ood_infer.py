@@ -49,7 +49,8 @@ from ..deploy.inferencer import (OODInferencer, OODInputError,
 from ..errors import InvalidValueError
 from ..formats.threshold_file import OODCalibration
 from ..utils import check_device, resolve_config_path
-from ..utils.files import atomic_output, check_output_dir, write_with
+from ..utils.files import (atomic_output, check_output_dir, file_key,
+                           write_with)
 from ..utils.progress import progress
 
 __all__ = ['ood_infer', 'collect_inputs', 'IMAGE_EXTENSIONS',
@@ -103,10 +104,10 @@ def collect_inputs(inputs: Sequence[str]) -> list:
             raise OODInputNotFoundError(f'input {item} not found')
     unique, seen, stems = [], set(), {}
     for kind, path in found:
-        st = os.stat(path)
-        if (st.st_dev, st.st_ino) in seen:  # the same file again
+        key = file_key(path)
+        if key in seen:  # the same file again
             continue
-        seen.add((st.st_dev, st.st_ino))
+        seen.add(key)
         stem = osp.splitext(osp.basename(path))[0]
         if stem in stems:
             raise OODInputError(

@@ -54,7 +54,7 @@ from ..formats.threshold_file import (OODCalibration, check_ood_label,
 from ..models import OODSegmentor
 from ..models.inference import init_model
 from ..utils import check_device, resolve_config_path
-from ..utils.files import check_output_dir, write_with
+from ..utils.files import check_output_dir, file_key, write_with
 
 __all__ = ['OODInferencer', 'OODInputError', 'OODInputNotFoundError',
            'check_outputs_apart', 'output_names']
@@ -441,22 +441,16 @@ def check_outputs_apart(planned: Dict[str, List[str]],
     """
     seen = {}
     for src in inputs:
-        try:
-            st = os.stat(src)
-        except OSError:  # not a file (yet): nothing to overwrite
-            continue
-        seen.setdefault((st.st_dev, st.st_ino), src)
+        key = file_key(src)
+        if key is not None:  # else not a file (yet): nothing to overwrite
+            seen.setdefault(key, src)
     for path, sources in planned.items():
         if len(sources) > 1:
             raise OutputPathError(
                 f'inputs {sources[0]} and {sources[1]} would both write '
                 f'{path}: give files of different names (or run them '
                 'separately)')
-        try:
-            st = os.stat(path)
-        except OSError:
-            continue
-        src = seen.get((st.st_dev, st.st_ino))
+        src = seen.get(file_key(path))
         if src is not None:
             raise OutputPathError(
                 f'the output {path} of {sources[0]} is the input {src}: '

@@ -21,7 +21,7 @@ import math
 import os
 import os.path as osp
 import tempfile
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -30,18 +30,27 @@ from mmseg_ood.errors import (DamagedFileError, MissingInputError,
 
 __all__ = [
     'atomic_output', 'write_with', 'atomic_write_text', 'check_output_path',
-    'check_output_dir', 'same_file', 'dump_json', 'dump_text', 'json_safe',
-    'load_json', 'check_schema_version', 'expect_field'
+    'check_output_dir', 'file_key', 'same_file', 'dump_json', 'dump_text',
+    'json_safe', 'load_json', 'check_schema_version', 'expect_field'
 ]
+
+
+def file_key(path: str) -> Optional[Tuple[int, int]]:
+    """``(device, inode)`` of an existing file, the same for every name of
+    it (symlinks, hard links); ``None`` if there is no such file. The key
+    :func:`same_file` compares, for checking many paths at once."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def same_file(a: str, b: str) -> bool:
     """Whether ``a`` and ``b`` name the same existing file (through
-    symlinks and hard links: ``os.path.samefile``)."""
-    try:
-        return osp.samefile(a, b)
-    except OSError:  # either does not exist (yet)
-        return False
+    symlinks and hard links, as ``os.path.samefile``)."""
+    key = file_key(a)
+    return key is not None and key == file_key(b)
 
 
 def check_output_path(path: str, inputs: Iterable[Optional[str]] = (),
