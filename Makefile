@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: install lint test demo clean-venv
+.PHONY: install lint test demo docs clean-venv
 
 install:
 	bash scripts/bootstrap.sh
@@ -18,6 +18,11 @@ test: lint
 
 demo: install
 	PY=$(PY) bash scripts/demo.sh
+
+# The documentation site (docs/en, Sphinx + myst-parser + furo): warnings
+# are errors. Open docs/_build/html/index.html.
+docs: install
+	$(PY) -m sphinx -W --keep-going -b html -d docs/_build/doctrees docs/en docs/_build/html
 
 clean-venv:
 	rm -rf $(VENV)

@@ -22,6 +22,8 @@ from typing import Callable, Dict, Tuple
 REMOVED_IN = '0.3'
 
 #: Old module -> the new module(s) that hold its names, in lookup order.
+#:
+#: :meta hide-value:
 MOVED_MODULES: Dict[str, Tuple[str, ...]] = {
     'mmseg_ood.calibration_file':
         ('mmseg_ood.formats.threshold_file',),
@@ -146,7 +148,10 @@ MOVED_MODULES: Dict[str, Tuple[str, ...]] = {
         ('mmseg_ood.tools.dataset_converters.prepare_coco_ood',),
 }
 
-#: Renamed public names: (old module, old name) -> 'new.module:new_name'.
+#: Renamed public names, as
+#: ``(old module, old name) -> 'new.module:new_name'``.
+#:
+#: :meta hide-value:
 RENAMED_NAMES: Dict[Tuple[str, str], str] = {
     ('mmseg_ood.evaluation.streaming', 'StreamingOODMetric'):
         'mmseg_ood.evaluation.accumulators.pixel:PixelOODAccumulator',
@@ -249,7 +254,20 @@ def _renamed(module: str, name: str, stacklevel: int):
 
 def package_getattr(package: str) -> Callable[[str], object]:
     """A module ``__getattr__`` for ``package`` that serves its renamed and
-    moved-out names (PEP 562), each with a warning."""
+    moved-out names (PEP 562), each with a warning.
+
+    Use: ``__getattr__ = package_getattr(__name__)`` at a module's top
+    level.
+
+    Args:
+        package: The full name of the module that installs the hook, e.g.
+            ``'mmseg_ood.apis.train'``; its entries in
+            :data:`RENAMED_NAMES` are served.
+
+    Returns:
+        callable: ``__getattr__(name)``, which returns the new object (with
+        a ``DeprecationWarning``) or raises ``AttributeError``.
+    """
 
     def __getattr__(name: str):
         if (package, name) in RENAMED_NAMES:

@@ -9,7 +9,17 @@ from torch import Tensor
 
 def check_background_index(background_index, num_classes: int) -> None:
     """Raise ``ValueError`` unless ``background_index`` is an int in
-    ``[0, num_classes)``."""
+    ``[0, num_classes)``.
+
+    Args:
+        background_index: The position of the background class in the
+            k-vector of logits (a ``bool`` is refused).
+        num_classes: ``k``, the number of classes the background included.
+
+    Raises:
+        ValueError: naming ``background_index``, the allowed range and the
+            value received.
+    """
     if not isinstance(background_index, int) or isinstance(
             background_index, bool) or not 0 <= background_index < num_classes:
         raise ValueError(f'`background_index` must be an int in '
@@ -23,7 +33,7 @@ def implicit_background_logits(foreground: Tensor,
 
     IBE eq. 5: ``v = (v_BG, v_ID1, ..., v_IDk-1)`` with
     ``v_BG = -log sum_m exp(v_IDm)``. The background wins only where every
-    foreground logit is negative (``v_BG >= -max v_FG``, with equality only
+    foreground logit is negative (``v_BG <= -max v_FG``, with equality only
     for ``k = 2``), so background and the best foreground class are never
     both positive.
 
@@ -51,7 +61,17 @@ def implicit_background_logits(foreground: Tensor,
 
 def foreground_logits(logits: Tensor, background_index: int) -> Tensor:
     """The k-1 foreground logits of a k-vector: the inverse of
-    :func:`implicit_background_logits`."""
+    :func:`implicit_background_logits`.
+
+    Args:
+        logits: ``(N, k, ...)`` logits with the background (IBE eq. 5) as
+            class ``background_index``.
+        background_index: The background's position, ``0 <=
+            background_index <= k-1`` (not validated here).
+
+    Returns:
+        Tensor: ``(N, k-1, ...)``, the same dtype and device.
+    """
     return torch.cat(
         [logits[:, :background_index], logits[:, background_index + 1:]],
         dim=1)

@@ -10,7 +10,8 @@ use it.
 ID_LABEL = 0
 #: OOD evaluation label of an out-of-distribution pixel.
 OOD_LABEL = 1
-#: Void: not evaluated (OOD labels) and ignored by losses (training labels).
+#: The void label, not evaluated (OOD labels) and ignored by losses
+#: (training labels).
 IGNORE_INDEX = 255
 #: Outlier-exposure training label of a proxy-OOD pixel; only losses that
 #: handle it (entropy maximization) may see it.

@@ -13,7 +13,7 @@ PYTHON=${PYTHON:-python3}
 STAMPS=$VENV/.stamps
 
 # Pins, and why.
-TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}   # the local CPU wheel; CUDA users: see README
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}   # the local CPU wheel; CUDA users: docs/en/get_started/install.md
 MMCV_SPEC='mmcv==2.1.0'                   # mmseg 1.2.2 rejects mmcv >= 2.2.0; mmcv-lite lacks mmcv.ops
 MMENGINE_SPEC='mmengine==0.10.7'
 MMSEG_SPEC='mmsegmentation==1.2.2'
@@ -64,10 +64,11 @@ mmseg() { pip install "$MMSEG_SPEC" ftfy regex; }
 model_zoo_extras() { pip install "$MMDET_SPEC" "$MMPRETRAIN_SPEC"; }
 project() {
     # Dependencies not pinned above come from setup.cfg: the core, every
-    # optional extra (all) and the test tools (dev).
-    pip install --no-build-isolation -e "$here[all,dev]"
+    # optional extra (all), the test tools (dev) and the documentation
+    # site's (docs).
+    pip install --no-build-isolation -e "$here[all,dev,docs]"
     # mmpretrain's models import torchvision, which has no CPU build for
-    # torch 2.13: mmseg_ood lets them import without it (README)
+    # torch 2.13: mmseg_ood lets them import without it (docs/en/compatibility.md)
     "$VENV/bin/python" -c 'import mmseg_ood, mmdet.models, mmpretrain.models' \
         || { echo "mmseg_ood cannot import the model-zoo extras" >&2; return 1; }
 }

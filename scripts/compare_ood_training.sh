@@ -19,7 +19,7 @@
 # RERANK=1 (with FINETUNE=1): the UOI paper's measurement, proposal
 # re-ranking by eq. 17 (tools/rerank_proposals.py): candidates from the
 # scratch baseline, picked by each plain-head variant (WORK/reranking/).
-# The UOI diagnosis (README): FINETUNE=1 with the variants uoi-ce-noclip
+# The UOI diagnosis (docs/en/results/training_comparisons.md): FINETUNE=1 with the variants uoi-ce-noclip
 # (the collapse, measured), uoi-ce (clipped), uoi-ce-ftlr-noclip (a lower
 # fine-tune lr alone), uoi-ce-patch4-noclip (coarse soft labels alone), uoi.
 # The controlled changes of the IBE diagnosis are variants too:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The seed study behind the README's seed-claims table: every model a claim
+# The seed study behind the seed-claims table (docs/en/results/seed_claims.md): every model a claim
 # rests on, trained with 3 seeds, evaluated, and summarized as mean ± spread
 # (tools/compare_results.py --seed-roots). Not run by CI: it takes hours on
 # 2 cores. Every finished step is kept and reused (a checkpoint named in

@@ -1,4 +1,4 @@
-# Recipe (docs/recipes.md, "Norm decoupling, thesis Table 5.1" and the
+# Recipe (docs/en/results/recipes.md, "Norm decoupling, thesis Table 5.1" and the
 # "Plain" row of "Entropy maximization"): OOD scoring of mmseg's model-zoo
 # DeepLabV3+ R101-D8 Cityscapes checkpoint (80k, 512x1024; the zoo reports
 # 80.97 mIoU on Cityscapes val, single scale), post hoc, with

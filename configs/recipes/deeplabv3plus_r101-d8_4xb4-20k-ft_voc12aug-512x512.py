@@ -1,4 +1,4 @@
-# Recipe (docs/recipes.md, "Implicit background estimation, IBE Tables
+# Recipe (docs/en/results/recipes.md, "Implicit background estimation, IBE Tables
 # 1-4"): the explicit-background control. mmseg's model-zoo DeepLabV3+
 # R101-D8 VOC2012 + aug checkpoint (40k iterations, 512x512; the zoo
 # reports 78.62 mIoU on VOC val, single scale) is fine-tuned with the zoo's

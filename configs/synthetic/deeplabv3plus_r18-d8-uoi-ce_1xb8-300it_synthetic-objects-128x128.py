@@ -1,7 +1,7 @@
 # UOI + CE (0.7 / 0.3, the SegNet paper's best mix) on the decode head, with
 # gradient clipping. Without it a class present in a crop only as a fragment
 # the model misses makes its E[U]/E[I] term explode, and AdamW takes the step
-# (README, "UOI + CE: why it collapsed"). Both terms are wrapped in
+# (docs/en/results/training_comparisons.md, "UOI + CE: why it collapsed"). Both terms are wrapped in
 # MonitoredLoss: each logs the gradient norm it sends to the logits, UOI its
 # largest per-class term and where that class is (tools/training_curves.py).
 _base_ = './deeplabv3plus_r18-d8_1xb8-300it_synthetic-objects-128x128.py'

@@ -1,7 +1,7 @@
 # UOI + CE: 0.7 Union-over-Intersection + 0.3 cross entropy on the decode
 # head (the SegNet paper's best mix, on PASCAL), mmseg's VOC recipe
 # otherwise, with the gradient clipped: a class present in a crop only as a
-# fragment the model misses makes its E[U]/E[I] term explode (README, "UOI +
+# fragment the model misses makes its E[U]/E[I] term explode (docs/en/results/training_comparisons.md, "UOI +
 # CE: why it collapsed"). UOI's expectations run over each GPU's minibatch.
 # The paper fine-tunes a CE-trained net with UOI: train with mmseg's plain
 # config first, then this one with load_from=<its checkpoint>.

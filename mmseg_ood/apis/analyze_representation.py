@@ -49,7 +49,12 @@ def config_num_classes(cfg) -> Optional[int]:
     """``k``, the length of the logit vectors, as a config declares it
     (the last decode head's ``out_channels`` or ``num_classes``, or those
     of the head an ``IBEHead`` / ``SCrIBEHead`` wraps), or ``None`` if it
-    does not say (then only the pass tells)."""
+    does not say (then only the pass tells).
+
+    Args:
+        cfg: A loaded model config (``mmengine.Config`` or a dict) with a
+            ``model.decode_head``; a cascade's last head is read.
+    """
     head = (cfg.get('model') or {}).get('decode_head')
     if isinstance(head, (list, tuple)):  # cascade: the last head predicts
         head = head[-1] if head else None

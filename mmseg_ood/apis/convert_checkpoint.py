@@ -37,7 +37,12 @@ __all__ = ['convert_checkpoint', 'checkpoint_classes', 'config_classes']
 
 def checkpoint_classes(ckpt) -> Optional[list]:
     """The class names a loaded checkpoint records (``meta.dataset_meta.
-    classes``, or mmseg 0.x's ``meta.CLASSES``), or ``None``."""
+    classes``, or mmseg 0.x's ``meta.CLASSES``), or ``None``.
+
+    Args:
+        ckpt: A loaded checkpoint, the dict ``torch.load`` returns (its
+            ``meta`` is read; a bare state dict has none, so ``None``).
+    """
     meta = checkpoint_meta(ckpt)
     dataset_meta = meta.get('dataset_meta')
     classes = dataset_meta.get('classes') if isinstance(dataset_meta, dict) \
@@ -66,7 +71,14 @@ def _dataset_classes(dataset) -> Optional[list]:
 
 def config_classes(cfg) -> Optional[list]:
     """The class names of a config's datasets (the training set's, else
-    the validation or test set's), or ``None`` if none names them."""
+    the validation or test set's), or ``None`` if none names them.
+
+    Args:
+        cfg: A loaded config (``mmengine.Config`` or a dict); each
+            dataset's ``metainfo.classes`` is read, else the ``METAINFO``
+            of its registered class (through wrappers such as
+            ``RepeatDataset``).
+    """
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         dataset = (cfg.get(loader) or {}).get('dataset')
         classes = _dataset_classes(dataset)

@@ -38,7 +38,8 @@ from ..utils.run_record import run_record
 
 __all__ = ['meta_classify', 'FEATURE_SETS']
 
-#: ``feature_set`` values: every feature, or the paper's 46 (for q = 19).
+#: The ``feature_set`` values, every feature or the paper's 46 (for
+#: q = 19).
 FEATURE_SETS = ('all', 'paper')
 
 

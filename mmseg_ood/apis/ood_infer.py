@@ -71,6 +71,10 @@ def collect_inputs(inputs: Sequence[str]) -> list:
     recursive), in the order given; ``kind`` is ``'image'`` or
     ``'video'``. The same file given twice (by any name) is taken once.
 
+    Args:
+        inputs: Paths of image files, video files and folders (a folder
+            contributes the images and videos directly inside it).
+
     Raises:
         OODInputNotFoundError: An input does not exist (a dangling link
             included).

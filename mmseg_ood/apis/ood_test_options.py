@@ -53,6 +53,10 @@ def parse_component_threshold(text) -> Tuple[str, Optional[object]]:
     ``('tpr', rate)``, the threshold at which each dataset's pixel TPR first
     reaches ``rate``.
 
+    Args:
+        text: The option's value: a string in one of the forms above, or
+            a number (the fixed score threshold).
+
     Raises:
         ValueError: anything else (naming the accepted forms).
     """

@@ -168,7 +168,15 @@ def rerank_proposals(config: str,
 
 def reranking_markdown(result: dict) -> str:
     """The table: each network's argmax and re-ranked mIoU, then the
-    proposals' first and oracle mIoU."""
+    proposals' first and oracle mIoU.
+
+    Args:
+        result: The dict :func:`rerank_proposals` returns (``networks``,
+            ``proposals``, ``settings``).
+
+    Returns:
+        str: A Markdown table with a caption line and a closing line.
+    """
     s, p = result['settings'], result['proposals']
     lines = [
         f'Re-ranking {p["mean_candidates"]:.1f} candidates per image '

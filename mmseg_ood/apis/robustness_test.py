@@ -70,7 +70,7 @@ PARTIAL_FILE = 'robustness.partial.json'
 #: The results the tool writes in the work dir.
 OUTPUT_FILES = ('robustness.json', 'robustness.csv', 'robustness.md',
                 'fig5_severity.png', 'fig6_examples.png')
-#: What the tool writes in the work dir besides each model's folder: no
+#: What the tool writes in the work dir besides each model's folder; no
 #: model may be named so.
 RESERVED_NAMES = OUTPUT_FILES + (PARTIAL_FILE, PARTIAL_FILE + '.damaged',
                                  'corruption_cache')
@@ -78,7 +78,15 @@ RESERVED_NAMES = OUTPUT_FILES + (PARTIAL_FILE, PARTIAL_FILE + '.damaged',
 
 @dataclass
 class ModelSpec:
-    """A model of the run: its name (table label), config and checkpoint."""
+    """A model of the run: its name (table label), config and checkpoint.
+
+    Attributes:
+        name: The model's label in the tables and the name of its folder
+            under the work dir (see :func:`check_model_names`).
+        config: Path of the model's config file (its test set is the one
+            corrupted).
+        checkpoint: Path of the model's checkpoint file.
+    """
     name: str
     config: str
     checkpoint: str
@@ -87,7 +95,16 @@ class ModelSpec:
 def corruption_cells(corruptions: Sequence[str],
                      severities: Sequence[int]) -> List[Tuple[str, int]]:
     """``[('clean', 0), (corruption, severity), ...]``, severity-major per
-    corruption."""
+    corruption.
+
+    Args:
+        corruptions: Corruption names, in the order the tables list them.
+        severities: Severity levels (ints in 1..5) run for each corruption.
+
+    Returns:
+        list: The clean cell first, then every ``(corruption, severity)``
+        pair, all severities of one corruption together.
+    """
     return [CLEAN] + [(c, s) for c in corruptions for s in severities]
 
 
@@ -103,6 +120,11 @@ def check_model_names(names: Sequence[str], msc: bool = False) -> None:
     tool writes in the work dir (:data:`RESERVED_NAMES`), and distinct from
     the others (also ignoring case, as on case-insensitive file systems;
     and from their ``_msc`` folders).
+
+    Args:
+        names: The models' names, one per model.
+        msc: Whether the run also tests with multi-scale + flip, so that
+            each model also writes a ``<name>_msc`` folder.
 
     Raises:
         InvalidValueError: the first name refused, and why.
@@ -269,6 +291,16 @@ def load_partial(path: str, settings: dict) -> Dict[str, dict]:
       the user resumes it with its own settings, or moves or deletes it
       to start over (or uses another work dir). Starting over silently
       would replace it at the first finished cell.
+
+    Args:
+        path: Path of the resume file (``<work_dir>/robustness.partial.json``).
+        settings: What this run's cells depend on (models with their
+            checkpoints' SHA-256, corruptions, severities, MSC, OOD datasets,
+            seed, scorers); the file's must equal it.
+
+    Returns:
+        dict: The finished cells, by cell key (``model|corruption|severity|
+        ss``).
 
     Raises:
         DamagedFileError: a newer schema version, or other settings (the

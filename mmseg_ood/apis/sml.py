@@ -30,7 +30,7 @@ from ..utils import file_sha256
 
 __all__ = ['fit_sml', 'sml_scorer', 'id_dataset', 'SML_SPLITS']
 
-#: The ID splits SML can be fitted on: the config's train or val set.
+#: The ID splits SML can be fitted on (the config's train or val set).
 SML_SPLITS = ('train', 'val')
 
 
@@ -63,6 +63,16 @@ class _LogitRecorder(BaseScorer):
 def id_dataset(cfg, split: str) -> dict:
     """The config's ``split`` dataset (``train`` or ``val``), to be read with
     the test pipeline.
+
+    Args:
+        cfg: The loaded model config (``mmengine.Config``); its
+            ``<split>_dataloader.dataset`` is read (through wrappers such as
+            ``RepeatDataset``).
+        split: ``'train'`` or ``'val'``.
+
+    Returns:
+        dict: The dataset config without its ``pipeline`` (the evaluation
+        session supplies the test pipeline).
 
     Raises:
         ValueError: unknown split, or a training set wrapped in a dataset
@@ -125,6 +135,26 @@ def sml_scorer(session: EvaluationSession, stats_file: Optional[str] = None,
     ``cache_dir/sml_statistics_<split>.json`` (default: the session's work
     dir) with the checkpoint's SHA-256, the config and the split; a later
     call reuses the file while all three match.
+
+    Args:
+        session: The model (config, checkpoint, work dir) whose logits are
+            standardized.
+        stats_file: A JSON file of fitted per-class means and standard
+            deviations (written by ``StandardizedMaxLogit.save``); default:
+            fit them (or reuse the cache).
+        split: The ID split fitted on, ``'train'`` (as Jung et al.) or
+            ``'val'``; ignored with ``stats_file``.
+        cache_dir: Folder of the cached statistics; default: the session's
+            work dir.
+
+    Returns:
+        StandardizedMaxLogit: The scorer (Jung et al. 2021, eq. 1), with
+        the same statistics on every rank.
+
+    References:
+        Jung, Lee, Gwak, Choi & Choo, "Standardized Max Logits: A Simple yet
+        Effective Approach for Identifying Unexpected Road Obstacles in
+        Urban-Scene Segmentation", ICCV 2021, eq. 1.
     """
     if stats_file is not None:
         return StandardizedMaxLogit(stats_file=stats_file)

@@ -54,7 +54,22 @@ _SEEDED = ('glass_blur', 'impulse_noise')
 def corruption_seed(img_path: str, corruption: str, severity: int,
                     seed: int = 0) -> int:
     """A 32-bit seed from the image path (normalized), the corruption, the
-    severity and a base ``seed``."""
+    severity and a base ``seed``.
+
+    The first 4 bytes (little-endian) of the SHA-256 of
+    ``'<path>|<corruption>|<severity>|<seed>'``: the same inputs give the
+    same seed in every process, on every platform.
+
+    Args:
+        img_path: The image's path (normalized with ``os.path.normpath``,
+            so ``a/./b.png`` and ``a/b.png`` agree).
+        corruption: The corruption's name.
+        severity: The severity, 0-5.
+        seed: Base seed; another value gives another draw.
+
+    Returns:
+        int: A seed in ``[0, 2**32)``.
+    """
     key = f'{osp.normpath(str(img_path))}|{corruption}|{severity}|{seed}'
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4],
                           'little')
@@ -187,7 +202,21 @@ def with_corruption(pipeline: Sequence, corruption: str, severity: int,
                     seed: int = 0, cache_dir: Optional[str] = None) -> List:
     """A copy of a test ``pipeline`` with ``ImageCorruption`` right after
     ``LoadImageFromFile`` (a TTA pipeline loads before ``TestTimeAug``, so
-    every scale and flip sees the same corrupted image)."""
+    every scale and flip sees the same corrupted image).
+
+    Args:
+        pipeline: The test (or TTA) pipeline, a list of transform dicts;
+            not modified.
+        corruption / severity / seed / cache_dir: As in
+            :class:`ImageCorruption` (validated here, before any image).
+
+    Returns:
+        list: The new pipeline.
+
+    Raises:
+        InvalidValueError: the pipeline has no ``LoadImageFromFile``, or an
+            argument is invalid.
+    """
     ImageCorruption(corruption, severity, seed, cache_dir)  # validates
     step = dict(type='ImageCorruption', corruption=corruption,
                 severity=severity, seed=seed, cache_dir=cache_dir)

@@ -117,7 +117,7 @@ class OODSegDataset(BaseSegDataset):
             ``pipeline``...).
     """
     METAINFO = OOD_METAINFO
-    #: The SMIYC convention: labels are already 0 / 1 / 255.
+    #: The SMIYC convention (labels are already 0 / 1 / 255).
     VALUE_MAP: Dict = {0: 0, 1: 1, 255: 255}
     LAYOUT = ''
     HINT = ''

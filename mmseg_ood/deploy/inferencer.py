@@ -412,7 +412,17 @@ def output_names(item, index: int) -> Dict[str, str]:
     overlay: the input's file name, or ``<index>_vis.jpg`` for an array, as
     mmseg names them), ``pred`` / ``mask`` (``<name>.png``) and ``score``
     (``<name>.npy``); ``<name>`` is the file name without extension, or
-    ``index`` as 8 digits."""
+    ``index`` as 8 digits.
+
+    Args:
+        item: The input: a file path, or an image array (``H x W x 3``).
+        index: The input's position among all inputs of the call (names
+            an array's outputs).
+
+    Returns:
+        dict: ``{'img': ..., 'pred': ..., 'mask': ..., 'score': ...}``,
+        bare file names (no folder).
+    """
     if isinstance(item, str):
         stem = osp.splitext(osp.basename(item))[0]
         img = osp.basename(item)

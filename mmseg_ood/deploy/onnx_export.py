@@ -104,8 +104,8 @@ INPUT_NAME = 'img'
 EXPORTERS = ('torchscript', 'dynamo')
 #: The ONNX opset written (onnxruntime 1.31 runs up to opset 23).
 DEFAULT_OPSET = 17
-#: Tolerance of the check: |score_onnx - score_torch| and the band around
-#: the threshold in which a mask pixel may legitimately flip.
+#: Tolerance of the check, on ``|score_onnx - score_torch|`` and the band
+#: around the threshold in which a mask pixel may legitimately flip.
 SCORE_TOLERANCE = 1e-4
 
 
@@ -116,7 +116,13 @@ class OODExportError(InvalidValueError):
 class OnnxCheckError(OODExportError):
     """The exported graph does not give PyTorch's outputs
     (:class:`OnnxCheck` failed); ``check`` holds the comparison. The file
-    was not written."""
+    was not written.
+
+    Args:
+        message: The error message (what differs, and by how much).
+        check: The failed comparison of ONNX Runtime's outputs with
+            PyTorch's; kept as the ``check`` attribute.
+    """
 
     def __init__(self, message: str, check: 'OnnxCheck'):
         super().__init__(message)
@@ -612,7 +618,13 @@ def _check_opset(opset, exporter: str) -> int:
 def dynamic_input_axes(exporter: str, dynamic: bool) -> Tuple[str, ...]:
     """The input axes a ``dynamic`` export leaves dynamic: ``('N', 'H',
     'W')`` with the TorchScript exporter, ``('H', 'W')`` with dynamo
-    (batch fixed at 1), ``()`` for a fixed export."""
+    (batch fixed at 1), ``()`` for a fixed export.
+
+    Args:
+        exporter: ``'torchscript'`` or ``'dynamo'``, the ``torch.onnx``
+            exporter used.
+        dynamic: Whether the export has dynamic input axes.
+    """
     if not dynamic:
         return ()
     return ('N', 'H', 'W') if exporter == 'torchscript' else ('H', 'W')

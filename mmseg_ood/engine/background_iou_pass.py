@@ -43,6 +43,12 @@ def background_iou_pass(session: EvaluationSession,
     head, else the class named ``background`` in the checkpoint's
     ``dataset_meta`` (:func:`background_index`).
 
+    Args:
+        session: The loaded model (config, checkpoint, runner) that runs
+            the pass.
+        preset: A whole-image OOD dataset preset (``whole_image = True``):
+            every pixel of every image is OOD.
+
     Returns:
         dict: ``applicable=True``, ``background_index`` and the metric's
         results (``pooled``, ``image_mean``: percent; ``images``,
@@ -69,7 +75,16 @@ def background_iou_pass(session: EvaluationSession,
 
 def background_iou_markdown(results: Dict[str, dict]) -> str:
     """The ``background_iou`` section of ``results.md`` ('' without
-    whole-image datasets)."""
+    whole-image datasets).
+
+    Args:
+        results: :func:`background_iou_pass`'s result per dataset name, in
+            the order the rows are listed.
+
+    Returns:
+        str: A Markdown heading and table (pooled and image-mean background
+        IoU in percent, or "not applicable" and the reason), or ``''``.
+    """
     if not results:
         return ''
     lines = ['## Background IoU on whole-image OOD sets (IBE Table 2)', '',

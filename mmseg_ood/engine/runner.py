@@ -25,7 +25,12 @@ _RUNNERS = itertools.count()
 
 def unique_experiment_name(prefix: str) -> str:
     """``<prefix>_<n>``, ``n`` counting the Runners of this process (the
-    same on every rank); mmengine appends the time."""
+    same on every rank); mmengine appends the time.
+
+    Args:
+        prefix: The name's stem, usually the config file's name without
+            extension.
+    """
     return f'{prefix}_{next(_RUNNERS)}'
 
 
@@ -56,6 +61,10 @@ def init_cpu_distributed(cfg) -> None:
     (``SyncBatchNorm`` trains on GPUs only: each process keeps its own
     batch statistics, as in a one-process run). With CUDA, or another
     launcher, nothing changes: mmengine's own set-up (NCCL) runs.
+
+    Args:
+        cfg: The loaded config (``mmengine.Config``), changed in place
+            (``model_wrapper_cfg``, ``SyncBN`` in ``model``).
     """
     if cfg.get('launcher') != 'pytorch' or torch.cuda.is_available():
         return
@@ -164,7 +173,16 @@ def build_runner(cfg, console_level: Optional[str] = None) -> Runner:
 
 
 def enable_amp(cfg) -> None:
-    """Switch ``cfg.optim_wrapper`` to ``AmpOptimWrapper`` (dynamic scale)."""
+    """Switch ``cfg.optim_wrapper`` to ``AmpOptimWrapper`` (dynamic scale).
+
+    Args:
+        cfg: The loaded config, changed in place; its ``optim_wrapper.type``
+            must be ``'OptimWrapper'`` (or already ``'AmpOptimWrapper'``:
+            then a warning, nothing changes).
+
+    Raises:
+        InvalidValueError: another optimizer wrapper type.
+    """
     wrapper = cfg.optim_wrapper.type
     if wrapper == 'AmpOptimWrapper':
         print_log('AMP training is already enabled in your config.',
@@ -185,6 +203,17 @@ def enable_visualization(cfg, show: bool = False,
 
     A relative ``show_dir`` is taken under ``cfg.work_dir`` (mmseg documents
     this but mmengine resolves it against the current directory).
+
+    Args:
+        cfg: The loaded config, changed in place; it needs
+            ``default_hooks.visualization``.
+        show: Also show each image in a window (``--show``).
+        show_dir: Folder the drawn images are saved to (``--show-dir``),
+            relative to ``cfg.work_dir``; default: not saved.
+        wait_time: Seconds each shown image stays up (with ``show``).
+
+    Raises:
+        InvalidValueError: the config has no visualization hook.
     """
     hooks = cfg.default_hooks
     if 'visualization' not in hooks:
@@ -200,7 +229,17 @@ def enable_visualization(cfg, show: bool = False,
 
 
 def enable_tta(cfg) -> None:
-    """Test with ``cfg.tta_pipeline`` and ``cfg.tta_model`` (mmseg's TTA)."""
+    """Test with ``cfg.tta_pipeline`` and ``cfg.tta_model`` (mmseg's TTA).
+
+    Args:
+        cfg: The loaded config, changed in place: the test dataset's
+            pipeline becomes ``tta_pipeline`` and the model is wrapped in
+            ``tta_model``.
+
+    Raises:
+        InvalidValueError: the config lacks ``tta_pipeline`` or
+            ``tta_model``.
+    """
     for key in ('tta_pipeline', 'tta_model'):
         if key not in cfg:
             raise InvalidValueError(f'`--tta` needs `{key}` in the config')

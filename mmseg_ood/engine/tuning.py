@@ -23,7 +23,7 @@ TUNE_GRID = dict(eta=(0.0, 0.5, 1.0, 1.5, 2.0, 3.0),
 DEFAULTS = dict(eta=1.0, delta=0.0, temperature=1.0)
 
 
-#: What ``tune`` may be: items ``'eta'`` (the default grid) or
+#: What ``tune`` may be, items ``'eta'`` (the default grid) or
 #: ``'eta=0,0.5,1'``, or a mapping ``{'eta': (0, 0.5, 1) or None}``.
 TuneSpec = Union[Sequence[str], Mapping[str, Optional[Sequence[float]]]]
 
@@ -161,7 +161,19 @@ def restrict_grid(grid: Dict[str, dict], tune: Sequence[str],
                   types: Optional[Sequence[str]] = None) -> dict:
     """Keep the grid points that vary only the parameters in ``tune`` (the
     others at their defaults: eta 1, delta 0, temperature 1), of the scorer
-    ``types`` if given (``None``: all)."""
+    ``types`` if given (``None``: all).
+
+    Args:
+        grid: Point name -> scorer config, as :func:`tuning_scorers`
+            returns it.
+        tune: The tuned parameters (``'eta'``, ``'delta'``,
+            ``'temperature'``); a point that also varies another one is
+            dropped, as is a scorer type with none of them.
+        types: Scorer types kept (e.g. ``['n_energy']``); ``None``: all.
+
+    Returns:
+        dict: The kept points, in ``grid``'s order.
+    """
     out = {}
     for name, cfg in grid.items():
         if not any(p in cfg for p in tune):
@@ -175,14 +187,34 @@ def restrict_grid(grid: Dict[str, dict], tune: Sequence[str],
 
 
 def tunable_types(tune: Sequence[str]) -> List[str]:
-    """The scorer types with a grid over any parameter of ``tune``."""
+    """The scorer types with a grid over any parameter of ``tune``.
+
+    Args:
+        tune: Tuned parameter names (``'eta'``, ``'delta'``,
+            ``'temperature'``).
+
+    Returns:
+        list: Sorted scorer type names, e.g. ``['energy', 'n_energy']`` for
+        ``['temperature']``.
+    """
     return sorted({cfg['type'] for cfg in restrict_grid(tuning_scorers(),
                                                         tune).values()})
 
 
 def best_of_grid(results: Dict[str, dict], grid: Dict[str, dict]) -> dict:
     """Per scorer type, the grid point with the highest AP (NaN skipped):
-    ``{type: dict(point=name, ap=value, params=scorer config)}``."""
+    ``{type: dict(point=name, ap=value, params=scorer config)}``.
+
+    Args:
+        results: The ``OODMetric`` results by point name; each point's
+            ``'ap'`` (average precision, percent) is read, a missing point
+            counts as NaN.
+        grid: Point name -> scorer config (its ``type`` groups the points).
+
+    Returns:
+        dict: One entry per scorer type with at least one non-NaN AP; ties
+        go to the first point in ``grid``'s order.
+    """
     best = {}
     for name, cfg in grid.items():
         ap = results.get(name, {}).get('ap', float('nan'))

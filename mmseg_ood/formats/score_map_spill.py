@@ -41,7 +41,16 @@ def _alive(pid: int) -> bool:
 
 def remove_stale_spills(parent: str) -> List[str]:
     """Remove the spill directories in ``parent`` whose process (on this
-    host) no longer runs; return their paths."""
+    host) no longer runs; return their paths.
+
+    Args:
+        parent: The directory spills are made under; a missing directory
+            removes nothing. Spills of other hosts (a shared file system)
+            and of running processes are left alone.
+
+    Returns:
+        list: The paths of the removed directories.
+    """
     removed = []
     if not osp.isdir(parent):
         return removed

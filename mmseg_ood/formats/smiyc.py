@@ -41,7 +41,14 @@ _OPTION_KEYS = ('out_dir', 'dataset_name', 'method_prefix', 'compression')
 
 def smiyc_frame_id(img_path: str) -> str:
     """The benchmark's frame id: the image stem, without LostAndFound's
-    ``_leftImg8bit`` suffix."""
+    ``_leftImg8bit`` suffix.
+
+    Args:
+        img_path: The image's path (only its file name is read).
+
+    Returns:
+        str: E.g. ``'validation0000'`` for ``.../validation0000.jpg``.
+    """
     stem = osp.splitext(osp.basename(img_path))[0]
     return stem[:-len('_leftImg8bit')] if stem.endswith('_leftImg8bit') \
         else stem
@@ -49,14 +56,34 @@ def smiyc_frame_id(img_path: str) -> str:
 
 def frame_file(out_dir: str, method: str, dataset_name: str,
                img_path: str) -> str:
-    """Where a frame's map of one method is written."""
+    """Where a frame's map of one method is written.
+
+    Args:
+        out_dir: Export root.
+        method: The method's name (the prefix and the scorer's name).
+        dataset_name: Benchmark dataset name (``'AnomalyTrack-all'``...).
+        img_path: The frame's image path (:func:`smiyc_frame_id`).
+
+    Returns:
+        str: ``<out_dir>/anomaly_p/<method>/<dataset_name>/<frame id>.hdf5``.
+    """
     return osp.join(out_dir, 'anomaly_p', method, dataset_name,
                     f'{smiyc_frame_id(img_path)}.hdf5')
 
 
 def transform_file(out_dir: str, method: str, dataset_name: str) -> str:
     """Where the score transform of one method and dataset is recorded:
-    next to the dataset's folder of frames."""
+    next to the dataset's folder of frames.
+
+    Args:
+        out_dir: Export root.
+        method: The method's name.
+        dataset_name: Benchmark dataset name.
+
+    Returns:
+        str: ``<dataset_name>.score_transform.json`` in
+        ``<out_dir>/anomaly_p/<method>/``.
+    """
     return osp.join(out_dir, 'anomaly_p', method,
                     f'{dataset_name}.score_transform.json')
 
@@ -64,7 +91,18 @@ def transform_file(out_dir: str, method: str, dataset_name: str) -> str:
 def check_compression(compression) -> Optional[int]:
     """``compression``: a gzip level 0-9 or ``None`` (uncompressed: score
     maps hardly compress, measured on 512x1024 maps 5-15 % smaller at 10x
-    the write time; the benchmark reads both)."""
+    the write time; the benchmark reads both).
+
+    Args:
+        compression: The value to check.
+
+    Returns:
+        int or None: ``compression`` unchanged.
+
+    Raises:
+        ValueError: anything but an int in ``[0, 9]`` (bools rejected) or
+            ``None``.
+    """
     if compression is not None and (
             isinstance(compression, bool) or
             not isinstance(compression, int) or not 0 <= compression <= 9):
@@ -76,7 +114,15 @@ def check_compression(compression) -> Optional[int]:
 
 def write_frame(path: str, value: np.ndarray,
                 compression: Optional[int] = None) -> None:
-    """Write one frame's float16 map (dataset ``value``)."""
+    """Write one frame's float16 map (dataset ``value``).
+
+    Args:
+        path: The HDF5 file (:func:`frame_file`); its directory is created.
+        value: The ``(H, W)`` map at image resolution, float16, higher =
+            more anomalous.
+        compression: gzip level 0-9 (with the shuffle filter), or ``None``
+            for an uncompressed dataset.
+    """
     import h5py
     os.makedirs(osp.dirname(path), exist_ok=True)
     with h5py.File(path, 'w') as f:
@@ -91,7 +137,22 @@ def write_transform(out_dir: str, method: str, dataset_name: str,
                     scorer: str, transform: Float16RankTransform,
                     histogram: PixelOODAccumulator, fitted_on: str) -> str:
     """Record ``transform`` (fitted from ``histogram``) as JSON; return the
-    file."""
+    file.
+
+    Args:
+        out_dir: Export root.
+        method: The method's name (prefix + scorer).
+        dataset_name: Benchmark dataset name.
+        scorer: The scorer's name, recorded in the file.
+        transform: The fitted transform.
+        histogram: The scorer's pooled histogram the transform was fitted
+            from; its pixel count and score range are recorded.
+        fitted_on: Which pixels the histogram holds, in words (e.g.
+            ``'every non-void pixel of the evaluated frames'``).
+
+    Returns:
+        str: The path of the JSON file (:func:`transform_file`).
+    """
     values, pos, neg = histogram.counts_by_value()
     path = transform_file(out_dir, method, dataset_name)
     os.makedirs(osp.dirname(path), exist_ok=True)
@@ -108,7 +169,21 @@ def fit_transforms(histograms: Mapping[str, PixelOODAccumulator],
                    out_dir: str, method_prefix: str, dataset_name: str,
                    fitted_on: str) -> 'OrderedDict[str, Float16RankTransform]':
     """Each scorer's transform, fitted from its histogram (merged across
-    ranks: the same on every rank), recorded by rank 0."""
+    ranks: the same on every rank), recorded by rank 0.
+
+    Args:
+        histograms: ``{scorer name: PixelOODAccumulator}``, merged across
+            ranks.
+        out_dir: Export root.
+        method_prefix: Prepended to each scorer name to make the method's
+            name.
+        dataset_name: Benchmark dataset name.
+        fitted_on: Which pixels the histograms hold, in words
+            (:func:`write_transform`).
+
+    Returns:
+        OrderedDict: ``{scorer name: Float16RankTransform}``.
+    """
     transforms = OrderedDict(
         (n, Float16RankTransform.fit(h)) for n, h in histograms.items())
     if get_rank() == 0:

@@ -120,7 +120,16 @@ _NOT_INFERENCE = ('auxiliary_head', )
 
 def check_ood_label(value, name: str = '`ood_label`') -> Optional[int]:
     """``None`` or an int in [0, 255] (labels are stored as uint8 PNGs);
-    else a ``ValueError`` naming ``name``."""
+    else a ``ValueError`` naming ``name``.
+
+    Args:
+        value: The label given to OOD pixels in a written label map, or
+            ``None`` for none.
+        name: How the message names the value.
+
+    Returns:
+        int or None: ``value`` unchanged.
+    """
     if value is not None and (isinstance(value, bool) or not isinstance(
             value, int) or not 0 <= value <= 255):
         raise InvalidValueError(
@@ -130,7 +139,15 @@ def check_ood_label(value, name: str = '`ood_label`') -> Optional[int]:
 
 
 def check_threshold(value, name: str = '`threshold`') -> float:
-    """A finite number, as float; else a ``ValueError`` naming ``name``."""
+    """A finite number, as float; else a ``ValueError`` naming ``name``.
+
+    Args:
+        value: The threshold (bools are rejected).
+        name: How the message names the value.
+
+    Returns:
+        float: ``value`` as a Python float.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or \
             not math.isfinite(value):
         raise InvalidValueError(
@@ -139,7 +156,16 @@ def check_threshold(value, name: str = '`threshold`') -> float:
 
 
 def check_rate(value, name: str) -> float:
-    """A rate in (0, 1), as float; else a ``ValueError`` naming ``name``."""
+    """A rate in (0, 1), as float; else a ``ValueError`` naming ``name``.
+
+    Args:
+        value: The rate, e.g. the target of the ``'id_fpr'`` / ``'tpr'``
+            rule (bools are rejected; 0 and 1 themselves too).
+        name: How the message names the value.
+
+    Returns:
+        float: ``value`` as a Python float.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)) or \
             not 0.0 < value < 1.0:
         raise InvalidValueError(
@@ -150,7 +176,17 @@ def check_rate(value, name: str) -> float:
 def decide_ood(scores, threshold: float):
     """The OOD mask of a score map (tensor or array): ``scores >=
     threshold``, and fail-safe: a NaN score (``scores != scores``) is OOD,
-    never silently in-distribution."""
+    never silently in-distribution.
+
+    Args:
+        scores: OOD scores of any shape (``torch.Tensor`` or
+            ``np.ndarray``), higher = more OOD.
+        threshold: The calibrated threshold.
+
+    Returns:
+        Tensor or np.ndarray: A bool mask of the shape of ``scores``, of
+        the same kind.
+    """
     return (scores >= threshold) | (scores != scores)
 
 
@@ -246,7 +282,22 @@ def model_definition(model_cfg) -> dict:
 def fit_sha256(scorer_name: str, scorer_config: dict,
                scorer_state: Optional[dict], threshold: float) -> str:
     """SHA-256 (hex) of what the threshold was fitted for, as the file
-    holds it: the scorer's name, config and state, and the threshold."""
+    holds it: the scorer's name, config and state, and the threshold.
+
+    Reading a file recomputes it, so a scorer or threshold edited by hand
+    after calibration is detected (:class:`CalibrationMismatchError`).
+
+    Args:
+        scorer_name: The scorer's name as the file records it.
+        scorer_config: Its config dict, ``type`` included.
+        scorer_state: Its fitted state (e.g. SML's per-class statistics),
+            or ``None`` for a scorer without one.
+        threshold: The threshold; hashed as a float.
+
+    Returns:
+        str: 64 lowercase hex digits, of the canonical JSON (sorted keys)
+        of ``[scorer_name, scorer_config, scorer_state, threshold]``.
+    """
     payload = _plain(json_safe([scorer_name, scorer_config, scorer_state,
                                 float(threshold)]))
     return hashlib.sha256(json.dumps(payload, sort_keys=True,

@@ -470,7 +470,21 @@ CV = Union[str, int]
 def resolve_cv(cv: CV, num_groups: int) -> Tuple[str, int]:
     """``('loo', n)`` or ``('kfold', k)`` for ``cv`` (``'loo'``, ``'auto'``
     or a number of folds >= 2) and ``num_groups`` images (``k`` at most
-    ``num_groups``: more folds than images cannot be made)."""
+    ``num_groups``: more folds than images cannot be made).
+
+    Args:
+        cv: ``'loo'`` (leave one image out), ``'auto'`` (leave one out up
+            to :data:`AUTO_LOO_MAX_IMAGES` images, else
+            :data:`AUTO_FOLDS` folds) or a number of folds >= 2.
+        num_groups: The number of images the segments come from.
+
+    Returns:
+        tuple: ``(kind, k)``: ``'loo'`` and the number of images, or
+        ``'kfold'`` and the number of folds.
+
+    Raises:
+        ValueError: any other ``cv``.
+    """
     if cv == 'auto':
         return (('loo', num_groups) if num_groups <= AUTO_LOO_MAX_IMAGES
                 else ('kfold', AUTO_FOLDS))
@@ -486,7 +500,16 @@ def resolve_cv(cv: CV, num_groups: int) -> Tuple[str, int]:
 
 def describe_cv(cv: CV, num_groups: int) -> str:
     """What :func:`group_splits` does for ``cv`` and ``num_groups`` images,
-    in words."""
+    in words.
+
+    Args:
+        cv: As in :func:`resolve_cv`.
+        num_groups: The number of images.
+
+    Returns:
+        str: E.g. ``'leave one image out (40 images)'`` or
+        ``'10-fold grouped by image (500 images)'``.
+    """
     kind, k = resolve_cv(cv, num_groups)
     return (f'leave one image out ({k} images)' if kind == 'loo' else
             f'{k}-fold grouped by image ({num_groups} images)')
@@ -495,7 +518,21 @@ def describe_cv(cv: CV, num_groups: int) -> str:
 def group_splits(groups: np.ndarray, cv: CV = 'auto'
                  ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
     """(train, test) index arrays; the segments of an image (``groups``:
-    one image id per segment) are never split between the two."""
+    one image id per segment) are never split between the two.
+
+    Args:
+        groups: ``(n,)`` image id of each segment (any hashable dtype).
+        cv: As in :func:`resolve_cv`; the default ``'auto'`` leaves one
+            image out for up to 100 images.
+
+    Returns:
+        Iterator: ``(train, test)`` pairs of int index arrays into the
+        ``n`` segments, from scikit-learn's ``LeaveOneGroupOut`` or
+        ``GroupKFold``.
+
+    Raises:
+        ValueError: segments of fewer than 2 images, or a bad ``cv``.
+    """
     groups = np.asarray(groups)
     n_groups = len(np.unique(groups))
     if n_groups < 2:

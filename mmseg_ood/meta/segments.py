@@ -13,30 +13,32 @@ Features (:func:`feature_names`; ``*`` marks the paper's 46 metrics for
 ``q = 19``, the others are MetaSeg's (Rottmann et al. 2020, the paper's
 [41]) that the paper's segment definition inherits):
 
-==========================  =================================================
-name                        definition (``k``: the segment's pixels)
-==========================  =================================================
-``E_mean`` *                mean over ``k`` of the normalized entropy
-                            ``E = -(1 / log q) sum_j p_j log p_j`` (eq. 11)
-``E_var``                   its variance over ``k``
-``E_in_mean``, ``E_in_var`` the same over the interior ``k_in`` (pixels whose
-                            8 neighbours all lie in ``k``)
-``E_bd_mean``, ``E_bd_var`` the same over the boundary ``k_bd = k \\ k_in``
-``V_*`` (``V_mean`` *)      the same six for the variation ratio
-                            ``V = 1 - max_j p_j`` (eq. 12)
-``M_*`` (``M_mean`` *)      the same six for the probability margin
-                            ``M = V + second largest p_j`` (eq. 13)
-``S`` *                     size ``|k|``
-``S_in``, ``S_bd``          ``|k_in|``, ``|k_bd|``
-``S_rel`` *                 ``S / S_bd`` (eq. 14)
-``S_in_rel`` *              ``S_in / S_bd`` (eq. 14)
-``N_0`` ... ``N_{q-1}`` *   fraction of the neighbourhood ``k_nb`` (pixels
-                            outside ``k`` within one step, 8-connectivity)
-                            whose predicted class is ``j`` (eq. 15)
-``P_0`` ... ``P_{q-1}`` *   mean softmax probability of class ``j`` over ``k``
-``C_h``, ``C_w`` *          centroid (eq. 16), divided by the image height
-                            and width
-==========================  =================================================
+============================  ===============================================
+name                          definition (``k``: the segment's pixels)
+============================  ===============================================
+``E_mean`` *                  mean over ``k`` of the normalized entropy
+                              ``E = -(1 / log q) sum_j p_j log p_j`` (eq. 11)
+``E_var``                     its variance over ``k``
+``E_in_mean``, ``E_in_var``   the same over the interior ``k_in`` (pixels
+                              whose 8 neighbours all lie in ``k``)
+``E_bd_mean``, ``E_bd_var``   the same over the boundary
+                              ``k_bd = k \\ k_in``
+``V_*`` (``V_mean`` \\*)       the same six for the variation ratio
+                              ``V = 1 - max_j p_j`` (eq. 12)
+``M_*`` (``M_mean`` \\*)       the same six for the probability margin
+                              ``M = V + second largest p_j`` (eq. 13)
+``S`` *                       size ``|k|``
+``S_in``, ``S_bd``            ``|k_in|``, ``|k_bd|``
+``S_rel`` *                   ``S / S_bd`` (eq. 14)
+``S_in_rel`` *                ``S_in / S_bd`` (eq. 14)
+``N_0`` ... ``N_{q-1}`` *     fraction of the neighbourhood ``k_nb`` (pixels
+                              outside ``k`` within one step, 8-connectivity)
+                              whose predicted class is ``j`` (eq. 15)
+``P_0`` ... ``P_{q-1}`` *     mean softmax probability of class ``j`` over
+                              ``k``
+``C_h``, ``C_w`` *            centroid (eq. 16), divided by the image height
+                              and width
+============================  ===============================================
 
 Deviations from the paper, and why:
 
@@ -91,7 +93,18 @@ _EIGHT = np.ones((3, 3), bool)  # 8-connectivity
 
 
 def feature_names(num_classes: int) -> List[str]:
-    """The feature names, in column order (see the module's table)."""
+    """The feature names, in column order (see the module's table).
+
+    Args:
+        num_classes: ``q``, the model's number of classes (>= 2); it sets
+            the number of ``N_j`` and ``P_j`` columns.
+
+    Returns:
+        list: ``F = 25 + 2 q`` names.
+
+    Raises:
+        ValueError: ``num_classes`` is not an int >= 2.
+    """
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise InvalidValueError(f'`num_classes` must be an int >= 2, got '
                                 f'{num_classes!r}')
@@ -106,7 +119,14 @@ def feature_names(num_classes: int) -> List[str]:
 
 def paper_feature_names(num_classes: int) -> List[str]:
     """The paper's features (marked ``*`` in the module's table: 46 for
-    ``q = 19``), in :func:`feature_names`' order."""
+    ``q = 19``), in :func:`feature_names`' order.
+
+    Args:
+        num_classes: ``q``, the model's number of classes (>= 2).
+
+    Returns:
+        list: ``8 + 2 q`` names.
+    """
     paper = {'E_mean', 'V_mean', 'M_mean', 'S', 'S_rel', 'S_in_rel', 'C_h',
              'C_w'}
     return [n for n in feature_names(num_classes)
@@ -115,8 +135,19 @@ def paper_feature_names(num_classes: int) -> List[str]:
 
 @dataclass
 class PixelMeasures:
-    """Pixel-wise inputs of the features, ``(H, W)`` each (``probs``:
-    ``(q, H, W)``), float32 numpy arrays; ``pred`` is the argmax class."""
+    """Pixel-wise inputs of the features (appendix B), computed by
+    :func:`pixel_measures`.
+
+    Attributes:
+        probs: Softmax probabilities ``(q, H, W)``, float32.
+        E: Normalized entropy ``(H, W)``, float32 in ``[0, 1]`` (eq. 11,
+            divided by ``log q``).
+        V: Variation ratio ``1 - max_j p_j`` ``(H, W)``, float32 (eq. 12).
+        M: Probability margin ``V + second largest p_j`` ``(H, W)``,
+            float32 (eq. 13).
+        pred: The predicted (argmax) class ``(H, W)``, int64; the first of
+            tied maxima, as mmseg predicts.
+    """
     probs: np.ndarray
     E: np.ndarray
     V: np.ndarray
@@ -125,12 +156,24 @@ class PixelMeasures:
 
     @property
     def num_classes(self) -> int:
+        """``q``."""
         return self.probs.shape[0]
 
 
 def pixel_measures(probs) -> PixelMeasures:
     """Normalized entropy, variation ratio, probability margin (eq. 11-13)
-    and the predicted class of softmax probabilities ``(q, H, W)``."""
+    and the predicted class of softmax probabilities ``(q, H, W)``.
+
+    Args:
+        probs: Softmax probabilities ``(q, H, W)``, ``q >= 2``, tensor or
+            array (computed in float32).
+
+    Returns:
+        PixelMeasures: The four maps and ``probs`` as float32 arrays.
+
+    Raises:
+        ValueError: ``probs`` is not ``(q, H, W)`` with ``q >= 2``.
+    """
     p = torch.as_tensor(to_numpy(probs)).float()
     if p.dim() != 3 or p.shape[0] < 2:
         raise InvalidValueError(
@@ -147,7 +190,19 @@ def pixel_measures(probs) -> PixelMeasures:
 def label_segments(score, threshold: float):
     """Connected components (8-connectivity) of ``score >= threshold``
     (eq. 7): ``(labels, n)``, ``labels`` int32 ``(H, W)`` with 0 outside
-    and ``1..n`` in the raster order of each segment's first pixel."""
+    and ``1..n`` in the raster order of each segment's first pixel.
+
+    Args:
+        score: OOD score map ``(H, W)``, higher = more OOD.
+        threshold: The segment threshold ``t``; pixels with ``score >= t``
+            are OOD.
+
+    Returns:
+        tuple: ``(labels, n)``.
+
+    Raises:
+        ValueError: ``score`` is not 2-D.
+    """
     s = to_numpy(score)
     if s.ndim != 2:
         raise InvalidValueError(
@@ -194,7 +249,20 @@ def _neighbourhood_classes(labels: np.ndarray, n: int, pred: np.ndarray,
 def segment_features(measures: PixelMeasures, labels: np.ndarray,
                      n: int) -> np.ndarray:
     """The feature rows ``(n, F)`` (float64) of the segments ``1..n`` of
-    ``labels``, columns as :func:`feature_names`."""
+    ``labels``, columns as :func:`feature_names`.
+
+    Args:
+        measures: The image's :class:`PixelMeasures`.
+        labels: Segment labels ``(H, W)`` from :func:`label_segments`, 0
+            outside the segments.
+        n: The number of segments.
+
+    Returns:
+        np.ndarray: ``(n, F)`` float64 features, ``F = 25 + 2 q``.
+
+    Raises:
+        ValueError: ``labels`` and the measures differ in size.
+    """
     q = measures.num_classes
     h, w = labels.shape
     if measures.E.shape != (h, w):
@@ -268,7 +336,23 @@ class SegmentTruth:
 def segment_truth(labels: np.ndarray, n: int, ood_labels,
                   ignore_index: int = IGNORE_INDEX) -> SegmentTruth:
     """Match the segments ``1..n`` of ``labels`` with the OOD ground truth
-    ``ood_labels`` ``(H, W)`` (0 ID, 1 OOD, ``ignore_index`` void)."""
+    ``ood_labels`` ``(H, W)`` (0 ID, 1 OOD, ``ignore_index`` void).
+
+    Args:
+        labels: Segment labels ``(H, W)`` from :func:`label_segments`.
+        n: The number of segments.
+        ood_labels: OOD ground truth ``(H, W)`` (or ``(1, H, W)``, as mmseg
+            keeps it): 0 ID, 1 OOD, ``ignore_index`` void.
+        ignore_index: Void label.
+
+    Returns:
+        SegmentTruth: Kind, ID-pixel count and touched objects of each
+        segment.
+
+    Raises:
+        ValueError: ``ood_labels`` differs in size from ``labels``, or
+            holds a label other than 0, 1 and ``ignore_index``.
+    """
     shape = to_numpy(ood_labels).shape
     while len(shape) > 2 and shape[0] == 1:  # (1, H, W) as mmseg keeps it
         shape = shape[1:]
@@ -300,7 +384,17 @@ def segment_truth(labels: np.ndarray, n: int, ood_labels,
 @dataclass
 class ImageSegments:
     """The segments of one image at one threshold: features, and the ground
-    truth when OOD labels were given (else ``None``)."""
+    truth when OOD labels were given (else ``None``).
+
+    Attributes:
+        threshold: The segment threshold ``t`` (eq. 7).
+        labels: Segment labels ``(H, W)`` int32, 0 outside, ``1..n``.
+        features: ``(n, F)`` float64 feature rows
+            (:func:`segment_features`).
+        truth: The segments' :class:`SegmentTruth`, or ``None`` without OOD
+            labels.
+        num_classes: ``q``, the model's number of classes.
+    """
     threshold: float
     labels: np.ndarray
     features: np.ndarray
@@ -309,6 +403,7 @@ class ImageSegments:
 
     @property
     def num_segments(self) -> int:
+        """``n``."""
         return self.features.shape[0]
 
 
@@ -323,6 +418,13 @@ def image_segments(probs, score, thresholds: Sequence[float],
         score: OOD score map ``(H, W)``, higher = more OOD.
         thresholds: Segment thresholds ``t`` (eq. 7).
         ood_labels: ``(H, W)`` 0 / 1 / ``ignore_index``, or ``None``.
+        ignore_index: Void label of ``ood_labels``.
+
+    Returns:
+        list: One :class:`ImageSegments` per threshold, in the order given.
+
+    Raises:
+        ValueError: ``score`` and ``probs`` differ in size.
     """
     measures = pixel_measures(probs)
     score = to_numpy(score)

@@ -11,6 +11,11 @@ class EmbeddingCapture:
         >>> cap = EmbeddingCapture(head.conv_seg)
         >>> logits = head(feats)           # cap.embeddings is z
         >>> cap.remove()
+
+    Args:
+        classifier: The head's final 1x1 classifier (``conv_seg``); the
+            hook is registered on it at once and stays until
+            :meth:`remove`.
     """
 
     def __init__(self, classifier: nn.Conv2d):
@@ -36,6 +41,7 @@ class EmbeddingCapture:
         self.embeddings = None
 
     def remove(self) -> None:
+        """Unregister the hook and drop the capture."""
         self._handle.remove()
         self.embeddings = None
 
@@ -47,6 +53,12 @@ class QueryCapture:
     The head's ``forward`` returns one of each per decoder layer (a list, or
     a tensor stacked over layers); ``predict`` uses the last, and so does
     this capture.
+
+    Args:
+        head: The mask-classification decode head (mmseg's
+            ``MaskFormerHead`` / ``Mask2FormerHead``); its ``forward``
+            must return ``(cls_scores, mask_preds)``. The hook is
+            registered at once and stays until :meth:`remove`.
     """
 
     def __init__(self, head: nn.Module):
@@ -70,5 +82,6 @@ class QueryCapture:
         self.query_logits = self.mask_logits = None
 
     def remove(self) -> None:
+        """Unregister the hook and drop the capture."""
         self._handle.remove()
         self.clear()

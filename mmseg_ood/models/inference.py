@@ -162,7 +162,18 @@ def config_dataset_meta(cfg, num_classes: Optional[int] = None) -> dict:
     """``classes`` and ``palette`` of the config's test dataset (its
     ``metainfo``, else its class's ``METAINFO``); both ``None`` when the
     config has no test dataset or, with ``num_classes``, its number of
-    classes differs."""
+    classes differs.
+
+    Args:
+        cfg: The model's config (an mmengine ``Config``); ``None`` or a
+            config without ``test_dataloader`` gives ``None`` for both.
+        num_classes: The model's number of classes, to reject a config
+            whose dataset has another number; ``None`` skips the check.
+
+    Returns:
+        dict: ``dict(classes=tuple or None, palette=list of [r, g, b] or
+        None)``.
+    """
     from mmseg.registry import DATASETS
     none = dict(classes=None, palette=None)
     try:

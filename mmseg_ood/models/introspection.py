@@ -20,7 +20,15 @@ from mmseg_ood.errors import InvalidValueError
 def unwrap_runtime_wrappers(model: nn.Module) -> nn.Module:
     """The model inside DDP-style wrappers and mmseg's TTA model, but not
     inside a model that wraps a segmentor for a purpose of its own (such as
-    :class:`~mmseg_ood.models.OODSegmentor`)."""
+    :class:`~mmseg_ood.models.OODSegmentor`).
+
+    Args:
+        model: Any model; DDP-style wrappers (``.module``) and
+            ``SegTTAModel`` are peeled off, repeatedly.
+
+    Returns:
+        nn.Module: The innermost model that is neither.
+    """
     while True:
         if is_model_wrapper(model):
             model = model.module
@@ -37,6 +45,12 @@ def unwrap_segmentor(model: nn.Module) -> nn.Module:
     The protocol: a model that wraps a segmentor (such as
     :class:`~mmseg_ood.models.OODSegmentor`) has a ``wrapped_segmentor``
     attribute naming it, so this module needs no import of the wrappers.
+
+    Args:
+        model: Any model, possibly wrapped several times.
+
+    Returns:
+        nn.Module: The innermost segmentor.
     """
     while True:
         model = unwrap_runtime_wrappers(model)
@@ -47,7 +61,19 @@ def unwrap_segmentor(model: nn.Module) -> nn.Module:
 
 
 def final_decode_head(segmentor: nn.Module) -> nn.Module:
-    """The decode head whose output is the segmentor's logits."""
+    """The decode head whose output is the segmentor's logits.
+
+    Args:
+        segmentor: An unwrapped mmseg segmentor (:func:`unwrap_segmentor`);
+            for a ``CascadeEncoderDecoder`` the last head of its
+            ``decode_head`` list is the final one.
+
+    Returns:
+        nn.Module: The final decode head.
+
+    Raises:
+        ValueError: the segmentor has no ``decode_head``.
+    """
     head = getattr(segmentor, 'decode_head', None)
     if head is None:
         raise InvalidValueError(
@@ -61,7 +87,15 @@ def final_decode_head(segmentor: nn.Module) -> nn.Module:
 
 def final_classifier(head: nn.Module) -> Optional[nn.Conv2d]:
     """The head's 1x1 ``conv_seg`` classifier, or ``None`` if it has none
-    (mask-classification heads such as MaskFormer / Mask2Former)."""
+    (mask-classification heads such as MaskFormer / Mask2Former).
+
+    Args:
+        head: A decode head; only an ungrouped 1x1 ``nn.Conv2d`` named
+            ``conv_seg`` counts.
+
+    Returns:
+        nn.Conv2d or None: The classifier, whose weight is ``(C, D, 1, 1)``.
+    """
     conv = getattr(head, 'conv_seg', None)
     if isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and \
             conv.groups == 1:
@@ -112,7 +146,14 @@ def class_weight_norms(model: nn.Module,
 
 def is_mask_classification_head(head: nn.Module) -> bool:
     """mmseg's ``MaskFormerHead`` or ``Mask2FormerHead`` (or a subclass):
-    ``predict`` combines per-query class and mask logits."""
+    ``predict`` combines per-query class and mask logits.
+
+    Args:
+        head: A decode head.
+
+    Returns:
+        bool: Whether it is a mask-classification head.
+    """
     from mmseg.models.decode_heads import Mask2FormerHead, MaskFormerHead
     return isinstance(head, (MaskFormerHead, Mask2FormerHead))
 
@@ -120,7 +161,14 @@ def is_mask_classification_head(head: nn.Module) -> bool:
 def head_kind(head: nn.Module) -> str:
     """``'softmax'``, ``'ibe'``, ``'scribe'`` (set by the head as
     ``ood_head_kind``), ``'mask'`` for mask classification, or ``'logits'``
-    for other heads without ``conv_seg``."""
+    for other heads without ``conv_seg``.
+
+    Args:
+        head: A decode head (IBE / SCrIBE heads set ``ood_head_kind``).
+
+    Returns:
+        str: One of :data:`~mmseg_ood.scorers.base.HEAD_KINDS`.
+    """
     kind = getattr(head, 'ood_head_kind', None)
     if kind is not None:
         return kind
@@ -145,7 +193,14 @@ _HEAD_DESCRIPTIONS = {
 
 def describe_head(head: nn.Module) -> str:
     """The head's class and what it is, for messages, e.g.
-    ``"Mask2FormerHead (mask classification: ...)"``."""
+    ``"Mask2FormerHead (mask classification: ...)"``.
+
+    Args:
+        head: A decode head.
+
+    Returns:
+        str: ``'<ClassName> (<what it computes>)'``.
+    """
     name = type(head).__name__
     kind = head_kind(head)
     if kind == 'mask':

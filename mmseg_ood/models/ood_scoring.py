@@ -62,6 +62,21 @@ def build_scorers(scorers: Union[Iterable[ScorerSpec], Mapping[str,
 
     Names default to the registry name; a config dict may set ``name`` to
     evaluate one scorer with several parameter sets.
+
+    Args:
+        scorers: A list of scorers, each a registered name or
+            ``'NAME:key=value,...'`` text (named as written), a config dict
+            ``dict(type=..., name=..., **params)`` (named by ``name``, else
+            its ``type``) or a :class:`~mmseg_ood.scorers.BaseScorer`
+            (named by its ``name``); or a mapping from the name to report
+            to such a spec.
+
+    Returns:
+        OrderedDict: ``{name: scorer}`` in the order given.
+
+    Raises:
+        TypeError: a spec of another type.
+        ValueError: a name used twice, or no scorers at all.
     """
     items = scorers.items() if isinstance(scorers, Mapping) else [
         (None, s) for s in scorers

@@ -32,7 +32,17 @@ def _count(v) -> str:
 
 
 def markdown_table(records: Dict[str, dict]) -> str:
-    """model | k | pixels | dims 90% | dims 95% (``n/a``: undefined)."""
+    """model | k | pixels | dims 90% | dims 95% (``n/a``: undefined).
+
+    Args:
+        records: Model name -> its record in ``representation.json``:
+            ``num_classes`` (k), ``pixels``, ``dims_90`` and ``dims_95``
+            (the effective dimensionality at 90 % / 95 % explained
+            variance, ``None`` where undefined).
+
+    Returns:
+        str: The Markdown table, one row per model.
+    """
     lines = ['| model | k | pixels | dims 90% | dims 95% |',
              '|---|---|---|---|---|']
     for name, r in records.items():
@@ -47,7 +57,23 @@ def write_representation(work_dir: str, payload: dict,
                          ) -> Dict[str, str]:
     """Write ``representation.json``, ``.md``, ``explained_variance.png``
     and ``autocorrelation_class<c>.png`` (each complete under its name:
-    written to a temporary one and renamed); return their paths."""
+    written to a temporary one and renamed); return their paths.
+
+    Args:
+        work_dir: The folder (created if missing).
+        payload: What ``representation.json`` holds: ``models`` (name ->
+            record, see :func:`markdown_table`; with
+            ``explained_variance``), ``classes`` (the classes whose
+            auto-correlation is drawn) and the run's settings; a ``files``
+            key is not written.
+        accumulators: Model name -> its
+            :class:`~mmseg_ood.evaluation.accumulators.representation.
+            RepresentationAccumulator`, for the auto-correlation figures.
+
+    Returns:
+        dict: ``json``, ``md``, ``explained_variance`` and
+        ``autocorrelation_class<c>`` -> path.
+    """
     os.makedirs(work_dir, exist_ok=True)
     paths = {k: osp.join(work_dir, f'representation.{k}')
              for k in ('json', 'md')}
@@ -81,7 +107,17 @@ def _save(fig, path: str) -> str:
 
 def plot_explained_variance(path: str, records: Dict[str, dict]) -> str:
     """Fig. 4: accumulated explained variance against the number of
-    components, a curve per model; dashed lines at 90 % and 95 %."""
+    components, a curve per model; dashed lines at 90 % and 95 %.
+
+    Args:
+        path: The image file.
+        records: Model name -> record with ``explained_variance``
+            (cumulative ratios, ``(k,)``), ``dims_90`` and ``dims_95``; a
+            model with non-finite ratios (no pixel) is left out.
+
+    Returns:
+        str: ``path``.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -119,7 +155,19 @@ def plot_autocorrelation(path: str, cls: int,
     """Fig. 3: the normalized auto-correlation matrix of the logit vectors
     predicted as ``cls``, a heatmap per model, one colour scale (-1 to
     1). Undefined entries (class never predicted, a component always 0)
-    are left blank, with a warning."""
+    are left blank, with a warning.
+
+    Args:
+        path: The image file.
+        cls: The predicted class whose logit vectors are drawn.
+        accumulators: Model name -> its ``RepresentationAccumulator``; one
+            panel each, in this order.
+        records: Model name -> record; its ``class_names`` (optional)
+            label the panels.
+
+    Returns:
+        str: ``path``.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -51,7 +51,15 @@ def table_columns(rows) -> list:
     """``(key, title)`` of the columns of result rows (scorer -> metric ->
     value dicts): :data:`COLUMNS`, and where any row has per-image
     metrics, those too, each pixel metric labelled "pooled" or "per
-    image"."""
+    image".
+
+    Args:
+        rows: An iterable of result rows (metric key -> value dicts, one per
+            scorer and dataset).
+
+    Returns:
+        list: ``(key, title)`` pairs, e.g. ``('auroc', 'AUROC (pooled)')``.
+    """
     rows = list(rows)
     if not any('per_image_ap' in r for r in rows):
         return list(COLUMNS)
@@ -62,7 +70,14 @@ def table_columns(rows) -> list:
 
 def percent(v) -> str:
     """A metric in percent with two decimals; ``n/a`` for None, NaN or
-    infinity (``null`` in ``results.json``)."""
+    infinity (``null`` in ``results.json``).
+
+    Args:
+        v: A metric as a fraction (``0.1910``), or ``None``.
+
+    Returns:
+        str: E.g. ``'19.10'``, or ``'n/a'``.
+    """
     return 'n/a' if v is None or (isinstance(v, float) and
                                   not math.isfinite(v)) \
         else f'{100 * v:.2f}'
@@ -71,7 +86,15 @@ def percent(v) -> str:
 def percent_ci(row: dict, key: str) -> str:
     """``percent(row[key])``, and where the row has a bootstrap interval
     ``row[key + '_ci']`` (``OODMetric(bootstrap=...)``), the interval in
-    brackets: ``19.10 [15.20, 23.40]``."""
+    brackets: ``19.10 [15.20, 23.40]``.
+
+    Args:
+        row: One scorer's results on one dataset (metric key -> value).
+        key: The metric's key, e.g. ``'auroc'``.
+
+    Returns:
+        str: The cell's text.
+    """
     text = percent(row.get(key))
     ci = row.get(f'{key}_ci')
     if ci is not None:
@@ -82,7 +105,14 @@ def percent_ci(row: dict, key: str) -> str:
 def md_cell(text) -> str:
     """``text`` as one cell of a Markdown table: ``|`` escaped, line
     breaks as spaces (a name holding either would split or end the
-    row)."""
+    row).
+
+    Args:
+        text: Anything; ``str()`` of it is taken.
+
+    Returns:
+        str: The escaped text.
+    """
     return str(text).replace('|', '\\|').replace('\r', ' ').replace(
         '\n', ' ')
 
@@ -91,7 +121,19 @@ def markdown_table(results: Dict[str, Dict[str, dict]],
                    id_miou: Dict[str, float] = None) -> str:
     """Rows: scorer; columns: per dataset AUROC, AP, FPR95, sIoU, PPV,
     mean F1 (percent; ``n/a`` where undefined; bootstrap intervals in
-    brackets where the results have them, :func:`percent_ci`)."""
+    brackets where the results have them, :func:`percent_ci`).
+
+    Args:
+        results: Dataset -> scorer -> metric key -> value (fractions), as
+            ``results.json`` holds them.
+        id_miou: Name -> in-distribution mIoU in percent (``None`` for
+            undefined), listed below the table; ``None`` or empty: no such
+            line.
+
+    Returns:
+        str: The Markdown table, then a note on pooled / per-image metrics
+        where the results have per-image ones, then the ID mIoU line.
+    """
     datasets = list(results)
     scorers = list(dict.fromkeys(s for d in datasets for s in results[d]))
     columns = table_columns(r for d in datasets for r in results[d].values())
@@ -126,6 +168,12 @@ def results_datasets(runs: Dict[str, dict]) -> List[str]:
     """The datasets every run of ``runs`` (name -> ``results.json``
     payload) has results on, in the first run's order.
 
+    Args:
+        runs: Run name -> the payload of its ``results.json``.
+
+    Returns:
+        list: The dataset names; empty for no runs.
+
     Raises:
         InvalidValueError: no dataset is common to all runs (the message
             lists each run's).
@@ -147,7 +195,17 @@ def results_datasets(runs: Dict[str, dict]) -> List[str]:
 def check_dataset(runs: Dict[str, dict], dataset: str,
                   files: Dict[str, str] = None) -> None:
     """Refuse ``dataset`` when a run has no results on it, naming the run
-    (and its file, from ``files``) and the datasets it has."""
+    (and its file, from ``files``) and the datasets it has.
+
+    Args:
+        runs: Run name -> the payload of its ``results.json``.
+        dataset: The dataset every run must have results on.
+        files: Run name -> the file it was read from, for the message;
+            optional.
+
+    Raises:
+        InvalidValueError: a run has no results on ``dataset``.
+    """
     for name, payload in runs.items():
         have = payload.get('results', {})
         if dataset not in have:
@@ -197,7 +255,16 @@ def comparison_table(runs: Dict[str, dict], dataset: str,
 
 def run_markdown(run: dict) -> str:
     """One paragraph of a results file's ``run`` record
-    (:func:`mmseg_ood.utils.run_record.run_record`): what a rerun needs."""
+    (:func:`mmseg_ood.utils.run_record.run_record`): what a rerun needs.
+
+    Args:
+        run: The ``run`` record: ``seed``, ``threads``, ``deterministic``,
+            ``versions``, ``commit``, ``dirty`` and ``machine``; missing
+            fields print as ``None``.
+
+    Returns:
+        str: One paragraph of Markdown.
+    """
     seed = run.get('seed') or {}
     threads = run.get('threads') or {}
     versions = run.get('versions') or {}
@@ -223,7 +290,16 @@ def run_markdown(run: dict) -> str:
 def csv_text(rows: Sequence[dict], fields: Iterable[str] = ()) -> str:
     """``rows`` as CSV text with a header: the columns are ``fields``, then
     every other key in the order the rows first have it (a row lacking a
-    column leaves it empty). No rows and no ``fields``: empty text."""
+    column leaves it empty). No rows and no ``fields``: empty text.
+
+    Args:
+        rows: The rows, each a dict of column -> value.
+        fields: Columns to put first, in this order (also when no row has
+            them).
+
+    Returns:
+        str: The CSV text (``\\r\\n`` line ends, as ``csv`` writes).
+    """
     fields = list(dict.fromkeys(list(fields) +
                                 [k for r in rows for k in r]))
     if not fields:
@@ -304,7 +380,16 @@ def write_per_image(path: str, rows_by_dataset: Dict[str, list]) -> str:
     image's AUROC / AP / FPR95, and each skipped image with the reason
     (rows of
     :meth:`~mmseg_ood.evaluation.accumulators.per_image.PerImageOODMetrics.
-    table`), written atomically. Returns ``path``."""
+    table`), written atomically. Returns ``path``.
+
+    Args:
+        path: The CSV file to write.
+        rows_by_dataset: Dataset -> its rows (``image``, ``scorer``,
+            ``auroc``, ``ap``, ``fpr95``, ``skipped``).
+
+    Returns:
+        str: ``path``.
+    """
     fields = ['dataset', 'image', 'scorer', 'auroc', 'ap', 'fpr95',
               'skipped']
     rows = [dict(json_safe(row), dataset=dataset)
@@ -404,6 +489,15 @@ def save_figure(fig, path: str, dpi: int = 100, tight: bool = True) -> str:
     format is ``path``'s extension (PNG without one). The figure is closed
     whatever happens.
 
+    Args:
+        fig: A matplotlib ``Figure``.
+        path: The image file; its extension sets the format.
+        dpi: Resolution in dots per inch.
+        tight: Call ``fig.tight_layout()`` first.
+
+    Returns:
+        str: ``path``.
+
     Raises:
         OutputPathError: ``path`` is a folder, or its folder does not
             exist.
@@ -422,7 +516,20 @@ def save_figure(fig, path: str, dpi: int = 100, tight: bool = True) -> str:
 
 def plot_roc_pr(out_dir: str, dataset: str, pixel_metrics: dict,
                 results: dict) -> Dict[str, str]:
-    """ROC and precision-recall curves of all scorers on one plot each."""
+    """ROC and precision-recall curves of all scorers on one plot each.
+
+    Args:
+        out_dir: The folder of the figures (created if missing).
+        dataset: The dataset's name, for the titles and file names.
+        pixel_metrics: Scorer -> its
+            :class:`~mmseg_ood.evaluation.PixelOODAccumulator` (its
+            ``curve()`` is drawn; a scorer without a curve is left out).
+        results: Scorer -> its metrics, for the AUROC / AP in the legend.
+
+    Returns:
+        dict: ``{'roc': path, 'pr': path}`` of
+        ``<out_dir>/<dataset>_roc.png`` and ``<dataset>_pr.png``.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -49,13 +49,31 @@ _NUMBER = (float, type(None))
 
 def cell_key(model: str, corruption: str, severity: int, msc: bool) -> str:
     """The key of a cell in ``robustness.json["cells"]``:
-    ``'<model>|<corruption>|<severity>|ss'`` (``msc`` for multi-scale)."""
+    ``'<model>|<corruption>|<severity>|ss'`` (``msc`` for multi-scale).
+
+    Args:
+        model: The model's name (may itself hold ``|``: keys are split
+            from the right).
+        corruption: The corruption's name, ``'clean'`` for none.
+        severity: 1-5, 0 for the clean cell.
+        msc: Multi-scale (and flip) test-time augmentation.
+
+    Returns:
+        str: The key.
+    """
     return f'{model}|{corruption}|{severity}|{"msc" if msc else "ss"}'
 
 
 def parse_cell_key(key: str, where: str = 'robustness file'
                    ) -> Tuple[str, str, int, bool]:
     """``(model, corruption, severity, msc)`` of a :func:`cell_key`.
+
+    Args:
+        key: A key of ``robustness.json["cells"]``.
+        where: The file, as the message names it.
+
+    Returns:
+        tuple: ``(model, corruption, severity, msc)``.
 
     Raises:
         DamagedFileError: ``key`` is not of that form (named, with
@@ -73,6 +91,12 @@ def parse_cell_key(key: str, where: str = 'robustness file'
 def robustness_schema(payload: dict) -> int:
     """The schema of a robustness file's cells: its ``schema_version``, or
     for a file written before that field its ``schema`` (1 where absent).
+
+    Args:
+        payload: A loaded ``robustness.json`` / ``robustness.partial.json``.
+
+    Returns:
+        int: The schema (a key of :data:`ROBUSTNESS_SCHEMA`, or 1).
     """
     if 'schema_version' in payload:
         return payload['schema_version']
@@ -93,6 +117,17 @@ def check_robustness_payload(payload, path: str,
     numbers (``miou``, ``ece``, ``non_distinctiveness`` and the OOD
     metrics: numbers or ``null``), and for a complete file the ``models``
     (names of strings) and the clean cell of each.
+
+    Args:
+        payload: The loaded JSON.
+        path: The file it was read from, for messages.
+        what: How messages name the file.
+        complete: ``True``: a finished ``robustness.json`` (``models`` and
+            each model's clean cell required); ``False``: a resume file,
+            whose cells may be any subset.
+
+    Returns:
+        dict: ``payload``, unchanged.
 
     Raises:
         DamagedFileError: the first thing that is wrong, naming the file
@@ -147,6 +182,13 @@ def load_robustness_results(path: str,
     """Read a ``robustness.json`` that ``tools/robustness_test.py`` wrote
     (:func:`check_robustness_payload`).
 
+    Args:
+        path: The file.
+        what: How messages name it.
+
+    Returns:
+        dict: The payload.
+
     Raises:
         MissingInputError: no such file.
         DamagedFileError: not JSON, a newer schema, incomplete, or a field
@@ -192,7 +234,18 @@ def _row(cells) -> str:
 def robustness_summary(payload: dict) -> Dict[str, dict]:
     """Per model (and ``+ MSC``): mean mIoU / ECE / non-distinctiveness over
     the corruptions at each severity (0: clean), the mean over every
-    corrupted cell, and the relative robustness (corrupted / clean)."""
+    corrupted cell, and the relative robustness (corrupted / clean).
+
+    Args:
+        payload: ``settings``, ``models`` and ``cells`` of a run (missing
+            cells and ``None`` values are left out of the means).
+
+    Returns:
+        dict: Label (``'<model>'`` or ``'<model> + MSC'``) ->
+        ``dict(per_severity={severity: {miou, ece, non_distinctiveness}},
+        corrupted_miou, clean_miou, relative_robustness)``; NaN where
+        nothing was measured.
+    """
     s = payload['settings']
     out = {}
     for model, msc in _variants(payload):

@@ -23,7 +23,17 @@ SEED_COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'))
 def spread(values: Sequence[Optional[float]]) -> dict:
     """``dict(mean, sd, min, max, n, undefined)`` of the defined values
     (None or NaN are undefined metrics: counted, not averaged). ``sd`` is
-    ``None`` with fewer than two values."""
+    ``None`` with fewer than two values.
+
+    Args:
+        values: One value per seed (a fraction, or ``None`` / NaN where the
+            metric is undefined).
+
+    Returns:
+        dict: ``n`` (defined values), ``undefined``, and ``mean``, ``sd``
+        (sample standard deviation, ``ddof=1``), ``min``, ``max`` (``None``
+        without a defined value).
+    """
     defined = [float(v) for v in values
                if v is not None and math.isfinite(float(v))]
     out = dict(n=len(defined), undefined=len(values) - len(defined),
@@ -37,7 +47,17 @@ def spread(values: Sequence[Optional[float]]) -> dict:
 
 
 def format_spread(s: dict, scale: float = 100.0) -> str:
-    """``88.74 ± 0.52 (88.20-89.30)``; ``n/a`` when no value is defined."""
+    """``88.74 ± 0.52 (88.20-89.30)``; ``n/a`` when no value is defined.
+
+    Args:
+        s: A :func:`spread` dict.
+        scale: Factor applied to every number (``100``: fractions shown as
+            percent).
+
+    Returns:
+        str: ``mean ± sd (min-max)`` with two decimals; the mean alone
+        when ``sd`` is ``None`` (one seed).
+    """
     if s['mean'] is None:
         return 'n/a'
     if s['sd'] is None:
@@ -62,6 +82,14 @@ def seed_spreads(runs_per_seed: List[Dict[str, dict]], dataset: str,
             that some seeds have and others not is an error: the spread
             would silently cover fewer seeds.
         columns: Metric keys.
+
+    Returns:
+        dict: Model -> ``{'id_miou': spread, scorer: {column: spread}}``
+        (:func:`spread` dicts, mIoU as a fraction).
+
+    Raises:
+        InvalidValueError: no seeds, a seed without a model, an incomplete
+            run, a run without ``dataset``, or a scorer some seeds lack.
     """
     if not runs_per_seed:
         raise InvalidValueError('no seeds to summarize')
@@ -104,7 +132,16 @@ def seed_table(spreads: Dict[str, dict], scorers: Sequence[str],
                columns: Sequence[str] = tuple(c for c, _ in SEED_COLUMNS)
                ) -> str:
     """Markdown: one row per model and scorer, ``mean ± sd (min-max)`` in
-    percent, and how many seeds."""
+    percent, and how many seeds.
+
+    Args:
+        spreads: The output of :func:`seed_spreads`.
+        scorers: Scorers to list, in this order (where a model has them).
+        columns: Metric keys of :data:`SEED_COLUMNS`.
+
+    Returns:
+        str: A one-line legend, then the Markdown table.
+    """
     titles = dict(SEED_COLUMNS)
     head = ['model', 'seeds', 'ID mIoU', 'scorer'] + \
         [titles.get(c, c) for c in columns]
@@ -147,7 +184,19 @@ def _robustness_value(payload: dict, model: str, where: str, key: str):
 def calibration_spreads(payloads: List[dict]) -> Dict[str, Dict[str, dict]]:
     """Model -> row title -> spread over the seeds, from one
     ``robustness.json`` per seed (``tools/robustness_test.py`` with the same
-    models, corruptions and severities)."""
+    models, corruptions and severities).
+
+    Args:
+        payloads: One loaded ``robustness.json`` per seed; all of one
+            schema, with the same models and cells.
+
+    Returns:
+        dict: Model -> title of :data:`CALIBRATION_ROWS` -> :func:`spread`.
+
+    Raises:
+        InvalidValueError: no payloads, or payloads of other schemas,
+            models or cells than the first.
+    """
     if not payloads:
         raise InvalidValueError('no seeds to summarize')
     models = payloads[0].get('models', [])
@@ -173,7 +222,19 @@ def background_spreads(payloads: Dict[str, List[dict]]
                        ) -> Dict[str, Dict[str, dict]]:
     """Model -> whole-image dataset -> spread of the pooled background IoU
     (``results.json["background_iou"]``, IBE Table 2) over the seeds;
-    ``payloads``: model -> one ``results.json`` per seed."""
+    ``payloads``: model -> one ``results.json`` per seed.
+
+    Args:
+        payloads: Model -> one loaded ``results.json`` per seed; the
+            datasets are the first seed's.
+
+    Returns:
+        dict: Model -> dataset -> :func:`spread` of the pooled background
+        IoU as a fraction (undefined where not applicable).
+
+    Raises:
+        InvalidValueError: a seed lacks the background IoU of a dataset.
+    """
     out = {}
     for model, runs in payloads.items():
         datasets = sorted((runs[0].get('background_iou') or {}))
@@ -195,7 +256,17 @@ def background_spreads(payloads: Dict[str, List[dict]]
 
 def spread_rows_table(spreads: Dict[str, Dict[str, dict]], title: str,
                       scale: float = 100.0) -> str:
-    """Markdown: a row per quantity, a column per model."""
+    """Markdown: a row per quantity, a column per model.
+
+    Args:
+        spreads: Model -> quantity -> :func:`spread` (the rows are the
+            first model's quantities), e.g. :func:`calibration_spreads`.
+        title: Header of the first column.
+        scale: As in :func:`format_spread`.
+
+    Returns:
+        str: The Markdown table.
+    """
     models = list(spreads)
     rows = list(spreads[models[0]]) if models else []
     lines = [f'| {title} | ' + ' | '.join(md_cell(m) for m in models) +

@@ -63,6 +63,13 @@ def detection_errors_markdown(runs: Dict[str, dict], dataset: str) -> str:
     Args:
         runs: Name -> the payload of a ``meta_results.json``.
         dataset: The dataset to report.
+
+    Returns:
+        str: The Markdown table, one row per threshold (the union over the
+        runs, ascending).
+
+    Raises:
+        MissingFieldError: a run has no results on ``dataset``.
     """
     groups = [(name, payload) for name, payload in runs.items()]
     head = ['t']
@@ -91,7 +98,18 @@ def false_positive_detection_markdown(runs: Dict[str, dict],
                                       dataset: str) -> str:
     """Table 3: per threshold, AUROC / AUPRC of telling false-positive
     segments from true ones, by the segment's MSP and by the meta
-    classifier (cross-validated), for each run."""
+    classifier (cross-validated), for each run.
+
+    Args:
+        runs: Name -> the payload of a ``meta_results.json``.
+        dataset: The dataset to report.
+
+    Returns:
+        str: The Markdown table (four decimals; ``n/a`` where undefined).
+
+    Raises:
+        MissingFieldError: a run has no results on ``dataset``.
+    """
     head = ['t']
     for name in runs:
         pre = f'{name} ' if len(runs) > 1 else ''
@@ -113,7 +131,19 @@ def false_positive_detection_markdown(runs: Dict[str, dict],
 def segment_tables_markdown(runs: Dict[str, dict], dataset: str) -> str:
     """Table 2 and Table 3 of ``dataset``, with their sizes and, per run and
     threshold, how the classifier was cross-validated (or why there is
-    none)."""
+    none).
+
+    Args:
+        runs: Name -> the payload of a ``meta_results.json``; the sizes
+            (images, objects) are the first run's.
+        dataset: The dataset to report.
+
+    Returns:
+        str: Markdown: the sizes, both tables and the notes.
+
+    Raises:
+        MissingFieldError: no results on ``dataset`` at any threshold.
+    """
     first = next(iter(runs.values()))
     row = next(iter(_rows(first, dataset).values()), None)
     if row is None:
@@ -145,7 +175,17 @@ def plot_detection_errors(path: str, runs: Dict[str, dict],
     """Fig. 7: false negatives against false positives, one point per
     threshold (labelled), a line per run and variant; filled markers where
     the ID-pixel miss rate is below 0.1%, hollow ones where it is not (the
-    paper's pie markers turn red at 0.1%)."""
+    paper's pie markers turn red at 0.1%).
+
+    Args:
+        path: The image file.
+        runs: Name -> the payload of a ``meta_results.json``; a variant
+            (``+ meta``) missing at any threshold is not drawn.
+        dataset: The dataset to draw.
+
+    Returns:
+        str: ``path``.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -201,6 +241,16 @@ def write_meta_results(work_dir: str, payload: dict,
     written atomically, ``meta_results.json`` last: a failure leaves no
     partial file under a final name.
 
+    Args:
+        work_dir: The folder (created if missing).
+        payload: What ``meta_results.json`` holds: ``scorer``, ``cv`` and
+            ``results`` (dataset -> threshold -> row; see
+            :func:`load_meta_results`).
+        name: The run's name in the figures' legends.
+
+    Returns:
+        dict: ``json``, ``csv``, ``md`` and ``png_<dataset>`` -> path.
+
     Raises:
         OutputPathError: ``work_dir`` is a file.
     """
@@ -238,6 +288,13 @@ def load_meta_results(path: str, what: str = 'meta results file') -> dict:
     threshold -> row: ``images``, ``baseline`` and ``meta`` detection
     errors, the AUROC / AUPRC numbers, ``note`` / ``cv`` texts), each
     threshold a number.
+
+    Args:
+        path: The file.
+        what: How messages name it.
+
+    Returns:
+        dict: The payload.
 
     Raises:
         MissingInputError: no such file.

@@ -50,6 +50,16 @@ def read_scalars(work_dir: str) -> Dict[str, List[dict]]:
     not a number is left out whole), and the last line when it is cut
     short (a run killed, or still writing, while it logged).
 
+    Args:
+        work_dir: The run's work dir (``--work-dir`` of
+            ``tools/train.py``); the newest ``*/vis_data/scalars.json``
+            under it (by timestamp folder name) is read.
+
+    Returns:
+        dict: ``'train'``: the rows with a ``loss``; ``'val'``: the others
+        (validation metrics); each row ``{'step': int, key: number}``, in
+        file order.
+
     Raises:
         MissingInputError: ``work_dir`` is not a folder, or holds no
             ``*/vis_data/scalars.json``.
@@ -156,7 +166,16 @@ def _classes(rows: Sequence[dict]) -> List[str]:
 
 def diagnostic_keys(rows: Sequence[dict]) -> Dict[str, List[str]]:
     """The diagnostics present in training rows: ``{'gradient': [...],
-    'term': [...], 'total': [...]}`` (keys in first-seen order)."""
+    'term': [...], 'total': [...]}`` (keys in first-seen order).
+
+    Args:
+        rows: Training rows of :func:`read_scalars`.
+
+    Returns:
+        dict: ``gradient``: the ``<loss>.logit_grad_norm`` keys; ``term``:
+        the ``<loss>.max_term`` keys; ``total``: ``['grad_norm']`` where
+        mmengine logged it.
+    """
     found = {'gradient': [], 'term': [], 'total': []}
     for row in rows:
         for k in row:
@@ -173,7 +192,16 @@ def spikes_markdown(runs: Dict[str, Dict[str, List[dict]]],
     """Per run with a logged largest per-class term (``<loss>.max_term``):
     the ``top`` iterations where it was largest, with its class, that
     class's pixels in the batch, its expected intersection, the share of
-    its pixels near a crop edge, and the gradient norms logged then."""
+    its pixels near a crop edge, and the gradient norms logged then.
+
+    Args:
+        runs: Run name -> :func:`read_scalars` of its work dir.
+        top: How many iterations to list per run and loss.
+
+    Returns:
+        str: Markdown, one table and a one-sentence summary per run and
+        loss; empty text if no run logged ``<loss>.max_term``.
+    """
     parts = []
     for name, data in runs.items():
         keys = diagnostic_keys(data['train'])
@@ -228,7 +256,15 @@ def _spike_summary(rows: Sequence[dict], loss: str,
 
 def training_log_markdown(runs: Dict[str, Dict[str, List[dict]]]) -> str:
     """One table per run: each validation's mIoU and per-class IoU, and
-    the training loss logged at that iteration."""
+    the training loss logged at that iteration.
+
+    Args:
+        runs: Run name -> :func:`read_scalars` of its work dir; per-class
+            IoU columns come from its ``IoU.<class>`` keys.
+
+    Returns:
+        str: Markdown; IoU and mIoU in percent as logged.
+    """
     parts = []
     for name, data in runs.items():
         classes = _classes(data['val'])
@@ -250,7 +286,20 @@ def training_log_markdown(runs: Dict[str, Dict[str, List[dict]]]) -> str:
 def plot_training_log(runs: Dict[str, Dict[str, List[dict]]], out: str,
                 classes: Optional[Sequence[str]] = None) -> str:
     """A figure: training loss of every run, then one panel per class with
-    every run's IoU over iterations; written to ``out`` (PNG)."""
+    every run's IoU over iterations; written to ``out`` (PNG).
+
+    Panels for the logged diagnostics (gradient norms, largest per-class
+    term) come between the loss and the classes, on a log scale.
+
+    Args:
+        runs: Run name -> :func:`read_scalars` of its work dir.
+        out: The image file.
+        classes: The classes to draw a panel for (``IoU.<class>`` keys);
+            ``None``: every class any run logged.
+
+    Returns:
+        str: ``out``.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

@@ -138,7 +138,15 @@ class ScoreInputs:
 class BaseScorer:
     """One OOD score; subclasses implement :meth:`score`.
 
-    Class attributes:
+    A scorer is called with a :class:`ScoreInputs`: ``scorer(inputs)``
+    checks that the inputs have what the score needs
+    (:meth:`check_supported`), computes :meth:`score` and returns it as
+    float32, ``(N, C, H, W) -> (N, H, W)`` (or ``(N, C) -> (N,)``), higher
+    = more OOD.
+
+    Attributes:
+        name: The registry name (``'msp'``, ``'energy'``, ...), used in
+            messages.
         requires_embeddings: The score reads ``embeddings`` (and possibly the
             classifier), so it needs a head that ends in a linear classifier.
         requires_background: The score needs an IBE / SCrIBE head.
@@ -204,6 +212,14 @@ class BaseScorer:
         return None
 
     def score(self, inputs: ScoreInputs) -> Tensor:
+        """The score of every pixel; subclasses implement it.
+
+        Args:
+            inputs: The captured forward pass, already checked.
+
+        Returns:
+            Tensor: ``(N, H, W)`` or ``(N,)``, higher = more OOD.
+        """
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -215,8 +231,19 @@ class UnsupportedScorerError(InvalidValueError):
 
 
 def embedding_norm(inputs: ScoreInputs, eps: float = 1e-12) -> Tensor:
-    """``||z||_2`` over the embedding dimension, ``(N, 1, ...)``; computed
-    once per :class:`ScoreInputs` and shared by the scorers that need it."""
+    """``||z||_2`` over the embedding dimension; computed once per
+    :class:`ScoreInputs` and shared by the scorers that need it.
+
+    Args:
+        inputs: The captured forward pass; ``inputs.embeddings`` must be set
+            (``(N, D, H, W)`` or ``(N, D)``).
+        eps: Lower bound the norm is clamped to, so that dividing by it
+            never divides by zero. The cached value is reused only for the
+            same ``eps``.
+
+    Returns:
+        Tensor: ``(N, 1, H, W)`` or ``(N, 1)``, in the embeddings' dtype.
+    """
     cached = inputs.__dict__.get('_embedding_norm')
     if cached is None or cached[0] != eps:
         norm = inputs.embeddings.norm(dim=1, keepdim=True).clamp_min(eps)
@@ -225,9 +252,20 @@ def embedding_norm(inputs: ScoreInputs, eps: float = 1e-12) -> Tensor:
 
 
 def linear_logits(inputs: ScoreInputs) -> Tensor:
-    """The logits the linear classifier computes, ``s = W z + b``: all C for
-    a plain head; the C-1 foreground logits for IBE / SCrIBE heads, whose
-    background logit ``-logsumexp(v_FG)`` is not linear in ``z``."""
+    """The logits the linear classifier computes, ``s = W z + b``.
+
+    All C for a plain head; the C-1 foreground logits for IBE / SCrIBE
+    heads, whose background logit ``-logsumexp(v_FG)`` is not linear in
+    ``z``.
+
+    Args:
+        inputs: The captured forward pass (its ``logits``, ``head_kind``
+            and ``background_index`` are read).
+
+    Returns:
+        Tensor: ``(N, C, H, W)`` / ``(N, C)``, or ``(N, C - 1, ...)`` for an
+        IBE / SCrIBE head.
+    """
     if inputs.head_kind in ('ibe', 'scribe'):
         return foreground_logits(inputs.logits, inputs.background_index)
     return inputs.logits
@@ -235,7 +273,15 @@ def linear_logits(inputs: ScoreInputs) -> Tensor:
 
 def logits_without_bias(inputs: ScoreInputs) -> Tensor:
     """``W z``: the linear logits (:func:`linear_logits`) with the classifier
-    bias removed (``s - b``)."""
+    bias removed (``s - b``).
+
+    Args:
+        inputs: The captured forward pass; without ``cls_bias`` the linear
+            logits are returned unchanged.
+
+    Returns:
+        Tensor: The shape of :func:`linear_logits`.
+    """
     logits = linear_logits(inputs)
     if inputs.cls_bias is None:
         return logits
@@ -244,7 +290,24 @@ def logits_without_bias(inputs: ScoreInputs) -> Tensor:
 
 def check_number(name: str, value, low: Optional[float] = None,
                  low_open: bool = False) -> float:
-    """Validate a real-valued constructor argument; return it as float."""
+    """Validate a real-valued constructor argument; return it as float.
+
+    Args:
+        name: The argument's name, as the error message quotes it.
+        value: The value received; ``bool`` is rejected although it is an
+            ``int``.
+        low: Lower bound, or ``None`` for none. NaN and infinities are
+            always rejected.
+        low_open: ``True``: the bound is exclusive (``value > low``);
+            ``False``: inclusive (``value >= low``).
+
+    Returns:
+        float: ``value`` as a Python float.
+
+    Raises:
+        TypeError: ``value`` is not a real number.
+        ValueError: ``value`` is not finite or is below the bound.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidTypeError(f'`{name}` must be a number, got '
                                f'{type(value).__name__}')
@@ -259,7 +322,18 @@ def check_number(name: str, value, low: Optional[float] = None,
 
 def check_num_classes(name: str, logits: Tensor) -> int:
     """The number of classes C of ``logits``; a score over a distribution
-    needs C >= 2."""
+    needs C >= 2.
+
+    Args:
+        name: The score's name, as the error message quotes it.
+        logits: Class scores, ``(N, C, ...)``.
+
+    Returns:
+        int: C.
+
+    Raises:
+        ValueError: C < 2.
+    """
     num_classes = logits.shape[1]
     if num_classes < 2:
         raise InvalidValueError(
@@ -279,6 +353,13 @@ def parse_scorer_spec(spec: str) -> dict:
     is how ``--scorers`` of ``tools/ood_test.py`` sets parameters; wherever
     a scorer is given by name (``OODScoringHook``, ``score_image``), its
     results are reported under the text as written.
+
+    Args:
+        spec: ``'NAME'`` or ``'NAME:key=value[,key=value...]'``; spaces
+            around names, keys and values are stripped.
+
+    Returns:
+        dict: ``dict(type=NAME, **params)``.
 
     Raises:
         ValueError: an empty name, an empty parameter list after ``:``, an
@@ -321,6 +402,14 @@ def build_scorer(cfg: Union[dict, str]) -> BaseScorer:
     """Build a scorer from ``dict(type=NAME, **params)``, a bare name, or
     ``'NAME:key=value,...'`` (:func:`parse_scorer_spec`).
 
+    Args:
+        cfg: ``dict(type=NAME, **params)`` where ``type`` is a registered
+            name of :data:`OOD_SCORERS` or a :class:`BaseScorer` subclass;
+            or the scorer as text.
+
+    Returns:
+        BaseScorer: The scorer.
+
     Raises:
         ValueError: unknown ``type`` (the message lists the registered
             names), or a malformed ``'NAME:...'``.
@@ -352,6 +441,16 @@ def build_scorer(cfg: Union[dict, str]) -> BaseScorer:
 
 
 def softmax_stable(logits: Tensor) -> Tensor:
-    """Softmax over the class dimension in float32 or wider."""
+    """Softmax over the class dimension in float32 or wider.
+
+    Args:
+        logits: Class scores, ``(N, C, ...)``; float16 / bfloat16 are cast
+            to float32 first, so that the probabilities of near-ties do not
+            round to the same value.
+
+    Returns:
+        Tensor: Probabilities of the shape of ``logits``, summing to 1 over
+        dim 1.
+    """
     return torch.softmax(logits.float() if logits.dtype in (
         torch.float16, torch.bfloat16) else logits, dim=1)

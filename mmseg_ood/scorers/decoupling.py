@@ -10,7 +10,24 @@ from .base import (ScoreInputs, check_number, embedding_norm, linear_logits,
 
 
 def check_decoupling_args(eta, delta, use_bias) -> tuple:
-    """Validate ``eta`` (finite), ``delta`` (in [0, 1]) and ``use_bias``."""
+    """Validate the norm-decoupling parameters of ``n_max_logit`` /
+    ``n_energy``.
+
+    Args:
+        eta: Class-weight exponent (norm-decoupling thesis, eq. 4.22-4.23);
+            any finite number.
+        delta: How much of the embedding norm is kept (eq. 5.6-5.7); in
+            ``[0, 1]``.
+        use_bias: Whether the classifier bias stays in the class scores;
+            must be a ``bool``.
+
+    Returns:
+        tuple: ``(eta, delta, use_bias)`` with the numbers as floats.
+
+    Raises:
+        TypeError: a number is not a number, or ``use_bias`` is not a bool.
+        ValueError: ``eta`` is not finite or ``delta`` is outside [0, 1].
+    """
     eta = check_number('eta', eta)
     delta = check_number('delta', delta, 0.0)
     if delta > 1.0:
@@ -35,6 +52,25 @@ def decoupled_logits(inputs: ScoreInputs, eta: float = 1.0,
     default too, which makes ``s'`` invariant to scaling ``z`` when
     ``delta = 0``. With ``use_bias=True`` the model's logits are used as
     they are.
+
+    Args:
+        inputs: The captured forward pass; needs ``embeddings`` (and
+            ``cls_weight`` when ``eta != 1``).
+        eta: Class-weight exponent; ``1`` leaves the class scores
+            unweighted.
+        delta: Fraction of the embedding norm kept, in ``[0, 1]``; ``0``
+            removes it entirely.
+        use_bias: ``False`` (default): use ``W z``, as the thesis does;
+            ``True``: use the model's logits ``W z + b``.
+
+    Returns:
+        Tensor: The decoupled class scores, float32. For IBE / SCrIBE heads
+        the implicit background logit is recomputed from the decoupled
+        foreground scores and put back at ``background_index``.
+
+    Raises:
+        ValueError: no ``embeddings``, or ``eta != 1`` without a matching
+            ``cls_weight``.
 
     Shape:
         ``(N, C, H, W) -> (N, C, H, W)``.

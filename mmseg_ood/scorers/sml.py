@@ -23,6 +23,10 @@ class ClassStatistics:
     gives the statistics of their union, so streaming over batches equals
     one pass over the concatenated data (up to float64 rounding). Memory:
     three float64 vectors of length C.
+
+    Args:
+        num_classes: C, the length of the three statistics vectors; class
+            indices passed to :meth:`update` must be in ``[0, C)``.
     """
 
     def __init__(self, num_classes: int):
@@ -31,6 +35,12 @@ class ClassStatistics:
         self.m2 = np.zeros(num_classes, np.float64)
 
     def update(self, labels: np.ndarray, values: np.ndarray) -> None:
+        """Add one chunk of values.
+
+        Args:
+            labels: Class index of each value, int ``(M,)`` in ``[0, C)``.
+            values: The values, float ``(M,)``.
+        """
         c = len(self.count)
         n_b = np.bincount(labels, minlength=c).astype(np.float64)
         sum_b = np.bincount(labels, weights=values, minlength=c)
@@ -49,6 +59,7 @@ class ClassStatistics:
         self.count = n
 
     def state_dict(self) -> dict:
+        """Copies of ``count``, ``mean`` and ``m2``, float64 ``(C,)``."""
         return dict(count=self.count.copy(), mean=self.mean.copy(),
                     m2=self.m2.copy())
 
@@ -155,7 +166,7 @@ class StandardizedMaxLogit(BaseScorer):
         refinements).
 
     References:
-        Jung, Lee, Gwak, Kim & Choo, "Standardized Max Logits: A Simple yet
+        Jung, Lee, Gwak, Choi & Choo, "Standardized Max Logits: A Simple yet
         Effective Approach for Identifying Unexpected Road Obstacles in
         Urban-Scene Segmentation", ICCV 2021, eq. 1, sec. 3.2-3.3; code:
         github.com/shjung13/Standardized-max-logits; norm-decoupling thesis,

@@ -51,7 +51,27 @@ _SPLIT_IDS = {
 
 @dataclass
 class SyntheticSpec:
-    """What to generate for one variant. Sizes are ``(height, width)``."""
+    """What to generate for one variant. Sizes are ``(height, width)``.
+
+    Attributes:
+        variant: ``'street'`` (Cityscapes-like, 6 classes) or ``'objects'``
+            (VOC-like, background plus 5 object classes).
+        seed: Seed of every image of the variant; with the split and the
+            index it seeds each image's own generator.
+        num_train: Images of the ID training split.
+        num_val: Images of the ID validation split.
+        num_ood: Images of the OOD split (scenes with 1-4 unseen objects,
+            SMIYC labels).
+        num_image_ood: Images of each whole-image OOD set (Gaussian white
+            noise, textures).
+        num_proxy: Images of the outlier proxy for OOD training.
+        size: ``(height, width)``, both >= 32; ``None``: ``(128, 256)`` for
+            ``street``, ``(128, 128)`` for ``objects``.
+
+    Raises:
+        ValueError: an unknown variant, a negative or non-int count, or a
+            bad size.
+    """
     variant: str
     seed: int = 0
     num_train: int = 400
@@ -103,7 +123,17 @@ def _void_ring(mask: np.ndarray) -> np.ndarray:
 
 
 def render_id(spec: SyntheticSpec, split: str, index: int):
-    """Image ``(H, W, 3)`` float and label ``(H, W)`` uint8 of an ID split."""
+    """Image ``(H, W, 3)`` float and label ``(H, W)`` uint8 of an ID split.
+
+    Args:
+        spec: The variant's settings.
+        split: ``'train'`` or ``'val'``.
+        index: The image's index in the split.
+
+    Returns:
+        tuple: ``(image, label)``: float32 RGB in ``[0, 1]`` and class
+        indices.
+    """
     rng = _rng(spec, split, index)
     h, w = spec.size
     if spec.variant == 'street':
@@ -116,7 +146,16 @@ def render_id(spec: SyntheticSpec, split: str, index: int):
 def render_ood(spec: SyntheticSpec, index: int):
     """Image and SMIYC label (0 ID, 1 OOD, 255 void) of the OOD split.
 
-    Every image has at least one OOD pixel.
+    Every image has at least one OOD pixel; a one-pixel ring around the
+    unseen objects is void.
+
+    Args:
+        spec: The variant's settings.
+        index: The image's index in the OOD split.
+
+    Returns:
+        tuple: ``(image, label)``: ``(H, W, 3)`` float32 RGB in ``[0, 1]``
+        and ``(H, W)`` uint8 OOD labels.
     """
     rng = _rng(spec, 'ood', index)
     h, w = spec.size
@@ -146,7 +185,18 @@ def _force_unseen(rng, img, unseen):
 
 
 def render_image_ood(spec: SyntheticSpec, kind: str, index: int):
-    """A whole-image OOD sample: Gaussian white noise or a texture."""
+    """A whole-image OOD sample: Gaussian white noise or a texture.
+
+    Args:
+        spec: The variant's settings.
+        kind: ``'gwn'`` (Gaussian white noise, mean 0.5, sd 0.25, clipped)
+            or ``'textures'`` (checker, stripes, dots or fractal noise in
+            two random colours).
+        index: The image's index in the set.
+
+    Returns:
+        np.ndarray: ``(H, W, 3)`` float32 RGB in ``[0, 1]``.
+    """
     rng = _rng(spec, kind, index)
     h, w = spec.size
     if kind == 'gwn':
@@ -163,7 +213,17 @@ def render_image_ood(spec: SyntheticSpec, kind: str, index: int):
 
 
 def render_proxy(spec: SyntheticSpec, index: int):
-    """Image and label (254 objects, 255 void) of the outlier proxy."""
+    """Image and label (254 objects, 255 void) of the outlier proxy.
+
+    Args:
+        spec: The variant's settings (the proxy is the same kind of image
+            for both variants).
+        index: The image's index in the proxy set.
+
+    Returns:
+        tuple: ``(image, label)``: ``(H, W, 3)`` float32 RGB in ``[0, 1]``
+        and ``(H, W)`` uint8.
+    """
     rng = _rng(spec, 'proxy', index)
     img, label = render_outlier_proxy(rng, *spec.size)
     return apply_camera(rng, img), label
@@ -188,6 +248,18 @@ def write_variant(out_dir: str, spec: SyntheticSpec,
 
     A directory whose ``meta.json`` matches ``spec`` is complete (the file is
     written last) and is left as it is unless ``overwrite``.
+
+    Args:
+        out_dir: The benchmark's root; the variant goes to
+            ``out_dir/<variant>`` (layout in the module docstring).
+        spec: What to generate.
+        overwrite: Regenerate even when a complete, matching copy exists.
+
+    Returns:
+        str: ``out_dir/<variant>``.
+
+    Raises:
+        OSError: an image could not be written.
     """
     root = osp.join(out_dir, spec.variant)
     meta_path = osp.join(root, 'meta.json')

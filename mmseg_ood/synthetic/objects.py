@@ -52,6 +52,14 @@ def render_objects(rng: np.random.Generator, height: int = 128,
                    width: int = 128, num_unseen: int = 0):
     """Render one objects scene.
 
+    Args:
+        rng: The image's generator; everything is drawn from it.
+        height: Image height in pixels.
+        width: Image width in pixels.
+        num_unseen: Number of unseen objects (stars, irregular polygons)
+            to place among the 1-4 ID objects; their pixels are labelled
+            background (0) and returned in the mask.
+
     Returns:
         tuple: image ``(H, W, 3)`` float in [0, 1], label ``(H, W)`` uint8 in
         ``OBJECTS_CLASSES`` indices, and the bool mask of unseen objects

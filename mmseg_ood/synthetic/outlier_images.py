@@ -47,6 +47,11 @@ def render_outlier_proxy(rng: np.random.Generator, height: int,
                          width: int):
     """Render one proxy image.
 
+    Args:
+        rng: The image's generator; everything is drawn from it.
+        height: Image height in pixels.
+        width: Image width in pixels.
+
     Returns:
         tuple: image ``(H, W, 3)`` float in [0, 1] and label ``(H, W)``
         uint8 with ``PROXY_OOD_INDEX`` on objects and ``IGNORE_INDEX``

@@ -29,9 +29,15 @@ OOD_COLORS = ((1.0, 0.0, 1.0), (1.0, 0.55, 0.0), (1.0, 0.95, 0.1),
 
 @dataclass
 class Scene:
-    """One rendered scene: ``image`` ``(H, W, 3)`` float in [0, 1],
-    ``label`` ``(H, W)`` uint8 class index, ``road`` ``(H, W)`` bool and
-    ``horizon`` (row)."""
+    """One rendered scene (:func:`render_street`).
+
+    Attributes:
+        image: ``(H, W, 3)`` float32 RGB in ``[0, 1]``.
+        label: ``(H, W)`` uint8 class index into :data:`STREET_CLASSES`.
+        road: ``(H, W)`` bool, the road pixels (where unseen objects are
+            placed).
+        horizon: Row of the horizon, in pixels (a float).
+    """
     image: np.ndarray
     label: np.ndarray
     road: np.ndarray
@@ -46,6 +52,11 @@ def _paint(scene_img, scene_lbl, mask, texture, cls):
 def render_street(rng: np.random.Generator, height: int = 128,
                   width: int = 256) -> Scene:
     """Render one street scene without unseen objects (lighting not applied).
+
+    Args:
+        rng: The image's generator; everything is drawn from it.
+        height: Image height in pixels.
+        width: Image width in pixels.
 
     Returns:
         Scene: image, semantic label in ``STREET_CLASSES`` indices, road mask.
@@ -171,6 +182,12 @@ def place_unseen_objects(rng: np.random.Generator, scene: Scene,
     textures (checkers, stripes, dots) and colours that no training scene
     contains, and radii from 2 % to 18 % of the image height.
 
+    Args:
+        rng: The image's generator.
+        scene: The scene to paint on; its ``image`` is changed in place,
+            its ``label`` is not.
+        num: Number of objects; fewer are placed if the scene has no road.
+
     Returns:
         ``(H, W)`` bool mask of the pixels covered by unseen objects.
     """
@@ -217,7 +234,15 @@ def place_unseen_objects(rng: np.random.Generator, scene: Scene,
 
 
 def apply_camera(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """Lighting (brightness, colour cast, gamma), blur and sensor noise."""
+    """Lighting (brightness, colour cast, gamma), blur and sensor noise.
+
+    Args:
+        rng: The image's generator.
+        img: ``(H, W, 3)`` float RGB in ``[0, 1]``.
+
+    Returns:
+        np.ndarray: ``(H, W, 3)`` float32 in ``[0, 1]``; a new array.
+    """
     out = img * rng.uniform(0.65, 1.3) * rng.uniform(0.9, 1.1, 3)
     out = np.clip(out, 0, 1) ** rng.uniform(0.8, 1.25)
     if rng.random() < 0.5:

@@ -21,8 +21,7 @@ written atomically once the check passed: a refused, failed or
 interrupted export leaves a previous ``--out`` as it was. A model that
 cannot be exported, a failed check or any other user error prints one
 line, ``export_onnx: error: <reason>``, and exits with status 2 (0 on
-success). README section: "tools/export_onnx.py: model + scorer +
-threshold in one ONNX graph".
+success). Manual: ``docs/en/user_guides/export_onnx.md``.
 """
 import json
 
@@ -57,9 +56,8 @@ def parse_args(argv=None):
     p.add_argument('--exporter', choices=['torchscript', 'dynamo'],
                    default='torchscript',
                    help='torch.onnx exporter (default: torchscript; '
-                   'dynamo fixes the batch at 1; see the README section '
-                   '"tools/export_onnx.py: model + scorer + threshold in '
-                   'one ONNX graph")')
+                   'dynamo fixes the batch at 1; see '
+                   'docs/en/user_guides/export_onnx.md)')
     p.add_argument('--opset', type=int, default=17, help='ONNX opset')
     p.add_argument('--seed', type=int, default=0,
                    help='seed of the random check image')

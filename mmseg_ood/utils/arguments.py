@@ -23,7 +23,16 @@ __all__ = [
 
 def accepted_arguments(fn: Callable) -> Optional[List[str]]:
     """The keyword names ``fn`` accepts, or ``None`` if it takes
-    ``**kwargs`` (anything goes)."""
+    ``**kwargs`` (anything goes).
+
+    Args:
+        fn: A function or constructor (``cls.__init__``); ``self`` and
+            positional-only parameters are left out, ``object.__init__``
+            accepts none.
+
+    Returns:
+        list or None: The names in signature order, or ``None``.
+    """
     if fn is object.__init__:  # a class without a constructor of its own
         return []
     names = []
@@ -96,7 +105,18 @@ def strict_arguments(cls: Type) -> Type:
 def check_mapping_arguments(owner: str, cfg: Mapping,
                             fn: Callable) -> None:
     """:func:`check_arguments` of a config ``cfg`` (without ``type``)
-    against the keywords of ``fn``; no check if ``fn`` takes ``**kwargs``."""
+    against the keywords of ``fn``; no check if ``fn`` takes ``**kwargs``.
+
+    Args:
+        owner: What is being built, for the message (a class or scorer
+            name).
+        cfg: The config dict whose keys are the keyword arguments; its
+            ``type`` key is skipped.
+        fn: The function or constructor the config is passed to.
+
+    Raises:
+        TypeError: naming each unknown key and the accepted ones.
+    """
     accepted = accepted_arguments(fn)
     if accepted is not None:
         check_arguments(owner, [k for k in cfg if k != 'type'], accepted)

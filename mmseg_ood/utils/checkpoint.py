@@ -267,6 +267,13 @@ def with_meta(ckpt: Mapping) -> Mapping:
     values tensors) is put under ``state_dict``; anything else is returned
     as it is (the weights are the same: mmengine takes ``state_dict`` when
     there is one, else the dict itself).
+
+    Args:
+        ckpt: A loaded checkpoint (what ``torch.load`` returned); not
+            modified.
+
+    Returns:
+        Mapping: ``ckpt`` itself, or a new dict in that layout.
     """
     if not isinstance(ckpt, Mapping):
         return ckpt
@@ -281,7 +288,12 @@ def with_meta(ckpt: Mapping) -> Mapping:
 def checkpoint_meta(ckpt) -> dict:
     """The ``meta`` of a loaded checkpoint: a dict, ``{}`` when the file
     has none (model-zoo and bare state-dict files) or when it is not a
-    dict. Read ``dataset_meta`` and the rest from it with ``.get``."""
+    dict. Read ``dataset_meta`` and the rest from it with ``.get``.
+
+    Args:
+        ckpt: A loaded checkpoint (what ``torch.load`` returned), of any
+            type.
+    """
     meta = ckpt.get('meta') if isinstance(ckpt, Mapping) else None
     return meta if isinstance(meta, dict) else {}
 
@@ -422,7 +434,15 @@ def check_checkpoint_fits(model: torch.nn.Module, ckpt, checkpoint: str,
 
 
 def file_sha256(path: str) -> str:
-    """SHA-256 of a file's bytes (hex), read in 1 MiB chunks."""
+    """SHA-256 of a file's bytes (hex), read in 1 MiB chunks.
+
+    Args:
+        path: The file (a checkpoint, typically; memory use stays at 1 MiB
+            whatever its size).
+
+    Returns:
+        str: 64 lowercase hex digits.
+    """
     h = hashlib.sha256()
     with open(path, 'rb') as f:
         for chunk in iter(lambda: f.read(1 << 20), b''):

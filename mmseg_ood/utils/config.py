@@ -30,7 +30,7 @@ __all__ = [
     'sync_bn_to_bn', 'read_config'
 ]
 
-#: Prefix of a path in the package's configs: ``mmseg_ood::synthetic/...``.
+#: Prefix of a path in the package's configs, ``mmseg_ood::synthetic/...``.
 CONFIG_SCOPE = 'mmseg_ood::'
 _PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -172,6 +172,14 @@ def registered_types(scope: str, name: str) -> list:
 
     Includes the types of its parents (for mmseg: mmengine's), since
     mmengine falls back to them.
+
+    Args:
+        scope: The registry's scope, e.g. ``'mmseg'`` or ``'mmengine'``.
+        name: The registry's name, e.g. ``'model'``, ``'metric'``,
+            ``'hook'``.
+
+    Returns:
+        list: Sorted type names; empty if no such registry exists.
     """
     reg = _find_registry(scope, name)
     names = set()
@@ -265,6 +273,18 @@ def load_config(config: str,
     Applies ``--cfg-options`` and the launcher, and sets ``work_dir`` with
     mmseg's priority: argument > config field > ``./work_dirs/<config name>``.
 
+    Args:
+        config: A config file, ``mmseg_ood::<path>`` or ``mmseg::<path>``.
+        cfg_options: ``--cfg-options`` as a dict of dotted keys to values
+            (``{'model.decode_head.num_classes': 6}``), merged last;
+            ``None``: none.
+        work_dir: Output folder (``--work-dir``); overrides the config's.
+        launcher: ``'none'``, ``'pytorch'``, ``'slurm'`` or ``'mpi'``, set
+            as ``cfg.launcher``.
+
+    Returns:
+        Config: The merged config, ``work_dir`` and ``launcher`` set.
+
     Raises:
         MissingInputError: The config (or an environment variable it
             needs) is missing.
@@ -286,7 +306,12 @@ def load_config(config: str,
 def sync_bn_to_bn(cfg) -> None:
     """Replace every ``type='SyncBN'`` in a (nested) config by ``'BN'``, in
     place: model-zoo configs use SyncBN, which needs a process group, so
-    that one CPU process can build them."""
+    that one CPU process can build them.
+
+    Args:
+        cfg: A config or any part of it (dicts, lists, tuples nested to
+            any depth); dicts are changed in place.
+    """
     if isinstance(cfg, dict):
         if cfg.get('type') == 'SyncBN':
             cfg['type'] = 'BN'

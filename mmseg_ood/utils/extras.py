@@ -74,7 +74,12 @@ def require_extra(extra: str, feature: str,
 
 def extra_of_type(type_name) -> str:
     """The extra that registered model type ``type_name`` needs (``''``
-    for a core type)."""
+    for a core type).
+
+    Args:
+        type_name: A ``type=`` value of a model config, e.g.
+            ``'Mask2FormerHead'`` (-> ``'mask2former'``).
+    """
     for extra, types in _TYPES_OF_EXTRA.items():
         if type_name in types:
             return extra
@@ -97,7 +102,16 @@ def _types(cfg) -> Iterator[str]:
 def check_config_extras(model_cfg, what: str = 'the model') -> None:
     """Raise :class:`~mmseg_ood.errors.MissingExtraError` if ``model_cfg``
     names a type whose extra is not installed (e.g. ``Mask2FormerHead``
-    without mmdet), before building it fails deep inside mmseg."""
+    without mmdet), before building it fails deep inside mmseg.
+
+    Args:
+        model_cfg: The model config (``cfg.model``), nested dicts and
+            lists; every ``type`` value in it is checked.
+        what: How the message names the config's owner.
+
+    Raises:
+        MissingExtraError: the first type whose extra is missing.
+    """
     for t in _types(model_cfg):
         extra = extra_of_type(t)
         if extra:

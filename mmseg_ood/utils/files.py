@@ -38,7 +38,14 @@ __all__ = [
 def file_key(path: str) -> Optional[Tuple[int, int]]:
     """``(device, inode)`` of an existing file, the same for every name of
     it (symlinks, hard links); ``None`` if there is no such file. The key
-    :func:`same_file` compares, for checking many paths at once."""
+    :func:`same_file` compares, for checking many paths at once.
+
+    Args:
+        path: A path of any kind (links followed).
+
+    Returns:
+        tuple or None: ``(st_dev, st_ino)``, or ``None``.
+    """
     try:
         st = os.stat(path)
     except OSError:
@@ -48,7 +55,11 @@ def file_key(path: str) -> Optional[Tuple[int, int]]:
 
 def same_file(a: str, b: str) -> bool:
     """Whether ``a`` and ``b`` name the same existing file (through
-    symlinks and hard links, as ``os.path.samefile``)."""
+    symlinks and hard links, as ``os.path.samefile``).
+
+    Args:
+        a / b: The two paths; ``False`` if either does not exist.
+    """
     key = file_key(a)
     return key is not None and key == file_key(b)
 
@@ -88,7 +99,21 @@ def check_output_dir(path: str, what: str = '--work-dir',
                      inputs: Iterable[Optional[str]] = ()) -> str:
     """Refuse an output folder that is an existing file (or one of the
     ``inputs``); return its absolute path. A folder that does not exist
-    yet is created later by the tool."""
+    yet is created later by the tool.
+
+    Args:
+        path: The output folder.
+        what: How the message names it (e.g. ``'--work-dir'``).
+        inputs: Files and folders the run reads (``None`` entries are
+            skipped); the folder must not be any of them.
+
+    Returns:
+        str: The absolute path.
+
+    Raises:
+        OutputPathError: ``path`` is a file or an input, or a file stands
+            where one of its parent folders would be created.
+    """
     path = os.fspath(path)
     if osp.exists(path) and not osp.isdir(path):
         raise OutputPathError(
@@ -123,6 +148,9 @@ def atomic_output(path: str, inputs: Iterable[Optional[str]] = (),
     Args:
         path: The final file.
         inputs / what: As in :func:`check_output_path`, checked first.
+        allow_empty: Accept an empty file (e.g. an empty text); default:
+            an empty temporary file raises ``OSError`` and ``path`` is
+            left as it was.
 
     Yields:
         The temporary path, for writers that take a file name
@@ -156,7 +184,16 @@ def write_with(path: str, write: Callable[[str], object],
                what: str = 'output') -> str:
     """``write(tmp)`` inside :func:`atomic_output`; a writer returning
     ``False`` (``cv2.imwrite``'s failure) is a failed write. Returns the
-    absolute final path."""
+    absolute final path.
+
+    Args:
+        path: The final file.
+        write: Called with the temporary path; writes the file there.
+        inputs / what: As in :func:`check_output_path`.
+
+    Raises:
+        OSError: the writer returned ``False`` or wrote nothing.
+    """
     with atomic_output(path, inputs, what) as tmp:
         if write(tmp) is False:
             raise OSError(f'could not write {path} (the writer reported a '
@@ -167,7 +204,14 @@ def write_with(path: str, write: Callable[[str], object],
 def atomic_write_text(path: str, text: str,
                       inputs: Iterable[Optional[str]] = (),
                       what: str = 'output') -> None:
-    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_output`."""
+    """Write ``text`` (UTF-8) to ``path`` through :func:`atomic_output`.
+
+    Args:
+        path: The final file.
+        text: The contents, written as they are (line ends kept; an empty
+            text is allowed).
+        inputs / what: As in :func:`check_output_path`.
+    """
     with atomic_output(path, inputs, what, allow_empty=True) as tmp:
         # newline='': the text's own line ends (a CSV's \r\n) are kept
         with open(tmp, 'w', encoding='utf-8', newline='') as f:
@@ -198,7 +242,13 @@ def json_safe(obj):
     """``obj`` as plain JSON values: NaN / infinite floats as ``None``
     (``null``: JSON has no NaN, and strict parsers such as JavaScript's
     ``JSON.parse`` reject the bare ``NaN`` Python writes by default), numpy
-    scalars and arrays as Python numbers and lists, tuples as lists."""
+    scalars and arrays as Python numbers and lists, tuples as lists.
+
+    Args:
+        obj: A value made of dicts, lists, tuples, numbers (Python or
+            numpy), numpy arrays, strings, ``None``; converted recursively,
+            other objects returned as they are.
+    """
     if isinstance(obj, (bool, np.bool_)):
         return bool(obj)
     if isinstance(obj, (np.integer,)):
@@ -218,7 +268,14 @@ def json_safe(obj):
 def dump_json(payload, path: str, inputs: Iterable[Optional[str]] = (),
               what: str = 'output') -> None:
     """Write ``payload`` as strict JSON (undefined metrics as ``null``),
-    atomically."""
+    atomically.
+
+    Args:
+        payload: The value written, converted by :func:`json_safe`;
+            indented by 2.
+        path: The final file.
+        inputs / what: As in :func:`check_output_path`.
+    """
     atomic_write_text(path, json.dumps(json_safe(payload), indent=2,
                                        allow_nan=False),
                       inputs, what)
@@ -227,12 +284,25 @@ def dump_json(payload, path: str, inputs: Iterable[Optional[str]] = (),
 def dump_text(text: str, path: str, inputs: Iterable[Optional[str]] = (),
               what: str = 'output') -> None:
     """Write ``text`` to ``path`` atomically (a temporary file, then
-    ``os.replace``)."""
+    ``os.replace``).
+
+    Args:
+        text: The contents (UTF-8).
+        path: The final file.
+        inputs / what: As in :func:`check_output_path`.
+    """
     atomic_write_text(path, text, inputs, what)
 
 
 def load_json(path: str, what: str = 'file'):
     """Read a JSON file the package (or a user) wrote, with named errors.
+
+    Args:
+        path: The JSON file.
+        what: How messages name the file (e.g. ``'calibration file'``).
+
+    Returns:
+        The parsed value (``NaN`` / ``Infinity`` tokens are accepted).
 
     Raises:
         MissingInputError: ``path`` does not exist (``FileNotFoundError``).
@@ -267,8 +337,18 @@ def check_schema_version(payload, path: str, kind: str, current: int,
     """The ``schema_version`` of a loaded JSON file, checked.
 
     A file without the field is version 0 (written before versions were
-    recorded). Args: ``kind`` names the file type in messages (``'results
-    file'``); versions ``oldest`` ... ``current`` are read.
+    recorded).
+
+    Args:
+        payload: The loaded JSON value (must be an object).
+        path: The file it was read from, for messages.
+        kind: The file type in messages (``'results file'``).
+        current: The newest version this mmseg_ood reads (the one it
+            writes).
+        oldest: The oldest version still read.
+
+    Returns:
+        int: The file's version, in ``[oldest, current]``.
 
     Raises:
         DamagedFileError: not a JSON object, a version that is not an int,
@@ -306,7 +386,22 @@ def expect_field(mapping, key: str, types, where: str, default=...):
     ``'calibration file x.json'``) and the field, never a bare
     ``KeyError`` / ``TypeError`` later. ``int`` is accepted where
     ``float`` is asked for; ``bool`` never counts as a number. A missing
-    field gives ``default`` when one is given."""
+    field gives ``default`` when one is given.
+
+    Args:
+        mapping: The JSON object read (anything else is refused).
+        key: The field's name.
+        types: A type or a tuple of types the value must have (``dict``,
+            ``list``, ``str``, ``int``, ``float``, ``bool``,
+            ``type(None)``).
+        where: The file (and place in it), for the message.
+        default: Returned when the field is missing; default: no default
+            (a missing field is an error).
+
+    Raises:
+        DamagedFileError: not an object, a missing field without default,
+            or a value of the wrong type.
+    """
     if not isinstance(mapping, dict):
         raise DamagedFileError(f'{where}: expected an object holding '
                                f'{key!r}, got {type(mapping).__name__}')

@@ -5,8 +5,8 @@ Every results file the tools write carries this record under ``"run"``
 (:func:`run_record`). Two runs give the same numbers to the last digit only
 when all of it matches *and* the machine type is the same: the CPU
 convolutions round differently with another thread count or instruction
-set, and training amplifies such differences (README, "Reproducing a
-number").
+set, and training amplifies such differences
+(``docs/en/user_guides/own_project.md``, "Reproducing a number").
 """
 import os
 import os.path as osp
@@ -41,6 +41,14 @@ def source_commit(path: Optional[str] = None) -> dict:
 
     Returns ``dict(commit=None, dirty=None)`` outside a git checkout (an
     installed wheel: its ``mmseg_ood`` version then identifies it).
+
+    Args:
+        path: A folder inside a git checkout; default: the checkout that
+            holds this package.
+
+    Returns:
+        dict: ``commit`` (the 40-digit hash or ``None``) and ``dirty``
+        (whether tracked files differ from it; ``None`` if unknown).
     """
     root = path or osp.dirname(osp.dirname(osp.dirname(
         osp.abspath(__file__))))

@@ -40,7 +40,16 @@ def _is_rank_zero() -> bool:
 
 
 def read_lock(path: str) -> dict:
-    """The holder recorded in a lock file (``{}`` if unreadable)."""
+    """The holder recorded in a lock file (``{}`` if unreadable).
+
+    Args:
+        path: The lock file (JSON: ``pid``, ``host``, ``tool``,
+            ``started``).
+
+    Returns:
+        dict: The recorded fields; ``{}`` if the file is missing, not
+        JSON or not an object.
+    """
     try:
         with open(path, encoding='utf-8') as f:
             info = json.load(f)

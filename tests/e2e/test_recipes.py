@@ -1,5 +1,5 @@
-"""docs/recipes.md and configs/recipes/: the recipes for the papers' tables
-on the real benchmarks.
+"""docs/en/results/recipes.md and configs/recipes/: the recipes for the
+papers' tables on the real benchmarks.
 
 Nothing here downloads or runs a recipe (no data or weights are reachable).
 What is checked instead:
@@ -39,7 +39,7 @@ from mmengine.config import Config
 from conftest import (QUICK_CFG, REPO, STREET_CONFIG, package_tool,
                       zoo_config_path)
 
-DOC = osp.join(REPO, 'docs', 'recipes.md')
+DOC = osp.join(REPO, 'docs', 'en', 'results', 'recipes.md')
 RECIPES = osp.join(REPO, 'configs', 'recipes')
 PAPERS = '/work/shared/papers'
 CITYSCAPES = 'deeplabv3plus_r101-d8_4xb2-80k_cityscapes-512x1024_ood.py'
@@ -189,7 +189,7 @@ def test_ibe_recipe_differs_from_its_control_only_in_the_head():
     metrics = {e['type']: e for e in control.test_evaluator}
     assert metrics['ECEMetric']['background_index'] == 0
     assert metrics['ECEMetric']['num_bins'] == 15
-    # IBE starts from the file docs/recipes.md's convert command writes
+    # IBE starts from the file the recipes page's convert command writes
     assert not ibe.load_from.startswith('http')
     assert f'--out {ibe.load_from}' in open(DOC).read()
 
@@ -232,7 +232,7 @@ def test_dtd_preset_reads_the_archive_layout(tmp_path):
     assert all('seg_map_path' not in d for d in ds)
 
 
-# the commands of docs/recipes.md --------------------------------------------
+# the commands of docs/en/results/recipes.md -------------------------------
 def bash_commands(text):
     """``(line, argv)`` of every command in the ```bash blocks: comments
     dropped, backslash continuations joined."""

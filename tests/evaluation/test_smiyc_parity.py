@@ -4,8 +4,9 @@ The reference below is written from the published definitions of the
 Segment-Me-If-You-Can benchmark (Chan et al., NeurIPS Datasets and
 Benchmarks 2021; the component definitions as the benchmark's
 ``segment_metrics`` computes them), in plain numpy / scipy, for clarity, not
-speed. It calls nothing of ``mmseg_ood``. ``docs/smiyc_parity.md`` lists
-where the package deliberately differs from the benchmark's code.
+speed. It calls nothing of ``mmseg_ood``.
+``docs/en/evaluation/smiyc_parity.md`` lists where the package
+deliberately differs from the benchmark's code.
 
 - Pixel metrics (OOD = positive; predict OOD where ``score >= t``, ``t``
   over the distinct scores, descending): AP = sum_n (R_n - R_{n-1}) P_n;

@@ -1,4 +1,4 @@
-# Whole-image OOD preset (docs/recipes.md, IBE Table 2): the Describable
+# Whole-image OOD preset (docs/en/results/recipes.md, IBE Table 2): the Describable
 # Textures Dataset, every image (5640 in 47 categories), no VOC object in
 # any of them, so every pixel is background. No label files.
 # Root: $DTD_ROOT (images/<category>/<name>.jpg, as the DTD archive unpacks).

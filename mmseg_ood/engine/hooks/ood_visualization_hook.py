@@ -17,7 +17,21 @@ from ...utils.arguments import strict_arguments
 
 def normalize_min_max(score: np.ndarray) -> np.ndarray:
     """Per-image min-max normalization to [0, 1] (thesis eq. 5.5); a
-    constant map becomes zeros."""
+    constant map becomes zeros.
+
+    ``s_n = (s - min s) / (max s - min s)``, the extremes taken over the
+    pixels of the one map.
+
+    Args:
+        score: One image's score map, ``(H, W)``, any real dtype.
+
+    Returns:
+        np.ndarray: ``(H, W)`` float32 in [0, 1].
+
+    References:
+        Norm-decoupling thesis, sec. 5.5 "Qualitative Experiments",
+        eq. 5.5.
+    """
     lo, hi = float(score.min()), float(score.max())
     if hi <= lo:
         return np.zeros_like(score, dtype=np.float32)
@@ -28,7 +42,22 @@ def save_heatmap(path: str, image: np.ndarray, pred: np.ndarray,
                  palette, scores: dict, ood_label: Optional[np.ndarray]
                  ) -> None:
     """One PNG: image | prediction | OOD ground truth | one panel per score
-    (min-max normalized per image, thesis eq. 5.5)."""
+    (min-max normalized per image, thesis eq. 5.5).
+
+    Panels are laid out in rows of at most 4; the scores are drawn with
+    the ``inferno`` colour map (bright = high = more OOD).
+
+    Args:
+        path: The PNG file written (its folder must exist).
+        image: The input image, ``(H, W, 3)`` uint8 RGB.
+        pred: The predicted class map, ``(H, W)`` integer class indices.
+        palette: Class colours, a sequence of ``(R, G, B)`` triples indexed
+            by class (at least ``pred.max() + 1`` of them).
+        scores: Score maps by scorer name, each ``(H, W)``; normalized by
+            :func:`normalize_min_max`.
+        ood_label: The OOD ground truth, ``(H, W)`` (OOD pixels red, ignored
+            pixels grey), or ``None`` to leave that panel out.
+    """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt

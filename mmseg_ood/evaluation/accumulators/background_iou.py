@@ -5,7 +5,7 @@ OOD detection on images that hold no known class anywhere (the Describable
 Textures Dataset and Gaussian white noise): a model with a background class
 should call all of such an image background, and the paper reports the
 mIoU of the background class. Every pixel's ground truth is background
-there, so the background class's IoU is
+there, so the background class's IoU is::
 
     IoU_BG = |pred = BG  and  valid| / |valid|
 

@@ -51,6 +51,9 @@ SIZE_PRESETS = {'anomaly_track': (500, 100), 'obstacle_track': (50, 10)}
 def label_components(mask: np.ndarray) -> Tuple[np.ndarray, int]:
     """8-connected components of a bool ``(H, W)`` mask.
 
+    Args:
+        mask: ``(H, W)`` array, read as bool (non-zero = in a component).
+
     Returns:
         tuple: int32 ``(H, W)`` labels (0 = background, components 1 to n)
         and n.
@@ -111,6 +114,14 @@ def image_component_stats(scores, labels, threshold: float,
         labels: ``(H, W)`` 0 / 1 / ``ignore_index``; not read if ``gt`` is
             given.
         threshold: Predict OOD where ``scores >= threshold``.
+        min_pred_size: Predicted components smaller than this many pixels
+            are removed (SMIYC AnomalyTrack: 500, ObstacleTrack: 50).
+        min_gt_size: Ground-truth components smaller than this many pixels
+            become void (AnomalyTrack: 100, ObstacleTrack: 10); not read if
+            ``gt`` is given.
+        ignore_index: Void label; predictions on void pixels are dropped.
+        taus: The sIoU / PPV thresholds at which TP, FN and FP are counted
+            (default: ``linspace(0.25, 0.75, 11)``).
         gt: ``GroundTruthComponents(labels, min_gt_size, ignore_index)``,
             if already computed for another scorer of the image.
 
@@ -187,9 +198,10 @@ class ComponentAccumulator(Accumulator):
 
     Args:
         threshold: Predict OOD where ``score >= threshold``.
-        min_pred_size / min_gt_size: Size filters in pixels, or
+        min_pred_size / min_gt_size: Size filters in pixels, predicted /
+            ground truth (step 2 of the module docstring).
         preset: ``'anomaly_track'`` (500 / 100) or ``'obstacle_track'``
-            (50 / 10); overrides the sizes.
+            (50 / 10); overrides the sizes. ``None`` keeps them.
         taus: sIoU / PPV thresholds for F1.
         ignore_index: Void label.
     """

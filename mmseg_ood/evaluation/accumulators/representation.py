@@ -34,7 +34,21 @@ __all__ = ['RepresentationAccumulator', 'effective_dimensionality']
 
 def effective_dimensionality(explained: np.ndarray, fraction: float) -> int:
     """The number of leading components whose accumulated explained variance
-    reaches ``fraction``."""
+    reaches ``fraction``.
+
+    Args:
+        explained: Cumulative explained-variance ratios, ascending,
+            ``(k,)`` float, the last entry 1.
+        fraction: The share of the variance to explain, in ``(0, 1]``
+            (e.g. ``0.9``).
+
+    Returns:
+        int: The smallest ``d`` with ``explained[d - 1] >= fraction`` (up
+        to a rounding tolerance of ``1e-12``).
+
+    Raises:
+        ValueError: ``fraction`` outside ``(0, 1]``.
+    """
     if not 0 < fraction <= 1:
         raise InvalidValueError(
             f'`fraction` must be in (0, 1], got {fraction!r}')

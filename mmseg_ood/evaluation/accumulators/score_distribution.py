@@ -123,7 +123,12 @@ class ScoreDistribution:
     def from_streaming(cls, metric, num_bins: int = DEFAULT_NUM_BINS
                        ) -> 'ScoreDistribution':
         """From a :class:`~mmseg_ood.evaluation.PixelOODAccumulator` (its
-        bins at their lower edges, refined bins at full resolution)."""
+        bins at their lower edges, refined bins at full resolution).
+
+        Args:
+            metric: The accumulator; non-finite scores are left out.
+            num_bins: ``B``, the number of equal-width bins.
+        """
         values, ood, idc = metric.counts_by_value()
         finite = np.isfinite(values)
         return cls.from_counts(values[finite], ood[finite], idc[finite],
@@ -143,6 +148,7 @@ class ScoreDistribution:
 
     @property
     def widths(self) -> np.ndarray:
+        """``(B,)`` bin widths."""
         return np.diff(self.edges)
 
     def density(self, which: str) -> np.ndarray:
@@ -233,7 +239,17 @@ class ScoreDistribution:
 def save_distributions(path: str, dataset: str,
                        distributions: Dict[str, ScoreDistribution]) -> str:
     """Write ``{scorer: ScoreDistribution}`` of one dataset (atomically,
-    with the schema version); return ``path``."""
+    with the schema version); return ``path``.
+
+    Args:
+        path: The JSON file to write, by convention
+            ``DIR/distributions/<dataset>.json``.
+        dataset: The dataset's name, stored in the file.
+        distributions: ``{scorer name: ScoreDistribution}``.
+
+    Returns:
+        str: ``path``.
+    """
     dump_json(dict(schema=DISTRIBUTION_SCHEMA, dataset=dataset,
                    scorers={n: d.to_dict()
                             for n, d in distributions.items()}), path)
@@ -242,6 +258,12 @@ def save_distributions(path: str, dataset: str,
 
 def load_distributions(path: str) -> Dict[str, ScoreDistribution]:
     """Read a :func:`save_distributions` file.
+
+    Args:
+        path: The JSON file.
+
+    Returns:
+        dict: ``{scorer name: ScoreDistribution}``.
 
     Raises:
         MissingInputError: no such file.
@@ -265,6 +287,16 @@ def distributions_of(pixel_metrics: Dict[str, object],
                      num_bins: int = DEFAULT_NUM_BINS
                      ) -> Dict[str, ScoreDistribution]:
     """``{scorer: ScoreDistribution}`` of an
-    :class:`~mmseg_ood.evaluation.OODMetric`'s ``last_pixel``."""
+    :class:`~mmseg_ood.evaluation.OODMetric`'s ``last_pixel``.
+
+    Args:
+        pixel_metrics: ``{scorer name: PixelOODAccumulator}``, as
+            ``OODMetric.last_pixel`` holds them after an evaluation.
+        num_bins: ``B``, the number of equal-width bins between the
+            smallest and the largest finite score.
+
+    Returns:
+        dict: ``{scorer name: ScoreDistribution}``.
+    """
     return {n: ScoreDistribution.from_streaming(m, num_bins)
             for n, m in pixel_metrics.items()}

@@ -13,7 +13,15 @@ VOID = 2
 
 
 def to_numpy(x) -> np.ndarray:
-    """Tensor (any device) or array-like -> numpy array."""
+    """Tensor (any device) or array-like -> numpy array.
+
+    Args:
+        x: A ``torch.Tensor`` (detached and copied to the CPU), a numpy
+            array (returned as it is) or anything ``np.asarray`` takes.
+
+    Returns:
+        np.ndarray: The values, same shape and dtype.
+    """
     if hasattr(x, 'detach'):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
@@ -80,6 +88,13 @@ def valid_scores_and_labels(scores, labels, ignore_index: int = IGNORE_INDEX,
                             ) -> Tuple[np.ndarray, np.ndarray]:
     """Flatten, drop void pixels, check values.
 
+    Args:
+        scores: OOD scores (higher = more OOD), any shape, tensor or array.
+        labels: 0 (ID), 1 (OOD) or ``ignore_index`` (void), the shape of
+            ``scores``.
+        ignore_index: Void label.
+        name: Scorer name for the messages.
+
     Returns:
         tuple: float scores (float32 stays float32, integers become
         float64) and uint8 labels (0/1) of the non-void pixels.
@@ -100,6 +115,13 @@ def flat_scores_and_labels(scores, labels, ignore_index: int = IGNORE_INDEX,
                            ) -> Tuple[np.ndarray, np.ndarray]:
     """Flatten and check values, keeping void pixels (labelled
     :data:`VOID`) unless their scores are NaN / Inf.
+
+    Args:
+        scores: OOD scores, any shape, tensor or array.
+        labels: 0 (ID), 1 (OOD) or ``ignore_index`` (void), the shape of
+            ``scores``.
+        ignore_index: Void label.
+        name: Scorer name for the messages.
 
     Returns:
         tuple: 1-D float scores and uint8 labels (0, 1, :data:`VOID`).

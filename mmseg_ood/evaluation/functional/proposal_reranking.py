@@ -91,7 +91,21 @@ def soft_segmentation(labels: np.ndarray, num_classes: int,
 
 def pooled_probabilities(prob: np.ndarray, grid=13) -> np.ndarray:
     """A network's softmax ``(K, H, W)`` averaged over each grid cell:
-    ``(gh, gw, K)``, the soft output ``p^`` of eq. 17 at the grid."""
+    ``(gh, gw, K)``, the soft output ``p^`` of eq. 17 at the grid.
+
+    Args:
+        prob: Class probabilities ``(K, H, W)``, cast to float64.
+        grid: Cells ``(gh, gw)`` or one int for both; the paper's 13.
+            Cell edges are at ``round(linspace(0, side, cells + 1))``.
+
+    Returns:
+        np.ndarray: ``(gh, gw, K)`` float64, each cell the mean of its
+        pixels' distributions.
+
+    Raises:
+        ValueError: ``prob`` is not 3-D, or the grid is finer than the
+            image.
+    """
     prob = np.asarray(prob, dtype=np.float64)
     if prob.ndim != 3:
         raise InvalidValueError(f'prob must be (K, H, W), got {prob.shape}')
@@ -232,7 +246,20 @@ def image_miou(pred: np.ndarray, label: np.ndarray, num_classes: int,
                ignore_index: int = IGNORE_INDEX) -> float:
     """One image's mIoU over the classes present in its label or
     prediction (valid pixels only): the per-image quality by which the
-    oracle picks its candidate."""
+    oracle picks its candidate.
+
+    Args:
+        pred: Predicted class indices ``(H, W)``, int in
+            ``[0, num_classes)``.
+        label: Ground-truth class indices ``(H, W)``, with
+            ``ignore_index`` for void.
+        num_classes: ``K``.
+        ignore_index: Void label; those pixels are left out.
+
+    Returns:
+        float: The mean IoU as a fraction in ``[0, 1]`` (not percent),
+        NaN if no valid pixel.
+    """
     valid = label != ignore_index
     p, g = pred[valid], label[valid]
     inter = np.bincount(g[p == g], minlength=num_classes)
@@ -251,6 +278,10 @@ class ConfusionAccumulator:
     empty.
 
     Memory: ``3 K`` integers.
+
+    Args:
+        num_classes: ``K``.
+        ignore_index: Void label; those pixels are not counted.
     """
 
     def __init__(self, num_classes: int,
@@ -262,6 +293,13 @@ class ConfusionAccumulator:
         self.area_label = np.zeros(num_classes, np.int64)
 
     def update(self, pred: np.ndarray, label: np.ndarray) -> None:
+        """Add one image.
+
+        Args:
+            pred: Predicted class indices ``(H, W)``, int.
+            label: Ground-truth class indices ``(H, W)``, int, with
+                ``ignore_index`` for void.
+        """
         if np.shape(pred) != np.shape(label):
             raise InvalidValueError(f'prediction {np.shape(pred)} and label '
                                     f'{np.shape(label)} differ in shape')
@@ -280,4 +318,6 @@ class ConfusionAccumulator:
             return 100.0 * self.inter / union
 
     def miou(self) -> float:
+        """Mean of :meth:`iou` over the classes that are not NaN, in
+        percent."""
         return float(np.nanmean(self.iou()))

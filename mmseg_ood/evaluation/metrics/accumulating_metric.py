@@ -53,17 +53,15 @@ class AccumulatingMetric(BaseMetric):
     mmengine's ``BaseMetric`` appends one record per sample to
     ``self.results``, gathers every record on rank 0 and computes there:
     memory grows with the dataset. Here :meth:`process_sample` updates
-    accumulators (:mod:`~mmseg_ood.evaluation.accumulators.base`) instead, kept
-    by
-    :attr:`samples` (:class:`~mmseg_ood.evaluation.metrics.sampler_padding.
-    PerSampleAccumulators`), which leaves out the repeats that distributed
-    sampling pads the last batch with, as mmengine does for records.
-    :meth:`evaluate` hands this rank's accumulators to
+    accumulators (:mod:`~mmseg_ood.evaluation.accumulators.base`) instead,
+    kept by ``samples`` (a :class:`~mmseg_ood.evaluation.metrics.
+    sampler_padding.PerSampleAccumulators`), which leaves out the repeats
+    that distributed sampling pads the last batch with, as mmengine does
+    for records. :meth:`evaluate` hands this rank's accumulators to
     :meth:`compute_accumulated`, which merges them across ranks (with
     :func:`~mmseg_ood.evaluation.accumulators.base.merge_across_ranks`, so
-    every
-    rank returns the same numbers); then it prefixes the keys and resets
-    the state, also when computing fails.
+    every rank returns the same numbers); then it prefixes the keys and
+    resets the state, also when computing fails.
 
     A metric that needs a second look at the maps once a threshold is
     known (component metrics at the best-F1 threshold, an exact quantile)
@@ -76,6 +74,12 @@ class AccumulatingMetric(BaseMetric):
     Subclasses implement :meth:`process_sample` and
     :meth:`compute_accumulated`, and extend :meth:`reset` for state of
     their own.
+
+    Args:
+        collect_device: Device mmengine gathers results on across ranks,
+            ``'cpu'`` or ``'gpu'`` (mmengine's ``BaseMetric`` argument).
+        prefix: Prefix of the result keys (``'<prefix>/<key>'``); ``None``
+            uses the class's ``default_prefix``.
     """
 
     def __init__(self, collect_device: str = 'cpu',

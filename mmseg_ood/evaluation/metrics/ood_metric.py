@@ -34,7 +34,17 @@ __all__ = ['OODMetric', 'format_table', 'threshold_rule']
 def format_table(results: Dict[str, Dict[str, float]]) -> str:
     """A text table, one row per scorer, metrics in percent; undefined
     values (NaN) print as ``n/a``; a bootstrap interval ``<metric>_ci``
-    follows its metric in brackets."""
+    follows its metric in brackets.
+
+    Args:
+        results: ``{scorer name: {metric key: value}}``, as
+            :class:`OODMetric` returns them without the prefix (``auroc``,
+            ``fpr@95``, ``ap`` ... as fractions in ``[0, 1]``).
+
+    Returns:
+        str: The ``prettytable`` text; a column appears if any scorer has
+        the metric.
+    """
     from prettytable import PrettyTable
     cols = [(k, t) for k, t in table_columns(results.values())
             if any(k in r for r in results.values())]

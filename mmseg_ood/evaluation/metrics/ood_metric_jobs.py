@@ -71,6 +71,15 @@ def threshold_rule(t) -> Optional[Tuple[str, float]]:
     """``('best_f1', nan)`` or ``('tpr', rate)`` for a threshold known only
     after the pass; ``None`` for a number or ``None``.
 
+    Args:
+        t: A ``component_threshold`` value: ``'best_f1'`` (the best pixel-F1
+            threshold), ``'tpr:<rate>'`` (the threshold at that OOD pixel
+            TPR), a finite number (a fixed threshold) or ``None`` (no
+            component metrics).
+
+    Returns:
+        tuple or None: ``(rule, rate)`` for a rule, ``None`` otherwise.
+
     Raises:
         ValueError: ``t`` is none of ``'best_f1'``, ``'tpr:<rate>'`` (rate
             in (0, 1]), a finite number or ``None``.
@@ -94,7 +103,16 @@ def threshold_rule(t) -> Optional[Tuple[str, float]]:
 
 
 def check_component_threshold(threshold) -> None:
-    """Validate ``component_threshold`` (see :func:`threshold_rule`)."""
+    """Validate ``component_threshold`` (see :func:`threshold_rule`).
+
+    Args:
+        threshold: One value :func:`threshold_rule` takes, or a dict
+            ``{scorer name: such a value}``.
+
+    Raises:
+        ValueError: a dict key that is not a str, or a value
+            :func:`threshold_rule` rejects.
+    """
     if isinstance(threshold, dict):
         for k, v in threshold.items():
             if not isinstance(k, str):

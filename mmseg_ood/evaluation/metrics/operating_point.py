@@ -20,7 +20,7 @@ threshold``) at an operating point it can defend:
 
 **Exact from a stream.** The scores stream into a
 :class:`~mmseg_ood.evaluation.PixelOODAccumulator` (bounded memory) and
-each rank spills its maps to disk (:class:`~mmseg_ood.evaluation.
+each rank spills its maps to disk (:class:`~mmseg_ood.formats.
 score_map_spill.ScoreMapSpill`). The histogram's bin counts are exact, so
 it tells which bin holds ``w`` (and which holds the next score up); one
 read-back of the spilled maps then counts the pixels of just those bins at
@@ -68,7 +68,17 @@ _ID, _OOD = 0, 1
 
 def count_at_most(rate: float, n: int) -> int:
     """The largest ``k`` with ``k / n <= rate`` (float division, as the
-    rates are reported)."""
+    rates are reported).
+
+    Args:
+        rate: The allowed fraction, e.g. the ID false-positive rate
+            ``alpha`` of the ``'id_fpr'`` rule.
+        n: The number of pixels ``N``, an int >= 0.
+
+    Returns:
+        int: ``K`` in ``[0, n]``; ``floor(rate * n)`` corrected by one where
+        float rounding puts it on the wrong side.
+    """
     k = int(math.floor(rate * n))
     while k + 1 <= n and (k + 1) / n <= rate:
         k += 1
@@ -80,7 +90,16 @@ def count_at_most(rate: float, n: int) -> int:
 def count_at_least(rate: float, n: int) -> int:
     """The smallest ``k`` with ``k / n >= rate`` (as
     :func:`~mmseg_ood.evaluation.functional.roc_pr.curve_metrics` reads TPR
-    points)."""
+    points).
+
+    Args:
+        rate: The fraction to reach, e.g. the OOD true-positive rate of the
+            ``'tpr'`` rule.
+        n: The number of pixels, an int >= 0.
+
+    Returns:
+        int: ``k`` in ``[0, n]``; ``n`` if no ``k`` reaches ``rate``.
+    """
     k = int(math.ceil(rate * n))
     while k > 0 and (k - 1) / n >= rate:
         k -= 1
@@ -434,7 +453,19 @@ class OperatingPointMetric(AccumulatingMetric):
 
 
 def describe_rule(rule: str, target: Optional[float]) -> str:
-    """The rule in words, for the calibration file and the tables."""
+    """The rule in words, for the calibration file and the tables.
+
+    Args:
+        rule: ``'id_fpr'``, ``'tpr'`` or ``'best_f1'``
+            (:data:`OPERATING_RULES`).
+        target: The rate of ``'id_fpr'`` / ``'tpr'``; not read for
+            ``'best_f1'`` (``None``).
+
+    Returns:
+        str: One sentence, e.g. for ``'tpr'`` at 0.95: "largest threshold
+        at which at least 0.95 of the OOD pixels are flagged (score >=
+        threshold)".
+    """
     if rule == 'id_fpr':
         return (f'smallest ID score above the (K + 1)-th largest, K = '
                 f'max{{k : k / N <= {target:g}}} of the N ID pixels: at most '
@@ -447,7 +478,17 @@ def describe_rule(rule: str, target: Optional[float]) -> str:
 
 
 def threshold_summary(result: dict) -> Tuple[str, ...]:
-    """Lines ``name: value [low, high]`` of the achieved rates."""
+    """Lines ``name: value [low, high]`` of the achieved rates.
+
+    Args:
+        result: :attr:`OperatingPointMetric.last_result`: its ``achieved``
+            maps a rate's name to the dict :func:`rate_interval` returns.
+
+    Returns:
+        tuple: One str per rate with a value, e.g.
+        ``'id_fpr: 0.04987 [0.0412, 0.05854] (95% CI, 20 images)'``; a
+        rate without an interval has no brackets.
+    """
     lines = []
     for name, r in result['achieved'].items():
         v = r.get('value')

@@ -35,7 +35,19 @@ DEFAULT_SEGMENT_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 
 def check_thresholds(thresholds) -> List[float]:
     """``thresholds`` as floats; a non-empty list of distinct finite
-    numbers, else ValueError."""
+    numbers, else ValueError.
+
+    Args:
+        thresholds: The segment thresholds ``t`` of eq. 7 (OOD where the
+            score reaches ``t``), e.g. :data:`DEFAULT_SEGMENT_THRESHOLDS`.
+
+    Returns:
+        list: The thresholds as Python floats, in the order given.
+
+    Raises:
+        ValueError: empty, a str, a non-finite or non-numeric entry (bools
+            included), or a repeated value.
+    """
     if isinstance(thresholds, (str, bytes)) or not thresholds or not all(
             isinstance(t, (int, float, np.integer, np.floating))
             and not isinstance(t, bool) and np.isfinite(t)
@@ -92,6 +104,10 @@ class SegmentTable(Accumulator):
     (one row of ``F`` features per segment: the meta classifier is fitted on
     all of them); merging appends, and :meth:`compute` orders the images by
     key, so any split over ranks gives the same table.
+
+    Args:
+        threshold: The segment threshold ``t`` (eq. 7) the segments were
+            cut at; kept for the results' names.
     """
 
     def __init__(self, threshold: float):
@@ -99,6 +115,7 @@ class SegmentTable(Accumulator):
         self.reset()
 
     def reset(self) -> None:
+        """Forget every image."""
         self.blocks: List[dict] = []
 
     def update(self, key: str, segments) -> 'SegmentTable':
@@ -113,13 +130,21 @@ class SegmentTable(Accumulator):
         return self
 
     def state_dict(self) -> dict:
+        """``dict(blocks=[...])``, one block of arrays per image."""
         return dict(blocks=list(self.blocks))
 
     def load_state_dict(self, state: dict) -> 'SegmentTable':
+        """Append another table's images (e.g. another rank's)."""
         self.blocks.extend(state['blocks'])
         return self
 
     def compute(self) -> SegmentData:
+        """All segments, images sorted by key, indices made global.
+
+        Raises:
+            ValueError: images scored by models with different numbers of
+                classes.
+        """
         blocks = sorted(self.blocks, key=lambda b: b['key'])
         classes = {b['num_classes'] for b in blocks}
         if len(classes) > 1:
@@ -196,7 +221,18 @@ def error_detection_scores(is_fp: np.ndarray,
     """Table 3: AUROC and AUPRC of ``score`` at telling false-positive
     segments (the positive class, the prediction errors) from true
     positives (sklearn's ``roc_auc_score`` / ``average_precision_score``);
-    NaN when one kind is absent."""
+    NaN when one kind is absent.
+
+    Args:
+        is_fp: ``(n,)`` bool, True for a false-positive segment; ignored
+            segments must be left out by the caller.
+        score: ``(n,)`` float, higher = more likely a false positive (e.g.
+            the meta classifier's probability, or :func:`msp_error_score`).
+
+    Returns:
+        dict: ``auroc`` and ``auprc`` as floats in ``[0, 1]``; both NaN,
+        with an ``UndefinedMetricWarning``, when only one kind is present.
+    """
     is_fp = np.asarray(is_fp, bool)
     if is_fp.all() or not is_fp.any():
         warnings.warn(
@@ -210,7 +246,14 @@ def error_detection_scores(is_fp: np.ndarray,
 
 def msp_error_score(data: SegmentData) -> np.ndarray:
     """Table 3's baseline: the segment's mean maximum softmax probability
-    (``1 - V_mean``; a confident segment is likely a false positive)."""
+    (``1 - V_mean``; a confident segment is likely a false positive).
+
+    Args:
+        data: The segments at one threshold.
+
+    Returns:
+        np.ndarray: ``(n,)`` float64, in ``[1 / q, 1]``.
+    """
     if not len(data.kind):
         return np.zeros(0)
     return 1.0 - data.features[:, data.feature_names.index('V_mean')]
@@ -218,12 +261,29 @@ def msp_error_score(data: SegmentData) -> np.ndarray:
 
 def threshold_key(threshold: float) -> str:
     """The threshold as a key: the shortest string that reads back as the
-    same float (``'0.5'``), so that no two thresholds share one."""
+    same float (``'0.5'``), so that no two thresholds share one.
+
+    Args:
+        threshold: A segment threshold.
+
+    Returns:
+        str: ``repr(float(threshold))``.
+    """
     return repr(float(threshold))
 
 
 def threshold_name(scorer: str, threshold: float, meta: bool = False) -> str:
-    """``'entropy@0.5'`` / ``'entropy+meta@0.5'``."""
+    """``'entropy@0.5'`` / ``'entropy+meta@0.5'``.
+
+    Args:
+        scorer: The scorer's name as reported.
+        threshold: The segment threshold (:func:`threshold_key`).
+        meta: Whether the segments were filtered by a meta classifier
+            (adds ``'+meta'``).
+
+    Returns:
+        str: The results' row name.
+    """
     return f'{scorer}{"+meta" if meta else ""}@{threshold_key(threshold)}'
 
 

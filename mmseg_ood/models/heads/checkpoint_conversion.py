@@ -61,6 +61,13 @@ def find_final_head(state: Dict[str, torch.Tensor]) -> Tuple[str, bool]:
     with the largest ``i``; ``wrapped`` whether it is an IBE / SCrIBE head
     (its classifier under ``<prefix>.head.conv_seg``).
 
+    Args:
+        state: A segmentor's state dict (parameter name -> tensor), e.g.
+            a checkpoint's ``state_dict``.
+
+    Returns:
+        tuple: ``(prefix, wrapped)``, a str and a bool.
+
     Raises:
         ValueError: no ``decode_head...conv_seg.weight`` (a head without a
             1x1 classifier, e.g. MaskFormer, or not a segmentor's
@@ -102,6 +109,10 @@ def to_implicit_background(state: Dict[str, torch.Tensor],
         background_index: The background row of ``conv_seg``, in
             ``[0, k)``.
         bias: ``'keep'`` or ``'relative'`` (module docstring).
+
+    Returns:
+        OrderedDict: The converted state dict; the final head's keys moved
+        under ``<prefix>.head.``, its ``conv_seg`` with ``k - 1`` rows.
 
     Raises:
         ValueError: no ``conv_seg``, a head already wrapped, a bad
@@ -146,6 +157,15 @@ def to_plain(state: Dict[str, torch.Tensor], background_index: int = 0
              ) -> 'OrderedDict[str, torch.Tensor]':
     """An IBE / SCrIBE state dict as a plain head's (module docstring: the
     background row is zero).
+
+    Args:
+        state: The IBE / SCrIBE model's state dict.
+        background_index: Where the zero background row is inserted into
+            ``conv_seg``, in ``[0, k)`` for the ``k - 1`` foreground rows
+            the state holds; the index the IBE / SCrIBE head used.
+
+    Returns:
+        OrderedDict: The plain state dict, ``conv_seg`` with ``k`` rows.
 
     Raises:
         ValueError: the head is not wrapped, or a bad ``background_index``.

@@ -10,6 +10,12 @@ def check_loss_name(loss_name) -> str:
     ``loss_`` prefix. Any other name would be logged but silently not
     trained.
 
+    Args:
+        loss_name: The key the loss's value will have in the loss dict.
+
+    Returns:
+        str: ``loss_name`` unchanged.
+
     Raises:
         ValueError: ``loss_name`` is not a str starting with ``loss_``.
     """

@@ -236,8 +236,9 @@ class UOILoss(_ExpectedOverlapLoss):
             many pixels are left out of the mean like absent classes:
             ``(1/K'') sum_{k: sum_i p_ik > m} E[U_k] / E[I_k]``. A class
             present only as a fragment the model misses has ``E[I_k]``
-            near 0 and a term that dwarfs the others (README, "UOI + CE:
-            why it collapsed"); this drops such terms.
+            near 0 and a term that dwarfs the others
+            (``docs/en/results/training_comparisons.md``, "UOI + CE: why
+            it collapsed"); this drops such terms.
         loss_name: Key in the loss dict (must start with ``loss_``).
 
     Example:

@@ -1,4 +1,5 @@
-"""Every ```python block of README.md runs, so README drift fails the suite.
+"""Every ```python block of README.md and of the documentation site
+(docs/en) runs, so documentation drift fails the suite.
 
 Two kinds of block:
 
@@ -18,6 +19,7 @@ Two kinds of block:
 import ast
 import builtins
 import functools
+import os
 import os.path as osp
 import re
 import shutil
@@ -27,13 +29,14 @@ import pytest
 from conftest import REPO, STREET_CONFIG
 
 README = osp.join(REPO, 'README.md')
+DOCS = osp.join(REPO, 'docs', 'en')
 #: The model-zoo config of the README's "In your own config" block.
 ZOO_BASE = ('mmseg::deeplabv3plus/'
             'deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py')
 
 
 def python_blocks(path=README):
-    """``(line, text)`` of every ```python block; ``line`` is the README
+    """``(line, text)`` of every ```python block; ``line`` is the file's
     line of the block's opening fence."""
     blocks, start, lines = [], None, []
     with open(path, encoding='utf-8') as f:
@@ -46,11 +49,23 @@ def python_blocks(path=README):
                 start = None
             elif start is not None:
                 lines.append(line)
-    assert start is None, f'README.md line {start}: unclosed ```python block'
+    assert start is None, f'{path} line {start}: unclosed ```python block'
     return blocks
 
 
-BLOCKS = python_blocks()
+def documents():
+    """README.md and every Markdown page of docs/en."""
+    paths = [README]
+    for root, dirs, files in os.walk(DOCS):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(('_', '.')))
+        paths += [osp.join(root, f) for f in sorted(files)
+                  if f.endswith('.md')]
+    return paths
+
+
+#: ``(path, line, text)`` of every ```python block of the documentation.
+BLOCKS = [(path, line, text) for path in documents()
+          for line, text in python_blocks(path)]
 
 
 def is_config_fragment(text):
@@ -93,10 +108,10 @@ def input_files(text):
         and re.fullmatch(r'[\w./-]+\.(png|jpg|pth|json)', node.value)})
 
 
-def test_readme_has_both_kinds_of_block():
-    kinds = {is_config_fragment(text) for _, text in BLOCKS}
-    assert kinds == {True, False}, 'README.md: expected config fragments ' \
-        'and code snippets among its ```python blocks'
+def test_the_docs_have_both_kinds_of_block():
+    kinds = {is_config_fragment(text) for _, _, text in BLOCKS}
+    assert kinds == {True, False}, 'expected config fragments and code ' \
+        'snippets among the ```python blocks of the documentation'
 
 
 # config fragments -----------------------------------------------------------
@@ -122,21 +137,22 @@ def _fragment_types(text):
 def cases(config_fragments):
     """The blocks of one kind as pytest params, id ``line<N>``."""
     params = []
-    for line, text in BLOCKS:
+    for path, line, text in BLOCKS:
         if is_config_fragment(text) != config_fragments:
             continue
-        params.append(pytest.param(line, text, id=f'line{line}'))
+        where = osp.relpath(path, DOCS) if path != README else 'README.md'
+        params.append(pytest.param(path, line, text, id=f'{where}:{line}'))
     return params
 
 
-@pytest.mark.parametrize('line,text', cases(config_fragments=True))
-def test_config_fragment_loads_and_builds(line, text, tmp_path):
+@pytest.mark.parametrize('path,line,text', cases(config_fragments=True))
+def test_config_fragment_loads_and_builds(path, line, text, tmp_path):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
 
     import mmseg_ood  # noqa: F401  (registers the plugin's types)
     from mmseg.registry import HOOKS, METRICS, MODELS
-    where = f'README.md line {line}'
+    where = f'{osp.relpath(path, REPO)} line {line}'
     if not re.search(r'^_base_\s*=', text, re.M):
         text = f'_base_ = {ZOO_BASE!r}\n{text}'
     path = tmp_path / 'fragment.py'
@@ -241,21 +257,21 @@ class Placeholders:
             'files', 'names'}
 
 
-@pytest.mark.parametrize('line,text', cases(config_fragments=False))
-def test_code_snippet_runs(line, text, tmp_path, monkeypatch, synthetic_root,
-                           trained_work_dir):
-    where = f'README.md line {line}'
+@pytest.mark.parametrize('path,line,text', cases(config_fragments=False))
+def test_code_snippet_runs(path, line, text, tmp_path, monkeypatch,
+                           synthetic_root, trained_work_dir):
+    where = f'{osp.relpath(path, REPO)} line {line}'
     missing = [n for n in free_names(text) if n not in Placeholders.names()]
     assert not missing, (
         f'{where}: the snippet uses {missing}, which '
-        'tests/e2e/test_readme_snippets.py does not provide; add them to '
+        'tests/docs/test_doc_snippets.py does not provide; add them to '
         'Placeholders or define them in the snippet')
     given = Placeholders(tmp_path, synthetic_root, trained_work_dir)
     files = given.files()
     unknown = [f for f in input_files(text) if f not in files]
     assert not unknown, (
         f'{where}: the snippet reads {unknown}, which '
-        'tests/e2e/test_readme_snippets.py does not provide '
+        'tests/docs/test_doc_snippets.py does not provide '
         '(Placeholders.files)')
     monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
     monkeypatch.chdir(tmp_path)
@@ -263,7 +279,7 @@ def test_code_snippet_runs(line, text, tmp_path, monkeypatch, synthetic_root,
         shutil.copy(files[name], name)
     namespace = {'__name__': '__readme__'}
     namespace.update({n: getattr(given, n)() for n in free_names(text)})
-    code = compile('\n' * line + text, README, 'exec')  # README's lines
+    code = compile('\n' * line + text, path, 'exec')  # the file's lines
     exec(code, namespace)
 
 
