@@ -111,3 +111,62 @@ def test_every_relative_link_of_the_readme_resolves():
     broken = sorted({link for link in local
                      if not osp.exists(osp.join(REPO, link))})
     assert not broken, f'README.md links to missing files: {broken}'
+
+
+def guide_sections():
+    """``{heading: text}`` of every section of the guide pages (API
+    reference aside), a section running to the next heading of any
+    level."""
+    sections = {}
+    for root, dirs, files in os.walk(DOCS):
+        dirs[:] = [d for d in dirs
+                   if not d.startswith(('_', '.')) and d != 'api']
+        for f in files:
+            if not f.endswith('.md'):
+                continue
+            with open(osp.join(root, f), encoding='utf-8') as fh:
+                text = fh.read()
+            # headings outside code blocks
+            text = re.sub(r'^```.*?^```', lambda m: m.group(0).replace(
+                '\n#', '\n '), text, flags=re.S | re.M)
+            parts = re.split(r'^#+ (.*)$', text, flags=re.M)
+            for heading, body in zip(parts[1::2], parts[2::2]):
+                sections[heading.strip()] = body
+    return sections
+
+
+def hooks_and_metrics():
+    """``{name: class}`` of the hooks and metrics mmseg_ood registers."""
+    import mmseg.registry
+
+    import mmseg_ood  # noqa: F401
+    found = {}
+    for reg in (mmseg.registry.HOOKS, mmseg.registry.METRICS):
+        for name, cls in reg.module_dict.items():
+            if cls.__module__.startswith('mmseg_ood') and name == \
+                    cls.__name__:
+                found[name] = cls
+    return found
+
+
+def test_every_hook_and_metric_has_a_section_naming_its_arguments():
+    import inspect
+    sections = guide_sections()
+    classes = hooks_and_metrics()
+    assert 'OODVisualizationHook' in classes and 'OODMetric' in classes
+    problems = []
+    for name, cls in sorted(classes.items()):
+        own = [h for h in sections if re.search(rf'`?\b{name}\b`?', h)]
+        if not own:
+            problems.append(f'{name}: no section headed with its name')
+            continue
+        text = '\n'.join(sections[h] for h in own)
+        params = [p.name for p in inspect.signature(
+            cls.__init__).parameters.values()
+            if p.name != 'self' and p.kind not in (p.VAR_POSITIONAL,
+                                                   p.VAR_KEYWORD)]
+        missing = [p for p in params if f'`{p}' not in text]
+        if missing:
+            problems.append(f'{name}: arguments {missing} not in its '
+                            f'section(s) {own}')
+    assert not problems, '\n'.join(problems)
