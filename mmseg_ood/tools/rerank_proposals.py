@@ -73,17 +73,14 @@ def main(argv=None):
     args = parse_args(argv)
     from mmseg_ood.apis.rerank_proposals import (rerank_proposals,
                                                  reranking_markdown)
-    try:
-        result = rerank_proposals(
-            args.config, dict(args.checkpoints), args.proposals,
-            proposal_config=args.proposal_config,
-            num_candidates=args.num_candidates, grid=args.grid,
-            background_index=args.background_index,
-            background_penalty=args.background_penalty,
-            max_images=args.max_images, cfg_options=args.cfg_options,
-            out_dir=args.work_dir)
-    except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f'rerank_proposals: error: {e}')
+    result = rerank_proposals(
+        args.config, dict(args.checkpoints), args.proposals,
+        proposal_config=args.proposal_config,
+        num_candidates=args.num_candidates, grid=args.grid,
+        background_index=args.background_index,
+        background_penalty=args.background_penalty,
+        max_images=args.max_images, cfg_options=args.cfg_options,
+        out_dir=args.work_dir)
     print(reranking_markdown(result), end='')
     return result
 

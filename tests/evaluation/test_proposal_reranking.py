@@ -179,7 +179,7 @@ def test_tool_end_to_end(tmp_path, synthetic_root, trained_work_dir):
                    f'a={tmp_path}/missing.pth', '--proposals', ckpt,
                    '--work-dir', str(work), check=False,
                    env={'MMSEG_OOD_DATA': synthetic_root})
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         f"rerank_proposals: error: checkpoint of 'a' not found: "
         f'{tmp_path}/missing.pth']
