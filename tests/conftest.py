@@ -182,6 +182,26 @@ def trained_work_dir(tmp_path_factory, synthetic_root):
     return work
 
 
+def registered_classes():
+    """``{'<REGISTRY>.<name>': class}`` of every class ``mmseg_ood``
+    registers: the entries of mmseg's registries whose class is defined in
+    ``mmseg_ood``, and every scorer of ``OOD_SCORERS``."""
+    import mmseg.registry
+
+    import mmseg_ood  # noqa: F401
+    from mmseg_ood.scorers import OOD_SCORERS
+    found = {}
+    for reg_name, reg in sorted(vars(mmseg.registry).items()):
+        if not hasattr(reg, 'module_dict'):
+            continue
+        for name, cls in reg.module_dict.items():
+            if getattr(cls, '__module__', '').startswith('mmseg_ood'):
+                found[f'{reg_name}.{name}'] = cls
+    for name, cls in OOD_SCORERS.module_dict.items():
+        found[f'OOD_SCORERS.{name}'] = cls
+    return found
+
+
 def package_tool(tool: str) -> str:
     """The ``mmseg_ood.tools`` module that ``tools/<tool>.py`` runs."""
     with open(osp.join(REPO, 'tools', f'{tool}.py')) as f:

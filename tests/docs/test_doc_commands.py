@@ -37,9 +37,9 @@ import textwrap
 import pytest
 
 from conftest import QUICK_OPTIONS, REPO, package_tool
+from doc_pages import DOCS, doc_pages, fenced_blocks
 from not_run import NOT_RUN
 
-DOCS = osp.join(REPO, 'docs', 'en')
 DEMO_CONFIG = ('configs/synthetic/'
                'deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py')
 #: Dataloaders in the tool's own process: no worker start-up per command.
@@ -53,34 +53,6 @@ EXTRA_ARGS = {'train': ['--cfg-options', *QUICK_OPTIONS]}
 for _tool in ('test', 'ood_test', 'calibrate_ood', 'meta_classify',
               'robustness_test', 'analyze_representation', 'rerank_proposals'):
     EXTRA_ARGS[_tool] = ['--cfg-options', *LOADER_OPTIONS]
-
-
-def doc_pages():
-    """Every Markdown page of the site, relative to docs/en."""
-    pages = []
-    for root, dirs, files in os.walk(DOCS):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(('_', '.')))
-        pages += [osp.relpath(osp.join(root, f), DOCS)
-                  for f in sorted(files) if f.endswith('.md')]
-    return sorted(pages)
-
-
-def fenced_blocks(path, language):
-    """``(line, text)`` of every ```<language> block of a Markdown file;
-    ``line`` is the line of the opening fence."""
-    blocks, start, lines = [], None, []
-    with open(path, encoding='utf-8') as f:
-        for n, line in enumerate(f, 1):
-            fence = line.strip()
-            if start is None and fence == f'```{language}':
-                start, lines = n, []
-            elif start is not None and fence.startswith('```'):
-                blocks.append((start, ''.join(lines)))
-                start = None
-            elif start is not None:
-                lines.append(line)
-    assert start is None, f'{path} line {start}: unclosed ```{language} block'
-    return blocks
 
 
 HEREDOC = re.compile(r"<<-?\s*'?\"?(\w+)'?\"?")

@@ -19,7 +19,6 @@ Two kinds of block:
 import ast
 import builtins
 import functools
-import os
 import os.path as osp
 import re
 import shutil
@@ -27,45 +26,22 @@ import shutil
 import pytest
 
 from conftest import REPO, STREET_CONFIG
+from doc_pages import DOCS, doc_pages, fenced_blocks
 
 README = osp.join(REPO, 'README.md')
-DOCS = osp.join(REPO, 'docs', 'en')
 #: The model-zoo config of the README's "In your own config" block.
 ZOO_BASE = ('mmseg::deeplabv3plus/'
             'deeplabv3plus_r50-d8_4xb2-40k_cityscapes-512x1024.py')
 
 
-def python_blocks(path=README):
-    """``(line, text)`` of every ```python block; ``line`` is the file's
-    line of the block's opening fence."""
-    blocks, start, lines = [], None, []
-    with open(path, encoding='utf-8') as f:
-        for n, line in enumerate(f, 1):
-            fence = line.strip()
-            if start is None and fence == '```python':
-                start, lines = n, []
-            elif start is not None and fence.startswith('```'):
-                blocks.append((start, ''.join(lines)))
-                start = None
-            elif start is not None:
-                lines.append(line)
-    assert start is None, f'{path} line {start}: unclosed ```python block'
-    return blocks
-
-
 def documents():
     """README.md and every Markdown page of docs/en."""
-    paths = [README]
-    for root, dirs, files in os.walk(DOCS):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(('_', '.')))
-        paths += [osp.join(root, f) for f in sorted(files)
-                  if f.endswith('.md')]
-    return paths
+    return [README] + [osp.join(DOCS, page) for page in doc_pages()]
 
 
 #: ``(path, line, text)`` of every ```python block of the documentation.
 BLOCKS = [(path, line, text) for path in documents()
-          for line, text in python_blocks(path)]
+          for line, text in fenced_blocks(path, 'python')]
 
 
 def is_config_fragment(text):

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, registered_classes
+from doc_pages import DOCS, doc_pages, read_page
 
-DOCS = osp.join(REPO, 'docs', 'en')
 #: What ``make docs`` needs: the ``[docs]`` extra of setup.cfg.
 DOCS_PACKAGES = ('sphinx', 'myst_parser', 'furo')
 
@@ -44,14 +44,10 @@ def test_the_site_builds_without_a_warning(tmp_path):
                           env=env, timeout=600)
     assert proc.returncode == 0, (
         f'sphinx-build failed ({proc.returncode}):\n{proc.stderr[-8000:]}')
-    pages = []
-    for root, dirs, files in os.walk(DOCS):
-        dirs[:] = [d for d in dirs if not d.startswith(('_', '.'))]
-        pages += [osp.relpath(osp.join(root, f), DOCS)[:-3]
-                  for f in files if f.endswith('.md')]
+    pages = [page[:-3] for page in doc_pages()]
     built = [p for p in pages
              if osp.isfile(osp.join(out, 'html', p + '.html'))]
-    assert sorted(built) == sorted(pages)
+    assert built == pages
     with open(osp.join(out, 'html', 'api', 'scorers.html'),
               encoding='utf-8') as f:
         api = f.read()
@@ -59,43 +55,19 @@ def test_the_site_builds_without_a_warning(tmp_path):
     assert 'mmseg_ood.scorers.energy.Energy' in api and 'References' in api
 
 
-def registered_names():
-    """``{(registry, name)}`` of every class mmseg_ood registers."""
-    import mmseg.registry
-
-    import mmseg_ood  # noqa: F401
-    from mmseg_ood.scorers import OOD_SCORERS
-    found = set()
-    for reg_name, reg in vars(mmseg.registry).items():
-        if not hasattr(reg, 'module_dict'):
-            continue
-        for name, cls in reg.module_dict.items():
-            if getattr(cls, '__module__', '').startswith('mmseg_ood'):
-                found.add((reg_name, name))
-    found |= {('OOD_SCORERS', name) for name in OOD_SCORERS.module_dict}
-    return found
-
-
 def guide_text():
     """The text of every page but the generated API reference."""
-    texts = []
-    for root, dirs, files in os.walk(DOCS):
-        dirs[:] = [d for d in dirs
-                   if not d.startswith(('_', '.')) and d != 'api']
-        for f in files:
-            if f.endswith('.md'):
-                with open(osp.join(root, f), encoding='utf-8') as fh:
-                    texts.append(fh.read())
-    return '\n'.join(texts)
+    return '\n'.join(read_page(page) for page in doc_pages(skip=('api',)))
 
 
 def test_every_registered_class_is_explained_on_a_page():
-    names = registered_names()
-    assert len(names) >= 50 and ('HOOKS', 'OODVisualizationHook') in names
+    keys = registered_classes()
+    assert len(keys) >= 50 and 'HOOKS.OODVisualizationHook' in keys
     text = guide_text()
-    missing = sorted(f'{reg}.{name}' for reg, name in names
-                     if not re.search(rf'(?<![\w.]){re.escape(name)}(?!\w)',
-                                      text))
+    missing = sorted(
+        key for key in keys
+        if not re.search(rf'(?<![\w.]){re.escape(key.split(".", 1)[1])}(?!\w)',
+                         text))
     assert not missing, (
         'registered but named on no page of docs/en (API reference '
         f'aside): {missing}')
@@ -118,34 +90,23 @@ def guide_sections():
     reference aside), a section running to the next heading of any
     level."""
     sections = {}
-    for root, dirs, files in os.walk(DOCS):
-        dirs[:] = [d for d in dirs
-                   if not d.startswith(('_', '.')) and d != 'api']
-        for f in files:
-            if not f.endswith('.md'):
-                continue
-            with open(osp.join(root, f), encoding='utf-8') as fh:
-                text = fh.read()
-            # headings outside code blocks
-            text = re.sub(r'^```.*?^```', lambda m: m.group(0).replace(
-                '\n#', '\n '), text, flags=re.S | re.M)
-            parts = re.split(r'^#+ (.*)$', text, flags=re.M)
-            for heading, body in zip(parts[1::2], parts[2::2]):
-                sections[heading.strip()] = body
+    for page in doc_pages(skip=('api',)):
+        # headings outside code blocks
+        text = re.sub(r'^```.*?^```', lambda m: m.group(0).replace(
+            '\n#', '\n '), read_page(page), flags=re.S | re.M)
+        parts = re.split(r'^#+ (.*)$', text, flags=re.M)
+        for heading, body in zip(parts[1::2], parts[2::2]):
+            sections[heading.strip()] = body
     return sections
 
 
 def hooks_and_metrics():
     """``{name: class}`` of the hooks and metrics mmseg_ood registers."""
-    import mmseg.registry
-
-    import mmseg_ood  # noqa: F401
     found = {}
-    for reg in (mmseg.registry.HOOKS, mmseg.registry.METRICS):
-        for name, cls in reg.module_dict.items():
-            if cls.__module__.startswith('mmseg_ood') and name == \
-                    cls.__name__:
-                found[name] = cls
+    for key, cls in registered_classes().items():
+        registry, name = key.split('.', 1)
+        if registry in ('HOOKS', 'METRICS') and name == cls.__name__:
+            found[name] = cls
     return found
 
 

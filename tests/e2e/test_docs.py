@@ -7,36 +7,9 @@ import re
 
 import pytest
 
-import mmseg.registry
-import mmseg_ood  # noqa: F401
-from mmseg_ood.scorers import OOD_SCORERS
+from conftest import registered_classes
 
 REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def mmseg_registries():
-    """Every registry of ``mmseg.registry`` (found, not listed)."""
-    return {
-        name: reg
-        for name, reg in vars(mmseg.registry).items()
-        if hasattr(reg, 'module_dict')
-    }
-
-
-def registered_classes():
-    """``{'<REGISTRY>.<name>': class}`` of every class ``mmseg_ood``
-    registers: the entries of mmseg's registries whose class is defined in
-    ``mmseg_ood``, and every scorer of ``OOD_SCORERS``."""
-    found = {}
-    for reg_name, reg in sorted(mmseg_registries().items()):
-        for name, cls in reg.module_dict.items():
-            if getattr(cls, '__module__', '').startswith('mmseg_ood'):
-                found[f'{reg_name}.{name}'] = cls
-    for name, cls in OOD_SCORERS.module_dict.items():
-        found[f'OOD_SCORERS.{name}'] = cls
-    return found
-
-
 CLASSES = registered_classes()
 NEED_REFERENCES = {
     key for key in CLASSES

@@ -22,30 +22,15 @@ import pytest
 import torch
 from PIL import Image
 
-import mmseg.registry
 import mmseg_ood  # noqa: F401
 from mmseg.registry import DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS
 from mmseg_ood.scorers import OOD_SCORERS, ScoreInputs, build_scorer
 
+from conftest import registered_classes
+
 # ---------------------------------------------------------------------------
 # what is registered
-
-
-def registered_types():
-    """``'<REGISTRY>.<name>'`` of every entry of mmseg's registries whose
-    class is defined in ``mmseg_ood``, and of every scorer."""
-    found = set()
-    for reg_name, reg in vars(mmseg.registry).items():
-        if not hasattr(reg, 'module_dict'):
-            continue
-        for name, cls in reg.module_dict.items():
-            if getattr(cls, '__module__', '').startswith('mmseg_ood'):
-                found.add(f'{reg_name}.{name}')
-    found |= {f'OOD_SCORERS.{name}' for name in OOD_SCORERS.module_dict}
-    return found
-
-
-REGISTERED = registered_types()
+REGISTERED = set(registered_classes())
 
 #: ``'<REGISTRY>.<name>'`` -> a function of the pytest ``request`` that
 #: builds the type through its registry and checks what it does.
