@@ -36,7 +36,9 @@ def mask_predict(head: nn.Module, x: Tuple[Tensor], batch_img_metas: List[
 
     Returns:
         ``seg_logits`` ``(N, K, H, W)`` exactly as the head's ``predict``;
-        the final layer's class logits ``(N, Q, K + 1)``; the sigmoid of
+        the final layer's class logits ``(N, Q, K + 1)`` (``(N, Q, K + 2)``
+        for an :class:`~mmseg_ood.models.heads.OutlierMask2FormerHead`
+        with a negative class, which is class K); the sigmoid of
         its mask logits resized to ``(H, W)``, ``(N, Q, H, W)``.
     """
     from mmseg.models.decode_heads import Mask2FormerHead, MaskFormerHead
@@ -63,4 +65,9 @@ def mask_predict(head: nn.Module, x: Tuple[Tensor], batch_img_metas: List[
     cls_score = F.softmax(query_logits, dim=-1)[..., :-1]
     mask_probs = mask_logits.sigmoid()
     seg_logits = torch.einsum('bqc, bqhw->bchw', cls_score, mask_probs)
+    # a head with negative classes (UNO's OutlierMask2FormerHead) predicts
+    # the known ones only; the query logits keep them
+    known = getattr(head, 'num_known_classes', None)
+    if known is not None and known < seg_logits.shape[1]:
+        seg_logits = seg_logits[:, :known]
     return seg_logits, query_logits, mask_probs

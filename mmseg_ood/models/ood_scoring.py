@@ -27,16 +27,34 @@ Cost: the scorers run on ``(N, C, h, w)`` at the head's resolution (1/4 or
 1/8 of the input for most heads; the padded input for mask-classification
 heads, which upsample their masks first); the extra channels add K/C to the
 upsampling and stitching work. A scorer that reads the mask probabilities
-(``no_object``) makes the wrapper run the head's semantic inference itself
+(``no_object``, ``eam``, ``mask2anomaly`` with stuff classes) makes the
+wrapper run the head's semantic inference itself
 (:func:`~mmseg_ood.models.mask_classification.mask_predict`, the same
 operations, so ``seg_logits`` is bit-identical) to keep them.
+
+Flip (scorers with ``requires_flip``, e.g. ``mask2anomaly:flip=True``): the
+segmentor's ``inference`` is wrapped too, and after the plain pass it runs
+once more, on the batch with each image flipped horizontally *within its
+unpadded region* (the region ``postprocess_result`` keeps: the padding
+mmseg adds at the right and bottom stays where it is, so each image is
+padded exactly as the flipped image would be on its own). In that pass
+only the flip scorers are computed (the other channels are zeros). Its
+maps get the same post-processing as the plain ones (un-padding, mmseg's
+own un-flipping, resize to ``ori_shape``), are then flipped back, and each
+flip scorer's map is the mean of the two. Un-flipping after the
+post-processing, in the image's frame, is exact for every head and for
+whole and slide inference (cropping the flipped region back out and a
+bilinear resize both commute with the flip), so the flipped pass yields
+what the model gives the flipped image on its own. It costs a second
+forward pass of the whole model, and runs only when a scorer asks for it.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import warnings
 from collections import OrderedDict
-from typing import Iterable, Mapping, Union
+from typing import Iterable, Mapping, Sequence, Union
 
 import torch
 import torch.nn as nn
@@ -53,6 +71,41 @@ from .introspection import (describe_head, final_classifier, final_decode_head,
 from .mask_classification import mask_predict
 
 ScorerSpec = Union[str, dict, BaseScorer]
+
+
+def padding_of(meta: Mapping) -> Sequence[int]:
+    """``(left, right, top, bottom)``: the padding around an image in its
+    batch input, as mmseg's ``BaseSegmentor.postprocess_result`` reads it
+    (``img_padding_size`` if set, else ``padding_size``, else none).
+
+    Args:
+        meta: The image's metainfo.
+    """
+    if 'img_padding_size' not in meta:
+        return meta.get('padding_size', [0] * 4)
+    return meta['img_padding_size']
+
+
+def flip_image_regions(inputs: torch.Tensor,
+                       batch_img_metas: Sequence[Mapping]) -> torch.Tensor:
+    """The batch with each image flipped horizontally inside its unpadded
+    region (:func:`padding_of`); the padding stays where it was.
+
+    Args:
+        inputs: The batch input, ``(N, C, H, W)``, as the segmentor's
+            ``inference`` takes it.
+        batch_img_metas: The images' metainfo, one per image.
+
+    Returns:
+        Tensor: A new ``(N, C, H, W)`` tensor.
+    """
+    _, _, h, w = inputs.shape
+    out = inputs.clone()
+    for i, meta in enumerate(batch_img_metas):
+        left, right, top, bottom = padding_of(meta)
+        region = inputs[i, :, top:h - bottom, left:w - right]
+        out[i, :, top:h - bottom, left:w - right] = region.flip(-1)
+    return out
 
 
 def build_scorers(scorers: Union[Iterable[ScorerSpec], Mapping[str,
@@ -156,6 +209,13 @@ class OODScoring:
         for name, scorer in list(self.scorers.items()):
             reason = scorer.unsupported_reason(self.classifier is not None,
                                                self.kind, head=head_name)
+            if reason is None and scorer.requires_flip and not callable(
+                    getattr(self.segmentor, 'inference', None)):
+                reason = (f"scorer '{name}' averages over a horizontal flip "
+                          'and needs a second forward pass through the '
+                          "segmentor's `inference(inputs, batch_img_metas)`"
+                          f', which {type(self.segmentor).__name__} does not '
+                          'have')
             if reason is None:
                 continue
             if strict:
@@ -172,6 +232,14 @@ class OODScoring:
         self._active = False
         self._channels = None
         self._maps = None  # per sample (K, H, W), from postprocess_result
+        # flip scorers: their channels, the flipped pass's score channels
+        # (N, K, H, W) as `inference` returns them (before post-processing),
+        # and whether that pass is running
+        self._flip_index = [
+            k for k, s in enumerate(self.scorers.values()) if s.requires_flip
+        ]
+        self._flipped = None
+        self._flip_pass = False
 
     @property
     def names(self) -> list:
@@ -223,8 +291,32 @@ class OODScoring:
 
             self._handles.append(
                 _InstanceAttr(head, 'predict_by_feat', predict_by_feat))
+        if self._flip_index:
+            self._wrap_inference()
         self._wrap_postprocess_result()
         return self
+
+    def _wrap_inference(self) -> None:
+        """After the plain ``inference``, run it on the horizontally flipped
+        images too and keep that pass's score channels."""
+        seg = self.segmentor
+        original = seg.inference
+
+        def inference(inputs, batch_img_metas):
+            if not self._active or self._flip_pass:
+                return original(inputs, batch_img_metas)
+            # copies taken first: mmseg's slide inference edits img_shape
+            metas = [dict(meta) for meta in batch_img_metas]
+            seg_logits = original(inputs, batch_img_metas)
+            self._flip_pass = True
+            try:
+                flipped = original(flip_image_regions(inputs, metas), metas)
+            finally:
+                self._flip_pass = False
+            self._flipped = flipped[:, self._channels:]
+            return seg_logits
+
+        self._handles.append(_InstanceAttr(seg, 'inference', inference))
 
     def _wrap_postprocess_result(self) -> None:
         seg = self.segmentor
@@ -238,14 +330,39 @@ class OODScoring:
             maps = seg_logits[:, c:]
             if type(seg).postprocess_result is \
                     BaseSegmentor.postprocess_result:
-                self._maps = self._postprocess_maps(maps, data_samples)
+                post = self._postprocess_maps
             else:  # another post-processing: let it treat the maps too
-                self._maps = self._postprocess_maps_by(original, maps,
-                                                       data_samples)
+                post = functools.partial(self._postprocess_maps_by, original)
+            self._maps = post(maps, data_samples)
+            if self._flip_index:
+                if self._flipped is None:
+                    raise RuntimeError(
+                        f'{type(seg).__name__}.predict did not call '
+                        'inference; cannot run the flipped pass of '
+                        f'{self._flip_names()}')
+                flipped, self._flipped = self._flipped, None
+                self._maps = self._merge_flipped(self._maps,
+                                                 post(flipped, data_samples))
             return original(seg_logits[:, :c], data_samples)
 
         self._handles.append(
             _InstanceAttr(seg, 'postprocess_result', postprocess_result))
+
+    def _flip_names(self) -> str:
+        names = list(self.scorers)
+        return ', '.join(repr(names[k]) for k in self._flip_index)
+
+    def _merge_flipped(self, maps: list, flipped: list) -> list:
+        """Per sample, the flip scorers' channels become the mean of the
+        plain map and the flipped pass's map flipped back (both already
+        post-processed, so in the frame of the image)."""
+        index = self._flip_index
+        out = []
+        for plain, other in zip(maps, flipped):
+            merged = plain.clone()
+            merged[index] = (plain[index] + other[index].flip(-1)) / 2
+            out.append(merged)
+        return out
 
     def _postprocess_maps(self, maps, data_samples) -> list:
         """Score maps ``(N, K, H, W)`` -> per sample ``(K, h, w)``, as
@@ -257,11 +374,7 @@ class OODScoring:
         out = []
         for i, sample in enumerate(data_samples):
             meta = sample.metainfo
-            if 'img_padding_size' not in meta:
-                padding = meta.get('padding_size', [0] * 4)
-            else:
-                padding = meta['img_padding_size']
-            left, right, top, bottom = padding
+            left, right, top, bottom = padding_of(meta)
             m = maps[i:i + 1, :, top:h - bottom, left:w - right]
             if meta.get('flip', None):
                 direction = meta.get('flip_direction', None)
@@ -375,6 +488,12 @@ class OODScoring:
         if self._channels is None:
             raise RuntimeError('OODScoring.scores_appended() needs attach() '
                                'first')
+        if self._flip_index:
+            raise UnsupportedScorerError(
+                f'{self._flip_names()} average over a horizontal flip, '
+                'which needs a second forward pass that a caller of '
+                "the segmentor's `inference` alone (e.g. an exported "
+                'graph) does not run; use flip=False')
         self._start_predict()
         try:
             yield
@@ -386,6 +505,8 @@ class OODScoring:
             self.segmentor.out_channels = self._channels
         self._active = False
         self._maps = None
+        self._flipped = None
+        self._flip_pass = False
 
     def _append_scores(self, logits):
         if not self._active or not isinstance(logits, torch.Tensor):
@@ -397,7 +518,10 @@ class OODScoring:
         with torch.no_grad():
             inputs = self._inputs(logits)
             for k, scorer in enumerate(self.scorers.values()):
-                out[:, c + k] = scorer(inputs)
+                if self._flip_pass and not scorer.requires_flip:
+                    out[:, c + k] = 0  # only the flip scorers read this pass
+                else:
+                    out[:, c + k] = scorer(inputs)
         return out
 
     def _after_forward(self, module, args, kwargs, output):

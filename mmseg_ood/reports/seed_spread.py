@@ -18,6 +18,9 @@ from .robustness import parse_cell_key, robustness_schema
 
 #: Pixel metrics a seed table lists, as (key, title).
 SEED_COLUMNS = (('auroc', 'AUROC'), ('ap', 'AP'), ('fpr95', 'FPR95'))
+#: Every column :func:`seed_table` can show (the component metrics too).
+ALL_COLUMNS = SEED_COLUMNS + (('siou', 'sIoU'), ('ppv', 'PPV'),
+                              ('mean_f1', 'mean F1'))
 
 
 def spread(values: Sequence[Optional[float]]) -> dict:
@@ -137,12 +140,12 @@ def seed_table(spreads: Dict[str, dict], scorers: Sequence[str],
     Args:
         spreads: The output of :func:`seed_spreads`.
         scorers: Scorers to list, in this order (where a model has them).
-        columns: Metric keys of :data:`SEED_COLUMNS`.
+        columns: Metric keys of :data:`ALL_COLUMNS`.
 
     Returns:
         str: A one-line legend, then the Markdown table.
     """
-    titles = dict(SEED_COLUMNS)
+    titles = dict(ALL_COLUMNS)
     head = ['model', 'seeds', 'ID mIoU', 'scorer'] + \
         [titles.get(c, c) for c in columns]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]

@@ -9,13 +9,14 @@ from .base import (OOD_SCORERS, BaseScorer, ScoreInputs,
 from .energy import Energy
 from .entropy import Entropy
 from .gen import GeneralizedEntropy
+from .mask_classification import (EnsembleOfMasks, Mask2Anomaly, Maskomaly,
+                                  NoObjectMass, RejectedByAll,
+                                  UncertaintyNegativeObjectness)
 from .max_logit import MaxLogit
 from .msp import MaxSoftmax
 from .n_energy import NormalizedEnergy
 from .n_max_logit import NormalizedMaxLogit
-from .no_object import NoObjectMass
 from .norm import EmbeddingNorm
-from .rba import RejectedByAll
 from .sml import StandardizedMaxLogit
 
 __all__ = [
@@ -23,5 +24,6 @@ __all__ = [
     'build_scorer', 'parse_scorer_spec', 'MaxSoftmax', 'Entropy', 'MaxLogit',
     'StandardizedMaxLogit', 'Energy', 'EmbeddingNorm', 'NormalizedMaxLogit',
     'NormalizedEnergy', 'BackgroundProbability', 'RejectedByAll',
-    'NoObjectMass', 'GeneralizedEntropy'
+    'NoObjectMass', 'GeneralizedEntropy', 'UncertaintyNegativeObjectness',
+    'EnsembleOfMasks', 'Mask2Anomaly', 'Maskomaly'
 ]

@@ -51,6 +51,9 @@ class ScoreInputs:
             ``'ibe'`` / ``'scribe'`` heads.
         query_logits: Mask classification: the final decoder layer's class
             logits ``c``, ``(N, Q, K + 1)``, the last one "no object".
+            A head with negative classes (UNO's ``OutlierMask2FormerHead``)
+            has ``(N, Q, K + 1 + n)``: columns ``K .. K + n - 1`` are the
+            negative classes (see :meth:`num_negative_classes`).
         mask_probs: Mask classification: ``sigmoid(m)`` of its mask logits
             ``m`` resized to the logits' size, ``(N, Q, H, W)``, the tensor
             the head computes ``f`` from; ``None`` unless a scorer needs it.
@@ -109,10 +112,11 @@ class ScoreInputs:
                 f'), got {tuple(self.cls_bias.shape)}')
         if self.query_logits is not None:
             q = self.query_logits
-            if q.dim() != 3 or q.shape[0] != n or q.shape[2] != c + 1:
+            if q.dim() != 3 or q.shape[0] != n or q.shape[2] < c + 1:
                 raise InvalidValueError(
                     f'`query_logits` must be (N, Q, C + 1) = ({n}, Q, '
-                    f'{c + 1}) for logits {tuple(self.logits.shape)}, got '
+                    f'{c + 1}) for logits {tuple(self.logits.shape)} '
+                    '(or wider, with negative classes), got '
                     f'{tuple(q.shape)}')
         if self.mask_probs is not None:
             m = self.mask_probs
@@ -129,6 +133,14 @@ class ScoreInputs:
                 raise InvalidValueError(
                     f"`background_index` must be in [0, {c}) for an "
                     f"'{self.head_kind}' head, got {self.background_index!r}")
+
+    @property
+    def num_negative_classes(self) -> int:
+        """The negative classes between the K known classes and "no
+        object" in ``query_logits`` (0 without query logits)."""
+        if self.query_logits is None:
+            return 0
+        return self.query_logits.shape[2] - self.logits.shape[1] - 1
 
     def per_class(self, values: Tensor) -> Tensor:
         """Reshape a ``(C,)`` vector to broadcast against ``logits``."""
@@ -156,11 +168,19 @@ class BaseScorer:
             ``mask_probs`` (kept by the caller from the head's own
             computation only when asked for); implies
             ``requires_mask_head``.
+        requires_flip: The score is the mean of :meth:`score` on the image
+            and of :meth:`score` on its horizontal flip, flipped back (a
+            flip test-time augmentation of the score alone).
+            ``scorer(inputs)`` scores one forward pass; the caller that
+            holds the model (:class:`~mmseg_ood.models.OODScoring`, hence
+            ``score_image``, ``ood_test`` and ``OODScoringHook``) runs the
+            flipped pass, once for all such scorers, and forms the mean.
     """
     requires_embeddings = False
     requires_background = False
     requires_mask_head = False
     requires_queries = False
+    requires_flip = False
     name = ''
 
     def __call__(self, inputs: ScoreInputs) -> Tensor:
@@ -354,6 +374,10 @@ def parse_scorer_spec(spec: str) -> dict:
     a scorer is given by name (``OODScoringHook``, ``score_image``), its
     results are reported under the text as written.
 
+    A comma inside brackets or parentheses belongs to the value:
+    ``'mask2anomaly:stuff_classes=[2,3,4],flip=True'`` sets a list and a
+    flag.
+
     Args:
         spec: ``'NAME'`` or ``'NAME:key=value[,key=value...]'``; spaces
             around names, keys and values are stripped.
@@ -379,7 +403,7 @@ def parse_scorer_spec(spec: str) -> dict:
         raise InvalidValueError(f"scorer {spec!r}: nothing after ':' (write "
                                 "'NAME:key=value[,key=value...]', e.g. "
                                 "'n_energy:eta=1.5')")
-    for item in rest.split(','):
+    for item in _split_top_level(rest):
         key, eq, text = (t.strip() for t in item.partition('='))
         if not eq or not key:
             raise InvalidValueError(
@@ -396,6 +420,21 @@ def parse_scorer_spec(spec: str) -> dict:
         except (ValueError, SyntaxError):
             cfg[key] = text
     return cfg
+
+
+def _split_top_level(text: str) -> list:
+    """``text`` split at the commas outside ``[]``, ``()`` and ``{}``."""
+    items, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        if ch in '([{':
+            depth += 1
+        elif ch in ')]}':
+            depth = max(depth - 1, 0)
+        elif ch == ',' and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    items.append(text[start:])
+    return items
 
 
 def build_scorer(cfg: Union[dict, str]) -> BaseScorer:

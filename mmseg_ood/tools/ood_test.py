@@ -4,7 +4,7 @@
         [--datasets road_anomaly21 road_obstacle21 fs_lost_and_found ...] \
         [--scorers msp energy n_energy sml ...] \
         [--sml-stats FILE | --sml-fit-on train|val] \
-        [--tune eta delta temperature=0.01,0.1,1 --tune-on DATASET] \
+        [--tune eta delta temperature=0.01,0.1,1] [--tune-on DATASET] \
         [--open-set-iou] [--show-dir DIR --show-num N] [--export-smiyc DIR] \
         [--export-transform rank|none] [--tta] \
         [--component-threshold best-f1|VALUE|from:DATASET|tpr:RATE] \
@@ -36,10 +36,15 @@ AP / FPR95, N resamples of the images (``--bootstrap-level``, default 0.95;
 ``--bootstrap-seed``, default 0).
 ``--tune`` takes each parameter alone (its default grid) or with values of
 its own, ``temperature=0.01,0.1,1`` (AP against each parameter in
-DIR/tuning/ap_vs_<param>.png). DIR/distributions/<dataset>.png and .json
-hold each scorer's ID and OOD score histograms. ``--open-set-iou`` adds the
-ID mIoU with an OOD class at entropy thresholds (DIR/curves/
-open_set_miou.png, entropy-maximization Fig. 5).
+DIR/tuning/ap_vs_<param>.png). ``--scorers maskomaly --tune-on REF`` first
+selects maskomaly's queries on the labelled reference set REF (one pass;
+REF must not be one of --datasets), writes the selection to
+DIR/maskomaly_queries_REF.json and reuses it while the checkpoint is the
+same; ``maskomaly:queries_file=FILE`` loads one instead.
+DIR/distributions/<dataset>.png and .json hold each scorer's ID and OOD
+score histograms. ``--open-set-iou`` adds the ID mIoU with an OOD class at
+entropy thresholds (DIR/curves/open_set_miou.png, entropy-maximization
+Fig. 5).
 """
 import argparse
 
@@ -104,7 +109,9 @@ def parse_args(argv=None):
                    help='grid-search these parameters (maximizing AP): '
                    'eta, delta, temperature, each alone (its default grid) '
                    'or with its own values, e.g. temperature=0.01,0.1,1')
-    p.add_argument('--tune-on', help='dataset to tune on (default: first)')
+    p.add_argument('--tune-on', help='dataset to tune on (default: first); '
+                   'also the labelled reference set, not among --datasets, '
+                   'on which maskomaly selects its queries')
     p.add_argument('--show-dir', help='directory for per-image heatmaps')
     p.add_argument('--show-num', type=int, default=10,
                    help='number of heatmaps per dataset')

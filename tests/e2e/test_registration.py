@@ -26,7 +26,7 @@ import mmseg_ood  # noqa: F401
 from mmseg.registry import DATASETS, HOOKS, METRICS, MODELS, TRANSFORMS
 from mmseg_ood.scorers import OOD_SCORERS, ScoreInputs, build_scorer
 
-from conftest import registered_classes
+from conftest import REPO, registered_classes
 
 # ---------------------------------------------------------------------------
 # what is registered
@@ -185,9 +185,10 @@ def _scorer_inputs(name, rng):
         inputs = ScoreInputs(logits=torch.from_numpy(full).float(),
                              head_kind='ibe', background_index=0)
         return inputs, 1 / (1 + s**2), {}
-    if name in ('rba', 'no_object'):
+    if name in ('rba', 'no_object', 'eam', 'mask2anomaly', 'maskomaly'):
         q = 3
-        cls = rng.normal(size=(N, q, C + 1))
+        cls = rng.normal(size=(N, q, C + 1)) * (3 if name == 'maskomaly'
+                                                else 1)
         masks = rng.uniform(0.05, 1.0, size=(N, q, H, W))
         p = _softmax(cls, -1)
         f = np.einsum('nqk,nqhw->nkhw', p[..., :C], masks)
@@ -197,8 +198,41 @@ def _scorer_inputs(name, rng):
             mask_probs=torch.from_numpy(masks).float())
         if name == 'rba':
             return inputs, -np.tanh(f).sum(1), {}
+        if name == 'maskomaly':
+            # anomaly masks of queries 1, 2; rejection by confident known
+            # classes; borders where two known-class masks exceed 0.1
+            conf, known = p.max(-1), p.argmax(-1) < C
+            w = masks * conf[..., None, None]
+            a = w[:, [1, 2]].max(1)
+            r = np.where((known & (conf > 0.7))[..., None, None], 1 - w,
+                         1.0).min(1)
+            r[((masks > 0.1) & known[..., None, None]).sum(1) >= 2] = 0.0
+            return inputs, 0.6 * r + 0.4 * a, dict(queries=[1, 2])
+        if name == 'eam':  # 1 - sum_q m_q max_{k <= K} p_q(k)
+            conf = p[..., :C].max(-1)
+            return inputs, 1 - np.einsum('nq,nqhw->nhw', conf, masks), {}
+        if name == 'mask2anomaly':
+            # 1 - max_k f_k, zero where a kept stuff query (top class 0,
+            # probability > 0.3) has probability * mask >= 0.2
+            top, label = p.max(-1), p.argmax(-1)
+            kept = (label == 0) & (top > 0.3)
+            mass = ((top * kept)[..., None, None] * masks).max(1)
+            return inputs, np.where(mass >= 0.2, 0.0, 1 - f.max(1)), dict(
+                stuff_classes=[0], query_threshold=0.3, mask_threshold=0.2)
         void = np.einsum('nq,nqhw->nhw', p[..., C], masks)
         return inputs, void / masks.sum(1), {}
+    if name == 'uno':  # K known classes, a negative one, "no object"
+        q = 3
+        cls = rng.normal(size=(N, q, C + 2))
+        masks = rng.uniform(0.05, 1.0, size=(N, q, H, W))
+        p = _softmax(cls, -1)
+        g = np.einsum('nqj,nqhw->njhw', p[..., :C + 1], masks)
+        post = g / g.sum(1, keepdims=True)
+        inputs = ScoreInputs(
+            logits=torch.from_numpy(g[:, :C]).float(), head_kind='mask',
+            query_logits=torch.from_numpy(cls).float(),
+            mask_probs=torch.from_numpy(masks).float())
+        return inputs, 1 - post[:, :C].max(1) + post[:, C], {}
     logits32 = _winner_logits(rng)
     inputs = ScoreInputs(logits=torch.from_numpy(logits32))
     x = logits32.astype(np.float64)
@@ -227,7 +261,8 @@ def _scorer_inputs(name, rng):
 
 @case(*(f'OOD_SCORERS.{n}' for n in (
     'msp', 'entropy', 'max_logit', 'energy', 'gen', 'sml', 'norm',
-    'n_max_logit', 'n_energy', 'background', 'rba', 'no_object')))
+    'n_max_logit', 'n_energy', 'background', 'rba', 'no_object', 'eam',
+    'mask2anomaly', 'uno', 'maskomaly')))
 def scorer_case(request):
     name = request.node.callspec.params['key'].split('.', 1)[1]
     rng = np.random.default_rng(sum(map(ord, name)))
@@ -328,6 +363,56 @@ def overlap_loss_case(request):
     _check_loss(loss(pred, target), pred, 2.0 * expected)
     assert loss.loss_name == ('loss_uoi' if kind == 'UOILoss' else
                               'loss_iou')
+
+
+@case('MODELS.RbAOutlierLoss')
+def rba_outlier_loss_case(request):
+    loss = MODELS.build(dict(type='RbAOutlierLoss', loss_weight=2.0))
+    rng = np.random.default_rng(3)
+    cls = torch.from_numpy(rng.normal(size=(N, 4, C + 1)))
+    mask = torch.from_numpy(rng.normal(size=(N, 4, H, W)) * 3)
+    mask.requires_grad_(True)
+    target = torch.from_numpy(rng.integers(0, C, size=(N, H, W)))
+    target[0, :2] = 254
+    target[1, :, :1] = 255
+    # the RbA score and the squared hinge of RbA sec. 3.3, in numpy
+    p = _softmax(cls.numpy(), -1)[..., :C]
+    f = np.einsum('nqk,nqhw->nkhw', p, 1 / (1 + np.exp(-mask.detach()
+                                                     .numpy())))
+    score = -np.tanh(f).sum(1)
+    t = target.numpy()
+    ind, ood = (t < C), (t == 254)
+    expected = 0.5 * (np.mean(np.maximum(score[ind] + 1.0, 0)**2) +
+                      np.mean(np.maximum(-0.1 - score[ood], 0)**2))
+    value = loss(cls, mask, target)
+    assert value.item() == pytest.approx(2.0 * expected, rel=1e-9)
+    value.backward()
+    assert torch.isfinite(mask.grad).all() and mask.grad.abs().sum() > 0
+    assert loss.loss_name == 'loss_rba_outlier'
+
+
+@case('MODELS.OutlierMask2FormerHead')
+def outlier_mask2former_head_case(request):
+    from mmengine.config import Config
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    cfg = Config.fromfile(osp.join(
+        REPO, 'configs', 'synthetic',
+        'mask2former_r18-uno-ft_1xb8-100it_synthetic-street-128x256.py'))
+    head_cfg = cfg.model.decode_head
+    head_cfg.num_queries = 4
+    head = MODELS.build(head_cfg)
+    # UNO: K + 2 class outputs; outlier pixels become masks of class K
+    assert head.cls_embed.out_features == 6 + 2 and head.out_channels == 6
+    lab = torch.zeros(1, 8, 8, dtype=torch.long)
+    lab[0, :4] = 254
+    lab[0, 4:, :2] = 255
+    sample = SegDataSample(metainfo=dict(img_shape=(8, 8), pad_shape=(8, 8)))
+    sample.gt_sem_seg = PixelData(data=lab)
+    routed, original = head._outlier_routed([sample])
+    inst, _ = head._seg_data_to_instance_data(routed)
+    assert sorted(inst[0].labels.tolist()) == [0, 6]
+    assert torch.equal(original[0], lab[0])
 
 
 @case('MODELS.EntropyMaximizationLoss')

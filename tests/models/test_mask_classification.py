@@ -245,7 +245,8 @@ def test_ood_test_runs_end_to_end_on_mask2former(tmp_path, synthetic_root):
         '--cfg-options', *QUICK_OPTIONS, env=env)
     res = json.loads((out / 'results.json').read_text())
     assert res['complete'] is True
-    scored = {'msp', 'entropy', 'max_logit', 'energy', 'rba', 'no_object'}
+    scored = {'msp', 'entropy', 'max_logit', 'energy', 'rba', 'no_object',
+              'eam'}
     assert set(res['results']['synthetic_ood']) == scored
     for metrics in res['results']['synthetic_ood'].values():
         assert 0 <= metrics['auroc'] <= 1
@@ -263,3 +264,155 @@ def test_ood_test_runs_end_to_end_on_mask2former(tmp_path, synthetic_root):
     files = glob.glob(str(out / 'smiyc' / 'anomaly_p' / '*' /
                           'synthetic_ood' / '*.hdf5'))
     assert len(files) == 3 * len(scored)
+
+
+# EAM and Mask2Anomaly --------------------------------------------------------
+MASK_LEVEL = ['eam', 'mask2anomaly', 'mask2anomaly:flip=True']
+
+
+def plain_f(model, img):
+    """mmseg's own class scores f (K, h, w) of one image, no scorers."""
+    h, w = img.shape[1:]
+    data = dict(inputs=[img], data_samples=[
+        SegDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))])
+    return model.test_step(data)[0].seg_logits.data
+
+
+def test_eam_on_mask2former_from_the_captured_queries(mask2former):
+    h, w = 50, 70  # padded to 64 x 96 by the preprocessor
+    with torch.no_grad():
+        kept, handle = final_queries(mask2former)
+        try:
+            with OODScoring(mask2former, ['eam']):
+                out = mask2former.test_step(batch(h, w))[0]
+        finally:
+            handle.remove()
+    masks = F.interpolate(kept['mask'], size=(64, 96), mode='bilinear',
+                          align_corners=False).sigmoid()[0, :, :h, :w]
+    confidence = kept['cls'].softmax(-1)[0, :, :-1].max(-1).values
+    expected = 1 - torch.einsum('q,qhw->hw', confidence, masks)
+    torch.testing.assert_close(out.ood_scores['eam'], expected)
+
+
+def test_flip_is_the_mean_over_the_image_and_its_flip(mask2former):
+    # two images in one batch, padded at the right and bottom (50 x 70 ->
+    # 64 x 96): each must be flipped inside its own region
+    model = mask2former
+    data = batch(50, 70, n=2, seed=3)
+    imgs = list(data['inputs'])
+    with torch.no_grad():
+        with OODScoring(model, MASK_LEVEL):
+            out = model.test_step(data)
+        with OODScoring(model, ['eam', 'mask2anomaly']):
+            single = model.test_step(batch(50, 70, n=2, seed=3))
+        for i, img in enumerate(imgs):
+            # by hand: mmseg's f of the image and of the flipped image, each
+            # run on its own, the second score flipped back
+            plain = 1 - plain_f(model, img).max(0).values
+            flipped = (1 - plain_f(model, img.flip(-1)).max(0).values).flip(-1)
+            assert (plain - flipped).abs().max() > 0.01  # the flip matters
+            scores = out[i].ood_scores
+            torch.testing.assert_close(scores['mask2anomaly'], plain)
+            torch.testing.assert_close(scores['mask2anomaly:flip=True'],
+                                       (plain + flipped) / 2)
+            # the flipped pass leaves the other scorers and mmseg's outputs
+            # as they are
+            for name in ('eam', 'mask2anomaly'):
+                assert torch.equal(scores[name], single[i].ood_scores[name])
+            assert torch.equal(out[i].seg_logits.data,
+                               single[i].seg_logits.data)
+
+
+def test_flip_in_slide_inference():
+    # MaskFormer with sliding windows on a padded input (60 x 100 -> 64 x
+    # 128): the flipped pass slides over the flipped image
+    model = small_maskformer(mode='slide', crop_size=(64, 64),
+                             stride=(32, 32))
+    with torch.no_grad():
+        with OODScoring(model, ['mask2anomaly:flip=True']):
+            out = model.test_step(batch(60, 100))[0]
+        with OODScoring(model, ['mask2anomaly']):
+            plain = model.test_step(batch(60, 100))[0]
+            flipped = model.test_step(batch(60, 100, flip=True))[0]
+    expected = (plain.ood_scores['mask2anomaly'] +
+                flipped.ood_scores['mask2anomaly'].flip(-1)) / 2
+    torch.testing.assert_close(out.ood_scores['mask2anomaly:flip=True'],
+                               expected)
+
+
+def test_flip_needs_the_model(mask2former):
+    # an exported graph runs `inference` alone: no second pass there
+    scoring = OODScoring(mask2former, ['rba', 'mask2anomaly:flip=True'])
+    scoring.attach()
+    try:
+        with pytest.raises(UnsupportedScorerError,
+                           match=r"'mask2anomaly:flip=True' average over a "
+                           'horizontal flip'):
+            with scoring.scores_appended():
+                pass
+    finally:
+        scoring.detach()
+    assert 'inference' not in vars(mask2former)  # detach unwrapped it
+    fcn = zoo_model('fcn')
+    with pytest.raises(UnsupportedScorerError,
+                       match=r"'mask2anomaly' needs a mask-classification "
+                       r'head.*FCNHead'):
+        OODScoring(fcn, ['mask2anomaly:flip=True'])
+
+
+@pytest.fixture(scope='module')
+def m2f_checkpoint(tmp_path_factory, synthetic_root):
+    """Two Runner iterations of the synthetic Mask2Former; its checkpoint."""
+    work = tmp_path_factory.mktemp('m2f_train')
+    run_tool('train.py', M2F_CONFIG, '--work-dir', str(work), '--cfg-options',
+             *QUICK_OPTIONS, env={'MMSEG_OOD_DATA': synthetic_root})
+    return (work / 'last_checkpoint').read_text().strip()
+
+
+def test_ood_test_runs_the_mask_level_scorers(tmp_path, synthetic_root,
+                                              m2f_checkpoint):
+    out = tmp_path / 'ood'
+    # the synthetic street's stuff classes: building, vegetation, sky
+    names = MASK_LEVEL + ['mask2anomaly:stuff_classes=[2,3,4],flip=True']
+    run_tool('ood_test.py', M2F_CONFIG, m2f_checkpoint, '--work-dir',
+             str(out), '--datasets', 'synthetic_ood', '--no-id-eval',
+             '--scorers', *names, '--cfg-options', *QUICK_OPTIONS,
+             env={'MMSEG_OOD_DATA': synthetic_root})
+    res = json.loads((out / 'results.json').read_text())
+    assert res['complete'] is True
+    results = res['results']['synthetic_ood']
+    assert set(results) == set(names)
+    for metrics in results.values():
+        assert 0 <= metrics['auroc'] <= 1
+    md = (out / 'results.md').read_text()
+    for name in names:
+        assert f'| {name} |' in md
+
+
+def test_score_image_flips_a_trained_checkpoint(synthetic_root,
+                                                m2f_checkpoint, monkeypatch):
+    import cv2
+    import numpy as np
+
+    from mmseg.apis import init_model
+    from mmseg_ood.apis import score_image
+    from mmseg_ood.utils import safe_checkpoint_loading
+
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    with safe_checkpoint_loading():
+        model = init_model(M2F_CONFIG, m2f_checkpoint, device='cpu')
+    img = cv2.imread(osp.join(synthetic_root, 'street', 'ood', 'images',
+                              '0000.png'))
+    names = ['mask2anomaly', 'mask2anomaly:flip=True',
+             'mask2anomaly:stuff_classes=[2,3,4],flip=True']
+    maps = score_image(model, img, names)
+    # by hand: the one-pass scores of the image and of its mirror image
+    one_pass = ['mask2anomaly', 'mask2anomaly:stuff_classes=[2,3,4]']
+    plain = score_image(model, img, one_pass)
+    mirror = score_image(model, np.ascontiguousarray(img[:, ::-1]), one_pass)
+    for flipped, single in zip(names[1:], one_pass):
+        expected = (plain[single] + mirror[single][:, ::-1]) / 2
+        assert maps[flipped].shape == img.shape[:2]
+        np.testing.assert_allclose(maps[flipped], expected, atol=1e-5)
+    np.testing.assert_array_equal(maps['mask2anomaly'],
+                                  plain['mask2anomaly'])

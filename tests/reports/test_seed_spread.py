@@ -87,6 +87,37 @@ def test_compare_results_seed_roots(tmp_path, capsys):
     assert 's1/other/ood/results.json not found' in capsys.readouterr().err
 
 
+def test_compare_results_component_columns(tmp_path, capsys):
+    for i, (siou, ppv) in enumerate([(0.30, 0.50), (0.40, 0.70)]):
+        payload = _payload(88.0 + i, 0.4)
+        payload['results']['ood']['energy'].update(siou=siou, ppv=ppv,
+                                                   mean_f1=0.2)
+        _write(tmp_path / f's{i}' / 'base' / 'ood' / 'results.json',
+               payload)
+    compare_results.main([str(tmp_path / 's0'), 'base', '--seed-roots',
+                          str(tmp_path / 's1'), '--dataset', 'ood',
+                          '--scorers', 'energy', '--columns', 'siou', 'ppv'])
+    out = capsys.readouterr().out
+    assert '| model | seeds | ID mIoU | scorer | sIoU | PPV |' in out
+    sd = 100 * statistics.stdev([0.5, 0.7])
+    assert (f'| 35.00 ± {100 * statistics.stdev([0.3, 0.4]):.2f} '
+            f'(30.00-40.00) | 60.00 ± {sd:.2f} (50.00-70.00) |') in out
+    # one root: plain values
+    compare_results.main([str(tmp_path / 's1'), 'base', '--dataset', 'ood',
+                          '--scorers', 'energy', '--columns', 'ap',
+                          'mean_f1'])
+    assert '| base | 89.00 | energy | 40.00 | 20.00 |' in \
+        capsys.readouterr().out
+    for bad, message in ((['--columns', 'iou'], "invalid choice: 'iou'"),
+                         (['--columns', 'ap', 'ap'], "names 'ap' twice"),
+                         (['--segments', '--columns', 'ap'],
+                          'not --segments')):
+        with pytest.raises(SystemExit) as e:
+            compare_results.main([str(tmp_path / 's1'), 'base'] + bad)
+        assert e.value.code == 2
+        assert message in capsys.readouterr().err
+
+
 def _robustness(ece_clean, ece_noise, nd=0.01, models=('b', 'i')):
     cells = {}
     for m in models:

@@ -43,6 +43,12 @@ def parse_args(argv=None):
     parser.add_argument('--scorers', nargs='+', default=[
         'msp', 'entropy', 'max_logit', 'energy', 'background'
     ])
+    parser.add_argument('--columns', nargs='+', metavar='METRIC',
+                        default=['auroc', 'ap', 'fpr95'],
+                        choices=['auroc', 'ap', 'fpr95', 'siou', 'ppv',
+                                 'mean_f1'],
+                        help='metric columns (default: auroc ap fpr95; also '
+                        'the component metrics siou ppv mean_f1)')
     parser.add_argument('--segments', action='store_true',
                         help='compare meta_classify runs (Tables 2 and 3, '
                         'Fig. 7 next to --out)')
@@ -68,6 +74,12 @@ def parse_args(argv=None):
     if args.segments and (args.violins or args.open_set):
         parser.error('--violins and --open-set compare ood_test runs, not '
                      '--segments (meta_classify) runs')
+    if args.segments and args.columns != ['auroc', 'ap', 'fpr95']:
+        parser.error('--columns selects ood_test metrics, not --segments '
+                     '(meta_classify) ones')
+    twice = sorted({c for c in args.columns if args.columns.count(c) > 1})
+    if twice:
+        parser.error(f'--columns names {twice[0]!r} twice')
     twice = sorted({n for n in args.names if args.names.count(n) > 1})
     if twice:
         parser.error(f'NAME {twice[0]!r} is given twice')
@@ -229,10 +241,11 @@ def main(argv=None):
         from mmseg_ood.reports.seed_spread import seed_spreads, seed_table
         per_seed = [r for _, r in seeds]
         table = _per_dataset(datasets, lambda d: seed_table(
-            seed_spreads(per_seed, d, args.scorers), args.scorers))
+            seed_spreads(per_seed, d, args.scorers, args.columns),
+            args.scorers, args.columns))
     else:
         table = _per_dataset(datasets, lambda d: comparison_table(
-            runs, d, tuple(args.scorers)))
+            runs, d, tuple(args.scorers), tuple(args.columns)))
         if args.violins:
             table += '\n\n' + _violins(args, datasets[0])
             written.append(args.violins)

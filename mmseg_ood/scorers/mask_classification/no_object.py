@@ -2,7 +2,7 @@
 import torch
 from torch import Tensor
 
-from .base import OOD_SCORERS, BaseScorer, ScoreInputs
+from ..base import OOD_SCORERS, BaseScorer, ScoreInputs
 
 
 @OOD_SCORERS.register_module('no_object')
