@@ -3,14 +3,16 @@
 For each of three score distributions (Gaussian, unbounded energies, heavy
 ties), both compute AUROC, AP and FPR@95 over the same pixels in one run:
 the streaming metric image by image (chunks of ``--chunk`` pixels, as from
-a dataloader), sklearn on the concatenated arrays. Printed side by side:
-time, peak memory allocated during the computation (tracemalloc; the input
-arrays themselves are excluded; measured in a separate, untimed run), the
-accumulator size, the speed-up and the absolute differences. The streaming
-time is the best of 3 runs, sklearn's a single run.
+a dataloader), sklearn on the concatenated arrays. The two are timed
+alternately ``--repeats`` times (so that load from other jobs falls on
+both alike) and the medians are printed, with the speed-up as the ratio of
+the medians and its spread (the lowest and highest per-repeat ratio); peak
+memory allocated during the computation (tracemalloc; the input arrays
+themselves are excluded) comes from a separate, untimed run of each. Also
+printed: the accumulator size and the absolute differences.
 
     python benchmarks/metric_throughput.py [--pixels 50000000]
-        [--chunk 2097152]
+        [--chunk 2097152] [--repeats 5]
 """
 import argparse
 import time
@@ -31,31 +33,41 @@ def distributions(n, seed=0):
         rng.standard_normal(n, dtype=np.float32) + y, 1), y
 
 
-def measure(fn, repeats=1):
-    """Result, best wall time of ``repeats`` runs (without tracing), and
-    the peak memory of one more run under tracemalloc (tracing slows
-    numpy's small allocations, so it is not timed)."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
+def peak_memory(fn):
+    """Peak memory allocated while ``fn()`` runs (tracemalloc; tracing
+    slows numpy's small allocations, so this run is not timed)."""
     tracemalloc.start()
     tracemalloc.reset_peak()
     fn()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return out, min(times), peak
+    return peak
+
+
+def alternate(fns, repeats):
+    """Each function's results and its wall times, the functions run in
+    turn ``repeats`` times."""
+    times = [[] for _ in fns]
+    outs = [None] * len(fns)
+    for _ in range(repeats):
+        for k, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            outs[k] = fn()
+            times[k].append(time.perf_counter() - t0)
+    return outs, [np.asarray(t) for t in times]
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--pixels', type=int, default=50_000_000)
     p.add_argument('--chunk', type=int, default=2048 * 1024)
+    p.add_argument('--repeats', type=int, default=5,
+                   help='timed runs of each side, alternated (medians)')
     args = p.parse_args()
     from mmseg_ood.evaluation import PixelOODAccumulator
 
-    print(f'pixels: {args.pixels:,}  chunk: {args.chunk:,}')
+    print(f'pixels: {args.pixels:,}  chunk: {args.chunk:,}  repeats: '
+          f'{args.repeats} (medians)')
     head = (f'{"distribution":20s} {"method":10s} {"time s":>8s} '
             f'{"peak MiB":>9s} {"AUROC":>9s} {"AP":>9s} {"FPR95":>9s}')
     print(head)
@@ -73,17 +85,19 @@ def main():
                         ap=average_precision_score(y, s),
                         fpr95=float(fpr[np.searchsorted(tpr, 0.95)]))
 
-        # best of 3 for the streaming side (a fraction of a second, so a
-        # busy shared machine shows in single runs); sklearn once
-        (ours, acc_bytes), t_s, m_s = measure(streaming, repeats=3)
-        ref, t_e, m_e = measure(exact)
+        ((ours, acc_bytes), ref), (t_s, t_e) = alternate(
+            [streaming, exact], args.repeats)
+        m_s, m_e = peak_memory(streaming), peak_memory(exact)
         for label, r, t, m in (('streaming', ours, t_s, m_s),
                                ('sklearn', ref, t_e, m_e)):
-            print(f'{name:20s} {label:10s} {t:8.2f} {m / 2**20:9.1f} '
-                  f'{r["auroc"]:9.6f} {r["ap"]:9.6f} {r["fpr95"]:9.6f}')
+            print(f'{name:20s} {label:10s} {np.median(t):8.3f} '
+                  f'{m / 2**20:9.1f} {r["auroc"]:9.6f} {r["ap"]:9.6f} '
+                  f'{r["fpr95"]:9.6f}')
         diffs = {k: abs(ours[k] - ref[k]) for k in ('auroc', 'ap', 'fpr95')}
-        print(f'{"":20s} speed-up {t_e / t_s:6.1f}x   memory ratio '
-              f'{m_e / max(m_s, 1):6.1f}x   accumulator '
+        ratios = t_e / t_s
+        print(f'{"":20s} speed-up {np.median(t_e) / np.median(t_s):6.1f}x '
+              f'(per repeat {ratios.min():.1f}x to {ratios.max():.1f}x)   '
+              f'memory ratio {m_e / max(m_s, 1):6.1f}x   accumulator '
               f'{acc_bytes / 2**20:.0f} MiB   |diff| ' +
               '  '.join(f'{k} {v:.2e}' for k, v in diffs.items()))
 

@@ -26,6 +26,7 @@ from ..engine import MetaClassifierHook, SMIYCExportHook
 from ..engine.background_iou_pass import (background_iou_markdown,
                                           background_iou_pass)
 from ..engine.evaluation_session import EvaluationSession
+from ..engine.query_selection import model_num_queries, query_selection
 from ..engine.tuning import (best_of_grid, restrict_grid, tune_values,
                              tuning_scorers)
 from ..errors import InvalidTypeError, InvalidValueError, OODNotice
@@ -42,11 +43,15 @@ from ..reports.figures import (plot_open_set_miou, plot_score_distributions,
 from ..reports.results import (RESULTS_SCHEMA_VERSION, markdown_table, percent,
                                plot_roc_pr, write_per_image, write_results)
 from ..reports.segments import segment_tables_markdown
+from ..scorers import build_scorer, parse_scorer_spec
+from ..scorers.mask_classification.maskomaly import QuerySelection
+from ..utils import file_sha256
 from ..utils.arguments import check_arguments
 from ..utils.files import check_output_dir, dump_json
 from ..utils.run_record import run_record
 from .ood_test_options import (DEFAULT_SCORERS, OPEN_SET_THRESHOLDS,
-                               OODTestOptions, parse_component_threshold)
+                               OODTestOptions, parse_component_threshold,
+                               reference_fitted_scorers)
 from .sml import id_dataset, sml_scorer
 
 __all__ = ['ood_test', 'OODTestOptions', 'DEFAULT_SCORERS']
@@ -66,6 +71,110 @@ def _scorer_list(session: EvaluationSession,
         else list(DEFAULT_SCORERS)
     return [sml_scorer(session, options.sml_stats, options.sml_fit_on)
             if n == 'sml' else n for n in names]
+
+
+def _maskomaly_spec(spec) -> Optional[dict]:
+    """``spec``'s config dict if it is a ``maskomaly`` scorer, else
+    ``None``."""
+    cfg = parse_scorer_spec(spec) if isinstance(spec, str) else spec
+    if isinstance(cfg, dict) and cfg.get('type') == 'maskomaly':
+        return dict(cfg)
+    return None
+
+
+def _query_selections(session: EvaluationSession, plan: _Plan,
+                      scorer_list: List) -> Tuple[List, Dict[str, dict]]:
+    """The ``maskomaly`` scorers of ``scorer_list`` with their queries
+    chosen: from ``queries_file`` (checked against the model), from the
+    selection fitted on the reference set ``plan.fit_preset`` (one pass,
+    shared by every ``maskomaly`` spec; written to the work dir), or as
+    given by ``queries``. Each becomes a config dict with ``queries`` and
+    the spec's text as its name. Returns the list and, by name, what
+    ``results.json["maskomaly"]`` records: the queries chosen, the
+    criterion, the reference set and file, the chosen queries' IoU / AP.
+    """
+    out, record = list(scorer_list), {}
+    fitted = None
+    num_queries = sha256 = None
+    for i, spec in enumerate(scorer_list):
+        cfg = _maskomaly_spec(spec)
+        if cfg is None:
+            continue
+        name = spec if isinstance(spec, str) else \
+            cfg.pop('name', None) or cfg['type']
+        if num_queries is None:
+            num_queries = model_num_queries(session)
+        path = cfg.pop('queries_file', None)
+        if cfg.get('queries') is not None:
+            scorer = build_scorer(cfg)
+            bad = [q for q in scorer.queries if q >= num_queries]
+            if bad:
+                raise InvalidValueError(
+                    f'scorer {name!r}: queries {bad} are out of range for '
+                    f'this model, which has {num_queries} queries')
+            record[name] = dict(queries=list(scorer.queries), file=None,
+                                reference=None)
+        else:
+            if path is not None:
+                selection = QuerySelection.load(path)
+                if sha256 is None:
+                    sha256 = file_sha256(session.checkpoint)
+                selection.check_model(num_queries, sha256,
+                                      where=f'{name!r}: queries_file {path}')
+                new = False
+            else:
+                if fitted is None:
+                    fit = plan.fit_preset
+                    fitted = query_selection(session, fit.dataset, fit.name,
+                                             fit.path)
+                selection, path, new = fitted
+            scorer = build_scorer(cfg)  # top_k, select_by, ... checked
+            chosen = selection.top(scorer.top_k, scorer.select_by)
+            cfg.pop('top_k', None)
+            cfg.pop('select_by', None)
+            cfg['queries'] = chosen
+            record[name] = dict(
+                queries=chosen, top_k=scorer.top_k,
+                select_by=scorer.select_by, file=osp.abspath(path),
+                fitted_in_this_run=new, reference=dict(selection.reference),
+                iou=[selection.iou[q] for q in chosen],
+                ap=[selection.ap[q] for q in chosen])
+        out[i] = dict(cfg, name=name)
+    return out, record
+
+
+def _not_fitted_on(scorer_list: List, selections: Dict[str, dict],
+                   dataset: str) -> List:
+    """``scorer_list`` without the scorers whose queries were selected on
+    ``dataset`` (its own pass would report an in-sample number)."""
+    own = {n for n, r in selections.items()
+           if (r.get('reference') or {}).get('dataset') == dataset}
+    if not own:
+        return scorer_list
+    warnings.warn(f'{sorted(own)} not scored on {dataset!r}: their queries '
+                  'were selected on it', OODNotice)
+    return [s for s in scorer_list
+            if not (isinstance(s, dict) and s.get('name') in own)]
+
+
+def _maskomaly_markdown(payload: dict) -> str:
+    """Which queries each ``maskomaly`` scorer used and where they were
+    selected (Markdown; '' without one)."""
+    selections = payload.get('maskomaly')
+    if not selections:
+        return ''
+    lines = ['## Maskomaly query selection', '',
+             '| scorer | queries | selected by | reference set | file |',
+             '|---|---|---|---|---|']
+    for name, r in selections.items():
+        ref = r.get('reference') or {}
+        where = (f"{ref.get('dataset')} ({ref.get('images')} images)"
+                 if ref else 'given')
+        by = (f"top {r['top_k']} by {r['select_by']}" if 'top_k' in r
+              else 'given')
+        lines.append(f"| {name} | {', '.join(map(str, r['queries']))} | "
+                     f"{by} | {where} | {r.get('file') or ''} |")
+    return '\n'.join(lines)
 
 
 def _segment_markdown(payload: dict) -> str:
@@ -264,6 +373,8 @@ class _Plan:
     unlabelled: Dict[str, int] = field(default_factory=dict)
     #: each tuned parameter's grid values (:func:`tune_values`)
     tune_values: Dict[str, tuple] = field(default_factory=dict)
+    #: the labelled reference set ``maskomaly`` selects its queries on
+    fit_preset: Optional[DatasetPreset] = None
 
 
 def _check_request(options: OODTestOptions) -> _Plan:
@@ -294,10 +405,16 @@ def _check_request(options: OODTestOptions) -> _Plan:
         by_name = {p.name: p for p in presets}
         tune_on = options.tune_on or presets[0].name
         tune_preset = by_name.get(tune_on) or load_dataset_preset(tune_on)
+    fitted = reference_fitted_scorers(scorers)
+    fit_preset = load_dataset_preset(options.tune_on) if fitted else None
+    if fit_preset is not None:
+        _check_disjoint(fit_preset, presets, fitted[0])
+        if tune_preset is not None and tune_preset.name == fit_preset.name:
+            fit_preset = tune_preset
     threshold = parse_component_threshold(options.component_threshold)
     threshold_preset = load_dataset_preset(threshold[1]) \
         if threshold[0] == 'from' else None
-    for role, p in (('tune_on', tune_preset),
+    for role, p in (('tune_on', tune_preset), ('tune_on', fit_preset),
                     ('component_threshold from:', threshold_preset)):
         if p is not None and p.whole_image:
             raise InvalidValueError(
@@ -307,7 +424,34 @@ def _check_request(options: OODTestOptions) -> _Plan:
     return _Plan(options, scorers, presets, tune_preset, grid, meta,
                  threshold, threshold_preset,
                  bootstrap=check_bootstrap(options.bootstrap),
-                 tune_values=values)
+                 tune_values=values, fit_preset=fit_preset)
+
+
+def _check_disjoint(reference: DatasetPreset, presets: List[DatasetPreset],
+                    scorer: str) -> None:
+    """Refuse a reference set that is one of the evaluated ones (by name,
+    preset file or data root): a selection fitted on the very images it is
+    evaluated on reports an optimistic number."""
+    def root(p):
+        r = p.dataset.get('data_root') if isinstance(p.dataset, dict) \
+            else None
+        return osp.realpath(r) if isinstance(r, str) else None
+
+    for p in presets:
+        if p.name == reference.name or (
+                p.path and reference.path and osp.exists(p.path) and
+                osp.exists(reference.path) and
+                osp.samefile(p.path, reference.path)):
+            same = f'is the evaluated dataset {p.name!r}'
+        elif root(p) is not None and root(p) == root(reference):
+            same = (f'reads the data of the evaluated dataset {p.name!r} '
+                    f'({root(p)})')
+        else:
+            continue
+        raise InvalidValueError(
+            f'`tune_on` {reference.name!r} {same}: scorer {scorer!r} '
+            'selects its queries on a labelled reference set that must be '
+            'disjoint from `datasets`; give another --tune-on')
 
 
 def _check_files(session: EvaluationSession, plan: _Plan) -> bool:
@@ -316,7 +460,9 @@ def _check_files(session: EvaluationSession, plan: _Plan) -> bool:
     there)."""
     options = plan.options
     presets = plan.presets + [p for p in (plan.tune_preset,
-                                          plan.threshold_preset) if p]
+                                          plan.threshold_preset,
+                                          plan.fit_preset) if p]
+    presets = list({id(p): p for p in presets}.values())
     for p in presets:
         what = f'dataset {p.name!r} ({p.path})'
         n = check_dataset_files(p.dataset, what)
@@ -363,7 +509,7 @@ def _value_map_text(dataset: dict) -> Dict[str, int]:
 def _rule_name(threshold: Tuple[str, object]) -> str:
     """``('tpr', 0.95)`` -> ``'tpr:0.95'`` (as ``--component-threshold``)."""
     rule, arg = threshold
-    if rule == 'best-f1':
+    if rule in ('best-f1', 'smiyc'):
         return rule
     return f'{rule}:{arg}' if rule == 'from' else f'{rule}:{arg:g}'
 
@@ -378,6 +524,8 @@ def _metric_threshold(threshold: Tuple[str, object], preset: DatasetPreset,
         return float(arg)
     if rule == 'tpr':
         return f'tpr:{arg:g}'
+    if rule == 'smiyc':
+        return 'smiyc'
     if rule == 'best-f1' or preset.name == source.name:
         return 'best_f1'
     found = payload['results'][source.name]
@@ -417,6 +565,7 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
         presets.insert(0, source)
     strict = plan.scorers is not None
     scorer_list = _scorer_list(session, options)
+    scorer_list, selections = _query_selections(session, plan, scorer_list)
     if rank0:
         print(f'[ood_test] log: {session.log_file}')
     payload = dict(schema_version=RESULTS_SCHEMA_VERSION, complete=False,
@@ -438,6 +587,8 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
                                  transform_files={})
     if plan.meta:
         payload['segments'] = {}
+    if selections:
+        payload['maskomaly'] = selections
     # written while the run goes on; results.* and curves/ of an earlier
     # run are replaced only once this one is complete
     partial = osp.join(work_dir, 'results.partial.json')
@@ -492,8 +643,9 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
             hooks.append(MetaClassifierHook(plan.meta))
             metrics.append(OODSegmentMetric(plan.meta[0].scorer,
                                             meta_classifier=plan.meta))
+        pass_scorers = _not_fitted_on(scorer_list, selections, preset.name)
         result = session.run_pass(
-            preset.dataset, name=preset.name, scorers=scorer_list,
+            preset.dataset, name=preset.name, scorers=pass_scorers,
             strict=strict, hooks=hooks, ood_labels=True, metrics=metrics)
         metric = result.metric('OODMetric')
         payload['results'][preset.name] = _plain(metric.last_results)
@@ -520,7 +672,7 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
                 'pipeline', session.cfg.test_dataloader.dataset.pipeline))
             session.run_pass(
                 every, name=f'{preset.name} (export, all frames)',
-                scorers=scorer_list, strict=strict, metrics=[],
+                scorers=pass_scorers, strict=strict, metrics=[],
                 hooks=([MetaClassifierHook(plan.meta)] if plan.meta else [])
                 + [hook])
             exported = list(hook.transforms)
@@ -565,6 +717,7 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
             t for t in (_bootstrap_markdown(payload),
                         _segment_markdown(payload),
                         _tuning_markdown(payload),
+                        _maskomaly_markdown(payload),
                         background_iou_markdown(
                             payload.get('background_iou'))) if t))
         if options.per_image:

@@ -19,14 +19,16 @@ from ..engine.tuning import (TuneSpec, restrict_grid, tunable_types,
 from ..errors import InvalidTypeError, InvalidValueError, MissingInputError
 from ..evaluation.accumulators.bootstrap import check_bootstrap
 from ..evaluation.metrics.ood_metric import threshold_rule
-from ..scorers import build_scorer
+from ..scorers import build_scorer, parse_scorer_spec
 from .sml import SML_SPLITS
 
 __all__ = ['OODTestOptions', 'DEFAULT_SCORERS', 'OPEN_SET_THRESHOLDS',
-           'parse_component_threshold']
+           'parse_component_threshold', 'reference_fitted_scorers']
 
-#: Scored when ``scorers`` is not given (``sml`` needs fitted statistics
-#: and ``gen`` is beyond the seed methods: both run when asked for by name;
+#: Scored when ``scorers`` is not given (``sml`` needs fitted statistics,
+#: ``maskomaly`` a query selection fitted on a labelled reference set
+#: (``tune_on``), and ``gen`` is beyond the seed methods: they run when
+#: asked for by name;
 #: ``sml``'s boundary suppression and smoothing through a config dict, e.g.
 #: in ``OODScoringHook`` or ``score_image``). Each model scores those its
 #: head supports and skips the others with a warning: the embedding
@@ -36,22 +38,50 @@ __all__ = ['OODTestOptions', 'DEFAULT_SCORERS', 'OPEN_SET_THRESHOLDS',
 #: mask-classification head (MaskFormer / Mask2Former).
 DEFAULT_SCORERS = ('msp', 'entropy', 'max_logit', 'energy', 'norm',
                    'n_max_logit', 'n_energy', 'background', 'rba',
-                   'no_object')
+                   'no_object', 'eam')
 
 #: Entropy thresholds of ``open_set_iou`` (the normalized entropy is in
 #: [0, 1]; entropy-maximization Fig. 5 spans that range).
 OPEN_SET_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 
 
+def reference_fitted_scorers(scorers) -> list:
+    """The scorers whose selection a run fits on the labelled reference
+    set ``tune_on``: ``maskomaly`` without ``queries_file`` or ``queries``.
+
+    Args:
+        scorers: Scorer specs (``'NAME[:key=value,...]'`` or config
+            dicts), or ``None`` (the defaults, none of which is fitted on
+            a reference set). Specs that do not parse are left out (the
+            scorer check names them).
+
+    Returns:
+        list: The specs, in order.
+    """
+    found = []
+    for spec in scorers or ():
+        try:
+            cfg = parse_scorer_spec(spec) if isinstance(spec, str) else spec
+        except ValueError:
+            continue
+        if isinstance(cfg, dict) and cfg.get('type') == 'maskomaly' and \
+                cfg.get('queries_file') is None and \
+                cfg.get('queries') is None:
+            found.append(spec)
+    return found
+
+
 def parse_component_threshold(text) -> Tuple[str, Optional[object]]:
     """``--component-threshold`` -> ``(rule, argument)``.
 
     ``'best-f1'`` (or ``'best_f1'``): ``('best-f1', None)``, each dataset's
-    own best pixel-F1 threshold (the SMIYC benchmark's choice, an oracle);
-    a number: ``('fixed', value)``; ``'from:<dataset>'``: ``('from',
-    name)``, the best-F1 threshold of another dataset; ``'tpr:<rate>'``:
-    ``('tpr', rate)``, the threshold at which each dataset's pixel TPR first
-    reaches ``rate``.
+    own best pixel-F1 threshold (the SMIYC benchmark's choice, an oracle;
+    exact, ``score >= t``); ``'smiyc'``: ``('smiyc', None)``, the same
+    oracle as the benchmark's code computes it (its binned pixel curve,
+    ``score > t``, its tau grid: its numbers); a number: ``('fixed',
+    value)``; ``'from:<dataset>'``: ``('from', name)``, the best-F1
+    threshold of another dataset; ``'tpr:<rate>'``: ``('tpr', rate)``, the
+    threshold at which each dataset's pixel TPR first reaches ``rate``.
 
     Args:
         text: The option's value: a string in one of the forms above, or
@@ -60,13 +90,15 @@ def parse_component_threshold(text) -> Tuple[str, Optional[object]]:
     Raises:
         ValueError: anything else (naming the accepted forms).
     """
-    forms = ("'best-f1', a number, 'from:<dataset>' or 'tpr:<rate>' "
-             '(rate in (0, 1])')
+    forms = ("'best-f1', 'smiyc', a number, 'from:<dataset>' or "
+             "'tpr:<rate>' (rate in (0, 1])")
     if not isinstance(text, (str, int, float)) or isinstance(text, bool):
         raise InvalidValueError(f'`component_threshold` must be {forms}, got '
                                 f'{text!r}')
     if text in ('best-f1', 'best_f1'):
         return 'best-f1', None
+    if text == 'smiyc':
+        return 'smiyc', None
     if isinstance(text, str) and text.startswith('from:'):
         if not text[5:]:
             raise InvalidValueError("`component_threshold` 'from:' needs a "
@@ -124,6 +156,14 @@ class OODTestOptions:
             ``results.json["tuning"]`` (``values``: each parameter's), AP
             against each parameter to ``tuning/ap_vs_<param>.png``.
         tune_on: Dataset to tune on (default: the first of ``datasets``).
+            Also the labelled reference set on which ``maskomaly`` (without
+            a ``queries_file``) selects its queries, before the evaluation
+            (see :mod:`mmseg_ood.engine.query_selection`); it must then
+            not be one of ``datasets``, and it is needed even without
+            ``tune``. The selection goes to
+            ``<work_dir>/maskomaly_queries_<tune_on>.json`` (reused while
+            the checkpoint and the set are the same) and to
+            ``results.json["maskomaly"]``.
         show_dir / show_num: Heatmaps of the first ``show_num`` images.
         export_smiyc: Directory for the SMIYC submission files
             (``anomaly_p/<method>/<dataset>/<frame>.hdf5``, float16), of
@@ -203,7 +243,9 @@ class OODTestOptions:
 
         Raises:
             ValueError: a value out of its range or options that do not go
-                together (``tune_on`` without ``tune``, ``sml_stats``
+                together (``tune_on`` without ``tune`` or a scorer fitted
+                on it, ``maskomaly`` to fit without ``tune_on``,
+                ``sml_stats``
                 without ``sml``, ``meta_classifier`` with ``tta``,
                 ``open_set_iou`` without ``id_eval``, ...).
             TypeError: a value of the wrong type (``bootstrap`` not a dict,
@@ -228,7 +270,8 @@ class OODTestOptions:
         check_bootstrap(self.bootstrap)
         values = tune_values(self.tune)  # {parameter: grid values}
         tune = list(values)
-        if self.tune_on is not None and not tune:
+        fitted = reference_fitted_scorers(self.scorers)
+        if self.tune_on is not None and not tune and not fitted:
             raise InvalidValueError(
                 f'`tune_on` ({self.tune_on!r}) is given but '
                 'nothing to tune: add `tune` (--tune eta delta '
@@ -251,6 +294,12 @@ class OODTestOptions:
         names = scorers if scorers is not None else list(DEFAULT_SCORERS)
         for name in names:
             build_scorer(name)  # ValueError listing the registered names
+        if fitted and self.tune_on is None:
+            raise InvalidValueError(
+                f'scorer {fitted[0]!r} selects its queries on a labelled '
+                'reference set: give it with `tune_on` (--tune-on DATASET, '
+                'a dataset not among `datasets`), or pass a selection file '
+                '(maskomaly:queries_file=FILE)')
         if self.sml_stats is not None:
             if 'sml' not in names:
                 raise InvalidValueError(

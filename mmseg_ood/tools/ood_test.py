@@ -7,7 +7,7 @@
         [--tune eta delta temperature=0.01,0.1,1] [--tune-on DATASET] \
         [--open-set-iou] [--show-dir DIR --show-num N] [--export-smiyc DIR] \
         [--export-transform rank|none] [--tta] \
-        [--component-threshold best-f1|VALUE|from:DATASET|tpr:RATE] \
+        [--component-threshold best-f1|smiyc|VALUE|from:DATASET|tpr:RATE] \
         [--per-image] [--bootstrap N [--bootstrap-seed S]
         [--bootstrap-level L]] [--meta-classifier meta.json] \
         [--cfg-options ...] [--launcher none|pytorch|slurm] [--unsafe-load]
@@ -123,11 +123,13 @@ def parse_args(argv=None):
                    'the float16 cast, keeping their ranking (default); '
                    'none: cast the raw scores')
     p.add_argument('--component-threshold', default='best-f1',
-                   metavar='best-f1|VALUE|from:DATASET|tpr:RATE',
+                   metavar='best-f1|smiyc|VALUE|from:DATASET|tpr:RATE',
                    help="threshold of the component metrics: each "
-                   "dataset's own best pixel-F1 threshold (default, as "
-                   'SMIYC), a fixed value, the best-F1 threshold of another '
-                   'dataset, or the threshold at a pixel TPR')
+                   "dataset's own exact best pixel-F1 threshold (default), "
+                   "the SMIYC benchmark code's choice (its binned curve, "
+                   "score > t: its numbers), a fixed value, the best-F1 "
+                   'threshold of another dataset, or the threshold at a '
+                   'pixel TPR')
     p.add_argument('--per-image', action='store_true',
                    help='also report AUROC / AP / FPR95 averaged over '
                    'images (and DIR/per_image.csv)')

@@ -400,3 +400,85 @@ def test_update_valid_skips_void_label_and_equals_update():
     b = PixelOODAccumulator().update_valid(s, y2)
     assert a.compute() == ref.compute() == b.compute()
     assert np.array_equal(a.counts, ref.counts)
+
+
+def reference_counts(images, bits=20):
+    """The coarse histogram from its definition: each non-void pixel
+    counted at the top `bits` bits of the order key of its float32 score
+    (-0.0 is +0.0), [ID, OOD]; independent of how an update finds the
+    columns."""
+    counts = np.zeros((2, 1 << bits), np.int64)
+    for s, y in images:
+        s, y = np.asarray(s).ravel(), np.asarray(y).ravel()
+        keep = y != 255
+        f = s[keep].astype(np.float32) + np.float32(0.0)
+        b = f.view(np.uint32)
+        key = np.where(b >> 31 == 1, ~b, b | np.uint32(0x80000000))
+        np.add.at(counts, (y[keep].astype(np.intp),
+                           (key >> np.uint32(32 - bits)).astype(np.intp)), 1)
+    return counts
+
+
+def layout_cases():
+    """Streams that take each way of laying out an update's histogram:
+    scores of one sign over a few binades (dense), of both signs with the
+    small magnitudes between them rare (a gap of unused binades), over the
+    whole float range (compact), with rare exact zeros of both signs among
+    float32 scores of both signs (keyed in place, -0.0 corrected in the
+    overflow page), and float64 scores that round to -0.0."""
+    rng = np.random.default_rng(5)
+    cases = {}
+
+    def labels(n):
+        y = (rng.random(n) < 0.1).astype(np.uint8)
+        y[rng.random(n) < 0.1] = 255
+        return y
+
+    n = 70000  # a bit more than one chunk
+    cases['one_sign'] = [(rng.random(n).astype(np.float32) + 0.5, labels(n))
+                         for _ in range(3)]
+    cases['both_signs'] = [(rng.normal(0, 2, n).astype(np.float32),
+                            labels(n)) for _ in range(4)]
+    cases['whole_range'] = [
+        ((np.exp(rng.normal(0, 20, n)) * rng.choice([-1, 1], n)).astype(
+            np.float32), labels(n)) for _ in range(3)]
+    zeros = []
+    for _ in range(3):
+        s = rng.normal(0, 2, n).astype(np.float32)
+        at = rng.choice(n, 40, replace=False)
+        s[at[:20]], s[at[20:]] = np.float32(-0.0), np.float32(0.0)
+        zeros.append((s, labels(n)))
+    cases['rare_zeros'] = zeros
+    tiny = rng.normal(0, 1, n)
+    tiny[:50] = -1e-60  # float32: -0.0, which ties with 0.0
+    tiny[50:100] = 0.0
+    cases['float64_to_minus_zero'] = [(tiny, labels(n))]
+    return cases
+
+
+@pytest.mark.parametrize('case', sorted(layout_cases()))
+def test_coarse_counts_are_the_definition_in_every_layout(case):
+    images = layout_cases()[case]
+    m = PixelOODAccumulator(max_refined=0)
+    for s, y in images:
+        m.update(s, y)
+    ref = reference_counts(images)
+    assert np.array_equal(m.counts, ref)
+    if case in ('rare_zeros', 'float64_to_minus_zero'):
+        zero = 1 << 19  # +0.0's bin at bits=20
+        zeros = sum(int(np.sum((np.asarray(s, np.float32) == 0) & (y != 255)))
+                    for s, y in images)
+        assert ref[:, zero].sum() == zeros > 50
+        assert ref[:, zero - 1].sum() == 0  # no -0.0 bin
+    # refined (the default): the same pixels, at full resolution where
+    # heavy; the metrics equal the exact ones on the float32 scores
+    full = PixelOODAccumulator()
+    for s, y in images:
+        full.update(s, y)
+    s = np.concatenate([np.asarray(a, np.float32).ravel() for a, _ in images])
+    y = np.concatenate([b.ravel() for _, b in images])
+    exact = pixel_ood_metrics(s, y)
+    got = full.compute()
+    assert got['num_ood'] == exact['num_ood']
+    assert got['num_id'] == exact['num_id']
+    assert abs(got['auroc'] - exact['auroc']) < 1e-4

@@ -13,6 +13,11 @@ deliberately differs from the benchmark's code.
   FPR95 = the FPR at the first ``t`` where TPR >= 0.95; AUROC by
   Mann-Whitney (the share of (OOD, ID) pairs ordered right, ties 1/2).
 - Component metrics: see :func:`ref_image_components`.
+- The benchmark's own component threshold (``component_threshold='smiyc'``):
+  its per-frame quantile bins, pooled curve and best-F1 pick, as its code
+  computes them (:func:`ref_smiyc_frame`, :func:`ref_smiyc_threshold`,
+  written again from a reading of that code), then ``score > t`` and its
+  own tau values.
 
 All scores lie on a grid of few mantissa bits (``k / 256``, ``k / 2048``),
 so float32 holds them exactly and ``PixelOODAccumulator`` (``bits=20``: 12
@@ -27,8 +32,10 @@ from sklearn.metrics import (average_precision_score, roc_auc_score,
                              roc_curve)
 
 from mmseg_ood.evaluation import (ComponentAccumulator, OODMetric,
-                                  PixelOODAccumulator)
+                                  PixelOODAccumulator, SMIYCBinnedCurve)
+from mmseg_ood.evaluation.accumulators import SMIYC_TAUS
 from mmseg_ood.evaluation.functional.pixel_metrics import pixel_ood_metrics
+from mmseg_ood.evaluation.functional.roc_pr import smiyc_frame_bins
 
 TOL = 1e-12
 VOID = 255
@@ -492,3 +499,217 @@ def test_tau_grid_is_decimal():
     linspace = ref_components([score], [lab], 0.5, 1, 1,
                               taus=benchmark_taus)
     assert abs(linspace['mean_f1'] - 7 / 11) <= TOL
+    # the benchmark's own grid in the package's SMIYC mode: 7 / 11 too
+    mode = ComponentAccumulator(0.5, min_pred_size=1, min_gt_size=1,
+                                taus=SMIYC_TAUS).update(score, lab).compute()
+    assert abs(mode['mean_f1'] - 7 / 11) <= TOL
+
+
+# --------------------------------------------------------------------------
+# the benchmark's own threshold: component_threshold='smiyc'
+# --------------------------------------------------------------------------
+# The reference below is the benchmark's code at commit 1c7804e as read,
+# written again in its own steps (not the package's): per frame
+# (road_anomaly_benchmark/metrics/pixel_classification.py,
+# binary_confusion_matrix with bin_strategy='percentiles', num_bins=768)
+# np.quantile and np.histogram of the unsorted scores of each class, the
+# histograms reversed to run from the highest threshold down, a bin's
+# pixels standing at its lower edge; pooled (aggregate_dynamic_bins) by
+# concatenating the frames and ordering them by np.argsort(...)[::-1];
+# curves_from_cmats keeps the first point and the last point of each run of
+# equal thresholds, puts (TP, FP) = (0, 0) in front at max + 1, and
+# get_thresh_p_from_curve reads the threshold of np.nanargmax(F1);
+# default_instancer then predicts `score > threshold`.
+SMIYC_BENCHMARK_TAUS = list(np.linspace(0.25, 0.75, 11))
+
+
+def ref_smiyc_frame(score, label, num_bins=768):
+    """One frame: (thresholds, TP increments, FP increments), highest
+    threshold first, and the frame's OOD and ID pixel counts."""
+    roi = label != VOID
+    prob, gt = score[roi], label[roi] == 1
+    vmin, vmax = np.min(prob), np.max(prob)
+    eps = np.maximum((vmax - vmin) * 1e-2, 1e-2)
+    bins = [[vmin - eps, vmax + eps]]
+    for part in (prob[gt], prob[~gt]):
+        if part.size:
+            bins.append(np.quantile(
+                part, np.linspace(0, 1, min(num_bins // 2, part.size))))
+    bins = np.unique(np.concatenate(bins))
+    tp_rel, _ = np.histogram(prob[gt], bins=bins)
+    fp_rel, edges = np.histogram(prob[~gt], bins=bins)
+    return (edges[::-1][1:], tp_rel[::-1], fp_rel[::-1], int(gt.sum()),
+            int((~gt).sum()))
+
+
+def ref_smiyc_threshold(scores, labels):
+    """The benchmark's best-F1 threshold of the pooled frames."""
+    frames = [ref_smiyc_frame(s, y) for s, y in zip(scores, labels)
+              if np.any(y != VOID)]
+    thr = np.concatenate([f[0] for f in frames])
+    tp_rel = np.concatenate([f[1] for f in frames])
+    fp_rel = np.concatenate([f[2] for f in frames])
+    num_pos, num_neg = sum(f[3] for f in frames), sum(f[4] for f in frames)
+    order = np.argsort(thr)[::-1]
+    tp = np.cumsum(tp_rel[order].astype(np.float64))
+    fp = np.cumsum(fp_rel[order].astype(np.float64))
+    thr = thr[order]
+    keep = np.concatenate([[0], np.nonzero(thr[:-1] != thr[1:])[0],
+                           [len(thr) - 1]])
+    tp, fp, thr = tp[keep], fp[keep], thr[keep]
+    fn = num_pos - tp
+    if tp[0] != 0 or fp[0] != 0:
+        tp, fp = np.concatenate([[0], tp]), np.concatenate([[0], fp])
+        fn = np.concatenate([[num_pos], fn])
+        thr = np.concatenate([[float(np.max(thr)) + 1], thr])
+    with np.errstate(invalid='ignore'):
+        f1 = (2 * tp) / (2 * tp + fp + fn)
+    assert num_neg > 0
+    return float(thr[np.nanargmax(f1)])
+
+
+def heavy_ties(data, levels=16):
+    """The `tied` maps on a grid of `levels` values: the benchmark's bin
+    edges fall on scores, so `>` and `>=` at its threshold differ."""
+    scores, labels = data
+    return [np.floor(s * levels).astype(np.float32) / levels
+            for s in scores['tied']], labels
+
+
+def smiyc_metric(scores, labels, tmp_path):
+    """OODMetric with component_threshold='smiyc' (ObstacleTrack sizes 50 /
+    10) over the maps of one scorer `x`; its results."""
+    metric = OODMetric(component_threshold='smiyc',
+                       component_preset='obstacle_track',
+                       spill_dir=str(tmp_path))
+    for i, (s, y) in enumerate(zip(scores, labels)):
+        metric.process({}, [dict(
+            ood_scores={'x': torch.from_numpy(s)},
+            gt_sem_seg=dict(data=torch.from_numpy(y)[None]),
+            img_path=f'{i}.png')])
+    out = metric.evaluate(len(labels))
+    assert metric.last_thresholds == {'x': 'smiyc'}
+    return {k[len('ood/x/'):]: v for k, v in out.items()
+            if k.startswith('ood/x/')}
+
+
+def test_smiyc_frame_bins_are_the_benchmarks(data):
+    scores, labels = data
+    frames = [(s, y) for n in SCORERS for s, y in zip(scores[n], labels)]
+    frames += [(s.astype(dt), y) for s, y in frames[:5]
+               for dt in (np.float16, np.float64)]
+    for s, y in frames:
+        edges, pos, neg = smiyc_frame_bins(s[y != VOID], y[y != VOID] == 1)
+        ref = ref_smiyc_frame(s, y)
+        assert edges.dtype == ref[0].dtype
+        assert np.array_equal(edges, ref[0][::-1])
+        assert np.array_equal(pos, ref[1][::-1])
+        assert np.array_equal(neg, ref[2][::-1])
+    assert not np.any(labels[1] == 1)  # a frame without OOD pixels
+    with pytest.raises(ValueError, match='one or more scores'):
+        smiyc_frame_bins(np.zeros(0), np.zeros(0, bool))
+
+
+@pytest.mark.parametrize('name', SCORERS)
+def test_smiyc_threshold_is_the_benchmarks(data, name):
+    scores, labels = data
+    curve = SMIYCBinnedCurve()
+    for s, y in zip(scores[name], labels):
+        curve.update(s, y)
+    got = curve.compute()
+    ref = ref_smiyc_threshold(scores[name], labels)
+    assert got['smiyc_threshold'] == ref and got['frames'] == 5
+    # merged in order (as ranks are): the same frames, the same threshold
+    a, b = SMIYCBinnedCurve(), SMIYCBinnedCurve()
+    for i, (s, y) in enumerate(zip(scores[name], labels)):
+        (a if i < 2 else b).update(s, y)
+    assert SMIYCBinnedCurve().load_state_dict(a.state_dict()).merge(
+        b).compute() == got
+
+
+def test_smiyc_mode_is_the_benchmark_end_to_end(data, tmp_path):
+    """Heavy ties: the benchmark's threshold is a score that many pixels
+    hold; its `>` leaves them out. Every component number of the mode is
+    the reference's; the exact mode (`>=` at the exact best-F1 threshold)
+    is far from it: PPV moves by more than 5 points."""
+    scores, labels = heavy_ties(data)
+    t = ref_smiyc_threshold(scores, labels)
+    assert sum(int(np.sum(s == t)) for s in scores) > 500
+    got = smiyc_metric(scores, labels, tmp_path)
+    ref = ref_components(scores, labels, t, 50, 10, strict=True,
+                         taus=SMIYC_BENCHMARK_TAUS)
+    assert got['component_threshold'] == t
+    assert_components_match(got, ref)
+    for k, v in ref_pixel(scores, labels).items():  # pixel metrics as ever
+        if k in PIXEL_KEYS:
+            assert abs(got[k] - v) <= TOL
+    exact = ref_components(scores, labels,
+                           ref_pixel(scores, labels)['best_f1_threshold'],
+                           50, 10)
+    assert abs(exact['ppv'] - ref['ppv']) > 0.05
+    # `>=` at the benchmark's own threshold is not its number either
+    ge = ref_components(scores, labels, t, 50, 10, taus=SMIYC_BENCHMARK_TAUS)
+    assert max(abs(ge[k] - ref[k]) for k in ('siou', 'ppv')) > 0.05
+
+
+def test_smiyc_mode_follows_the_benchmarks_binning(data, tmp_path):
+    """Finely spread scores: the benchmark's threshold is an interpolated
+    quantile, not the exact best-F1 score, and the components there differ
+    from the exact mode's."""
+    scores, labels = data
+    scores = scores['fine']
+    t = ref_smiyc_threshold(scores, labels)
+    exact_t = ref_pixel(scores, labels)['best_f1_threshold']
+    assert t != exact_t
+    got = smiyc_metric(scores, labels, tmp_path)
+    ref = ref_components(scores, labels, t, 50, 10, strict=True,
+                         taus=SMIYC_BENCHMARK_TAUS)
+    assert got['component_threshold'] == t
+    assert_components_match(got, ref)
+    exact = ref_components(scores, labels, exact_t, 50, 10)
+    assert abs(ref['siou'] - exact['siou']) > 1e-4
+
+
+def test_smiyc_threshold_keeps_the_benchmarks_frame_order():
+    """The highest edges of two frames tie at 1.0. The benchmark keeps the
+    first point of its sorted curve whatever follows it: with frame A (10
+    OOD pixels at 1.0) first, that point (TP 10, FP 0) has the best F1;
+    with frame B (10 ID pixels at 1.0) first it has F1 0, and a lower
+    threshold wins. The package pools frames in the order they come, as
+    the benchmark does."""
+    a_s = np.r_[np.ones(10), np.full(30, 0.3), np.linspace(0.31, 0.5, 130),
+                np.linspace(0, 0.2, 400)].astype(np.float32)[None]
+    a_y = np.r_[np.ones(40), np.zeros(530)].astype(np.uint8)[None]
+    b_s = np.r_[np.ones(10), np.linspace(0, 0.2, 400)].astype(
+        np.float32)[None]
+    b_y = np.zeros((1, 410), np.uint8)
+    found = []
+    for frames in (((a_s, a_y), (b_s, b_y)), ((b_s, b_y), (a_s, a_y))):
+        curve = SMIYCBinnedCurve()
+        for s, y in frames:
+            curve.update(s, y)
+        t = curve.compute()['smiyc_threshold']
+        assert t == ref_smiyc_threshold(*zip(*frames))
+        found.append(t)
+    assert found[0] == 1.0 and found[1] < 0.5
+
+
+def test_smiyc_rule_reaches_the_metric():
+    """--component-threshold smiyc -> OODMetric(component_threshold=
+    'smiyc'), recorded as 'smiyc'; the curve's arguments are checked."""
+    from mmseg_ood.apis.ood_test import _metric_threshold, _rule_name
+    from mmseg_ood.apis.ood_test_options import parse_component_threshold
+    rule = parse_component_threshold('smiyc')
+    assert rule == ('smiyc', None) and _rule_name(rule) == 'smiyc'
+    assert _metric_threshold(rule, None, None, {}) == 'smiyc'
+    OODMetric(component_threshold={'msp': 'smiyc', 'energy': 0.5})
+    with pytest.raises(ValueError, match="'smiyc'"):
+        OODMetric(component_threshold='smyic')
+    with pytest.raises(ValueError, match='num_bins'):
+        SMIYCBinnedCurve(num_bins=1)
+    with pytest.raises(ValueError, match='strict'):
+        ComponentAccumulator(0.5, strict='yes')
+    empty = SMIYCBinnedCurve().update(np.zeros((2, 2), np.float32),
+                                      np.full((2, 2), VOID, np.uint8))
+    assert empty.compute()['frames'] == 0
+    assert np.isnan(empty.compute()['smiyc_threshold'])

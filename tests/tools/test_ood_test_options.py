@@ -165,9 +165,9 @@ BAD = {
                        '`open_set_iou` is computed in the ID pass, which '
                        '`id_eval=False` (--no-id-eval) skips', True),
     'threshold_text': (dict(component_threshold='nope'), ValueError,
-                       "`component_threshold` must be 'best-f1', a number, "
-                       "'from:<dataset>' or 'tpr:<rate>' (rate in (0, 1]), "
-                       "got 'nope'", True),
+                       "`component_threshold` must be 'best-f1', 'smiyc', a "
+                       "number, 'from:<dataset>' or 'tpr:<rate>' (rate in "
+                       "(0, 1]), got 'nope'", True),
     'threshold_from': (dict(component_threshold='from:'), ValueError,
                        "`component_threshold` 'from:' needs a dataset, "
                        "e.g. 'from:road_anomaly21'", True),

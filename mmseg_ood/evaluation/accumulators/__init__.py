@@ -4,7 +4,8 @@ registered metrics can merge them across ranks."""
 from .background_iou import BackgroundIoUAccumulator, background_pixel_counts
 from .base import Accumulator, merge_across_ranks
 from .bootstrap import ImageHistograms, image_bootstrap
-from .components import (DEFAULT_TAUS, SIZE_PRESETS, ComponentAccumulator,
+from .components import (DEFAULT_TAUS, SIZE_PRESETS, SMIYC_TAUS,
+                         ComponentAccumulator, SMIYCBinnedCurve,
                          image_component_stats)
 from .ece import ECEAccumulator
 from .label_checks import (UnlistedLabelValues, UnlistedLabelValueWarning,
@@ -18,8 +19,9 @@ from .score_distribution import ScoreDistribution
 __all__ = [
     'Accumulator', 'merge_across_ranks', 'BackgroundIoUAccumulator',
     'background_pixel_counts', 'ImageHistograms', 'image_bootstrap',
-    'DEFAULT_TAUS', 'SIZE_PRESETS', 'ComponentAccumulator',
-    'image_component_stats', 'ECEAccumulator', 'OpenSetIoUAccumulator',
+    'DEFAULT_TAUS', 'SIZE_PRESETS', 'SMIYC_TAUS', 'ComponentAccumulator',
+    'SMIYCBinnedCurve', 'image_component_stats', 'ECEAccumulator',
+    'OpenSetIoUAccumulator',
     'PerImageOODMetrics', 'PixelOODAccumulator',
     'RepresentationAccumulator', 'effective_dimensionality',
     'ScoreDistribution', 'UnlistedLabelValues', 'UnlistedLabelValueWarning',

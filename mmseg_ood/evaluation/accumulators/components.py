@@ -27,7 +27,9 @@ ObstacleTrack 50 / 10 (predicted / ground truth).
 
 Deviation: SMIYC binarizes with ``score > threshold`` while its pixel curve
 counts ``score >= threshold``; we use ``>=`` in both, so the component
-threshold is exactly the best-F1 pixel threshold.
+threshold is exactly the best-F1 pixel threshold. ``strict=True`` with
+``SMIYC_TAUS`` and :class:`SMIYCBinnedCurve`'s threshold reproduces the
+benchmark's own numbers instead (see ``docs/en/evaluation/smiyc_parity.md``).
 """
 from __future__ import annotations
 
@@ -40,11 +42,15 @@ import numpy as np
 
 from ...errors import InvalidValueError
 from ...labels import IGNORE_INDEX
-from ..functional.inputs import to_numpy
-from ..functional.roc_pr import UndefinedMetricWarning
+from ..functional.inputs import VOID, flat_scores_and_labels, to_numpy
+from ..functional.roc_pr import (SMIYC_FRAME_BINS, UndefinedMetricWarning,
+                                 smiyc_best_f1, smiyc_frame_bins)
 from .base import Accumulator
 
 DEFAULT_TAUS = tuple(np.round(np.linspace(0.25, 0.75, 11), 10).tolist())
+#: The benchmark's own tau values, ``np.linspace(0.25, 0.75, 11)`` unrounded
+#: (the 8th is 0.6000000000000001): for its numbers exactly.
+SMIYC_TAUS = tuple(np.linspace(0.25, 0.75, 11).tolist())
 SIZE_PRESETS = {'anomaly_track': (500, 100), 'obstacle_track': (50, 10)}
 
 
@@ -106,14 +112,16 @@ def image_component_stats(scores, labels, threshold: float,
                           min_pred_size: int = 500, min_gt_size: int = 100,
                           ignore_index: int = IGNORE_INDEX,
                           taus: Sequence[float] = DEFAULT_TAUS,
-                          gt: Optional[GroundTruthComponents] = None) -> dict:
+                          gt: Optional[GroundTruthComponents] = None,
+                          strict: bool = False) -> dict:
     """Per-image sums behind sIoU, PPV and F1 (see the module docstring).
 
     Args:
         scores: ``(H, W)`` OOD scores.
         labels: ``(H, W)`` 0 / 1 / ``ignore_index``; not read if ``gt`` is
             given.
-        threshold: Predict OOD where ``scores >= threshold``.
+        threshold: Predict OOD where ``scores >= threshold`` (``>`` if
+            ``strict``).
         min_pred_size: Predicted components smaller than this many pixels
             are removed (SMIYC AnomalyTrack: 500, ObstacleTrack: 50).
         min_gt_size: Ground-truth components smaller than this many pixels
@@ -124,6 +132,8 @@ def image_component_stats(scores, labels, threshold: float,
             (default: ``linspace(0.25, 0.75, 11)``).
         gt: ``GroundTruthComponents(labels, min_gt_size, ignore_index)``,
             if already computed for another scorer of the image.
+        strict: Predict OOD where ``scores > threshold``, as the SMIYC
+            benchmark's code (``default_instancer``) does.
 
     Returns:
         dict with ``siou`` (per ground-truth component), ``ppv`` (per
@@ -145,7 +155,7 @@ def image_component_stats(scores, labels, threshold: float,
     elif gt.min_gt_size != min_gt_size:
         raise InvalidValueError(f'`gt` was computed with min_gt_size='
                                 f'{gt.min_gt_size}, not {min_gt_size}')
-    pred = s >= threshold
+    pred = s > threshold if strict else s >= threshold
     pred &= gt.valid  # predictions on void pixels are dropped
     pred_cc, n_pred = label_components(pred)
     npd = n_pred + 1
@@ -197,19 +207,24 @@ class ComponentAccumulator(Accumulator):
     Memory: two floats per component plus three counts per tau.
 
     Args:
-        threshold: Predict OOD where ``score >= threshold``.
+        threshold: Predict OOD where ``score >= threshold`` (``>`` if
+            ``strict``).
         min_pred_size / min_gt_size: Size filters in pixels, predicted /
             ground truth (step 2 of the module docstring).
         preset: ``'anomaly_track'`` (500 / 100) or ``'obstacle_track'``
             (50 / 10); overrides the sizes. ``None`` keeps them.
         taus: sIoU / PPV thresholds for F1.
         ignore_index: Void label.
+        strict: Predict OOD where ``score > threshold``, as the SMIYC
+            benchmark's code does (with its threshold, from
+            :class:`SMIYCBinnedCurve`, and ``taus=SMIYC_TAUS``: its
+            numbers).
     """
 
     def __init__(self, threshold: float, min_pred_size: int = 500,
                  min_gt_size: int = 100, preset: Optional[str] = None,
                  taus: Sequence[float] = DEFAULT_TAUS,
-                 ignore_index: int = IGNORE_INDEX):
+                 ignore_index: int = IGNORE_INDEX, strict: bool = False):
         if preset is not None:
             if preset not in SIZE_PRESETS:
                 raise InvalidValueError(
@@ -224,7 +239,10 @@ class ComponentAccumulator(Accumulator):
         if not np.isfinite(threshold):
             raise InvalidValueError(
                 f'`threshold` must be finite, got {threshold}')
+        if not isinstance(strict, (bool, np.bool_)):
+            raise InvalidValueError(f'`strict` must be a bool, got {strict!r}')
         self.threshold = float(threshold)
+        self.strict = bool(strict)
         self.min_pred_size, self.min_gt_size = int(min_pred_size), int(
             min_gt_size)
         self.taus = tuple(float(t) for t in taus)
@@ -254,7 +272,8 @@ class ComponentAccumulator(Accumulator):
         """
         st = image_component_stats(scores, labels, self.threshold,
                                    self.min_pred_size, self.min_gt_size,
-                                   self.ignore_index, self.taus, gt)
+                                   self.ignore_index, self.taus, gt,
+                                   self.strict)
         self.siou_sum += sum(map(Fraction, st['siou'].tolist()), Fraction(0))
         self.ppv_sum += sum(map(Fraction, st['ppv'].tolist()), Fraction(0))
         self.num_gt += st['siou'].size
@@ -302,3 +321,115 @@ class ComponentAccumulator(Accumulator):
             out[f'f1@{t:g}'] = float(v)
         out['mean_f1'] = float(np.mean(f1)) if np.isfinite(f1).all() else nan
         return out
+
+
+class SMIYCBinnedCurve(Accumulator):
+    """The SMIYC benchmark's binned pixel curve, for its component
+    threshold: each frame's pixels in the benchmark's per-frame quantile
+    bins (:func:`~mmseg_ood.evaluation.functional.roc_pr.smiyc_frame_bins`),
+    pooled at :meth:`compute` into its best-F1 threshold
+    (:func:`~mmseg_ood.evaluation.functional.roc_pr.smiyc_best_f1`).
+
+    With :class:`ComponentAccumulator` at that threshold, ``strict=True``
+    and ``taus=SMIYC_TAUS`` the component metrics equal those of the
+    benchmark's code on the same score maps (``OODMetric``'s
+    ``component_threshold='smiyc'``). The exact threshold (the best-F1
+    score of the exact pixel curve, ``>=``) is the package's default.
+
+    Frames are pooled in the order they were added (a merge appends the
+    other accumulator's frames): the benchmark's sort orders equal edges of
+    different frames by position, which decides the threshold only where
+    the highest edges of several frames tie. Frames without non-void
+    pixels are skipped (the benchmark's code fails on them).
+
+    Memory: at most ``num_bins + 1`` bins of three numbers (24 bytes) per
+    frame: about 18 KiB a frame, 22 MiB for 1203 frames (Fishyscapes
+    LostAndFound's size).
+
+    Args:
+        num_bins: Bins per frame, the benchmark's ``PixBinaryClass``
+            ``num_bins`` (768).
+        ignore_index: Void label.
+        name: Scorer name for messages.
+    """
+
+    def __init__(self, num_bins: int = SMIYC_FRAME_BINS,
+                 ignore_index: int = IGNORE_INDEX, name: str = 'scores'):
+        if not isinstance(num_bins, (int, np.integer)) or num_bins < 2:
+            raise InvalidValueError(
+                f'`num_bins` must be an int >= 2, got {num_bins!r}')
+        self.num_bins = int(num_bins)
+        self.ignore_index = ignore_index
+        self.name = name
+        self.reset()
+
+    def reset(self) -> None:
+        self.frames = []  # (lower edges, OOD counts, ID counts) per frame
+
+    def update(self, scores, labels) -> 'SMIYCBinnedCurve':
+        """Add one frame.
+
+        Args:
+            scores: ``(H, W)`` (or any shape) OOD scores.
+            labels: The same shape: 0 / 1 / ``ignore_index``.
+        """
+        s, y = flat_scores_and_labels(scores, labels, self.ignore_index,
+                                      self.name)
+        return self.update_valid(s, y)
+
+    def update_valid(self, scores: np.ndarray,
+                     labels: np.ndarray) -> 'SMIYCBinnedCurve':
+        """Add one frame of validated pixels.
+
+        Args:
+            scores: 1-D scores, finite where ``labels`` is 0 or 1.
+            labels: 1-D uint8: 0 ID, 1 OOD, 2 void (left out).
+        """
+        keep = labels != VOID
+        if not keep.all():
+            scores, labels = scores[keep], labels[keep]
+        if scores.size:
+            self.frames.append(smiyc_frame_bins(scores, labels == 1,
+                                                self.num_bins))
+        return self
+
+    def state_dict(self) -> dict:
+        """The frames' bins concatenated (``edges``, ``pos``, ``neg``) and
+        each frame's number of bins (``sizes``), in order."""
+        cat = [np.concatenate([f[i] for f in self.frames]) if self.frames
+               else np.zeros(0, np.float64 if i == 0 else np.int64)
+               for i in range(3)]
+        return dict(num_bins=self.num_bins, edges=cat[0], pos=cat[1],
+                    neg=cat[2],
+                    sizes=np.array([f[0].size for f in self.frames],
+                                   np.int64))
+
+    def load_state_dict(self, state: dict) -> 'SMIYCBinnedCurve':
+        """Append another accumulator's frames (:meth:`state_dict`) after
+        this one's.
+
+        Args:
+            state: Another :class:`SMIYCBinnedCurve`'s :meth:`state_dict`.
+
+        Raises:
+            ValueError: the state was binned with another ``num_bins``.
+        """
+        if state['num_bins'] != self.num_bins:
+            raise InvalidValueError(
+                f"state has num_bins={state['num_bins']!r}, this curve "
+                f'{self.num_bins!r}')
+        if len(state['sizes']) == 0:
+            return self
+        cuts = np.cumsum(state['sizes'])[:-1]
+        self.frames.extend(zip(np.split(state['edges'], cuts),
+                               np.split(state['pos'], cuts),
+                               np.split(state['neg'], cuts)))
+        return self
+
+    def compute(self) -> Dict[str, float]:
+        """``smiyc_threshold`` (predict OOD where ``score >`` it) and
+        ``smiyc_best_f1`` (the F1 of the binned curve there; both NaN
+        without OOD or ID pixels) and ``frames``."""
+        t, f1 = smiyc_best_f1(self.frames)
+        return dict(smiyc_threshold=t, smiyc_best_f1=f1,
+                    frames=len(self.frames))

@@ -14,13 +14,21 @@ from .base import Accumulator
 
 #: Sign and exponent bits of a float32: a page of coarse bins is one binade.
 _PAGE_LEVEL_BITS = 9
-#: Pixels per chunk of an update: the temporaries of a chunk (about 33
-#: bytes a pixel) stay in the CPU caches. A chunk grows with the histogram
-#: it is counted into, up to _MAX_CHUNK.
-_CHUNK = 1 << 17
-_MAX_CHUNK = 1 << 20
-#: Scores sampled from an update to guess where it falls.
-_SAMPLE = 4096
+#: Pages of any histogram (every binade of both signs).
+_PAGES = 1 << _PAGE_LEVEL_BITS
+#: Pixels per chunk of an update: the temporaries of a chunk (at most 33
+#: bytes a pixel) stay in the CPU caches.
+_CHUNK = 1 << 16
+#: Pixels counted by one ``bincount`` (8 bytes each): its histogram is
+#: zeroed and added once per batch, so a batch holds at least as many
+#: pixels as the histogram has entries (up to _MAX_BATCH), and the zeroing
+#: is a fraction of the work.
+_BATCH = 1 << 18
+_MAX_BATCH = 1 << 21
+#: Scores sampled from an update to guess where it falls: more where bins
+#: were heavy before (so that the sample finds the heavy bins to watch).
+_SAMPLE = 1024
+_SAMPLE_HEAVY = 4096
 #: Expected-value table entry of a bin that is not watched (see
 #: :func:`_scan`): far from every low-bits value.
 _NOT_WATCHED = np.uint32(0x80000000)
@@ -28,22 +36,114 @@ _NOT_WATCHED = np.uint32(0x80000000)
 _U32 = np.uint32
 
 
-def _scan(scores: np.ndarray, labels: np.ndarray, base: int, span: int,
-          bits: int, rows: int, known: Optional[np.ndarray] = None,
-          coarse: bool = True, watch: Optional[np.ndarray] = None,
-          expected: Optional[np.ndarray] = None
+class _Columns:
+    """Where an update counts each bin: the columns of its histogram.
+
+    *Dense*: every bin of the pages ``first`` to ``first + npages - 1``,
+    bin ``b`` at column ``b - first * size``. *Gap* (given ``gap``, a run
+    of pages ``[g0, g1)`` inside the span where no score is expected): the
+    same, but the gap's pages share one overflow page in their place, bin
+    ``b`` at ``c - clip(c - (g0 - first) size, 0, (g1 - g0 - 1) size)``
+    with ``c`` its dense column (three arithmetic steps). *Compact* (given
+    the ``known`` pages, where scores are expected): the bins of those
+    pages, then one overflow page that the bins of all other pages share;
+    bin ``b`` of page ``p`` is at column ``b + shift[p]``, one lookup in a
+    table of the 512 pages. Gap and compact histograms are as wide as the
+    pages the scores fill, not as the span between the extreme scores:
+    scores of both signs span every binade of small magnitude between them,
+    the gap.
+
+    Args:
+        page_bits: ``log2`` of the bins per page.
+        first: First page of the update's span.
+        npages: Pages of the span.
+        known: Sorted absolute pages for a compact histogram, or ``None``.
+        gap: ``(g0, g1)``, absolute pages, for a gap histogram, or ``None``.
+    """
+
+    def __init__(self, page_bits: int, first: int, npages: int,
+                 known: Optional[np.ndarray] = None,
+                 gap: Optional[Tuple[int, int]] = None):
+        size = 1 << page_bits
+        self.page_bits = page_bits
+        self.size = size
+        self.base = first * size
+        self.shift = None
+        self.gap = None
+        # the blocks of pages in column order, and where the overflow page
+        # sits among them (None: there is none)
+        if known is not None:
+            self.pages = np.asarray(known, np.intp)
+            k = self.pages.size
+            shift = (k - np.arange(_PAGES, dtype=np.intp)) * size
+            shift[self.pages] = (np.arange(k) - self.pages) * size
+            self.shift = shift
+            self.spill = k
+        elif gap is not None:
+            g0, g1 = gap
+            span = first + np.arange(npages, dtype=np.intp)
+            self.pages = span[(span < g0) | (span >= g1)]
+            self.gap = ((g0 - first) * size, (g1 - g0 - 1) * size)
+            self.spill = g0 - first
+        else:
+            self.pages = first + np.arange(npages, dtype=np.intp)
+            self.spill = None
+        self.ncols = (self.pages.size + (self.spill is not None)) * size
+
+    @property
+    def compact(self) -> bool:
+        """Whether a table lookup finds the columns (compact layout)."""
+        return self.shift is not None
+
+    def of(self, bins: np.ndarray) -> np.ndarray:
+        """Columns of the absolute ``bins`` (intp)."""
+        bins = np.asarray(bins, np.intp)
+        if self.shift is not None:
+            return bins + self.shift[bins >> self.page_bits]
+        c = bins - self.base
+        if self.gap is not None:
+            c -= np.clip(c - self.gap[0], 0, self.gap[1])
+        return c
+
+    def spills(self, page: int) -> bool:
+        """Whether the bins of absolute ``page`` are counted in the
+        overflow page."""
+        if self.shift is not None:
+            return page not in set(self.pages.tolist())
+        if self.gap is not None:
+            g0 = self.gap[0] // self.size + self.base // self.size
+            g1 = g0 + self.gap[1] // self.size + 1
+            return g0 <= page < g1
+        return False
+
+    def blocks(self, counts: np.ndarray) -> list:
+        """``(2, ncols)`` counts -> ``[pages, (2, P, size) blocks, ...]``
+        without the overflow page (two pairs where it is in the middle)."""
+        blocks = counts.reshape(2, -1, self.size)
+        if self.spill is None:
+            return [self.pages, blocks]
+        s = self.spill
+        out = [self.pages[:s], blocks[:, :s]]
+        if s < self.pages.size:
+            out += [self.pages[s:], blocks[:, s + 1:]]
+        return out
+
+
+def _scan(scores: np.ndarray, labels: np.ndarray, columns: _Columns,
+          bits: int, rows: int, coarse: bool = True,
+          watch: Optional[np.ndarray] = None,
+          expected: Optional[np.ndarray] = None, signed: bool = True
           ) -> Tuple[Optional[Tuple[np.ndarray, np.ndarray]],
                      Optional[np.ndarray]]:
     """One pass over an update: coarse counts, and the exact values of the
     watched bins' pixels that are not where they were expected.
 
-    Coarse counts go to one ``bincount`` per chunk over (bin, label): over
-    every bin of the span, or, given the ``known`` pages (where scores are
-    expected), over the bins of those pages and of one overflow page that
-    all other pages share (one table lookup per pixel). The pixels of a
-    chunk that reach the overflow page are then counted again by bin. The
-    histogram of a chunk is zeroed and added once per chunk, so a compact
-    one lets chunks stay small enough for the caches.
+    Coarse counts go to one ``bincount`` per batch over (label, column)
+    (see :class:`_Columns`); label-major entries (``label * ncols +
+    column``) keep each label's counts contiguous. The ID and OOD pixels
+    that reach the overflow page of a gap or compact histogram (a cheap
+    test per chunk finds whether there are any) are then counted again by
+    bin.
 
     A watched bin ``watch[j]`` expects its pixels at one exact value
     (``expected[j]``, the low ``32 - bits`` bits of the order key; ``2^(32 -
@@ -57,106 +157,160 @@ def _scan(scores: np.ndarray, labels: np.ndarray, base: int, span: int,
     Args:
         scores: ``(N,)`` float scores of the update.
         labels: ``(N,)`` labels 0 / 1 / 2 (2: skipped).
-        base: First bin counted, page-aligned; every score's bin is in
-            ``[base, base + span)``.
-        span: Number of bins counted, whole pages.
+        columns: The histogram's columns; every score's page is among
+            them or (compact) counted in the overflow page.
         bits: The histogram's ``bits``.
         rows: 1 + the largest label (2 or 3).
-        known: Sorted pages (relative to ``base``) for a compact histogram,
-            or ``None``.
         coarse: Whether to count every pixel per bin.
-        watch: ``(W,)`` watched bins (absolute), or ``None``.
+        watch: ``(W,)`` watched bins (absolute, in pages of ``columns``),
+            or ``None``.
         expected: ``(W,)`` uint32 expected low bits per watched bin.
+        signed: Whether ``scores`` may hold -0.0 (which must become +0.0
+            before its key is taken: they are equal); without it, float32
+            scores are read in place rather than copied.
 
     Returns:
-        tuple: the coarse counts as ``(pages, blocks)``, sorted pages
-        relative to ``base`` ``(P,)`` and their ``(2, P, 2^(bits - 9))``
-        int64 counts [ID, OOD] (``None`` without ``coarse``); and
-        ``(W, 2, 2^(32 - bits))`` int64 counts of the mismatching pixels
-        (``None`` if there are none).
+        tuple: the coarse counts as pairs ``pages, blocks, ...`` of sorted
+        absolute pages ``(P,)`` and their ``(2, P, 2^(bits - 9))`` int64
+        counts [ID, OOD]: the histogram's pages (two pairs where a gap
+        splits them), then, where pixels reached the overflow page, the
+        pages of those (``None`` without ``coarse``); and ``(W, 2, 2^(32 -
+        bits))`` int64 counts of the mismatching pixels (``None`` if there
+        are none).
     """
     n = scores.size
     shift = 32 - bits
     sub = 1 << shift
-    page_bits = bits - _PAGE_LEVEL_BITS
-    size = 1 << page_bits
-    npages = span // size
-    width = 0
-    if coarse:
-        if known is None:
-            cols = span
-        else:
-            # bin -> column: the known pages first, then one overflow page
-            # that the bins of all other pages share
-            col = np.arange(span, dtype=np.intp)
-            np.bitwise_and(col, size - 1, out=col)
-            col += known.size * size
-            col.reshape(npages, size)[known] = np.arange(
-                known.size * size).reshape(-1, size)
-            col *= rows  # entry of (bin, label): rows * column + label
-            overflow = np.ones(npages, bool)
-            overflow[known] = False
-            cols = (known.size + 1) * size
-            pending, npending = [], 0
-        width = rows * cols
-    # the histogram of a chunk has `width` entries, zeroed and added: at
-    # least as many pixels as entries keeps that a fraction of the work
-    step = min(n, max(_CHUNK, min(width, _MAX_CHUNK)))
-    flt = np.empty(step, np.float32)
+    size = columns.size
+    ncols = columns.ncols
+    width = rows * ncols if coarse else 0
+    step = min(n, _CHUNK)
+    # pixels per bincount: at least as many as its histogram has entries
+    batch = min(n, max(_BATCH, min(width, _MAX_BATCH)))
+    batch = -(-batch // step) * step  # whole chunks
+    # 32-bit work arrays: half the memory traffic of intp; intp only where
+    # numpy wants it (indices of the page lookup and of bincount). float32
+    # scores are keyed in place where no -0.0 can be, or where -0.0 and
+    # +0.0 both reach the overflow page (their pages 255 and 256 have no
+    # columns): -0.0's key is then corrected there, one pixel at a time
+    fix_zero = signed and coarse and columns.spills(_PAGES // 2 - 1) and \
+        columns.spills(_PAGES // 2)
+    in_place = (not signed or fix_zero) and \
+        scores.dtype == np.float32 and scores.flags.c_contiguous
+    fix_zero = fix_zero and in_place
+    zero_bin = np.intp(1 << (bits - 1))  # +0.0's bin
+    flt = None if in_place else np.empty(step, np.float32)
     key = np.empty(step, _U32)
     tmp = np.empty(step, _U32)
-    rel = np.empty(step, np.intp)
+    col = np.empty(step, np.int32)
+    rel = np.empty(step, _U32)
+    page = np.empty(step, np.intp) if columns.compact else None
+    shift_table = None if not columns.compact else \
+        columns.shift.astype(np.int32)
+    gap = columns.gap
     if coarse:
-        idx = np.empty(step, np.intp)
-        cnt = np.zeros(width, np.int64)
+        idx = np.empty(min(n, batch), np.intp)
+        cnt = None
+        pending, npending = [], 0
+        spill = ncols - size  # first column of the compact overflow page
     nw = 0 if watch is None else int(watch.size)
     fine = None
     if nw:
-        table = np.full(span, _NOT_WATCHED, _U32)
-        table[watch - base] = expected
-        slot = None  # bin -> offset of its sub-histogram, when needed
+        watch_cols = columns.of(watch)
+        table = np.full(ncols, _NOT_WATCHED, _U32)
+        table[watch_cols] = expected
+        slot = None  # column -> offset of its sub-histogram, when needed
         fine_width = rows * nw * sub
         missed, nmissed = [], 0
         off = np.empty(step, _U32)
         miss = np.empty(step, bool)
     # constants and views made once: a chunk is a few dozen numpy calls,
     # whose Python overhead (and allocations) would otherwise add up
-    zero, c0, c1, c31 = np.float32(0.0), _U32(0), _U32(1), _U32(31)
+    zero, c1, c31 = np.float32(0.0), _U32(1), np.int32(31)
     sign, cshift, low = _U32(0x80000000), _U32(shift), _U32(sub - 1)
-    limit, cbase, crows = _U32(2 * sub - 1), np.intp(base), np.intp(rows)
+    cpage = _U32(shift + columns.page_bits)
+    limit = _U32(2 * sub - 1)
+    cbase = None if columns.compact else np.int32(columns.base)
+    if gap is not None:
+        cgap, cclip, gap_cols = np.int32(gap[0]), np.int32(gap[1]), \
+            _U32(gap[1] + size)
+    cncols = np.int32(ncols)
+
+    def overflow(at, lab, r, k):
+        """``label * 2^bits + bin`` of the chunk's ID and OOD pixels
+        ``at`` (those in the overflow page)."""
+        at = at[lab[at] < 2]
+        found = r[at].astype(np.intp)
+        if fix_zero:  # -0.0 is +0.0
+            found[k[at] == _U32(0x7FFFFFFF)] = zero_bin
+        return found + lab[at] * np.intp(1 << bits)
+
     m = 0
+    start = 0  # first pixel of the current batch
     for i in range(0, n, step):
         j = min(n, i + step)
         if j - i != m:  # the first and the last chunk
             m = j - i
-            f, b, k, t, r = (flt[:m], flt[:m].view(_U32), key[:m], tmp[:m],
-                             rel[:m])
-            ix = idx[:m] if coarse else None
+            k, t, c, r = key[:m], tmp[:m], col[:m], rel[:m]
+            ti, ri = t.view(np.int32), r.view(np.int32)
+            if not in_place:
+                f = flt[:m]
+                b = f.view(_U32)
+                bi = b.view(np.int32)
+            pg = None if page is None else page[:m]
             o, bad = (off[:m], miss[:m]) if nw else (None, None)
         # order keys (see order_keys), into preallocated buffers: fresh
-        # temporaries per chunk would cost more than the arithmetic
-        np.add(scores[i:j], zero, f)
-        np.right_shift(b, c31, t)
-        np.subtract(c0, t, t)
+        # temporaries per chunk would cost more than the arithmetic.
+        # Adding +0.0 makes -0.0 +0.0; the arithmetic shift gives -1 for
+        # negative floats, so the mask is all ones there, the sign bit
+        # alone elsewhere
+        if in_place:
+            b = scores[i:j].view(_U32)
+            bi = b.view(np.int32)
+        else:
+            # in float32: a float64 score that rounds to -0.0 becomes +0.0
+            np.add(scores[i:j], zero, f, dtype=np.float32)
+        np.right_shift(bi, c31, ti)
         np.bitwise_or(t, sign, t)
         np.bitwise_xor(b, t, k)
         np.right_shift(k, cshift, r)
-        np.subtract(r, cbase, r)
+        if gap is not None:
+            # the dense column less the part of it inside the gap (t: the
+            # column from the gap's start, unsigned: < gap_cols inside)
+            np.subtract(ri, cbase, c)
+            np.subtract(c, cgap, ti)
+            if coarse and t.min() < gap_cols:
+                pending.append(overflow(np.flatnonzero(t < gap_cols),
+                                        labels[i:j], r, k))
+                npending += pending[-1].size
+            np.clip(ti, 0, cclip, out=ti)
+            np.subtract(c, ti, c)
+        elif cbase is not None:
+            np.subtract(ri, cbase, c)
+        else:
+            np.right_shift(k, cpage, pg)
+            shift_table.take(pg, None, c, 'clip')
+            np.add(c, ri, c)
         lab = labels[i:j]
         if coarse:
-            if known is None:
-                np.multiply(r, crows, ix)
-            else:
-                col.take(r, None, ix, 'clip')
-            np.add(ix, lab, ix)
-            per = np.bincount(ix, None, width)
-            cnt += per
-            if known is not None and per[-rows * size:].any():
-                at = np.flatnonzero(overflow[r >> page_bits])
-                pending.append(r[at] + lab[at] * np.intp(span))
-                npending += at.size
+            ix = idx[i - start:j - start]
+            np.multiply(lab, cncols, ix)
+            np.add(ix, c, ix)
+            if j - start == idx.size or j == n:
+                per = np.bincount(idx[:j - start], None, width)
+                if cnt is None:
+                    cnt = per
+                else:
+                    cnt += per
+                start = j
+            if columns.compact and c.max() >= spill:
+                # pixels in the overflow page (pages the sample missed:
+                # few), again by bin: label * 2^bits + bin
+                pending.append(overflow(np.flatnonzero(c >= spill), lab, r,
+                                        k))
+                npending += pending[-1].size
         if nw:
-            table.take(r, None, o, 'clip')
+            table.take(c, None, o, 'clip')
             np.bitwise_and(k, low, t)
             # o ^ low bits: 0 where expected; in [1, sub) where not; in
             # [sub, 2 sub) where no value is expected; >= 2^31 unwatched
@@ -165,10 +319,10 @@ def _scan(scores: np.ndarray, labels: np.ndarray, base: int, span: int,
             np.less(o, limit, bad)
             if bad.any():
                 if slot is None:
-                    slot = np.zeros(span, np.intp)
-                    slot[watch - base] = np.arange(nw) * sub
+                    slot = np.zeros(ncols, np.intp)
+                    slot[watch_cols] = np.arange(nw) * sub
                 at = np.flatnonzero(bad)
-                fi = slot[r[at]]
+                fi = slot[c[at]]
                 fi += t[at]
                 fi += lab[at] * np.intp(nw * sub)
                 missed.append(fi)
@@ -182,31 +336,19 @@ def _scan(scores: np.ndarray, labels: np.ndarray, base: int, span: int,
         fine = fine.reshape(rows, nw, sub)[:2].transpose(1, 0, 2)
     if not coarse:
         return None, fine
-    blocks = cnt.reshape(-1, size, rows).transpose(2, 0, 1)[:2]
-    if known is None:
-        return (np.arange(npages), blocks), fine
-    pages, blocks = known, blocks[:, :-1]
+    parts = columns.blocks(cnt[:2 * ncols])
     if npending:
-        flat = np.concatenate(pending)
-        flat = flat[flat < 2 * span]  # skipped pixels
-        if flat.size > span // 4:
-            more = np.bincount(flat, minlength=2 * span).reshape(2, -1, size)
-            new = np.flatnonzero(more.any(axis=(0, 2)))
-            more = more[:, new]
-        else:
-            # few pixels (new pages in the tail of a distribution): sort
-            # them rather than zero and scan a histogram of the whole span
-            uniq, num = np.unique(flat, return_counts=True)
-            lab, b = uniq // span, uniq % span
-            new = np.unique(b >> page_bits)
-            more = np.zeros((2, new.size, size), np.int64)
-            np.add.at(more, (lab, np.searchsorted(new, b >> page_bits),
-                             b & (size - 1)), num)
-        pages = np.concatenate([pages, new])
-        order = np.argsort(pages)
-        pages = pages[order]
-        blocks = np.concatenate([blocks, more], axis=1)[:, order]
-    return (pages, blocks), fine
+        # few pixels (pages in the tail of a distribution): sort them
+        # rather than zero and scan a histogram of every page; their pages
+        # follow the others (the pages are then not sorted: copying every
+        # page's counts to sort them would cost more)
+        uniq, num = np.unique(np.concatenate(pending), return_counts=True)
+        lab, b = uniq >> bits, uniq & ((1 << bits) - 1)
+        new, at = np.unique(b >> columns.page_bits, return_inverse=True)
+        more = np.zeros((2, new.size, size), np.int64)
+        more[lab, at, b & (size - 1)] = num  # (label, bin) are unique
+        parts += [new, more]
+    return tuple(parts), fine
 
 
 def _add_counts(counts: Optional[np.ndarray], indices: list,
@@ -268,11 +410,13 @@ class PixelOODAccumulator(Accumulator):
     binades take well under 1 MiB; the most, whatever the number of pixels,
     is 16 + 16 = 32 MiB at ``bits=20`` and ``max_refined=256``. An update
     makes one pass over its pixels, in chunks (a second one for the bins
-    that became heavy unforeseen, over those only); its temporaries are
-    about 33 bytes per pixel of a chunk (2^17 to 2^20 pixels), at most 20
-    bytes per bin its scores span and, where bins expected to be heavy hold
-    more than one exact value, the sub-histograms of up to
-    ``2 / refine_fraction`` of them (under 40 MiB at ``bits=20``).
+    that became heavy unforeseen, over those only); its temporaries are at
+    most 33 bytes per pixel of a chunk (2^16 pixels), 8 bytes per pixel of
+    a batch (2^18 to 2^21 pixels), 16 to 24 bytes per bin of the pages its
+    scores fill (its own histogram, counted into and added), and, where
+    bins expected to be heavy hold more than one exact value, the
+    sub-histograms of up to ``2 / refine_fraction`` of them (under 40 MiB
+    at ``bits=20``). Measured: 6 to 11 MiB for 512x1024 images.
 
     Args:
         bits: Histogram resolution, 12 to 24.
@@ -315,16 +459,32 @@ class PixelOODAccumulator(Accumulator):
         self.max_refined = max_refined
         self._shift = np.uint32(32 - bits)
         self._page_bits = bits - _PAGE_LEVEL_BITS
-        self._pages: Dict[int, np.ndarray] = {}  # page -> (2, 2^page_bits)
-        self.refined: Dict[int, np.ndarray] = {}  # bin -> (2, 2^(32-bits))
-        # bin -> the exact value (low key bits) its pixels are expected at:
-        # a speed hint for the next update only, not part of the state
-        self._expect: Dict[int, int] = {}
+        self.reset()
+
+    @property
+    def _pages(self) -> Dict[int, np.ndarray]:
+        """Page -> its ``(2, 2^page_bits)`` counts [ID, OOD] (views of the
+        store), pages ascending."""
+        pages = np.flatnonzero(self._slot >= 0)
+        return {int(p): self._store[:, self._slot[p]] for p in pages}
+
+    def _rows(self, pages: np.ndarray) -> np.ndarray:
+        """The store's rows of ``pages`` (distinct), allocated (zero) for
+        the pages that have none yet."""
+        rows = self._slot[pages]
+        new = pages[rows < 0]
+        if new.size:
+            have = self._store.shape[1]
+            self._slot[new] = have + np.arange(new.size)
+            self._store = np.concatenate([self._store, np.zeros(
+                (2, new.size, 1 << self._page_bits), np.int64)], axis=1)
+            rows = self._slot[pages]
+        return rows
 
     @property
     def nbytes(self) -> int:
         """Accumulator memory in bytes."""
-        return sum(p.nbytes for p in self._pages.values()) + \
+        return self._store.nbytes + \
             sum(f.nbytes for f in self.refined.values())
 
     @property
@@ -374,20 +534,26 @@ class PixelOODAccumulator(Accumulator):
             raise InvalidValueError('update_valid: labels must be 0, 1 or 2 '
                                     f'(skipped), found {top}')
         rows = 3 if top == 2 else 2
-        # the bins this update spans, page-aligned: keys preserve order, so
-        # the extreme scores give the extreme bins
+        smin, smax = scores.min(), scores.max()
+        if smin != smin or smax != smax:
+            # NaN on skipped pixels (allowed there): leave those out
+            keep = labels < 2
+            scores, labels, rows = scores[keep], labels[keep], 2
+            if scores.size == 0:
+                return self
+            smin, smax = scores.min(), scores.max()
+        # the pages this update spans: keys preserve order, so the extreme
+        # scores give the extreme bins
         lo, hi = (int(k) >> int(self._shift) for k in order_keys(
-            np.array([scores.min(), scores.max()], np.float32)))
+            np.array([smin, smax], np.float32)))
         pb = self._page_bits
         size = 1 << pb
-        base = lo >> pb << pb
-        npages = (hi - base) // size + 1
-        span = npages * size
+        first, npages = lo >> pb, (hi >> pb) - (lo >> pb) + 1
         # guesses, which set the speed only (the counts are exact whatever
         # they are): a strided sample of the update shows the pages its
         # scores fall in and, per bin, the most frequent exact value
-        sample_bins, sample_low, sample_num = self._sample(
-            scores[::max(1, n // _SAMPLE)], base, span)
+        stride = max(1, n // (_SAMPLE_HEAVY if self.refined else _SAMPLE))
+        sample_bins, sample_low, sample_num = self._sample(scores[::stride])
         # watch the bins that look heavy in the sample (at most 2 /
         # refine_fraction), expecting the value they mostly held so far if
         # refined, else the sample's
@@ -395,59 +561,102 @@ class PixelOODAccumulator(Accumulator):
             2.0, 0.5 * self.refine_fraction * sample_num.sum())
         if self.max_refined == 0:
             likely[:] = False
-        watch = sample_bins[likely] + base
+        watch = sample_bins[likely]
         expected = np.array(
             [self._expected(b) if b in self.refined else e for b, e in
              zip(watch.tolist(), sample_low[likely].tolist())], np.uint32)
         # count coarsely into the pages where scores fell before or fall in
-        # the sample, if they are few (see _scan)
-        known = np.union1d(
-            np.array([p - (base >> pb) for p in self._pages
-                      if 0 <= p - (base >> pb) < npages], np.intp),
-            sample_bins >> pb)
-        if 2 * (known.size + 1) > npages:
-            known = None
-        (pages, blocks), miss = _scan(scores, labels, base, span, self.bits,
-                                      rows, known, watch=watch,
-                                      expected=expected)
-        # the bins heavy in this update (every pixel is in `blocks`)
-        tot = blocks[0] + blocks[1]
-        valid = int(tot.sum())
-        if valid == 0 or self.max_refined == 0:
-            heavy = []
+        # the sample, if they are few (see _Columns)
+        seen = np.flatnonzero(self._slot[first:first + npages] >= 0) + first
+        known = np.union1d(seen, sample_bins >> pb)
+        dense = 2 * (known.size + 1) > npages
+        if dense:
+            columns = _Columns(pb, first, npages)
         else:
-            at, off = np.nonzero(tot >= self.refine_fraction * valid)
-            heavy = (base + (pages[at] << pb) + off).tolist()
+            # the longest run of the span's pages where no score is
+            # expected: if the others are few, they are counted densely
+            # and the run shares one overflow page (no table lookup)
+            ends = np.r_[first - 1, known, first + npages]
+            runs = np.diff(ends) - 1
+            g = int(np.argmax(runs))
+            if npages - runs[g] + 1 <= 2 * (known.size + 1):
+                columns = _Columns(pb, first, npages,
+                                   gap=(int(ends[g]) + 1, int(ends[g + 1])))
+            else:
+                columns = _Columns(pb, first, npages, known)
+        # -0.0 is possible only if 0 is in the range
+        signed = bool(smin <= 0 <= smax)
+        coarse, miss = _scan(scores, labels, columns, self.bits, rows,
+                             watch=watch, expected=expected, signed=signed)
+        # (pages, blocks) pairs, each pair's pages ascending
+        parts = [coarse[k:k + 2] for k in range(0, len(coarse), 2)
+                 if coarse[k].size]
+        # the bins heavy in this update (every pixel is in `parts`): only a
+        # page with that many pixels can hold one
+        per_page = [b.sum(axis=2).sum(axis=0) for _, b in parts]
+        valid = int(sum(int(p.sum()) for p in per_page))
+        limit = self.refine_fraction * valid
+        heavy = []
+        if valid and self.max_refined:
+            for (pages, blocks), sums in zip(parts, per_page):
+                full = np.flatnonzero(sums >= limit)
+                if full.size:
+                    tot = blocks[0, full] + blocks[1, full]
+                    at, off = np.nonzero(tot >= limit)
+                    heavy += ((pages[full[at]] << pb) + off).tolist()
         # of those, the bins whose sub-histograms are kept get this update's
         # pixels at full resolution
         counted = self._admit(heavy) & set(heavy)
-        parts = [(watch, expected, miss)]
+        fine = [(watch, expected, miss)]
         new = np.array(sorted(counted - set(watch.tolist())), np.int64)
         if new.size:
             # heavy bins not watched: a second pass over those only,
             # expecting the values that the sample shows
-            at = np.minimum(np.searchsorted(sample_bins, new - base),
+            at = np.minimum(np.searchsorted(sample_bins, new),
                             max(sample_bins.size - 1, 0))
             guess = np.full(new.size, 1 << (32 - self.bits), np.uint32)
             if sample_bins.size:
-                hit = sample_bins[at] == new - base
+                hit = sample_bins[at] == new
                 guess[hit] = sample_low[at[hit]]
-            _, miss = _scan(scores, labels, base, span, self.bits, rows,
-                            coarse=False, watch=new, expected=guess)
-            parts.append((new, guess, miss))
-        for bins, expect, miss in parts:
+            if not dense:  # the pages of the new bins get columns too
+                columns = _Columns(pb, first, npages,
+                                   np.union1d(known, new >> pb))
+            _, miss = _scan(scores, labels, columns, self.bits, rows,
+                            coarse=False, watch=new, expected=guess,
+                            signed=signed)
+            fine.append((new, guess, miss))
+        touched = set()  # (part, page) with pixels counted finely
+        for bins, expect, miss in fine:
             take = np.array([b in counted for b in bins.tolist()], bool)
             if not take.any():
                 continue
             bins, expect = bins[take], expect[take]
-            at = np.searchsorted(pages, (bins - base) >> pb)
-            off = (bins - base) & (size - 1)
-            self._add_fine(bins, blocks[:, at, off], expect,
+            # each bin's part and page there (a bin's page is in one part)
+            found = [(k, j) for b in (bins >> pb).tolist()
+                     for k, (pages, _) in enumerate(parts)
+                     for j in np.flatnonzero(pages == b).tolist()]
+            part = np.array([k for k, _ in found], np.intp)
+            at = np.array([j for _, j in found], np.intp)
+            off = bins & (size - 1)
+            now = np.zeros((2, bins.size), np.int64)
+            for k, (_, blocks) in enumerate(parts):
+                sel = part == k
+                now[:, sel] = blocks[:, at[sel], off[sel]]
+                blocks[:, at[sel], off[sel]] = 0  # counted finely instead
+            self._add_fine(bins, now, expect,
                            None if miss is None else miss[take])
-            blocks[:, at, off] = 0  # counted finely instead
-        # add the coarse counts page by page (pages allocated on first use)
-        for at in np.flatnonzero(blocks.any(axis=(0, 2))).tolist():
-            self._add_page((base >> pb) + int(pages[at]), blocks[:, at])
+            touched.update(zip(part.tolist(), at.tolist()))
+        # add the coarse counts (pages allocated on first use; a page whose
+        # pixels were all counted finely is checked again)
+        for k, ((pages, blocks), sums) in enumerate(zip(parts, per_page)):
+            used = sums > 0
+            for kk, at in touched:
+                if kk == k and not blocks[:, at].any():
+                    used[at] = False
+            at = np.flatnonzero(used)
+            if at.size:
+                rows = self._rows(pages[at])  # may grow the store
+                self._store[:, rows] += blocks[:, at]
         return self
 
     def _add_fine(self, bins: np.ndarray, coarse: np.ndarray,
@@ -478,15 +687,13 @@ class PixelOODAccumulator(Accumulator):
             else:
                 self._expect.pop(b, None)
 
-    def _sample(self, scores: np.ndarray, base: int, span: int
+    def _sample(self, scores: np.ndarray
                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The bins (relative to ``base``, ascending) that ``scores`` fall
-        in, and per bin the low key bits of its most frequent exact value
-        and the number of scores."""
+        """The bins (absolute, ascending) that ``scores`` fall in, and per
+        bin the low key bits of its most frequent exact value and the
+        number of scores."""
         keys, num = np.unique(order_keys(scores), return_counts=True)
-        bins = (keys >> self._shift).astype(np.intp) - base
-        inside = (bins >= 0) & (bins < span)  # finite scores
-        keys, num, bins = keys[inside], num[inside], bins[inside]
+        bins = (keys >> self._shift).astype(np.intp)
         if keys.size == 0:
             return bins, keys, num
         # per bin: the first of its most frequent keys
@@ -532,15 +739,8 @@ class PixelOODAccumulator(Accumulator):
         """Add full-resolution counts of bin ``b`` to its coarse count."""
         self._expect.pop(b, None)
         page, off = b >> self._page_bits, b & ((1 << self._page_bits) - 1)
-        if page not in self._pages:
-            self._pages[page] = np.zeros((2, 1 << self._page_bits), np.int64)
-        self._pages[page][:, off] += fine.sum(axis=1)
-
-    def _add_page(self, page: int, counts: np.ndarray) -> None:
-        if page in self._pages:
-            self._pages[page] += counts
-        else:
-            self._pages[page] = counts.copy()
+        row = self._rows(np.array([page], np.intp))[0]
+        self._store[:, row, off] += fine.sum(axis=1)
 
     def merge(self, other: 'PixelOODAccumulator') -> 'PixelOODAccumulator':
         """Add another accumulator's counts (same ``bits``,
@@ -558,8 +758,7 @@ class PixelOODAccumulator(Accumulator):
         parameters that merged states must share."""
         size = 1 << self._page_bits
         index, count = [], []
-        for page in sorted(self._pages):
-            c = self._pages[page]
+        for page, c in self._pages.items():  # pages ascending
             for cls in (0, 1):
                 nz = np.flatnonzero(c[cls])
                 index.append(nz + (cls << self.bits) + page * size)
@@ -599,11 +798,9 @@ class PixelOODAccumulator(Accumulator):
         count = np.asarray(state['count'], np.int64)
         cls, b = index >> self.bits, index & ((1 << self.bits) - 1)
         page, off = b >> self._page_bits, b & ((1 << self._page_bits) - 1)
-        for p in np.unique(page).tolist():
-            m = page == p
-            if p not in self._pages:
-                self._pages[p] = np.zeros((2, 1 << self._page_bits), np.int64)
-            np.add.at(self._pages[p], (cls[m], off[m]), count[m])
+        if index.size:
+            self._rows(np.unique(page).astype(np.intp))
+            np.add.at(self._store, (cls, self._slot[page], off), count)
         other = {int(b): v for b, v in state.get('refined', {}).items()}
         keep = self._admit(other)
         sub = 1 << (32 - self.bits)
@@ -622,22 +819,33 @@ class PixelOODAccumulator(Accumulator):
         return self
 
     def reset(self) -> None:
-        self._pages = {}
-        self.refined = {}
-        self._expect = {}
+        # the coarse counts: rows of one array, one per page where scores
+        # fell (page -> row in _slot, -1 for none), so that an update adds
+        # all its pages at once
+        self._store = np.zeros((2, 0, 1 << self._page_bits), np.int64)
+        self._slot = np.full(_PAGES, -1, np.intp)
+        self.refined: Dict[int, np.ndarray] = {}  # bin -> (2, 2^(32-bits))
+        # bin -> the exact value (low key bits) its pixels are expected at:
+        # a speed hint for the next update only, not part of the state
+        self._expect: Dict[int, int] = {}
 
     def _distinct(self):
         """(values ascending, OOD counts, ID counts) over every occupied
         (sub-)bin; a refined bin's coarse counts join its most frequent
         exact value (the first of equally frequent ones)."""
         size = 1 << self._page_bits
-        bins, coarse = [np.zeros(0, np.int64)], [np.zeros((2, 0), np.int64)]
-        for page in sorted(self._pages):
-            c = self._pages[page]
-            used = np.flatnonzero(c.sum(axis=0))
-            bins.append(used + page * size)
-            coarse.append(c[:, used])
-        bins, coarse = np.concatenate(bins), np.concatenate(coarse, axis=1)
+        pages = np.flatnonzero(self._slot >= 0)
+        if pages.size:
+            stack = self._store[:, self._slot[pages]].reshape(2, -1)
+            used = np.flatnonzero(stack.sum(axis=0))
+            bins = pages[used >> self._page_bits] * size + (used & (size - 1))
+            coarse = stack[:, used]
+        else:
+            bins, coarse = np.zeros(0, np.int64), np.zeros((2, 0), np.int64)
+        if not self.refined:  # the bins ascend already
+            values = keys_to_values((bins.astype(np.uint64) << np.uint64(
+                self._shift)).astype(np.uint32))
+            return values.astype(np.float64), coarse[1], coarse[0]
         keys, pos, neg = [], [], []
         sub_size = 1 << (32 - self.bits)
         drop = np.zeros(bins.size, bool)
@@ -676,8 +884,8 @@ class PixelOODAccumulator(Accumulator):
         pixels (counted where the bin was not heavy), ascending."""
         size = 1 << self._page_bits
         bins = [b for b in sorted(self.refined)
-                if (b // size) in self._pages and
-                self._pages[b // size][:, b % size].any()]
+                if self._slot[b // size] >= 0 and
+                self._store[:, self._slot[b // size], b % size].any()]
         keys = np.array(bins, np.uint64) << np.uint64(self._shift)
         return keys_to_values(keys.astype(np.uint32))
 

@@ -72,7 +72,12 @@ class OODMetric(AccumulatingMetric):
     Component metrics (SMIYC sIoU, PPV, mean F1) need a threshold per
     scorer. ``component_threshold='best_f1'`` (the SMIYC benchmark's
     choice: an oracle, the best pixel-F1 threshold of the very dataset
-    evaluated) and ``'tpr:<rate>'`` (the threshold at which the pixel TPR
+    evaluated, here exact, predicting ``score >= t``), ``'smiyc'`` (the
+    same oracle as the benchmark's code computes it, for its numbers: the
+    best-F1 threshold of its binned pixel curve, ``score > t`` and its tau
+    grid; see
+    :class:`~mmseg_ood.evaluation.accumulators.components.SMIYCBinnedCurve`)
+    and ``'tpr:<rate>'`` (the threshold at which the pixel TPR
     first reaches ``rate``) are known only after all pixels are seen: each
     rank then appends
     its score maps to a file (raw float32 and uint8 labels; a
@@ -141,8 +146,8 @@ class OODMetric(AccumulatingMetric):
         bits: Histogram resolution of :class:`PixelOODAccumulator`.
         ignore_index: Void label.
         tpr_points: TPR levels for ``fpr@tpr<p>``.
-        component_threshold: ``'best_f1'``, ``'tpr:<rate>'``, a float, a
-            dict of those by scorer, or ``None``.
+        component_threshold: ``'best_f1'``, ``'smiyc'``, ``'tpr:<rate>'``,
+            a float, a dict of those by scorer, or ``None``.
         component_preset: ``'anomaly_track'`` (500 / 100 px) or
             ``'obstacle_track'`` (50 / 10 px) size filters.
         per_image: Also report the per-image averages.
@@ -169,8 +174,8 @@ class OODMetric(AccumulatingMetric):
             :class:`PixelOODAccumulator` (for ROC / PR curves); ``None``
             before.
         last_thresholds: After ``evaluate``, scorer -> the rule of its
-            component threshold (``'best_f1'``, ``'tpr:<rate>'`` or
-            ``'fixed'``); ``None`` before.
+            component threshold (``'best_f1'``, ``'smiyc'``,
+            ``'tpr:<rate>'`` or ``'fixed'``); ``None`` before.
         last_per_image: After ``evaluate`` with ``per_image``, the merged
             :class:`~mmseg_ood.evaluation.accumulators.per_image.PerImageOODMetrics`
             (its ``table()`` lists every image).
@@ -295,6 +300,8 @@ class OODMetric(AccumulatingMetric):
         own = None if self._per_image is None else \
             self._per_image.process(image, self.accumulator)
         self._pixel.process(image, self.accumulator, own)
+        if self._deferred is not None:
+            self._deferred.process(image, self.accumulator)
         if self._fixed is not None:
             self._fixed.process(image, self.accumulator)
         maps = OrderedDict((n, m) for n, m in image.maps.items()
@@ -320,7 +327,7 @@ class OODMetric(AccumulatingMetric):
         #    thresholds read off the pixel curves, the bootstrap's
         #    per-image histograms, the export's files
         if self._deferred is not None:
-            self._deferred.start(results)
+            self._deferred.start(results, local)
         self.last_transforms = {} if self._export is None else \
             self._export.start(pixel)
         if self._bootstrap is not None:

@@ -20,7 +20,7 @@ per spilled image, and ``finish`` where a result is merged.
 - :class:`FixedComponentsJob`: components at a fixed threshold,
   ``('fixed', scorer)``;
 - :class:`DeferredComponentsJob`: components at a threshold read off the
-  pooled pixel curve (read-back);
+  pooled pixel curve, or off the SMIYC benchmark's binned curve (read-back);
 - :class:`BootstrapJob`: per-image histograms in bins of the pooled
   histograms (read-back), then the intervals;
 - :class:`ExportJob`: SMIYC frames through transforms fitted from the
@@ -41,8 +41,10 @@ from ...formats.smiyc import SMIYCExport
 from ..accumulators.base import merge_across_ranks
 from ..accumulators.bootstrap import (BOOTSTRAP_KEYS, ImageHistograms,
                                       bootstrap_knots, image_bootstrap)
-from ..accumulators.components import (SIZE_PRESETS, ComponentAccumulator,
-                                       GroundTruthComponents)
+from ..accumulators.components import (DEFAULT_TAUS, SIZE_PRESETS,
+                                       SMIYC_TAUS, ComponentAccumulator,
+                                       GroundTruthComponents,
+                                       SMIYCBinnedCurve)
 from ..accumulators.label_checks import (UnlistedLabelValues,
                                          warn_unlisted_values)
 from ..accumulators.per_image import PER_IMAGE_KEYS, PerImageOODMetrics
@@ -68,27 +70,29 @@ Maps = Dict[str, np.ndarray]
 
 
 def threshold_rule(t) -> Optional[Tuple[str, float]]:
-    """``('best_f1', nan)`` or ``('tpr', rate)`` for a threshold known only
-    after the pass; ``None`` for a number or ``None``.
+    """``('best_f1', nan)``, ``('smiyc', nan)`` or ``('tpr', rate)`` for a
+    threshold known only after the pass; ``None`` for a number or ``None``.
 
     Args:
         t: A ``component_threshold`` value: ``'best_f1'`` (the best pixel-F1
-            threshold), ``'tpr:<rate>'`` (the threshold at that OOD pixel
-            TPR), a finite number (a fixed threshold) or ``None`` (no
-            component metrics).
+            threshold, exact, ``score >= t``), ``'smiyc'`` (the SMIYC
+            benchmark's own choice: the best-F1 threshold of its binned
+            pixel curve, ``score > t``, its tau grid), ``'tpr:<rate>'`` (the
+            threshold at that OOD pixel TPR), a finite number (a fixed
+            threshold) or ``None`` (no component metrics).
 
     Returns:
         tuple or None: ``(rule, rate)`` for a rule, ``None`` otherwise.
 
     Raises:
-        ValueError: ``t`` is none of ``'best_f1'``, ``'tpr:<rate>'`` (rate
-            in (0, 1]), a finite number or ``None``.
+        ValueError: ``t`` is none of ``'best_f1'``, ``'smiyc'``,
+            ``'tpr:<rate>'`` (rate in (0, 1]), a finite number or ``None``.
     """
     if t is None or (isinstance(t, (int, float)) and not isinstance(t, bool)
                      and np.isfinite(t)):
         return None
-    if t == 'best_f1':
-        return ('best_f1', float('nan'))
+    if t in ('best_f1', 'smiyc'):
+        return (t, float('nan'))
     if isinstance(t, str) and t.startswith('tpr:'):
         try:
             rate = float(t[4:])
@@ -97,8 +101,8 @@ def threshold_rule(t) -> Optional[Tuple[str, float]]:
         if 0.0 < rate <= 1.0:
             return ('tpr', rate)
     raise InvalidValueError(
-        "`component_threshold` must be 'best_f1', 'tpr:<rate>' (rate in "
-        "(0, 1], e.g. 'tpr:0.95'), a finite number, None, or a dict "
+        "`component_threshold` must be 'best_f1', 'smiyc', 'tpr:<rate>' "
+        "(rate in (0, 1], e.g. 'tpr:0.95'), a finite number, None, or a dict "
         f'{{scorer: one of those}}, got {t!r}')
 
 
@@ -202,8 +206,8 @@ class ComponentThresholds:
     accumulator at a threshold.
 
     Args:
-        component_threshold: ``'best_f1'``, ``'tpr:<rate>'``, a number, a
-            dict of those by scorer, or ``None`` (checked by
+        component_threshold: ``'best_f1'``, ``'smiyc'``, ``'tpr:<rate>'``,
+            a number, a dict of those by scorer, or ``None`` (checked by
             :func:`check_component_threshold`).
         preset: A key of ``SIZE_PRESETS``.
         ignore_index: Void label.
@@ -252,18 +256,20 @@ class ComponentThresholds:
 
     def describe(self, name: str) -> str:
         """Scorer ``name``'s rule as :attr:`OODMetric.last_thresholds`
-        reports it: ``'best_f1'``, ``'tpr:<rate>'``, ``'fixed'`` or
-        ``'none'``."""
+        reports it: ``'best_f1'``, ``'smiyc'``, ``'tpr:<rate>'``,
+        ``'fixed'`` or ``'none'``."""
         t = self.requested(name)
         rule = threshold_rule(t)
         if rule is None:
             return 'fixed' if t is not None else 'none'
-        return t if rule[0] == 'best_f1' else f'tpr:{rule[1]:g}'
+        return f'tpr:{rule[1]:g}' if rule[0] == 'tpr' else rule[0]
 
-    def new(self, threshold) -> ComponentAccumulator:
-        """An empty component accumulator at ``threshold``."""
-        return ComponentAccumulator(threshold, preset=self.preset,
-                                    ignore_index=self.ignore_index)
+    def new(self, threshold, smiyc: bool = False) -> ComponentAccumulator:
+        """An empty component accumulator at ``threshold``; ``smiyc``: the
+        benchmark's ``score > threshold`` and tau grid."""
+        return ComponentAccumulator(
+            threshold, preset=self.preset, ignore_index=self.ignore_index,
+            strict=smiyc, taus=SMIYC_TAUS if smiyc else DEFAULT_TAUS)
 
     def ground_truth(self, labels: np.ndarray) -> GroundTruthComponents:
         """The ground-truth components of ``labels`` (0 / 1 / ``VOID``)."""
@@ -424,13 +430,18 @@ class FixedComponentsJob:
 
 class DeferredComponentsJob:
     """Component metrics at thresholds read off the pooled pixel curve
-    (``'best_f1'``, ``'tpr:<rate>'``): the maps are spilled and counted in
-    the read-back, the image's ground-truth components labelled once for
-    all scorers.
+    (``'best_f1'``, ``'tpr:<rate>'``) or off the SMIYC benchmark's binned
+    pixel curve (``'smiyc'``: one
+    :class:`~mmseg_ood.evaluation.accumulators.components.SMIYCBinnedCurve`
+    per scorer, ``('smiyc_curve', scorer)``, fed every sample): the maps
+    are spilled and counted in the read-back, the image's ground-truth
+    components labelled once for all scorers.
 
     Args:
         thresholds: Each scorer's threshold rule.
     """
+
+    kind = 'smiyc_curve'
 
     def __init__(self, thresholds: ComponentThresholds):
         self.thresholds = thresholds
@@ -440,19 +451,42 @@ class DeferredComponentsJob:
         """Whether scorer ``name``'s maps are read back."""
         return self.thresholds.deferred(name) is not None
 
-    def start(self, results: Mapping[str, dict]) -> None:
+    def _smiyc(self, name: str) -> bool:
+        rule = self.thresholds.deferred(name)
+        return rule is not None and rule[0] == 'smiyc'
+
+    def process(self, image: ScoredImage, accumulator: Accumulate) -> None:
+        """Bin the image's pixels for the scorers with the ``'smiyc'``
+        rule."""
+        for name, (flat, yy) in image.counted.items():
+            if self._smiyc(name):
+                accumulator((self.kind, name),
+                            lambda n=name: SMIYCBinnedCurve(name=n)
+                            ).update_valid(flat, yy)
+
+    def start(self, results: Mapping[str, dict], local: Local) -> None:
         """Read each scorer's threshold off its pooled pixel metrics
-        ``results`` (the same on every rank; none where undefined, without
-        OOD or ID pixels)."""
+        ``results``, or (``'smiyc'``) off its binned curve, every rank's
+        frames merged in rank order (the same on every rank; none where
+        undefined, without OOD or ID pixels)."""
         self._accs = {}
+        curves = {}
+        if any(self._smiyc(n) for n in results):  # the same on every rank
+            curves = merge_across_ranks(_own(local, self.kind),
+                                        lambda n: SMIYCBinnedCurve(name=n))
         for n, r in results.items():
             rule = self.thresholds.deferred(n)
             if rule is None:
                 continue
-            value = r['best_f1_threshold' if rule[0] == 'best_f1' else
-                      f'threshold@tpr{rule[1]:g}']
+            if rule[0] == 'smiyc':
+                value = curves[n].compute()['smiyc_threshold'] \
+                    if n in curves else float('nan')
+            else:
+                value = r['best_f1_threshold' if rule[0] == 'best_f1' else
+                          f'threshold@tpr{rule[1]:g}']
             if value == value:
-                self._accs[n] = self.thresholds.new(float(value))
+                self._accs[n] = self.thresholds.new(
+                    float(value), smiyc=rule[0] == 'smiyc')
 
     def read(self, image: Optional[str], labels: np.ndarray,
              maps: Maps) -> None:
