@@ -286,7 +286,7 @@ def test_bad_input_leaves_the_previous_results_as_they_were(
         (dict(checkpoint=str(tmp_path / 'missing.pth')), FileNotFoundError,
          'missing.pth'),
         (dict(component_threshold='best-f2'), ValueError,
-         "'best-f1', a number, 'from:<dataset>' or 'tpr:<rate>'"),
+         "'best-f1', 'smiyc', a number, 'from:<dataset>' or 'tpr:<rate>'"),
         (dict(component_threshold='tpr:1.5'), ValueError, 'rate in'),
         (dict(component_threshold='from:road_anomaly_2021'), ValueError,
          'road_anomaly21'),

@@ -96,13 +96,20 @@ class OutlierMask2FormerHead(Mask2FormerHead):
     """
 
     def __init__(self,
-                 num_classes: int,
+                 num_classes: Optional[int] = None,
                  outlier_loss: Optional[dict] = None,
                  negative_class: bool = False,
                  ood_index: int = PROXY_OOD_INDEX,
                  trainable: Optional[Sequence[str]] = None,
                  ignore_index: int = IGNORE_INDEX,
                  **kwargs):
+        # mmseg's head passes **kwargs on to mmdet's: check them against
+        # mmdet's signature so that a misspelt key is not swallowed
+        check_arguments(type(self).__name__, kwargs, [
+            'num_classes', 'outlier_loss', 'negative_class', 'ood_index',
+            'trainable', 'ignore_index'
+        ] + [a for a in _base_arguments() if a not in (
+            'num_classes', 'ignore_index')])
         if isinstance(num_classes, bool) or not isinstance(
                 num_classes, int) or num_classes < 1:
             raise InvalidValueError(
@@ -116,9 +123,6 @@ class OutlierMask2FormerHead(Mask2FormerHead):
                 f'`ood_index`={ood_index} must differ from ignore_index '
                 f'({ignore_index}) and from the class indices 0..'
                 f'{num_classes + int(negative_class) - 1}')
-        # mmseg's head passes **kwargs on to mmdet's: check them against
-        # mmdet's signature so that a misspelt key is not swallowed
-        check_arguments(type(self).__name__, kwargs, _base_arguments())
         super().__init__(
             num_classes=num_classes + int(negative_class),
             ignore_index=ignore_index,
