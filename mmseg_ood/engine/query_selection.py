@@ -32,10 +32,11 @@ from mmengine.dist import get_rank
 from mmengine.logging import print_log
 from torch import Tensor
 
-from ..errors import InvalidValueError, MissingFieldError
+from ..errors import InvalidValueError
 from ..evaluation.accumulators.base import Accumulator, merge_across_ranks
 from ..evaluation.accumulators.pixel import PixelOODAccumulator
-from ..evaluation.functional.inputs import VOID, flat_ood_labels, to_numpy
+from ..evaluation.functional.inputs import (VOID, flat_ood_labels,
+                                            sample_ood_labels, to_numpy)
 from ..evaluation.metrics.accumulating_metric import AccumulatingMetric
 from ..labels import IGNORE_INDEX
 from ..models.introspection import (describe_head, final_classifier,
@@ -210,13 +211,7 @@ class QueryStatisticsMetric(AccumulatingMetric):
         return QueryStatistics(self.num_queries, self.mask_threshold)
 
     def process_sample(self, sample: dict) -> None:
-        if self.label_key not in sample:
-            raise MissingFieldError(
-                f'query selection: data sample has no {self.label_key!r} '
-                'OOD label map (0 ID, 1 OOD, 255 void)')
-        labels = sample[self.label_key]
-        labels = to_numpy(labels['data'] if isinstance(labels, dict)
-                          else labels.data).squeeze(0)
+        labels = sample_ood_labels(sample, self.label_key, 'query selection')
         scores = sample['ood_scores']
         masks = np.stack([to_numpy(scores[f'{_PREFIX}{q}'])
                           for q in range(self.num_queries)])

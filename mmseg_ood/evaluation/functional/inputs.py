@@ -5,7 +5,7 @@ from typing import Tuple
 
 import numpy as np
 
-from ...errors import InvalidValueError
+from ...errors import InvalidValueError, MissingFieldError
 from ...labels import IGNORE_INDEX
 
 #: Label of void pixels in :func:`flat_ood_labels` output.
@@ -25,6 +25,32 @@ def to_numpy(x) -> np.ndarray:
     if hasattr(x, 'detach'):
         x = x.detach().cpu().numpy()
     return np.asarray(x)
+
+
+def sample_ood_labels(sample: dict, label_key: str, owner: str,
+                      hint: str = '') -> np.ndarray:
+    """The OOD label map (0 ID, 1 OOD, 255 void) of one data sample.
+
+    Args:
+        sample: A data sample as a dict (``data_sample.to_dict()``).
+        label_key: Its field holding the map (``gt_ood_map``): a
+            ``PixelData`` or its dict, ``data`` of shape ``(1, H, W)``.
+        owner: Who reads it, for the message.
+        hint: Appended to the message when the field is missing.
+
+    Returns:
+        np.ndarray: ``(H, W)``, the labels as stored.
+
+    Raises:
+        MissingFieldError: ``sample`` has no ``label_key``.
+    """
+    if label_key not in sample:
+        raise MissingFieldError(
+            f'{owner}: data sample has no {label_key!r} OOD label map '
+            f'(0 ID, 1 OOD, 255 void){hint}')
+    labels = sample[label_key]
+    return to_numpy(labels['data'] if isinstance(labels, dict)
+                    else labels.data).squeeze(0)
 
 
 def flat_ood_labels(labels, ignore_index: int = IGNORE_INDEX,

@@ -20,7 +20,7 @@ from ..accumulators.components import SIZE_PRESETS
 from ..accumulators.per_image import PerImageOODMetrics
 from ..accumulators.pixel import PixelOODAccumulator
 from ..accumulators.score_transform import Float16RankTransform
-from ..functional.inputs import to_numpy
+from ..functional.inputs import sample_ood_labels
 from .accumulating_metric import AccumulatingMetric
 from .ood_metric_jobs import (BootstrapJob, ComponentThresholds,
                               DeferredComponentsJob, ExportJob,
@@ -279,14 +279,9 @@ class OODMetric(AccumulatingMetric):
                 'OODMetric: data sample has no `ood_scores`; add '
                 "custom_hooks=[dict(type='OODScoringHook', "
                 "scorers=[...])] to the config")
-        if self.label_key not in sample:
-            raise MissingFieldError(
-                f'OODMetric: data sample has no {self.label_key!r} OOD '
-                'label map (0 ID, 1 OOD, 255 void); is LoadAnnotations '
-                'in the test pipeline?')
-        labels = sample[self.label_key]
-        labels = to_numpy(labels['data'] if isinstance(labels, dict)
-                          else labels.data).squeeze(0)
+        labels = sample_ood_labels(
+            sample, self.label_key, 'OODMetric',
+            '; is LoadAnnotations in the test pipeline?')
         scores = sample['ood_scores']
         names = self.scorers if self.scorers is not None else list(scores)
         missing = [n for n in names if n not in scores]

@@ -54,7 +54,8 @@ from ...utils.arguments import strict_arguments
 from ..accumulators.base import Accumulator, merge_across_ranks
 from ..accumulators.pixel import PixelOODAccumulator
 from ..functional.float_keys import keys_to_values, order_keys
-from ..functional.inputs import VOID, check_finite, flat_ood_labels, to_numpy
+from ..functional.inputs import (VOID, check_finite, flat_ood_labels,
+                                sample_ood_labels, to_numpy)
 from .accumulating_metric import AccumulatingMetric
 
 __all__ = ['OperatingPointMetric', 'BinValueCounts', 'rate_interval',
@@ -322,14 +323,9 @@ class OperatingPointMetric(AccumulatingMetric):
     def _labels_of(self, sample: dict, shape) -> np.ndarray:
         where = f'OperatingPointMetric ({sample.get("img_path")})'
         if self.labels == 'ood':
-            if self.label_key not in sample:
-                raise MissingFieldError(
-                    f'{where}: no {self.label_key!r} OOD label '
-                    'map (0 ID, 1 OOD, 255 void)')
-            lab = sample[self.label_key]
-            lab = to_numpy(lab['data'] if isinstance(lab, dict)
-                           else lab.data).reshape(shape)
-            return flat_ood_labels(lab, self.ignore_index, where)
+            lab = sample_ood_labels(sample, self.label_key, where)
+            return flat_ood_labels(lab.reshape(shape), self.ignore_index,
+                                   where)
         gt = sample.get('gt_sem_seg')
         if gt is None:  # images only: every pixel is ID
             return np.zeros(int(np.prod(shape)), np.uint8)
