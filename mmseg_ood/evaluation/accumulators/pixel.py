@@ -210,6 +210,7 @@ def _scan(scores: np.ndarray, labels: np.ndarray, columns: _Columns,
     gap = columns.gap
     if coarse:
         idx = np.empty(min(n, batch), np.intp)
+        w32 = np.empty(step, np.int32)  # label-major column, 32 bits
         cnt = None
         pending, npending = [], 0
         spill = ncols - size  # first column of the compact overflow page
@@ -258,6 +259,7 @@ def _scan(scores: np.ndarray, labels: np.ndarray, columns: _Columns,
                 b = f.view(_U32)
                 bi = b.view(np.int32)
             pg = None if page is None else page[:m]
+            w = w32[:m] if coarse else None
             o, bad = (off[:m], miss[:m]) if nw else (None, None)
         # order keys (see order_keys), into preallocated buffers: fresh
         # temporaries per chunk would cost more than the arithmetic.
@@ -293,9 +295,12 @@ def _scan(scores: np.ndarray, labels: np.ndarray, columns: _Columns,
             np.add(c, ri, c)
         lab = labels[i:j]
         if coarse:
-            ix = idx[i - start:j - start]
-            np.multiply(lab, cncols, ix)
-            np.add(ix, c, ix)
+            # label * ncols + column in 32 bits, then widened for bincount:
+            # mixed uint8 / intp arithmetic would cast in a slower loop
+            np.copyto(w, lab)
+            np.multiply(w, cncols, w)
+            np.add(w, c, w)
+            np.copyto(idx[i - start:j - start], w)
             if j - start == idx.size or j == n:
                 per = np.bincount(idx[:j - start], None, width)
                 if cnt is None:
@@ -656,7 +661,14 @@ class PixelOODAccumulator(Accumulator):
             at = np.flatnonzero(used)
             if at.size:
                 rows = self._rows(pages[at])  # may grow the store
-                self._store[:, rows] += blocks[:, at]
+                if at[-1] - at[0] == at.size - 1 and \
+                        (np.diff(rows) == 1).all():
+                    # consecutive rows (the usual case: pages stored in
+                    # the order first seen): added in place, no copies
+                    self._store[:, rows[0]:rows[-1] + 1] += \
+                        blocks[:, at[0]:at[-1] + 1]
+                else:
+                    self._store[:, rows] += blocks[:, at]
         return self
 
     def _add_fine(self, bins: np.ndarray, coarse: np.ndarray,
