@@ -16,7 +16,7 @@ from .base import Accumulator
 _PAGE_LEVEL_BITS = 9
 #: Pages of any histogram (every binade of both signs).
 _PAGES = 1 << _PAGE_LEVEL_BITS
-#: Pixels per chunk of an update: the temporaries of a chunk (at most 33
+#: Pixels per chunk of an update: the temporaries of a chunk (at most 37
 #: bytes a pixel) stay in the CPU caches.
 _CHUNK = 1 << 16
 #: Pixels counted by one ``bincount`` (8 bytes each): its histogram is
@@ -416,7 +416,7 @@ class PixelOODAccumulator(Accumulator):
     is 16 + 16 = 32 MiB at ``bits=20`` and ``max_refined=256``. An update
     makes one pass over its pixels, in chunks (a second one for the bins
     that became heavy unforeseen, over those only); its temporaries are at
-    most 33 bytes per pixel of a chunk (2^16 pixels), 8 bytes per pixel of
+    most 37 bytes per pixel of a chunk (2^16 pixels), 8 bytes per pixel of
     a batch (2^18 to 2^21 pixels), 16 to 24 bytes per bin of the pages its
     scores fill (its own histogram, counted into and added), and, where
     bins expected to be heavy hold more than one exact value, the
