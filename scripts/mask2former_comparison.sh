@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Mask2Former on the synthetic street benchmark: the baseline with every
 # post-hoc score, its outlier-supervised fine-tunes (RbA's outlier loss with
-# the paper's trained parameters; UNO's negative class), and the per-pixel
+# the paper's trained parameters; UNO's negative class; Mask2Anomaly's
+# margin loss), and the per-pixel
 # DeepLabV3+ with entropy maximization beside them
 # (docs/en/results/mask_classification.md).
 #     bash scripts/mask2former_comparison.sh
 # For each seed in SEEDS (default "0 1 2"): train the Mask2Former baseline
-# (300 iterations), fine-tune it both ways (100 iterations each), and run
+# (300 iterations), fine-tune it three ways (100 iterations each), and run
 # tools/ood_test.py on the street OOD split with the mask-level scores; the
 # Maskomaly query selection is fitted on a second, disjoint street OOD set
 # (generated with another seed). The DeepLabV3+ entropy-maximization
@@ -25,6 +26,7 @@ CFG=configs/synthetic
 BASE_CFG=$CFG/mask2former_r18_1xb8-300it_synthetic-street-128x256.py
 RBA_CFG=$CFG/mask2former_r18-rba-ft_1xb8-100it_synthetic-street-128x256.py
 UNO_CFG=$CFG/mask2former_r18-uno-ft_1xb8-100it_synthetic-street-128x256.py
+M2A_CFG=$CFG/mask2former_r18-mask2anomaly-ft_1xb8-100it_synthetic-street-128x256.py
 DL_CFG=$CFG/deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py
 EM_CFG=$CFG/deeplabv3plus_r18-d8-entropy-max-ft_1xb8-100it_synthetic-street-128x256.py
 MASK_SCORERS=(msp entropy max_logit energy rba no_object eam mask2anomaly
@@ -80,9 +82,11 @@ for seed in $SEEDS; do
     base=$(cat "$root/mask2former/last_checkpoint")
     train "$RBA_CFG" "$root/rba_ft" "$seed" "$base"
     train "$UNO_CFG" "$root/uno_ft" "$seed" "$base"
+    train "$M2A_CFG" "$root/mask2anomaly_ft" "$seed" "$base"
     evaluate "$BASE_CFG" "$root/mask2former" "${MASK_SCORERS[@]}"
     evaluate "$RBA_CFG" "$root/rba_ft" "${MASK_SCORERS[@]}"
     evaluate "$UNO_CFG" "$root/uno_ft" "${MASK_SCORERS[@]}" uno
+    evaluate "$M2A_CFG" "$root/mask2anomaly_ft" "${MASK_SCORERS[@]}"
 done
 
 # the per-pixel model beside them: DeepLabV3+ and its entropy-maximization
@@ -110,6 +114,7 @@ scorers=("${MASK_SCORERS[@]}" uno)
 for columns in "auroc ap fpr95" "siou ppv mean_f1"; do
     # shellcheck disable=SC2086  # the column names
     $PY tools/compare_results.py "${roots[0]}" mask2former rba_ft uno_ft \
+        mask2anomaly_ft \
         --dataset synthetic_ood --scorers "${scorers[@]}" \
         --columns $columns "${spread[@]}" \
         --out "$WORK/table_${columns// /_}.md"
@@ -121,7 +126,7 @@ for columns in "auroc ap fpr95" "siou ppv mean_f1"; do
         --out "$WORK/table_deeplabv3plus_${columns// /_}.md"
 done
 for seed in $SEEDS; do
-    for name in mask2former rba_ft uno_ft; do
+    for name in mask2former rba_ft uno_ft mask2anomaly_ft; do
         echo "training time, seed $seed, $name:" \
             "$(cat "$WORK/seed$seed/$name/train_seconds.txt" 2>/dev/null ||
                echo reused) s"

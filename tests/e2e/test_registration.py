@@ -391,6 +391,32 @@ def rba_outlier_loss_case(request):
     assert loss.loss_name == 'loss_rba_outlier'
 
 
+@case('MODELS.Mask2AnomalyMarginLoss')
+def mask2anomaly_margin_loss_case(request):
+    loss = MODELS.build(dict(type='Mask2AnomalyMarginLoss', loss_weight=2.0))
+    rng = np.random.default_rng(4)
+    cls = torch.from_numpy(rng.normal(size=(N, 4, C + 1)))
+    mask = torch.from_numpy(rng.normal(size=(N, 4, H, W)) * 3)
+    mask.requires_grad_(True)
+    target = torch.from_numpy(rng.integers(0, C, size=(N, H, W)))
+    target[0, :2] = 254
+    target[1, :, :1] = 255
+    # -max_k f_k and Mask2Anomaly's margin loss (m = 1), in numpy
+    p = _softmax(cls.numpy(), -1)[..., :C]
+    f = np.einsum('nqk,nqhw->nkhw', p, 1 / (1 + np.exp(-mask.detach()
+                                                     .numpy())))
+    score = -f.max(1)
+    t = target.numpy()
+    ind, ood = (t < C), (t == 254)
+    expected = 0.5 * (np.mean(score[ind]**2) +
+                      np.mean(np.maximum(1.0 - score[ood], 0)**2))
+    value = loss(cls, mask, target)
+    assert value.item() == pytest.approx(2.0 * expected, rel=1e-9)
+    value.backward()
+    assert torch.isfinite(mask.grad).all() and mask.grad.abs().sum() > 0
+    assert loss.loss_name == 'loss_mask2anomaly_margin'
+
+
 @case('MODELS.OutlierMask2FormerHead')
 def outlier_mask2former_head_case(request):
     from mmengine.config import Config

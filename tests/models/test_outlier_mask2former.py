@@ -15,7 +15,8 @@ from mmengine.structures import PixelData
 from conftest import QUICK_OPTIONS, REPO, run_tool
 from mmseg_ood.errors import InvalidValueError
 from mmseg_ood.utils.checkpoint import load_checkpoint_file
-from mmseg_ood.models.losses import RbAOutlierLoss, rba_score
+from mmseg_ood.models.losses import (Mask2AnomalyMarginLoss, RbAOutlierLoss,
+                                     mask_class_scores, rba_score)
 from mmseg_ood.models.mask_classification import mask_predict
 from mmseg_ood.scorers import ScoreInputs, UnsupportedScorerError, build_scorer
 from test_mask_classification import hand_case
@@ -28,6 +29,9 @@ RBA = osp.join(SYNTHETIC,
                'mask2former_r18-rba-ft_1xb8-100it_synthetic-street-128x256.py')
 UNO = osp.join(SYNTHETIC,
                'mask2former_r18-uno-ft_1xb8-100it_synthetic-street-128x256.py')
+M2A = osp.join(
+    SYNTHETIC,
+    'mask2former_r18-mask2anomaly-ft_1xb8-100it_synthetic-street-128x256.py')
 
 
 def hinge_reference(score, target, tau_in=-1.0, tau_out=-0.1):
@@ -120,6 +124,86 @@ def test_bad_loss_arguments_are_named():
         RbAOutlierLoss(ood_index=1)(torch.zeros(1, 2, 3),
                                     torch.zeros(1, 2, 2, 2),
                                     torch.zeros(1, 2, 2, dtype=torch.long))
+
+
+def margin_reference(score, target, margin=1.0):
+    """Mask2Anomaly's loss from its definition, in numpy: halved always."""
+    score, target = np.asarray(score, np.float64), np.asarray(target)
+    ood = target == 254
+    ind = (target != 255) & ~ood
+    loss = np.mean(score[ind]**2) if ind.any() else 0.0
+    if ood.any():
+        loss += np.mean(np.maximum(margin - score[ood], 0)**2)
+    return 0.5 * loss
+
+
+def test_mask2anomaly_score_is_minus_the_largest_class_score():
+    x = hand_case()  # f = (0.4875, 0.2875) on its pixel
+    s = Mask2AnomalyMarginLoss().score(x.query_logits,
+                                       torch.logit(x.mask_probs))
+    assert s.item() == pytest.approx(-0.4875, abs=1e-6)
+    # the mask2anomaly scorer (no stuff, no flip) is 1 + s
+    assert torch.allclose(1 + s, build_scorer('mask2anomaly')(x), atol=1e-6)
+
+
+def test_mask2anomaly_margin_loss_equals_its_definition():
+    torch.manual_seed(0)
+    cls = torch.randn(2, 5, 4) * 2
+    mask = torch.randn(2, 5, 6, 6) * 3
+    target = torch.randint(0, 3, (2, 6, 6))
+    target[0, :2] = 254
+    target[1, :, :1] = 255
+    s = -mask_class_scores(cls, mask).amax(1).numpy()
+    loss = Mask2AnomalyMarginLoss()
+    assert loss(cls, mask, target).item() == pytest.approx(
+        margin_reference(s, target.numpy()), rel=1e-5)
+    # no outlier pixel: the ID term, halved all the same (their code)
+    no_ood = target.clone()
+    no_ood[no_ood == 254] = 255
+    ind = no_ood.numpy() < 254
+    assert loss(cls, mask, no_ood).item() == pytest.approx(
+        0.5 * np.mean(s[ind]**2), rel=1e-5)
+    # another margin, weight and name
+    other = Mask2AnomalyMarginLoss(margin=0.5, loss_weight=3.0,
+                                   loss_name='loss_m2a')
+    assert other(cls, mask, target).item() == pytest.approx(
+        3.0 * margin_reference(s, target.numpy(), 0.5), rel=1e-5)
+    assert other.loss_name == 'loss_m2a'
+    # all void: 0 with a gradient path
+    mask.requires_grad_(True)
+    zero = loss(cls, mask, torch.full_like(target, 255))
+    assert zero.item() == 0 and zero.requires_grad
+
+
+def test_gradient_of_the_margin_loss():
+    # dL/ds = s / n_id on ID pixels, -(m - s)_+ / n_ood on outliers: both
+    # raise s (f >= 0, so s <= 0); against autograd through the score and
+    # finite differences
+    torch.manual_seed(3)
+    cls = torch.randn(1, 4, 3, dtype=torch.float64)
+    mask = torch.randn(1, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[[0, 1, 254], [0, 254, 1], [255, 1, 0]]])
+    loss = Mask2AnomalyMarginLoss()(cls, mask, target)
+    s = -mask_class_scores(cls, mask).amax(1)
+    ind, ood = (target < 254), (target == 254)
+    ds = torch.zeros_like(s)
+    ds[ind] = s[ind] / ind.sum()
+    ds[ood] = -F.relu(1.0 - s[ood]) / ood.sum()
+    assert (ds[ind] <= 0).all() and (ds[ood] < 0).all()
+    expected, = torch.autograd.grad(s, mask, ds, retain_graph=True)
+    got, = torch.autograd.grad(loss, mask)
+    assert torch.allclose(got, expected, atol=1e-12)
+    assert torch.autograd.gradcheck(
+        lambda m: Mask2AnomalyMarginLoss()(cls, m, target), (mask, ))
+
+
+def test_bad_margin_loss_arguments_are_named():
+    with pytest.raises(InvalidValueError, match='margin'):
+        Mask2AnomalyMarginLoss(margin=float('inf'))
+    with pytest.raises(InvalidValueError, match='loss_name'):
+        Mask2AnomalyMarginLoss(loss_name='margin')
+    with pytest.raises(TypeError, match="'margn'"):
+        Mask2AnomalyMarginLoss(margn=1.0)
 
 
 def head_model(path, **head):
@@ -287,9 +371,10 @@ def test_head_arguments_are_checked():
 
 
 def test_finetune_configs_differ_from_the_baseline_only_as_named():
-    base, rba, uno = (Config.fromfile(p) for p in (BASE, RBA, UNO))
-    assert rba.load_from and uno.load_from
-    for cfg in (rba, uno):
+    base, rba, uno, m2a = (Config.fromfile(p)
+                           for p in (BASE, RBA, UNO, M2A))
+    assert rba.load_from and uno.load_from and m2a.load_from
+    for cfg in (rba, uno, m2a):
         ds = cfg.train_dataloader.dataset
         assert ds.type == 'OutlierMixDataset'
         assert ds.dataset == base.train_dataloader.dataset
@@ -304,6 +389,13 @@ def test_finetune_configs_differ_from_the_baseline_only_as_named():
             ref.pop(key)
         assert head == ref
     assert rba.model.backbone.frozen_stages == 4
+    # Mask2Anomaly: the backbone frozen, the rest trained; its mix ratio
+    assert m2a.model.backbone.frozen_stages == 4
+    assert m2a.model.backbone.norm_eval
+    assert 'trainable' not in m2a.model.decode_head
+    assert m2a.model.decode_head.outlier_loss.type == \
+        'Mask2AnomalyMarginLoss'
+    assert m2a.train_dataloader.dataset.ratio == 0.2
     # UNO trains everything: the backbone as the baseline's (norm_eval
     # False is ResNet's default)
     assert dict(uno.model.backbone, norm_eval=False) == dict(
@@ -321,7 +413,8 @@ def mask2former_checkpoint(tmp_path_factory, synthetic_root):
 
 
 @pytest.mark.parametrize('config,scorers', [(RBA, ['rba']),
-                                            (UNO, ['uno', 'no_object'])])
+                                            (UNO, ['uno', 'no_object']),
+                                            (M2A, ['mask2anomaly'])])
 def test_finetune_runs_from_the_trained_checkpoint_and_scores(
         config, scorers, mask2former_checkpoint, synthetic_root, tmp_path):
     env = {'MMSEG_OOD_DATA': synthetic_root}
@@ -332,11 +425,15 @@ def test_finetune_runs_from_the_trained_checkpoint_and_scores(
     log = proc.stdout + proc.stderr
     if config == RBA:
         assert 'd0.loss_rba_outlier' in log
+    if config == M2A:
+        assert 'd0.loss_mask2anomaly_margin' in log
     ckpt = (work / 'last_checkpoint').read_text().strip()
     state = load_checkpoint_file(ckpt)['state_dict']
     start = load_checkpoint_file(mask2former_checkpoint)['state_dict']
     frozen = 'decode_head.pixel_decoder.input_convs.0.conv.weight'
     assert torch.equal(state[frozen], start[frozen]) == (config == RBA)
+    deep = 'backbone.layer4.0.conv1.weight'  # frozen: RbA, Mask2Anomaly
+    assert torch.equal(state[deep], start[deep]) == (config != UNO)
     out = tmp_path / 'ood'
     run_tool('ood_test.py', config, ckpt, '--work-dir', str(out),
              '--datasets', 'synthetic_ood', '--scorers', *scorers,

@@ -2,16 +2,14 @@
 pixels (Nayal et al., ICCV 2023, sec. 3.3)."""
 from __future__ import annotations
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
 from mmseg.registry import MODELS
 from torch import Tensor
 
 from ...errors import InvalidValueError
-from ...labels import IGNORE_INDEX, PROXY_OOD_INDEX
+from ...labels import PROXY_OOD_INDEX
 from ...utils.arguments import strict_arguments
-from .loss_name import check_loss_name
+from .mask_outlier_loss import (MaskOutlierLoss, check_finite_number,
+                                mask_class_scores)
 
 
 def rba_score(cls_logits: Tensor, mask_logits: Tensor) -> Tensor:
@@ -26,14 +24,12 @@ def rba_score(cls_logits: Tensor, mask_logits: Tensor) -> Tensor:
         Tensor: ``(N, h, w)``, with ``f_k = sum_q softmax(c_q)_k
         sigmoid(m_q)`` over the K known classes; in ``(-K, 0]``.
     """
-    probs = F.softmax(cls_logits, dim=-1)[..., :-1]
-    f = torch.einsum('nqk,nqhw->nkhw', probs, mask_logits.sigmoid())
-    return -torch.tanh(f).sum(dim=1)
+    return -mask_class_scores(cls_logits, mask_logits).tanh().sum(dim=1)
 
 
 @MODELS.register_module()
 @strict_arguments
-class RbAOutlierLoss(nn.Module):
+class RbAOutlierLoss(MaskOutlierLoss):
     """Squared hinge on the RbA score: low on ID pixels, high on outliers.
 
     With the RbA score ``s(x) = -sum_k tanh(f_k(x))`` (:func:`rba_score`;
@@ -86,14 +82,9 @@ class RbAOutlierLoss(nn.Module):
                  ood_index: int = PROXY_OOD_INDEX,
                  loss_weight: float = 1.0,
                  loss_name: str = 'loss_rba_outlier'):
-        super().__init__()
-        for name, value in (('inlier_margin', inlier_margin),
-                            ('outlier_margin', outlier_margin),
-                            ('loss_weight', loss_weight)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or value != value or abs(value) == float('inf'):
-                raise InvalidValueError(
-                    f'`{name}` must be a finite number, got {value!r}')
+        super().__init__(ood_index, loss_weight, loss_name)
+        check_finite_number('inlier_margin', inlier_margin)
+        check_finite_number('outlier_margin', outlier_margin)
         if not outlier_margin > inlier_margin:
             raise InvalidValueError(
                 f'`outlier_margin` ({outlier_margin}) must be greater than '
@@ -101,53 +92,15 @@ class RbAOutlierLoss(nn.Module):
                 'above it, ID pixels below')
         self.inlier_margin = float(inlier_margin)
         self.outlier_margin = float(outlier_margin)
-        self.ood_index = int(ood_index)
-        self.loss_weight = float(loss_weight)
-        self._loss_name = check_loss_name(loss_name)
 
-    def forward(self,
-                cls_logits: Tensor,
-                mask_logits: Tensor,
-                target: Tensor,
-                ignore_index: int = IGNORE_INDEX) -> Tensor:
-        """The loss of one decoder layer.
+    def score(self, cls_logits: Tensor, mask_logits: Tensor) -> Tensor:
+        """The RbA score, :func:`rba_score`."""
+        return rba_score(cls_logits, mask_logits)
 
-        Args:
-            cls_logits: Class logits ``(N, Q, K + 1)``.
-            mask_logits: Mask logits ``(N, Q, h, w)``.
-            target: Labels ``(N, H, W)``: classes, ``ood_index``,
-                ``ignore_index``.
-            ignore_index: Label of void pixels.
+    def inlier_penalty(self, score: Tensor) -> Tensor:
+        """``relu(s - tau_in)^2``."""
+        return (score - self.inlier_margin).relu().pow(2)
 
-        Returns:
-            Tensor: The scalar loss; 0 (with a gradient path) when no pixel
-            is ID or outlier.
-        """
-        if target.dim() != 3 or target.shape[0] != mask_logits.shape[0]:
-            raise InvalidValueError(
-                f'target must be (N, H, W) with N={mask_logits.shape[0]}, '
-                f'got {tuple(target.shape)}')
-        num_classes = cls_logits.shape[-1] - 1
-        if 0 <= self.ood_index < num_classes:
-            raise InvalidValueError(
-                f'`ood_index`={self.ood_index} is a class index of the '
-                f'{num_classes}-class head')
-        dtype = torch.promote_types(cls_logits.dtype, torch.float32)
-        score = rba_score(cls_logits.to(dtype), mask_logits.to(dtype))
-        score = F.interpolate(score.unsqueeze(1), size=target.shape[-2:],
-                              mode='bilinear', align_corners=True).squeeze(1)
-        is_ood = target == self.ood_index
-        is_id = (target != ignore_index) & ~is_ood
-        if not bool(is_id.any()) and not bool(is_ood.any()):
-            return score.sum() * 0.0
-        loss = score.new_zeros(())
-        if bool(is_id.any()):
-            loss = F.relu(score[is_id] - self.inlier_margin).pow(2).mean()
-        if bool(is_ood.any()):
-            loss = 0.5 * (loss + F.relu(self.outlier_margin -
-                                        score[is_ood]).pow(2).mean())
-        return self.loss_weight * loss
-
-    @property
-    def loss_name(self) -> str:
-        return self._loss_name
+    def outlier_penalty(self, score: Tensor) -> Tensor:
+        """``relu(tau_out - s)^2``."""
+        return (self.outlier_margin - score).relu().pow(2)
