@@ -365,56 +365,52 @@ def overlap_loss_case(request):
                               'loss_iou')
 
 
-@case('MODELS.RbAOutlierLoss')
-def rba_outlier_loss_case(request):
-    loss = MODELS.build(dict(type='RbAOutlierLoss', loss_weight=2.0))
-    rng = np.random.default_rng(3)
+def _check_mask_outlier_loss(kind, seed, reference, loss_name):
+    """``kind`` with weight 2 on random outputs and labels against
+    ``reference(f, ind, ood)``, the loss in numpy from the class scores
+    ``f`` (N, K, H, W) and the ID / outlier masks; and a gradient."""
+    loss = MODELS.build(dict(type=kind, loss_weight=2.0))
+    rng = np.random.default_rng(seed)
     cls = torch.from_numpy(rng.normal(size=(N, 4, C + 1)))
     mask = torch.from_numpy(rng.normal(size=(N, 4, H, W)) * 3)
     mask.requires_grad_(True)
     target = torch.from_numpy(rng.integers(0, C, size=(N, H, W)))
     target[0, :2] = 254
     target[1, :, :1] = 255
-    # the RbA score and the squared hinge of RbA sec. 3.3, in numpy
     p = _softmax(cls.numpy(), -1)[..., :C]
     f = np.einsum('nqk,nqhw->nkhw', p, 1 / (1 + np.exp(-mask.detach()
                                                      .numpy())))
-    score = -np.tanh(f).sum(1)
     t = target.numpy()
-    ind, ood = (t < C), (t == 254)
-    expected = 0.5 * (np.mean(np.maximum(score[ind] + 1.0, 0)**2) +
-                      np.mean(np.maximum(-0.1 - score[ood], 0)**2))
     value = loss(cls, mask, target)
-    assert value.item() == pytest.approx(2.0 * expected, rel=1e-9)
+    assert value.item() == pytest.approx(
+        2.0 * reference(f, t < C, t == 254), rel=1e-9)
     value.backward()
     assert torch.isfinite(mask.grad).all() and mask.grad.abs().sum() > 0
-    assert loss.loss_name == 'loss_rba_outlier'
+    assert loss.loss_name == loss_name
+
+
+@case('MODELS.RbAOutlierLoss')
+def rba_outlier_loss_case(request):
+    def reference(f, ind, ood):
+        # the RbA score and the squared hinge of RbA sec. 3.3
+        score = -np.tanh(f).sum(1)
+        return 0.5 * (np.mean(np.maximum(score[ind] + 1.0, 0)**2) +
+                      np.mean(np.maximum(-0.1 - score[ood], 0)**2))
+
+    _check_mask_outlier_loss('RbAOutlierLoss', 3, reference,
+                             'loss_rba_outlier')
 
 
 @case('MODELS.Mask2AnomalyMarginLoss')
 def mask2anomaly_margin_loss_case(request):
-    loss = MODELS.build(dict(type='Mask2AnomalyMarginLoss', loss_weight=2.0))
-    rng = np.random.default_rng(4)
-    cls = torch.from_numpy(rng.normal(size=(N, 4, C + 1)))
-    mask = torch.from_numpy(rng.normal(size=(N, 4, H, W)) * 3)
-    mask.requires_grad_(True)
-    target = torch.from_numpy(rng.integers(0, C, size=(N, H, W)))
-    target[0, :2] = 254
-    target[1, :, :1] = 255
-    # -max_k f_k and Mask2Anomaly's margin loss (m = 1), in numpy
-    p = _softmax(cls.numpy(), -1)[..., :C]
-    f = np.einsum('nqk,nqhw->nkhw', p, 1 / (1 + np.exp(-mask.detach()
-                                                     .numpy())))
-    score = -f.max(1)
-    t = target.numpy()
-    ind, ood = (t < C), (t == 254)
-    expected = 0.5 * (np.mean(score[ind]**2) +
+    def reference(f, ind, ood):
+        # -max_k f_k and Mask2Anomaly's margin loss (m = 1)
+        score = -f.max(1)
+        return 0.5 * (np.mean(score[ind]**2) +
                       np.mean(np.maximum(1.0 - score[ood], 0)**2))
-    value = loss(cls, mask, target)
-    assert value.item() == pytest.approx(2.0 * expected, rel=1e-9)
-    value.backward()
-    assert torch.isfinite(mask.grad).all() and mask.grad.abs().sum() > 0
-    assert loss.loss_name == 'loss_mask2anomaly_margin'
+
+    _check_mask_outlier_loss('Mask2AnomalyMarginLoss', 4, reference,
+                             'loss_mask2anomaly_margin')
 
 
 @case('MODELS.OutlierMask2FormerHead')

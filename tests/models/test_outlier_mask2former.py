@@ -92,27 +92,6 @@ def test_labels_at_a_larger_size_see_the_resized_score():
         hinge_reference(up.numpy(), target.numpy()), rel=1e-5)
 
 
-def test_gradient_of_the_hinge():
-    # dL/ds = 2 relu(s - tau_in) / (2 n_id) on ID pixels, -2 relu(tau_out -
-    # s) / (2 n_ood) on outliers: checked against autograd through the
-    # score, and the whole loss against finite differences
-    torch.manual_seed(2)
-    cls = torch.randn(1, 4, 3, dtype=torch.float64)
-    mask = torch.randn(1, 4, 3, 3, dtype=torch.float64, requires_grad=True)
-    target = torch.tensor([[[0, 1, 254], [0, 254, 1], [255, 1, 0]]])
-    loss = RbAOutlierLoss()(cls, mask, target)
-    s = rba_score(cls, mask)
-    ind, ood = (target < 254), (target == 254)
-    ds = torch.zeros_like(s)
-    ds[ind] = 2 * F.relu(s[ind] + 1.0) / (2 * ind.sum())
-    ds[ood] = -2 * F.relu(-0.1 - s[ood]) / (2 * ood.sum())
-    expected, = torch.autograd.grad(s, mask, ds, retain_graph=True)
-    got, = torch.autograd.grad(loss, mask)
-    assert torch.allclose(got, expected, atol=1e-12)
-    assert torch.autograd.gradcheck(
-        lambda m: RbAOutlierLoss()(cls, m, target), (mask, ))
-
-
 def test_bad_loss_arguments_are_named():
     with pytest.raises(InvalidValueError, match='outlier_margin'):
         RbAOutlierLoss(inlier_margin=0.0, outlier_margin=-0.5)
@@ -175,26 +154,45 @@ def test_mask2anomaly_margin_loss_equals_its_definition():
     assert zero.item() == 0 and zero.requires_grad
 
 
-def test_gradient_of_the_margin_loss():
-    # dL/ds = s / n_id on ID pixels, -(m - s)_+ / n_ood on outliers: both
-    # raise s (f >= 0, so s <= 0); against autograd through the score and
-    # finite differences
-    torch.manual_seed(3)
-    cls = torch.randn(1, 4, 3, dtype=torch.float64)
-    mask = torch.randn(1, 4, 3, 3, dtype=torch.float64, requires_grad=True)
-    target = torch.tensor([[[0, 1, 254], [0, 254, 1], [255, 1, 0]]])
-    loss = Mask2AnomalyMarginLoss()(cls, mask, target)
-    s = -mask_class_scores(cls, mask).amax(1)
-    ind, ood = (target < 254), (target == 254)
+def rba_gradient(s, ind, ood):
+    """dL/ds of RbA's loss: 2 relu(s - tau_in) / (2 n_id) on ID pixels,
+    -2 relu(tau_out - s) / (2 n_ood) on outliers."""
+    ds = torch.zeros_like(s)
+    ds[ind] = 2 * F.relu(s[ind] + 1.0) / (2 * ind.sum())
+    ds[ood] = -2 * F.relu(-0.1 - s[ood]) / (2 * ood.sum())
+    return ds
+
+
+def margin_gradient(s, ind, ood):
+    """dL/ds of Mask2Anomaly's loss: s / n_id on ID pixels, -(m - s)_+ /
+    n_ood on outliers; both raise s (f >= 0, so s <= 0)."""
     ds = torch.zeros_like(s)
     ds[ind] = s[ind] / ind.sum()
     ds[ood] = -F.relu(1.0 - s[ood]) / ood.sum()
     assert (ds[ind] <= 0).all() and (ds[ood] < 0).all()
+    return ds
+
+
+@pytest.mark.parametrize('loss_type,score,gradient', [
+    (RbAOutlierLoss, rba_score, rba_gradient),
+    (Mask2AnomalyMarginLoss,
+     lambda c, m: -mask_class_scores(c, m).amax(1), margin_gradient),
+], ids=['rba', 'mask2anomaly'])
+def test_gradient_equals_the_closed_form(loss_type, score, gradient):
+    # the closed form dL/ds against autograd through the score, and the
+    # whole loss against finite differences
+    torch.manual_seed(2)
+    cls = torch.randn(1, 4, 3, dtype=torch.float64)
+    mask = torch.randn(1, 4, 3, 3, dtype=torch.float64, requires_grad=True)
+    target = torch.tensor([[[0, 1, 254], [0, 254, 1], [255, 1, 0]]])
+    loss = loss_type()(cls, mask, target)
+    s = score(cls, mask)
+    ds = gradient(s.detach(), target < 254, target == 254)
     expected, = torch.autograd.grad(s, mask, ds, retain_graph=True)
     got, = torch.autograd.grad(loss, mask)
     assert torch.allclose(got, expected, atol=1e-12)
     assert torch.autograd.gradcheck(
-        lambda m: Mask2AnomalyMarginLoss()(cls, m, target), (mask, ))
+        lambda m: loss_type()(cls, m, target), (mask, ))
 
 
 def test_bad_margin_loss_arguments_are_named():
@@ -392,7 +390,7 @@ def test_finetune_configs_differ_from_the_baseline_only_as_named():
     # Mask2Anomaly: the backbone frozen, the rest trained; its mix ratio
     assert m2a.model.backbone.frozen_stages == 4
     assert m2a.model.backbone.norm_eval
-    assert 'trainable' not in m2a.model.decode_head
+    assert m2a.model.decode_head.trainable is None
     assert m2a.model.decode_head.outlier_loss.type == \
         'Mask2AnomalyMarginLoss'
     assert m2a.train_dataloader.dataset.ratio == 0.2
