@@ -55,13 +55,21 @@ def test_rba_score_is_the_scorers_formula_on_a_hand_pixel():
     assert torch.allclose(s, build_scorer('rba')(x))
 
 
-def test_squared_hinge_equals_its_definition():
+def random_layer_outputs():
+    """One decoder layer's outputs (2 images, 5 queries, 3 classes, 6x6)
+    and labels with outliers (254) in the first image, void (255) in the
+    second."""
     torch.manual_seed(0)
     cls = torch.randn(2, 5, 4) * 2
     mask = torch.randn(2, 5, 6, 6) * 3
     target = torch.randint(0, 3, (2, 6, 6))
     target[0, :2] = 254
     target[1, :, :1] = 255
+    return cls, mask, target
+
+
+def test_squared_hinge_equals_its_definition():
+    cls, mask, target = random_layer_outputs()
     loss = RbAOutlierLoss()(cls, mask, target)
     # same size: the bilinear resize is the identity
     ref = hinge_reference(rba_score(cls, mask).numpy(), target.numpy())
@@ -126,12 +134,7 @@ def test_mask2anomaly_score_is_minus_the_largest_class_score():
 
 
 def test_mask2anomaly_margin_loss_equals_its_definition():
-    torch.manual_seed(0)
-    cls = torch.randn(2, 5, 4) * 2
-    mask = torch.randn(2, 5, 6, 6) * 3
-    target = torch.randint(0, 3, (2, 6, 6))
-    target[0, :2] = 254
-    target[1, :, :1] = 255
+    cls, mask, target = random_layer_outputs()
     s = -mask_class_scores(cls, mask).amax(1).numpy()
     loss = Mask2AnomalyMarginLoss()
     assert loss(cls, mask, target).item() == pytest.approx(

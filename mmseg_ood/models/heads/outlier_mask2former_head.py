@@ -105,11 +105,10 @@ class OutlierMask2FormerHead(Mask2FormerHead):
                  **kwargs):
         # mmseg's head passes **kwargs on to mmdet's: check them against
         # mmdet's signature so that a misspelt key is not swallowed
-        check_arguments(type(self).__name__, kwargs, [
+        check_arguments(type(self).__name__, kwargs, dict.fromkeys([
             'num_classes', 'outlier_loss', 'negative_class', 'ood_index',
             'trainable', 'ignore_index'
-        ] + [a for a in _base_arguments() if a not in (
-            'num_classes', 'ignore_index')])
+        ] + _base_arguments()))
         if isinstance(num_classes, bool) or not isinstance(
                 num_classes, int) or num_classes < 1:
             raise InvalidValueError(
