@@ -52,7 +52,7 @@ from ..utils.run_record import run_record
 from .ood_test_options import (DEFAULT_SCORERS, OPEN_SET_THRESHOLDS,
                                OODTestOptions, parse_component_threshold,
                                reference_fitted_scorers)
-from .sml import id_dataset, sml_scorer
+from .fit_on_id import fitted_scorers, id_dataset
 
 __all__ = ['ood_test', 'OODTestOptions', 'DEFAULT_SCORERS']
 
@@ -65,12 +65,25 @@ def _plain(results: dict) -> dict:
 
 
 def _scorer_list(session: EvaluationSession,
-                 options: OODTestOptions) -> List:
-    """The scorers to evaluate; ``sml`` gets its fitted statistics."""
+                 options: OODTestOptions) -> Tuple[List, Dict[str, dict]]:
+    """The scorers to evaluate, those fitted on ID data (``sml``, the
+    feature-space scorers) with their statistics, and what
+    ``results.json["fitted"]`` records of the fits."""
     names = list(options.scorers) if options.scorers is not None \
         else list(DEFAULT_SCORERS)
-    return [sml_scorer(session, options.sml_stats, options.sml_fit_on)
-            if n == 'sml' else n for n in names]
+    return fitted_scorers(session, names, options.id_split,
+                          sml_stats=options.sml_stats)
+
+
+def _fitted_on_id(spec: str, options: OODTestOptions) -> bool:
+    """Whether scorer ``spec`` (as ``--scorers`` names it) will be fitted
+    on the config's ID split: it needs a fit and has no statistics file."""
+    cfg = parse_scorer_spec(spec)
+    if cfg.get('stats_file') is not None:
+        return False
+    if cfg['type'] == 'sml':
+        return options.sml_stats is None
+    return build_scorer(cfg).requires_fit
 
 
 def _maskomaly_spec(spec) -> Optional[dict]:
@@ -472,9 +485,10 @@ def _check_files(session: EvaluationSession, plan: _Plan) -> bool:
             if unlabelled:
                 plan.unlabelled[p.name] = unlabelled
     names = plan.scorers if plan.scorers is not None else []
-    if 'sml' in names and options.sml_stats is None:
-        check_dataset_files(id_dataset(session.cfg, options.sml_fit_on),
-                            f'the {options.sml_fit_on} set to fit SML on')
+    to_fit = [n for n in names if _fitted_on_id(n, options)]
+    if to_fit:
+        check_dataset_files(id_dataset(session.cfg, options.id_split),
+                            f'the {options.id_split} set to fit {to_fit} on')
     if options.id_eval:
         try:
             check_dataset_files(session.cfg.test_dataloader.dataset,
@@ -564,7 +578,7 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
         names.insert(0, source.name)
         presets.insert(0, source)
     strict = plan.scorers is not None
-    scorer_list = _scorer_list(session, options)
+    scorer_list, fits = _scorer_list(session, options)
     scorer_list, selections = _query_selections(session, plan, scorer_list)
     if rank0:
         print(f'[ood_test] log: {session.log_file}')
@@ -589,6 +603,8 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
         payload['segments'] = {}
     if selections:
         payload['maskomaly'] = selections
+    if fits:
+        payload['fitted'] = fits
     # written while the run goes on; results.* and curves/ of an earlier
     # run are replaced only once this one is complete
     partial = osp.join(work_dir, 'results.partial.json')

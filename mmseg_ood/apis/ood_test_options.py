@@ -205,8 +205,13 @@ class OODTestOptions:
             ``curves/open_set_miou.png``. Needs ``id_eval``.
         sml_stats: Statistics file of the ``sml`` scorer; without it they
             are fitted on ``sml_fit_on`` and cached in ``work_dir``.
-        sml_fit_on: ``'train'`` or ``'val'``: the config's ID split SML is
-            fitted on.
+        sml_fit_on: The older name of ``fit_on`` (SML alone had a fit).
+        fit_on: ``'train'`` or ``'val'``: the config's ID split every
+            scorer with ``requires_fit`` (``sml``, ``react``, ``dice``,
+            ``vim``, ``mahalanobis``, ``rmd``, ``knn``) is fitted on, in one
+            pass; the statistics are cached in ``work_dir`` and reused (see
+            :mod:`mmseg_ood.apis.fit_on_id`). Default: ``sml_fit_on``
+            (``'train'``).
         meta_classifier: A meta-classifier file (``tools/meta_classify.py
             --save``): its scorer's maps are also reported with the
             segments it rejects removed (``<scorer>+meta@<t>``, pixel and
@@ -230,7 +235,14 @@ class OODTestOptions:
     open_set_iou: bool = False
     sml_stats: Optional[str] = None
     sml_fit_on: str = 'train'
+    fit_on: Optional[str] = None
     meta_classifier: Optional[str] = None
+
+    @property
+    def id_split(self) -> str:
+        """The ID split the fitted scorers are fitted on (``fit_on``, else
+        ``sml_fit_on``)."""
+        return self.fit_on if self.fit_on is not None else self.sml_fit_on
 
     def validate(self) -> None:
         """Check the options, each error naming the option and the value.
@@ -280,6 +292,9 @@ class OODTestOptions:
             raise InvalidValueError(
                 f'`sml_fit_on` must be one of {SML_SPLITS}, '
                 f'got {self.sml_fit_on!r}')
+        if self.fit_on is not None and self.fit_on not in SML_SPLITS:
+            raise InvalidValueError(
+                f'`fit_on` must be one of {SML_SPLITS}, got {self.fit_on!r}')
         scorers = self.scorers
         if scorers is not None:
             if isinstance(scorers, str) or not scorers:

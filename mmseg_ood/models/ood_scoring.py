@@ -47,6 +47,16 @@ whole and slide inference (cropping the flipped region back out and a
 bilinear resize both commute with the flip), so the flipped pass yields
 what the model gives the flipped image on its own. It costs a second
 forward pass of the whole model, and runs only when a scorer asks for it.
+
+Perturbation (scorers with ``requires_perturbation``: ODIN): in the same
+wrapped ``inference``, for each such scorer, one more pass with gradients
+gives ``grad_x`` of the scorer's ``perturbation_loss`` of the class scores
+(the model's ``inference`` output, at the input's size), the input steps to
+``x - epsilon * scale * sign(grad_x)`` (``scale = 255 / std`` per channel
+of the data preprocessor: ``epsilon`` is in units of the image in ``[0,
+1]``), and a forward pass of the perturbed input computes that scorer's
+channel, which replaces the plain one after the same post-processing. Cost:
+one forward and backward pass and one forward pass per such scorer.
 """
 from __future__ import annotations
 
@@ -121,8 +131,8 @@ def build_scorers(scorers: Union[Iterable[ScorerSpec], Mapping[str,
             ``'NAME:key=value,...'`` text (named as written), a config dict
             ``dict(type=..., name=..., **params)`` (named by ``name``, else
             its ``type``) or a :class:`~mmseg_ood.scorers.BaseScorer`
-            (named by its ``name``); or a mapping from the name to report
-            to such a spec.
+            (named by its ``name``), or a ``(name, spec)`` pair; or a
+            mapping from the name to report to such a spec.
 
     Returns:
         OrderedDict: ``{name: scorer}`` in the order given.
@@ -132,7 +142,7 @@ def build_scorers(scorers: Union[Iterable[ScorerSpec], Mapping[str,
         ValueError: a name used twice, or no scorers at all.
     """
     items = scorers.items() if isinstance(scorers, Mapping) else [
-        (None, s) for s in scorers
+        s if isinstance(s, tuple) else (None, s) for s in scorers
     ]
     out = OrderedDict()
     for name, spec in items:
@@ -158,6 +168,21 @@ def build_scorers(scorers: Union[Iterable[ScorerSpec], Mapping[str,
     if not out:
         raise InvalidValueError('no scorers given')
     return out
+
+
+class _ExtraPass:
+    """A second forward pass for some scorers: ``'flip'`` (their maps are
+    averaged with the plain ones, flipped back) or ``'perturb'`` (one
+    scorer, scored on a perturbed input; its map replaces the plain one).
+    """
+
+    def __init__(self, kind: str, index: list, scorer=None):
+        self.kind, self.index, self.scorer = kind, index, scorer
+
+
+#: The value of ``OODScoring._current_pass`` during a gradient pass: no
+#: score channel is computed.
+_GRADIENT = _ExtraPass('gradient', [])
 
 
 class _InstanceAttr:
@@ -209,9 +234,13 @@ class OODScoring:
         for name, scorer in list(self.scorers.items()):
             reason = scorer.unsupported_reason(self.classifier is not None,
                                                self.kind, head=head_name)
-            if reason is None and scorer.requires_flip and not callable(
-                    getattr(self.segmentor, 'inference', None)):
-                reason = (f"scorer '{name}' averages over a horizontal flip "
+            if reason is None and (scorer.requires_flip or
+                                   scorer.requires_perturbation) and \
+                    not callable(getattr(self.segmentor, 'inference', None)):
+                what = ('averages over a horizontal flip'
+                        if scorer.requires_flip else
+                        'scores a perturbed input')
+                reason = (f"scorer '{name}' {what} "
                           'and needs a second forward pass through the '
                           "segmentor's `inference(inputs, batch_img_metas)`"
                           f', which {type(self.segmentor).__name__} does not '
@@ -232,14 +261,21 @@ class OODScoring:
         self._active = False
         self._channels = None
         self._maps = None  # per sample (K, H, W), from postprocess_result
-        # flip scorers: their channels, the flipped pass's score channels
+        # the extra passes (flip, perturbation), their score channels
         # (N, K, H, W) as `inference` returns them (before post-processing),
-        # and whether that pass is running
+        # and the pass running now
         self._flip_index = [
             k for k, s in enumerate(self.scorers.values()) if s.requires_flip
         ]
-        self._flipped = None
-        self._flip_pass = False
+        self._passes = [_ExtraPass('flip', self._flip_index)] \
+            if self._flip_index else []
+        self._passes += [
+            _ExtraPass('perturb', [k], s)
+            for k, s in enumerate(self.scorers.values())
+            if s.requires_perturbation
+        ]
+        self._extra = None
+        self._current_pass = None
 
     @property
     def names(self) -> list:
@@ -291,32 +327,66 @@ class OODScoring:
 
             self._handles.append(
                 _InstanceAttr(head, 'predict_by_feat', predict_by_feat))
-        if self._flip_index:
+        if self._passes:
             self._wrap_inference()
         self._wrap_postprocess_result()
         return self
 
     def _wrap_inference(self) -> None:
-        """After the plain ``inference``, run it on the horizontally flipped
-        images too and keep that pass's score channels."""
+        """After the plain ``inference``, run the extra passes (on the
+        horizontally flipped images; on each perturbed input) and keep
+        their score channels."""
         seg = self.segmentor
         original = seg.inference
 
         def inference(inputs, batch_img_metas):
-            if not self._active or self._flip_pass:
+            if not self._active or self._current_pass is not None:
                 return original(inputs, batch_img_metas)
             # copies taken first: mmseg's slide inference edits img_shape
             metas = [dict(meta) for meta in batch_img_metas]
             seg_logits = original(inputs, batch_img_metas)
-            self._flip_pass = True
-            try:
-                flipped = original(flip_image_regions(inputs, metas), metas)
-            finally:
-                self._flip_pass = False
-            self._flipped = flipped[:, self._channels:]
+            extra = []
+            for p in self._passes:
+                if p.kind == 'flip':
+                    x = flip_image_regions(inputs, metas)
+                else:
+                    x = self._perturbed_input(p.scorer, inputs, metas,
+                                              original)
+                self._current_pass = p
+                try:
+                    out = original(x, [dict(meta) for meta in metas])
+                finally:
+                    self._current_pass = None
+                extra.append(out[:, self._channels:])
+            self._extra = extra
             return seg_logits
 
         self._handles.append(_InstanceAttr(seg, 'inference', inference))
+
+    def _perturbed_input(self, scorer, inputs, metas, original):
+        """``x - epsilon * scale * sign(grad_x loss)`` (ODIN's step), the
+        loss being ``scorer.perturbation_loss`` of the class scores."""
+        self._current_pass = _GRADIENT
+        try:
+            with torch.enable_grad():
+                x = inputs.detach().float().requires_grad_(True)
+                logits = original(x, [dict(meta) for meta in metas])
+                loss = scorer.perturbation_loss(logits[:, :self._channels])
+                grad, = torch.autograd.grad(loss, x)
+        finally:
+            self._current_pass = None
+        step = scorer.epsilon * self._input_scale(inputs)
+        return (inputs - step * grad.sign().to(inputs.dtype)).detach()
+
+    def _input_scale(self, inputs) -> torch.Tensor:
+        """Input units per unit of the image in [0, 1]: ``255 / std`` per
+        channel when the data preprocessor normalizes, else 255."""
+        pre = getattr(self.segmentor, 'data_preprocessor', None)
+        std = getattr(pre, 'std', None)
+        if getattr(pre, '_enable_normalize', False) and \
+                isinstance(std, torch.Tensor):
+            return 255.0 / std.to(inputs).reshape(1, -1, 1, 1)
+        return inputs.new_tensor(255.0)
 
     def _wrap_postprocess_result(self) -> None:
         seg = self.segmentor
@@ -334,33 +404,41 @@ class OODScoring:
             else:  # another post-processing: let it treat the maps too
                 post = functools.partial(self._postprocess_maps_by, original)
             self._maps = post(maps, data_samples)
-            if self._flip_index:
-                if self._flipped is None:
+            if self._passes:
+                if self._extra is None:
                     raise RuntimeError(
                         f'{type(seg).__name__}.predict did not call '
-                        'inference; cannot run the flipped pass of '
-                        f'{self._flip_names()}')
-                flipped, self._flipped = self._flipped, None
-                self._maps = self._merge_flipped(self._maps,
-                                                 post(flipped, data_samples))
+                        'inference; cannot run the extra passes of '
+                        f'{self._extra_names()}')
+                extra, self._extra = self._extra, None
+                for p, channels in zip(self._passes, extra):
+                    self._maps = self._merge_pass(
+                        p, self._maps, post(channels, data_samples))
             return original(seg_logits[:, :c], data_samples)
 
         self._handles.append(
             _InstanceAttr(seg, 'postprocess_result', postprocess_result))
 
-    def _flip_names(self) -> str:
+    def _extra_names(self, kinds=('flip', 'perturb')) -> str:
         names = list(self.scorers)
-        return ', '.join(repr(names[k]) for k in self._flip_index)
+        return ', '.join(repr(names[k]) for p in self._passes
+                         if p.kind in kinds for k in p.index)
 
-    def _merge_flipped(self, maps: list, flipped: list) -> list:
-        """Per sample, the flip scorers' channels become the mean of the
-        plain map and the flipped pass's map flipped back (both already
-        post-processed, so in the frame of the image)."""
-        index = self._flip_index
+    @staticmethod
+    def _merge_pass(extra_pass: _ExtraPass, maps: list,
+                    other_maps: list) -> list:
+        """Per sample, the pass's channels become the mean of the plain
+        map and the flipped pass's map flipped back (``'flip'``), or the
+        perturbed pass's map (``'perturb'``); both already post-processed,
+        so in the frame of the image."""
+        index = extra_pass.index
         out = []
-        for plain, other in zip(maps, flipped):
+        for plain, other in zip(maps, other_maps):
             merged = plain.clone()
-            merged[index] = (plain[index] + other[index].flip(-1)) / 2
+            if extra_pass.kind == 'flip':
+                merged[index] = (plain[index] + other[index].flip(-1)) / 2
+            else:
+                merged[index] = other[index]
             out.append(merged)
         return out
 
@@ -490,10 +568,16 @@ class OODScoring:
                                'first')
         if self._flip_index:
             raise UnsupportedScorerError(
-                f'{self._flip_names()} average over a horizontal flip, '
-                'which needs a second forward pass that a caller of '
+                f'{self._extra_names(("flip", ))} average over a horizontal '
+                'flip, which needs a second forward pass that a caller of '
                 "the segmentor's `inference` alone (e.g. an exported "
                 'graph) does not run; use flip=False')
+        if self._passes:
+            raise UnsupportedScorerError(
+                f'{self._extra_names(("perturb", ))} score a perturbed '
+                'input, which needs a gradient and a second forward pass '
+                "that a caller of the segmentor's `inference` alone (e.g. "
+                'an exported graph) does not run')
         self._start_predict()
         try:
             yield
@@ -505,8 +589,8 @@ class OODScoring:
             self.segmentor.out_channels = self._channels
         self._active = False
         self._maps = None
-        self._flipped = None
-        self._flip_pass = False
+        self._extra = None
+        self._current_pass = None
 
     def _append_scores(self, logits):
         if not self._active or not isinstance(logits, torch.Tensor):
@@ -516,10 +600,14 @@ class OODScoring:
         out = logits.new_empty((n, c + len(self.scorers)) + logits.shape[2:])
         out[:, :c] = logits
         with torch.no_grad():
+            current = self._current_pass
+            if current is _GRADIENT:  # only the class scores are read
+                out[:, c:] = 0
+                return out
             inputs = self._inputs(logits)
             for k, scorer in enumerate(self.scorers.values()):
-                if self._flip_pass and not scorer.requires_flip:
-                    out[:, c + k] = 0  # only the flip scorers read this pass
+                if current is not None and k not in current.index:
+                    out[:, c + k] = 0  # only this pass's scorers read it
                 else:
                     out[:, c + k] = scorer(inputs)
         return out

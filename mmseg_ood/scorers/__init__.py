@@ -8,6 +8,9 @@ from .base import (OOD_SCORERS, BaseScorer, ScoreInputs,
                    UnsupportedScorerError, build_scorer, parse_scorer_spec)
 from .energy import Energy
 from .entropy import Entropy
+from .feature_space import (ASH, DICE, KNN, FeatureSpaceScorer,
+                            FeatureStatistics, Mahalanobis, ReAct,
+                            RelativeMahalanobis, StatisticsSpec, ViM)
 from .gen import GeneralizedEntropy
 from .mask_classification import (EnsembleOfMasks, Mask2Anomaly, Maskomaly,
                                   NoObjectMass, RejectedByAll,
@@ -17,6 +20,7 @@ from .msp import MaxSoftmax
 from .n_energy import NormalizedEnergy
 from .n_max_logit import NormalizedMaxLogit
 from .norm import EmbeddingNorm
+from .odin import ODIN
 from .sml import StandardizedMaxLogit
 
 __all__ = [
@@ -25,5 +29,7 @@ __all__ = [
     'StandardizedMaxLogit', 'Energy', 'EmbeddingNorm', 'NormalizedMaxLogit',
     'NormalizedEnergy', 'BackgroundProbability', 'RejectedByAll',
     'NoObjectMass', 'GeneralizedEntropy', 'UncertaintyNegativeObjectness',
-    'EnsembleOfMasks', 'Mask2Anomaly', 'Maskomaly'
+    'EnsembleOfMasks', 'Mask2Anomaly', 'Maskomaly', 'FeatureSpaceScorer',
+    'FeatureStatistics', 'StatisticsSpec', 'ReAct', 'ASH', 'DICE', 'ViM',
+    'Mahalanobis', 'RelativeMahalanobis', 'KNN', 'ODIN'
 ]

@@ -175,8 +175,18 @@ class BaseScorer:
             holds the model (:class:`~mmseg_ood.models.OODScoring`, hence
             ``score_image``, ``ood_test`` and ``OODScoringHook``) runs the
             flipped pass, once for all such scorers, and forms the mean.
+        requires_fit: The score needs statistics fitted on ID data
+            (:class:`~mmseg_ood.scorers.feature_space.FeatureSpaceScorer`);
+            the tools fit them on the config's ID split first.
+        requires_perturbation: The score is computed on a second forward
+            pass of a perturbed input (ODIN); the scorer gives the loss
+            whose input gradient the caller that holds the model steps
+            along (``perturbation_loss``, ``epsilon``), as for
+            ``requires_flip``.
     """
     requires_embeddings = False
+    requires_fit = False
+    requires_perturbation = False
     requires_background = False
     requires_mask_head = False
     requires_queries = False

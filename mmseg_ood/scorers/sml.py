@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os.path as osp
 import warnings
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Union
 
 import numpy as np
 import torch
@@ -215,15 +215,18 @@ class StandardizedMaxLogit(BaseScorer):
             self.stats = ClassStatistics(num_classes)
 
     # fitting ---------------------------------------------------------------
-    def partial_fit(self, logits: Tensor,
+    def partial_fit(self, logits: Union[Tensor, ScoreInputs],
                     valid: Optional[Tensor] = None) -> 'StandardizedMaxLogit':
         """Add the max logits of one batch of ID data.
 
         Args:
-            logits: ``(N, C, H, W)`` or ``(N, C)``.
+            logits: ``(N, C, H, W)`` or ``(N, C)``, or a captured forward
+                pass (:class:`ScoreInputs`) whose ``logits`` are read.
             valid: Optional bool mask ``(N, H, W)`` / ``(N,)`` of the pixels
                 to use (e.g. not ignore-labelled).
         """
+        if isinstance(logits, ScoreInputs):
+            logits = logits.logits
         if logits.dim() not in (2, 4):
             raise InvalidValueError(
                 '`logits` must be (N, C) or (N, C, H, W), got '
@@ -291,12 +294,12 @@ class StandardizedMaxLogit(BaseScorer):
     # persistence -----------------------------------------------------------
     def save(self, path: str, meta: Optional[dict] = None) -> None:
         """Write the statistics (and ``meta``: what they were fitted on) to
-        a JSON file."""
+        a JSON file, atomically."""
+        from ..utils.files import atomic_write_text
         s = self._fitted()
-        with open(path, 'w') as f:
-            json.dump(dict(scorer='sml', count=s.count.tolist(),
-                           mean=s.mean.tolist(), m2=s.m2.tolist(),
-                           meta=meta or {}), f, indent=1)
+        atomic_write_text(path, json.dumps(
+            dict(scorer='sml', count=s.count.tolist(), mean=s.mean.tolist(),
+                 m2=s.m2.tolist(), meta=meta or {}), indent=1))
 
     def load(self, path: str) -> None:
         """Read statistics written by :meth:`save`."""

@@ -3,7 +3,7 @@
     python -m mmseg_ood.tools.ood_test CONFIG CHECKPOINT --work-dir DIR \
         [--datasets road_anomaly21 road_obstacle21 fs_lost_and_found ...] \
         [--scorers msp energy n_energy sml ...] \
-        [--sml-stats FILE | --sml-fit-on train|val] \
+        [--fit-on train|val] [--sml-stats FILE] \
         [--tune eta delta temperature=0.01,0.1,1] [--tune-on DATASET] \
         [--open-set-iou] [--show-dir DIR --show-num N] [--export-smiyc DIR] \
         [--export-transform rank|none] [--tta] \
@@ -17,9 +17,13 @@
 DIR/results.json, results.csv, results.md and DIR/curves/*.png. Dataset
 names are the presets shipped in configs/_base_/datasets/ood/ (or paths to
 preset files); their data roots come from environment variables named in
-each preset. ``--scorers sml`` fits SML's statistics on the config's
-training set (``--sml-fit-on val`` for the validation set), caches them in
-DIR and reuses them, or loads them from ``--sml-stats FILE``.
+each preset. The scorers fitted on ID data (``sml``, ``react``, ``dice``,
+``vim``, ``mahalanobis``, ``rmd``, ``knn``) are fitted together, in one
+pass over the config's training set (``--fit-on val`` for the validation
+set); the statistics are cached in DIR (``sml_statistics_<split>.json``,
+``feature_statistics_<split>.npz``) and reused while the checkpoint, config
+and split are the same; ``--sml-stats FILE`` or ``NAME:stats_file=FILE``
+loads fitted ones instead.
 ``--meta-classifier FILE`` (written by ``tools/meta_classify.py --save``)
 adds the meta-classified maps ``<scorer>+meta@<t>`` and the segment-wise
 detection errors without and with the classifier. ``--export-smiyc`` maps
@@ -98,12 +102,15 @@ def parse_args(argv=None):
                    help='scorer names (default: every scorer the model '
                    'supports); NAME:key=value,... sets parameters, e.g. '
                    'n_energy:eta=1.5 (reported under that text)')
+    p.add_argument('--fit-on', choices=['train', 'val'],
+                   help="the config's ID split the scorers fitted on ID "
+                   'data (sml, react, dice, vim, mahalanobis, rmd, knn) are '
+                   'fitted on (default: train), cached in the work dir')
     p.add_argument('--sml-stats', help='statistics file of the sml scorer '
-                   '(default: fit them on --sml-fit-on, cached in the work '
+                   '(default: fit them on --fit-on, cached in the work '
                    'dir)')
     p.add_argument('--sml-fit-on', default='train', choices=['train', 'val'],
-                   help="the config's ID split the sml statistics are "
-                   'fitted on')
+                   help='the older name of --fit-on')
     p.add_argument('--tune', nargs='+', default=[],
                    metavar='PARAM[=V1,V2,...]',
                    help='grid-search these parameters (maximizing AP): '
@@ -192,7 +199,7 @@ def build_options(args):
         per_image=args.per_image, bootstrap=_bootstrap(args), tta=args.tta,
         id_eval=not args.no_id_eval, open_set_iou=args.open_set_iou,
         sml_stats=args.sml_stats, sml_fit_on=args.sml_fit_on,
-        meta_classifier=args.meta_classifier)
+        fit_on=args.fit_on, meta_classifier=args.meta_classifier)
 
 
 @tool_entry('ood_test')

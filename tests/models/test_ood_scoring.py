@@ -468,3 +468,55 @@ def test_score_image_on_a_trained_checkpoint(synthetic_root, trained_work_dir,
     assert 0 <= maps['entropy'].min() and maps['entropy'].max() <= 1
     with pytest.raises(TypeError, match='one image'):
         score_image(model, [img, img], ['msp'])
+
+
+def test_odin_steps_the_input_along_the_gradient_sign():
+    """ODIN (Liang et al. 2018, eq. 2): the map is 1 - the
+    temperature-scaled max softmax of the model at x - eps * (255 / std) * sign(grad_x L),
+    L = -sum_p log S_yhat(p)(x; T), computed here by hand through the
+    segmentor's own inference; the other scorers keep the plain pass."""
+    model = zoo_model('fcn')
+    data = model.data_preprocessor(batch(64, 96), False)
+    x, samples = data['inputs'], data['data_samples']
+    metas = [s.metainfo for s in samples]
+    t, eps = 2.0, 0.01
+    with torch.enable_grad():
+        xg = x.detach().clone().requires_grad_(True)
+        logits = model.inference(xg, metas)
+        loss = -torch.log_softmax(logits / t, 1).max(1).values.sum()
+        grad, = torch.autograd.grad(loss, xg)
+    std = model.data_preprocessor.std.reshape(1, -1, 1, 1)
+    x_tilde = x - eps * 255.0 / std * grad.sign()
+    def head_map(inputs, temperature):
+        """The max softmax at the head's resolution, resized as mmseg_ood
+        resizes every score map."""
+        logits = model.decode_head(model.extract_feat(inputs))
+        m = 1 - torch.softmax(logits / temperature, 1).max(1, True).values
+        return F.interpolate(m, size=(64, 96), mode='bilinear',
+                             align_corners=model.align_corners)[0, 0]
+
+    with torch.no_grad():
+        expected = head_map(x_tilde, t)
+        plain_t, plain_1 = head_map(x, t), head_map(x, 1.0)
+    odin = f'odin:temperature={t},epsilon={eps}'
+    with torch.no_grad(), OODScoring(model, ['msp', odin]):
+        out = model.test_step(batch(64, 96))[0]
+    torch.testing.assert_close(out.ood_scores[odin], expected, rtol=1e-4,
+                               atol=1e-6)
+    torch.testing.assert_close(out.ood_scores['msp'], plain_1, rtol=1e-4,
+                               atol=1e-6)
+    # the step moved the input: the map is not the unperturbed one
+    assert not torch.allclose(out.ood_scores[odin], plain_t)
+    # eps = 0 is the max softmax at temperature T of the plain pass
+    with torch.no_grad(), OODScoring(model, [f'odin:temperature={t},'
+                                             'epsilon=0']) as s:
+        zero = model.test_step(batch(64, 96))[0].ood_scores[s.names[0]]
+    torch.testing.assert_close(zero, plain_t, rtol=1e-4, atol=1e-6)
+
+
+def test_odin_is_refused_where_only_inference_runs():
+    model = zoo_model('fcn')
+    with OODScoring(model, ['odin']) as scoring:
+        with pytest.raises(UnsupportedScorerError, match='perturbed input'):
+            with scoring.scores_appended():
+                pass

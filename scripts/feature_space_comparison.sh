@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The feature-space scorers (ReAct, ASH, DICE, ViM, Mahalanobis, relative
+# Mahalanobis, kNN, ODIN) beside the logit scorers, on both synthetic
+# benchmarks, over training seeds: the comparison of
+# docs/en/results/feature_space.md. Not run by CI (about an hour on 2 cores).
+# Finished steps are reused (a checkpoint named in last_checkpoint, a
+# complete results.json, the fitted statistics file in the run's work dir).
+#
+#     bash scripts/feature_space_comparison.sh [train] [test] [table]
+#     SEEDS="0 1 2" FEATURE_WORK_DIR=work_dirs/feature_space \
+#         bash scripts/feature_space_comparison.sh
+#
+# Parts: train (the DeepLabV3+ R18 street and objects baselines, one per
+# seed, OMP_NUM_THREADS=1, two at a time), test (ood_test with every
+# scorer, its feature statistics fitted on the config's val split:
+# --fit-on val), table (compare_results over the seeds, WORK/*.md).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+PY=${PY:-.venv/bin/python}
+export MMSEG_OOD_DATA=${MMSEG_OOD_DATA:-data/synthetic}
+WORK=${FEATURE_WORK_DIR:-work_dirs/feature_space}
+# shellcheck disable=SC2206  # words
+SEEDS=(${SEEDS:-0 1 2})
+PARTS=("$@")
+if [[ ${#PARTS[@]} -eq 0 ]]; then PARTS=(train test table); fi
+for part in "${PARTS[@]}"; do
+    case $part in train|test|table) ;;
+        *) echo "[feature_space] unknown part '$part' (train test table)" >&2
+           exit 1 ;;
+    esac
+done
+CFG=configs/synthetic
+declare -A CONFIG=(
+    [street]=$CFG/deeplabv3plus_r18-d8_1xb8-300it_synthetic-street-128x256.py
+    [objects]=$CFG/deeplabv3plus_r18-d8_1xb8-300it_synthetic-objects-128x128.py)
+declare -A DATASET=([street]=synthetic_ood [objects]=synthetic_objects_ood)
+LOGIT_SCORERS=(msp entropy max_logit energy sml norm n_energy)
+FEATURE_SCORERS=(react ash dice vim mahalanobis rmd knn odin)
+
+trained() {  # trained WORK_DIR: its checkpoint, if training finished
+    local ckpt
+    ckpt=$(cat "$1/last_checkpoint" 2>/dev/null || true)
+    [[ -n $ckpt && -f $ckpt ]] && echo "$ckpt"
+    return 0
+}
+train() {  # train BENCHMARK SEED
+    local dir=$WORK/seed$2/$1 start
+    [[ -n $(trained "$dir") ]] && return 0
+    echo "[feature_space] training $dir" >&2
+    mkdir -p "$dir"
+    start=$(date +%s)
+    OMP_NUM_THREADS=1 $PY tools/train.py "${CONFIG[$1]}" --work-dir "$dir" \
+        --cfg-options "randomness.seed=$2" > "$dir/train.log" 2>&1
+    echo $(( $(date +%s) - start )) > "$dir/train_seconds.txt"
+}
+
+$PY tools/make_synthetic.py "$MMSEG_OOD_DATA" >&2
+for part in "${PARTS[@]}"; do
+    case $part in
+    train)
+        jobs_=()
+        for s in "${SEEDS[@]}"; do
+            for b in street objects; do jobs_+=("$b $s"); done
+        done
+        for ((i = 0; i < ${#jobs_[@]}; i += 2)); do
+            # shellcheck disable=SC2086  # "BENCHMARK SEED"
+            train ${jobs_[i]} &
+            if (( i + 1 < ${#jobs_[@]} )); then
+                # shellcheck disable=SC2086
+                train ${jobs_[i+1]} &
+            fi
+            wait
+        done
+        ;;
+    esac
+done
