@@ -153,12 +153,22 @@ def fit_on_id(session: EvaluationSession,
 
 
 def sml_statistics_file(cache_dir: str, split: str) -> str:
-    """Where the tools keep SML's statistics fitted on ``split``."""
+    """Where the tools keep SML's statistics fitted on ``split``.
+
+    Args:
+        cache_dir: The folder (the run's work dir).
+        split: ``'train'`` or ``'val'``.
+    """
     return osp.join(cache_dir, f'sml_statistics_{split}.json')
 
 
 def feature_statistics_file(cache_dir: str, split: str) -> str:
-    """Where the tools keep the feature statistics fitted on ``split``."""
+    """Where the tools keep the feature statistics fitted on ``split``.
+
+    Args:
+        cache_dir: The folder (the run's work dir).
+        split: ``'train'`` or ``'val'``.
+    """
     return osp.join(cache_dir, f'feature_statistics_{split}.npz')
 
 

@@ -35,6 +35,10 @@ class ODIN(BaseScorer):
         temperature: ``T > 0``.
         epsilon: ``eps >= 0``.
 
+    Shape:
+        ``(N, C, H, W) -> (N, H, W)``; ``(N, C) -> (N,)`` (the gradient
+        pass needs the model, whose output is ``(N, C, H, W)``).
+
     References:
         Liang, Li & Srikant, "Enhancing The Reliability of
         Out-of-distribution Image Detection in Neural Networks", ICLR 2018,

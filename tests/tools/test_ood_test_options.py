@@ -289,7 +289,7 @@ def test_every_option_reaches_ood_test_from_its_flag(monkeypatch):
           '--cfg-options', 'model.test_cfg.mode=whole',
           '--datasets', 'road_anomaly21', 'fs_static',
           '--scorers', 'msp', 'sml', '--sml-stats', 'stats.json',
-          '--sml-fit-on', 'val', '--tune', 'eta', 'temperature=0.1,1',
+          '--sml-fit-on', 'val', '--fit-on', 'val', '--tune', 'eta', 'temperature=0.1,1',
           '--tune-on', 'fs_static', '--show-dir', 'heat', '--show-num', '3',
           '--export-smiyc', 'smiyc', '--export-transform', 'none',
           '--component-threshold', 'tpr:0.9', '--per-image',
@@ -314,6 +314,6 @@ def test_every_option_reaches_ood_test_from_its_flag(monkeypatch):
         component_threshold='tpr:0.9', per_image=True,
         bootstrap=dict(samples=100, seed=1, level=0.9), tta=True,
         id_eval=False, open_set_iou=False, sml_stats='stats.json',
-        sml_fit_on='val', meta_classifier='meta.json')
+        sml_fit_on='val', fit_on='val', meta_classifier='meta.json')
     assert open_set == OODTestOptions(datasets=['synthetic_ood'], tune={},
                                       open_set_iou=True)

@@ -25,8 +25,8 @@ class ASH(BaseScorer):
       binarized to the mean, ``s_1 = sum_j z_j``);
     - ASH-S: ``z' = T_k(z) exp(s_1 / s_2)``, ``s_2 = sum_j T_k(z)_j``;
 
-    and ``S(x) = -log sum_c exp(W_c z' + b_c)`` (energy, T = 1). Higher =
-    more OOD. No fit.
+    and ``S(x) = -log sum_c exp(W_c z' + b_c)`` (energy, T = 1).
+    Higher = more OOD. No fit.
 
     Per pixel: the paper shapes the pooled penultimate activations of one
     image; here each pixel's embedding (the input of the final 1x1
@@ -39,6 +39,10 @@ class ASH(BaseScorer):
         percentile: ``p`` in ``[0, 100)``: the share of activations
             pruned (the paper's ImageNet settings: ASH-S 90, ASH-B 65,
             ASH-P 60).
+
+    Shape:
+        embeddings ``(N, D, H, W)`` (logits ``(N, C, H, W)``) ->
+        ``(N, H, W)``; ``(N, D)`` -> ``(N,)``.
 
     References:
         Djurisic, Bozanic, Ashok & Liu, "Extremely Simple Activation

@@ -17,6 +17,11 @@ def classifier_logits(embeddings: Tensor, weight: Tensor,
                       bias: Optional[Tensor]) -> Tensor:
     """``W z + b`` per pixel: ``(N, D, ...)`` -> ``(N, C, ...)``, as the 1x1
     classifier computes it from (possibly modified) embeddings or weights.
+
+    Args:
+        embeddings: ``z``, ``(N, D, ...)``.
+        weight: ``W``, ``(C, D)``.
+        bias: ``b``, ``(C,)``, or ``None``.
     """
     out = (embeddings.movedim(1, -1) @ weight.t().to(embeddings.dtype))
     if bias is not None:
@@ -26,7 +31,11 @@ def classifier_logits(embeddings: Tensor, weight: Tensor,
 
 def free_energy(logits: Tensor) -> Tensor:
     """``-log sum_c exp(s_c)`` over dim 1 (Liu et al. 2020, T = 1), in
-    float32 or wider: higher = more OOD."""
+    float32 or wider: higher = more OOD.
+
+    Args:
+        logits: ``(N, C, ...)``.
+    """
     return -torch.logsumexp(logits.float(), dim=1)
 
 

@@ -33,6 +33,10 @@ class DICE(FeatureSpaceScorer):
             paper: 90 on CIFAR, 70 on ImageNet).
         stats_file: Fitted statistics (see :class:`FeatureSpaceScorer`).
 
+    Shape:
+        embeddings ``(N, D, H, W)`` (logits ``(N, C, H, W)``) ->
+        ``(N, H, W)``; ``(N, D)`` -> ``(N,)``.
+
     References:
         Sun & Li, "DICE: Leveraging Sparsification for Out-of-Distribution
         Detection", ECCV 2022, eq. (3)-(5).

@@ -46,6 +46,10 @@ class KNN(FeatureSpaceScorer):
         chunk_size: Pixels scored at a time.
         stats_file: Fitted statistics (see :class:`FeatureSpaceScorer`).
 
+    Shape:
+        embeddings ``(N, D, H, W)`` (logits ``(N, C, H, W)``) ->
+        ``(N, H, W)``; ``(N, D)`` -> ``(N,)``.
+
     References:
         Sun, Ming, Zhu & Li, "Out-of-Distribution Detection with Deep
         Nearest Neighbors", ICML 2022, eq. (2)-(3).

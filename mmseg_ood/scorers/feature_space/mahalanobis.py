@@ -17,7 +17,11 @@ def whitening(covariance: np.ndarray) -> np.ndarray:
     ``covariance``: eigenvectors scaled by ``lambda^(-1/2)``, eigenvalues
     below ``D eps max(lambda)`` dropped (the cut-off of
     ``scipy.linalg.pinvh``, hence of sklearn's ``EmpiricalCovariance``
-    that Lee et al.'s code fits)."""
+    that Lee et al.'s code fits).
+
+    Args:
+        covariance: A symmetric positive semi-definite ``(D, D)`` matrix.
+    """
     values, vectors = np.linalg.eigh(covariance)
     cutoff = values.max() * len(values) * np.finfo(np.float64).eps
     keep = values > cutoff
@@ -86,6 +90,10 @@ class Mahalanobis(_ClassGaussians):
     Args:
         stats_file: Fitted statistics (see :class:`FeatureSpaceScorer`).
 
+    Shape:
+        embeddings ``(N, D, H, W)`` (logits ``(N, C, H, W)``) ->
+        ``(N, H, W)``; ``(N, D)`` -> ``(N,)``.
+
     References:
         Lee, Lee, Lee & Shin, "A Simple Unified Framework for Detecting
         Out-of-Distribution Samples and Adversarial Attacks", NeurIPS 2018,
@@ -115,6 +123,10 @@ class RelativeMahalanobis(_ClassGaussians):
 
     Args:
         stats_file: Fitted statistics (see :class:`FeatureSpaceScorer`).
+
+    Shape:
+        embeddings ``(N, D, H, W)`` (logits ``(N, C, H, W)``) ->
+        ``(N, H, W)``; ``(N, D)`` -> ``(N,)``.
 
     References:
         Ren, Fort, Liu, Roy, Padhy & Lakshminarayanan, "A Simple Fix to

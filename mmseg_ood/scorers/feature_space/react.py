@@ -29,6 +29,10 @@ class ReAct(FeatureSpaceScorer):
         percentile: ``p`` in ``[0, 100]``.
         stats_file: Fitted statistics (see :class:`FeatureSpaceScorer`).
 
+    Shape:
+        embeddings ``(N, D, H, W)`` (logits ``(N, C, H, W)``) ->
+        ``(N, H, W)``; ``(N, D)`` -> ``(N,)``.
+
     References:
         Sun, Guo & Li, "ReAct: Out-of-distribution Detection With Rectified
         Activations", NeurIPS 2021, eq. (1)-(2), sec. 3.

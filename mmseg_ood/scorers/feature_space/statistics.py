@@ -58,9 +58,14 @@ FORMAT = 'mmseg_ood.feature_statistics/1'
 
 
 class StatisticsSpec(dict):
-    """What a fit collects: ``moments`` (bool), ``histogram`` (bool) and
-    ``bank_size`` (int, 0 for no bank). Specs combine with ``|``: both
-    flags or-ed, the larger bank."""
+    """What a fit collects; specs combine with ``|`` (both flags or-ed, the
+    larger bank).
+
+    Args:
+        moments: Class counts and sums, and the scatter matrix.
+        histogram: The activation histogram.
+        bank_size: Pixels in the embedding bank (0: no bank).
+    """
 
     def __init__(self, moments: bool = False, histogram: bool = False,
                  bank_size: int = 0):
@@ -105,6 +110,9 @@ def embedding_hash(embeddings: np.ndarray) -> np.ndarray:
 
     Equal rows hash equally; the hash of a row does not depend on the
     other rows, so a bank's sample is the same in any batching.
+
+    Args:
+        embeddings: ``(P, D)``, cast to float32.
     """
     words = np.ascontiguousarray(embeddings, np.float32).view(np.uint32)
     h = np.full(len(words), 0xcbf29ce484222325, np.uint64)

@@ -15,7 +15,11 @@ from .statistics import StatisticsSpec
 
 def default_principal_dim(dim: int) -> int:
     """The authors' choice of ``D'`` (their code): 1000 for ``D >= 2048``,
-    512 for ``D >= 768``, else ``D / 2``."""
+    512 for ``D >= 768``, else ``D / 2``.
+
+    Args:
+        dim: ``D``, the embedding dimension.
+    """
     if dim >= 2048:
         return 1000
     if dim >= 768:
@@ -49,6 +53,10 @@ class ViM(FeatureSpaceScorer):
         principal_dim: ``D'``; default :func:`default_principal_dim`.
         bank_size: ID pixels ``alpha`` is estimated on.
         stats_file: Fitted statistics (see :class:`FeatureSpaceScorer`).
+
+    Shape:
+        embeddings ``(N, D, H, W)`` (logits ``(N, C, H, W)``) ->
+        ``(N, H, W)``; ``(N, D)`` -> ``(N,)``.
 
     References:
         Wang, Li, Feng & Zhang, "ViM: Out-Of-Distribution with
