@@ -9,10 +9,16 @@ number of pixels:
 
 - **class moments**: per predicted class ``c`` the pixel count ``n_c`` and
   the sum ``sum_{i in c} z_i`` (``C x D``), and the scatter ``sum_i z_i
-  z_i^T`` over all pixels (``D x D``), all float64. They give the class
-  means, the shared within-class covariance (Mahalanobis), the mean and
-  covariance of all pixels (relative Mahalanobis) and the second moment
-  about any origin (ViM), exactly: merging two chunks adds them.
+  z_i^T`` over all pixels (``D x D``). They give the class means, the
+  shared within-class covariance (Mahalanobis), the mean and covariance of
+  all pixels (relative Mahalanobis) and the second moment about any origin
+  (ViM): merging two chunks adds them. The sums are kept as float64 pairs
+  ``hi + lo`` (compensated, "double-double" addition), so that their value
+  does not depend on the order the images were added in, up to an error
+  of about ``N 2^-106`` relative: the ranks of a distributed fit, merged
+  in another order, give the same float64 sums as one process, and the
+  scorers derived from them (ViM's subspace is sensitive to the last bits
+  where two eigenvalues nearly tie) the same maps.
 - **activation histogram**: the count of every embedding value (all ``D``
   values of every pixel) in ``2^20`` bins of the float32 order, each bin
   ``2^-11`` of its value wide (relative): the p-th percentile of ID
@@ -53,6 +59,10 @@ __all__ = ['FeatureStatistics', 'StatisticsSpec', 'embedding_hash',
 HISTOGRAM_BITS = 20
 _SHIFT = 32 - HISTOGRAM_BITS
 
+#: The arrays of a summary (``None`` where its spec does not collect them).
+ARRAYS = ('class_count', 'class_sum', 'class_sum_low', 'scatter',
+          'scatter_low', 'histogram', 'bank_keys', 'bank')
+
 #: The format of the saved file.
 FORMAT = 'mmseg_ood.feature_statistics/1'
 
@@ -86,6 +96,16 @@ class StatisticsSpec(dict):
         return (self['moments'] or not other['moments']) and \
             (self['histogram'] or not other['histogram']) and \
             self['bank_size'] >= other['bank_size']
+
+
+def _add_compensated(hi: np.ndarray, lo: np.ndarray, value) -> None:
+    """``hi + lo += value`` in place, the rounding error of ``hi + value``
+    kept in ``lo`` (Knuth's TwoSum)."""
+    total = hi + value
+    virtual = total - hi
+    error = (hi - (total - virtual)) + (value - virtual)
+    hi[...] = total
+    lo += error
 
 
 def _order_keys(values: np.ndarray) -> np.ndarray:
@@ -161,6 +181,7 @@ class FeatureStatistics:
         """Forget every pixel."""
         self.pixels = 0
         self.class_count = self.class_sum = self.scatter = None
+        self.class_sum_low = self.scatter_low = None
         self.histogram = None
         self.bank_keys = self.bank = None
         if self.num_classes is not None and self.dim is not None:
@@ -172,6 +193,8 @@ class FeatureStatistics:
             self.class_count = np.zeros(num_classes, np.float64)
             self.class_sum = np.zeros((num_classes, dim), np.float64)
             self.scatter = np.zeros((dim, dim), np.float64)
+            self.class_sum_low = np.zeros_like(self.class_sum)
+            self.scatter_low = np.zeros_like(self.scatter)
         if self.spec['histogram']:
             self.histogram = np.zeros(1 << HISTOGRAM_BITS, np.float64)
         if self.spec['bank_size']:
@@ -223,8 +246,10 @@ class FeatureStatistics:
         if self.class_count is not None:
             z64 = z.astype(np.float64)
             self.class_count += np.bincount(y, minlength=self.num_classes)
-            np.add.at(self.class_sum, y, z64)
-            self.scatter += z64.T @ z64
+            sums = np.zeros_like(self.class_sum)
+            np.add.at(sums, y, z64)
+            _add_compensated(self.class_sum, self.class_sum_low, sums)
+            _add_compensated(self.scatter, self.scatter_low, z64.T @ z64)
         if self.histogram is not None:
             bins = _order_keys(z.reshape(-1)) >> np.uint32(_SHIFT)
             self.histogram += np.bincount(bins, minlength=len(self.histogram))
@@ -264,8 +289,7 @@ class FeatureStatistics:
         """The statistics as numpy arrays and numbers (copies)."""
         state = dict(spec=dict(self.spec), num_classes=self.num_classes,
                      dim=self.dim, pixels=self.pixels)
-        for key in ('class_count', 'class_sum', 'scatter', 'histogram',
-                    'bank_keys', 'bank'):
+        for key in ARRAYS:
             value = getattr(self, key)
             state[key] = None if value is None else value.copy()
         return state
@@ -291,8 +315,10 @@ class FeatureStatistics:
         self.pixels += int(state['pixels'])
         if self.class_count is not None:
             self.class_count += state['class_count']
-            self.class_sum += state['class_sum']
-            self.scatter += state['scatter']
+            for key in ('class_sum', 'scatter'):
+                low = getattr(self, key + '_low')
+                _add_compensated(getattr(self, key), low, state[key])
+                low += state[key + '_low']
         if self.histogram is not None:
             self.histogram += state['histogram']
         if self.bank is not None:
@@ -315,22 +341,29 @@ class FeatureStatistics:
                 f'(spec {dict(self.spec)}); fit them again')
         return value
 
+    def _sums(self) -> np.ndarray:
+        """The per-class sums, ``hi + lo`` rounded to float64."""
+        return self._need('moments', 'class_sum') + self.class_sum_low
+
+    def _scatter(self) -> np.ndarray:
+        return self._need('moments', 'scatter') + self.scatter_low
+
     def mean(self) -> np.ndarray:
         """Mean embedding of all pixels, ``(D,)``."""
-        return self._need('moments', 'class_sum').sum(0) / self.pixels
+        return self._sums().sum(0) / self.pixels
 
     def class_means(self) -> np.ndarray:
         """Per-class means ``mu_c``, ``(C, D)``; NaN rows for classes never
         predicted."""
         count = self._need('moments', 'class_count')
         with np.errstate(invalid='ignore', divide='ignore'):
-            return self.class_sum / count[:, None]
+            return self._sums() / count[:, None]
 
     def second_moment(self, origin: Optional[np.ndarray] = None
                       ) -> np.ndarray:
         """``(1/N) sum_i (z_i - u)(z_i - u)^T`` about ``origin`` ``u``
         (default 0), ``(D, D)``."""
-        scatter = self._need('moments', 'scatter') / self.pixels
+        scatter = self._scatter() / self.pixels
         if origin is None:
             return scatter
         u = np.asarray(origin, np.float64)
@@ -347,9 +380,9 @@ class FeatureStatistics:
         """The shared covariance of Lee et al. (2018), eq. (1):
         ``(1/N) sum_c sum_{i in c} (z_i - mu_c)(z_i - mu_c)^T``."""
         count = self._need('moments', 'class_count')
-        scatter = self.scatter.copy()
+        scatter = self._scatter()
         seen = count > 0
-        sums = self.class_sum[seen]
+        sums = self._sums()[seen]
         scatter -= (sums / count[seen, None]).T @ sums
         return scatter / self.pixels
 
@@ -390,9 +423,8 @@ class FeatureStatistics:
         header = dict(format=FORMAT, spec=dict(self.spec),
                       num_classes=self.num_classes, dim=self.dim,
                       pixels=self.pixels, meta=meta or {})
-        arrays = {k: getattr(self, k) for k in (
-            'class_count', 'class_sum', 'scatter', 'histogram', 'bank_keys',
-            'bank') if getattr(self, k) is not None}
+        arrays = {k: getattr(self, k) for k in ARRAYS
+                  if getattr(self, k) is not None}
         with atomic_output(path) as tmp, open(tmp, 'wb') as f:
             # a file object: numpy adds no '.npz' to the name
             np.savez_compressed(f, header=np.array(json.dumps(header)),
@@ -429,8 +461,7 @@ class FeatureStatistics:
                     f'fit the header (spec {header["spec"]}, '
                     f'{header["num_classes"]} classes, D={header["dim"]})')
             setattr(stats, key, value)
-        missing = [k for k in ('class_count', 'class_sum', 'scatter',
-                               'histogram', 'bank_keys', 'bank')
+        missing = [k for k in ARRAYS
                    if getattr(stats, k) is not None and k not in arrays]
         if missing:
             raise DamagedFileError(f'{path}: arrays {missing} are missing')
