@@ -72,5 +72,51 @@ for part in "${PARTS[@]}"; do
             wait
         done
         ;;
+    test)
+        for s in "${SEEDS[@]}"; do
+            for b in street objects; do
+                dir=$WORK/seed$s/$b
+                out=$dir/ood
+                if [[ -f $out/results.json ]] && \
+                        ! grep -q '"complete": false' "$out/results.json"; then
+                    continue
+                fi
+                echo "[feature_space] ood_test $dir" >&2
+                OMP_NUM_THREADS=${TEST_THREADS:-1} $PY tools/ood_test.py \
+                    "${CONFIG[$b]}" "$(trained "$dir")" --work-dir "$out" \
+                    --datasets "${DATASET[$b]}" \
+                    --scorers "${LOGIT_SCORERS[@]}" "${FEATURE_SCORERS[@]}" \
+                    --fit-on val > "$dir/ood_test.log" 2>&1 &
+            done
+            wait
+        done
+        ;;
+    table)
+        for b in street objects; do
+            more=()
+            for s in "${SEEDS[@]:1}"; do more+=("$WORK/seed$s"); done
+            spread=()
+            (( ${#more[@]} )) && spread=(--seed-roots "${more[@]}")
+            for columns in "auroc ap fpr95" "siou ppv mean_f1"; do
+                # shellcheck disable=SC2086  # the column names
+                $PY tools/compare_results.py "$WORK/seed${SEEDS[0]}" "$b" \
+                    --dataset "${DATASET[$b]}" \
+                    --scorers "${LOGIT_SCORERS[@]}" "${FEATURE_SCORERS[@]}" \
+                    --columns $columns ${spread[@]+"${spread[@]}"} \
+                    --out "$WORK/table_${b}_${columns// /_}.md"
+            done
+        done
+        for s in "${SEEDS[@]}"; do
+            for b in street objects; do
+                $PY - "$WORK/seed$s/$b/ood/results.json" <<'PYEOF'
+import json, sys
+res = json.load(open(sys.argv[1]))
+fit = next(iter(res['fitted'].values()))
+print(f"{sys.argv[1]}: fit pass {fit.get('pass_seconds', 'reused')} s, "
+      f"{fit['pixels']} ID pixels")
+PYEOF
+            done
+        done
+        ;;
     esac
 done

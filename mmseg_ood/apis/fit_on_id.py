@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import os.path as osp
+import time
 from collections import OrderedDict
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -223,7 +224,9 @@ def fitted_scorers(session: EvaluationSession, specs: List,
     Returns:
         tuple: The specs, each fitted scorer as ``(name, scorer)``; and by
         scorer name what ``results.json["fitted"]`` records (the file, the
-        split, whether it was fitted in this run, the pixels and images).
+        split, whether it was fitted in this run, the ID pixels, and the
+        wall time of the fitting pass, shared by every scorer fitted in
+        it, as ``pass_seconds``).
     """
     if split not in FIT_SPLITS:
         raise InvalidValueError(f'`split` must be one of {FIT_SPLITS}, got '
@@ -276,9 +279,11 @@ def fitted_scorers(session: EvaluationSession, specs: List,
             factories['features'] = lambda: FeatureStatistics(dict(spec))
         else:
             cached['features'] = stats
+    start = time.perf_counter()
     fitted = fit_on_id(session, factories, split,
                        embeddings='features' in factories) \
         if factories else {}
+    seconds = round(time.perf_counter() - start, 3)
     meta = dict(binding, checkpoint=osp.abspath(session.checkpoint))
     if get_rank() == 0:
         os.makedirs(cache_dir, exist_ok=True)
@@ -307,6 +312,8 @@ def fitted_scorers(session: EvaluationSession, specs: List,
             record[name] = dict(file=osp.abspath(path), split=split,
                                 fitted_in_this_run=key in fitted,
                                 pixels=pixels)
+            if key in fitted:  # the one pass, shared by all of them
+                record[name]['pass_seconds'] = seconds
     return out, record
 
 

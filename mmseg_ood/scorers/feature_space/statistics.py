@@ -38,9 +38,10 @@ a post-hoc method should not need labels. Lee et al. (2018) use the
 training labels; on ID data predicted and true classes agree wherever the
 model is right (the deviation is named in each scorer's docstring).
 
-Memory: ``8 (C D + D^2 + C)`` bytes for the moments, 8 MiB for the
-histogram and ``M (4 D + 8)`` bytes for the bank, plus one chunk's
-embeddings while it is added.
+Memory: ``16 (C D + D^2) + 8 C`` bytes for the moments (compensated
+pairs), 8 MiB for the histogram and ``M (4 D + 8)`` bytes for the bank,
+plus the temporaries of :data:`CHUNK` pixels while they are added
+(``benchmarks/feature_fit_memory.py``).
 """
 from __future__ import annotations
 
@@ -58,6 +59,10 @@ __all__ = ['FeatureStatistics', 'StatisticsSpec', 'embedding_hash',
 #: integer of a float32 (sign, 8 exponent bits, 11 mantissa bits).
 HISTOGRAM_BITS = 20
 _SHIFT = 32 - HISTOGRAM_BITS
+
+#: Pixels added at a time (the temporaries of an update are a few times
+#: ``CHUNK x D`` float64).
+CHUNK = 4096
 
 #: The arrays of a summary (``None`` where its spec does not collect them).
 ARRAYS = ('class_count', 'class_sum', 'class_sum_low', 'scatter',
@@ -243,19 +248,25 @@ class FeatureStatistics:
             raise InvalidValueError('feature statistics: NaN or Inf '
                                     'embeddings')
         self.pixels += len(z)
+        # in slices of CHUNK pixels: the temporaries stay small
+        for start in range(0, len(z), CHUNK):
+            self._add(z[start:start + CHUNK], y[start:start + CHUNK])
+        return self
+
+    def _add(self, z: np.ndarray, y: np.ndarray) -> None:
         if self.class_count is not None:
             z64 = z.astype(np.float64)
             self.class_count += np.bincount(y, minlength=self.num_classes)
-            sums = np.zeros_like(self.class_sum)
-            np.add.at(sums, y, z64)
-            _add_compensated(self.class_sum, self.class_sum_low, sums)
+            onehot = np.zeros((self.num_classes, len(y)))
+            onehot[y, np.arange(len(y))] = 1.0
+            _add_compensated(self.class_sum, self.class_sum_low,
+                             onehot @ z64)
             _add_compensated(self.scatter, self.scatter_low, z64.T @ z64)
         if self.histogram is not None:
             bins = _order_keys(z.reshape(-1)) >> np.uint32(_SHIFT)
             self.histogram += np.bincount(bins, minlength=len(self.histogram))
         if self.bank is not None:
             self._add_to_bank(embedding_hash(z), z)
-        return self
 
     def partial_fit(self, inputs) -> 'FeatureStatistics':
         """Add the pixels of one captured forward pass
