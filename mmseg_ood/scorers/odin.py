@@ -17,8 +17,8 @@ class ODIN(BaseScorer):
     T) = softmax(s(x) / T)_c`` and an input perturbation that raises the
     softmax score of the predicted class ``yhat``; the score is the max
     temperature-scaled softmax of the perturbed input, subtracted from 1
-    here as ``msp``'s. Higher = more OOD. ``T = 1000``, ``eps = 0.0014`` are the paper's
-    CIFAR settings.
+    here as ``msp``'s. Higher = more OOD. ``T = 1000``, ``eps = 0.0014``
+    are the paper's CIFAR settings.
 
     Per pixel: the gradient is that of ``sum_p log S_yhat(p)(x; T)`` over
     every pixel ``p`` of the model's output (each pixel's predicted class),

@@ -472,8 +472,9 @@ def test_score_image_on_a_trained_checkpoint(synthetic_root, trained_work_dir,
 
 def test_odin_steps_the_input_along_the_gradient_sign():
     """ODIN (Liang et al. 2018, eq. 2): the map is 1 - the
-    temperature-scaled max softmax of the model at x - eps * (255 / std) * sign(grad_x L),
-    L = -sum_p log S_yhat(p)(x; T), computed here by hand through the
+    temperature-scaled max softmax of the model at
+    x - eps * (255 / std) * sign(grad_x L), L = -sum_p log S_yhat(p)(x; T),
+    computed here by hand through the
     segmentor's own inference; the other scorers keep the plain pass."""
     model = zoo_model('fcn')
     data = model.data_preprocessor(batch(64, 96), False)

@@ -74,7 +74,8 @@ def test_the_statistics_are_reused_while_they_serve(fitted_run,
          'knn:k=5,bank_size=500')
     again = json.loads((out / 'results.json').read_text())
     assert again['fitted']['mahalanobis']['fitted_in_this_run'] is False
-    assert again['fitted']['knn:k=5,bank_size=500']['fitted_in_this_run'] is False
+    knn = again['fitted']['knn:k=5,bank_size=500']
+    assert knn['fitted_in_this_run'] is False
     assert again['results']['synthetic_ood']['mahalanobis'] == \
         first['results']['synthetic_ood']['mahalanobis']
     # a larger bank than the file holds: fitted again

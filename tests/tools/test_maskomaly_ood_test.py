@@ -174,3 +174,18 @@ def test_a_saved_selection_is_reused_and_checked(fitted_run, synthetic_root,
         ood_test(M2F_CONFIG, m2f_checkpoint, work_dir=str(tmp_path / 'c'),
                  datasets=[EVAL], scorers=[f'maskomaly:queries_file={wide}'],
                  id_eval=False, cfg_options=dict(QUICK_CFG))
+
+
+def test_feature_space_scorers_are_refused_on_a_mask_head(
+        m2f_checkpoint, synthetic_root, tmp_path, monkeypatch):
+    """Asked for by name on a Mask2Former (no per-pixel linear classifier),
+    an embedding scorer is an error naming the head, before anything is
+    fitted or written."""
+    monkeypatch.setenv('MMSEG_OOD_DATA', synthetic_root)
+    with pytest.raises(ValueError, match="'mahalanobis' is an embedding "
+                       'scorer.*Mask2Former'):
+        ood_test(M2F_CONFIG, m2f_checkpoint, work_dir=str(tmp_path),
+                 datasets=[EVAL], scorers=['rba', 'mahalanobis'],
+                 fit_on='val', id_eval=False, cfg_options=dict(QUICK_CFG))
+    assert not (tmp_path / 'feature_statistics_val.npz').exists()
+    assert not (tmp_path / 'results.json').exists()

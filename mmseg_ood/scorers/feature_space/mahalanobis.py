@@ -1,10 +1,9 @@
 """Mahalanobis distance to the class Gaussians, and its relative form."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from ..base import OOD_SCORERS, ScoreInputs
