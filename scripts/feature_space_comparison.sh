@@ -6,14 +6,18 @@
 # Finished steps are reused (a checkpoint named in last_checkpoint, a
 # complete results.json, the fitted statistics file in the run's work dir).
 #
-#     bash scripts/feature_space_comparison.sh [train] [test] [table]
+#     bash scripts/feature_space_comparison.sh [train] [test] [table] [dice]
+#         [odin]
 #     SEEDS="0 1 2" FEATURE_WORK_DIR=work_dirs/feature_space \
 #         bash scripts/feature_space_comparison.sh
 #
 # Parts: train (the DeepLabV3+ R18 street and objects baselines, one per
 # seed, OMP_NUM_THREADS=1, two at a time), test (ood_test with every
 # scorer, its feature statistics fitted on the config's val split:
-# --fit-on val), table (compare_results over the seeds, WORK/*.md).
+# --fit-on val), table (compare_results over the seeds, WORK/*.md), dice
+# (DICE's sparsity 0-90 against energy, with the statistics the test part
+# fitted: WORK/dice_sweep.txt), odin (ODIN without its perturbation and
+# without its temperature, beside it: WORK/odin_ablation.txt).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY=${PY:-.venv/bin/python}
@@ -22,10 +26,11 @@ WORK=${FEATURE_WORK_DIR:-work_dirs/feature_space}
 # shellcheck disable=SC2206  # words
 SEEDS=(${SEEDS:-0 1 2})
 PARTS=("$@")
-if [[ ${#PARTS[@]} -eq 0 ]]; then PARTS=(train test table); fi
+if [[ ${#PARTS[@]} -eq 0 ]]; then PARTS=(train test table dice odin); fi
 for part in "${PARTS[@]}"; do
-    case $part in train|test|table) ;;
-        *) echo "[feature_space] unknown part '$part' (train test table)" >&2
+    case $part in train|test|table|dice|odin) ;;
+        *) echo "[feature_space] unknown part '$part'" \
+               "(train test table dice odin)" >&2
            exit 1 ;;
     esac
 done
@@ -117,6 +122,68 @@ print(f"{sys.argv[1]}: fit pass {fit.get('pass_seconds', 'reused')} s, "
 PYEOF
             done
         done
+        ;;
+    dice)
+        for s in "${SEEDS[@]}"; do
+            for b in street objects; do
+                dir=$WORK/seed$s/$b
+                stats=$dir/ood/feature_statistics_val.npz
+                [[ -f $dir/ood_dice/results.json ]] && continue
+                sweep=(energy)
+                for p in 0 50 70 90; do
+                    sweep+=("dice:sparsity=$p,stats_file=$stats")
+                done
+                OMP_NUM_THREADS=${TEST_THREADS:-1} $PY tools/ood_test.py \
+                    "${CONFIG[$b]}" "$(trained "$dir")" \
+                    --work-dir "$dir/ood_dice" --datasets "${DATASET[$b]}" \
+                    --scorers "${sweep[@]}" --no-id-eval \
+                    > "$dir/ood_dice.log" 2>&1 &
+            done
+            wait
+        done
+        for s in "${SEEDS[@]}"; do
+            for b in street objects; do
+                $PY - "$WORK/seed$s/$b/ood_dice/results.json" <<'PYEOF'
+import json, sys
+res = json.load(open(sys.argv[1]))
+(dataset, rows), = res['results'].items()
+print(sys.argv[1])
+for name, r in rows.items():
+    print(f"  {name.split(',stats_file')[0]:18s} AUROC {100 * r['auroc']:6.2f}"
+          f"  AP {100 * r['ap']:6.2f}  FPR95 {100 * r['fpr95']:6.2f}")
+PYEOF
+            done
+        done > "$WORK/dice_sweep.txt"
+        cat "$WORK/dice_sweep.txt"
+        ;;
+    odin)
+        ablation=(msp odin odin:epsilon=0 odin:temperature=1)
+        for s in "${SEEDS[@]}"; do
+            for b in street objects; do
+                dir=$WORK/seed$s/$b
+                [[ -f $dir/ood_odin/results.json ]] && continue
+                OMP_NUM_THREADS=${TEST_THREADS:-1} $PY tools/ood_test.py \
+                    "${CONFIG[$b]}" "$(trained "$dir")" \
+                    --work-dir "$dir/ood_odin" --datasets "${DATASET[$b]}" \
+                    --scorers "${ablation[@]}" --no-id-eval \
+                    > "$dir/ood_odin.log" 2>&1 &
+            done
+            wait
+        done
+        for s in "${SEEDS[@]}"; do
+            for b in street objects; do
+                $PY - "$WORK/seed$s/$b/ood_odin/results.json" <<'PYEOF'
+import json, sys
+res = json.load(open(sys.argv[1]))
+(dataset, rows), = res['results'].items()
+print(sys.argv[1])
+for name, r in rows.items():
+    print(f"  {name:22s} AUROC {100 * r['auroc']:6.2f}"
+          f"  AP {100 * r['ap']:6.2f}  FPR95 {100 * r['fpr95']:6.2f}")
+PYEOF
+            done
+        done > "$WORK/odin_ablation.txt"
+        cat "$WORK/odin_ablation.txt"
         ;;
     esac
 done
