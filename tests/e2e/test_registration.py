@@ -276,6 +276,79 @@ def scorer_case(request):
     np.testing.assert_allclose(_np(out), expected, rtol=1e-5, atol=1e-5)
 
 
+@case(*(f'OOD_SCORERS.{n}' for n in (
+    'react', 'ash', 'dice', 'vim', 'mahalanobis', 'rmd', 'knn', 'odin')))
+def feature_scorer_case(request):
+    """Fitted on the embeddings they then score (every pixel in the
+    statistics), each against its formula in numpy / sklearn."""
+    from sklearn.covariance import EmpiricalCovariance
+    from sklearn.neighbors import NearestNeighbors
+
+    from mmseg_ood.scorers import FeatureStatistics
+    name = request.node.callspec.params['key'].split('.', 1)[1]
+    rng = np.random.default_rng(sum(map(ord, name)))
+    inputs, z, w = _linear_inputs(rng)
+    b = _np(inputs.cls_bias).astype(np.float64)
+    args = dict(react=dict(percentile=80), ash=dict(percentile=50),
+                dice=dict(sparsity=50),
+                vim=dict(principal_dim=3, bank_size=100),
+                knn=dict(k=3, bank_size=100),
+                odin=dict(temperature=10.0)).get(name, {})
+    scorer = build_scorer(dict(type=name, **args))
+    assert type(scorer) is OOD_SCORERS.get(name)
+    if scorer.requires_fit:
+        stats = FeatureStatistics(dict(scorer.statistics_spec()))
+        scorer.set_statistics(stats.partial_fit(inputs))
+    out = scorer(inputs)
+    assert tuple(out.shape) == (N, H, W) and out.dtype == torch.float32
+    flat = z.transpose(0, 2, 3, 1).reshape(-1, D)   # pixels (P, D)
+
+    def energy(e):
+        return -_logsumexp(e @ w.T + b, 1)
+
+    if name == 'react':
+        t = scorer.threshold
+        assert abs(t - np.percentile(flat, 80)) <= 2.0**-11 * abs(t)
+        expected = energy(np.minimum(flat, t))
+    elif name == 'ash':   # ASH-S, 3 of 6 values kept per pixel
+        top = np.argsort(-flat, 1)[:, :3]
+        kept = np.zeros_like(flat)
+        np.put_along_axis(kept, top, np.take_along_axis(flat, top, 1), 1)
+        expected = energy(kept * np.exp(flat.sum(1) / kept.sum(1))[:, None])
+    elif name == 'dice':
+        v = w * flat.mean(0)[None]
+        expected = -_logsumexp(flat @ np.where(v > np.percentile(v, 50), w,
+                                               0).T + b, 1)
+    elif name == 'vim':
+        u = -np.linalg.pinv(w) @ b
+        values, vectors = np.linalg.eigh((flat - u).T @ (flat - u) /
+                                         len(flat))
+        residual = vectors[:, np.argsort(-values)[3:]]
+        norm = np.linalg.norm((flat - u) @ residual, axis=1)
+        alpha = (flat @ w.T + b).max(1).mean() / norm.mean()
+        expected = alpha * norm + energy(flat)
+    elif name in ('mahalanobis', 'rmd'):
+        label = (flat @ w.T + b).argmax(1)
+        seen = np.unique(label)
+        mu = {c: flat[label == c].mean(0) for c in seen}
+        cov = EmpiricalCovariance().fit(
+            flat - np.stack([mu[c] for c in label]))
+        expected = np.min([cov.mahalanobis(flat - mu[c]) for c in seen], 0)
+        if name == 'rmd':
+            expected -= EmpiricalCovariance().fit(flat).mahalanobis(flat)
+    elif name == 'knn':
+        unit = flat / np.linalg.norm(flat, axis=1, keepdims=True)
+        expected = NearestNeighbors(n_neighbors=3).fit(unit).kneighbors(
+            unit)[0][:, -1]
+    else:   # odin scores the (here unperturbed) logits at its temperature
+        expected = 1 - _softmax(_np(inputs.logits).astype(np.float64) / 10,
+                                1).max(1)
+        np.testing.assert_allclose(_np(out), expected, rtol=1e-5, atol=1e-6)
+        return
+    expected = expected.reshape(N, H, W)
+    np.testing.assert_allclose(_np(out), expected, rtol=1e-4, atol=1e-4)
+
+
 # ---------------------------------------------------------------------------
 # models
 
