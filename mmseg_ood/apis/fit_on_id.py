@@ -12,10 +12,15 @@ leaves out the repeats of distributed sampling and merges the ranks (each
 statistic adds exactly; the embedding bank's sample does not depend on the
 split across ranks). :func:`fitted_scorers` adds what the tools do around
 it: each fit is written to the work dir bound to the checkpoint's SHA-256,
-the config and the split, and reused while they stay the same.
+the config and the split (and the resolved settings that decide which
+pixels it sees: dataset, test pipeline, ``test_cfg``, data preprocessor),
+and reused while they stay the same. Under slide inference every crop's
+pixels are added, so the overlaps of crops count more than once.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import os.path as osp
 import time
@@ -28,7 +33,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 
 from ..engine.evaluation_session import EvaluationSession
-from ..errors import InvalidValueError
+from ..errors import DamagedFileError, InvalidValueError
 from ..evaluation import merge_across_ranks
 from ..evaluation.metrics.sampler_padding import PerSampleAccumulators
 from ..models.introspection import (describe_head, final_classifier,
@@ -175,8 +180,33 @@ def feature_statistics_file(cache_dir: str, split: str) -> str:
 
 def _binding(session: EvaluationSession, split: str,
              sha256: Optional[str] = None) -> dict:
+    """What a fit is bound to: the checkpoint's SHA-256, the config file,
+    the split, and a SHA-256 of everything of the resolved config (with
+    ``--cfg-options``) that decides which pixels the fit sees: the split's
+    dataset, the test pipeline, the model's ``test_cfg`` (whole or slide)
+    and its data preprocessor."""
+    cfg = session.cfg
+    model = cfg.get('model', {})
+    loader = cfg.get('test_dataloader', {})
+    seen = dict(dataset=id_dataset(cfg, split),
+                pipeline=loader.get('dataset', {}).get('pipeline'),
+                test_cfg=model.get('test_cfg'),
+                data_preprocessor=model.get('data_preprocessor'))
+    text = json.dumps(_plain(seen), sort_keys=True, default=repr)
     return dict(checkpoint_sha256=sha256 or file_sha256(session.checkpoint),
-                config=osp.abspath(session.config), split=split)
+                config=osp.abspath(session.config), split=split,
+                fit_config_sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def _plain(value):
+    """A config value as plain dicts and lists (for a stable JSON)."""
+    if hasattr(value, 'to_dict'):
+        value = value.to_dict()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _reusable(meta: dict, binding: dict) -> bool:
@@ -320,7 +350,12 @@ def fitted_scorers(session: EvaluationSession, specs: List,
 def _cached_sml(path: str, binding: dict) -> Optional[StandardizedMaxLogit]:
     if not osp.isfile(path):
         return None
-    cached = StandardizedMaxLogit(stats_file=path)
+    try:
+        cached = StandardizedMaxLogit(stats_file=path)
+    except ValueError as e:  # a damaged file, JSON or fields
+        print_log(f'SML: {path} cannot be read ({e}); fitting again',
+                  logger='current')
+        return None
     if _reusable(cached.meta, binding):
         print_log(f'SML: reusing the statistics in {path}', logger='current')
         return cached
@@ -335,7 +370,12 @@ def _cached_features(path: str, binding: dict, spec: StatisticsSpec
     the spec of a file fitted on the same model and split (else empty)."""
     if not osp.isfile(path):
         return None, StatisticsSpec()
-    cached = FeatureStatistics.load(path)
+    try:
+        cached = FeatureStatistics.load(path)
+    except DamagedFileError as e:
+        print_log(f'feature statistics: {e}; fitting again',
+                  logger='current')
+        return None, StatisticsSpec()
     same_model = _reusable(cached.meta, binding)
     if same_model and cached.spec.covers(spec):
         print_log(f'feature statistics: reusing {path}', logger='current')

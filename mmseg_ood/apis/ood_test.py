@@ -75,10 +75,14 @@ def _scorer_list(session: EvaluationSession,
                           sml_stats=options.sml_stats)
 
 
-def _fitted_on_id(spec: str, options: OODTestOptions) -> bool:
-    """Whether scorer ``spec`` (as ``--scorers`` names it) will be fitted
-    on the config's ID split: it needs a fit and has no statistics file."""
-    cfg = parse_scorer_spec(spec)
+def _fitted_on_id(spec, options: OODTestOptions) -> bool:
+    """Whether scorer ``spec`` (a name or ``'NAME:key=value'`` text, a
+    config dict or an instance) will be fitted on the config's ID split: it
+    needs a fit and has no statistics file."""
+    if not isinstance(spec, (str, dict)):
+        return False  # an instance is used as it is
+    cfg = parse_scorer_spec(spec) if isinstance(spec, str) else dict(spec)
+    cfg.pop('name', None)
     if cfg.get('stats_file') is not None:
         return False
     if cfg['type'] == 'sml':

@@ -295,6 +295,11 @@ class OODTestOptions:
         if self.fit_on is not None and self.fit_on not in SML_SPLITS:
             raise InvalidValueError(
                 f'`fit_on` must be one of {SML_SPLITS}, got {self.fit_on!r}')
+        if self.fit_on is not None and self.sml_fit_on != 'train' and \
+                self.fit_on != self.sml_fit_on:
+            raise InvalidValueError(
+                f'`fit_on` ({self.fit_on!r}) and its older name '
+                f'`sml_fit_on` ({self.sml_fit_on!r}) disagree: give one')
         scorers = self.scorers
         if scorers is not None:
             if isinstance(scorers, str) or not scorers:

@@ -375,6 +375,11 @@ class OODScoring:
                 grad, = torch.autograd.grad(loss, x)
         finally:
             self._current_pass = None
+            # what the gradient pass captured is not scored: let its graph go
+            for capture in (self._capture, self._queries):
+                if capture is not None:
+                    capture.clear()
+            self._mask_probs = None
         step = scorer.epsilon * self._input_scale(inputs)
         return (inputs - step * grad.sign().to(inputs.dtype)).detach()
 

@@ -249,7 +249,7 @@ def test_sml_fitted_cached_and_reused(tmp_path, synthetic_root,
     # a second run reuses the file (fitting is forbidden now)
     def no_fit(*args, **kwargs):
         raise AssertionError('SML was fitted again')
-    monkeypatch.setattr('mmseg_ood.apis.sml.fit_sml', no_fit)
+    monkeypatch.setattr('mmseg_ood.apis.fit_on_id.fit_on_id', no_fit)
     again = ood_test(STREET_CONFIG, ckpt, str(tmp_path),
                      scorers=['msp', 'sml'], sml_fit_on='val', id_eval=False,
                      cfg_options=dict(QUICK_CFG))

@@ -416,3 +416,24 @@ def test_score_image_flips_a_trained_checkpoint(synthetic_root,
         np.testing.assert_allclose(maps[flipped], expected, atol=1e-5)
     np.testing.assert_array_equal(maps['mask2anomaly'],
                                   plain['mask2anomaly'])
+
+
+def test_odin_and_a_flip_scorer_run_their_own_passes(mask2former):
+    """ODIN's gradient and perturbed passes beside mask2anomaly's flipped
+    pass: each scorer gets its own pass's map. ODIN at eps = 0, T = 1 is
+    MSP; mask2anomaly with the flip equals it alone; the plain scorers
+    equal a run without the extra passes."""
+    data = batch(64, 96)
+    flip = 'mask2anomaly:flip=True'
+    odin = 'odin:epsilon=0,temperature=1'
+    with torch.no_grad(), OODScoring(mask2former, ['msp', flip, odin,
+                                                   'rba']):
+        both = mask2former.test_step(data)[0].ood_scores
+    with torch.no_grad(), OODScoring(mask2former, [flip]):
+        flip_alone = mask2former.test_step(batch(64, 96))[0].ood_scores
+    with torch.no_grad(), OODScoring(mask2former, ['msp', 'rba']):
+        plain = mask2former.test_step(batch(64, 96))[0].ood_scores
+    torch.testing.assert_close(both[odin], plain['msp'])
+    torch.testing.assert_close(both[flip], flip_alone[flip])
+    for name in ('msp', 'rba'):
+        torch.testing.assert_close(both[name], plain[name])

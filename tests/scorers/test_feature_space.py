@@ -299,6 +299,43 @@ def test_ash_s_of_an_all_zero_embedding_is_the_energy_of_the_bias():
                                rtol=1e-6)
 
 
+def test_ash_s_refuses_embeddings_that_are_not_rectified():
+    _, w, b = _pixels()
+    z = np.full((2, 6), -1.0, np.float32)
+    with pytest.raises(ValueError, match="variant 's'.*summing to -1:"):
+        build_scorer('ash')(_inputs(z, w, b))
+    # pruning alone is defined for any sign
+    assert torch.isfinite(build_scorer('ash:variant=p')(_inputs(z, w,
+                                                                b))).all()
+
+
+def test_damaged_bank_and_foreign_files_are_named(tmp_path):
+    z, w, b = _pixels()
+    stats = FeatureStatistics(dict(bank_size=100))
+    stats.partial_fit(_inputs(z, w, b))
+    good = str(tmp_path / 'good.npz')
+    stats.save(good)
+    with np.load(good) as data:
+        arrays = dict(data)
+    arrays['bank'] = arrays['bank'][:, :3]   # another D
+    np.savez(tmp_path / 'bank.npz', **arrays)
+    with pytest.raises(ValueError, match=r'bank.npz: the embedding bank'):
+        FeatureStatistics.load(str(tmp_path / 'bank.npz'))
+    np.save(tmp_path / 'array.npy', np.zeros(3))
+    with pytest.raises(ValueError, match='array.npy: not a feature '
+                       'statistics file'):
+        FeatureStatistics.load(str(tmp_path / 'array.npy'))
+
+
+def test_copies_of_one_embedding_enter_the_bank_once():
+    z = np.zeros((1000, 4), np.float32)   # all-zero ReLU outputs
+    z[:20] = np.random.default_rng(0).random((20, 4))
+    stats = FeatureStatistics(dict(bank_size=50)).update(
+        z, np.zeros(1000, int))
+    assert len(stats.bank) == 21
+    assert len(np.unique(stats.bank, axis=0)) == 21
+
+
 def test_dice_masks_by_mean_contribution():
     """DICE's fit (pytorch-ood's, read): V = mean(z) * W, threshold the
     p-th percentile of V, keep V > threshold; energy of the masked
@@ -345,7 +382,7 @@ def test_statistics_of_another_dimension_or_spec_are_refused():
     with pytest.raises(ValueError, match="'mahalanobis' needs statistics"):
         build_scorer('mahalanobis').set_statistics(bank_only)
     with pytest.raises(ValueError, match='holds 10 ID pixels, fewer than '
-                       'k=20|bank_size'):
+                       'k=20'):
         _fitted('knn', z[:10], w, b, k=20, bank_size=50)
 
 

@@ -60,7 +60,8 @@ def test_every_scorer_is_fitted_once_and_reported(fitted_run):
         assert r['pixels'] == stats.pixels
         assert r['file'] == (str(out / 'sml_statistics_val.json')
                              if name == 'sml' else features)
-    # fitted once, both files from the one pass
+    # one fitting pass over the 2 val images wrote both files
+    assert proc.stdout.count('fit_on_val 2/2 (100%)') == 1
     log = open(proc.stdout.split('[ood_test] log: ')[1].split()[0]).read()
     assert log.count('statistics of the val set saved to') == 2
 

@@ -136,6 +136,11 @@ BAD = {
     'sml_fit_on': (dict(sml_fit_on='test'), ValueError,
                    "`sml_fit_on` must be one of ('train', 'val'), got "
                    "'test'", True),
+    'fit_on': (dict(fit_on='test'), ValueError,
+               "`fit_on` must be one of ('train', 'val'), got 'test'", True),
+    'fit_on_disagrees': (dict(fit_on='train', sml_fit_on='val'), ValueError,
+                         "`fit_on` ('train') and its older name "
+                         "`sml_fit_on` ('val') disagree: give one", True),
     'scorers_text': (dict(scorers='msp'), ValueError,
                      '`scorers` must be a non-empty list of scorer names, '
                      "got 'msp'", True),

@@ -32,7 +32,9 @@ class ASH(BaseScorer):
     image; here each pixel's embedding (the input of the final 1x1
     classifier) is shaped on its own. For an embedding whose kept values
     sum to 0 (all zeros after a ReLU) ASH-S keeps ``z' = T_k(z)`` (scale 1)
-    instead of dividing by zero.
+    instead of dividing by zero; kept values summing to less than 0 (a head
+    whose embeddings are not rectified) are an error for ASH-S, whose
+    ``exp(s_1 / s_2)`` assumes rectified activations.
 
     Args:
         variant: ``'p'``, ``'b'`` or ``'s'``.
@@ -73,6 +75,12 @@ class ASH(BaseScorer):
         if self.variant == 's':
             s1 = z.sum(1, keepdim=True)
             s2 = values.sum(1, keepdim=True)
+            if bool((s2 < 0).any()):
+                raise InvalidValueError(
+                    "scorer 'ash' (variant 's') scales by exp(s1 / s2), "
+                    'which needs non-negative embeddings (after a ReLU); '
+                    f'a pixel has kept activations summing to '
+                    f'{float(s2.min()):.4g}: use variant=\'p\' or \'b\'')
             scale = torch.where(s2 != 0, s1 / torch.where(s2 != 0, s2, 1.0),
                                 torch.zeros_like(s1))
             pruned = pruned * torch.exp(scale)

@@ -29,7 +29,10 @@ number of pixels:
   (bottom-``M`` sampling): the sample does not depend on the order of the
   pixels, on the batching or on how the pixels are split across ranks, so
   a merged bank equals the bank of one pass, and the ``M' < M`` smallest
-  hashes of a bank are the bank of size ``M'``.
+  hashes of a bank are the bank of size ``M'``. It is a sample of the
+  *distinct* embeddings: copies of one embedding (a constant region, an
+  all-zero ReLU output) share a hash and enter once, so they cannot fill
+  the bank.
 
 Pixels are assigned to classes by the model's prediction (the argmax of
 the head's logits), as SML assigns them (Jung et al. 2021): per pixel, the
@@ -292,8 +295,10 @@ class FeatureStatistics:
                 return
         keys = np.concatenate([self.bank_keys, keys])
         z = np.concatenate([self.bank, z])
-        order = np.argsort(keys, kind='stable')[:size]
-        self.bank_keys, self.bank = keys[order], z[order]
+        # one entry per distinct embedding (equal keys: equal embeddings),
+        # the smallest keys first
+        keys, first = np.unique(keys, return_index=True)
+        self.bank_keys, self.bank = keys[:size], z[first[:size]]
 
     # merging ---------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -449,19 +454,24 @@ class FeatureStatistics:
         if not osp.isfile(path):
             raise MissingInputError(f'feature statistics file not found: '
                                     f'{path}')
+        not_ours = (f'{path}: not a feature statistics file written by '
+                    'mmseg_ood')
         try:
-            with np.load(path, allow_pickle=False) as data:
+            data = np.load(path, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise ValueError('a single array, not an .npz archive')
+            with data:
                 header = json.loads(str(data['header']))
                 arrays = {k: data[k] for k in data.files if k != 'header'}
-        except (OSError, ValueError, KeyError) as e:
-            raise DamagedFileError(
-                f'{path}: not a feature statistics file written by '
-                f'mmseg_ood ({e})') from None
-        if header.get('format') != FORMAT:
-            raise DamagedFileError(
-                f'{path}: format {header.get("format")!r}, expected '
-                f'{FORMAT!r}')
-        stats = cls(header['spec'], header['num_classes'], header['dim'])
+            if not isinstance(header, dict):
+                raise ValueError('its header is not a JSON object')
+            if header.get('format') != FORMAT:
+                raise ValueError(f'format {header.get("format")!r}, '
+                                 f'expected {FORMAT!r}')
+            stats = cls(header['spec'], header['num_classes'],
+                        header['dim'])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise DamagedFileError(f'{not_ours} ({e})') from None
         stats.pixels = int(header['pixels'])
         for key, value in arrays.items():
             expected = getattr(stats, key)
@@ -476,6 +486,19 @@ class FeatureStatistics:
                    if getattr(stats, k) is not None and k not in arrays]
         if missing:
             raise DamagedFileError(f'{path}: arrays {missing} are missing')
+        if stats.bank is not None:
+            keys, bank = stats.bank_keys, stats.bank
+            increasing = keys.ndim == 1 and (
+                len(keys) < 2 or bool((keys[1:] > keys[:-1]).all()))
+            if not increasing or bank.shape != (len(keys), stats.dim) or \
+                    len(keys) > stats.spec['bank_size']:
+                raise DamagedFileError(
+                    f'{path}: the embedding bank ({bank.shape}, '
+                    f'{keys.shape} keys) does not fit D={stats.dim} and '
+                    f"bank_size={stats.spec['bank_size']}, or its keys are "
+                    'not increasing')
+            stats.bank_keys = keys.astype(np.uint64)
+            stats.bank = bank.astype(np.float32)
         stats.meta = header.get('meta') or {}
         return stats
 

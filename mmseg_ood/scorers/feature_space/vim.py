@@ -103,6 +103,11 @@ class ViM(FeatureSpaceScorer):
         bank = stats.bank_sample(self.bank_size).astype(np.float64)
         norms = np.linalg.norm((bank - u) @ residual, axis=1)
         max_logit = (bank @ w.T + b).max(axis=1)
+        if not norms.sum() > 0:
+            raise InvalidValueError(
+                "scorer 'vim': the ID embeddings have no component outside "
+                f'the principal subspace of D\'={k} dimensions, so alpha is '
+                'undefined; give a smaller `principal_dim`')
         alpha = float(max_logit.sum() / norms.sum())
         return dict(u=u, residual=residual, alpha=alpha, principal_dim=k)
 
