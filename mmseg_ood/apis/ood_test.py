@@ -11,6 +11,7 @@ do is an :class:`~mmseg_ood.apis.OODTestOptions`
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 import os.path as osp
 import shutil
@@ -27,6 +28,7 @@ from ..engine.background_iou_pass import (background_iou_markdown,
                                           background_iou_pass)
 from ..engine.evaluation_session import EvaluationSession
 from ..engine.query_selection import model_num_queries, query_selection
+from ..engine.tracking import add_vis_backends, track_results
 from ..engine.tuning import (best_of_grid, restrict_grid, tune_values,
                              tuning_scorers)
 from ..errors import InvalidTypeError, InvalidValueError, OODNotice
@@ -476,6 +478,8 @@ def _check_files(session: EvaluationSession, plan: _Plan) -> bool:
     pass (skipped, with a warning, when the config's test set is not
     there)."""
     options = plan.options
+    # the backends' packages are checked here, before the Runner is built
+    add_vis_backends(session.cfg, list(options.vis_backends))
     presets = plan.presets + [p for p in (plan.tune_preset,
                                           plan.threshold_preset,
                                           plan.fit_preset) if p]
@@ -762,4 +766,10 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
                    if osp.exists(osp.join(work_dir, n))]
         print(f'\nresults: {osp.join(work_dir, "results.md")}\n'
               f'wrote into {work_dir}: {", ".join(written)}')
+        if options.vis_backends:
+            figures = sorted(
+                p for d in ('curves', 'distributions')
+                for p in glob.glob(osp.join(work_dir, d, '*.png')))
+            track_results(session.runner.visualizer, payload, figures,
+                          root=work_dir)
     return payload

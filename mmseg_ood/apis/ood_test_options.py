@@ -14,6 +14,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from ..engine.hooks.smiyc_export_hook import TRANSFORMS as EXPORT_TRANSFORMS
+from ..engine.tracking import VIS_BACKENDS
 from ..engine.tuning import (TuneSpec, restrict_grid, tunable_types,
                              tune_values, tuning_scorers)
 from ..errors import InvalidTypeError, InvalidValueError, MissingInputError
@@ -212,6 +213,12 @@ class OODTestOptions:
             pass; the statistics are cached in ``work_dir`` and reused (see
             :mod:`mmseg_ood.apis.fit_on_id`). Default: ``sml_fit_on``
             (``'train'``).
+        vis_backends: mmengine visualizer backends the results are also
+            sent to, by name: ``'tensorboard'``, ``'mlflow'`` (the
+            ``[tracking]`` extra) or ``'wandb'`` (see
+            :mod:`mmseg_ood.engine.tracking`); each adds mmengine's backend
+            (``TensorboardVisBackend``...) to the config's visualizer, and
+            the scalars of ``results.json`` and the figures go through it.
         meta_classifier: A meta-classifier file (``tools/meta_classify.py
             --save``): its scorer's maps are also reported with the
             segments it rejects removed (``<scorer>+meta@<t>``, pixel and
@@ -237,6 +244,7 @@ class OODTestOptions:
     sml_fit_on: str = 'train'
     fit_on: Optional[str] = None
     meta_classifier: Optional[str] = None
+    vis_backends: Sequence[str] = ()
 
     @property
     def id_split(self) -> str:
@@ -328,6 +336,16 @@ class OODTestOptions:
             if not osp.isfile(self.sml_stats):
                 raise MissingInputError(
                     f'`sml_stats`: no file {self.sml_stats!r}')
+        if isinstance(self.vis_backends, str) or not isinstance(
+                self.vis_backends, Sequence):
+            raise InvalidTypeError(
+                '`vis_backends` must be a list of backend names, got '
+                f'{self.vis_backends!r}')
+        unknown = [b for b in self.vis_backends if b not in VIS_BACKENDS]
+        if unknown:
+            raise InvalidValueError(
+                f'`vis_backends`: unknown backend {unknown[0]!r}; known: '
+                f'{", ".join(sorted(VIS_BACKENDS))}')
         if self.meta_classifier is not None and self.tta:
             raise InvalidValueError(
                 '`meta_classifier` with `tta`: meta classifiers are fitted '

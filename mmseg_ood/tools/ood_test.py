@@ -111,6 +111,12 @@ def parse_args(argv=None):
                    'dir)')
     p.add_argument('--sml-fit-on', default='train', choices=['train', 'val'],
                    help='the older name of --fit-on')
+    p.add_argument('--vis-backend', nargs='+', default=(),
+                   dest='vis_backends', metavar='NAME',
+                   choices=['tensorboard', 'mlflow', 'wandb'],
+                   help="also send the results (scalars, curves) through "
+                   "mmengine's visualizer backend: TensorBoard or MLflow "
+                   "(pip install 'mmseg_ood[tracking]'), or W&B")
     p.add_argument('--tune', nargs='+', default=[],
                    metavar='PARAM[=V1,V2,...]',
                    help='grid-search these parameters (maximizing AP): '
@@ -199,7 +205,8 @@ def build_options(args):
         per_image=args.per_image, bootstrap=_bootstrap(args), tta=args.tta,
         id_eval=not args.no_id_eval, open_set_iou=args.open_set_iou,
         sml_stats=args.sml_stats, sml_fit_on=args.sml_fit_on,
-        fit_on=args.fit_on, meta_classifier=args.meta_classifier)
+        fit_on=args.fit_on, vis_backends=args.vis_backends,
+        meta_classifier=args.meta_classifier)
 
 
 @tool_entry('ood_test')

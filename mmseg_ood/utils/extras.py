@@ -13,6 +13,7 @@ extra                     what it enables
 ``mask2former``           MaskFormer / Mask2Former heads (mmdet)
 ``zoo``                   ConvNeXt / PoolFormer backbones (mmpretrain)
 ``coco``                  ``tools/prepare_coco_ood.py`` (pycocotools)
+``tracking``              ``--vis-backend tensorboard`` (tensorboard)
 ``all``                   every extra above
 ========================  ==============================================
 
@@ -35,6 +36,7 @@ EXTRAS: Dict[str, Tuple[str, ...]] = {
     'mask2former': ('mmdet', ),
     'zoo': ('mmpretrain', ),
     'coco': ('pycocotools', ),
+    'tracking': ('tensorboard', ),
 }
 
 #: Registered model types (``type=`` in a config) built from an extra's

@@ -301,7 +301,8 @@ def test_every_option_reaches_ood_test_from_its_flag(monkeypatch):
           '--component-threshold', 'tpr:0.9', '--per-image',
           '--bootstrap', '100', '--bootstrap-seed', '1',
           '--bootstrap-level', '0.9', '--tta',
-          '--meta-classifier', 'meta.json', '--no-id-eval'])
+          '--meta-classifier', 'meta.json', '--no-id-eval',
+          '--vis-backend', 'tensorboard'])
     main([STREET_CONFIG, 'model.pth', '--open-set-iou'])
     (args, kwargs), (open_set_args, _) = seen
     assert args[:2] == (STREET_CONFIG, 'model.pth')
@@ -320,6 +321,7 @@ def test_every_option_reaches_ood_test_from_its_flag(monkeypatch):
         component_threshold='tpr:0.9', per_image=True,
         bootstrap=dict(samples=100, seed=1, level=0.9), tta=True,
         id_eval=False, open_set_iou=False, sml_stats='stats.json',
-        sml_fit_on='val', fit_on='val', meta_classifier='meta.json')
+        sml_fit_on='val', fit_on='val', meta_classifier='meta.json',
+        vis_backends=['tensorboard'])
     assert open_set == OODTestOptions(datasets=['synthetic_ood'], tune={},
                                       open_set_iou=True)
