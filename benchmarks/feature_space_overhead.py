@@ -47,7 +47,7 @@ def main():
     args = parse_args()
     import mmseg_ood  # noqa: F401
     from mmseg.structures import SegDataSample
-    from scoring_overhead import build_model
+    from scoring_overhead import build_model, interleaved
 
     from mmseg_ood.models import OODScoring
     from mmseg_ood.scorers import (BaseScorer, FeatureSpaceScorer,
@@ -65,10 +65,7 @@ def main():
             metainfo=dict(img_shape=(h, w), ori_shape=(h, w)))])
 
     scorers = {n: build_scorer(n) for n in args.scorers}
-    spec = StatisticsSpec()
-    for s in scorers.values():
-        if isinstance(s, FeatureSpaceScorer):
-            spec = spec | s.statistics_spec()
+    spec = StatisticsSpec.union(scorers.values())
     stats = FeatureStatistics(dict(spec))
 
     class Recorder(BaseScorer):
@@ -88,21 +85,6 @@ def main():
         if isinstance(s, FeatureSpaceScorer):
             s.set_statistics(stats)
 
-    def sync():
-        if args.device.startswith('cuda'):
-            torch.cuda.synchronize()
-
-    def run(scoring):
-        sync()
-        t = time.perf_counter()
-        if scoring is None:
-            model.test_step(data())
-        else:
-            with scoring:
-                model.test_step(data())
-        sync()
-        return time.perf_counter() - t
-
     print(f'model: {CONFIGS[args.backbone]}  input: {h}x{w}  device: '
           f'{args.device}  threads: {torch.get_num_threads()}  repeats: '
           f'{args.repeats}')
@@ -114,11 +96,13 @@ def main():
     print('|---|---|---|---|---|')
     for name, scorer in scorers.items():
         scoring = OODScoring(model, {name: scorer})
-        run(None), run(scoring)  # warm-up
-        plain, scored = [], []
-        for _ in range(args.repeats):
-            plain.append(run(None))
-            scored.append(run(scoring))
+
+        def run_scored():
+            with scoring:
+                model.test_step(data())
+
+        plain, scored = interleaved(lambda: model.test_step(data()),
+                                    run_scored, args.repeats, args.device)
         mp, ms = statistics.median(plain), statistics.median(scored)
         print(f'| {name} | {mp:.4f} | {ms:.4f} | {ms / mp:.3f} | '
               f'{min(scored) / min(plain):.3f} |', flush=True)

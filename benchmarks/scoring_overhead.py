@@ -60,6 +60,27 @@ def build_model(config, device):
     return model.to(device).eval()
 
 
+def interleaved(plain, scored, repeats, device):
+    """Seconds of ``plain()`` and ``scored()``, each called ``repeats``
+    times alternately (A, B, A, B, ...) after one warm-up call of each,
+    with CUDA synchronized around each call."""
+    def timed(call):
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        call()
+        if device.startswith('cuda'):
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    timed(plain), timed(scored)  # warm-up
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(timed(plain))
+        b.append(timed(scored))
+    return a, b
+
+
 def measure(name, args):
     """Forward alone and forward + scorers, interleaved; the two medians."""
     from mmseg.structures import SegDataSample
@@ -79,27 +100,13 @@ def measure(name, args):
     scorers = names[:3] + [sml] + names[3:]
     scoring = OODScoring(model, scorers)
 
-    def sync():
-        if args.device.startswith('cuda'):
-            torch.cuda.synchronize()
+    def run_scored():
+        with scoring:
+            out = model.test_step(data())
+        assert len(out[0].ood_scores) == len(scorers)
 
-    def run(scored):
-        sync()
-        t0 = time.perf_counter()
-        if scored:
-            with scoring:
-                out = model.test_step(data())
-            assert len(out[0].ood_scores) == len(scorers)
-        else:
-            model.test_step(data())
-        sync()
-        return time.perf_counter() - t0
-
-    run(False), run(True)  # warm-up
-    plain, scored = [], []
-    for _ in range(args.repeats):
-        plain.append(run(False))
-        scored.append(run(True))
+    plain, scored = interleaved(lambda: model.test_step(data()), run_scored,
+                                args.repeats, args.device)
     mp, ms = statistics.median(plain), statistics.median(scored)
     print(f'\nmodel: {config}  input: {h}x{w}  device: {args.device}  '
           f'threads: {torch.get_num_threads()}  repeats: {args.repeats}')

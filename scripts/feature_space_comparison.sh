@@ -59,6 +59,49 @@ train() {  # train BENCHMARK SEED
     echo $(( $(date +%s) - start )) > "$dir/train_seconds.txt"
 }
 
+dice_sweep() {  # dice_sweep DIR: energy, and DICE at 0-90 % sparsity with
+    # the statistics the test part fitted
+    echo energy
+    for p in 0 50 70 90; do
+        echo "dice:sparsity=$p,stats_file=$1/ood/feature_statistics_val.npz"
+    done
+}
+odin_ablation() {  # ODIN without its perturbation, without its temperature
+    printf '%s\n' msp odin odin:epsilon=0 odin:temperature=1
+}
+ablate() {  # ablate NAME SCORERS_OF OUT: for every model, ood_test on the
+    # scorers `SCORERS_OF DIR` prints (into DIR/ood_NAME); a summary of all
+    # of them in WORK/OUT
+    local name=$1 scorers_of=$2 out=$3 s b dir scorers
+    for s in "${SEEDS[@]}"; do
+        for b in street objects; do
+            dir=$WORK/seed$s/$b
+            [[ -f $dir/ood_$name/results.json ]] && continue
+            mapfile -t scorers < <("$scorers_of" "$dir")
+            OMP_NUM_THREADS=${TEST_THREADS:-1} $PY tools/ood_test.py \
+                "${CONFIG[$b]}" "$(trained "$dir")" \
+                --work-dir "$dir/ood_$name" --datasets "${DATASET[$b]}" \
+                --scorers "${scorers[@]}" --no-id-eval \
+                > "$dir/ood_$name.log" 2>&1 &
+        done
+        wait
+    done
+    for s in "${SEEDS[@]}"; do
+        for b in street objects; do
+            $PY - "$WORK/seed$s/$b/ood_$name/results.json" <<'PYEOF'
+import json, sys
+res = json.load(open(sys.argv[1]))
+(dataset, rows), = res['results'].items()
+print(sys.argv[1])
+for name, r in rows.items():
+    print(f"  {name.split(',stats_file')[0]:22s} AUROC {100 * r['auroc']:6.2f}"
+          f"  AP {100 * r['ap']:6.2f}  FPR95 {100 * r['fpr95']:6.2f}")
+PYEOF
+        done
+    done > "$WORK/$out"
+    cat "$WORK/$out"
+}
+
 $PY tools/make_synthetic.py "$MMSEG_OOD_DATA" >&2
 for part in "${PARTS[@]}"; do
     case $part in
@@ -123,67 +166,7 @@ PYEOF
             done
         done
         ;;
-    dice)
-        for s in "${SEEDS[@]}"; do
-            for b in street objects; do
-                dir=$WORK/seed$s/$b
-                stats=$dir/ood/feature_statistics_val.npz
-                [[ -f $dir/ood_dice/results.json ]] && continue
-                sweep=(energy)
-                for p in 0 50 70 90; do
-                    sweep+=("dice:sparsity=$p,stats_file=$stats")
-                done
-                OMP_NUM_THREADS=${TEST_THREADS:-1} $PY tools/ood_test.py \
-                    "${CONFIG[$b]}" "$(trained "$dir")" \
-                    --work-dir "$dir/ood_dice" --datasets "${DATASET[$b]}" \
-                    --scorers "${sweep[@]}" --no-id-eval \
-                    > "$dir/ood_dice.log" 2>&1 &
-            done
-            wait
-        done
-        for s in "${SEEDS[@]}"; do
-            for b in street objects; do
-                $PY - "$WORK/seed$s/$b/ood_dice/results.json" <<'PYEOF'
-import json, sys
-res = json.load(open(sys.argv[1]))
-(dataset, rows), = res['results'].items()
-print(sys.argv[1])
-for name, r in rows.items():
-    print(f"  {name.split(',stats_file')[0]:18s} AUROC {100 * r['auroc']:6.2f}"
-          f"  AP {100 * r['ap']:6.2f}  FPR95 {100 * r['fpr95']:6.2f}")
-PYEOF
-            done
-        done > "$WORK/dice_sweep.txt"
-        cat "$WORK/dice_sweep.txt"
-        ;;
-    odin)
-        ablation=(msp odin odin:epsilon=0 odin:temperature=1)
-        for s in "${SEEDS[@]}"; do
-            for b in street objects; do
-                dir=$WORK/seed$s/$b
-                [[ -f $dir/ood_odin/results.json ]] && continue
-                OMP_NUM_THREADS=${TEST_THREADS:-1} $PY tools/ood_test.py \
-                    "${CONFIG[$b]}" "$(trained "$dir")" \
-                    --work-dir "$dir/ood_odin" --datasets "${DATASET[$b]}" \
-                    --scorers "${ablation[@]}" --no-id-eval \
-                    > "$dir/ood_odin.log" 2>&1 &
-            done
-            wait
-        done
-        for s in "${SEEDS[@]}"; do
-            for b in street objects; do
-                $PY - "$WORK/seed$s/$b/ood_odin/results.json" <<'PYEOF'
-import json, sys
-res = json.load(open(sys.argv[1]))
-(dataset, rows), = res['results'].items()
-print(sys.argv[1])
-for name, r in rows.items():
-    print(f"  {name:22s} AUROC {100 * r['auroc']:6.2f}"
-          f"  AP {100 * r['ap']:6.2f}  FPR95 {100 * r['fpr95']:6.2f}")
-PYEOF
-            done
-        done > "$WORK/odin_ablation.txt"
-        cat "$WORK/odin_ablation.txt"
-        ;;
+    dice) ablate dice dice_sweep dice_sweep.txt ;;
+    odin) ablate odin odin_ablation odin_ablation.txt ;;
     esac
 done

@@ -44,6 +44,7 @@ from ..scorers import (BaseScorer, FeatureSpaceScorer, FeatureStatistics,
 from ..utils import file_sha256
 
 __all__ = ['FIT_SPLITS', 'id_dataset', 'fit_on_id', 'fitted_scorers',
+           'fitted_on_id',
            'feature_statistics_file', 'sml_statistics_file']
 
 #: The ID splits scorers can be fitted on (the config's train or val set).
@@ -213,11 +214,34 @@ def _reusable(meta: dict, binding: dict) -> bool:
     return all(meta.get(k) == v for k, v in binding.items())
 
 
-def _feature_spec(scorers: List[FeatureSpaceScorer]) -> StatisticsSpec:
-    spec = StatisticsSpec()
-    for s in scorers:
-        spec = spec | s.statistics_spec()
-    return spec
+def _named_config(spec) -> Optional[Tuple[str, dict]]:
+    """``(name, config dict)`` of a scorer spec given as text or a dict
+    (named as ``ood_test`` reports it); ``None`` for an instance or a
+    ``(name, scorer)`` pair, used as they are."""
+    if not isinstance(spec, (str, dict)):
+        return None
+    cfg = parse_scorer_spec(spec) if isinstance(spec, str) else dict(spec)
+    name = spec if isinstance(spec, str) else \
+        cfg.pop('name', None) or cfg['type']
+    return name, cfg
+
+
+def fitted_on_id(spec, sml_stats: Optional[str] = None) -> bool:
+    """Whether :func:`fitted_scorers` fits scorer ``spec`` on the ID split
+    (if the model supports it): it needs a fit and has no ``stats_file``
+    (``sml`` also no ``sml_stats``).
+
+    Args:
+        spec: A name or ``'NAME:key=value'`` text, a config dict or an
+            instance (used as it is: ``False``).
+        sml_stats: The statistics file given for ``sml``, if any.
+    """
+    named = _named_config(spec)
+    if named is None or named[1].get('stats_file') is not None:
+        return False
+    if named[1]['type'] == 'sml':
+        return sml_stats is None
+    return build_scorer(named[1]).requires_fit
 
 
 def _supported(session: EvaluationSession, scorer: BaseScorer) -> bool:
@@ -266,13 +290,10 @@ def fitted_scorers(session: EvaluationSession, specs: List,
     sml_index, feature_index = [], []
     built = {}
     for i, spec in enumerate(specs):
-        if isinstance(spec, BaseScorer) or isinstance(spec, tuple):
+        named = _named_config(spec)
+        if named is None or named[1].get('stats_file') is not None:
             continue
-        cfg = parse_scorer_spec(spec) if isinstance(spec, str) else dict(spec)
-        name = spec if isinstance(spec, str) else \
-            cfg.pop('name', None) or cfg['type']
-        if cfg.get('stats_file') is not None:
-            continue
+        name, cfg = named
         if cfg.get('type') == 'sml':
             if sml_stats is not None:
                 out[i] = (name, build_scorer(dict(cfg, stats_file=sml_stats)))
@@ -299,7 +320,7 @@ def fitted_scorers(session: EvaluationSession, specs: List,
         else:
             cached['sml'] = sml
     feature_path = feature_statistics_file(cache_dir, split)
-    spec = _feature_spec([built[i][1] for i in feature_index])
+    spec = StatisticsSpec.union(built[i][1] for i in feature_index)
     if feature_index:
         stats, previous = _cached_features(feature_path, binding, spec)
         if stats is None:

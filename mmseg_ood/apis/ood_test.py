@@ -54,7 +54,7 @@ from ..utils.run_record import run_record
 from .ood_test_options import (DEFAULT_SCORERS, OPEN_SET_THRESHOLDS,
                                OODTestOptions, parse_component_threshold,
                                reference_fitted_scorers)
-from .fit_on_id import fitted_scorers, id_dataset
+from .fit_on_id import fitted_on_id, fitted_scorers, id_dataset
 
 __all__ = ['ood_test', 'OODTestOptions', 'DEFAULT_SCORERS']
 
@@ -75,21 +75,6 @@ def _scorer_list(session: EvaluationSession,
         else list(DEFAULT_SCORERS)
     return fitted_scorers(session, names, options.id_split,
                           sml_stats=options.sml_stats)
-
-
-def _fitted_on_id(spec, options: OODTestOptions) -> bool:
-    """Whether scorer ``spec`` (a name or ``'NAME:key=value'`` text, a
-    config dict or an instance) will be fitted on the config's ID split: it
-    needs a fit and has no statistics file."""
-    if not isinstance(spec, (str, dict)):
-        return False  # an instance is used as it is
-    cfg = parse_scorer_spec(spec) if isinstance(spec, str) else dict(spec)
-    cfg.pop('name', None)
-    if cfg.get('stats_file') is not None:
-        return False
-    if cfg['type'] == 'sml':
-        return options.sml_stats is None
-    return build_scorer(cfg).requires_fit
 
 
 def _maskomaly_spec(spec) -> Optional[dict]:
@@ -493,7 +478,7 @@ def _check_files(session: EvaluationSession, plan: _Plan) -> bool:
             if unlabelled:
                 plan.unlabelled[p.name] = unlabelled
     names = plan.scorers if plan.scorers is not None else []
-    to_fit = [n for n in names if _fitted_on_id(n, options)]
+    to_fit = [n for n in names if fitted_on_id(n, options.sml_stats)]
     if to_fit:
         check_dataset_files(id_dataset(session.cfg, options.id_split),
                             f'the {options.id_split} set to fit {to_fit} on')

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os.path as osp
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 from ..errors import InvalidValueError
 from ..utils.extras import require_extra
@@ -63,10 +63,7 @@ def add_vis_backends(cfg, names: Sequence[str]) -> None:
                 f'unknown visualizer backend {name!r}; known: '
                 f'{", ".join(sorted(VIS_BACKENDS))}')
         _, modules, extra = VIS_BACKENDS[name]
-        if extra is not None:
-            require_extra(extra, f'--vis-backend {name}', modules)
-        else:
-            require_extra_module(name, modules)
+        require_extra(extra, f'--vis-backend {name}', modules)
     if not names:
         return
     vis = cfg.get('visualizer')
@@ -81,21 +78,6 @@ def add_vis_backends(cfg, names: Sequence[str]) -> None:
             backends.append(dict(type=kind))
             have.add(kind)
     vis['vis_backends'] = backends
-
-
-def require_extra_module(name: str, modules: Iterable[str]) -> None:
-    """A backend outside the package's extras (wandb): its package must be
-    installed by the user."""
-    import importlib
-
-    from ..errors import MissingExtraError
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            raise MissingExtraError(
-                f'--vis-backend {name} needs the package {module!r}, which '
-                f'is not installed: pip install {module}') from None
 
 
 def result_scalars(payload: dict) -> Dict[str, float]:

@@ -111,9 +111,10 @@ def parse_args(argv=None):
                    'dir)')
     p.add_argument('--sml-fit-on', default='train', choices=['train', 'val'],
                    help='the older name of --fit-on')
+    from mmseg_ood.engine.tracking import VIS_BACKENDS
     p.add_argument('--vis-backend', nargs='+', default=(),
                    dest='vis_backends', metavar='NAME',
-                   choices=['tensorboard', 'mlflow', 'wandb'],
+                   choices=sorted(VIS_BACKENDS),
                    help="also send the results (scalars, curves) through "
                    "mmengine's visualizer backend: TensorBoard or MLflow "
                    "(pip install 'mmseg_ood[tracking]'), or W&B")

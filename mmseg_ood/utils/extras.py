@@ -48,12 +48,14 @@ _TYPES_OF_EXTRA = {
 }
 
 
-def require_extra(extra: str, feature: str,
+def require_extra(extra: Optional[str], feature: str,
                   modules: Optional[Sequence[str]] = None) -> None:
     """Import every module of ``extra``, or raise a one-line error.
 
     Args:
-        extra: A key of :data:`EXTRAS`.
+        extra: A key of :data:`EXTRAS`, or ``None`` for packages no
+            extra installs (the message then names ``pip install
+            <module>``; ``modules`` must be given).
         feature: What needs it, for the message (``'ONNX export'``).
         modules: The modules to import (default: the extra's
             :data:`EXTRAS` entry), for a feature that needs only some, or
@@ -68,10 +70,11 @@ def require_extra(extra: str, feature: str,
         try:
             importlib.import_module(module)
         except ImportError as e:
+            install = f'pip install {module}' if extra is None else \
+                f"pip install 'mmseg_ood[{extra}]'"
             raise MissingExtraError(
                 f'{feature} needs the optional package {module!r}, which is '
-                f"not installed ({e}): pip install 'mmseg_ood[{extra}]'"
-            ) from None
+                f'not installed ({e}): {install}') from None
 
 
 def extra_of_type(type_name) -> str:

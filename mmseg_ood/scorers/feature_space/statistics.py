@@ -99,6 +99,20 @@ class StatisticsSpec(dict):
                               self['histogram'] or other['histogram'],
                               max(self['bank_size'], other['bank_size']))
 
+    @classmethod
+    def union(cls, scorers) -> 'StatisticsSpec':
+        """What a fit must collect for all of ``scorers`` (those without
+        ``statistics_spec``, i.e. not fitted on embeddings, add nothing).
+
+        Args:
+            scorers: Scorer instances.
+        """
+        spec = cls()
+        for scorer in scorers:
+            if hasattr(scorer, 'statistics_spec'):
+                spec = spec | scorer.statistics_spec()
+        return spec
+
     def covers(self, other: 'StatisticsSpec') -> bool:
         """Whether statistics collected for this spec serve ``other``."""
         return (self['moments'] or not other['moments']) and \
