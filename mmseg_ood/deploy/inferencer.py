@@ -11,7 +11,9 @@ visualizer and ``vis/`` overlays) with three differences:
 - the predictions carry the OOD decision: ``pred_sem_seg`` with
   ``ood_label`` where ``score >= threshold`` (or the score is NaN:
   fail-safe), the score map and the mask;
-  overlays draw "unknown" in its own colour;
+  overlays draw "unknown" in its own colour, and name the classes in a
+  legend beside the image (:func:`draw_legend`) instead of mmseg's labels
+  over it, which overlap each other and hide the segments;
 - ``out_dir`` gets, per input, the label map ``pred/<name>.png``, the mask
   ``mask/<name>.png`` (0 / 255) and the score map ``score/<name>.npy``
   (float32, ``(H, W)``), besides mmseg's overlay ``vis/<file name>``.
@@ -20,7 +22,9 @@ visualizer and ``vis/`` overlays) with three differences:
 
 Array inputs are BGR, as everywhere in mmseg and OpenCV; the overlay of an
 array is drawn from its RGB conversion (mmseg draws arrays as if they were
-RGB, which swaps red and blue in its overlays). A grayscale ``(H, W)`` /
+RGB, which swaps red and blue in its overlays). The overlay of an array
+(a video frame) keeps the array's size, without the legend, unless
+``legend=True``. A grayscale ``(H, W)`` /
 ``(H, W, 1)`` or BGRA ``(H, W, 4)`` uint8 array is converted to BGR; other
 shapes and dtypes are refused by name. Image files are decoded as mmseg
 decodes them (grayscale, 16-bit and RGBA files as 8-bit BGR). Any size
@@ -38,7 +42,7 @@ from __future__ import annotations
 import functools
 import os
 import os.path as osp
-from typing import Dict, Iterable, List, Optional, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import cv2
 import numpy as np
@@ -57,7 +61,7 @@ from ..utils import check_device, resolve_config_path
 from ..utils.files import check_output_dir, file_key, write_with
 
 __all__ = ['OODInferencer', 'OODInputError', 'OODInputNotFoundError',
-           'check_outputs_apart', 'output_names']
+           'check_outputs_apart', 'draw_legend', 'output_names']
 
 
 class OODInputError(InvalidValueError):
@@ -114,6 +118,7 @@ class OODInferencer(MMSegInferencer):
 
     postprocess_kwargs: set = {'pred_out_dir', 'return_datasample',
                                'mask_out_dir', 'score_out_dir'}
+    visualize_kwargs: set = MMSegInferencer.visualize_kwargs | {'legend'}
 
     def __init__(self,
                  model: Union[str, Config],
@@ -214,7 +219,12 @@ class OODInferencer(MMSegInferencer):
                 Subfolders of ``out_dir`` for overlays, label maps
                 (``ood_label`` included), masks (0 / 255 PNG) and score
                 maps (float32 ``.npy``).
-            **kwargs: ``opacity``, ``with_labels`` (visualizer).
+            **kwargs: ``opacity`` (of the class colours over the image);
+                ``with_labels`` (default ``True``: name the classes shown
+                in a legend beside the image, :func:`draw_legend`);
+                ``legend`` (``None``: the legend for image files, not for
+                arrays, whose overlay keeps the array's size, e.g. for a
+                video; ``True`` / ``False``: for every input / none).
 
         Returns:
             dict: ``predictions``: per input a dict with ``sem_seg``
@@ -328,9 +338,33 @@ class OODInferencer(MMSegInferencer):
                   wait_time: int = 0,
                   img_out_dir: str = '',
                   opacity: float = 0.8,
-                  with_labels: Optional[bool] = True) -> Optional[list]:
-        """mmseg's overlays (RGB arrays), each written to ``img_out_dir``
-        atomically (:func:`~mmseg_ood.utils.files.write_with`)."""
+                  with_labels: Optional[bool] = True,
+                  legend: Optional[bool] = None) -> Optional[list]:
+        """mmseg's overlays (RGB arrays), with the classes shown named in a
+        legend beside the image (:func:`draw_legend`), each written to
+        ``img_out_dir`` atomically (:func:`~mmseg_ood.utils.files.
+        write_with`).
+
+        Args:
+            inputs: The inputs (files and BGR arrays).
+            preds: Their data samples.
+            return_vis: Return the overlays.
+            show: Show each overlay in a window.
+            wait_time: Seconds each shown overlay stays.
+            img_out_dir: Folder of the overlays (``''``: none written).
+            opacity: Opacity of the class colours over the image.
+            with_labels: Name the classes (in the legend; never over the
+                image, where mmseg's labels overlap each other).
+            legend: Draw the legend: ``None`` for image files only (the
+                overlay of an array, e.g. a video frame, keeps its size),
+                ``True`` for every input, ``False`` for none.
+
+        Returns:
+            list or None: The overlays, ``(H, W, 3)`` RGB, or
+            ``(H', W + legend width, 3)`` with the legend (``H' >= H``:
+            a legend taller than the image extends it, white below); or
+            ``None`` without ``return_vis``.
+        """
         if not show and img_out_dir == '' and not return_vis:
             return None
         first = self.num_visualized_imgs
@@ -342,11 +376,23 @@ class OODInferencer(MMSegInferencer):
         # with ``sem_seg[0] == label``, and a one-pixel torch bool tensor
         # is taken there as the integer index 0 or 1 (IndexError on a 1x1
         # image)
-        drawn = [SegDataSample(pred_sem_seg=PixelData(
-            data=p.pred_sem_seg.data.cpu().numpy())) for p in preds]
-        overlays = super().visualize(rgb, drawn, return_vis=True, show=show,
+        maps = [p.pred_sem_seg.data.cpu().numpy() for p in preds]
+        drawn = [SegDataSample(pred_sem_seg=PixelData(data=m)) for m in maps]
+        # mmseg's labels go over the image, one per segment, and overlap:
+        # the classes are named in a legend beside it instead
+        overlays = super().visualize(rgb, drawn, return_vis=True, show=False,
                                      wait_time=wait_time, img_out_dir='',
-                                     opacity=opacity, with_labels=with_labels)
+                                     opacity=opacity, with_labels=False)
+        meta = self.visualizer.dataset_meta or {}
+        for i, (item, label_map) in enumerate(zip(inputs, maps)):
+            wanted = legend if legend is not None else isinstance(item, str)
+            if with_labels and wanted:
+                overlays[i] = draw_legend(overlays[i], np.unique(label_map),
+                                          meta.get('classes'),
+                                          meta.get('palette'))
+            if show:
+                self.visualizer.show(overlays[i], win_name=output_names(
+                    item, first + i)['img'], wait_time=wait_time)
         if img_out_dir != '':
             _make_folder(img_out_dir)
             for i, (item, overlay) in enumerate(zip(inputs, overlays)):
@@ -405,6 +451,64 @@ class OODInferencer(MMSegInferencer):
             if visualization is not None:
                 results['visualization'] = results['visualization'][0]
         return results
+
+
+def draw_legend(overlay: np.ndarray, labels: Iterable[int],
+                classes: Optional[Sequence[str]],
+                palette: Optional[Sequence[Sequence[int]]]) -> np.ndarray:
+    """The overlay with a legend to its right: a colour swatch and the
+    name of each class in ``labels``, one per line, never over the image.
+
+    The text height follows the image's (about 1/25 of its height, at
+    least 10 pixels, at most 24), so the legend reads at the size the
+    overlay is written. The lines fill columns as tall as the image (at
+    least 8 lines a column: a legend taller than a small image extends
+    the canvas below it, in white).
+
+    Args:
+        overlay: ``(H, W, 3)`` uint8 RGB.
+        labels: The class indices to name (those present), ascending;
+            indices without a name or colour are left out.
+        classes: Class names by index (``"unknown"`` included).
+        palette: ``(R, G, B)`` by index.
+
+    Returns:
+        np.ndarray: ``(max(H, legend height), W + legend width, 3)``
+        uint8 RGB, the overlay at its top left; the overlay itself when
+        there is nothing to name.
+    """
+    classes, palette = list(classes or []), list(palette or [])
+    rows = [(str(classes[k]), tuple(int(v) for v in palette[k]))
+            for k in (int(x) for x in labels)
+            if 0 <= k < min(len(classes), len(palette))]
+    if not rows:
+        return overlay
+    h, w = overlay.shape[:2]
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    text_h = int(np.clip(round(h / 25), 10, 24))
+    scale = cv2.getFontScaleFromHeight(font, text_h, 1)
+    thick = 1 if text_h < 18 else 2
+    pad = max(4, text_h // 2)
+    line = text_h + pad
+    per_col = max((h - pad) // line, min(len(rows), 8))
+    ncols = -(-len(rows) // per_col)
+    widths = []
+    for c in range(ncols):
+        names = [n for n, _ in rows[c * per_col:(c + 1) * per_col]]
+        widths.append(text_h + pad + max(cv2.getTextSize(
+            n, font, scale, thick)[0][0] for n in names) + pad)
+    height = max(h, min(len(rows), per_col) * line + pad)
+    canvas = np.full((height, w + pad + sum(widths), 3), 255, np.uint8)
+    canvas[:h, :w] = overlay
+    for i, (name, colour) in enumerate(rows):
+        c, r = divmod(i, per_col)
+        x = w + pad + sum(widths[:c])
+        y = pad + r * line
+        cv2.rectangle(canvas, (x, y), (x + text_h, y + text_h), colour, -1)
+        cv2.rectangle(canvas, (x, y), (x + text_h, y + text_h), (0, 0, 0), 1)
+        cv2.putText(canvas, name, (x + text_h + pad // 2 + 2, y + text_h),
+                    font, scale, (0, 0, 0), thick, cv2.LINE_AA)
+    return canvas
 
 
 def output_names(item, index: int) -> Dict[str, str]:

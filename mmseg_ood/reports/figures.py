@@ -113,6 +113,7 @@ def plot_score_distributions(path: str, dataset: str,
     if not distributions:
         raise InvalidValueError('`distributions` is empty: nothing to plot')
     _ensure_dir(path)
+    from matplotlib.ticker import MaxNLocator
     fig, axes = _panels(len(distributions))
     for ax, (name, d) in zip(axes, distributions.items()):
         for which, color in (('id', ID_COLOR), ('ood', OOD_COLOR)):
@@ -129,6 +130,8 @@ def plot_score_distributions(path: str, dataset: str,
             f'{percent(r.get("auroc"))}'
         ax.set_title(title, fontsize=8)
         _small_panel(ax, 'score (higher = more OOD)', 'density')
+        # few ticks: a narrow range's long labels would run together
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
     fig.suptitle(f'ID and OOD score distributions - {dataset} '
                  '(dashed: medians)', fontsize=9)
     return _save(fig, path)

@@ -121,7 +121,7 @@ def plot_explained_variance(path: str, records: Dict[str, dict]) -> str:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), layout='constrained')
     kmax = 1
     # identical curves (one model under two names) stay visible
     styles = ('-', '--', ':', '-.')
@@ -134,18 +134,18 @@ def plot_explained_variance(path: str, records: Dict[str, dict]) -> str:
         ax.plot(x, ev, marker='o', linestyle=styles[i % len(styles)],
                 markersize=3,
                 label=f'{name} (90%: {r["dims_90"]}, 95%: {r["dims_95"]})')
+    # the level labels sit right of the axes, clear of the curves' ends
     for level in LEVELS:
         ax.axhline(level, color='grey', linestyle='--', linewidth=0.8)
-        ax.annotate(f'{level:.0%}', (kmax, level), fontsize=7,
-                    color='grey', textcoords='offset points', xytext=(2, 2))
+        ax.text(1.01, level, f'{level:.0%}', fontsize=9, color='grey',
+                va='center', ha='left', transform=ax.get_yaxis_transform())
     ax.set(xlabel='number of components', ylabel='accumulated explained '
            'variance', title='Accumulated explained variance of the logits',
            ylim=(0, 1.02), xlim=(0.5, kmax + 0.5))
     if kmax <= 30:
         ax.set_xticks(range(1, kmax + 1))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc='lower right')
-    fig.tight_layout()
+    ax.legend(fontsize=9, loc='lower right')
     return _save(fig, path)
 
 
@@ -172,8 +172,10 @@ def plot_autocorrelation(path: str, cls: int,
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     n = len(accumulators)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n + 1.2, 3.9),
-                             squeeze=False)
+    # constrained layout keeps the suptitle, the two-line panel titles and
+    # the shared colour bar apart at any number of panels
+    fig, axes = plt.subplots(1, n, figsize=(3.8 * n + 1.2, 4.6),
+                             squeeze=False, layout='constrained')
     image = None
     for ax, (name, acc) in zip(axes[0], accumulators.items()):
         r = acc.autocorrelation(cls)
@@ -186,15 +188,16 @@ def plot_autocorrelation(path: str, cls: int,
         image = ax.imshow(r, vmin=-1, vmax=1, cmap='RdBu_r',
                           interpolation='nearest')
         ax.set_title(f'{name}\nclass {label}, {int(acc.count[cls])} px',
-                     fontsize=9)
-        ax.set_xlabel('component j')
-        ax.set_ylabel('component i')
+                     fontsize=10)
+        ax.set_xlabel('component j', fontsize=10)
+        ax.set_ylabel('component i', fontsize=10)
         if acc.num_classes <= 30:
             ticks = range(acc.num_classes)
             ax.set_xticks(ticks)
             ax.set_yticks(ticks)
-            ax.tick_params(labelsize=6)
+            ax.tick_params(labelsize=8 if acc.num_classes <= 20 else 6)
     fig.suptitle(f'Normalized auto-correlation of the logits, predicted '
-                 f'class {cls}', fontsize=10)
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+                 f'class {cls}', fontsize=11)
+    bar = fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    bar.set_label('correlation', fontsize=10)
     return _save(fig, path)

@@ -381,7 +381,24 @@ def plot_severity(path: str, summary: Dict[str, dict], severities) -> str:
 
 def plot_examples(path: str, examples: List[dict]) -> Optional[str]:
     """Fig. 6: per corruption (rows), the corrupted input and each model's
-    prediction (columns)."""
+    prediction (columns).
+
+    Each panel is 3.2 inches wide (its height follows the image's aspect
+    ratio), written at 100 dpi, with 11-point column titles and row
+    labels: readable at the size written, without zooming.
+
+    Args:
+        path: The image file.
+        examples: One dict per row: ``image`` (``(H, W, 3)`` RGB),
+            ``corruption``, ``severity``, ``predictions`` (model ->
+            ``(H, W)`` class map; the first row's models name the
+            columns) and, optionally, ``palette`` (``(R, G, B)`` per
+            class; without it the class indices are drawn as they are).
+
+    Returns:
+        str or None: ``path``, or ``None`` (nothing written) without
+        examples.
+    """
     if not examples:
         return None
     import matplotlib
@@ -389,26 +406,31 @@ def plot_examples(path: str, examples: List[dict]) -> Optional[str]:
     import matplotlib.pyplot as plt
     models = list(examples[0]['predictions'])
     rows, cols = len(examples), 1 + len(models)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 1.6 * rows),
-                             squeeze=False)
+    h, w = np.asarray(examples[0]['image']).shape[:2]
+    panel_w = 3.2
+    panel_h = panel_w * h / max(w, 1)
+    fig, axes = plt.subplots(rows, cols, squeeze=False,
+                             figsize=(panel_w * cols + 0.6,
+                                      (panel_h + 0.35) * rows + 0.5),
+                             layout='constrained')
     for r, ex in enumerate(examples):
         axes[r][0].imshow(ex['image'])
-        axes[r][0].set_ylabel(f'{ex["corruption"]}@{ex["severity"]}',
-                              fontsize=7)
+        axes[r][0].set_ylabel(f'{ex["corruption"]}\nseverity '
+                              f'{ex["severity"]}', fontsize=11)
         palette = np.asarray(ex.get('palette') or [], np.uint8)
         for c, m in enumerate(models, 1):
             pred = ex['predictions'][m]
             shown = palette[np.clip(pred, 0, len(palette) - 1)] if len(
                 palette) else pred
-            axes[r][c].imshow(shown)
+            axes[r][c].imshow(shown, interpolation='nearest')
             if r == 0:
-                axes[r][c].set_title(m, fontsize=8)
+                axes[r][c].set_title(m, fontsize=11)
         if r == 0:
-            axes[r][0].set_title('input', fontsize=8)
+            axes[r][0].set_title('input', fontsize=11)
         for a in axes[r]:
             a.set_xticks([])
             a.set_yticks([])
-    return save_figure(fig, path)
+    return save_figure(fig, path, tight=False)
 
 
 def write_robustness_results(work_dir: str, payload: dict,
