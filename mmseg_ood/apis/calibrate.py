@@ -10,13 +10,15 @@ OODCalibration` written as JSON, which ``OODSegmentor``, ``OODInferencer``,
 from __future__ import annotations
 
 import os.path as osp
-from typing import Optional
+from typing import Optional, Sequence
 
 from mmengine.dist import get_rank
 
 from ..datasets import check_dataset_files
 from ..datasets.presets import available_dataset_presets, load_dataset_preset
 from ..engine.evaluation_session import EvaluationSession
+from ..engine.tracking import (add_vis_backends, calibration_scalars,
+                               check_vis_backends, send_scalars)
 from ..errors import InvalidValueError, UserError
 from ..evaluation.metrics.operating_point import (OperatingPointMetric,
                                                   describe_rule,
@@ -146,7 +148,8 @@ def calibrate_ood(config: str,
                   out: Optional[str] = None,
                   cfg_options: Optional[dict] = None,
                   launcher: str = 'none',
-                  unsafe_load: bool = False) -> OODCalibration:
+                  unsafe_load: bool = False,
+                  vis_backends: Sequence[str] = ()) -> OODCalibration:
     """Choose the threshold of one scorer and write the calibration file.
 
     Args:
@@ -173,6 +176,10 @@ def calibrate_ood(config: str,
             SML statistics (by any name, links included), not a folder,
             and in a folder that exists (or is ``work_dir``).
         cfg_options / launcher / unsafe_load: As in ``tools/test.py``.
+        vis_backends: mmengine visualizer backends
+            (:data:`~mmseg_ood.engine.tracking.VIS_BACKENDS`) the Runner
+            also sends the threshold and the achieved rates through
+            (:func:`~mmseg_ood.engine.tracking.calibration_scalars`).
 
     Returns:
         OODCalibration: also written to ``out`` (rank 0).
@@ -188,6 +195,7 @@ def calibrate_ood(config: str,
     rule, target, scorer_config = _check_request(
         scorer, id_fpr, tpr, best_f1, ood_dataset, id_dataset, level,
         ood_label, scorer_options)
+    check_vis_backends(vis_backends)
     if sml_fit_on not in SML_SPLITS:
         raise InvalidValueError(
             f'--sml-fit-on must be one of {SML_SPLITS}, got '
@@ -202,6 +210,7 @@ def calibrate_ood(config: str,
     with EvaluationSession(config, checkpoint, work_dir, cfg_options,
                            launcher, unsafe_load,
                            tool='calibrate_ood') as session:
+        add_vis_backends(session.cfg, list(vis_backends))
         dataset, data_name, labels, ood_labels = _calibration_data(
             session, rule, id_dataset, ood_dataset)
         # the data (and the variable naming its root) before any model
@@ -242,5 +251,8 @@ def calibrate_ood(config: str,
                   f'{calibration.threshold:.7g} ({goal})\n  ' +
                   '\n  '.join(threshold_summary(result)) +
                   f'\ncalibration: {out}')
+            if vis_backends:
+                send_scalars(session.runner.visualizer,
+                             calibration_scalars(calibration))
         calibration.source = out
         return calibration

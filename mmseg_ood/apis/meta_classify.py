@@ -23,6 +23,8 @@ import numpy as np
 from ..datasets import check_dataset_files
 from ..datasets.presets import load_dataset_preset
 from ..engine.evaluation_session import EvaluationSession
+from ..engine.tracking import (add_vis_backends, check_vis_backends,
+                               meta_scalars, send_figures, send_scalars)
 from ..errors import InvalidValueError, OODNotice, OutputPathError
 from ..evaluation.metrics.segment_metric import (DEFAULT_SEGMENT_THRESHOLDS,
                                                  SegmentData, check_thresholds,
@@ -142,7 +144,8 @@ def meta_classify(config: str,
                   C: float = 1.0,
                   cfg_options: Optional[dict] = None,
                   launcher: str = 'none',
-                  unsafe_load: bool = False) -> dict:
+                  unsafe_load: bool = False,
+                  vis_backends: Sequence[str] = ()) -> dict:
     """Evaluate (and optionally fit) meta classifiers of OOD segments.
 
     Args:
@@ -164,16 +167,23 @@ def meta_classify(config: str,
             19 classes: means of E, V, M, sizes, N, P, centroid).
         C: Inverse regularization strength of the logistic regression.
         cfg_options / launcher / unsafe_load: As in ``tools/test.py``.
+        vis_backends: mmengine visualizer backends
+            (:data:`~mmseg_ood.engine.tracking.VIS_BACKENDS`) the Runner
+            also sends the results through:
+            :func:`~mmseg_ood.engine.tracking.meta_scalars` and the
+            ``detection_errors_<dataset>`` figures.
 
     Returns:
         The payload written to ``meta_results.json``.
     """
+    check_vis_backends(vis_backends)
     presets, thresholds = _check_request(scorer, thresholds, cv,
                                          feature_set, datasets, save,
                                          (config, checkpoint))
     with EvaluationSession(config, checkpoint, work_dir, cfg_options,
                            launcher, unsafe_load,
                            tool='meta_classify') as session:
+        add_vis_backends(session.cfg, list(vis_backends))
         for p in presets:
             check_dataset_files(p.dataset, f'dataset {p.name!r} ({p.path})')
         if save is not None and work_dir_output(session.work_dir, save):
@@ -197,6 +207,11 @@ def meta_classify(config: str,
         payload['run'] = run_record(session.cfg, session.checkpoint_meta)
         if rank0:
             paths = write_meta_results(session.work_dir, payload)
+            if vis_backends:
+                visualizer = session.runner.visualizer
+                send_scalars(visualizer, meta_scalars(payload))
+                send_figures(visualizer, [v for k, v in sorted(paths.items())
+                                          if k.startswith('png_')])
             for p in presets:
                 print(f'\n{p.name} (detection errors, Table 2):\n' +
                       detection_errors_markdown({'model': payload}, p.name))

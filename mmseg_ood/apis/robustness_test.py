@@ -42,6 +42,9 @@ from ..deprecation import package_getattr
 from ..engine import PredictionCaptureHook
 from ..engine.background_iou_pass import background_index as _background_index
 from ..engine.evaluation_session import EvaluationSession
+from ..engine.tracking import (add_vis_backends, check_vis_backends,
+                               robustness_scalars, send_figures,
+                               send_scalars)
 from ..errors import (DamagedFileError, InvalidValueError, MissingInputError,
                       OutputPathError)
 from ..reports.results import percent
@@ -354,7 +357,8 @@ def robustness_test(models: Sequence[ModelSpec],
                     seed: int = 0,
                     cfg_options: Optional[dict] = None,
                     launcher: str = 'none',
-                    unsafe_load: bool = False) -> dict:
+                    unsafe_load: bool = False,
+                    vis_backends: Sequence[str] = ()) -> dict:
     """Evaluate ``models`` on corrupted copies of their test set.
 
     Args:
@@ -374,10 +378,16 @@ def robustness_test(models: Sequence[ModelSpec],
             default: a cache under ``work_dir``, removed at the end.
         seed: Base seed of the corruptions.
         cfg_options / launcher / unsafe_load: As in ``tools/test.py``.
+        vis_backends: mmengine visualizer backends
+            (:data:`~mmseg_ood.engine.tracking.VIS_BACKENDS`) the first
+            model's Runner also sends the results through at the end:
+            :func:`~mmseg_ood.engine.tracking.robustness_scalars` and the
+            figures (``fig5_severity``, ``fig6_examples``).
 
     Returns:
         The payload written to ``robustness.json``.
     """
+    check_vis_backends(vis_backends)
     check_output_dir(work_dir, '--work-dir')
     for name in OUTPUT_FILES:
         if osp.isdir(osp.join(work_dir, name)):
@@ -405,6 +415,8 @@ def robustness_test(models: Sequence[ModelSpec],
                     cfg_options, launcher, unsafe_load, tta,
                     tool='robustness_test')
         first = sessions[(models[0].name, False)]
+        # one model's Runner tracks the whole run (one event file)
+        add_vis_backends(first.cfg, list(vis_backends))
         check_dataset_files(first.cfg.test_dataloader.dataset,
                             f"model {models[0].name!r}'s test set")
         for p in presets:
@@ -452,6 +464,11 @@ def robustness_test(models: Sequence[ModelSpec],
             if osp.exists(partial):
                 os.remove(partial)
             print(summary_text(payload, paths), flush=True)
+            if vis_backends:
+                visualizer = first.runner.visualizer
+                send_scalars(visualizer, robustness_scalars(payload))
+                send_figures(visualizer, [paths[k] for k in ('fig5', 'fig6')
+                                          if k in paths], root=work_dir)
         return payload
     finally:
         for s in sessions.values():

@@ -4,13 +4,15 @@ session every OOD tool runs its passes in, and the tuning grids."""
 from ..formats.smiyc import smiyc_frame_id
 from .evaluation_session import EvaluationSession, PassResult
 from .hooks import (FiniteLogitsHook, MetaClassifierHook, OODScoringHook,
-                    OODVisualizationHook, PredictionCaptureHook,
-                    ProgressBarHook, RankZeroLoggerHook, SMIYCExportHook,
+                    OODTrackingHook, OODVisualizationHook,
+                    PredictionCaptureHook, ProgressBarHook,
+                    RankZeroLoggerHook, SMIYCExportHook,
                     filter_score_map, normalize_min_max)
 
 __all__ = [
     'FiniteLogitsHook', 'MetaClassifierHook', 'filter_score_map',
-    'OODScoringHook', 'OODVisualizationHook', 'PredictionCaptureHook',
-    'ProgressBarHook', 'RankZeroLoggerHook', 'SMIYCExportHook',
-    'normalize_min_max', 'smiyc_frame_id', 'EvaluationSession', 'PassResult'
+    'OODScoringHook', 'OODTrackingHook', 'OODVisualizationHook',
+    'PredictionCaptureHook', 'ProgressBarHook', 'RankZeroLoggerHook',
+    'SMIYCExportHook', 'normalize_min_max', 'smiyc_frame_id',
+    'EvaluationSession', 'PassResult'
 ]

@@ -106,6 +106,12 @@ class _ConsoleGate:
     def isatty(self) -> bool:
         return False
 
+    @property
+    def closed(self) -> bool:
+        # file-like to the end: mmengine's MLflowVisBackend reopens the
+        # handlers whose stream is closed
+        return False
+
 
 @contextmanager
 def _console_at(level: Optional[str]):

@@ -19,6 +19,7 @@ from mmengine.config import DictAction
 
 from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 from mmseg_ood.tools.runner_args import (add_runner_arguments,
+                                         add_vis_backend_argument,
                                          ends_distributed_runs,
                                          parse_runner_args)
 
@@ -68,6 +69,7 @@ def parse_args(argv=None):
                    'num_classes, a new "unknown" class)')
     p.add_argument('--out', help='calibration file (default: '
                    'WORK_DIR/calibration.json)')
+    add_vis_backend_argument(p, 'the threshold and the achieved rates')
     add_runner_arguments(p)
     return parse_runner_args(p, argv)
 
@@ -85,7 +87,7 @@ def main(argv=None):
         sml_stats=args.sml_stats, sml_fit_on=args.sml_fit_on,
         level=args.level, ood_label=args.ood_label, out=args.out,
         cfg_options=args.cfg_options, launcher=args.launcher,
-        unsafe_load=args.unsafe_load)
+        unsafe_load=args.unsafe_load, vis_backends=args.vis_backends)
 
 
 if __name__ == '__main__':

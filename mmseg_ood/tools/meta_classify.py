@@ -19,6 +19,7 @@ from mmseg_ood.evaluation.metrics.segment_metric import \
 from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
                                          add_runner_arguments,
+                                         add_vis_backend_argument,
                                          ends_distributed_runs,
                                          parse_runner_args)
 
@@ -59,6 +60,7 @@ def parse_args(argv=None):
                    help='inverse L2 strength of the logistic regression')
     p.add_argument('--save', help='JSON file for the classifiers fitted on '
                    'every segment (one per threshold)')
+    add_vis_backend_argument(p, 'the results (scalars, figures)')
     add_runner_arguments(p)
     return parse_runner_args(p, argv)
 
@@ -73,7 +75,8 @@ def main(argv=None):
         datasets=args.datasets, scorer=args.scorer,
         thresholds=args.thresholds, cv=args.cv, save=args.save,
         feature_set=args.features, C=args.C, cfg_options=args.cfg_options,
-        launcher=args.launcher, unsafe_load=args.unsafe_load)
+        launcher=args.launcher, unsafe_load=args.unsafe_load,
+        vis_backends=args.vis_backends)
 
 
 if __name__ == '__main__':

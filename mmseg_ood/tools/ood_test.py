@@ -55,6 +55,7 @@ import argparse
 from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 from mmseg_ood.tools.runner_args import (add_evaluation_arguments,
                                          add_runner_arguments,
+                                         add_vis_backend_argument,
                                          ends_distributed_runs,
                                          parse_runner_args)
 
@@ -111,13 +112,7 @@ def parse_args(argv=None):
                    'dir)')
     p.add_argument('--sml-fit-on', default='train', choices=['train', 'val'],
                    help='the older name of --fit-on')
-    from mmseg_ood.engine.tracking import VIS_BACKENDS
-    p.add_argument('--vis-backend', nargs='+', default=(),
-                   dest='vis_backends', metavar='NAME',
-                   choices=sorted(VIS_BACKENDS),
-                   help="also send the results (scalars, curves) through "
-                   "mmengine's visualizer backend: TensorBoard or MLflow "
-                   "(pip install 'mmseg_ood[tracking]'), or W&B")
+    add_vis_backend_argument(p, 'the results (scalars, curves)')
     p.add_argument('--tune', nargs='+', default=[],
                    metavar='PARAM[=V1,V2,...]',
                    help='grid-search these parameters (maximizing AP): '
@@ -206,7 +201,7 @@ def build_options(args):
         per_image=args.per_image, bootstrap=_bootstrap(args), tta=args.tta,
         id_eval=not args.no_id_eval, open_set_iou=args.open_set_iou,
         sml_stats=args.sml_stats, sml_fit_on=args.sml_fit_on,
-        fit_on=args.fit_on, vis_backends=args.vis_backends,
+        fit_on=args.fit_on, vis_backends=args.vis_backends or (),
         meta_classifier=args.meta_classifier)
 
 

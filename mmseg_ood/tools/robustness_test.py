@@ -21,6 +21,7 @@ import os.path as osp
 
 from mmseg_ood.tools.entry import ToolArgumentParser, tool_entry
 from mmseg_ood.tools.runner_args import (add_runner_arguments,
+                                         add_vis_backend_argument,
                                          ends_distributed_runs, model_pairs,
                                          parse_runner_args)
 
@@ -50,6 +51,7 @@ def parse_args(argv=None):
                    'at the end)')
     p.add_argument('--seed', type=int, default=0,
                    help='base seed of the corruptions')
+    add_vis_backend_argument(p, 'the results (scalars, figures)')
     add_runner_arguments(p)
     args = parse_runner_args(p, argv)
     pairs = model_pairs(p, args.models)
@@ -73,7 +75,8 @@ def main(argv=None):
         severities=args.severities, msc=args.msc,
         ood_datasets=args.ood_datasets, cache_dir=args.cache_dir,
         seed=args.seed, cfg_options=args.cfg_options,
-        launcher=args.launcher, unsafe_load=args.unsafe_load)
+        launcher=args.launcher, unsafe_load=args.unsafe_load,
+        vis_backends=args.vis_backends)
 
 
 if __name__ == '__main__':

@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 from mmengine.config import DictAction
 
 __all__ = ['add_evaluation_arguments', 'add_runner_arguments',
+           'add_vis_backend_argument',
            'parse_runner_args', 'model_pairs', 'exit_cleanly_on_sigterm',
            'ends_distributed_runs']
 
@@ -45,6 +46,21 @@ def add_evaluation_arguments(parser: argparse.ArgumentParser,
                         help='OOD dataset presets (shipped: '
                         f'{", ".join(available_dataset_presets())}) or '
                         'preset files' + datasets_note)
+
+
+def add_vis_backend_argument(parser: argparse.ArgumentParser,
+                             what: str = 'the results') -> None:
+    """Add ``--vis-backend NAME [NAME ...]`` (repeatable; ``dest``
+    ``vis_backends``, a list): mmengine visualizer backends of
+    :data:`~mmseg_ood.engine.tracking.VIS_BACKENDS` that ``what`` is also
+    sent through."""
+    from mmseg_ood.engine.tracking import VIS_BACKENDS
+    parser.add_argument(
+        '--vis-backend', nargs='+', action='extend', default=[],
+        dest='vis_backends', metavar='NAME', choices=sorted(VIS_BACKENDS),
+        help=f"also send {what} through mmengine's visualizer backend: "
+        "tensorboard or mlflow (pip install 'mmseg_ood[tracking]'), or "
+        'wandb; repeatable')
 
 
 def add_runner_arguments(parser: argparse.ArgumentParser,

@@ -13,7 +13,8 @@ extra                     what it enables
 ``mask2former``           MaskFormer / Mask2Former heads (mmdet)
 ``zoo``                   ConvNeXt / PoolFormer backbones (mmpretrain)
 ``coco``                  ``tools/prepare_coco_ood.py`` (pycocotools)
-``tracking``              ``--vis-backend tensorboard`` (tensorboard)
+``tracking``              ``--vis-backend tensorboard`` / ``mlflow``
+                          (tensorboard, mlflow-skinny)
 ``all``                   every extra above
 ========================  ==============================================
 
@@ -36,7 +37,7 @@ EXTRAS: Dict[str, Tuple[str, ...]] = {
     'mask2former': ('mmdet', ),
     'zoo': ('mmpretrain', ),
     'coco': ('pycocotools', ),
-    'tracking': ('tensorboard', ),
+    'tracking': ('tensorboard', 'mlflow'),
 }
 
 #: Registered model types (``type=`` in a config) built from an extra's
