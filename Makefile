@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export VENV
 
-.PHONY: install lint test demo docs clean-venv
+.PHONY: install browser lint test demo docs clean-venv
 
 install:
 	bash scripts/bootstrap.sh
@@ -13,7 +13,12 @@ install:
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: lint
+# Debian's Chromium for the HTML report's browser test (skipped, with the
+# reason, where it cannot be installed).
+browser:
+	bash scripts/install_browser.sh
+
+test: lint browser
 	$(PY) -m pytest tests
 
 demo: install

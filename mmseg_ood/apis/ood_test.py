@@ -42,6 +42,7 @@ from ..meta import load_meta_classifiers
 from ..models import class_weight_norms
 from ..reports.figures import (plot_open_set_miou, plot_score_distributions,
                                plot_tuning_sweeps)
+from ..reports.html_report import write_run_report
 from ..reports.results import (RESULTS_SCHEMA_VERSION, markdown_table, percent,
                                plot_roc_pr, write_per_image, write_results)
 from ..reports.segments import segment_tables_markdown
@@ -254,7 +255,7 @@ def _open_set_curve(metric: OpenSetIoUMetric) -> dict:
 
 #: Figure directories of a run, written as ``<name>.partial`` and renamed
 #: when the run completes.
-FIGURE_DIRS = ('curves', 'distributions', 'tuning')
+FIGURE_DIRS = ('curves', 'distributions', 'tuning', 'extremes')
 
 #: Largest tuning grid scored at the evaluation's own histogram resolution.
 EXACT_GRID_POINTS = 16
@@ -628,6 +629,11 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
             hooks.append(dict(type='OODVisualizationHook',
                               out_dir=osp.join(options.show_dir, preset.name),
                               num=options.show_num, palette=session.palette))
+        if options.per_image:  # the report's best and worst images
+            hooks.append(dict(type='ExtremeImagesHook',
+                              out_dir=osp.join(staged['extremes'],
+                                               preset.name),
+                              palette=session.palette))
         export_hook = dict(type='SMIYCExportHook', out_dir=export_smiyc,
                            dataset_name=preset.smiyc_name,
                            transform=options.export_transform,
@@ -738,6 +744,16 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
                 shutil.rmtree(final)
             if osp.isdir(staging):
                 os.replace(staging, final)
+        write_run_report(work_dir, payload, [
+            dict(row, dataset=d) for d, rows in per_image_rows.items()
+            for row in rows] if options.per_image else None, {
+                'Bootstrap intervals': _bootstrap_markdown(payload),
+                'Meta-classification of segments':
+                    _segment_markdown(payload),
+                'Tuning': _tuning_markdown(payload),
+                'Query selection': _maskomaly_markdown(payload),
+                'Background IoU': background_iou_markdown(
+                    payload.get('background_iou'))})
         if osp.exists(partial):
             os.remove(partial)
         print('\n' + markdown_table(payload['results'], payload['id_miou']))
@@ -747,7 +763,7 @@ def _run(session: EvaluationSession, plan: _Plan, id_eval: bool) -> dict:
         if payload.get('background_iou'):
             print('\n' + background_iou_markdown(payload['background_iou']))
         written = [n for n in ('results.json', 'results.csv', 'results.md',
-                               'per_image.csv', *FIGURE_DIRS)
+                               'report.html', 'per_image.csv', *FIGURE_DIRS)
                    if osp.exists(osp.join(work_dir, n))]
         print(f'\nresults: {osp.join(work_dir, "results.md")}\n'
               f'wrote into {work_dir}: {", ".join(written)}')

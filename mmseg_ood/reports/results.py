@@ -377,7 +377,9 @@ def write_results(work_dir: str, payload: dict,
 
 def write_per_image(path: str, rows_by_dataset: Dict[str, list]) -> str:
     """``per_image.csv``: one row per (dataset, image, scorer) with the
-    image's AUROC / AP / FPR95, and each skipped image with the reason
+    image's AUROC / AP / FPR95 and its ground truth's facts (ID / OOD /
+    void pixels, OOD share of the labelled pixels, OOD components), and
+    each skipped image with the reason
     (rows of
     :meth:`~mmseg_ood.evaluation.accumulators.per_image.PerImageOODMetrics.
     table`), written atomically. Returns ``path``.
@@ -385,13 +387,16 @@ def write_per_image(path: str, rows_by_dataset: Dict[str, list]) -> str:
     Args:
         path: The CSV file to write.
         rows_by_dataset: Dataset -> its rows (``image``, ``scorer``,
-            ``auroc``, ``ap``, ``fpr95``, ``skipped``).
+            ``auroc``, ``ap``, ``fpr95``, the facts of
+            :data:`~mmseg_ood.evaluation.accumulators.per_image.IMAGE_FACTS`,
+            ``skipped``).
 
     Returns:
         str: ``path``.
     """
     fields = ['dataset', 'image', 'scorer', 'auroc', 'ap', 'fpr95',
-              'skipped']
+              'id_pixels', 'ood_pixels', 'void_pixels', 'ood_share',
+              'ood_components', 'skipped']
     rows = [dict(json_safe(row), dataset=dataset)
             for dataset, per in rows_by_dataset.items() for row in per]
     atomic_write_text(path, csv_text(rows, fields))

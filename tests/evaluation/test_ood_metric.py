@@ -372,3 +372,41 @@ def test_a_job_is_built_only_where_the_arguments_ask(tmp_path):
                      ).tpr_points == (0.9, )
     assert OODMetric(component_threshold='tpr:0.8', tpr_points=(0.9, )
                      ).tpr_points == (0.9, 0.8)
+
+
+def test_per_image_rows_carry_each_images_ground_truth_facts(tmp_path):
+    """Every row of the per-image table (skipped images too) holds its
+    image's ID / OOD / void pixels, OOD share and OOD components, counted
+    here by hand with scipy's 8-connected labelling."""
+    from scipy import ndimage
+    metric = OODMetric(component_threshold=None, per_image=True,
+                       spill_dir=str(tmp_path))
+    samples = [make_sample(i) for i in range(NUM)]
+    no_ood = make_sample(NUM)
+    no_ood['gt_sem_seg']['data'][no_ood['gt_sem_seg']['data'] == 1] = 0
+    no_ood['img_path'] = 'no_ood.png'
+    # a second, diagonal-touching OOD blob joins the first (8-connected)
+    samples[0]['gt_sem_seg']['data'][0, 15, 20 + 0] = 1
+    samples[0]['gt_sem_seg']['data'][0, 25:27, 2:4] = 1
+    for s in samples + [no_ood]:
+        metric.process({}, [s])
+    metric.evaluate(NUM + 1)
+    rows = metric.last_per_image.table()
+    by_image = {}
+    for row in rows:
+        by_image.setdefault(row['image'], []).append(row)
+    assert len(rows) == 2 * NUM + 1
+    for s in samples + [no_ood]:
+        lab = s['gt_sem_seg']['data'][0].numpy()
+        n_id, n_ood = int((lab == 0).sum()), int((lab == 1).sum())
+        components = ndimage.label(lab == 1, structure=np.ones((3, 3)))[1]
+        for row in by_image[s['img_path']]:
+            assert row['id_pixels'] == n_id
+            assert row['ood_pixels'] == n_ood
+            assert row['void_pixels'] == int((lab == 255).sum())
+            assert row['ood_share'] == pytest.approx(n_ood / (n_id + n_ood))
+            assert row['ood_components'] == components
+    assert by_image['0.png'][0]['ood_components'] == 2
+    skipped, = by_image['no_ood.png']
+    assert skipped['skipped'] == 'no OOD pixels'
+    assert skipped['ood_share'] == 0 and skipped['ood_components'] == 0

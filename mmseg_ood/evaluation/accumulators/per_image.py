@@ -8,7 +8,12 @@ separates all pixels vs how well each image ranks its own pixels) and can
 differ by tens of points, so both are reported, labelled.
 
 Per-image metrics are defined only for an image with both ID and OOD
-pixels (after removing void): the others are skipped and counted.
+pixels (after removing void): the others are skipped and counted. Every
+image, skipped or not, also keeps what its ground truth holds
+(:data:`IMAGE_FACTS`: its ID, OOD and void pixels, the OOD share of the
+labelled pixels and its 8-connected OOD components), so the images a
+scorer fails on can be found and told apart from images with little to
+find.
 """
 from __future__ import annotations
 
@@ -18,11 +23,40 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from .base import Accumulator
+from .components import label_components
 
-__all__ = ['PerImageOODMetrics', 'PER_IMAGE_KEYS']
+__all__ = ['PerImageOODMetrics', 'PER_IMAGE_KEYS', 'IMAGE_FACTS',
+           'image_facts']
 
 #: The metrics averaged over images.
 PER_IMAGE_KEYS = ('auroc', 'ap', 'fpr95')
+#: What each image's ground truth holds (:func:`image_facts`).
+IMAGE_FACTS = ('id_pixels', 'ood_pixels', 'void_pixels', 'ood_share',
+               'ood_components')
+
+
+def image_facts(labels: np.ndarray, void: int) -> Dict[str, object]:
+    """The ground-truth facts of one image (:data:`IMAGE_FACTS`).
+
+    Args:
+        labels: ``(H, W)`` OOD labels, 0 (ID), 1 (OOD) or ``void``.
+        void: The void value.
+
+    Returns:
+        dict: ``id_pixels``, ``ood_pixels``, ``void_pixels`` (counts),
+        ``ood_share`` (OOD / (ID + OOD), ``None`` where every pixel is
+        void) and ``ood_components`` (8-connected components of the OOD
+        pixels, before any size filter:
+        :func:`~mmseg_ood.evaluation.accumulators.components.
+        label_components`).
+    """
+    lab = np.asarray(labels)
+    n_id, n_ood = int((lab == 0).sum()), int((lab == 1).sum())
+    labelled = n_id + n_ood
+    return dict(id_pixels=n_id, ood_pixels=n_ood,
+                void_pixels=int((lab == void).sum()),
+                ood_share=n_ood / labelled if labelled else None,
+                ood_components=label_components(lab == 1)[1])
 
 
 class PerImageOODMetrics(Accumulator):
@@ -43,11 +77,18 @@ class PerImageOODMetrics(Accumulator):
         self.records: List[Tuple[str, Dict[str, Tuple[float, ...]]]] = []
         #: (image, why) of the skipped images
         self.skipped: List[Tuple[str, str]] = []
+        #: image -> its ground-truth facts (:func:`image_facts`), where
+        #: given
+        self.facts: Dict[str, dict] = {}
 
     def update(self, image: str,
                metrics: Optional[Dict[str, dict]] = None,
-               skipped: Optional[str] = None) -> 'PerImageOODMetrics':
-        """Add an image: its metrics by scorer, or why it is skipped."""
+               skipped: Optional[str] = None,
+               facts: Optional[dict] = None) -> 'PerImageOODMetrics':
+        """Add an image: its metrics by scorer, or why it is skipped, and
+        optionally its ground-truth ``facts`` (:func:`image_facts`)."""
+        if facts is not None:
+            self.facts[str(image)] = {k: facts[k] for k in IMAGE_FACTS}
         if skipped is not None:
             self.skipped.append((str(image), skipped))
         else:
@@ -59,12 +100,13 @@ class PerImageOODMetrics(Accumulator):
     def state_dict(self) -> dict:
         return dict(records=[(i, {n: list(v) for n, v in m.items()})
                              for i, m in self.records],
-                    skipped=list(self.skipped))
+                    skipped=list(self.skipped), facts=dict(self.facts))
 
     def load_state_dict(self, state: dict) -> 'PerImageOODMetrics':
         self.records += [(i, {n: tuple(v) for n, v in m.items()})
                          for i, m in state['records']]
         self.skipped += [tuple(s) for s in state['skipped']]
+        self.facts.update(state.get('facts') or {})
         return self
 
     def compute(self) -> 'OrderedDict[str, Dict[str, float]]':
@@ -84,14 +126,18 @@ class PerImageOODMetrics(Accumulator):
 
     def table(self) -> List[dict]:
         """One row per (image, scorer): the per-image values (for a CSV),
-        skipped images with empty values and the reason."""
+        skipped images with empty values and the reason; each row carries
+        its image's facts (:data:`IMAGE_FACTS`, empty where not given)."""
         rows = []
+        none = {k: None for k in IMAGE_FACTS}
         for image, m in sorted(self.records, key=lambda r: r[0]):
+            facts = self.facts.get(image, none)
             for n, v in m.items():
                 rows.append(dict(image=image, scorer=n,
-                                 **dict(zip(PER_IMAGE_KEYS, v)), skipped=''))
+                                 **dict(zip(PER_IMAGE_KEYS, v)), **facts,
+                                 skipped=''))
         for image, why in sorted(self.skipped):
             rows.append(dict(image=image, scorer='',
                              **{k: None for k in PER_IMAGE_KEYS},
-                             skipped=why))
+                             **self.facts.get(image, none), skipped=why))
         return rows

@@ -47,7 +47,8 @@ from ..accumulators.components import (DEFAULT_TAUS, SIZE_PRESETS,
                                        SMIYCBinnedCurve)
 from ..accumulators.label_checks import (UnlistedLabelValues,
                                          warn_unlisted_values)
-from ..accumulators.per_image import PER_IMAGE_KEYS, PerImageOODMetrics
+from ..accumulators.per_image import (PER_IMAGE_KEYS, PerImageOODMetrics,
+                                      image_facts)
 from ..accumulators.pixel import PixelOODAccumulator
 from ..accumulators.score_transform import Float16RankTransform
 from ..functional.inputs import VOID, check_finite, flat_ood_labels, to_numpy
@@ -365,17 +366,19 @@ class PerImageJob:
                 ) -> Optional[Dict[str, PixelOODAccumulator]]:
         """Record the image's metrics; return its own histograms by scorer
         (to merge into the pooled ones), or ``None`` if it is skipped."""
-        present = np.bincount(image.flat_labels, minlength=3)
+        facts = image_facts(image.labels, VOID)
+        present = facts['id_pixels'], facts['ood_pixels']
         if not (present[0] and present[1]):
             accumulator(self.key, PerImageOODMetrics).update(
                 image.image, skipped='no OOD pixels' if present[0] else
-                'no ID pixels' if present[1] else 'all void')
+                'no ID pixels' if present[1] else 'all void', facts=facts)
             return None
         own = OrderedDict((n, self.pixel.new(n).update_valid(flat, yy))
                           for n, (flat, yy) in image.counted.items())
         if own:
             accumulator(self.key, PerImageOODMetrics).update(
-                image.image, {n: h.compute() for n, h in own.items()})
+                image.image, {n: h.compute() for n, h in own.items()},
+                facts=facts)
         return own
 
     def merge(self, local: Local) -> PerImageOODMetrics:

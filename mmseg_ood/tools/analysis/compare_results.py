@@ -7,7 +7,7 @@ several tools/meta_classify.py runs.
     python -m mmseg_ood.tools.analysis.compare_results \
         WORK_ROOT NAME [NAME ...]
         [--dataset NAME] [--scorers msp entropy ...]
-        [--segments] [--out FILE.md]
+        [--segments] [--out FILE.md] [--report FILE.html]
         [--violins FILE.png [--violin-scorer entropy]] [--open-set FILE.png]
         [--seed-roots ROOT [ROOT ...]]
 
@@ -23,7 +23,9 @@ threshold (entropy-maximization Fig. 5; runs with ``--open-set-iou``).
 ``--seed-roots``: the same NAMEs trained with other seeds under other work
 roots; the table is then each metric's mean ± sample standard deviation
 (smallest-largest) over WORK_ROOT and the seed roots
-(:mod:`mmseg_ood.reports.seed_spread`).
+(:mod:`mmseg_ood.reports.seed_spread`). ``--report``: the runs side by
+side in one self-contained HTML file
+(:mod:`mmseg_ood.reports.html_report`).
 """
 import os.path as osp
 import sys
@@ -53,6 +55,10 @@ def parse_args(argv=None):
                         help='compare meta_classify runs (Tables 2 and 3, '
                         'Fig. 7 next to --out)')
     parser.add_argument('--out', help='also write the table to this file')
+    parser.add_argument('--report', metavar='FILE.html',
+                        help='also write a self-contained HTML report of '
+                        'the runs side by side (settings, tables with the '
+                        'best value marked, each run\'s ROC / PR curves)')
     parser.add_argument('--violins', metavar='FILE.png',
                         help='violins of --violin-scorer on the ID and OOD '
                         'pixels of --dataset, per model (entropy-'
@@ -66,11 +72,17 @@ def parse_args(argv=None):
     parser.add_argument('--seed-roots', nargs='+', metavar='ROOT',
                         help='the same models trained with other seeds: '
                         'report mean ± spread over all roots')
+    from mmseg_ood.tools.runner_args import add_vis_backend_argument
+    add_vis_backend_argument(parser, 'the compared scalars and figures '
+                             '(under the folder of --out, else WORK_ROOT)')
     args = parser.parse_args(argv)
     if args.seed_roots and (args.segments or args.violins or
-                            args.open_set):
+                            args.open_set or args.report):
         parser.error('--seed-roots summarizes ood_test runs only (not with '
-                     '--segments, --violins or --open-set)')
+                     '--segments, --violins, --open-set or --report)')
+    if args.segments and args.report:
+        parser.error('--report compares ood_test runs, not --segments '
+                     '(meta_classify) runs')
     if args.segments and (args.violins or args.open_set):
         parser.error('--violins and --open-set compare ood_test runs, not '
                      '--segments (meta_classify) runs')
@@ -224,7 +236,7 @@ def main(argv=None):
     # folder, or in a folder that does not exist
     inputs = list(files.values())
     outputs = [(args.out, '--out'), (args.violins, '--violins'),
-               (args.open_set, '--open-set')] + [
+               (args.open_set, '--open-set'), (args.report, '--report')] + [
                    (p, 'Fig. 7 (next to --out)') for p in figures.values()]
     for path, what in outputs:
         if path:
@@ -252,6 +264,13 @@ def main(argv=None):
         if args.open_set:
             table += '\n\n' + _open_set(args, runs)
             written.append(args.open_set)
+        if args.report:
+            from mmseg_ood.reports.html_report import write_comparison_report
+            write_comparison_report(
+                args.report, runs, {n: osp.dirname(files[(args.work_root, n)])
+                                    for n in runs}, datasets, args.scorers,
+                args.columns, inputs)
+            written.append(args.report)
     print(table)
     if args.out:
         dump_text(table + '\n', args.out, inputs, '--out')
@@ -262,6 +281,11 @@ def main(argv=None):
           f'{", ".join(datasets)}' +
           (f'; wrote {", ".join(written)}' if written else ''),
           file=sys.stderr)
+    if args.vis_backends:
+        from mmseg_ood.engine.tracking import track_comparison
+        track_comparison(args.vis_backends, osp.dirname(
+            osp.abspath(args.out)) if args.out else args.work_root, runs,
+            args.segments, written)
     return table
 
 
