@@ -1079,6 +1079,66 @@ def visualization_case(request):
     assert Image.open(out_dir / 'first.png').size[0] > 24
 
 
+@case('HOOKS.ExtremeImagesHook')
+def extreme_images_case(request):
+    from mmengine.structures import PixelData
+
+    from mmseg.structures import SegDataSample
+    tmp = request.getfixturevalue('tmp_path')
+    out_dir = tmp / 'extremes'
+    hook = HOOKS.build(dict(type='ExtremeImagesHook', out_dir=str(out_dir),
+                            num=1))
+    samples = []
+    for name, noise in (('clean', 0.0), ('noisy', 2.0)):
+        path = str(tmp / f'{name}.png')
+        _write_image(path, np.full((16, 24, 3), 100, np.uint8))
+        s = SegDataSample(metainfo=dict(img_path=path))
+        lab = torch.zeros(1, 16, 24, dtype=torch.uint8)
+        lab[0, 4:8, 4:10] = 1
+        s.gt_sem_seg = PixelData(data=lab)
+        s.pred_sem_seg = PixelData(data=torch.zeros(1, 16, 24,
+                                                    dtype=torch.long))
+        g = torch.Generator().manual_seed(0)
+        score = lab[0].float() + noise * torch.rand(16, 24, generator=g)
+        s.set_field(dict(energy=score), 'ood_scores')
+        samples.append(s)
+    runner = SimpleNamespace(model=SimpleNamespace(
+        dataset_meta=dict(palette=[[0, 0, 0], [255, 0, 0]])))
+    hook.before_test(runner)
+    hook.after_test_iter(runner, 0, outputs=samples)
+    hook.after_test_epoch(runner)
+    # the clean map separates perfectly (AP 100), the noisy one does not
+    files = sorted(os.listdir(out_dir))
+    assert files[0] == 'highest_1_AP100.00_clean.png'
+    assert files[1].startswith('lowest_1_AP') and \
+        files[1].endswith('_noisy.png')
+
+
+@case('HOOKS.OODTrackingHook')
+def tracking_case(request):
+    from mmengine.structures import PixelData
+
+    from mmseg.structures import SegDataSample
+    tmp = request.getfixturevalue('tmp_path')
+    hook = HOOKS.build(dict(type='OODTrackingHook', curves=False,
+                            num_heatmaps=1))
+    path = str(tmp / 'img.png')
+    _write_image(path, np.full((16, 24, 3), 100, np.uint8))
+    s = SegDataSample(metainfo=dict(img_path=path))
+    s.pred_sem_seg = PixelData(data=torch.zeros(1, 16, 24, dtype=torch.long))
+    s.set_field(dict(msp=torch.rand(16, 24), energy=torch.rand(16, 24)),
+                'ood_scores')
+    sent = []
+    visualizer = SimpleNamespace(add_image=lambda name, image, step: sent.
+                                 append((name, image.shape, step)))
+    runner = SimpleNamespace(iter=7, visualizer=visualizer)
+    hook.before_val_epoch(runner)
+    hook.after_val_iter(runner, 0, outputs=[s, s])
+    hook.after_val_epoch(runner)
+    # one heatmap: the image and the two score panels side by side
+    assert sent == [('val/ood_heatmaps/0.png', (16, 72, 3), 7)]
+
+
 @case('HOOKS.ProgressBarHook')
 def progress_case(request):
     hook = HOOKS.build(dict(type='ProgressBarHook', title='Scoring 3'))

@@ -120,8 +120,10 @@ def test_per_image_csv_is_atomic_and_checked(tmp_path):
                          ap=0.5, fpr95=0.1, skipped='')]}
     assert write_per_image(str(path), rows) == str(path)
     lines = path.read_text().splitlines()
-    assert lines[0] == 'dataset,image,scorer,auroc,ap,fpr95,skipped'
-    assert lines[1] == 'ood,a.png,energy,,0.5,0.1,'
+    assert lines[0] == ('dataset,image,scorer,auroc,ap,fpr95,id_pixels,'
+                        'ood_pixels,void_pixels,ood_share,ood_components,'
+                        'skipped')
+    assert lines[1] == 'ood,a.png,energy,,0.5,0.1,,,,,,'
     # no rows: the header alone
     write_per_image(str(path), {})
     assert path.read_text().strip() == lines[0]

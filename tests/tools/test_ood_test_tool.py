@@ -51,7 +51,9 @@ def test_writes_every_output(ood_run):
     energy = res['results']['synthetic_ood']['energy']
     assert energy['per_image_images'] == 3
     rows = (out / 'per_image.csv').read_text().splitlines()
-    assert rows[0] == 'dataset,image,scorer,auroc,ap,fpr95,skipped'
+    assert rows[0] == ('dataset,image,scorer,auroc,ap,fpr95,id_pixels,'
+                       'ood_pixels,void_pixels,ood_share,ood_components,'
+                       'skipped')
     assert len(rows) == 1 + 3 * len(SCORERS)
     assert res['component_threshold']['rule'] == 'best-f1'
     # what a rerun needs, recorded (tests/e2e/test_reproducibility.py)
