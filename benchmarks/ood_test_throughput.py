@@ -18,10 +18,13 @@ as a checkpoint), same images (the synthetic OOD split generated at
 (as Cityscapes models are deployed). Each variant runs in its own process
 (so that its peak memory is its own), alternating plain / ood / plain /
 ood ..., and reports images/s of the Runner's test loop and the process'
-peak resident memory; the ratios of the medians are printed.
+peak resident memory; the ratios of the medians are printed. The Runner
+puts the model on the GPU when CUDA is available (mmengine's
+``get_device``), else on the CPU; the device is printed and recorded.
+``--json FILE`` also writes the numbers, the settings and the run record.
 
     python benchmarks/ood_test_throughput.py [--images 16]
-        [--size 512 1024] [--repeats 2] [--kinds plain ood]
+        [--size 512 1024] [--repeats 2] [--kinds plain ood] [--json FILE]
 """
 import argparse
 import json
@@ -80,8 +83,10 @@ def worker(kind, ckpt, data_root, work_dir, size):
     n = len(session.runner.test_dataloader.dataset)
     assert result.metrics
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    device = str(next(session.runner.model.parameters()).device)
     print(json.dumps(dict(kind=kind, images=n, seconds=dt,
-                          images_per_s=n / dt, peak_mib=peak)))
+                          images_per_s=n / dt, peak_mib=peak,
+                          device=device)))
 
 
 def main():
@@ -92,6 +97,7 @@ def main():
     p.add_argument('--kinds', nargs='+', default=['plain', 'ood'],
                    choices=['plain', 'ood', 'export', 'export-rank',
                             'bootstrap'])
+    p.add_argument('--json', help='also write the results to this file')
     p.add_argument('--worker', nargs=5,
                    metavar=('KIND', 'CKPT', 'ROOT', 'WORK', 'HxW'))
     args = p.parse_args()
@@ -124,10 +130,11 @@ def main():
             line = [ln for ln in out.stdout.splitlines()
                     if ln.startswith('{"kind"')][-1]
             runs[kind].append(json.loads(line))
+    device = runs[args.kinds[0]][0]['device']
     print(f'images: {args.images} at {args.size[0]}x{args.size[1]} '
           '(full-resolution inference), '
-          f'model: DeepLabV3+ R18 (random weights), CPU threads: '
-          f'{torch.get_num_threads()}, repeats: {args.repeats}')
+          f'model: DeepLabV3+ R18 (random weights), device: {device}, '
+          f'CPU threads: {torch.get_num_threads()}, repeats: {args.repeats}')
     med = {}
     for kind, rs in runs.items():
         ips = statistics.median(r['images_per_s'] for r in rs)
@@ -137,11 +144,25 @@ def main():
               f'(runs: ' + ', '.join(f"{r['images_per_s']:.3f}"
                                      for r in rs) + ')')
     ref = args.kinds[0]
+    ratios = {}
     for kind in args.kinds[1:]:
+        ratios[kind] = dict(images_per_s=med[kind][0] / med[ref][0],
+                            peak_memory=med[kind][1] / med[ref][1])
         print(f'ratio images/s    ({kind} / {ref})  '
-              f'{med[kind][0] / med[ref][0]:.3f}')
+              f'{ratios[kind]["images_per_s"]:.3f}')
         print(f'ratio peak memory ({kind} / {ref})  '
-              f'{med[kind][1] / med[ref][1]:.3f}')
+              f'{ratios[kind]["peak_memory"]:.3f}')
+    if args.json:
+        from bench_record import write_results
+        write_results(args.json, 'ood_test_throughput', dict(
+            settings=dict(images=args.images, size=args.size,
+                          repeats=args.repeats, kinds=args.kinds,
+                          device=device),
+            results=dict(runs=runs, reference=ref, ratios=ratios,
+                         median_images_per_s={k: v[0]
+                                              for k, v in med.items()},
+                         median_peak_mib={k: v[1]
+                                          for k, v in med.items()})))
 
 
 if __name__ == '__main__':

@@ -8,10 +8,17 @@ interleaved in one process (A, B, A, B, ...) after a warm-up, so the
 machine's load affects both alike; the ratio of medians is printed, and a
 summary line per model at the end.
 
+``--amp fp16|bf16`` runs both variants under ``torch.autocast`` of that
+dtype (forward and scorers alike; the scorers compute in float32 inside
+it); ``none`` (default) runs in float32. ``--json FILE`` also writes the
+numbers, the settings and the run record.
+
     python benchmarks/scoring_overhead.py [--size 512 1024] [--repeats 7]
         [--device cpu|cuda] [--models deeplabv3plus mask2former]
+        [--amp none|fp16|bf16] [--json FILE]
 """
 import argparse
+import contextlib
 import os.path as osp
 import statistics
 import time
@@ -29,6 +36,9 @@ MODELS = {
         ['msp', 'entropy', 'max_logit', 'energy', 'rba', 'no_object']),
 }
 
+#: ``--amp`` -> the autocast dtype (``None``: float32, no autocast).
+AMP = dict(none=None, fp16=torch.float16, bf16=torch.bfloat16)
+
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -38,7 +48,18 @@ def parse_args():
                    else 'cpu')
     p.add_argument('--models', nargs='+', choices=sorted(MODELS),
                    default=list(MODELS))
+    p.add_argument('--amp', choices=sorted(AMP), default='none',
+                   help='torch.autocast dtype around forward and scorers')
+    p.add_argument('--json', help='also write the results to this file')
     return p.parse_args()
+
+
+def autocast(device, amp):
+    """``torch.autocast`` of ``--amp`` on ``device`` (a null context for
+    ``none``)."""
+    if AMP[amp] is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.split(':')[0], dtype=AMP[amp])
 
 
 def build_model(config, device):
@@ -100,16 +121,21 @@ def measure(name, args):
     scorers = names[:3] + [sml] + names[3:]
     scoring = OODScoring(model, scorers)
 
+    def run_plain():
+        with autocast(args.device, args.amp):
+            model.test_step(data())
+
     def run_scored():
-        with scoring:
+        with scoring, autocast(args.device, args.amp):
             out = model.test_step(data())
         assert len(out[0].ood_scores) == len(scorers)
 
-    plain, scored = interleaved(lambda: model.test_step(data()), run_scored,
-                                args.repeats, args.device)
+    plain, scored = interleaved(run_plain, run_scored, args.repeats,
+                                args.device)
     mp, ms = statistics.median(plain), statistics.median(scored)
     print(f'\nmodel: {config}  input: {h}x{w}  device: {args.device}  '
-          f'threads: {torch.get_num_threads()}  repeats: {args.repeats}')
+          f'threads: {torch.get_num_threads()}  repeats: {args.repeats}  '
+          f'amp: {args.amp}')
     print(f'head: {type(model.decode_head).__name__}  scorers '
           f'({len(scorers)}): ' + ', '.join(scoring.names))
     print(f'forward alone        median {mp:.4f} s  '
@@ -118,17 +144,28 @@ def measure(name, args):
           f'(min {min(scored):.4f})')
     print(f'ratio (median)       {ms / mp:.4f}')
     print(f'ratio (min)          {min(scored) / min(plain):.4f}')
-    return ms / mp, min(scored) / min(plain)
+    return dict(config=config, head=type(model.decode_head).__name__,
+                scorers=list(scoring.names), plain_s=plain, scored_s=scored,
+                plain_median_s=mp, scored_median_s=ms, ratio_median=ms / mp,
+                ratio_min=min(scored) / min(plain))
 
 
 def main():
     args = parse_args()
     import mmseg_ood  # noqa: F401
     torch.set_grad_enabled(False)
-    ratios = {name: measure(name, args) for name in args.models}
-    print('\n== summary (goal <= 1.05) ==')
-    for name, (med, low) in ratios.items():
-        print(f'{name:14s} ratio median {med:.4f}  min {low:.4f}')
+    results = {name: measure(name, args) for name in args.models}
+    print(f'\n== summary (goal <= 1.05), amp: {args.amp} ==')
+    for name, r in results.items():
+        print(f'{name:14s} ratio median {r["ratio_median"]:.4f}  '
+              f'min {r["ratio_min"]:.4f}')
+    if args.json:
+        from bench_record import write_results
+        write_results(args.json, 'scoring_overhead', dict(
+            settings=dict(size=args.size, repeats=args.repeats,
+                          device=args.device, amp=args.amp,
+                          threads=torch.get_num_threads()),
+            results=results))
 
 
 if __name__ == '__main__':

@@ -10,8 +10,14 @@ medians to the baseline is printed (goal: <= 1.03).
 ``uoi-ce`` is the shipped config (both terms in ``MonitoredLoss``, the
 gradient clipped); ``uoi-ce-unmonitored`` is the same losses unwrapped and
 unclipped, so the two rows give the cost of the monitoring and clipping.
+``--device`` (default ``cuda`` when available, else ``cpu``) holds the
+model; the data preprocessor moves each batch there, inside the timed step,
+as the Runner does; CUDA is synchronized around each step. ``--variants``
+picks a subset (the baseline always runs: it is the reference).
+``--json FILE`` also writes the numbers, the settings and the run record.
 
     python benchmarks/training_step_time.py [--rounds 15] [--batch 8]
+        [--device cpu|cuda] [--variants ibe entropy-max] [--json FILE]
 """
 import argparse
 import os.path as osp
@@ -31,7 +37,7 @@ def config_path(variant):
         f'deeplabv3plus_r18-d8{tag}_1xb8-300it_synthetic-objects-128x128.py')
 
 
-def build(variant):
+def build(variant, device='cpu'):
     import torch
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
@@ -48,7 +54,7 @@ def build(variant):
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
     model.init_weights()
-    model.train()
+    model.to(device).train()
     return model, build_optim_wrapper(model, cfg.optim_wrapper)
 
 
@@ -78,35 +84,63 @@ def step(model, optim, data):
     model.train_step(data, optim)
 
 
+def timed_step(model, optim, data, cuda):
+    """Seconds of one :func:`step`, CUDA synchronized before and after."""
+    import torch
+    if cuda:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    step(model, optim, data)
+    if cuda:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--rounds', type=int, default=15)
     parser.add_argument('--batch', type=int, default=8)
     parser.add_argument('--size', type=int, default=128)
     parser.add_argument('--warmup', type=int, default=2)
-    args = parser.parse_args(argv)
     import torch
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available()
+                        else 'cpu')
+    parser.add_argument('--variants', nargs='+', choices=VARIANTS,
+                        default=list(VARIANTS))
+    parser.add_argument('--json', help='also write the results to this file')
+    args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    cuda = args.device.startswith('cuda')
+    variants = ['baseline'] + [v for v in args.variants if v != 'baseline']
     runs = {}
-    for v in VARIANTS:
-        model, optim = build(v)
+    for v in variants:
+        model, optim = build(v, args.device)
         data = make_batch(args.batch, args.size, v == 'entropy-max')
         for _ in range(args.warmup):
             step(model, optim, data)
         runs[v] = (model, optim, data, [])
+    device = str(next(runs['baseline'][0].parameters()).device)
     for _ in range(args.rounds):
         for v, (model, optim, data, times) in runs.items():
-            t0 = time.perf_counter()
-            step(model, optim, data)
-            times.append(time.perf_counter() - t0)
+            times.append(timed_step(model, optim, data, cuda))
     base = statistics.median(runs['baseline'][3])
     print(f'training step, DeepLabV3+ R18, batch {args.batch} x '
           f'{args.size}x{args.size}, {args.rounds} interleaved rounds, '
-          f'{torch.get_num_threads()} threads')
+          f'device {device}, {torch.get_num_threads()} threads')
     print(f"{'variant':<19} {'median s':>9} {'min s':>7} {'ratio':>6}")
+    results = {}
     for v, (_, _, _, times) in runs.items():
         med = statistics.median(times)
+        results[v] = dict(seconds=times, median_s=med, min_s=min(times),
+                          ratio=med / base)
         print(f'{v:<19} {med:9.3f} {min(times):7.3f} {med / base:6.3f}')
+    if args.json:
+        from bench_record import write_results
+        write_results(args.json, 'training_step_time', dict(
+            settings=dict(rounds=args.rounds, batch=args.batch,
+                          size=args.size, warmup=args.warmup,
+                          device=device, threads=torch.get_num_threads()),
+            results=results))
 
 
 if __name__ == '__main__':

@@ -21,7 +21,10 @@ over score channels), and gives the score maps the same padding removal,
 un-flipping and resize to ``ori_shape`` (skipped where the size already is
 ``ori_shape``: a bilinear resize to the same size is the identity). A
 forward hook on the segmentor stores ``data_sample.ood_scores = {name:
-Tensor (H, W)}``.
+Tensor (H, W)}``. Under mixed precision (``torch.autocast``: float16 /
+bfloat16 class scores) the channels are float32, so that the score maps
+keep their float32 values; the class scores are widened exactly, and
+mmseg post-processes them in float32 (``seg_logits`` is then float32).
 
 Cost: the scorers run on ``(N, C, h, w)`` at the head's resolution (1/4 or
 1/8 of the input for most heads; the padded input for mask-classification
@@ -601,8 +604,14 @@ class OODScoring:
         if not self._active or not isinstance(logits, torch.Tensor):
             return logits
         n, c = logits.shape[:2]
-        # the maps are written straight after the logits: no stacked copy
-        out = logits.new_empty((n, c + len(self.scorers)) + logits.shape[2:])
+        # the maps are written straight after the logits: no stacked copy.
+        # Half-precision logits (torch.autocast) go into a float32 tensor
+        # (exactly), else the float32 maps would be rounded to 8 (bfloat16)
+        # or 11 (float16) significant bits and tie, or overflow float16
+        dtype = torch.float32 if logits.dtype in (
+            torch.float16, torch.bfloat16) else logits.dtype
+        out = logits.new_empty((n, c + len(self.scorers)) + logits.shape[2:],
+                               dtype=dtype)
         out[:, :c] = logits
         with torch.no_grad():
             current = self._current_pass

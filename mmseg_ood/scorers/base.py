@@ -272,11 +272,18 @@ def embedding_norm(inputs: ScoreInputs, eps: float = 1e-12) -> Tensor:
             same ``eps``.
 
     Returns:
-        Tensor: ``(N, 1, H, W)`` or ``(N, 1)``, in the embeddings' dtype.
+        Tensor: ``(N, 1, H, W)`` or ``(N, 1)``, in the embeddings' dtype;
+        float32 for float16 / bfloat16 embeddings (mixed precision), whose
+        norm rounded to 8 or 11 significant bits would make the norm
+        scores tie.
     """
     cached = inputs.__dict__.get('_embedding_norm')
     if cached is None or cached[0] != eps:
-        norm = inputs.embeddings.norm(dim=1, keepdim=True).clamp_min(eps)
+        z = inputs.embeddings
+        wide = torch.float32 if z.dtype in (torch.float16,
+                                            torch.bfloat16) else None
+        norm = torch.linalg.vector_norm(z, dim=1, keepdim=True,
+                                        dtype=wide).clamp_min(eps)
         inputs.__dict__['_embedding_norm'] = cached = (eps, norm)
     return cached[1]
 
@@ -310,11 +317,15 @@ def logits_without_bias(inputs: ScoreInputs) -> Tensor:
             logits are returned unchanged.
 
     Returns:
-        Tensor: The shape of :func:`linear_logits`.
+        Tensor: The shape of :func:`linear_logits`; float32 for float16 /
+        bfloat16 logits with a bias (the difference rounded back to half
+        precision would add its rounding to that of the logits).
     """
     logits = linear_logits(inputs)
     if inputs.cls_bias is None:
         return logits
+    if logits.dtype in (torch.float16, torch.bfloat16):
+        logits = logits.float()
     return logits - inputs.per_class(inputs.cls_bias)
 
 

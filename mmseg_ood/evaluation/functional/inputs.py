@@ -20,10 +20,16 @@ def to_numpy(x) -> np.ndarray:
             array (returned as it is) or anything ``np.asarray`` takes.
 
     Returns:
-        np.ndarray: The values, same shape and dtype.
+        np.ndarray: The values, same shape and dtype; a tensor of a dtype
+        numpy lacks (``bfloat16`` from mixed precision) becomes float32
+        (exactly: every bfloat16 value is a float32 value).
     """
     if hasattr(x, 'detach'):
-        x = x.detach().cpu().numpy()
+        x = x.detach().cpu()  # copied in its own dtype, widened on the host
+        try:
+            x = x.numpy()
+        except TypeError:  # "unsupported ScalarType BFloat16"
+            x = x.float().numpy()
     return np.asarray(x)
 
 

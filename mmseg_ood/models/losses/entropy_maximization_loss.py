@@ -100,7 +100,10 @@ class EntropyMaximizationLoss(nn.Module):
         if total <= 0:
             return pred.sum() * 0.0
         loss = (per_pixel * mask).sum() / total
-        return (self.loss_weight * loss).to(pred.dtype)
+        # float32 (or float64) also for float16 / bfloat16 logits, as losses
+        # stay float32 under torch.autocast: -log p of a confident wrong
+        # class is unbounded, and float16 ends at 65504
+        return self.loss_weight * loss
 
     @property
     def loss_name(self) -> str:

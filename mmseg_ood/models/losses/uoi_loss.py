@@ -153,7 +153,11 @@ class _ExpectedOverlapLoss(nn.Module):
             # min_class_pixels): no signal, keep the graph
             return pred.sum() * 0.0
         ratio = self.per_class(inter[present], union[present])
-        return self.loss_weight * ratio.mean().to(pred.dtype)
+        # kept in float32 (or float64) for float16 / bfloat16 logits (mixed
+        # precision): a UOI term reaches 1e5 where a class is missed, past
+        # float16's largest value (65504), as losses stay float32 under
+        # torch.autocast
+        return self.loss_weight * ratio.mean()
 
     def diagnostics(self,
                     pred: Tensor,
