@@ -284,37 +284,39 @@ run() {
     local agree_dev=(cpu cuda) tf32=both half=fp16
     [[ $dev == cpu ]] && agree_dev=(cpu cpu) tf32=default half=bf16
     local B=benchmarks
+    # each benchmark's sizes and each step's limit (s): the quick sizes test
+    # the script on a CPU; the others are the GPU run's
+    local agree scoring metric training oodtest limits
     if [[ $QUICK == 1 ]]; then
-        step agreement 300 $PY $B/device_agreement.py --devices "${agree_dev[@]}" \
-            --images 2 --size 64 128 --tf32 $tf32 --json "$OUT/device_agreement.json"
-        for amp in fp32 $half; do
-            step scoring-$amp 300 $PY $B/scoring_overhead.py --size 128 256 \
-                --repeats 2 --device $dev --models deeplabv3plus \
-                --amp "$([[ $amp == fp32 ]] && echo none || echo $amp)" \
-                --json "$OUT/scoring_overhead_$amp.json"
-        done
-        step metric 300 $PY $B/metric_device.py --images 2 --size 256 512 \
-            --repeats 1 --device $dev --json "$OUT/metric_device.json"
-        step training 300 $PY $B/training_step_time.py --rounds 1 --batch 2 \
-            --size 64 --warmup 1 --device $dev --json "$OUT/training_step_time.json"
-        step ood-test 300 $PY $B/ood_test_throughput.py --images 2 --size 64 128 \
-            --repeats 1 --json "$OUT/ood_test_throughput.json"
+        agree=(--images 2 --size 64 128)
+        scoring=(--size 128 256 --repeats 2)
+        metric=(--images 2 --size 256 512 --repeats 1)
+        training=(--rounds 1 --batch 2 --size 64 --warmup 1)
+        oodtest=(--images 2 --size 64 128 --repeats 1)
+        limits=(300 300 300 300 300)   # agreement scoring metric training ood-test
     else
-        step agreement 75 $PY $B/device_agreement.py --devices "${agree_dev[@]}" \
-            --images 4 --size 512 1024 --tf32 $tf32 --json "$OUT/device_agreement.json"
-        for amp in fp32 $half; do
-            step scoring-$amp 60 $PY $B/scoring_overhead.py --size 1024 2048 \
-                --repeats 10 --device $dev --models deeplabv3plus \
-                --amp "$([[ $amp == fp32 ]] && echo none || echo $amp)" \
-                --json "$OUT/scoring_overhead_$amp.json"
-        done
-        step metric 45 $PY $B/metric_device.py --images 8 --size 1024 2048 \
-            --repeats 3 --device $dev --json "$OUT/metric_device.json"
-        step training 75 $PY $B/training_step_time.py --rounds 3 --device $dev \
-            --json "$OUT/training_step_time.json"
-        step ood-test 100 $PY $B/ood_test_throughput.py --images 16 \
-            --size 512 1024 --repeats 1 --json "$OUT/ood_test_throughput.json"
+        agree=(--images 4 --size 512 1024)
+        scoring=(--size 1024 2048 --repeats 10)
+        metric=(--images 8 --size 1024 2048 --repeats 3)
+        training=(--rounds 3)
+        oodtest=(--images 16 --size 512 1024 --repeats 1)
+        limits=(75 60 45 75 100)
     fi
+    step agreement "${limits[0]}" $PY $B/device_agreement.py \
+        --devices "${agree_dev[@]}" "${agree[@]}" --tf32 $tf32 \
+        --json "$OUT/device_agreement.json"
+    for amp in fp32 $half; do
+        step scoring-$amp "${limits[1]}" $PY $B/scoring_overhead.py \
+            "${scoring[@]}" --device $dev --models deeplabv3plus \
+            --amp "$([[ $amp == fp32 ]] && echo none || echo $amp)" \
+            --json "$OUT/scoring_overhead_$amp.json"
+    done
+    step metric "${limits[2]}" $PY $B/metric_device.py "${metric[@]}" \
+        --device $dev --json "$OUT/metric_device.json"
+    step training "${limits[3]}" $PY $B/training_step_time.py "${training[@]}" \
+        --device $dev --json "$OUT/training_step_time.json"
+    step ood-test "${limits[4]}" $PY $B/ood_test_throughput.py "${oodtest[@]}" \
+        --json "$OUT/ood_test_throughput.json"
     summary
     log "done in $(( SECONDS - START ))s; results in $OUT"
 }

@@ -232,3 +232,23 @@ SMALL_RESIZE_CONFIG = (
     "    dict(type='LoadAnnotations'),\n"
     "    dict(type='PackSegInputs')]\n"
     'test_dataloader = dict(dataset=dict(pipeline=test_pipeline))\n')
+
+
+def tensorboard_events(folder):
+    """``(scalars, images)`` of the one TensorBoard event file under
+    ``folder``, read with TensorBoard's own reader: ``{tag: [(step, value),
+    ...]}`` and ``{tag: [(step, width), ...]}``."""
+    import glob
+    from tensorboard.backend.event_processing.event_accumulator import \
+        EventAccumulator
+    events = glob.glob(osp.join(str(folder), '**', 'events.out.tfevents*'),
+                       recursive=True)
+    assert len(events) == 1, events
+    acc = EventAccumulator(osp.dirname(events[0]),
+                           size_guidance={'scalars': 0, 'images': 0})
+    acc.Reload()
+    tags = acc.Tags()
+    return ({t: [(e.step, e.value) for e in acc.Scalars(t)]
+             for t in tags['scalars']},
+            {t: [(e.step, e.width) for e in acc.Images(t)]
+             for t in tags['images']})

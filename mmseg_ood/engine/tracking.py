@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import os
 import os.path as osp
 import re
@@ -40,6 +39,7 @@ from mmengine.registry import VISBACKENDS
 from mmengine.visualization import MLflowVisBackend
 
 from ..errors import InvalidValueError
+from ..reports.results import finite_number
 from ..utils.extras import require_extra
 
 __all__ = ['VIS_BACKENDS', 'add_vis_backends', 'check_vis_backends',
@@ -166,11 +166,6 @@ class OODMLflowVisBackend(MLflowVisBackend):
 _MLFLOW_TYPES = ('MLflowVisBackend', 'OODMLflowVisBackend')
 
 
-def _finite(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(
-        value, bool) and math.isfinite(value)
-
-
 def flat_scalars(tree, prefix: str = '') -> Dict[str, float]:
     """The finite numbers of a nested dict, named by their key path.
 
@@ -188,7 +183,7 @@ def flat_scalars(tree, prefix: str = '') -> Dict[str, float]:
         for key, value in tree.items():
             out.update(flat_scalars(value, f'{prefix}/{key}' if prefix
                                     else str(key)))
-    elif _finite(tree):
+    elif finite_number(tree):
         out[prefix] = float(tree)
     return out
 
@@ -413,12 +408,12 @@ def result_scalars(payload: dict, prefix: str = '') -> Dict[str, float]:
         for scorer, metrics in scorers.items():
             for metric in TRACKED_METRICS:
                 value = metrics.get(metric)
-                if _finite(value):
+                if finite_number(value):
                     out[f'{prefix}ood/{dataset}/{scorer}/{metric}'] = \
                         float(value)
     for dataset, miou in (payload.get('id_miou') or {}).items():
         value = miou.get('mIoU') if isinstance(miou, dict) else miou
-        if _finite(value):
+        if finite_number(value):
             out[f'{prefix}id/{dataset}/miou'] = float(value)
     return tracking_scalars(out)
 

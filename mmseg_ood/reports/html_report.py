@@ -29,13 +29,13 @@ from __future__ import annotations
 import base64
 import glob
 import html
-import math
 import os.path as osp
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ..errors import InvalidValueError
 from ..utils.files import atomic_write_text
-from .results import COLUMNS, PER_IMAGE_COLUMNS, percent, table_columns
+from .results import (COLUMNS, PER_IMAGE_COLUMNS, finite_number, percent,
+                      table_columns)
 
 __all__ = ['run_report_html', 'write_run_report', 'comparison_report_html',
            'write_comparison_report', 'LOWER_IS_BETTER', 'best_values']
@@ -104,11 +104,6 @@ def _esc(text) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _finite(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and \
-        math.isfinite(v)
-
-
 def best_values(rows: Dict[str, dict], keys: Iterable[str]
                 ) -> Dict[str, float]:
     """The best finite value of each metric over ``rows``.
@@ -124,7 +119,7 @@ def best_values(rows: Dict[str, dict], keys: Iterable[str]
     """
     out = {}
     for k in keys:
-        values = [r.get(k) for r in rows.values() if _finite(r.get(k))]
+        values = [r.get(k) for r in rows.values() if finite_number(r.get(k))]
         if values:
             out[k] = min(values) if k in LOWER_IS_BETTER else max(values)
     return out
@@ -135,13 +130,14 @@ def _metric_cell(row: dict, key: str, best: Dict[str, float],
     v = row.get(key)
     fmt = (lambda x: 'n/a' if x is None else f'{x:.4g}') \
         if key == 'component_threshold' else percent
-    text = fmt(v if _finite(v) else None)
+    text = fmt(v if finite_number(v) else None)
     ci = row.get(f'{key}_ci')
     if ci is not None and len(ci) == 2:
         text += f' [{percent(ci[0])}, {percent(ci[1])}]'
-    cls = ' class="best"' if (key in best and _finite(v) and v == best[key]
-                              and key != 'component_threshold') else ''
-    value = repr(float(v)) if _finite(v) else 'NaN'
+    marked = key in best and finite_number(v) and v == best[key] and \
+        key != 'component_threshold'
+    cls = ' class="best"' if marked else ''
+    value = repr(float(v)) if finite_number(v) else 'NaN'
     return (f'<td{cls} data-key="{_esc(key)}" data-value="{value}"'
             f'{attrs}>{_esc(text)}</td>')
 
@@ -249,7 +245,7 @@ def _per_image_table(rows: List[dict]) -> str:
              f'<tr>{"".join(head)}</tr></thead><tbody>']
 
     def number(v, text) -> str:
-        value = repr(float(v)) if _finite(v) else 'NaN'
+        value = repr(float(v)) if finite_number(v) else 'NaN'
         return f'<td data-value="{value}">{_esc(text)}</td>'
 
     for (dataset, image), entry in images.items():

@@ -24,7 +24,8 @@ from ..utils.files import (atomic_output, atomic_write_text,
 
 __all__ = [
     'RESULTS_SCHEMA_VERSION', 'COLUMNS', 'PER_IMAGE_COLUMNS',
-    'table_columns', 'percent', 'percent_ci', 'md_cell', 'markdown_table',
+    'table_columns', 'finite_number', 'percent', 'percent_ci', 'md_cell',
+    'markdown_table',
     'comparison_table', 'run_markdown', 'write_results', 'write_per_image',
     'load_results', 'results_datasets', 'check_dataset', 'csv_text',
     'save_figure', 'plot_roc_pr'
@@ -66,6 +67,20 @@ def table_columns(rows) -> list:
     return [(k, f'{t} (pooled)' if k in _POOLED else t)
             for k, t in COLUMNS] + [(k, f'{t} (per image)')
                                     for k, t in PER_IMAGE_COLUMNS]
+
+
+def finite_number(value) -> bool:
+    """Is ``value`` a finite int or float (not a bool, ``None``, NaN or
+    infinity): a number a table or a tracker can show?
+
+    Args:
+        value: Anything.
+
+    Returns:
+        bool: Whether it is a finite number.
+    """
+    return isinstance(value, (int, float)) and not isinstance(
+        value, bool) and math.isfinite(value)
 
 
 def percent(v) -> str:

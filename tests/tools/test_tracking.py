@@ -7,7 +7,8 @@ import os.path as osp
 
 import pytest
 
-from conftest import ONE_THREAD_ENV, QUICK_OPTIONS, STREET_CONFIG, run_tool
+from conftest import (ONE_THREAD_ENV, QUICK_OPTIONS, STREET_CONFIG, run_tool,
+                      tensorboard_events)
 from mmseg_ood.engine.tracking import add_vis_backends, result_scalars
 
 
@@ -15,39 +16,21 @@ def _ckpt(work_dir):
     return open(osp.join(work_dir, 'last_checkpoint')).read().strip()
 
 
-def _tensorboard(folder):
-    """``(scalars, images)`` of the one event file under ``folder``:
-    ``{tag: [(step, value), ...]}`` and the image tags."""
-    from tensorboard.backend.event_processing.event_accumulator import \
-        EventAccumulator
-    events = glob.glob(osp.join(str(folder), '**', 'events.out.tfevents*'),
-                       recursive=True)
-    assert len(events) == 1, events
-    acc = EventAccumulator(osp.dirname(events[0]),
-                           size_guidance={'scalars': 0, 'images': 0})
-    acc.Reload()
-    tags = acc.Tags()
-    return ({t: [(e.step, e.value) for e in acc.Scalars(t)]
-             for t in tags['scalars']}, set(tags['images']))
-
-
 def _assert_sent(folder, expected):
     """Every scalar of ``expected`` is in the event file, once, at step 0,
     with its value; returns the image tags."""
     assert expected
-    scalars, images = _tensorboard(folder)
+    scalars, images = tensorboard_events(folder)
     for name, value in expected.items():
         assert name in scalars, name
         ((step, got), ) = scalars[name]
         assert step == 0 and got == pytest.approx(value, rel=1e-6), name
-    return images
+    return set(images)
 
 
 def test_tensorboard_scalars_equal_results_json(tmp_path, synthetic_root,
                                                 trained_work_dir):
     pytest.importorskip('tensorboard', reason="the [tracking] extra")
-    from tensorboard.backend.event_processing.event_accumulator import \
-        EventAccumulator
     run_tool('ood_test.py', STREET_CONFIG, _ckpt(trained_work_dir),
              '--work-dir', str(tmp_path), '--scorers', 'msp', 'energy',
              '--vis-backend', 'tensorboard', '--cfg-options', *QUICK_OPTIONS,
@@ -56,23 +39,17 @@ def test_tensorboard_scalars_equal_results_json(tmp_path, synthetic_root,
     expected = result_scalars(payload)
     assert 'ood/synthetic_ood/energy/ap' in expected
     assert 'id/test_set/miou' in expected
-    events = glob.glob(str(tmp_path / '**' / 'events.out.tfevents*'),
-                       recursive=True)
-    assert len(events) == 1, events
-    acc = EventAccumulator(osp.dirname(events[0]),
-                           size_guidance={'scalars': 0, 'images': 0})
-    acc.Reload()
-    tags = acc.Tags()
+    scalars, images = tensorboard_events(tmp_path)
     for name, value in expected.items():
-        assert name in tags['scalars'], name
-        (event, ) = acc.Scalars(name)
-        assert event.value == pytest.approx(value, rel=1e-6), name
+        assert name in scalars, name
+        ((_, got), ) = scalars[name]
+        assert got == pytest.approx(value, rel=1e-6), name
     # the ROC / PR curves and the score distributions, as images
     figures = sorted(
         osp.relpath(p, tmp_path)
         for d in ('curves', 'distributions')
         for p in glob.glob(str(tmp_path / d / '*.png')))
-    assert figures and sorted(tags['images']) == figures
+    assert figures and sorted(images) == figures
 
 
 def test_result_scalars_skip_undefined_values():

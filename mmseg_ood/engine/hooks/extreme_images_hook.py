@@ -16,7 +16,7 @@ from ...evaluation.accumulators.pixel import PixelOODAccumulator
 from ...evaluation.functional.inputs import to_numpy
 from ...labels import IGNORE_INDEX
 from ...utils.arguments import strict_arguments
-from .ood_visualization_hook import save_heatmap
+from .ood_visualization_hook import prediction_palette, save_heatmap
 
 
 def _stride(shape, max_side: int) -> int:
@@ -143,12 +143,9 @@ class ExtremeImagesHook(Hook):
         image = mmcv.imread(e['img_path'], channel_order='rgb')
         s = e['stride']
         image = image[::s, ::s][:e['pred'].shape[0], :e['pred'].shape[1]]
-        palette = self.palette
-        if palette is None or len(palette) <= int(e['pred'].max()):
-            rng = np.random.default_rng(0)
-            palette = rng.integers(0, 255, (int(e['pred'].max()) + 1, 3))
-        save_heatmap(path, image, e['pred'], palette, e['scores'],
-                     e['labels'])
+        save_heatmap(path, image, e['pred'],
+                     prediction_palette(self.palette, e['pred']),
+                     e['scores'], e['labels'])
 
 
 def _stem(path: str) -> str:

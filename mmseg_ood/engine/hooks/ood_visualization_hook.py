@@ -18,6 +18,7 @@ from ...reports.results import percent, save_figure
 from ...utils.arguments import strict_arguments
 
 __all__ = ['OODVisualizationHook', 'heatmap_figure', 'heatmap_grid',
+           'prediction_palette',
            'image_metrics', 'normalize_min_max', 'save_heatmap',
            'score_range', 'GT_COLOR', 'VOID_COLOR', 'SCALES']
 
@@ -71,6 +72,23 @@ def score_range(score: np.ndarray) -> Tuple[float, float]:
         return 0.0, 1.0
     lo, hi = float(finite.min()), float(finite.max())
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def prediction_palette(palette, pred: np.ndarray):
+    """``palette``, or fixed random colours (seed 0) where it is missing
+    or has fewer colours than ``pred``'s classes.
+
+    Args:
+        palette: Class colours, ``(R, G, B)`` by class, or ``None``.
+        pred: The predicted class map, integer class indices.
+
+    Returns:
+        The colours to draw ``pred`` with.
+    """
+    if palette is None or len(palette) <= int(pred.max()):
+        rng = np.random.default_rng(0)
+        palette = rng.integers(0, 255, (int(pred.max()) + 1, 3))
+    return palette
 
 
 def image_metrics(score: np.ndarray, ood_label: Optional[np.ndarray]
@@ -377,10 +395,7 @@ class OODVisualizationHook(Hook):
                 return
             image = mmcv.imread(sample.img_path, channel_order='rgb')
             pred = sample.pred_sem_seg.data.squeeze(0).cpu().numpy()
-            palette = self.palette
-            if palette is None or len(palette) <= int(pred.max()):
-                rng = np.random.default_rng(0)
-                palette = rng.integers(0, 255, (int(pred.max()) + 1, 3))
+            palette = prediction_palette(self.palette, pred)
             label = None
             if 'gt_sem_seg' in sample:
                 label = sample.gt_sem_seg.data.squeeze(0).cpu().numpy()
