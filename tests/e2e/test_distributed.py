@@ -67,6 +67,16 @@ def test_ood_test_two_processes_equal_one(tmp_path, odd_root,
     assert energy['component_threshold'] == energy['threshold@tpr0.8']
     # the two ranks logged to one file each, printed one table
     assert runs[2][1].stdout.count('| scorer |') == 1
+    # every image's row (metrics and ground-truth facts) and the best and
+    # worst images, gathered from both ranks, as one process has them
+    per_image = [open(osp.join(runs[n][0], 'per_image.csv')).read()
+                 for n in (1, 2)]
+    assert per_image[0].count('\n') == 1 + 5 * 7 and \
+        per_image[1] == per_image[0]
+    extremes = [sorted(os.listdir(osp.join(runs[n][0], 'extremes',
+                                           'synthetic_ood')))
+                for n in (1, 2)]
+    assert extremes[0] and extremes[1] == extremes[0]
     files = {n: sorted(glob.glob(str(tmp_path / f'smiyc_{n}' / '**' /
                                      '*.*'), recursive=True))
              for n in (1, 2)}

@@ -84,3 +84,18 @@ def test_an_unknown_scorer_and_bad_sizes_are_named(tmp_path):
         hook.after_test_iter(None, 0, outputs=[samples[0][0]])
     with pytest.raises(InvalidValueError, match='`num` must be an int'):
         ExtremeImagesHook(out_dir=str(tmp_path), num=0)
+
+
+def test_an_image_seen_twice_counts_once(tmp_path):
+    """The padding repeat of distributed sampling: the same image twice
+    takes one place at each end, not two."""
+    samples = _samples(tmp_path, n=4)[:3]
+    hook = ExtremeImagesHook(out_dir=str(tmp_path / 'out'), num=2)
+    runner = SimpleNamespace(model=SimpleNamespace(dataset_meta={}))
+    hook.before_test(runner)
+    first = samples[0][0]
+    hook.after_test_iter(runner, 0, outputs=[s for s, _, _ in samples] +
+                         [first])
+    for heap in (hook._high, hook._low):
+        paths = [e['img_path'] for _, _, e in heap]
+        assert len(paths) == len(set(paths)) == 2

@@ -39,7 +39,9 @@ class ExtremeImagesHook(Hook):
     ``max_side`` pixels on its long side; the AP that ranks them, the one
     in the file name, is the full-resolution one (the heatmap's panels
     show the subsampled maps). With several ranks
-    each keeps its own extremes and rank 0 draws the extremes of all.
+    each keeps its own extremes and rank 0 draws the extremes of all; an
+    image seen twice (the padding repeats of distributed sampling) counts
+    once.
 
     Files: ``<out_dir>/highest_<i>_AP<ap>_<stem>.png`` and
     ``<out_dir>/lowest_<i>_AP<ap>_<stem>.png`` (``i`` from 1, the most
@@ -112,6 +114,8 @@ class ExtremeImagesHook(Hook):
             self._push(self._low, (-key[0], key[1]), entry)
 
     def _push(self, heap: list, key: tuple, entry: dict) -> None:
+        if any(e['img_path'] == entry['img_path'] for _, _, e in heap):
+            return  # a distributed sampler's padding repeat
         item = (key, id(entry), entry)
         if len(heap) < self.num:
             heapq.heappush(heap, item)
@@ -124,8 +128,11 @@ class ExtremeImagesHook(Hook):
         gathered = all_gather_object((high, low))
         if get_rank() != 0:
             return
-        high = [e for h, _ in gathered for e in h]
-        low = [e for _, lo in gathered for e in lo]
+        # the padding repeats of distributed sampling: each image once
+        high = list({e['img_path']: e for h, _ in gathered
+                     for e in h}.values())
+        low = list({e['img_path']: e for _, lo in gathered
+                    for e in lo}.values())
         high = sorted(high, key=lambda e: (-e['ap'], e['img_path']))
         high = high[:self.num]
         shown = {e['img_path'] for e in high}
